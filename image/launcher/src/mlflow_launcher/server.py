@@ -1,0 +1,52 @@
+"""Exec ``mlflow server``: settings go to argv, the store URI (with the password) only to env.
+
+``exec`` rather than a child process: under tini (the image's PID 1) the MLflow CLI then gets
+SIGTERM directly and forwards it to its uvicorn server for a graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+
+from mlflow_launcher.settings import ServerSettings
+
+# The envvar ``mlflow server --backend-store-uri`` reads (click option envvar in mlflow.cli).
+BACKEND_STORE_URI_ENV = "MLFLOW_BACKEND_STORE_URI"
+# Launcher-only variables the server has no use for; dropped so they do not leak into workers.
+_LAUNCHER_ONLY = ("MLFLOW_DB_SECRET_ID",)
+
+
+def server_argv(server: ServerSettings) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        server.host,
+        "--port",
+        str(server.port),
+        "--workers",
+        str(server.workers),
+        "--serve-artifacts",
+        "--artifacts-destination",
+        server.artifacts_destination,
+        "--allowed-hosts",
+        ",".join(server.allowed_hosts),
+    ]
+
+
+def server_env(base: Mapping[str, str], store_uri: str) -> dict[str, str]:
+    env = {k: v for k, v in base.items() if k not in _LAUNCHER_ONLY}
+    env[BACKEND_STORE_URI_ENV] = store_uri
+    return env
+
+
+def exec_server(server: ServerSettings, store_uri: str) -> None:
+    """Replace this process with ``mlflow server`` (never returns)."""
+    argv = server_argv(server)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(argv[0], argv, server_env(os.environ, store_uri))

@@ -1,0 +1,193 @@
+"""Settings from the environment (the chart's ConfigMap), validated up front.
+
+All problems are reported at once, each naming its variable, so a bad ConfigMap is fixed in one
+round trip rather than one crash-loop per variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from mlflow_launcher.errors import LauncherError
+
+T = TypeVar("T")
+
+DEFAULT_PORTS = {"mysql": 3306, "postgres": 5432}
+DEFAULT_CONNECT_ATTEMPTS = 10
+DEFAULT_BACKOFF_MAX_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class DbSettings:
+    """Where the database is and how hard to try reaching it."""
+
+    engine: str  # "mysql" | "postgres"
+    host: str
+    port: int
+    name: str
+    secret_id: str
+    ca_bundle: str
+    connect_attempts: int
+    backoff_max_seconds: float
+    region: str | None
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What ``mlflow server`` is started with (everything but the store URI goes to argv)."""
+
+    host: str
+    port: int
+    workers: int
+    artifacts_destination: str
+    allowed_hosts: tuple[str, ...]
+
+
+class _Reader:
+    """Reads variables and collects every problem instead of stopping at the first."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def raw(self, name: str, default: str | None = None) -> str | None:
+        value = self.env.get(name, "").strip()
+        if value:
+            return value
+        if default is None:
+            self.problems.append(f"{name} is not set")
+        return default
+
+    def parse(
+        self, name: str, convert: Callable[[str], T], what: str, default: str | None = None
+    ) -> T | None:
+        value = self.raw(name, default)
+        if value is None:
+            return None
+        try:
+            return convert(value)
+        except ValueError:
+            self.problems.append(f"{name} must be {what}, got {value!r}")
+            return None
+
+    def check(self) -> None:
+        if self.problems:
+            raise LauncherError("invalid environment: " + "; ".join(self.problems))
+
+
+def _engine(value: str) -> str:
+    if value not in DEFAULT_PORTS:
+        raise ValueError(value)
+    return value
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 < port < 65536:
+        raise ValueError(value)
+    return port
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(value)
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError(value)
+    return number
+
+
+def _hosts(value: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip() for h in value.split(",") if h.strip())
+    if not hosts:
+        raise ValueError(value)
+    return hosts
+
+
+def _readable_file(value: str) -> str:
+    if not Path(value).is_file() or not os.access(value, os.R_OK):
+        raise ValueError(value)
+    return value
+
+
+def _server(r: _Reader, defaults: Mapping[str, str]) -> ServerSettings | None:
+    host = r.raw("MLFLOW_HOST", defaults.get("MLFLOW_HOST", "0.0.0.0"))  # noqa: S104 - pod IP
+    port = r.parse("MLFLOW_PORT", _port, "a TCP port", defaults.get("MLFLOW_PORT", "5000"))
+    workers = r.parse(
+        "MLFLOW_WORKERS", _positive_int, "a positive integer", defaults.get("MLFLOW_WORKERS", "2")
+    )
+    destination = r.raw("MLFLOW_ARTIFACTS_DESTINATION", defaults.get("MLFLOW_ARTIFACTS_DESTINATION"))
+    allowed = r.parse(
+        "MLFLOW_ALLOWED_HOSTS",
+        _hosts,
+        "a comma-separated list of Host patterns",
+        defaults.get("MLFLOW_ALLOWED_HOSTS"),
+    )
+    if None in (host, port, workers, destination, allowed):
+        return None
+    return ServerSettings(host, port, workers, destination, allowed)  # type: ignore[arg-type]
+
+
+def _db(r: _Reader) -> DbSettings | None:
+    engine = r.parse("MLFLOW_DB_ENGINE", _engine, '"mysql" or "postgres"')
+    host = r.raw("MLFLOW_DB_HOST")
+    # An invalid engine is already reported; its port default does not matter then.
+    default_port = str(DEFAULT_PORTS.get(engine or "mysql"))
+    port = r.parse("MLFLOW_DB_PORT", _port, "a TCP port", default_port)
+    name = r.raw("MLFLOW_DB_NAME", "mlflow")
+    secret_id = r.raw("MLFLOW_DB_SECRET_ID")
+    ca_bundle = r.parse("MLFLOW_DB_CA_BUNDLE", _readable_file, "a readable CA bundle file")
+    attempts = r.parse(
+        "MLFLOW_DB_CONNECT_ATTEMPTS",
+        _positive_int,
+        "a positive integer",
+        str(DEFAULT_CONNECT_ATTEMPTS),
+    )
+    backoff = r.parse(
+        "MLFLOW_DB_CONNECT_BACKOFF_MAX_SECONDS",
+        _positive_float,
+        "a positive number of seconds",
+        str(DEFAULT_BACKOFF_MAX_SECONDS),
+    )
+    region = r.env.get("AWS_REGION") or r.env.get("AWS_DEFAULT_REGION") or None
+    values = (engine, host, port, name, secret_id, ca_bundle, attempts, backoff)
+    if None in values:
+        return None
+    return DbSettings(*values, region=region)  # type: ignore[arg-type]
+
+
+def load_db(env: Mapping[str, str]) -> DbSettings:
+    """Settings for ``migrate``."""
+    reader = _Reader(env)
+    db = _db(reader)
+    reader.check()
+    assert db is not None
+    return db
+
+
+def load_db_and_server(env: Mapping[str, str]) -> tuple[DbSettings, ServerSettings]:
+    """Settings for ``serve`` (validated together, so every problem shows in one message)."""
+    reader = _Reader(env)
+    db = _db(reader)
+    server = _server(reader, {})
+    reader.check()
+    assert db is not None and server is not None
+    return db, server
+
+
+def load_local_server(env: Mapping[str, str], defaults: Mapping[str, str]) -> ServerSettings:
+    """Settings for ``local``: the embedded defaults apply where the environment is silent."""
+    reader = _Reader(env)
+    server = _server(reader, defaults)
+    reader.check()
+    assert server is not None
+    return server

@@ -1,0 +1,148 @@
+"""Wait for the database: bounded retries with exponential backoff, but no retry where waiting
+cannot help (wrong password, TLS verification failure): those fail at once with one message,
+so a bad secret does not become a retry storm that locks the account or floods the logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.pool import NullPool
+
+from mlflow_launcher.errors import LauncherError
+
+log = logging.getLogger(__name__)
+
+MYSQL_ACCESS_DENIED = 1045
+PG_INVALID_PASSWORD = "28P01"
+_AUTH_MARKERS = ("password authentication failed", "access denied for user")
+_TLS_MARKERS = (
+    "certificate verify failed",
+    "certificate_verify_failed",
+    "does not match host name",
+    "hostname mismatch",
+    "root certificate file",
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``attempts`` tries in all; the n-th wait is ``min(max_delay, base * 2**(n-1))`` seconds."""
+
+    attempts: int
+    max_delay: float
+    base: float = 1.0
+
+    def delays(self) -> list[float]:
+        return [min(self.max_delay, self.base * 2**n) for n in range(self.attempts - 1)]
+
+
+class AuthenticationFailed(LauncherError):
+    """The database rejected the credentials: retrying would not help."""
+
+
+class TlsVerificationFailed(LauncherError):
+    """The server's certificate did not verify against MLFLOW_DB_CA_BUNDLE."""
+
+
+def driver_message(exc: BaseException) -> str:
+    """The driver's own message (the SQLAlchemy wrapper adds SQL and links, not information)."""
+    orig = getattr(exc, "orig", None) or exc
+    return " ".join(str(orig).split()) or type(orig).__name__
+
+
+def classify(exc: BaseException, ca_bundle: str) -> LauncherError | None:
+    """A fatal LauncherError for failures that retrying cannot fix, None for transient ones."""
+    orig = getattr(exc, "orig", None) or exc
+    message = driver_message(exc)
+    lowered = message.lower()
+    code = orig.args[0] if getattr(orig, "args", None) else None
+    if (
+        code == MYSQL_ACCESS_DENIED
+        or getattr(orig, "pgcode", None) == PG_INVALID_PASSWORD
+        or any(m in lowered for m in _AUTH_MARKERS)
+    ):
+        return AuthenticationFailed(
+            f"database rejected the credentials from the secret (not retrying): {message}"
+        )
+    if any(m in lowered for m in _TLS_MARKERS):
+        return TlsVerificationFailed(
+            f"TLS verification of the database server failed against the CA bundle "
+            f"MLFLOW_DB_CA_BUNDLE={ca_bundle} (not retrying): {message}"
+        )
+    return None
+
+
+def wait_for(
+    connect: Callable[[], None],
+    policy: RetryPolicy,
+    *,
+    ca_bundle: str,
+    what: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Call ``connect`` until it succeeds, a fatal error occurs, or the attempts run out."""
+    delays = policy.delays()
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            connect()
+        except LauncherError:
+            raise
+        except Exception as exc:  # the driver's exception types vary; classify() sorts them
+            fatal = classify(exc, ca_bundle)
+            if fatal is not None:
+                raise fatal from None
+            reason = driver_message(exc)
+            if attempt == policy.attempts:
+                raise LauncherError(
+                    f"{what} not reachable after {policy.attempts} attempts: {reason} "
+                    "(raise MLFLOW_DB_CONNECT_ATTEMPTS / MLFLOW_DB_CONNECT_BACKOFF_MAX_SECONDS "
+                    "to wait longer)"
+                ) from None
+            delay = delays[attempt - 1]
+            log.warning(
+                "%s not reachable (attempt %d/%d): %s; retrying in %.1f s",
+                what, attempt, policy.attempts, reason, delay,
+            )
+            sleep(delay)
+        else:
+            if attempt > 1:
+                log.info("%s reachable after %d attempts", what, attempt)
+            return
+
+
+def make_engine(url: URL) -> Engine:
+    # NullPool: the launcher opens a handful of short connections; nothing to keep warm.
+    return create_engine(url, poolclass=NullPool)
+
+
+def probe(engine: Engine) -> None:
+    """One round trip, and on MySQL proof that the session is encrypted.
+
+    PyMySQL falls back to plain text when a server does not offer TLS; libpq's verify-full
+    never does. So on MySQL the launcher checks the session cipher itself.
+    """
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+        if engine.dialect.name == "mysql":
+            row = conn.execute(text("SHOW SESSION STATUS LIKE 'Ssl_cipher'")).first()
+            if row is None or not row[1]:
+                raise TlsVerificationFailed(
+                    "the MySQL session is not encrypted: the server did not offer TLS "
+                    "(refusing to send queries in plain text)"
+                )
+
+
+def wait_for_database(engine: Engine, policy: RetryPolicy, *, ca_bundle: str) -> None:
+    url = engine.url
+    wait_for(
+        lambda: probe(engine),
+        policy,
+        ca_bundle=ca_bundle,
+        what=f"database {url.host}:{url.port}/{url.database}",
+    )

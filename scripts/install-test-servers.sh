@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Install the real servers the integration tests start on loopback (Debian 12 packages):
+# MariaDB 10.11 (stands in for RDS MySQL 8), PostgreSQL 15, openssl for the test CA, and tini
+# (the image's PID 1, so the SIGTERM test runs the exact ENTRYPOINT). Idempotent: installs only
+# what is missing, and does nothing (not even apt-get update) when everything is present.
+set -euo pipefail
+
+declare -A wanted=(
+  [mariadb-server]=/usr/sbin/mariadbd
+  [mariadb-client]=/usr/bin/mariadb
+  [postgresql]=/usr/lib/postgresql/15/bin/pg_ctl
+  [openssl]=/usr/bin/openssl
+  [tini]=/usr/bin/tini
+  [util-linux]=/usr/bin/unshare
+)
+
+missing=()
+for pkg in "${!wanted[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
+     || [ ! -x "${wanted[$pkg]}" ]; then
+    missing+=("$pkg")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-test-servers: all present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-test-servers: need root to install: ${missing[*]}" >&2
+  exit 1
+fi
+
+echo "install-test-servers: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# The tests start their own server instances in temporary directories; the packages' default
+# services are not needed, and policy-rc.d keeps dpkg from starting them where there is no init.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "install-test-servers: done"
