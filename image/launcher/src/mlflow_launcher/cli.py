@@ -64,7 +64,12 @@ def _connect(db: settings.DbSettings) -> tuple[Engine, URL]:
     engine = wait.make_engine(url)
     log.info(
         "connecting to %s database %s:%s/%s as %s (TLS verified against %s)",
-        db.engine, db.host, db.port, db.name, creds.username, db.ca_bundle,
+        db.engine,
+        db.host,
+        db.port,
+        db.name,
+        creds.username,
+        db.ca_bundle,
     )
     policy = wait.RetryPolicy(db.connect_attempts, db.backoff_max_seconds)
     wait.wait_for_database(engine, policy, ca_bundle=db.ca_bundle)

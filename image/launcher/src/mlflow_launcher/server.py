@@ -49,4 +49,4 @@ def exec_server(server: ServerSettings, store_uri: str) -> None:
     argv = server_argv(server)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(argv[0], argv, server_env(os.environ, store_uri))
+    os.execve(argv[0], argv, server_env(os.environ, store_uri))  # noqa: S606 - no shell wanted

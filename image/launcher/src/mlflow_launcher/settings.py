@@ -125,7 +125,9 @@ def _server(r: _Reader, defaults: Mapping[str, str]) -> ServerSettings | None:
     workers = r.parse(
         "MLFLOW_WORKERS", _positive_int, "a positive integer", defaults.get("MLFLOW_WORKERS", "2")
     )
-    destination = r.raw("MLFLOW_ARTIFACTS_DESTINATION", defaults.get("MLFLOW_ARTIFACTS_DESTINATION"))
+    destination = r.raw(
+        "MLFLOW_ARTIFACTS_DESTINATION", defaults.get("MLFLOW_ARTIFACTS_DESTINATION")
+    )
     allowed = r.parse(
         "MLFLOW_ALLOWED_HOSTS",
         _hosts,

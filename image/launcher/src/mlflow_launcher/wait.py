@@ -19,7 +19,7 @@ from mlflow_launcher.errors import LauncherError
 log = logging.getLogger(__name__)
 
 MYSQL_ACCESS_DENIED = 1045
-PG_INVALID_PASSWORD = "28P01"
+PG_INVALID_PASSWORD = "28P01"  # noqa: S105 - an SQLSTATE, not a password
 _AUTH_MARKERS = ("password authentication failed", "access denied for user")
 _TLS_MARKERS = (
     "certificate verify failed",
@@ -107,7 +107,11 @@ def wait_for(
             delay = delays[attempt - 1]
             log.warning(
                 "%s not reachable (attempt %d/%d): %s; retrying in %.1f s",
-                what, attempt, policy.attempts, reason, delay,
+                what,
+                attempt,
+                policy.attempts,
+                reason,
+                delay,
             )
             sleep(delay)
         else:

@@ -1,0 +1,9 @@
+"""Unit tests import the launcher from its source tree (it is not installed in the dev venv;
+its runtime, mlflow, lives in .venv-image). Only SQLAlchemy, boto3 and PyMySQL are needed here:
+the launcher imports mlflow lazily, inside the functions that migrate."""
+
+import sys
+from pathlib import Path
+
+LAUNCHER_SRC = Path(__file__).resolve().parents[3] / "image" / "launcher" / "src"
+sys.path.insert(0, str(LAUNCHER_SRC))

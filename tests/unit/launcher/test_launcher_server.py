@@ -1,0 +1,48 @@
+"""`mlflow server` gets its settings in argv and the store URI (with the password) only in env."""
+
+import logging
+
+from mlflow_launcher import cli
+from mlflow_launcher.server import BACKEND_STORE_URI_ENV, server_argv, server_env
+from mlflow_launcher.settings import ServerSettings
+
+PASSWORD = "pa:ss@w/rd?#"  # noqa: S105 - test value
+URI = "mysql+pymysql://u:pa%3Ass%40w%2Frd%3F%23@db:3306/mlflow?ssl_ca=/ca.pem"
+
+SERVER = ServerSettings(
+    host="0.0.0.0",  # noqa: S104
+    port=5000,
+    workers=2,
+    artifacts_destination="s3://bucket/artifacts",
+    allowed_hosts=("mlflow", "mlflow.ns.svc", "*.elb.amazonaws.com"),
+)
+
+
+def test_argv_has_server_options_and_no_store_uri():
+    argv = server_argv(SERVER)
+    assert argv[1:4] == ["-m", "mlflow", "server"]
+    joined = " ".join(argv)
+    assert "--backend-store-uri" not in joined
+    assert "mysql" not in joined
+    assert PASSWORD not in joined
+    assert "pa%3Ass" not in joined
+    assert argv[argv.index("--artifacts-destination") + 1] == "s3://bucket/artifacts"
+    assert argv[argv.index("--allowed-hosts") + 1] == "mlflow,mlflow.ns.svc,*.elb.amazonaws.com"
+    assert argv[argv.index("--workers") + 1] == "2"
+    assert "--serve-artifacts" in argv
+
+
+def test_env_carries_the_store_uri_and_drops_the_secret_id():
+    env = server_env({"MLFLOW_DB_SECRET_ID": "arn:...", "AWS_REGION": "eu-west-1"}, URI)
+    assert env[BACKEND_STORE_URI_ENV] == URI
+    assert env["AWS_REGION"] == "eu-west-1"
+    assert "MLFLOW_DB_SECRET_ID" not in env
+
+
+def test_log_filter_masks_registered_password(caplog):
+    redact = cli._Redact()
+    redact.secrets.append(PASSWORD)
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed for %s", (PASSWORD,), None)
+    assert redact.filter(record)
+    assert PASSWORD not in record.getMessage()
+    assert "***" in record.getMessage()

@@ -1,0 +1,95 @@
+"""A bad ConfigMap is reported in one message that names every variable at fault."""
+
+import pytest
+from mlflow_launcher.errors import LauncherError
+from mlflow_launcher.settings import load_db, load_db_and_server, load_local_server
+
+
+@pytest.fixture
+def env(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    return {
+        "MLFLOW_DB_ENGINE": "postgres",
+        "MLFLOW_DB_HOST": "db.internal",
+        "MLFLOW_DB_PORT": "5432",
+        "MLFLOW_DB_NAME": "mlflow",
+        "MLFLOW_DB_SECRET_ID": "arn:aws:secretsmanager:eu-west-1:1:secret:x",
+        "MLFLOW_DB_CA_BUNDLE": str(ca),
+        "MLFLOW_ARTIFACTS_DESTINATION": "s3://bucket/artifacts",
+        "MLFLOW_HOST": "0.0.0.0",  # noqa: S104
+        "MLFLOW_PORT": "5000",
+        "MLFLOW_WORKERS": "2",
+        "MLFLOW_ALLOWED_HOSTS": "mlflow, mlflow.ns.svc ,*.elb.amazonaws.com",
+        "AWS_REGION": "eu-west-1",
+    }
+
+
+def test_complete_environment_parses(env):
+    db, server = load_db_and_server(env)
+    assert (db.engine, db.host, db.port, db.name) == ("postgres", "db.internal", 5432, "mlflow")
+    assert db.region == "eu-west-1"
+    assert db.connect_attempts == 10 and db.backoff_max_seconds == 30.0  # defaults
+    assert server.allowed_hosts == ("mlflow", "mlflow.ns.svc", "*.elb.amazonaws.com")
+    assert (server.port, server.workers) == (5000, 2)
+
+
+def test_every_missing_variable_is_named_at_once(env):
+    for key in (
+        "MLFLOW_DB_ENGINE",
+        "MLFLOW_DB_HOST",
+        "MLFLOW_DB_SECRET_ID",
+        "MLFLOW_ARTIFACTS_DESTINATION",
+        "MLFLOW_ALLOWED_HOSTS",
+    ):
+        del env[key]
+    with pytest.raises(LauncherError) as err:
+        load_db_and_server(env)
+    for key in (
+        "MLFLOW_DB_ENGINE",
+        "MLFLOW_DB_HOST",
+        "MLFLOW_DB_SECRET_ID",
+        "MLFLOW_ARTIFACTS_DESTINATION",
+        "MLFLOW_ALLOWED_HOSTS",
+    ):
+        assert f"{key} is not set" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("MLFLOW_DB_ENGINE", "oracle", 'MLFLOW_DB_ENGINE must be "mysql" or "postgres"'),
+        ("MLFLOW_DB_PORT", "abc", "MLFLOW_DB_PORT must be a TCP port, got 'abc'"),
+        ("MLFLOW_DB_PORT", "70000", "MLFLOW_DB_PORT must be a TCP port"),
+        ("MLFLOW_WORKERS", "0", "MLFLOW_WORKERS must be a positive integer"),
+        ("MLFLOW_DB_CONNECT_ATTEMPTS", "-1", "MLFLOW_DB_CONNECT_ATTEMPTS must be a positive"),
+        ("MLFLOW_DB_CONNECT_BACKOFF_MAX_SECONDS", "x", "MLFLOW_DB_CONNECT_BACKOFF_MAX_SECONDS"),
+        ("MLFLOW_DB_CA_BUNDLE", "/nonexistent/ca.pem", "MLFLOW_DB_CA_BUNDLE must be a readable"),
+        ("MLFLOW_ALLOWED_HOSTS", " , ", "MLFLOW_ALLOWED_HOSTS must be a comma-separated"),
+    ],
+)
+def test_invalid_values_are_named(env, key, value, expected):
+    env[key] = value
+    with pytest.raises(LauncherError, match="invalid environment") as err:
+        load_db_and_server(env)
+    assert expected in str(err.value)
+
+
+def test_port_defaults_by_engine(env):
+    del env["MLFLOW_DB_PORT"]
+    assert load_db(env).port == 5432
+    env["MLFLOW_DB_ENGINE"] = "mysql"
+    assert load_db(env).port == 3306
+
+
+def test_local_defaults_apply_only_where_env_is_silent():
+    defaults = {
+        "MLFLOW_HOST": "127.0.0.1",
+        "MLFLOW_PORT": "5000",
+        "MLFLOW_WORKERS": "1",
+        "MLFLOW_ALLOWED_HOSTS": "localhost",
+        "MLFLOW_ARTIFACTS_DESTINATION": "/x",
+    }
+    server = load_local_server({"MLFLOW_PORT": "5077"}, defaults)
+    assert (server.host, server.port, server.workers) == ("127.0.0.1", 5077, 1)
+    assert server.artifacts_destination == "/x"

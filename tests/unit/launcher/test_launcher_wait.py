@@ -1,0 +1,125 @@
+"""Retry policy with a fake connect: bounded, exponential backoff, no retry on auth/TLS failure."""
+
+import pymysql
+import pytest
+from mlflow_launcher.errors import LauncherError
+from mlflow_launcher.wait import (
+    AuthenticationFailed,
+    RetryPolicy,
+    TlsVerificationFailed,
+    wait_for,
+)
+from sqlalchemy.exc import OperationalError
+
+CA = "/etc/ssl/certs/test-ca.pem"
+
+
+def _wrapped(orig):
+    """What SQLAlchemy raises around a driver error."""
+    return OperationalError("SELECT 1", {}, orig)
+
+
+class PgError(Exception):
+    """Stands in for psycopg2.OperationalError (pgcode is None on connect-time errors)."""
+
+    pgcode = None
+
+
+class FakeConnect:
+    def __init__(self, failures):
+        self.failures = list(failures)
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+
+
+def _run(connect, attempts=5, max_delay=4.0):
+    sleeps = []
+    wait_for(
+        connect,
+        RetryPolicy(attempts, max_delay),
+        ca_bundle=CA,
+        what="database x",
+        sleep=sleeps.append,
+    )
+    return sleeps
+
+
+REFUSED = _wrapped(pymysql.err.OperationalError(2003, "Can't connect to MySQL server (111)"))
+
+
+def test_backoff_doubles_up_to_the_cap():
+    assert RetryPolicy(6, 5.0).delays() == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert RetryPolicy(1, 5.0).delays() == []
+    assert RetryPolicy(4, 0.2).delays() == [0.2, 0.2, 0.2]
+
+
+def test_transient_failures_are_retried_until_success():
+    connect = FakeConnect([REFUSED, REFUSED, REFUSED])
+    assert _run(connect) == [1.0, 2.0, 4.0]
+    assert connect.calls == 4
+
+
+def test_attempts_are_bounded_then_a_clear_error(caplog):
+    connect = FakeConnect([REFUSED] * 10)
+    sleeps = []
+    with pytest.raises(LauncherError) as err:
+        wait_for(connect, RetryPolicy(4, 3.0), ca_bundle=CA, what="database x", sleep=sleeps.append)
+    assert connect.calls == 4
+    assert sleeps == [1.0, 2.0, 3.0]
+    assert "not reachable after 4 attempts" in str(err.value)
+    assert "MLFLOW_DB_CONNECT_ATTEMPTS" in str(err.value)
+    assert "Can't connect to MySQL server" in str(err.value)
+    assert len([r for r in caplog.records if "retrying in" in r.getMessage()]) == 3
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        _wrapped(pymysql.err.OperationalError(1045, "Access denied for user 'u'@'10.0.0.1'")),
+        _wrapped(PgError('FATAL:  password authentication failed for user "u"')),
+    ],
+)
+def test_authentication_failure_is_not_retried(error):
+    connect = FakeConnect([error, None])
+    sleeps = []
+    with pytest.raises(AuthenticationFailed, match="rejected the credentials") as err:
+        wait_for(connect, RetryPolicy(10, 1.0), ca_bundle=CA, what="db", sleep=sleeps.append)
+    assert connect.calls == 1
+    assert sleeps == []
+    assert "not retrying" in str(err.value)
+
+
+def test_pgcode_28p01_is_an_authentication_failure():
+    error = PgError("server said no")
+    error.pgcode = "28P01"
+    with pytest.raises(AuthenticationFailed):
+        _run(FakeConnect([_wrapped(error)]))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Can't connect to MySQL server on '127.0.0.1' ([SSL: CERTIFICATE_VERIFY_FAILED] "
+        "certificate verify failed: unable to get local issuer certificate (_ssl.c:1006))",
+        'connection to server at "127.0.0.1", port 5432 failed: SSL error: certificate verify '
+        "failed",
+        'server certificate for "db.other" does not match host name "db.internal"',
+    ],
+)
+def test_tls_verification_failure_is_not_retried_and_names_the_bundle(message):
+    connect = FakeConnect([_wrapped(PgError(message))])
+    with pytest.raises(TlsVerificationFailed) as err:
+        _run(connect)
+    assert connect.calls == 1
+    assert f"MLFLOW_DB_CA_BUNDLE={CA}" in str(err.value)
+
+
+def test_launcher_errors_from_the_probe_pass_through_unretried():
+    connect = FakeConnect([TlsVerificationFailed("the MySQL session is not encrypted")])
+    with pytest.raises(TlsVerificationFailed, match="not encrypted"):
+        _run(connect)
+    assert connect.calls == 1
