@@ -1,0 +1,52 @@
+# Each target bootstraps what it needs: a fresh clone runs `make synth` or `make test` directly.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+IMAGE_VENV := .venv-image
+BIN := $(VENV)/bin
+CONFIG ?=
+CDK_CONFIG := $(if $(CONFIG),-c config=$(CONFIG),)
+
+# jsii prints a Node 20 end-of-life banner on every start; this jsii reads the second name.
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: synth test lint bench local deploy diff destroy clean
+
+$(BIN)/.stamp: requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The server's own environment, installed from the image's hash-locked file, for the
+# integration tests and `make local` (the image itself needs Docker, which CI lacks).
+$(IMAGE_VENV)/.stamp: image/requirements.txt $(shell find image/launcher -name '*.py' -o -name pyproject.toml 2>/dev/null)
+	test -x $(IMAGE_VENV)/bin/python || $(PYTHON) -m venv $(IMAGE_VENV)
+	$(IMAGE_VENV)/bin/pip install -q --require-hashes --no-deps -r image/requirements.txt
+	$(IMAGE_VENV)/bin/pip install -q --no-deps --no-build-isolation ./image/launcher
+	touch $@
+
+synth: $(BIN)/.stamp node_modules/.stamp
+	npx cdk synth --quiet $(CDK_CONFIG)
+	$(BIN)/python -m k8s_charts.export cdk.out
+	@echo "CloudFormation templates: cdk.out/*.template.json"
+	@echo "Kubernetes manifests:     cdk.out/manifests/"
+
+test: $(BIN)/.stamp node_modules/.stamp $(IMAGE_VENV)/.stamp
+	$(BIN)/python -m pytest
+
+lint: $(BIN)/.stamp
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+deploy diff destroy: $(BIN)/.stamp node_modules/.stamp
+	npx cdk $@ $(CDK_CONFIG) $(ARGS)
+
+clean:
+	rm -rf cdk.out $(VENV) $(IMAGE_VENV) node_modules

@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""CDK entry point: read the config file, validate it, build the stacks, write review manifests.
+
+    cdk synth                              # the defaults: a complete new deployment
+    cdk synth -c config=config/examples/postgres.yaml
+    cdk deploy --all -c config=my.yaml [-c allow_data_destroy=true]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import aws_cdk as cdk
+import yaml
+
+from config import ConfigError, load_settings
+from stacks import DESTROY_FLAG, Deployment, build_deployment
+
+
+def main() -> int:
+    app = cdk.App()
+    config_path = app.node.try_get_context("config")
+    try:
+        settings = load_settings(config_path or None)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    allow_destroy = _flag(app.node.try_get_context(DESTROY_FLAG))
+    deployment = build_deployment(app, settings, allow_destroy=allow_destroy)
+    assembly = app.synth()
+    write_review_manifests(deployment, Path(assembly.directory))
+    return 0
+
+
+def write_review_manifests(deployment: Deployment, outdir: Path) -> Path:
+    """Write the chart's objects as YAML beside the templates (cdk.out/manifests/)."""
+    target = outdir / "manifests"
+    target.mkdir(exist_ok=True)
+    objects = deployment.mlflow.tracking_server.review_manifests()
+    path = target / f"{deployment.mlflow.stack_name}.yaml"
+    path.write_text(yaml.safe_dump_all(objects, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _flag(value: object) -> bool:
+    """Context values arrive as strings from -c and as JSON values from cdk.json."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes"}
+    return bool(value) if value is not None else False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

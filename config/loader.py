@@ -1,0 +1,110 @@
+"""Read a config file into Settings, turning every failure into one readable ConfigError.
+
+The message names the file and each offending key path (`exposure.external.allowed_cidrs`),
+so `cdk synth` tells the user what to fix instead of printing a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from config.settings import Settings
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; str() is the message to show the user."""
+
+
+def load_settings(path: str | Path | None) -> Settings:
+    """Settings from a YAML file; None gives the defaults (a complete new deployment)."""
+    if path is None:
+        return Settings()
+    raw = _read_yaml(Path(path))
+    return parse_settings(raw, source=str(path))
+
+
+def parse_settings(raw: Any, *, source: str = "config") -> Settings:
+    """Validate already-parsed data (a mapping) into Settings."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}"
+        )
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as error:
+        lines = [_describe(e) for e in error.errors(include_url=False)]
+        raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(lines)) from None
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a YAML file") from None
+    except (PermissionError, UnicodeDecodeError, OSError) as error:
+        raise ConfigError(f"{path}: cannot read config file ({error})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "malformed YAML"
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    path = _dotted(loc)
+    if error["type"] == "extra_forbidden":
+        hint = _did_you_mean(loc)
+        return f"  {path}: unknown key{hint}"
+    message = error["msg"].removeprefix("Value error, ")
+    if message.startswith("@"):
+        key, _, message = message[1:].partition(": ")
+        loc = (*loc, key)
+        path = _dotted(loc)
+    if error["type"] not in {"value_error", "assertion_error"} and "input" in error:
+        message += f" (got {_short(error['input'])})"
+    return f"  {path or '(top level)'}: {message}"
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """Suggest the closest valid key at the location of an unknown one."""
+    model: type[BaseModel] | None = Settings
+    for part in loc[:-1]:
+        if model is None or isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    if model is None:
+        return ""
+    valid = sorted(model.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; valid keys here: {', '.join(valid)}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,176 @@
+"""The EKS cluster MLflow runs on: a new Auto Mode cluster, or an existing one imported.
+
+Both shapes publish the same three things the tracking server needs: `cluster` (with a
+kubectl provider, so manifests can be applied), `oidc_provider` (IRSA) and `security_group`
+(the source of pod traffic, which the database admits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from constructs_lib.kubernetes import kubectl_layer, kubernetes_version
+
+
+class AutoModeCluster(Construct):
+    """A new EKS Auto Mode cluster in the given VPC's private subnets.
+
+    Auto Mode runs the nodes, the load balancer controller, storage and networking add-ons, so
+    the cluster needs no node groups or Helm charts. Kubernetes secrets are envelope-encrypted
+    with a new KMS key (rotated yearly); control-plane logs go to CloudWatch.
+
+    Attributes: `cluster` (id "Resource"), `oidc_provider`, `security_group`, `secrets_key`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        vpc: ec2.IVpc,
+        version: str = "1.35",
+        admin_role_arns: tuple[str, ...] = (),
+    ) -> None:
+        """
+        :param vpc: VPC whose private subnets hold the nodes.
+        :param version: Kubernetes minor version, e.g. "1.35". Default: 1.35.
+        :param admin_role_arns: IAM roles granted cluster-admin through EKS access entries,
+            besides the deploying principal. Default: none.
+        """
+        super().__init__(scope, id)
+        self.secrets_key = kms.Key(
+            self, "SecretsKey", enable_key_rotation=True, description="EKS secrets encryption"
+        )
+        self.cluster = eks.Cluster(
+            self,
+            "Resource",
+            version=kubernetes_version(version),
+            vpc=vpc,
+            vpc_subnets=[ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)],
+            default_capacity_type=eks.DefaultCapacityType.AUTOMODE,
+            compute=eks.ComputeConfig(node_pools=["system", "general-purpose"]),
+            kubectl_provider_options=eks.KubectlProviderOptions(
+                kubectl_layer=kubectl_layer(self, "KubectlLayer", version)
+            ),
+            secrets_encryption_key=self.secrets_key,
+            cluster_logging=[
+                eks.ClusterLoggingTypes.API,
+                eks.ClusterLoggingTypes.AUDIT,
+                eks.ClusterLoggingTypes.AUTHENTICATOR,
+            ],
+        )
+        for index, arn in enumerate(admin_role_arns):
+            self.cluster.grant_cluster_admin(f"Admin{index}", arn)
+        # The native IAM OIDC provider resource (no custom resource) for IRSA trust.
+        self.oidc_provider: iam.IOpenIdConnectProvider = eks.OidcProviderNative(
+            self, "OidcProvider", url=self.cluster.cluster_open_id_connect_issuer_url
+        )
+        self.security_group: ec2.ISecurityGroup = self.cluster.cluster_security_group
+
+
+@dataclass(frozen=True)
+class ExistingClusterAttributes:
+    """What identifies an existing cluster; all literals from the config file."""
+
+    cluster_name: str
+    oidc_provider_arn: str
+    security_group_id: str
+    """The cluster security group (attached to nodes and so to pods' traffic)."""
+    kubernetes_version: str
+    kubectl_role_arn: str | None = None
+    """A role that already has cluster access for the kubectl handler; None creates one."""
+
+
+class ImportedCluster(Construct):
+    """An existing EKS cluster, imported with a kubectl provider that can apply manifests.
+
+    aws_eks_v2 ignores `kubectl_provider_options` on an imported cluster, so the provider is
+    built explicitly: import once bare, create the provider, import again with it. The
+    provider's handler runs *as* its role (no assume-role), so a new role gets an EKS access
+    entry with cluster-admin; a role given in `attributes.kubectl_role_arn` must have one.
+    The handler runs in `subnets` with the cluster security group, which works with private
+    cluster endpoints (the subnets need a route to STS and EKS: NAT or VPC endpoints).
+
+    Attributes: `cluster` (id "Resource"), `kubectl_provider`, `kubectl_role`,
+    `access_entry` (None when the role was given), `oidc_provider`, `security_group`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        attributes: ExistingClusterAttributes,
+        vpc: ec2.IVpc,
+        subnets: list[ec2.ISubnet] | None = None,
+    ) -> None:
+        """
+        :param attributes: the cluster's identity.
+        :param vpc: the cluster's VPC.
+        :param subnets: where the kubectl handler runs. Default: the VPC's private subnets.
+        """
+        super().__init__(scope, id)
+        self.oidc_provider = iam.OpenIdConnectProvider.from_open_id_connect_provider_arn(
+            self, "OidcProvider", attributes.oidc_provider_arn
+        )
+        self.security_group = ec2.SecurityGroup.from_security_group_id(
+            self, "SecurityGroup", attributes.security_group_id, mutable=False
+        )
+        if attributes.kubectl_role_arn:
+            self.kubectl_role = iam.Role.from_role_arn(
+                self, "KubectlRole", attributes.kubectl_role_arn, mutable=False
+            )
+        else:
+            self.kubectl_role = iam.Role(
+                self,
+                "KubectlRole",
+                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                description="kubectl handler of the MLflow deployment",
+                managed_policies=[
+                    iam.ManagedPolicy.from_aws_managed_policy_name(
+                        "service-role/AWSLambdaVPCAccessExecutionRole"
+                    )
+                ],
+            )
+        bare = eks.Cluster.from_cluster_attributes(
+            self, "Bare", cluster_name=attributes.cluster_name, vpc=vpc
+        )
+        self.kubectl_provider = eks.KubectlProvider(
+            self,
+            "KubectlProvider",
+            cluster=bare,
+            kubectl_layer=kubectl_layer(self, "KubectlLayer", attributes.kubernetes_version),
+            role=self.kubectl_role,
+            private_subnets=subnets or vpc.private_subnets,
+            security_group=self.security_group,
+        )
+        self.cluster = eks.Cluster.from_cluster_attributes(
+            self,
+            "Resource",
+            cluster_name=attributes.cluster_name,
+            vpc=vpc,
+            kubectl_provider=self.kubectl_provider,
+            open_id_connect_provider=self.oidc_provider,
+            cluster_security_group_id=attributes.security_group_id,
+        )
+        self.access_entry: eks.AccessEntry | None = None
+        if not attributes.kubectl_role_arn:
+            self.access_entry = eks.AccessEntry(
+                self,
+                "KubectlAccess",
+                cluster=self.cluster,
+                principal=self.kubectl_role.role_arn,
+                access_policies=[
+                    eks.AccessPolicy.from_access_policy_name(
+                        "AmazonEKSClusterAdminPolicy",
+                        access_scope_type=eks.AccessScopeType.CLUSTER,
+                    )
+                ],
+            )
+

@@ -1,0 +1,143 @@
+"""MlflowDatabase: the RDS backend store, with generated credentials and TLS required."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_rds as rds
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+Engine = Literal["mysql", "postgres"]
+
+
+@dataclass(frozen=True)
+class _EngineSpec:
+    engine: rds.IInstanceEngine
+    port: int
+    tls_parameters: dict[str, str]
+    log_exports: list[str]
+
+
+def _engine_spec(engine: Engine) -> _EngineSpec:
+    # Full versions (CloudFormation's schema lists no bare majors); auto minor upgrades keep
+    # the instance patched past them.
+    if engine == "mysql":
+        return _EngineSpec(
+            engine=rds.DatabaseInstanceEngine.mysql(
+                version=rds.MysqlEngineVersion.VER_8_4_10
+            ),
+            port=3306,
+            tls_parameters={"require_secure_transport": "ON"},
+            log_exports=["error", "slowquery"],
+        )
+    return _EngineSpec(
+        engine=rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_17_9),
+        port=5432,
+        tls_parameters={"rds.force_ssl": "1"},
+        log_exports=["postgresql"],
+    )
+
+
+class MlflowDatabase(Construct):
+    """An RDS instance for MLflow's backend store.
+
+    Encrypted storage, TLS required by its parameter group, credentials generated into
+    Secrets Manager, automated backups, deletion protection unless `removal_policy` is DESTROY,
+    in the given (isolated) subnets with a security group that admits nobody until a client
+    is allowed in (MlflowTrackingServer admits the cluster's security group).
+
+    Attributes: `instance` (the primary child, id "Resource"), `secret`, `security_group`,
+    `parameter_group`, `port`, `engine`, `database_name`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        vpc: ec2.IVpc,
+        engine: Engine = "mysql",
+        instance_type: ec2.InstanceType | None = None,
+        allocated_storage_gib: int = 20,
+        multi_az: bool = False,
+        backup_retention: Duration | None = None,
+        removal_policy: RemovalPolicy = RemovalPolicy.SNAPSHOT,
+        subnets: ec2.SubnetSelection | None = None,
+        database_name: str = "mlflow",
+    ) -> None:
+        """
+        :param vpc: VPC of the database (the cluster's).
+        :param engine: `mysql` (MySQL 8.4) or `postgres` (PostgreSQL 17). Default: mysql.
+        :param instance_type: Default: t4g.medium.
+        :param allocated_storage_gib: Initial storage; storage autoscaling allows twice this.
+            Default: 20.
+        :param multi_az: Default: false.
+        :param backup_retention: Default: 7 days.
+        :param removal_policy: SNAPSHOT (default) or RETAIN keep the data and turn on deletion
+            protection; DESTROY deletes it with the stack.
+        :param subnets: Default: the VPC's isolated subnets (no route to the internet).
+        :param database_name: Default: mlflow.
+        """
+        super().__init__(scope, id)
+        spec = _engine_spec(engine)
+        self.engine: Engine = engine
+        self.port = spec.port
+        self.database_name = database_name
+
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "SecurityGroup",
+            vpc=vpc,
+            description="MLflow backend store; admits only the clients allowed explicitly",
+            allow_all_outbound=False,
+        )
+        self.parameter_group = rds.ParameterGroup(
+            self,
+            "ParameterGroup",
+            engine=spec.engine,
+            description="MLflow backend store: TLS required",
+            parameters=spec.tls_parameters,
+        )
+        keep = removal_policy != RemovalPolicy.DESTROY
+        self.instance = rds.DatabaseInstance(
+            self,
+            "Resource",
+            engine=spec.engine,
+            instance_type=instance_type or ec2.InstanceType("t4g.medium"),
+            vpc=vpc,
+            vpc_subnets=subnets or ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
+            security_groups=[self.security_group],
+            port=spec.port,
+            database_name=database_name,
+            credentials=rds.Credentials.from_generated_secret(
+                "mlflow",
+                # Shell- and URL-hostile characters would still work (the launcher quotes
+                # them), but RDS itself refuses these in a master password.
+                exclude_characters="\"@/\\' ",
+            ),
+            parameter_group=self.parameter_group,
+            allocated_storage=allocated_storage_gib,
+            max_allocated_storage=allocated_storage_gib * 2,
+            storage_type=rds.StorageType.GP3,
+            storage_encrypted=True,
+            multi_az=multi_az,
+            backup_retention=backup_retention or Duration.days(7),
+            copy_tags_to_snapshot=True,
+            deletion_protection=keep,
+            removal_policy=removal_policy,
+            auto_minor_version_upgrade=True,
+            cloudwatch_logs_exports=spec.log_exports,
+            publicly_accessible=False,
+        )
+        secret = self.instance.secret
+        assert secret is not None  # from_generated_secret always creates one
+        self.secret: secretsmanager.ISecret = secret
+
+    @property
+    def endpoint_address(self) -> str:
+        """The instance's DNS name (a token)."""
+        return self.instance.db_instance_endpoint_address

@@ -1,0 +1,172 @@
+"""MlflowTrackingServer: identity, image and Kubernetes workloads of the MLflow server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cdk8s
+from aws_cdk import CfnJson, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from constructs_lib.artifact_store import MlflowArtifactStore
+from constructs_lib.database import MlflowDatabase
+from constructs_lib.review import resolve_for_review
+from k8s_charts import (
+    AUTO_MODE_LOAD_BALANCER_CLASS,
+    ExternalLoadBalancerProps,
+    MlflowChart,
+    MlflowChartProps,
+)
+
+IMAGE_DIRECTORY = Path(__file__).resolve().parent.parent / "image"
+"""image/ of this repository: the Dockerfile, its lock file and the launcher."""
+
+
+class MlflowTrackingServer(Construct):
+    """The MLflow tracking server on an EKS cluster, wired to a database and an artifact store.
+
+    Creates the IRSA role (trusted for exactly `system:serviceaccount:<namespace>:<name>` with
+    the `sts.amazonaws.com` audience) with read/write on the artifact prefix and read on the
+    database secret only; the server image as a CDK Docker asset (built and pushed at deploy
+    time); the database ingress from the cluster security group on the database port only;
+    and the cdk8s chart (MlflowChart) applied as one manifest.
+
+    Attributes: `role`, `image`, `chart`, `manifest`, `database_ingress`, `namespace`,
+    `service_account_name`, `service_names`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        cluster: eks.ICluster,
+        oidc_provider: iam.IOpenIdConnectProvider,
+        cluster_security_group: ec2.ISecurityGroup,
+        database: MlflowDatabase,
+        artifact_store: MlflowArtifactStore,
+        namespace: str = "mlflow",
+        replicas: int = 2,
+        max_replicas: int | None = None,
+        workers: int = 2,
+        cpu: str = "500m",
+        memory_mib: int = 1024,
+        allowed_hosts: tuple[str, ...] = (),
+        internal_load_balancer: bool = True,
+        external_load_balancer: ExternalLoadBalancerProps | None = None,
+        load_balancer_class: str = AUTO_MODE_LOAD_BALANCER_CLASS,
+        image_directory: Path = IMAGE_DIRECTORY,
+    ) -> None:
+        """
+        :param cluster: the cluster, with a kubectl provider.
+        :param oidc_provider: the cluster's IAM OIDC provider (IRSA trust).
+        :param cluster_security_group: source of the pods' traffic; the database admits it.
+        :param database: the backend store.
+        :param artifact_store: the artifact bucket.
+        :param namespace: created for the workloads. Default: mlflow.
+        :param replicas: server pods. Default: 2.
+        :param max_replicas: with a value, a CPU autoscaler between replicas and this.
+            Default: none.
+        :param workers: uvicorn workers per pod. Default: 2.
+        :param cpu: CPU request. Default: 500m.
+        :param memory_mib: memory request and limit. Default: 1024.
+        :param allowed_hosts: extra Host names MLflow answers. Default: none.
+        :param internal_load_balancer: an internal NLB. Default: true.
+        :param external_load_balancer: an internet-facing TLS NLB. Default: none.
+        :param load_balancer_class: Default: EKS Auto Mode's (`eks.amazonaws.com/nlb`).
+        :param image_directory: Docker build context. Default: this repository's image/.
+        """
+        super().__init__(scope, id)
+        service_account_name = "mlflow"
+        self.namespace = namespace
+        self.service_account_name = service_account_name
+
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=_irsa_principal(self, oidc_provider, namespace, service_account_name),
+            description=f"MLflow server pods ({namespace}/{service_account_name}) through IRSA",
+        )
+        artifact_store.bucket.grant_read_write(self.role, f"{artifact_store.prefix}/*")
+        database.secret.grant_read(self.role)
+
+        self.image = ecr_assets.DockerImageAsset(
+            self,
+            "Image",
+            directory=str(image_directory),
+            platform=ecr_assets.Platform.LINUX_AMD64,
+        )
+
+        # The database's security group is imported here so the rule belongs to this
+        # (stateless) stack: the data stack never depends on the cluster.
+        database_group = ec2.SecurityGroup.from_security_group_id(
+            self,
+            "DatabaseSecurityGroup",
+            database.security_group.security_group_id,
+            mutable=True,
+            allow_all_outbound=False,
+        )
+        database_group.add_ingress_rule(
+            cluster_security_group,
+            ec2.Port.tcp(database.port),
+            "MLflow server pods (EKS cluster security group)",
+        )
+        self.database_ingress = database_group
+
+        props = MlflowChartProps(
+            namespace=namespace,
+            image=self.image.image_uri,
+            role_arn=self.role.role_arn,
+            db_engine=database.engine,
+            db_host=database.endpoint_address,
+            db_port=database.port,
+            db_name=database.database_name,
+            db_secret_id=database.secret.secret_arn,
+            artifacts_destination=artifact_store.destination,
+            region=Stack.of(self).region,
+            service_account_name=service_account_name,
+            replicas=replicas,
+            max_replicas=max_replicas,
+            workers=workers,
+            cpu=cpu,
+            memory_mib=memory_mib,
+            allowed_hosts=allowed_hosts,
+            internal_load_balancer=internal_load_balancer,
+            external=external_load_balancer,
+            load_balancer_class=load_balancer_class,
+        )
+        self.service_names = props.service_names
+        self.chart = MlflowChart(cdk8s.App(), "Mlflow", props=props)
+        # Created here, not with cluster.add_cdk8s_chart: that puts the manifest in the
+        # cluster's stack, which would then depend on this stack's role and image (a cycle).
+        self.manifest = eks.KubernetesManifest(
+            self, "Manifest", cluster=cluster, manifest=self.chart.to_json()
+        )
+
+    def review_manifests(self) -> list[dict[str, Any]]:
+        """The Kubernetes objects this applies, deploy-time values shown as placeholders."""
+        return list(resolve_for_review(self, self.chart.to_json()))
+
+
+def _irsa_principal(
+    scope: Construct,
+    provider: iam.IOpenIdConnectProvider,
+    namespace: str,
+    service_account: str,
+) -> iam.IPrincipal:
+    """Web identity trust for one service account; CfnJson because the keys are tokens."""
+    issuer = provider.open_id_connect_provider_issuer
+    conditions = CfnJson(
+        scope,
+        "TrustConditions",
+        value={
+            f"{issuer}:sub": f"system:serviceaccount:{namespace}:{service_account}",
+            f"{issuer}:aud": "sts.amazonaws.com",
+        },
+    )
+    return iam.OpenIdConnectPrincipal(provider, {"StringEquals": conditions})

@@ -1,0 +1,17 @@
+"""cdk8s charts for the MLflow workloads; the only package that imports cdk8s_plus_27."""
+
+from k8s_charts.mlflow_chart import (
+    AUTO_MODE_LOAD_BALANCER_CLASS,
+    LB_CONTROLLER_LOAD_BALANCER_CLASS,
+    ExternalLoadBalancerProps,
+    MlflowChart,
+    MlflowChartProps,
+)
+
+__all__ = [
+    "AUTO_MODE_LOAD_BALANCER_CLASS",
+    "LB_CONTROLLER_LOAD_BALANCER_CLASS",
+    "ExternalLoadBalancerProps",
+    "MlflowChart",
+    "MlflowChartProps",
+]

@@ -1,0 +1,430 @@
+"""The MLflow tracking server's Kubernetes workloads, as a cdk8s chart.
+
+The chart knows nothing of CDK: every AWS name (image URI, role ARN, DB endpoint, secret ARN,
+bucket) arrives as a plain string prop, which may be a CDK token resolved at deploy time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cdk8s
+import cdk8s_plus_27 as kplus
+from cdk8s_plus_27 import k8s
+from constructs import Construct
+
+from k8s_charts.contract import (
+    CONTAINER_PORT,
+    RDS_CA_BUNDLE_PATH,
+    SERVICE_PORT,
+    TLS_SERVICE_PORT,
+    launcher_environment,
+)
+
+AUTO_MODE_LOAD_BALANCER_CLASS = "eks.amazonaws.com/nlb"
+"""EKS Auto Mode's own load balancer controller claims Services of this class."""
+LB_CONTROLLER_LOAD_BALANCER_CLASS = "service.k8s.aws/nlb"
+"""The AWS Load Balancer Controller's class, for clusters that run it instead."""
+
+UID = 10001
+"""The image's non-root user (image/Dockerfile creates it with this UID and GID)."""
+
+_LB = "service.beta.kubernetes.io/aws-load-balancer-"
+
+
+@dataclass(frozen=True)
+class ExternalLoadBalancerProps:
+    """An internet-facing load balancer that terminates TLS and admits listed sources only."""
+
+    allowed_cidrs: tuple[str, ...]
+    """Source ranges (loadBalancerSourceRanges). Required: no empty default."""
+    certificate_arn: str
+    """ACM certificate served on port 443."""
+
+
+@dataclass(frozen=True)
+class MlflowChartProps:
+    """Everything the chart needs; strings may be CDK tokens."""
+
+    namespace: str
+    """Namespace created by the chart and holding every namespaced object."""
+    image: str
+    """Server image URI (the ECR asset)."""
+    role_arn: str
+    """IAM role the pods assume through IRSA (annotated on the ServiceAccount)."""
+    db_engine: str
+    """`mysql` or `postgres`."""
+    db_host: str
+    db_port: int
+    """Known at synth time (the database construct fixes it), as NetworkPolicy needs a number."""
+    db_secret_id: str
+    """ARN of the Secrets Manager secret holding `username` and `password`."""
+    artifacts_destination: str
+    """Where the server proxies artifacts, e.g. `s3://bucket/artifacts`."""
+    region: str
+    db_name: str = "mlflow"
+    instance: str = "mlflow"
+    """app.kubernetes.io/instance and the base of every object name. Default: `mlflow`."""
+    service_account_name: str = "mlflow"
+    """The ServiceAccount the IAM role trusts (IRSA). Default: `mlflow`."""
+    mlflow_version: str = "3.17"
+    """app.kubernetes.io/version label."""
+    replicas: int = 2
+    max_replicas: int | None = None
+    """With a value, a CPU HorizontalPodAutoscaler scales between replicas and this."""
+    workers: int = 2
+    cpu: str = "500m"
+    memory_mib: int = 1024
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names MLflow answers besides the service names, localhost and *.elb.amazonaws.com."""
+    internal_load_balancer: bool = True
+    """An internal NLB reachable from the VPC. Default: on."""
+    external: ExternalLoadBalancerProps | None = None
+    """An internet-facing NLB. Default: none."""
+    load_balancer_class: str = AUTO_MODE_LOAD_BALANCER_CLASS
+    extra_labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def service_names(self) -> dict[str, str]:
+        """Service kind → metadata.name, for the outputs and the allowed Host list."""
+        names = {"cluster": self.instance}
+        if self.internal_load_balancer:
+            names["internal"] = f"{self.instance}-internal"
+        if self.external is not None:
+            names["external"] = f"{self.instance}-external"
+        return names
+
+    @property
+    def config_map_name(self) -> str:
+        return f"{self.instance}-config"
+
+
+class MlflowChart(cdk8s.Chart):
+    """Namespace, ServiceAccount (IRSA), ConfigMap, Deployment, Services, PDB, NetworkPolicy, HPA.
+
+    Public attributes: `namespace_object`, `service_account`, `config_map`, `deployment`,
+    `services` (by kind: cluster, internal, external).
+    """
+
+    def __init__(self, scope: Construct, id: str, *, props: MlflowChartProps) -> None:
+        super().__init__(scope, id, namespace=props.namespace, labels=_labels(props))
+        self.props = props
+
+        self.namespace_object = kplus.Namespace(
+            self,
+            "Namespace",
+            metadata=cdk8s.ApiObjectMetadata(
+                name=props.namespace,
+                # Enforce the restricted Pod Security Standard: the pods below comply.
+                labels={"pod-security.kubernetes.io/enforce": "restricted"},
+            ),
+        )
+        self.service_account = kplus.ServiceAccount(
+            self,
+            "ServiceAccount",
+            metadata=cdk8s.ApiObjectMetadata(
+                name=props.service_account_name,
+                annotations={"eks.amazonaws.com/role-arn": props.role_arn},
+            ),
+            # IRSA projects its own web-identity token; MLflow never calls the Kubernetes API.
+            automount_token=False,
+        )
+        self.config_map = kplus.ConfigMap(
+            self,
+            "Config",
+            metadata=cdk8s.ApiObjectMetadata(name=props.config_map_name),
+            data=launcher_environment(
+                engine=props.db_engine,
+                host=props.db_host,
+                port=props.db_port,
+                name=props.db_name,
+                secret_id=props.db_secret_id,
+                ca_bundle=RDS_CA_BUNDLE_PATH,
+                artifacts_destination=props.artifacts_destination,
+                workers=props.workers,
+                allowed_hosts=_allowed_hosts(props),
+                region=props.region,
+            ),
+        )
+        self.deployment = self._deployment()
+        self.services = self._services()
+        self._disruption_budget()
+        self._network_policy()
+        if props.max_replicas is not None:
+            kplus.HorizontalPodAutoscaler(
+                self,
+                "Autoscaler",
+                metadata=cdk8s.ApiObjectMetadata(name=props.instance),
+                target=self.deployment,
+                min_replicas=props.replicas,
+                max_replicas=props.max_replicas,
+                metrics=[kplus.Metric.resource_cpu(kplus.MetricTarget.average_utilization(70))],
+            )
+
+    def _deployment(self) -> kplus.Deployment:
+        props = self.props
+        tmp = kplus.Volume.from_empty_dir(
+            self, "TmpVolume", "tmp", size_limit=cdk8s.Size.gibibytes(1)
+        )
+        security = kplus.ContainerSecurityContextProps(
+            user=UID,
+            group=UID,
+            ensure_non_root=True,
+            read_only_root_filesystem=True,
+            allow_privilege_escalation=False,
+            privileged=False,
+        )
+        env_from = [kplus.Env.from_config_map(self.config_map)]
+        deployment = kplus.Deployment(
+            self,
+            "Deployment",
+            metadata=cdk8s.ApiObjectMetadata(name=props.instance),
+            replicas=None if props.max_replicas is not None else props.replicas,
+            service_account=self.service_account,
+            automount_service_account_token=False,
+            security_context=kplus.PodSecurityContextProps(
+                user=UID, group=UID, fs_group=UID, ensure_non_root=True
+            ),
+            # Select on the recommended labels, not cdk8s's path hash: a selector is immutable,
+            # and it must survive a refactor of construct IDs.
+            select=False,
+            pod_metadata=cdk8s.ApiObjectMetadata(labels=_labels(props)),
+            strategy=kplus.DeploymentStrategy.rolling_update(
+                max_surge=kplus.PercentOrAbsolute.absolute(1),
+                max_unavailable=kplus.PercentOrAbsolute.absolute(0),
+            ),
+            termination_grace_period=cdk8s.Duration.seconds(30),
+            init_containers=[
+                kplus.ContainerProps(
+                    name="migrate",
+                    image=props.image,
+                    # The asset's tag is its content hash: a present image is the right one.
+                    image_pull_policy=kplus.ImagePullPolicy.IF_NOT_PRESENT,
+                    # The image's entrypoint is the launcher; `migrate` upgrades the schema
+                    # under a database lock, so replicas starting together are safe.
+                    args=["migrate"],
+                    env_from=env_from,
+                    security_context=security,
+                    volume_mounts=[kplus.VolumeMount(path="/tmp", volume=tmp)],
+                    resources=_resources(props),
+                )
+            ],
+            containers=[
+                kplus.ContainerProps(
+                    name="server",
+                    image=props.image,
+                    # The asset's tag is its content hash: a present image is the right one.
+                    image_pull_policy=kplus.ImagePullPolicy.IF_NOT_PRESENT,
+                    args=["serve"],
+                    port_number=CONTAINER_PORT,
+                    env_from=env_from,
+                    security_context=security,
+                    volume_mounts=[kplus.VolumeMount(path="/tmp", volume=tmp)],
+                    resources=_resources(props),
+                    startup=kplus.Probe.from_http_get(
+                        "/health",
+                        port=CONTAINER_PORT,
+                        period_seconds=cdk8s.Duration.seconds(5),
+                        failure_threshold=36,
+                    ),
+                    readiness=kplus.Probe.from_http_get(
+                        "/health", port=CONTAINER_PORT, period_seconds=cdk8s.Duration.seconds(10)
+                    ),
+                    liveness=kplus.Probe.from_http_get(
+                        "/health",
+                        port=CONTAINER_PORT,
+                        period_seconds=cdk8s.Duration.seconds(20),
+                        failure_threshold=3,
+                    ),
+                )
+            ],
+        )
+        deployment.select(kplus.LabelSelector.of(labels=_selector_labels(props)))
+        api = cdk8s.ApiObject.of(deployment)
+        # Spread over zones and nodes so a drain or a zone loss never takes every replica;
+        # "ScheduleAnyway" so a small or single-zone cluster still runs them all.
+        api.add_json_patch(
+            cdk8s.JsonPatch.add(
+                "/spec/template/spec/topologySpreadConstraints",
+                [
+                    {
+                        "maxSkew": 1,
+                        "topologyKey": key,
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": {"matchLabels": _selector_labels(props)},
+                    }
+                    for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+                ],
+            )
+        )
+        # The restricted Pod Security Standard also wants these, which cdk8s-plus cannot set.
+        api.add_json_patch(
+            cdk8s.JsonPatch.add(
+                "/spec/template/spec/securityContext/seccompProfile", {"type": "RuntimeDefault"}
+            )
+        )
+        for path in ("initContainers/0", "containers/0"):
+            api.add_json_patch(
+                cdk8s.JsonPatch.add(
+                    f"/spec/template/spec/{path}/securityContext/capabilities", {"drop": ["ALL"]}
+                )
+            )
+        return deployment
+
+    def _services(self) -> dict[str, kplus.Service]:
+        props = self.props
+        names = props.service_names
+        services = {
+            "cluster": self._service(
+                "ClusterService", names["cluster"], kplus.ServiceType.CLUSTER_IP
+            )
+        }
+        if props.internal_load_balancer:
+            services["internal"] = self._service(
+                "InternalService",
+                names["internal"],
+                kplus.ServiceType.LOAD_BALANCER,
+                annotations={
+                    f"{_LB}scheme": "internal",
+                    f"{_LB}nlb-target-type": "ip",
+                },
+            )
+        if props.external is not None:
+            services["external"] = self._service(
+                "ExternalService",
+                names["external"],
+                kplus.ServiceType.LOAD_BALANCER,
+                port=TLS_SERVICE_PORT,
+                annotations={
+                    f"{_LB}scheme": "internet-facing",
+                    f"{_LB}nlb-target-type": "ip",
+                    f"{_LB}ssl-cert": props.external.certificate_arn,
+                    f"{_LB}ssl-ports": str(TLS_SERVICE_PORT),
+                    f"{_LB}ssl-negotiation-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
+                    f"{_LB}backend-protocol": "tcp",
+                },
+                source_ranges=list(props.external.allowed_cidrs),
+            )
+        return services
+
+    def _service(
+        self,
+        id: str,
+        name: str,
+        type: kplus.ServiceType,
+        *,
+        port: int = SERVICE_PORT,
+        annotations: dict[str, str] | None = None,
+        source_ranges: list[str] | None = None,
+    ) -> kplus.Service:
+        service = kplus.Service(
+            self,
+            id,
+            metadata=cdk8s.ApiObjectMetadata(name=name, annotations=annotations),
+            type=type,
+            ports=[
+                kplus.ServicePort(
+                    name="https" if port == TLS_SERVICE_PORT else "http",
+                    port=port,
+                    target_port=CONTAINER_PORT,
+                )
+            ],
+            load_balancer_source_ranges=source_ranges,
+        )
+        for key, value in _selector_labels(self.props).items():
+            service.select_label(key, value)
+        if type == kplus.ServiceType.LOAD_BALANCER:
+            cdk8s.ApiObject.of(service).add_json_patch(
+                cdk8s.JsonPatch.add("/spec/loadBalancerClass", self.props.load_balancer_class)
+            )
+        return service
+
+    def _disruption_budget(self) -> None:
+        if self.props.replicas < 2:
+            return  # A budget on one replica would block every node drain.
+        k8s.KubePodDisruptionBudget(
+            self,
+            "DisruptionBudget",
+            metadata=k8s.ObjectMeta(name=self.props.instance),
+            spec=k8s.PodDisruptionBudgetSpec(
+                max_unavailable=k8s.IntOrString.from_number(1),
+                selector=k8s.LabelSelector(match_labels=_selector_labels(self.props)),
+                # A pod that never got ready must not block a drain.
+                unhealthy_pod_eviction_policy="AlwaysAllow",
+            ),
+        )
+
+    def _network_policy(self) -> None:
+        """Admit HTTP to the server port; let pods reach only DNS, the DB and HTTPS (AWS APIs)."""
+
+        def ports(protocol: str, *numbers: int) -> k8s.NetworkPolicyEgressRule:
+            return k8s.NetworkPolicyEgressRule(
+                ports=[
+                    k8s.NetworkPolicyPort(protocol=protocol, port=k8s.IntOrString.from_number(n))
+                    for n in numbers
+                ]
+            )
+
+        k8s.KubeNetworkPolicy(
+            self,
+            "NetworkPolicy",
+            metadata=k8s.ObjectMeta(name=self.props.instance),
+            spec=k8s.NetworkPolicySpec(
+                pod_selector=k8s.LabelSelector(match_labels=_selector_labels(self.props)),
+                policy_types=["Ingress", "Egress"],
+                # Load balancers in IP mode and in-cluster clients come from many addresses.
+                ingress=[
+                    k8s.NetworkPolicyIngressRule(
+                        ports=[
+                            k8s.NetworkPolicyPort(
+                                protocol="TCP", port=k8s.IntOrString.from_number(CONTAINER_PORT)
+                            )
+                        ]
+                    )
+                ],
+                egress=[
+                    ports("UDP", 53),
+                    ports("TCP", 53, self.props.db_port, 443),
+                ],
+            ),
+        )
+
+
+def _labels(props: MlflowChartProps) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "mlflow",
+        "app.kubernetes.io/instance": props.instance,
+        "app.kubernetes.io/version": props.mlflow_version,
+        "app.kubernetes.io/component": "tracking-server",
+        "app.kubernetes.io/part-of": "mlflow",
+        "app.kubernetes.io/managed-by": "cdk8s",
+        **props.extra_labels,
+    }
+
+
+def _selector_labels(props: MlflowChartProps) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "mlflow", "app.kubernetes.io/instance": props.instance}
+
+
+def _resources(props: MlflowChartProps) -> kplus.ContainerResources:
+    memory = cdk8s.Size.mebibytes(props.memory_mib)
+    return kplus.ContainerResources(
+        cpu=kplus.CpuResources(request=kplus.Cpu.millis(_millicores(props.cpu))),
+        # Limit = request for memory: an OOM kill is better than starving neighbours.
+        memory=kplus.MemoryResources(request=memory, limit=memory),
+    )
+
+
+def _millicores(quantity: str) -> int:
+    if quantity.endswith("m"):
+        return int(quantity[:-1])
+    return round(float(quantity) * 1000)
+
+
+def _allowed_hosts(props: MlflowChartProps) -> list[str]:
+    hosts: list[str] = []
+    for name in props.service_names.values():
+        base = f"{name}.{props.namespace}"
+        hosts += [name, base, f"{base}.svc", f"{base}.svc.cluster.local"]
+    hosts += ["localhost", "127.0.0.1", "*.elb.amazonaws.com", *props.allowed_hosts]
+    return list(dict.fromkeys(hosts))

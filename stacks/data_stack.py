@@ -1,0 +1,97 @@
+"""DataStack: the stateful half (database and artifact bucket), kept apart and protected."""
+
+from __future__ import annotations
+
+from aws_cdk import Annotations, Duration, Environment, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from constructs import Construct
+
+from config.settings import ArtifactSettings, DatabaseSettings
+from constructs_lib import ExistingVpc, MlflowArtifactStore, MlflowDatabase
+
+DESTROY_FLAG = "allow_data_destroy"
+"""Context flag that, with a `removal_policy: destroy` setting, lets data be deleted."""
+
+
+class DataStack(Stack):
+    """RDS backend store and S3 artifact store, with termination protection.
+
+    Data outlives the stack by default: the database leaves a final snapshot and has deletion
+    protection, the bucket is retained. Deleting data needs two switches, the setting and the
+    `allow_data_destroy` context flag; the setting alone gives a warning and keeps the data.
+
+    Attributes: `vpc`, `database`, `artifact_store`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        stack_name: str,
+        vpc: ec2.IVpc | ExistingVpc,
+        database: DatabaseSettings,
+        artifacts: ArtifactSettings,
+        allow_destroy: bool = False,
+        env: Environment | None = None,
+    ) -> None:
+        super().__init__(
+            scope,
+            id,
+            stack_name=stack_name,
+            env=env,
+            description="MLflow on EKS: backend database and artifact bucket (stateful)",
+        )
+        self.vpc = vpc.import_into(self) if isinstance(vpc, ExistingVpc) else vpc
+        database_removal = self._removal(
+            database.removal_policy == "destroy", allow_destroy, RemovalPolicy.SNAPSHOT, "database"
+        )
+        artifacts_removal = self._removal(
+            artifacts.removal_policy == "destroy", allow_destroy, RemovalPolicy.RETAIN, "artifacts"
+        )
+        self.termination_protection = RemovalPolicy.DESTROY not in (
+            database_removal,
+            artifacts_removal,
+        )
+        self.database = MlflowDatabase(
+            self,
+            "Database",
+            vpc=self.vpc,
+            engine=database.engine,
+            instance_type=ec2.InstanceType(database.instance_type),
+            allocated_storage_gib=database.allocated_storage_gib,
+            multi_az=database.multi_az,
+            backup_retention=Duration.days(database.backup_retention_days),
+            removal_policy=database_removal,
+            # Isolated subnets when the VPC has them; an imported VPC is known by its private
+            # subnets only.
+            subnets=None
+            if self.vpc.isolated_subnets
+            else ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+        )
+        self.artifact_store = MlflowArtifactStore(
+            self,
+            "Artifacts",
+            versioned=artifacts.versioned,
+            noncurrent_version_expiration=(
+                Duration.days(artifacts.noncurrent_version_expiration_days)
+                if artifacts.noncurrent_version_expiration_days is not None
+                else None
+            ),
+            removal_policy=artifacts_removal,
+        )
+
+    def _removal(
+        self, requested: bool, allowed: bool, keep: RemovalPolicy, what: str
+    ) -> RemovalPolicy:
+        if not requested:
+            return keep
+        if allowed:
+            return RemovalPolicy.DESTROY
+        Annotations.of(self).add_warning_v2(
+            f"mlflow:{what}-destroy-not-allowed",
+            f"{what}.removal_policy is destroy, but the context flag {DESTROY_FLAG}=true is not "
+            f"set: keeping the {what} ({keep.name}). Pass -c {DESTROY_FLAG}=true to delete data "
+            "with the stack.",
+        )
+        return keep

@@ -1,0 +1,128 @@
+"""MlflowStack: the stateless half (identity, image, workloads) and the outputs users need."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Environment, Stack
+from aws_cdk import aws_ec2 as ec2
+from constructs import Construct
+
+from config.settings import ExposureSettings, ServerSettings
+from constructs_lib import (
+    AutoModeCluster,
+    ExistingClusterAttributes,
+    ImportedCluster,
+    MlflowArtifactStore,
+    MlflowDatabase,
+    MlflowTrackingServer,
+)
+from k8s_charts import (
+    AUTO_MODE_LOAD_BALANCER_CLASS,
+    LB_CONTROLLER_LOAD_BALANCER_CLASS,
+    ExternalLoadBalancerProps,
+)
+
+_LOAD_BALANCER_CLASSES = {
+    "auto-mode": AUTO_MODE_LOAD_BALANCER_CLASS,
+    "aws-load-balancer-controller": LB_CONTROLLER_LOAD_BALANCER_CLASS,
+}
+
+
+class MlflowStack(Stack):
+    """The MLflow tracking server on the cluster, and outputs to reach it.
+
+    With an `ExistingClusterAttributes`, the cluster is imported here (with its own kubectl
+    provider); with an `AutoModeCluster` from the cluster stack, it is used as is.
+
+    Attributes: `cluster` (eks.ICluster), `tracking_server`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        stack_name: str,
+        cluster: AutoModeCluster | ExistingClusterAttributes,
+        vpc: ec2.IVpc,
+        database: MlflowDatabase,
+        artifact_store: MlflowArtifactStore,
+        server: ServerSettings,
+        exposure: ExposureSettings,
+        load_balancer_controller: str = "auto-mode",
+        env: Environment | None = None,
+    ) -> None:
+        super().__init__(
+            scope,
+            id,
+            stack_name=stack_name,
+            env=env,
+            description="MLflow on EKS: tracking server (IRSA role, image, Kubernetes workloads)",
+        )
+        source = (
+            ImportedCluster(self, "Cluster", attributes=cluster, vpc=vpc)
+            if isinstance(cluster, ExistingClusterAttributes)
+            else cluster
+        )
+        self.cluster = source.cluster
+        external = exposure.external
+        self.tracking_server = MlflowTrackingServer(
+            self,
+            "TrackingServer",
+            cluster=source.cluster,
+            oidc_provider=source.oidc_provider,
+            cluster_security_group=source.security_group,
+            database=database,
+            artifact_store=artifact_store,
+            namespace=server.namespace,
+            replicas=server.replicas,
+            max_replicas=server.max_replicas,
+            workers=server.workers,
+            cpu=server.resources.cpu,
+            memory_mib=server.resources.memory_mib,
+            allowed_hosts=tuple(server.allowed_hosts),
+            internal_load_balancer=exposure.internal,
+            external_load_balancer=ExternalLoadBalancerProps(
+                allowed_cidrs=tuple(external.allowed_cidrs),
+                certificate_arn=external.certificate_arn,
+            )
+            if external.enabled and external.certificate_arn
+            else None,
+            load_balancer_class=_LOAD_BALANCER_CLASSES[load_balancer_controller],
+        )
+        self._outputs(database, artifact_store)
+
+    def _outputs(self, database: MlflowDatabase, artifact_store: MlflowArtifactStore) -> None:
+        server = self.tracking_server
+        namespace = server.namespace
+        cluster_service = server.service_names["cluster"]
+        values = {
+            "Namespace": (namespace, "Kubernetes namespace of the MLflow workloads"),
+            "ClusterServiceUrl": (
+                f"http://{cluster_service}.{namespace}.svc.cluster.local",
+                "Tracking URI for clients inside the cluster",
+            ),
+            "PortForwardCommand": (
+                f"kubectl -n {namespace} port-forward svc/{cluster_service} 5000:80",
+                "Then open http://localhost:5000 (after aws eks update-kubeconfig)",
+            ),
+            "KubeconfigCommand": (
+                f"aws eks update-kubeconfig --name {self.cluster.cluster_name}",
+                "Point kubectl at the cluster",
+            ),
+            "ArtifactBucketName": (artifact_store.bucket.bucket_name, "S3 artifact bucket"),
+            "DatabaseEndpoint": (database.endpoint_address, "RDS endpoint (TLS required)"),
+            "DatabaseSecretArn": (
+                database.secret.secret_arn,
+                "Secrets Manager secret of the DB credentials (the ARN, never the value)",
+            ),
+            "ServerRoleArn": (server.role.role_arn, "IAM role of the server pods (IRSA)"),
+        }
+        for kind, name in server.service_names.items():
+            if kind != "cluster":
+                values[f"{kind.capitalize()}ServiceName"] = (
+                    name,
+                    f"{kind} load balancer Service; its address: kubectl -n {namespace} get svc "
+                    f"{name}",
+                )
+        for key, (value, description) in values.items():
+            CfnOutput(self, key, value=value, description=description)

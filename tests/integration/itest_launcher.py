@@ -1,0 +1,155 @@
+"""Run the launcher as the container does: image/Dockerfile's ENTRYPOINT + the chart's args,
+with the venv installed from image/requirements.txt (.venv-image) first on PATH, as /opt/venv
+is in the image."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = REPO / "image" / "Dockerfile"
+CLIENT_SCRIPT = Path(__file__).with_name("mlflow_client_script.py")
+
+
+def image_venv() -> Path:
+    venv = Path(os.environ.get("MLFLOW_IMAGE_VENV") or REPO / ".venv-image")
+    for tool in ("python", "mlflow-launcher", "mlflow"):
+        if not (venv / "bin" / tool).exists():
+            pytest.fail(
+                f"{venv}/bin/{tool} missing: build the image venv with `make .venv-image/.stamp` "
+                "(installs image/requirements.txt with --require-hashes and image/launcher)",
+                pytrace=False,
+            )
+    return venv
+
+
+def entrypoint() -> list[str]:
+    """The exec-form ENTRYPOINT of image/Dockerfile (the last one wins, as in Docker)."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    found = re.findall(r"^\s*ENTRYPOINT\s+(\[.*\])\s*$", text, flags=re.MULTILINE)
+    assert found, "image/Dockerfile has no exec-form ENTRYPOINT"
+    return json.loads(found[-1])
+
+
+def container_env(config: dict[str, str], home: Path) -> dict[str, str]:
+    """The process environment: the ConfigMap's data plus what the image itself sets."""
+    home.mkdir(parents=True, exist_ok=True)
+    return {
+        "PATH": f"{image_venv() / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "TMPDIR": str(home),
+        "MPLCONFIGDIR": str(home / ".matplotlib"),
+        "PYTHONUNBUFFERED": "1",
+        "LANG": "C.UTF-8",
+        # Outside a PID namespace tini is not PID 1; as a subreaper it still reaps and forwards.
+        "TINI_SUBREAPER": "1",
+        **config,
+    }
+
+
+def run(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*entrypoint(), *args], env=env, capture_output=True, text=True, timeout=timeout,
+        check=False,
+    )
+
+
+def secret_forms(password: str) -> set[str]:
+    """The password as it could leak: raw and URL-encoded (short ones would match by chance)."""
+    return {p for p in (password, quote(password, safe=""), quote_plus(password)) if len(p) >= 6}
+
+
+def assert_no_secret(text: str, password: str, where: str) -> None:
+    for form in secret_forms(password):
+        assert form not in text, f"the password appears in {where}"
+
+
+class Server:
+    """`serve` running in the background, with its output in a file."""
+
+    def __init__(self, env: dict[str, str], log: Path, prefix: list[str] | None = None) -> None:
+        self.env, self.log_path = env, log
+        self.port = int(env["MLFLOW_PORT"])
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._log = log.open("ab")
+        self.proc = subprocess.Popen(  # noqa: S603
+            [*(prefix or []), *entrypoint(), "serve"], env=env, stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_healthy(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited {self.proc.returncode}:\n{self.logs()}")
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/health", timeout=2) as r:  # noqa: S310
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise AssertionError(f"/health not OK within {timeout} s:\n{self.logs()}")
+
+    def get(self, path: str, host: str) -> tuple[int, str]:
+        request = urllib.request.Request(f"{self.base_url}{path}", headers={"Host": host})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:  # noqa: S310
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def process_tree(self) -> list[int]:
+        """The pids of the server and all its descendants."""
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        tree, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo.extend(children.get(pid, []))
+        return tree
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> float:
+        """Signal the top process; returns how long the shutdown took."""
+        start = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"no exit within {timeout} s of signal {sig}") from None
+        self._log.close()
+        return time.monotonic() - start
+
+
+def mlflow_client(env: dict[str, str], *args: str) -> dict:
+    """Run the real MLflow client (it lives in .venv-image) and return its JSON report."""
+    result = subprocess.run(
+        [str(image_venv() / "bin" / "python"), str(CLIENT_SCRIPT), *args],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, f"client failed:\n{result.stdout}\n{result.stderr}"
+    return json.loads(result.stdout.strip().splitlines()[-1])

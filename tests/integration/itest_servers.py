@@ -1,0 +1,248 @@
+"""Real servers on loopback for the integration tests: MariaDB, PostgreSQL (both requiring TLS
+with a test CA) and moto's server (S3 + Secrets Manager). Each runs in its own temporary
+directory and is stopped at the end of the session.
+
+Admin work goes through the servers' own CLI clients over their Unix sockets, so the tests need
+no database driver besides the ones the launcher brings in .venv-image.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+MARIADB_BIN = ("mariadb-install-db", "mariadbd", "mariadb")
+PG_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
+INSTALL_HINT = "run scripts/install-test-servers.sh (as root) to install it"
+
+
+def require_binary(name: str) -> str:
+    """A missing server binary is a test failure with a clear message, never a skip."""
+    path = shutil.which(name) or (str(PG_BIN_DIR / name) if (PG_BIN_DIR / name).exists() else None)
+    if path is None:
+        pytest.fail(f"{name} not found: {INSTALL_HINT}", pytrace=False)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} did not listen on 127.0.0.1:{port} within {timeout} s")
+
+
+def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+# ---------------------------------------------------------------- TLS test CA ---------------
+
+
+@dataclass(frozen=True)
+class TestCa:
+    ca: Path  # the bundle the launcher gets as MLFLOW_DB_CA_BUNDLE
+    server_cert: Path  # for 127.0.0.1 / localhost, signed by ca
+    server_key: Path
+    wrong_ca: Path  # an unrelated CA: verification against it must fail
+
+
+def make_test_ca(directory: Path) -> TestCa:
+    openssl = require_binary("openssl")
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def ca(name: str) -> tuple[Path, Path]:
+        key, pem = directory / f"{name}.key", directory / f"{name}.pem"
+        _run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+              "-subj", f"/CN=MLflow test {name}", "-keyout", str(key), "-out", str(pem),
+              "-addext", "basicConstraints=critical,CA:TRUE",
+              "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        return key, pem
+
+    ca_key, ca_pem = ca("ca")
+    _, wrong_pem = ca("wrong-ca")
+    key, csr, cert = directory / "server.key", directory / "server.csr", directory / "server.pem"
+    ext = directory / "server.ext"
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
+    _run([openssl, "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+          "-keyout", str(key), "-out", str(csr)])
+    _run([openssl, "x509", "-req", "-in", str(csr), "-CA", str(ca_pem), "-CAkey", str(ca_key),
+          "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert)])
+    return TestCa(ca=ca_pem, server_cert=cert, server_key=key, wrong_ca=wrong_pem)
+
+
+# ---------------------------------------------------------------- databases ------------------
+
+
+def sql_literal(value: str, *, backslash_escapes: bool) -> str:
+    """A single-quoted SQL string literal (MariaDB treats backslash as an escape, PostgreSQL's
+    standard_conforming_strings does not)."""
+    if backslash_escapes:
+        value = value.replace("\\", "\\\\")
+    return "'" + value.replace("'", "''") + "'"
+
+
+class MariaDb:
+    """Debian's MariaDB 10.11 (stands in for RDS MySQL 8), TLS required on TCP."""
+
+    engine = "mysql"
+
+    def __init__(self, base: Path, ca: TestCa) -> None:
+        self.base, self.ca = base, ca
+        self.port = free_port()
+        self.datadir, self.socket = base / "data", base / "mysqld.sock"
+        self.proc: subprocess.Popen | None = None
+        for name in MARIADB_BIN:
+            require_binary(name)
+
+    def install(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        _run(["mariadb-install-db", "--no-defaults", "--user=root", f"--datadir={self.datadir}",
+              "--auth-root-authentication-method=socket", "--skip-test-db"])
+
+    def start(self) -> None:
+        log = (self.base / "mariadbd.log").open("ab")
+        self.proc = subprocess.Popen(  # noqa: S603
+            ["mariadbd", "--no-defaults", "--user=root", f"--datadir={self.datadir}",
+             f"--socket={self.socket}", f"--pid-file={self.base / 'mariadbd.pid'}",
+             f"--port={self.port}", "--bind-address=127.0.0.1", "--skip-name-resolve",
+             "--skip-log-bin", "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=32M",
+             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
+             f"--ssl-ca={self.ca.ca}", f"--ssl-cert={self.ca.server_cert}",
+             f"--ssl-key={self.ca.server_key}", "--require-secure-transport=ON",
+             "--max-connections=300"],
+            stdout=log, stderr=log,
+        )
+        wait_for_port(self.port, 60, "mariadbd")
+        # mariadb-install-db as root creates anonymous users that shadow 'user'@'%'.
+        self.admin("DELETE FROM mysql.global_priv WHERE User = ''; FLUSH PRIVILEGES;")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(60)
+
+    def admin(self, sql: str, database: str | None = None) -> str:
+        cmd = ["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", "-N", "-B",
+               "--default-character-set=utf8mb4"]
+        return _run([*cmd, *([database] if database else [])], input=sql).stdout
+
+    def create_database(self, name: str, user: str, password: str) -> None:
+        self.admin(
+            f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4;"
+            f"CREATE USER '{user}'@'%' IDENTIFIED BY {sql_literal(password, backslash_escapes=True)};"
+            f"GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'%';"
+        )
+
+    def query(self, database: str, sql: str) -> list[list[str]]:
+        return [line.split("\t") for line in self.admin(sql, database).splitlines()]
+
+    def plain_tcp_login(self, user: str, password: str) -> subprocess.CompletedProcess:
+        """A login over TCP without TLS: must be refused (the server requires TLS)."""
+        return subprocess.run(
+            ["mariadb", "--no-defaults", "-h127.0.0.1", f"-P{self.port}", f"-u{user}",
+             f"-p{password}", "--skip-ssl", "-e", "SELECT 1"],
+            capture_output=True, text=True, check=False,
+        )
+
+
+class Postgres:
+    """Debian's PostgreSQL 15, TLS required on TCP (hostnossl rejected)."""
+
+    engine = "postgres"
+
+    def __init__(self, base: Path, ca: TestCa) -> None:
+        # initdb/pg_ctl refuse root: the cluster belongs to the postgres user, in a directory it
+        # can reach (pytest's tmp dirs are 0700 root).
+        self.base, self.ca = base, ca
+        self.port = free_port()
+        self.datadir = base / "data"
+        for name in ("initdb", "pg_ctl", "psql"):
+            require_binary(name)
+        try:
+            self.uid = pwd.getpwnam("postgres").pw_uid
+        except KeyError:
+            pytest.fail(f"no 'postgres' system user: {INSTALL_HINT}", pytrace=False)
+
+    def _as_postgres(self, cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+        return _run(["runuser", "-u", "postgres", "--", *cmd], **kwargs)
+
+    def install(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        for name in ("ca.pem", "server.pem", "server.key"):
+            src = {"ca.pem": self.ca.ca, "server.pem": self.ca.server_cert,
+                   "server.key": self.ca.server_key}[name]
+            shutil.copy(src, self.base / name)
+        os.chmod(self.base / "server.key", 0o600)
+        _run(["chown", "-R", "postgres:postgres", str(self.base)])
+        self._as_postgres([str(PG_BIN_DIR / "initdb"), "-D", str(self.datadir), "-U", "postgres",
+                           "-E", "UTF8", "--locale=C", "--auth-local=trust",
+                           "--auth-host=scram-sha-256"])
+        with (self.datadir / "postgresql.conf").open("a") as conf:
+            conf.write(
+                f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
+                f"unix_socket_directories = '{self.base}'\nssl = on\n"
+                f"ssl_cert_file = '{self.base / 'server.pem'}'\n"
+                f"ssl_key_file = '{self.base / 'server.key'}'\n"
+                f"ssl_ca_file = '{self.base / 'ca.pem'}'\n"
+                "max_connections = 300\nfsync = off\nfull_page_writes = off\n"
+            )
+        (self.datadir / "pg_hba.conf").write_text(
+            "local all all trust\n"
+            "hostnossl all all 0.0.0.0/0 reject\n"
+            "hostssl all all 127.0.0.1/32 scram-sha-256\n"
+        )
+
+    def start(self) -> None:
+        self._as_postgres([str(PG_BIN_DIR / "pg_ctl"), "-D", str(self.datadir), "-l",
+                           str(self.base / "postgres.log"), "-w", "-t", "60", "start"])
+
+    def stop(self) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN_DIR / "pg_ctl"), "-D",
+                        str(self.datadir), "-m", "fast", "-w", "stop"],
+                       capture_output=True, check=False)
+
+    def admin(self, sql: str, database: str = "postgres") -> str:
+        return self._as_postgres(
+            ["psql", "-h", str(self.base), "-p", str(self.port), "-d", database, "-U", "postgres",
+             "-X", "-q", "-t", "-A", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+            input=sql,
+        ).stdout
+
+    def create_database(self, name: str, user: str, password: str) -> None:
+        literal = sql_literal(password, backslash_escapes=False)
+        self.admin(f'CREATE USER "{user}" PASSWORD {literal};')
+        self.admin(f'CREATE DATABASE "{name}" OWNER "{user}";')
+
+    def query(self, database: str, sql: str) -> list[list[str]]:
+        return [line.split("\t") for line in self.admin(sql, database).splitlines() if line]
+
+    def plain_tcp_login(self, user: str, password: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["psql", f"host=127.0.0.1 port={self.port} dbname=postgres user={user} "
+             "sslmode=disable", "-c", "SELECT 1"],
+            capture_output=True, text=True, check=False,
+            env={**os.environ, "PGPASSWORD": password},
+        )
