@@ -159,11 +159,14 @@ class MariaDb:
     def query(self, database: str, sql: str) -> list[list[str]]:
         return [line.split("\t") for line in self.admin(sql, database).splitlines()]
 
-    def plain_tcp_login(self, user: str, password: str) -> subprocess.CompletedProcess:
-        """A login over TCP without TLS: must be refused (the server requires TLS)."""
+    def tcp_login(self, user: str, password: str, *, tls: bool) -> subprocess.CompletedProcess:
+        """A login over TCP with the CLI client, with verified TLS or without TLS."""
+        tls_args = ["--ssl", f"--ssl-ca={self.ca.ca}", "--ssl-verify-server-cert"] if tls else [
+            "--skip-ssl"
+        ]
         return subprocess.run(
             ["mariadb", "--no-defaults", "-h127.0.0.1", f"-P{self.port}", f"-u{user}",
-             f"-p{password}", "--skip-ssl", "-e", "SELECT 1"],
+             f"-p{password}", *tls_args, "-e", "SELECT 1"],
             capture_output=True, text=True, check=False,
         )
 
@@ -239,10 +242,11 @@ class Postgres:
     def query(self, database: str, sql: str) -> list[list[str]]:
         return [line.split("\t") for line in self.admin(sql, database).splitlines() if line]
 
-    def plain_tcp_login(self, user: str, password: str) -> subprocess.CompletedProcess:
+    def tcp_login(self, user: str, password: str, *, tls: bool) -> subprocess.CompletedProcess:
+        ssl = f"sslmode=verify-full sslrootcert={self.ca.ca}" if tls else "sslmode=disable"
         return subprocess.run(
-            ["psql", f"host=127.0.0.1 port={self.port} dbname=postgres user={user} "
-             "sslmode=disable", "-c", "SELECT 1"],
+            ["psql", f"host=127.0.0.1 port={self.port} dbname=postgres user={user} {ssl}",
+             "-c", "SELECT 1"],
             capture_output=True, text=True, check=False,
             env={**os.environ, "PGPASSWORD": password},
         )

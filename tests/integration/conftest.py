@@ -1,0 +1,154 @@
+"""Session fixtures: a test CA, MariaDB and PostgreSQL requiring TLS, and moto's server for S3
+and Secrets Manager, each started once per session on 127.0.0.1 and stopped after."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from itest_servers import MariaDb, Postgres, TestCa, free_port, make_test_ca
+
+REGION = "eu-west-1"
+FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory) -> TestCa:
+    return make_test_ca(tmp_path_factory.mktemp("ca"))
+
+
+def _serve(cls, test_ca: TestCa) -> Iterator:
+    # Under /tmp directly: the postgres user must reach it (pytest's tmp root is 0700 root).
+    base = Path(tempfile.mkdtemp(prefix=f"itest-{cls.engine}-", dir="/tmp"))
+    base.chmod(0o755)
+    server = cls(base / "server", test_ca)
+    server.install()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mariadb(test_ca) -> Iterator[MariaDb]:
+    yield from _serve(MariaDb, test_ca)
+
+
+@pytest.fixture(scope="session")
+def postgres(test_ca) -> Iterator[Postgres]:
+    yield from _serve(Postgres, test_ca)
+
+
+@pytest.fixture(scope="session", params=["mysql", "postgres"])
+def db_server(request):
+    """Each database engine in turn (the server itself is started once per session)."""
+    return request.getfixturevalue("mariadb" if request.param == "mysql" else "postgres")
+
+
+@dataclass
+class Moto:
+    endpoint: str
+
+    def client(self, service: str):
+        import boto3
+
+        return boto3.client(
+            service, endpoint_url=self.endpoint, region_name=REGION,
+            aws_access_key_id="testing", aws_secret_access_key="testing",  # noqa: S106
+        )
+
+    def create_bucket(self) -> str:
+        name = f"mlflow-{secrets.token_hex(6)}"
+        self.client("s3").create_bucket(
+            Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION}
+        )
+        return name
+
+    def create_secret(self, value: str) -> str:
+        name = f"mlflow-db-{secrets.token_hex(6)}"
+        return self.client("secretsmanager").create_secret(Name=name, SecretString=value)["ARN"]
+
+    def objects(self, bucket: str) -> dict[str, bytes]:
+        s3 = self.client("s3")
+        listing = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+        return {o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+                for o in listing}
+
+    def env(self) -> dict[str, str]:
+        """How the launcher and the server reach moto: boto3's and MLflow's standard variables."""
+        return {
+            **FAKE_AWS,
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": self.endpoint,
+            "MLFLOW_S3_ENDPOINT_URL": self.endpoint,
+        }
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[Moto]:
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        pytest.fail("moto[server] missing from the dev venv (requirements-dev.txt)", pytrace=False)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield Moto(f"http://127.0.0.1:{port}")
+    server.stop()
+
+
+@dataclass
+class Target:
+    """A fresh database with its own user, and the Secrets Manager secret holding the login."""
+
+    server: MariaDb | Postgres
+    name: str
+    user: str
+    password: str
+    secret_arn: str
+
+    def contract_env(self, moto: Moto, ca_bundle: Path, bucket: str, **extra: str) -> dict:
+        """The launcher's environment as the contract (k8s_charts/contract.py) defines it,
+        with local endpoints. The chart-wiring test reads the synthesized ConfigMap instead."""
+        return {
+            "MLFLOW_DB_ENGINE": self.server.engine,
+            "MLFLOW_DB_HOST": "127.0.0.1",
+            "MLFLOW_DB_PORT": str(self.server.port),
+            "MLFLOW_DB_NAME": self.name,
+            "MLFLOW_DB_SECRET_ID": self.secret_arn,
+            "MLFLOW_DB_CA_BUNDLE": str(ca_bundle),
+            "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{bucket}/artifacts",
+            "MLFLOW_HOST": "127.0.0.1",
+            "MLFLOW_PORT": str(free_port()),
+            "MLFLOW_WORKERS": "1",
+            "MLFLOW_ALLOWED_HOSTS": "localhost,127.0.0.1:*",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            **moto.env(),
+            **extra,
+        }
+
+
+@pytest.fixture
+def new_database(moto):
+    """Factory: new_database(server, password=None, secret_string=None) -> Target."""
+
+    def make(server, password: str | None = None, secret_string: str | None = None) -> Target:
+        suffix = secrets.token_hex(5)
+        name, user = f"mlflow_{suffix}", f"user_{suffix}"
+        password = password or f"pw-{secrets.token_urlsafe(12)}"
+        server.create_database(name, user, password)
+        value = secret_string if secret_string is not None else json.dumps(
+            {"username": user, "password": password, "engine": server.engine,
+             "host": "ignored.example", "port": 1, "dbname": "ignored"}
+        )
+        return Target(server, name, user, password, moto.create_secret(value))
+
+    return make
