@@ -1,6 +1,5 @@
 """Retry policy with a fake connect: bounded, exponential backoff, no retry on auth/TLS failure."""
 
-import pymysql
 import pytest
 from mlflow_launcher.errors import LauncherError
 from mlflow_launcher.wait import (
@@ -17,6 +16,10 @@ CA = "/etc/ssl/certs/test-ca.pem"
 def _wrapped(orig):
     """What SQLAlchemy raises around a driver error."""
     return OperationalError("SELECT 1", {}, orig)
+
+
+class MySqlError(Exception):
+    """Stands in for pymysql.err.OperationalError: args are (error code, message)."""
 
 
 class PgError(Exception):
@@ -48,7 +51,7 @@ def _run(connect, attempts=5, max_delay=4.0):
     return sleeps
 
 
-REFUSED = _wrapped(pymysql.err.OperationalError(2003, "Can't connect to MySQL server (111)"))
+REFUSED = _wrapped(MySqlError(2003, "Can't connect to MySQL server (111)"))
 
 
 def test_backoff_doubles_up_to_the_cap():
@@ -79,7 +82,7 @@ def test_attempts_are_bounded_then_a_clear_error(caplog):
 @pytest.mark.parametrize(
     "error",
     [
-        _wrapped(pymysql.err.OperationalError(1045, "Access denied for user 'u'@'10.0.0.1'")),
+        _wrapped(MySqlError(1045, "Access denied for user 'u'@'10.0.0.1'")),
         _wrapped(PgError('FATAL:  password authentication failed for user "u"')),
     ],
 )

@@ -57,10 +57,10 @@ def _setup_logging() -> None:
 def _connect(db: settings.DbSettings) -> tuple[Engine, URL]:
     """Secret -> URL -> engine, then wait until the database answers over verified TLS."""
     creds = secret.fetch_credentials(db.secret_id, region=db.region)
-    # Mask the raw and the URL-encoded forms (the latter is what a URI would show).
-    pw = creds.password
-    _redact.secrets += [v for v in {pw, quote(pw, safe=""), quote_plus(pw)} if len(v) >= 4]
     url = dburl.build_url(db, creds)
+    # Mask the raw, the driver's and the URL-encoded forms (the last is what a URI shows).
+    for pw in {creds.password, url.password}:
+        _redact.secrets += [v for v in {pw, quote(pw, safe=""), quote_plus(pw)} if len(v) >= 4]
     engine = wait.make_engine(url)
     log.info(
         "connecting to %s database %s:%s/%s as %s (TLS verified against %s)",

@@ -24,11 +24,23 @@ def tls_query(engine: str, ca_bundle: str) -> dict[str, str]:
     return {"sslmode": "verify-full", "sslrootcert": ca_bundle}
 
 
+def driver_password(engine: str, password: str) -> str:
+    """The password as the driver must receive it to send the server its UTF-8 bytes.
+
+    PyMySQL encodes a str password as latin-1 (an error beyond U+00FF, wrong bytes above
+    U+007F), while MySQL/MariaDB hash the UTF-8 bytes. Handing PyMySQL the UTF-8 bytes spelled
+    as latin-1 characters makes it send exactly those bytes; ASCII passwords are unchanged.
+    """
+    if engine == "mysql":
+        return password.encode("utf-8").decode("latin-1")
+    return password
+
+
 def build_url(db: DbSettings, credentials: Credentials) -> URL:
     return URL.create(
         DRIVERS[db.engine],
         username=credentials.username,
-        password=credentials.password,
+        password=driver_password(db.engine, credentials.password),
         host=db.host,
         port=db.port,
         database=db.name,
