@@ -148,7 +148,7 @@ class ImportedCluster(Construct):
             kubectl_layer=kubectl_layer(self, "KubectlLayer", attributes.kubernetes_version),
             role=self.kubectl_role,
             private_subnets=subnets or vpc.private_subnets,
-            security_group=self.security_group,
+            security_groups=[self.security_group],
         )
         self.cluster = eks.Cluster.from_cluster_attributes(
             self,
@@ -173,4 +173,6 @@ class ImportedCluster(Construct):
                     )
                 ],
             )
+            # The handler can apply nothing before its role has access to the cluster.
+            self.kubectl_provider.node.add_dependency(self.access_entry)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Tags
+from aws_cdk import Annotations, Tags
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
@@ -61,10 +61,16 @@ class ExistingVpc:
 
     def import_into(self, scope: Construct, id: str = "Vpc") -> ec2.IVpc:
         """The VPC as an IVpc in `scope`; its values are literals, so other stacks may share it."""
-        return ec2.Vpc.from_vpc_attributes(
+        vpc = ec2.Vpc.from_vpc_attributes(
             scope,
             id,
             vpc_id=self.vpc_id,
             availability_zones=list(self.availability_zones),
             private_subnet_ids=list(self.private_subnet_ids),
         )
+        for subnet in vpc.private_subnets:
+            Annotations.of(subnet).acknowledge_warning(
+                "@aws-cdk/aws-ec2:noSubnetRouteTableId",
+                "Nothing here reads the subnets' route tables (no endpoints or routes are added).",
+            )
+        return vpc

@@ -1,8 +1,9 @@
 """Readable copies of what a stack will apply, for review beside the templates.
 
 CloudFormation intrinsics inside a manifest (an image URI, a role ARN, an endpoint) are not
-known until deploy time; they are rendered as `${Ref:LogicalId}` or
-`${GetAtt:LogicalId.Attribute}` placeholders so a reviewer sees where each value comes from.
+known until deploy time; they are rendered as placeholders such as `${Ref:LogicalId}`,
+`${GetAtt:LogicalId.Attribute}` or `${Output:stack-name.OutputName}` so a reviewer sees
+where each value comes from.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from constructs import IConstruct
 
 def resolve_for_review(scope: IConstruct, value: Any) -> Any:
     """`value` with CDK tokens resolved in `scope`'s stack and intrinsics made placeholders."""
-    return _render(Stack.of(scope).resolve(value))
+    return render_intrinsics(Stack.of(scope).resolve(value))
+
+
+def render_intrinsics(value: Any) -> Any:
+    """Template JSON with each intrinsic function replaced by a readable placeholder string."""
+    return _render(value)
 
 
 def _render(value: Any) -> Any:
@@ -36,10 +42,13 @@ def _render(value: Any) -> Any:
         if key == "Fn::Join":
             separator, parts = arg
             return separator.join(_as_text(_render(part)) for part in parts)
+        if key == "Fn::GetStackOutput" and isinstance(arg, dict):
+            return f"${{Output:{arg.get('StackName')}.{arg.get('OutputName')}}}"
         if key == "Fn::Sub" and isinstance(arg, str):
             return arg
         if key.startswith("Fn::"):
-            return f"${{{key[4:]}:{json.dumps(_render(arg), sort_keys=True)}}}"
+            args = arg if isinstance(arg, list) else [arg]
+            return f"${{{key[4:]}:{','.join(_as_text(_render(a)) for a in args)}}}"
     return {key: _render(item) for key, item in value.items()}
 
 

@@ -1,0 +1,122 @@
+"""Shared fixtures: each example configuration is synthesized once per test session."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+import aws_cdk as cdk  # noqa: E402
+import pytest  # noqa: E402
+from aws_cdk import assertions  # noqa: E402
+
+from config import Settings, load_settings  # noqa: E402
+from stacks import Deployment, build_deployment  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "config" / "examples"
+CONFIGS: dict[str, Path | None] = {
+    "default": None,
+    **{path.stem: path for path in sorted(EXAMPLES.glob("*.yaml"))},
+}
+"""Every configuration the product promises to synthesize: the defaults and each example."""
+
+
+def cdk_json_context() -> dict[str, Any]:
+    """The feature flags from cdk.json, so in-process synths match `cdk synth`."""
+    return dict(json.loads((ROOT / "cdk.json").read_text())["context"])
+
+
+@dataclass
+class Synth:
+    """One synthesized configuration."""
+
+    name: str
+    settings: Settings
+    deployment: Deployment
+    outdir: Path
+    templates: dict[str, dict[str, Any]]
+    """Template JSON by stack id (Network, Data, Cluster, Mlflow)."""
+    manifests: list[dict[str, Any]]
+    """The Kubernetes objects the server stack applies, intrinsics as ${...} placeholders."""
+
+    def template(self, stack_id: str) -> assertions.Template:
+        return assertions.Template.from_json(self.templates[stack_id])
+
+    def objects(self, kind: str) -> list[dict[str, Any]]:
+        return [obj for obj in self.manifests if obj["kind"] == kind]
+
+    def object(self, kind: str, name: str | None = None) -> dict[str, Any]:
+        found = [o for o in self.objects(kind) if name is None or o["metadata"]["name"] == name]
+        assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+        return found[0]
+
+
+def synthesize(
+    name: str,
+    settings: Settings,
+    outdir: Path,
+    *,
+    allow_destroy: bool = False,
+) -> Synth:
+    app = cdk.App(outdir=str(outdir), context=cdk_json_context())
+    deployment = build_deployment(app, settings, allow_destroy=allow_destroy)
+    assembly = app.synth()
+    templates = {
+        stack.node.id: assembly.get_stack_by_name(stack.stack_name).template
+        for stack in _stacks(deployment)
+    }
+    return Synth(
+        name=name,
+        settings=settings,
+        deployment=deployment,
+        outdir=Path(assembly.directory),
+        templates=templates,
+        manifests=deployment.mlflow.tracking_server.review_manifests(),
+    )
+
+
+def _stacks(deployment: Deployment) -> list[cdk.Stack]:
+    stacks = [deployment.network, deployment.data, deployment.cluster, deployment.mlflow]
+    return [stack for stack in stacks if stack is not None]
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Synth]:
+    """`synth("postgres")`: that configuration synthesized (cached for the session)."""
+    cache: dict[str, Synth] = {}
+
+    def get(name: str) -> Synth:
+        if name not in cache:
+            outdir = tmp_path_factory.mktemp(f"cdk-{name}")
+            cache[name] = synthesize(name, load_settings(CONFIGS[name]), outdir)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session", params=sorted(CONFIGS))
+def each_config(request: pytest.FixtureRequest, synth: Callable[[str], Synth]) -> Synth:
+    """Parametrizes a test over every configuration."""
+    return synth(request.param)
+
+
+_ASSET_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def normalise_assets(value: Any) -> Any:
+    """Asset hashes replaced, so snapshots change only when the deployment does."""
+    if isinstance(value, str):
+        return _ASSET_HASH.sub("<asset-hash>", value)
+    if isinstance(value, list):
+        return [normalise_assets(item) for item in value]
+    if isinstance(value, dict):
+        return {key: normalise_assets(item) for key, item in value.items()}
+    return value

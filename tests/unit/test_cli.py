@@ -1,0 +1,67 @@
+"""The commands users run: `cdk synth` exits non-zero with a readable message on bad config."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def run_app(tmp_path: Path, context: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """app.py exactly as the CDK CLI starts it (context arrives in CDK_CONTEXT_JSON)."""
+    env = {
+        **os.environ,
+        "CDK_CONTEXT_JSON": json.dumps(context),
+        "CDK_OUTDIR": str(tmp_path / "out"),
+    }
+    return subprocess.run(
+        [sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("exposure:\n  external:\n    enabled: true\n    allowed_cidrs: []\n",
+         "exposure.external.allowed_cidrs: is empty"),
+        ("server:\n  replcas: 3\n", "server.replcas: unknown key; did you mean 'replicas'?"),
+        ("database: {engine: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_config_fails_synth_without_traceback(tmp_path: Path, text: str, expected: str) -> None:
+    result = run_app(tmp_path, {"config": str(write(tmp_path, text))})
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    result = run_app(tmp_path, {"config": str(tmp_path / "absent.yaml")})
+    assert result.returncode == 2
+    assert "config file not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cdk_cli_reports_bad_config(tmp_path: Path) -> None:
+    """Through the pinned CDK CLI itself: non-zero exit, the key path on the terminal."""
+    path = write(tmp_path, "server:\n  replicas: 0\n")
+    result = subprocess.run(
+        ["npx", "--no-install", "cdk", "synth", "--quiet", "-c", f"config={path}",
+         "-o", str(tmp_path / "out")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0
+    assert "server.replicas: Input should be greater than or equal to 1" in result.stderr

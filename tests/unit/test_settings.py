@@ -1,0 +1,176 @@
+"""The configuration contract: defaults, examples, and every kind of bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError, Settings, load_settings, parse_settings
+from tests.conftest import EXAMPLES
+
+CERT = "arn:aws:acm:eu-west-1:111122223333:certificate/01234567-89ab-cdef-0123-456789abcdef"
+EXISTING = {
+    "mode": "existing",
+    "name": "prod",
+    "oidc_provider_arn": "arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC",
+    "security_group_id": "sg-0123456789abcdef0",
+    "vpc_id": "vpc-0123456789abcdef0",
+    "private_subnet_ids": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+    "availability_zones": ["eu-west-1a", "eu-west-1b"],
+}
+
+
+def external(**overrides: object) -> dict[str, object]:
+    return {"exposure": {"external": {"enabled": True, "allowed_cidrs": ["10.0.0.0/8"],
+                                      "certificate_arn": CERT, **overrides}}}
+
+
+def existing(**overrides: object) -> dict[str, object]:
+    return {"cluster": {**EXISTING, **overrides}}
+
+
+def test_defaults_are_a_complete_new_deployment() -> None:
+    settings = load_settings(None)
+    assert settings == Settings()
+    assert settings.cluster.mode == "new"
+    assert settings.database.engine == "mysql"
+    assert settings.exposure.internal is True
+    assert settings.exposure.external.enabled is False
+    assert settings.database.removal_policy == "snapshot"
+    assert settings.artifacts.removal_policy == "retain"
+
+
+def test_empty_file_means_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing set\n")
+    assert load_settings(path) == Settings()
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_examples_are_valid(path: Path) -> None:
+    assert isinstance(load_settings(path), Settings)
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(Exception, match="frozen"):
+        settings.server.replicas = 5  # type: ignore[misc]
+
+
+def test_existing_cluster_is_accepted() -> None:
+    settings = parse_settings(existing(kubectl_role_arn="arn:aws:iam::111122223333:role/kubectl"))
+    assert settings.cluster.name == "prod"
+
+
+def test_open_internet_needs_the_explicit_opt_in() -> None:
+    settings = parse_settings(external(allowed_cidrs=["0.0.0.0/0"], allow_internet=True))
+    assert settings.exposure.external.allowed_cidrs == ["0.0.0.0/0"]
+
+
+# (config, key path the message must name, words the message must contain)
+BAD = [
+    ({"servr": {}}, "servr", "did you mean 'server'"),
+    ({"server": {"replcas": 3}}, "server.replcas", "did you mean 'replicas'"),
+    ({"database": {"engnie": "postgres"}}, "database.engnie", "did you mean 'engine'"),
+    ({"exposure": {"external": {"allowed_cidr": []}}}, "exposure.external.allowed_cidr",
+     "did you mean 'allowed_cidrs'"),
+    ({"server": {"replicas": "two"}}, "server.replicas", "valid integer"),
+    ({"server": {"replicas": 0}}, "server.replicas", "greater than or equal to 1"),
+    ({"server": {"replicas": 3, "max_replicas": 2}}, "server.max_replicas", "below replicas"),
+    ({"server": {"namespace": "MLflow"}}, "server.namespace", "should match pattern"),
+    ({"server": {"namespace": "kube-system"}}, "server.namespace", "reserved"),
+    ({"server": {"allowed_hosts": ["bad host"]}}, "server.allowed_hosts[0]", "pattern"),
+    ({"server": {"resources": {"memory_mib": 64}}}, "server.resources.memory_mib",
+     "greater than or equal to 256"),
+    ({"database": {"engine": "oracle"}}, "database.engine", "'mysql' or 'postgres'"),
+    ({"database": {"instance_type": "db.t4g.medium"}}, "database.instance_type",
+     "without the 'db.' prefix"),
+    ({"database": {"instance_type": "huge"}}, "database.instance_type", "t4g.medium"),
+    ({"database": {"allocated_storage_gib": 5}}, "database.allocated_storage_gib",
+     "greater than or equal to 20"),
+    ({"database": {"backup_retention_days": 0}}, "database.backup_retention_days",
+     "greater than or equal to 1"),
+    ({"database": {"multi_az": "maybe"}}, "database.multi_az", "valid boolean"),
+    ({"database": {"removal_policy": "delete"}}, "database.removal_policy", "'snapshot' or"),
+    ({"artifacts": {"versioned": False, "noncurrent_version_expiration_days": 30}},
+     "artifacts.noncurrent_version_expiration_days", "only with versioned: true"),
+    ({"cluster": {"mode": "imported"}}, "cluster.mode", "'new' or 'existing'"),
+    ({"cluster": {"kubernetes_version": "1.29"}}, "cluster.kubernetes_version", "1.35"),
+    ({"cluster": {"kubernetes_version": 1.35}}, "cluster.kubernetes_version", "1.35"),
+    ({"cluster": {"mode": "existing"}}, "cluster.availability_zones", "needs"),
+    ({"cluster": {"name": "prod"}}, "cluster.name", "only apply with mode: existing"),
+    ({"cluster": {"load_balancer_controller": "aws-load-balancer-controller"}},
+     "cluster.load_balancer_controller", "Auto Mode"),
+    (existing(oidc_provider_arn="arn:aws:iam::123:oidc-provider/x"), "cluster.oidc_provider_arn",
+     "pattern"),
+    (existing(security_group_id="sg-xyz"), "cluster.security_group_id", "pattern"),
+    (existing(vpc_id="vpc-123"), "cluster.vpc_id", "pattern"),
+    (existing(private_subnet_ids=["subnet-0123456789abcdef0", "subnet-12"]),
+     "cluster.private_subnet_ids[1]", "pattern"),
+    (existing(private_subnet_ids=["subnet-0123456789abcdef0"],
+              availability_zones=["eu-west-1a"]), "cluster.private_subnet_ids", "at least two"),
+    (existing(availability_zones=["eu-west-1a"]), "cluster.availability_zones", "same order"),
+    (existing(availability_zones=["eu-west-1a", "eu-west-1a"]), "cluster.availability_zones",
+     "two AZs"),
+    (existing(kubectl_role_arn="arn:aws:iam::111122223333:user/bob"), "cluster.kubectl_role_arn",
+     "pattern"),
+    (existing(admin_role_arns=["arn:aws:iam::111122223333:role/admin"]),
+     "cluster.admin_role_arns", "only with mode: new"),
+    (external(allowed_cidrs=["0.0.0.0/0"]), "exposure.external.allowed_cidrs", "allow_internet"),
+    (external(allowed_cidrs=["::/0"]), "exposure.external.allowed_cidrs", "allow_internet"),
+    (external(allowed_cidrs=[]), "exposure.external.allowed_cidrs", "is empty"),
+    (external(allowed_cidrs=["10.0.0.1/8"]), "exposure.external.allowed_cidrs[0]",
+     "host bits set"),
+    (external(allowed_cidrs=["10.0.0.0/33"]), "exposure.external.allowed_cidrs[0]",
+     "not a CIDR"),
+    (external(certificate_arn=None), "exposure.external.certificate_arn", "HTTPS only"),
+    (external(certificate_arn="arn:aws:acm:eu-west-1:1:certificate/x"),
+     "exposure.external.certificate_arn", "pattern"),
+    ({"exposure": {"external": {"allowed_cidrs": ["10.0.0.0/8"]}}}, "exposure.external.enabled",
+     "is false but allowed_cidrs"),
+    ({"aws": {"account": "12345"}}, "aws.account", "pattern"),
+    ({"aws": {"region": "Europe"}}, "aws.region", "pattern"),
+    ({"name": "My_MLflow"}, "name", "pattern"),
+]
+
+
+@pytest.mark.parametrize(("raw", "path", "why"), BAD, ids=[f"{i:02d}-{b[1]}" for i, b in enumerate(BAD)])
+def test_bad_values_name_the_key_and_the_reason(raw: object, path: str, why: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw)
+    lines = str(caught.value).splitlines()
+    assert any(line.strip().startswith(f"{path}:") and why in line for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ("server: [unclosed\n", "not valid YAML at line"),
+        ("- a\n- b\n", "top level must be a mapping"),
+        ("just a string\n", "top level must be a mapping"),
+    ],
+)
+def test_malformed_files_are_clear_errors(tmp_path: Path, content: str, why: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=why) as caught:
+        load_settings(path)
+    assert str(path) in str(caught.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "nope.yaml")
+
+
+def test_directory_instead_of_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_settings(tmp_path)
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(path)

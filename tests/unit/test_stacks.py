@@ -1,0 +1,293 @@
+"""Fine-grained promises of the synthesized templates, one test per promise."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+from constructs_lib.review import render_intrinsics
+from tests.conftest import Synth
+
+SynthFn = Callable[[str], Synth]
+
+
+def resources(synth: Synth, stack: str, type_: str) -> dict[str, dict[str, Any]]:
+    return {
+        logical_id: resource
+        for logical_id, resource in synth.templates[stack]["Resources"].items()
+        if resource["Type"] == type_
+    }
+
+
+def only(synth: Synth, stack: str, type_: str) -> tuple[str, dict[str, Any]]:
+    found = resources(synth, stack, type_)
+    assert len(found) == 1, f"{stack}: expected one {type_}, found {sorted(found)}"
+    return next(iter(found.items()))
+
+
+# --- stacks and their wiring ----------------------------------------------------------------
+
+
+def test_new_cluster_makes_four_stacks(synth: SynthFn) -> None:
+    assert set(synth("default").templates) == {"Network", "Data", "Cluster", "Mlflow"}
+
+
+def test_existing_cluster_makes_no_network_or_cluster(synth: SynthFn) -> None:
+    assert set(synth("existing-cluster").templates) == {"Data", "Mlflow"}
+
+
+def test_stack_names_carry_the_configured_prefix(synth: SynthFn) -> None:
+    deployment = synth("postgres").deployment
+    assert deployment.data.stack_name == "mlflow-pg-data"
+    assert deployment.mlflow.stack_name == "mlflow-pg-server"
+
+
+# --- network --------------------------------------------------------------------------------
+
+
+def test_vpc_has_public_private_and_isolated_subnets(synth: SynthFn) -> None:
+    template = synth("default").template("Network")
+    for subnet_type in ("Public", "Private", "Isolated"):
+        template.has_resource(
+            "AWS::EC2::Subnet",
+            {"Properties": Match.object_like({"Tags": Match.array_with([
+                {"Key": "aws-cdk:subnet-type", "Value": subnet_type}])})},
+        )
+    template.has_resource_properties(
+        "AWS::EC2::VPCEndpoint",
+        {"VpcEndpointType": "Gateway", "ServiceName": Match.any_value()},
+    )
+    template.resource_count_is("AWS::EC2::FlowLog", 1)
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", ["default", "postgres"])
+def test_database_is_encrypted_private_backed_up_and_protected(synth: SynthFn, config: str) -> None:
+    s = synth(config)
+    _, db = only(s, "Data", "AWS::RDS::DBInstance")
+    props = db["Properties"]
+    assert props["StorageEncrypted"] is True
+    assert props["PubliclyAccessible"] is False
+    assert props["DeletionProtection"] is True
+    assert props["BackupRetentionPeriod"] == s.settings.database.backup_retention_days
+    assert props["MultiAZ"] is s.settings.database.multi_az
+    assert db["DeletionPolicy"] == "Snapshot"
+    assert db["UpdateReplacePolicy"] == "Snapshot"
+
+
+def test_database_lives_in_isolated_subnets(synth: SynthFn) -> None:
+    s = synth("default")
+    _, group = only(s, "Data", "AWS::RDS::DBSubnetGroup")
+    network = s.templates["Network"]["Resources"]
+    isolated = {
+        logical_id for logical_id, r in network.items()
+        if r["Type"] == "AWS::EC2::Subnet"
+        and {"Key": "aws-cdk:subnet-type", "Value": "Isolated"} in r["Properties"]["Tags"]
+    }
+    referenced = set(re.findall(r"(IsolatedSubnet\d)", json.dumps(group["Properties"]["SubnetIds"])))
+    assert referenced and all(any(ref in i for i in isolated) for ref in referenced)
+    assert not re.search(r"PrivateSubnet|PublicSubnet", json.dumps(group["Properties"]["SubnetIds"]))
+
+
+@pytest.mark.parametrize(
+    ("config", "family", "parameters"),
+    [
+        ("default", "mysql8.4", {"require_secure_transport": "ON"}),
+        ("postgres", "postgres17", {"rds.force_ssl": "1"}),
+    ],
+)
+def test_parameter_group_requires_tls(
+    synth: SynthFn, config: str, family: str, parameters: dict[str, str]
+) -> None:
+    synth(config).template("Data").has_resource_properties(
+        "AWS::RDS::DBParameterGroup", {"Family": family, "Parameters": parameters}
+    )
+
+
+def test_credentials_are_generated_into_secrets_manager(synth: SynthFn) -> None:
+    s = synth("default")
+    _, secret = only(s, "Data", "AWS::SecretsManager::Secret")
+    generate = secret["Properties"]["GenerateSecretString"]
+    assert json.loads(generate["SecretStringTemplate"]) == {"username": "mlflow"}
+    assert generate["GenerateStringKey"] == "password"
+    _, db = only(s, "Data", "AWS::RDS::DBInstance")
+    assert "resolve:secretsmanager" in json.dumps(db["Properties"]["MasterUserPassword"])
+
+
+def test_database_security_group_admits_only_the_cluster_on_its_port(synth: SynthFn) -> None:
+    s = synth("default")
+    _, group = only(s, "Data", "AWS::EC2::SecurityGroup")
+    assert "SecurityGroupIngress" not in group["Properties"]
+    _, rule = only(s, "Mlflow", "AWS::EC2::SecurityGroupIngress")
+    props = rule["Properties"]
+    assert (props["IpProtocol"], props["FromPort"], props["ToPort"]) == ("tcp", 3306, 3306)
+    assert "CidrIp" not in props
+    assert "ClusterSecurityGroupId" in json.dumps(props["SourceSecurityGroupId"])
+
+
+def test_existing_cluster_security_group_is_the_db_source(synth: SynthFn) -> None:
+    s = synth("existing-cluster")
+    _, rule = only(s, "Mlflow", "AWS::EC2::SecurityGroupIngress")
+    assert rule["Properties"]["SourceSecurityGroupId"] == s.settings.cluster.security_group_id
+
+
+def test_bucket_is_private_encrypted_versioned_and_retained(synth: SynthFn) -> None:
+    s = synth("default")
+    _, bucket = only(s, "Data", "AWS::S3::Bucket")
+    props = bucket["Properties"]
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+    }
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+        "ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert bucket["DeletionPolicy"] == "Retain"
+
+
+def test_bucket_policy_denies_requests_without_tls(synth: SynthFn) -> None:
+    synth("default").template("Data").has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {"PolicyDocument": {"Statement": Match.array_with([Match.object_like({
+            "Effect": "Deny", "Action": "s3:*", "Principal": {"AWS": "*"},
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        })])}},
+    )
+
+
+def test_data_stack_has_termination_protection(each_config: Synth) -> None:
+    assert each_config.deployment.data.termination_protection is True
+
+
+# --- identity -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", ["default", "existing-cluster"])
+def test_irsa_trust_is_for_exactly_one_service_account(synth: SynthFn, config: str) -> None:
+    s = synth(config)
+    ns = s.settings.server.namespace
+    _, conditions = only(s, "Mlflow", "Custom::AWSCDKCfnJson")
+    value = json.loads(render_intrinsics(conditions["Properties"]["Value"]))
+    by_suffix = {key.rsplit(":", 1)[1]: v for key, v in value.items()}
+    assert by_suffix == {"sub": f"system:serviceaccount:{ns}:mlflow", "aud": "sts.amazonaws.com"}
+    issuers = {key.rsplit(":", 1)[0] for key in value}
+    assert len(issuers) == 1
+    roles = resources(s, "Mlflow", "AWS::IAM::Role")
+    [server_role] = [r for r in roles.values()
+                     if "AssumeRoleWithWebIdentity" in json.dumps(r["Properties"])]
+    [statement] = server_role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert "Federated" in statement["Principal"]
+    assert statement["Condition"]["StringEquals"]["Fn::GetAtt"][0] == next(
+        iter(resources(s, "Mlflow", "Custom::AWSCDKCfnJson"))
+    )
+
+
+def test_server_policy_is_scoped_to_this_bucket_prefix_and_secret(synth: SynthFn) -> None:
+    s = synth("default")
+    policies = resources(s, "Mlflow", "AWS::IAM::Policy")
+    [policy] = [p for p in policies.values()
+                if any("TrackingServerRole" in json.dumps(r) for r in p["Properties"]["Roles"])]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    for statement in statements:
+        assert statement["Resource"] != "*"
+    s3 = [st for st in statements if any(a.startswith("s3:") for a in st["Action"])]
+    secrets = [st for st in statements if st["Action"][0].startswith("secretsmanager:")]
+    assert len(s3) == 1 and len(secrets) == 1
+    s3_resources = json.dumps(s3[0]["Resource"])
+    assert "Artifacts" in s3_resources and '"/artifacts/*"' in s3_resources
+    assert set(secrets[0]["Action"]) == {"secretsmanager:GetSecretValue",
+                                         "secretsmanager:DescribeSecret"}
+    assert "DatabaseSecret" in json.dumps(secrets[0]["Resource"])
+    all_actions = {a for st in statements for a in st["Action"]}
+    assert not any(a.startswith(("iam:", "rds:", "ec2:", "kms:")) for a in all_actions)
+
+
+# --- image and workloads ---------------------------------------------------------------------
+
+
+def test_image_is_a_docker_asset_for_amd64(synth: SynthFn) -> None:
+    s = synth("default")
+    manifest = json.loads((s.outdir / "Mlflow.assets.json").read_text())
+    [image] = manifest["dockerImages"].values()
+    assert image["source"]["directory"].startswith("asset.")
+    assert image["source"]["platform"] == "linux/amd64"
+    built = s.outdir / image["source"]["directory"]
+    assert (built / "Dockerfile").is_file()
+
+
+def test_deployment_uses_service_account_and_asset_image(each_config: Synth) -> None:
+    deployment = each_config.object("Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "mlflow"
+    images = {c["image"] for c in spec["containers"] + spec["initContainers"]}
+    assert len(images) == 1
+    [image] = images
+    assets = json.loads((each_config.outdir / "Mlflow.assets.json").read_text())
+    [destination] = next(iter(assets["dockerImages"].values()))["destinations"].values()
+    assert "container-assets" in destination["repositoryName"]
+    assert image.endswith(f"/{destination['repositoryName']}:{destination['imageTag']}")
+    sa = each_config.object("ServiceAccount", "mlflow")
+    assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("${GetAtt:")
+
+
+def test_manifest_is_applied_in_the_server_stack(each_config: Synth) -> None:
+    manifests = resources(each_config, "Mlflow", "Custom::AWSCDK-EKS-KubernetesResource")
+    assert len(manifests) == 1
+    if "Cluster" in each_config.templates:
+        cluster = each_config.templates["Cluster"]["Resources"]
+        assert not [r for r in cluster.values()
+                    if r["Type"] == "Custom::AWSCDK-EKS-KubernetesResource"
+                    and "Deployment" in json.dumps(r)]
+
+
+def test_new_cluster_is_auto_mode_with_a_matching_kubectl_layer(synth: SynthFn) -> None:
+    s = synth("default")
+    _, cluster = only(s, "Cluster", "AWS::EKS::Cluster")
+    props = cluster["Properties"]
+    assert props["Version"] == "1.35"
+    assert props["ComputeConfig"]["Enabled"] is True
+    assert props["EncryptionConfig"][0]["Resources"] == ["secrets"]
+    layers = resources(s, "Cluster", "AWS::Lambda::LayerVersion")
+    assert any("kubectl" in json.dumps(layer).lower() for layer in layers.values())
+    s.template("Cluster").resource_count_is("AWS::IAM::OIDCProvider", 1)
+
+
+def test_existing_cluster_gets_a_kubectl_provider_with_cluster_access(synth: SynthFn) -> None:
+    s = synth("existing-cluster")
+    _, entry = only(s, "Mlflow", "AWS::EKS::AccessEntry")
+    assert entry["Properties"]["ClusterName"] == s.settings.cluster.name
+    assert render_intrinsics(entry["Properties"]["AccessPolicies"][0]["PolicyArn"]).endswith(
+        ":cluster-access-policy/AmazonEKSClusterAdminPolicy")
+    handlers = resources(s, "Mlflow", "AWS::Lambda::Function")
+    assert any(h.get("DependsOn") and any("KubectlAccess" in d for d in h["DependsOn"])
+               for h in handlers.values())
+
+
+def test_outputs_tell_how_to_connect_and_never_a_secret_value(each_config: Synth) -> None:
+    outputs = each_config.templates["Mlflow"]["Outputs"]
+    ns = each_config.settings.server.namespace
+    for key in ("Namespace", "ClusterServiceUrl", "ArtifactBucketName", "DatabaseEndpoint",
+                "DatabaseSecretArn", "PortForwardCommand", "ServerRoleArn"):
+        assert key in outputs, key
+    assert outputs["PortForwardCommand"]["Value"] == (
+        f"kubectl -n {ns} port-forward svc/mlflow 5000:80")
+    assert "SecretString" not in json.dumps(outputs)
+    assert "secretsmanager:" not in json.dumps(outputs)
+
+
+def test_config_map_carries_endpoints_but_no_secret(each_config: Synth) -> None:
+    data = each_config.object("ConfigMap")["data"]
+    assert data["MLFLOW_DB_ENGINE"] == each_config.settings.database.engine
+    assert data["MLFLOW_DB_SECRET_ID"].startswith("${")
+    assert "DatabaseSecret" in data["MLFLOW_DB_SECRET_ID"]
+    assert data["MLFLOW_ARTIFACTS_DESTINATION"].startswith("s3://${")
+    assert not any("password" in key.lower() for key in data)
+    assert not each_config.objects("Secret")
