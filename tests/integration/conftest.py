@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from itest_servers import MariaDb, Postgres, TestCa, free_port, make_test_ca
+from itest_servers import REGION, MariaDb, Postgres, TestCa, free_port, make_test_ca
 
-REGION = "eu-west-1"
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
@@ -61,8 +60,11 @@ class Moto:
         import boto3
 
         return boto3.client(
-            service, endpoint_url=self.endpoint, region_name=REGION,
-            aws_access_key_id="testing", aws_secret_access_key="testing",  # noqa: S106
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106
         )
 
     def create_bucket(self) -> str:
@@ -79,8 +81,9 @@ class Moto:
     def objects(self, bucket: str) -> dict[str, bytes]:
         s3 = self.client("s3")
         listing = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
-        return {o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
-                for o in listing}
+        return {
+            o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listing
+        }
 
     def env(self) -> dict[str, str]:
         """How the launcher and the server reach moto: boto3's and MLflow's standard variables."""
@@ -138,16 +141,31 @@ class Target:
 
 @pytest.fixture
 def new_database(moto):
-    """Factory: new_database(server, password=None, secret_string=None) -> Target."""
+    """Factory: new_database(server, password=None, secret_string=None, name=None) -> Target."""
 
-    def make(server, password: str | None = None, secret_string: str | None = None) -> Target:
+    def make(
+        server,
+        password: str | None = None,
+        secret_string: str | None = None,
+        name: str | None = None,
+    ) -> Target:
         suffix = secrets.token_hex(5)
-        name, user = f"mlflow_{suffix}", f"user_{suffix}"
+        name, user = name or f"mlflow_{suffix}", f"user_{suffix}"
         password = password or f"pw-{secrets.token_urlsafe(12)}"
         server.create_database(name, user, password)
-        value = secret_string if secret_string is not None else json.dumps(
-            {"username": user, "password": password, "engine": server.engine,
-             "host": "ignored.example", "port": 1, "dbname": "ignored"}
+        value = (
+            secret_string
+            if secret_string is not None
+            else json.dumps(
+                {
+                    "username": user,
+                    "password": password,
+                    "engine": server.engine,
+                    "host": "ignored.example",
+                    "port": 1,
+                    "dbname": "ignored",
+                }
+            )
         )
         return Target(server, name, user, password, moto.create_secret(value))
 

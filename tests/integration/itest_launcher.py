@@ -60,7 +60,11 @@ def container_env(config: dict[str, str], home: Path) -> dict[str, str]:
 
 def run(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*entrypoint(), *args], env=env, capture_output=True, text=True, timeout=timeout,
+        [*entrypoint(), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         check=False,
     )
 
@@ -86,8 +90,10 @@ class Server:
         self.port = int(env["MLFLOW_PORT"])
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._log = log.open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603
-            [*(prefix or []), *entrypoint(), "serve"], env=env, stdout=self._log,
+        self.proc = subprocess.Popen(
+            [*(prefix or []), *entrypoint(), "serve"],
+            env=env,
+            stdout=self._log,
             stderr=subprocess.STDOUT,
         )
 
@@ -110,7 +116,8 @@ class Server:
         raise AssertionError(f"/health not OK within {timeout} s:\n{self.logs()}")
 
     def get(self, path: str, host: str) -> tuple[int, str]:
-        request = urllib.request.Request(f"{self.base_url}{path}", headers={"Host": host})
+        url = f"{self.base_url}{path}"
+        request = urllib.request.Request(url, headers={"Host": host})  # noqa: S310 - http only
         try:
             with urllib.request.urlopen(request, timeout=30) as r:  # noqa: S310
                 return r.status, r.read().decode()
@@ -152,7 +159,11 @@ def mlflow_client(env: dict[str, str], *args: str) -> dict:
     """Run the real MLflow client (it lives in .venv-image) and return its JSON report."""
     result = subprocess.run(
         [str(image_venv() / "bin" / "python"), str(CLIENT_SCRIPT), *args],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, f"client failed:\n{result.stdout}\n{result.stderr}"
     return json.loads(result.stdout.strip().splitlines()[-1])

@@ -21,6 +21,7 @@ import pytest
 
 MARIADB_BIN = ("mariadb-install-db", "mariadbd", "mariadb")
 PG_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
+REGION = "eu-west-1"  # any region: moto serves them all
 INSTALL_HINT = "run scripts/install-test-servers.sh (as root) to install it"
 
 
@@ -72,10 +73,28 @@ def make_test_ca(directory: Path) -> TestCa:
 
     def ca(name: str) -> tuple[Path, Path]:
         key, pem = directory / f"{name}.key", directory / f"{name}.pem"
-        _run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-              "-subj", f"/CN=MLflow test {name}", "-keyout", str(key), "-out", str(pem),
-              "-addext", "basicConstraints=critical,CA:TRUE",
-              "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        _run(
+            [
+                openssl,
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                f"/CN=MLflow test {name}",
+                "-keyout",
+                str(key),
+                "-out",
+                str(pem),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ]
+        )
         return key, pem
 
     ca_key, ca_pem = ca("ca")
@@ -86,10 +105,41 @@ def make_test_ca(directory: Path) -> TestCa:
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
     )
-    _run([openssl, "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-          "-keyout", str(key), "-out", str(csr)])
-    _run([openssl, "x509", "-req", "-in", str(csr), "-CA", str(ca_pem), "-CAkey", str(ca_key),
-          "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert)])
+    _run(
+        [
+            openssl,
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+        ]
+    )
+    _run(
+        [
+            openssl,
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca_pem),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            str(ext),
+            "-out",
+            str(cert),
+        ]
+    )
     return TestCa(ca=ca_pem, server_cert=cert, server_key=key, wrong_ca=wrong_pem)
 
 
@@ -119,21 +169,43 @@ class MariaDb:
 
     def install(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
-        _run(["mariadb-install-db", "--no-defaults", "--user=root", f"--datadir={self.datadir}",
-              "--auth-root-authentication-method=socket", "--skip-test-db"])
+        _run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                "--user=root",
+                f"--datadir={self.datadir}",
+                "--auth-root-authentication-method=socket",
+                "--skip-test-db",
+            ]
+        )
 
     def start(self) -> None:
         log = (self.base / "mariadbd.log").open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603
-            ["mariadbd", "--no-defaults", "--user=root", f"--datadir={self.datadir}",
-             f"--socket={self.socket}", f"--pid-file={self.base / 'mariadbd.pid'}",
-             f"--port={self.port}", "--bind-address=127.0.0.1", "--skip-name-resolve",
-             "--skip-log-bin", "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=32M",
-             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
-             f"--ssl-ca={self.ca.ca}", f"--ssl-cert={self.ca.server_cert}",
-             f"--ssl-key={self.ca.server_key}", "--require-secure-transport=ON",
-             "--max-connections=300"],
-            stdout=log, stderr=log,
+        self.proc = subprocess.Popen(
+            [
+                "mariadbd",
+                "--no-defaults",
+                "--user=root",
+                f"--datadir={self.datadir}",
+                f"--socket={self.socket}",
+                f"--pid-file={self.base / 'mariadbd.pid'}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=64M",
+                "--innodb-log-file-size=32M",
+                "--character-set-server=utf8mb4",
+                "--collation-server=utf8mb4_general_ci",
+                f"--ssl-ca={self.ca.ca}",
+                f"--ssl-cert={self.ca.server_cert}",
+                f"--ssl-key={self.ca.server_key}",
+                "--require-secure-transport=ON",
+                "--max-connections=300",
+            ],
+            stdout=log,
+            stderr=log,
         )
         wait_for_port(self.port, 60, "mariadbd")
         # mariadb-install-db as root creates anonymous users that shadow 'user'@'%'.
@@ -145,14 +217,22 @@ class MariaDb:
             self.proc.wait(60)
 
     def admin(self, sql: str, database: str | None = None) -> str:
-        cmd = ["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", "-N", "-B",
-               "--default-character-set=utf8mb4"]
+        cmd = [
+            "mariadb",
+            "--no-defaults",
+            f"--socket={self.socket}",
+            "-uroot",
+            "-N",
+            "-B",
+            "--default-character-set=utf8mb4",
+        ]
         return _run([*cmd, *([database] if database else [])], input=sql).stdout
 
     def create_database(self, name: str, user: str, password: str) -> None:
+        literal = sql_literal(password, backslash_escapes=True)
         self.admin(
             f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4;"
-            f"CREATE USER '{user}'@'%' IDENTIFIED BY {sql_literal(password, backslash_escapes=True)};"
+            f"CREATE USER '{user}'@'%' IDENTIFIED BY {literal};"
             f"GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'%';"
         )
 
@@ -161,13 +241,26 @@ class MariaDb:
 
     def tcp_login(self, user: str, password: str, *, tls: bool) -> subprocess.CompletedProcess:
         """A login over TCP with the CLI client, with verified TLS or without TLS."""
-        tls_args = ["--ssl", f"--ssl-ca={self.ca.ca}", "--ssl-verify-server-cert"] if tls else [
-            "--skip-ssl"
-        ]
+        tls_args = (
+            ["--ssl", f"--ssl-ca={self.ca.ca}", "--ssl-verify-server-cert"]
+            if tls
+            else ["--skip-ssl"]
+        )
         return subprocess.run(
-            ["mariadb", "--no-defaults", "-h127.0.0.1", f"-P{self.port}", f"-u{user}",
-             f"-p{password}", *tls_args, "-e", "SELECT 1"],
-            capture_output=True, text=True, check=False,
+            [
+                "mariadb",
+                "--no-defaults",
+                "-h127.0.0.1",
+                f"-P{self.port}",
+                f"-u{user}",
+                f"-p{password}",
+                *tls_args,
+                "-e",
+                "SELECT 1",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
 
 
@@ -195,14 +288,28 @@ class Postgres:
     def install(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
         for name in ("ca.pem", "server.pem", "server.key"):
-            src = {"ca.pem": self.ca.ca, "server.pem": self.ca.server_cert,
-                   "server.key": self.ca.server_key}[name]
+            src = {
+                "ca.pem": self.ca.ca,
+                "server.pem": self.ca.server_cert,
+                "server.key": self.ca.server_key,
+            }[name]
             shutil.copy(src, self.base / name)
         os.chmod(self.base / "server.key", 0o600)
         _run(["chown", "-R", "postgres:postgres", str(self.base)])
-        self._as_postgres([str(PG_BIN_DIR / "initdb"), "-D", str(self.datadir), "-U", "postgres",
-                           "-E", "UTF8", "--locale=C", "--auth-local=trust",
-                           "--auth-host=scram-sha-256"])
+        self._as_postgres(
+            [
+                str(PG_BIN_DIR / "initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ]
+        )
         with (self.datadir / "postgresql.conf").open("a") as conf:
             conf.write(
                 f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
@@ -219,18 +326,62 @@ class Postgres:
         )
 
     def start(self) -> None:
-        self._as_postgres([str(PG_BIN_DIR / "pg_ctl"), "-D", str(self.datadir), "-l",
-                           str(self.base / "postgres.log"), "-w", "-t", "60", "start"])
+        self._as_postgres(
+            [
+                str(PG_BIN_DIR / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.base / "postgres.log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        )
 
     def stop(self) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN_DIR / "pg_ctl"), "-D",
-                        str(self.datadir), "-m", "fast", "-w", "stop"],
-                       capture_output=True, check=False)
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                str(PG_BIN_DIR / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+            capture_output=True,
+            check=False,
+        )
 
     def admin(self, sql: str, database: str = "postgres") -> str:
         return self._as_postgres(
-            ["psql", "-h", str(self.base), "-p", str(self.port), "-d", database, "-U", "postgres",
-             "-X", "-q", "-t", "-A", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+            [
+                "psql",
+                "-h",
+                str(self.base),
+                "-p",
+                str(self.port),
+                "-d",
+                database,
+                "-U",
+                "postgres",
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-F",
+                "\t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-f",
+                "-",
+            ],
             input=sql,
         ).stdout
 
@@ -245,8 +396,14 @@ class Postgres:
     def tcp_login(self, user: str, password: str, *, tls: bool) -> subprocess.CompletedProcess:
         ssl = f"sslmode=verify-full sslrootcert={self.ca.ca}" if tls else "sslmode=disable"
         return subprocess.run(
-            ["psql", f"host=127.0.0.1 port={self.port} dbname=postgres user={user} {ssl}",
-             "-c", "SELECT 1"],
-            capture_output=True, text=True, check=False,
+            [
+                "psql",
+                f"host=127.0.0.1 port={self.port} dbname=postgres user={user} {ssl}",
+                "-c",
+                "SELECT 1",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
             env={**os.environ, "PGPASSWORD": password},
         )

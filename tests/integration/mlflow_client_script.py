@@ -54,8 +54,12 @@ def write(client, workdir: Path) -> dict:
     version = client.create_model_version(
         MODEL_NAME, source=f"{run.info.artifact_uri}/model", run_id=run_id
     )
-    return {"run_id": run_id, "experiment_id": experiment_id, "version": version.version,
-            "mlflow": mlflow.__version__}
+    return {
+        "run_id": run_id,
+        "experiment_id": experiment_id,
+        "version": version.version,
+        "mlflow": mlflow.__version__,
+    }
 
 
 def read(client, run_id: str, workdir: Path) -> dict:
@@ -64,7 +68,8 @@ def read(client, run_id: str, workdir: Path) -> dict:
     local = Path(client.download_artifacts(run_id, "outputs", str(workdir)))
     files = {
         str(p.relative_to(local)): p.read_text(encoding="utf-8")
-        for p in sorted(local.rglob("*")) if p.is_file()
+        for p in sorted(local.rglob("*"))
+        if p.is_file()
     }
     versions = client.search_model_versions(f"name='{MODEL_NAME}'")
     return {

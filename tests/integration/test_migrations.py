@@ -17,9 +17,12 @@ def test_concurrent_migrate_on_empty_database(db_server, new_database, moto, tes
         target.contract_env(moto, test_ca.ca, "unused-bucket"), tmp_path / "home"
     )
     procs = [
-        subprocess.Popen(  # noqa: S603
-            [*launcher.entrypoint(), "migrate"], env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True,
+        subprocess.Popen(
+            [*launcher.entrypoint(), "migrate"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for _ in range(REPLICAS)
     ]
@@ -49,9 +52,7 @@ def test_serve_refuses_an_unmigrated_database(db_server, new_database, moto, tes
     assert result.returncode != 0
     assert "run `mlflow-launcher migrate` first" in result.stderr
     assert "the server container never migrates" in result.stderr
-    tables = target.server.query(
-        target.name,
-        "SELECT table_name FROM information_schema.tables "
-        f"WHERE table_schema = {'DATABASE()' if db_server.engine == 'mysql' else 'current_schema()'}",
-    )
+    schema = "DATABASE()" if db_server.engine == "mysql" else "current_schema()"
+    sql = f"SELECT table_name FROM information_schema.tables WHERE table_schema = {schema}"  # noqa: S608
+    tables = target.server.query(target.name, sql)
     assert tables == [], "serve created tables"

@@ -1,0 +1,194 @@
+"""Chart <-> image wiring: the synthesized ConfigMap and Deployment, run as the container runs
+them (image/Dockerfile's ENTRYPOINT + each container's args), against MariaDB/PostgreSQL, S3 and
+Secrets Manager stand-ins. Only endpoints are substituted; everything else is the chart's.
+
+The real MLflow client then logs params, metrics, an artifact directory and a registered model
+version; the rows are checked in the database and the objects in the bucket; the pod is
+"restarted" (initContainer again, then the server) and everything is read back.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import itest_launcher as launcher
+import pytest
+from itest_servers import REGION, free_port
+
+pytestmark = pytest.mark.integration
+
+CONFIG_FOR_ENGINE = {"mysql": "default", "postgres": "postgres"}
+# Every character the contract names, plus non-ASCII (4-byte UTF-8 included).
+NASTY_PASSWORD = "@:/?#[]%&+=' \"\\ pässwörd-密码-🔑 end"  # noqa: S105
+PLACEHOLDER = re.compile(r"\$\{[^}]+\}")
+
+
+def _pod(synth) -> tuple[dict, list[dict]]:
+    deployments = [
+        d
+        for d in synth.objects("Deployment")
+        if d["spec"]["template"]["spec"].get("initContainers")
+    ]
+    assert len(deployments) == 1, "expected one Deployment with an initContainer"
+    spec = deployments[0]["spec"]["template"]["spec"]
+    return deployments[0], [*spec["initContainers"], *spec["containers"]]
+
+
+def _container_env(synth, container: dict) -> dict[str, str]:
+    """What Kubernetes would put in the container's environment (envFrom, then env)."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        assert set(source) == {"configMapRef"}, f"unexpected env source {source}"
+        env.update(synth.object("ConfigMap", source["configMapRef"]["name"])["data"])
+    for item in container.get("env", []):
+        assert "value" in item, f"env {item['name']} comes from elsewhere: {item}"
+        env[item["name"]] = item["value"]
+    return env
+
+
+def _substitute_endpoints(env: dict[str, str], target, moto, ca: Path, bucket: str) -> dict:
+    """Only where the pod would reach AWS: DB endpoint, secret, bucket, region, CA, port."""
+    local = dict(env)
+    local["MLFLOW_DB_HOST"] = "127.0.0.1"
+    local["MLFLOW_DB_PORT"] = str(target.server.port)
+    local["MLFLOW_DB_SECRET_ID"] = target.secret_arn
+    local["MLFLOW_DB_CA_BUNDLE"] = str(ca)
+    local["MLFLOW_ARTIFACTS_DESTINATION"] = PLACEHOLDER.sub(
+        bucket, env["MLFLOW_ARTIFACTS_DESTINATION"]
+    )
+    for key in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        local[key] = REGION
+    local["MLFLOW_PORT"] = str(free_port())
+    local["MLFLOW_WORKERS"] = "1"  # the CI machine has 2 cores
+    leftovers = {k: v for k, v in local.items() if PLACEHOLDER.search(v)}
+    assert not leftovers, f"unsubstituted placeholders (new AWS references?): {leftovers}"
+    return {**local, **moto.env()}
+
+
+def _allowed_and_denied_hosts(env: dict[str, str]) -> tuple[str, str, str]:
+    allowed = env["MLFLOW_ALLOWED_HOSTS"].split(",")
+    plain = next(h for h in allowed if "*" not in h)
+    wildcard = next((h for h in allowed if h.startswith("*.")), None)
+    return (
+        plain,
+        (wildcard.replace("*", "internal-mlflow-123", 1) if wildcard else plain),
+        ("attacker.example.com"),
+    )
+
+
+def _db_rows(target, run_id: str) -> dict:
+    # Fixed test values only (run ids are hex), so plain string SQL is fine here.
+    key = "`key`" if target.server.engine == "mysql" else '"key"'
+    where = f"WHERE run_uuid = '{run_id}'"
+    db = target.server
+    params = db.query(target.name, f"SELECT {key}, value FROM params {where}")  # noqa: S608
+    metrics = db.query(
+        target.name,
+        f"SELECT value FROM metrics {where} AND {key} = 'loss' ORDER BY step",  # noqa: S608
+    )
+    return {
+        "params": dict(params),
+        "metrics": [float(v) for (v,) in metrics],
+        "versions": db.query(target.name, "SELECT name, version, run_id FROM model_versions"),
+    }
+
+
+@pytest.mark.parametrize("engine", ["mysql", "postgres"])
+def test_chart_runs_against_real_servers(
+    engine, synth, request, new_database, moto, test_ca, tmp_path
+):
+    server_fixture = request.getfixturevalue("mariadb" if engine == "mysql" else "postgres")
+    chart = synth(CONFIG_FOR_ENGINE[engine])
+    _, (init, main) = _pod(chart)
+    assert init["args"] == ["migrate"] and main["args"] == ["serve"]
+    assert "command" not in init and "command" not in main, "command would bypass the ENTRYPOINT"
+
+    chart_env = _container_env(chart, main)
+    assert chart_env["MLFLOW_DB_ENGINE"] == engine
+    target = new_database(server_fixture, password=NASTY_PASSWORD, name=chart_env["MLFLOW_DB_NAME"])
+    bucket = moto.create_bucket()
+    home = tmp_path / "home"
+    init_env = launcher.container_env(
+        _substitute_endpoints(_container_env(chart, init), target, moto, test_ca.ca, bucket), home
+    )
+    main_env = launcher.container_env(
+        _substitute_endpoints(chart_env, target, moto, test_ca.ca, bucket), home
+    )
+    main_env["MLFLOW_PORT"] = init_env["MLFLOW_PORT"]
+    output = []
+
+    def start_pod(log: Path) -> launcher.Server:
+        migrate = launcher.run(init["args"], init_env)
+        output.append(migrate.stderr + migrate.stdout)
+        assert migrate.returncode == 0, migrate.stderr
+        server = launcher.Server(main_env, log)
+        server.wait_healthy(timeout=120)
+        return server
+
+    # ---- first pod: migrate, serve, log through the real client ----
+    server = start_pod(tmp_path / "server-1.log")
+    assert "migrated schema from empty to head" in output[0]
+    allowed, wildcard_host, denied = _allowed_and_denied_hosts(main_env)
+    try:
+        for host in (allowed, wildcard_host):
+            status, body = server.get("/api/2.0/mlflow/experiments/search?max_results=5", host)
+            assert status == 200, (host, body)
+        status, _ = server.get("/api/2.0/mlflow/experiments/search?max_results=5", denied)
+        assert status == 403
+        client_env = {**main_env, "MLFLOW_TRACKING_URI": server.base_url}
+        written = launcher.mlflow_client(
+            client_env, "write", server.base_url, allowed, str(tmp_path / "w")
+        )
+        assert written["mlflow"].startswith("3.17.")
+
+        # No password in any argv of the server's process tree (tini, mlflow CLI, uvicorn...).
+        tree = server.process_tree()
+        cmdlines = [
+            Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            for pid in tree
+            if Path(f"/proc/{pid}/cmdline").exists()
+        ]
+        assert any("tini" in c for c in cmdlines) and any("uvicorn" in c for c in cmdlines)
+        for cmdline in cmdlines:
+            launcher.assert_no_secret(cmdline, NASTY_PASSWORD, "a server process's argv")
+    finally:
+        server.stop()
+    output.append(server.logs())
+
+    run_id = written["run_id"]
+    rows = _db_rows(target, run_id)
+    assert rows["params"] == {"alpha": "0.5", "optimizer": "adam"}
+    assert rows["metrics"] == [0.9, 0.5, 0.25]
+    assert rows["versions"] == [["wiring-model", "1", run_id]]
+
+    objects = moto.objects(bucket)
+    by_suffix = {key.split(f"{run_id}/artifacts/", 1)[-1]: body for key, body in objects.items()}
+    assert all(k.startswith(f"artifacts/{written['experiment_id']}/{run_id}/") for k in objects)
+    assert by_suffix["outputs/a.txt"] == b"alpha artifact\n"
+    assert by_suffix["outputs/sub/b.txt"] == "beta artifact ü\n".encode()
+    assert "model/MLmodel" in by_suffix
+
+    # ---- restart: a new pod runs the initContainer (already at head) and reads it all back ----
+    server = start_pod(tmp_path / "server-2.log")
+    assert "schema already at head" in output[-1]
+    try:
+        read = launcher.mlflow_client(
+            {**main_env, "MLFLOW_TRACKING_URI": server.base_url},
+            "read",
+            server.base_url,
+            allowed,
+            run_id,
+            str(tmp_path / "r"),
+        )
+    finally:
+        server.stop()
+    output.append(server.logs())
+    assert read["params"] == read["expected"]["params"]
+    assert read["metrics"] == read["expected"]["metrics"]
+    assert read["artifacts"] == read["expected"]["artifacts"]
+    assert read["status"] == "FINISHED"
+    assert read["versions"] == [{"version": "1", "run_id": run_id}]
+
+    for text in output:
+        launcher.assert_no_secret(text, NASTY_PASSWORD, "the launcher's or server's logs")
