@@ -12,7 +12,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: synth test lint bench local deploy diff destroy clean
+.PHONY: synth test test-servers lint bench local deploy diff destroy clean
 
 $(BIN)/.stamp: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,11 +34,14 @@ $(IMAGE_VENV)/.stamp: image/requirements.txt $(shell find image/launcher -name '
 
 synth: $(BIN)/.stamp node_modules/.stamp
 	npx cdk synth --quiet $(CDK_CONFIG)
-	$(BIN)/python -m k8s_charts.export cdk.out
-	@echo "CloudFormation templates: cdk.out/*.template.json"
-	@echo "Kubernetes manifests:     cdk.out/manifests/"
+	@echo "CloudFormation templates: $$(ls cdk.out/*.template.json | tr '\n' ' ')"
+	@echo "Kubernetes manifests:     $$(ls cdk.out/manifests/*.yaml | tr '\n' ' ')"
 
-test: $(BIN)/.stamp node_modules/.stamp $(IMAGE_VENV)/.stamp
+# Debian's MariaDB and PostgreSQL servers for the integration tests (installs only what is missing).
+test-servers:
+	bash scripts/install-test-servers.sh
+
+test: $(BIN)/.stamp node_modules/.stamp $(IMAGE_VENV)/.stamp test-servers
 	$(BIN)/python -m pytest
 
 lint: $(BIN)/.stamp
