@@ -1,14 +1,13 @@
 #!/usr/bin/env python3
 """CDK entry point: read the config file, validate it, build the stacks, write review manifests.
 
-    cdk synth                              # the defaults: a complete new deployment
-    cdk synth -c config=config/examples/postgres.yaml
-    cdk deploy --all -c config=my.yaml [-c allow_data_destroy=true]
+cdk synth                              # the defaults: a complete new deployment
+cdk synth -c config=config/examples/postgres.yaml
+cdk deploy --all -c config=my.yaml [-c allow_data_destroy=true]
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 

@@ -95,7 +95,11 @@ def _did_you_mean(loc: tuple[Any, ...]) -> str:
             continue
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field else None
-        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        model = (
+            annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None
+        )
     if model is None:
         return ""
     valid = sorted(model.model_fields)

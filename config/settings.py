@@ -33,7 +33,9 @@ IamRoleArn = Annotated[
 ]
 AcmCertificateArn = Annotated[
     str,
-    StringConstraints(pattern=rf"^{_PARTITION}:acm:[a-z0-9-]+:\d{{12}}:certificate/[0-9a-f-]{{36}}$"),
+    StringConstraints(
+        pattern=rf"^{_PARTITION}:acm:[a-z0-9-]+:\d{{12}}:certificate/[0-9a-f-]{{36}}$"
+    ),
 ]
 SubnetId = Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8}(?:[0-9a-f]{9})?$")]
 SecurityGroupId = Annotated[str, StringConstraints(pattern=r"^sg-[0-9a-f]{8}(?:[0-9a-f]{9})?$")]
@@ -178,7 +180,9 @@ class ClusterSettings(StrictModel):
                 missing[0], f"mode: existing needs {', '.join(missing)} to import the cluster"
             )
         if len(self.private_subnet_ids) < 2:
-            raise invalid("private_subnet_ids", "at least two subnets are needed (RDS spans two AZs)")
+            raise invalid(
+                "private_subnet_ids", "at least two subnets are needed (RDS spans two AZs)"
+            )
         if len(set(self.private_subnet_ids)) != len(self.private_subnet_ids):
             raise invalid("private_subnet_ids", "a subnet is listed twice")
         if len(self.availability_zones) != len(self.private_subnet_ids):
@@ -233,11 +237,9 @@ class ArtifactSettings(StrictModel):
 
     @model_validator(mode="after")
     def _expiry_needs_versions(self) -> ArtifactSettings:
-        if not self.versioned and "noncurrent_version_expiration_days" in self.model_fields_set:
-            if self.noncurrent_version_expiration_days is not None:
-                raise invalid(
-                    "noncurrent_version_expiration_days", "applies only with versioned: true"
-                )
+        expiry_set = "noncurrent_version_expiration_days" in self.model_fields_set
+        if not self.versioned and expiry_set and self.noncurrent_version_expiration_days:
+            raise invalid("noncurrent_version_expiration_days", "applies only with versioned: true")
         return self
 
 

@@ -29,6 +29,9 @@ LB_CONTROLLER_LOAD_BALANCER_CLASS = "service.k8s.aws/nlb"
 UID = 10001
 """The image's non-root user (image/Dockerfile creates it with this UID and GID)."""
 
+TMP_PATH = "/tmp"  # noqa: S108 - an emptyDir of the pod, not a shared host directory
+"""The only writable path: the image keeps HOME, TMPDIR and caches there."""
+
 _LB = "service.beta.kubernetes.io/aws-load-balancer-"
 
 
@@ -205,7 +208,7 @@ class MlflowChart(cdk8s.Chart):
                     args=["migrate"],
                     env_from=env_from,
                     security_context=security,
-                    volume_mounts=[kplus.VolumeMount(path="/tmp", volume=tmp)],
+                    volume_mounts=[kplus.VolumeMount(path=TMP_PATH, volume=tmp)],
                     resources=_resources(props),
                 )
             ],
@@ -219,7 +222,7 @@ class MlflowChart(cdk8s.Chart):
                     port_number=CONTAINER_PORT,
                     env_from=env_from,
                     security_context=security,
-                    volume_mounts=[kplus.VolumeMount(path="/tmp", volume=tmp)],
+                    volume_mounts=[kplus.VolumeMount(path=TMP_PATH, volume=tmp)],
                     resources=_resources(props),
                     startup=kplus.Probe.from_http_get(
                         "/health",

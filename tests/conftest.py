@@ -13,12 +13,12 @@ from typing import Any
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-import aws_cdk as cdk  # noqa: E402
-import pytest  # noqa: E402
-from aws_cdk import assertions  # noqa: E402
+import aws_cdk as cdk
+import pytest
+from aws_cdk import assertions
 
-from config import Settings, load_settings  # noqa: E402
-from stacks import Deployment, build_deployment  # noqa: E402
+from config import Settings, load_settings
+from stacks import Deployment, build_deployment
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "config" / "examples"

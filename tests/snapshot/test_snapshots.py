@@ -28,7 +28,8 @@ def _stacks(config: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("config", "stack"), [(config, stack) for config in sorted(CONFIGS) for stack in _stacks(config)]
+    ("config", "stack"),
+    [(config, stack) for config in sorted(CONFIGS) for stack in _stacks(config)],
 )
 def test_template(
     synth: Callable[[str], Synth], config: str, stack: str, json_snapshot: SnapshotAssertion

@@ -34,8 +34,10 @@ def write(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("exposure:\n  external:\n    enabled: true\n    allowed_cidrs: []\n",
-         "exposure.external.allowed_cidrs: is empty"),
+        (
+            "exposure:\n  external:\n    enabled: true\n    allowed_cidrs: []\n",
+            "exposure.external.allowed_cidrs: is empty",
+        ),
         ("server:\n  replcas: 3\n", "server.replcas: unknown key; did you mean 'replicas'?"),
         ("database: {engine: [\n", "not valid YAML"),
     ],
@@ -59,9 +61,21 @@ def test_cdk_cli_reports_bad_config(tmp_path: Path) -> None:
     """Through the pinned CDK CLI itself: non-zero exit, the key path on the terminal."""
     path = write(tmp_path, "server:\n  replicas: 0\n")
     result = subprocess.run(
-        ["npx", "--no-install", "cdk", "synth", "--quiet", "-c", f"config={path}",
-         "-o", str(tmp_path / "out")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            "npx",
+            "--no-install",
+            "cdk",
+            "synth",
+            "--quiet",
+            "-c",
+            f"config={path}",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode != 0
     assert "server.replicas: Input should be greater than or equal to 1" in result.stderr

@@ -10,7 +10,9 @@ from tests.conftest import EXAMPLES, ROOT
 
 def test_configuration_reference_is_current() -> None:
     committed = (ROOT / "docs" / "configuration.md").read_text()
-    assert committed == render(), "run: .venv/bin/python -m config.reference > docs/configuration.md"
+    assert committed == render(), (
+        "run: .venv/bin/python -m config.reference > docs/configuration.md"
+    )
 
 
 def test_readme_shows_the_two_commands_first() -> None:

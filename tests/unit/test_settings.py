@@ -13,7 +13,9 @@ CERT = "arn:aws:acm:eu-west-1:111122223333:certificate/01234567-89ab-cdef-0123-4
 EXISTING = {
     "mode": "existing",
     "name": "prod",
-    "oidc_provider_arn": "arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC",
+    "oidc_provider_arn": (
+        "arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC"
+    ),
     "security_group_id": "sg-0123456789abcdef0",
     "vpc_id": "vpc-0123456789abcdef0",
     "private_subnet_ids": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
@@ -22,8 +24,16 @@ EXISTING = {
 
 
 def external(**overrides: object) -> dict[str, object]:
-    return {"exposure": {"external": {"enabled": True, "allowed_cidrs": ["10.0.0.0/8"],
-                                      "certificate_arn": CERT, **overrides}}}
+    return {
+        "exposure": {
+            "external": {
+                "enabled": True,
+                "allowed_cidrs": ["10.0.0.0/8"],
+                "certificate_arn": CERT,
+                **overrides,
+            }
+        }
+    }
 
 
 def existing(**overrides: object) -> dict[str, object]:
@@ -73,69 +83,116 @@ BAD = [
     ({"servr": {}}, "servr", "did you mean 'server'"),
     ({"server": {"replcas": 3}}, "server.replcas", "did you mean 'replicas'"),
     ({"database": {"engnie": "postgres"}}, "database.engnie", "did you mean 'engine'"),
-    ({"exposure": {"external": {"allowed_cidr": []}}}, "exposure.external.allowed_cidr",
-     "did you mean 'allowed_cidrs'"),
+    (
+        {"exposure": {"external": {"allowed_cidr": []}}},
+        "exposure.external.allowed_cidr",
+        "did you mean 'allowed_cidrs'",
+    ),
     ({"server": {"replicas": "two"}}, "server.replicas", "valid integer"),
     ({"server": {"replicas": 0}}, "server.replicas", "greater than or equal to 1"),
     ({"server": {"replicas": 3, "max_replicas": 2}}, "server.max_replicas", "below replicas"),
     ({"server": {"namespace": "MLflow"}}, "server.namespace", "should match pattern"),
     ({"server": {"namespace": "kube-system"}}, "server.namespace", "reserved"),
     ({"server": {"allowed_hosts": ["bad host"]}}, "server.allowed_hosts[0]", "pattern"),
-    ({"server": {"resources": {"memory_mib": 64}}}, "server.resources.memory_mib",
-     "greater than or equal to 256"),
+    (
+        {"server": {"resources": {"memory_mib": 64}}},
+        "server.resources.memory_mib",
+        "greater than or equal to 256",
+    ),
     ({"database": {"engine": "oracle"}}, "database.engine", "'mysql' or 'postgres'"),
-    ({"database": {"instance_type": "db.t4g.medium"}}, "database.instance_type",
-     "without the 'db.' prefix"),
+    (
+        {"database": {"instance_type": "db.t4g.medium"}},
+        "database.instance_type",
+        "without the 'db.' prefix",
+    ),
     ({"database": {"instance_type": "huge"}}, "database.instance_type", "t4g.medium"),
-    ({"database": {"allocated_storage_gib": 5}}, "database.allocated_storage_gib",
-     "greater than or equal to 20"),
-    ({"database": {"backup_retention_days": 0}}, "database.backup_retention_days",
-     "greater than or equal to 1"),
+    (
+        {"database": {"allocated_storage_gib": 5}},
+        "database.allocated_storage_gib",
+        "greater than or equal to 20",
+    ),
+    (
+        {"database": {"backup_retention_days": 0}},
+        "database.backup_retention_days",
+        "greater than or equal to 1",
+    ),
     ({"database": {"multi_az": "maybe"}}, "database.multi_az", "valid boolean"),
     ({"database": {"removal_policy": "delete"}}, "database.removal_policy", "'snapshot' or"),
-    ({"artifacts": {"versioned": False, "noncurrent_version_expiration_days": 30}},
-     "artifacts.noncurrent_version_expiration_days", "only with versioned: true"),
+    (
+        {"artifacts": {"versioned": False, "noncurrent_version_expiration_days": 30}},
+        "artifacts.noncurrent_version_expiration_days",
+        "only with versioned: true",
+    ),
     ({"cluster": {"mode": "imported"}}, "cluster.mode", "'new' or 'existing'"),
     ({"cluster": {"kubernetes_version": "1.29"}}, "cluster.kubernetes_version", "1.35"),
     ({"cluster": {"kubernetes_version": 1.35}}, "cluster.kubernetes_version", "1.35"),
     ({"cluster": {"mode": "existing"}}, "cluster.availability_zones", "needs"),
     ({"cluster": {"name": "prod"}}, "cluster.name", "only apply with mode: existing"),
-    ({"cluster": {"load_balancer_controller": "aws-load-balancer-controller"}},
-     "cluster.load_balancer_controller", "Auto Mode"),
-    (existing(oidc_provider_arn="arn:aws:iam::123:oidc-provider/x"), "cluster.oidc_provider_arn",
-     "pattern"),
+    (
+        {"cluster": {"load_balancer_controller": "aws-load-balancer-controller"}},
+        "cluster.load_balancer_controller",
+        "Auto Mode",
+    ),
+    (
+        existing(oidc_provider_arn="arn:aws:iam::123:oidc-provider/x"),
+        "cluster.oidc_provider_arn",
+        "pattern",
+    ),
     (existing(security_group_id="sg-xyz"), "cluster.security_group_id", "pattern"),
     (existing(vpc_id="vpc-123"), "cluster.vpc_id", "pattern"),
-    (existing(private_subnet_ids=["subnet-0123456789abcdef0", "subnet-12"]),
-     "cluster.private_subnet_ids[1]", "pattern"),
-    (existing(private_subnet_ids=["subnet-0123456789abcdef0"],
-              availability_zones=["eu-west-1a"]), "cluster.private_subnet_ids", "at least two"),
+    (
+        existing(private_subnet_ids=["subnet-0123456789abcdef0", "subnet-12"]),
+        "cluster.private_subnet_ids[1]",
+        "pattern",
+    ),
+    (
+        existing(
+            private_subnet_ids=["subnet-0123456789abcdef0"], availability_zones=["eu-west-1a"]
+        ),
+        "cluster.private_subnet_ids",
+        "at least two",
+    ),
     (existing(availability_zones=["eu-west-1a"]), "cluster.availability_zones", "same order"),
-    (existing(availability_zones=["eu-west-1a", "eu-west-1a"]), "cluster.availability_zones",
-     "two AZs"),
-    (existing(kubectl_role_arn="arn:aws:iam::111122223333:user/bob"), "cluster.kubectl_role_arn",
-     "pattern"),
-    (existing(admin_role_arns=["arn:aws:iam::111122223333:role/admin"]),
-     "cluster.admin_role_arns", "only with mode: new"),
+    (
+        existing(availability_zones=["eu-west-1a", "eu-west-1a"]),
+        "cluster.availability_zones",
+        "two AZs",
+    ),
+    (
+        existing(kubectl_role_arn="arn:aws:iam::111122223333:user/bob"),
+        "cluster.kubectl_role_arn",
+        "pattern",
+    ),
+    (
+        existing(admin_role_arns=["arn:aws:iam::111122223333:role/admin"]),
+        "cluster.admin_role_arns",
+        "only with mode: new",
+    ),
     (external(allowed_cidrs=["0.0.0.0/0"]), "exposure.external.allowed_cidrs", "allow_internet"),
     (external(allowed_cidrs=["::/0"]), "exposure.external.allowed_cidrs", "allow_internet"),
     (external(allowed_cidrs=[]), "exposure.external.allowed_cidrs", "is empty"),
-    (external(allowed_cidrs=["10.0.0.1/8"]), "exposure.external.allowed_cidrs[0]",
-     "host bits set"),
-    (external(allowed_cidrs=["10.0.0.0/33"]), "exposure.external.allowed_cidrs[0]",
-     "not a CIDR"),
+    (external(allowed_cidrs=["10.0.0.1/8"]), "exposure.external.allowed_cidrs[0]", "host bits set"),
+    (external(allowed_cidrs=["10.0.0.0/33"]), "exposure.external.allowed_cidrs[0]", "not a CIDR"),
     (external(certificate_arn=None), "exposure.external.certificate_arn", "HTTPS only"),
-    (external(certificate_arn="arn:aws:acm:eu-west-1:1:certificate/x"),
-     "exposure.external.certificate_arn", "pattern"),
-    ({"exposure": {"external": {"allowed_cidrs": ["10.0.0.0/8"]}}}, "exposure.external.enabled",
-     "is false but allowed_cidrs"),
+    (
+        external(certificate_arn="arn:aws:acm:eu-west-1:1:certificate/x"),
+        "exposure.external.certificate_arn",
+        "pattern",
+    ),
+    (
+        {"exposure": {"external": {"allowed_cidrs": ["10.0.0.0/8"]}}},
+        "exposure.external.enabled",
+        "is false but allowed_cidrs",
+    ),
     ({"aws": {"account": "12345"}}, "aws.account", "pattern"),
     ({"aws": {"region": "Europe"}}, "aws.region", "pattern"),
     ({"name": "My_MLflow"}, "name", "pattern"),
 ]
 
 
-@pytest.mark.parametrize(("raw", "path", "why"), BAD, ids=[f"{i:02d}-{b[1]}" for i, b in enumerate(BAD)])
+@pytest.mark.parametrize(
+    ("raw", "path", "why"), BAD, ids=[f"{i:02d}-{b[1]}" for i, b in enumerate(BAD)]
+)
 def test_bad_values_name_the_key_and_the_reason(raw: object, path: str, why: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_settings(raw)

@@ -55,8 +55,15 @@ def test_vpc_has_public_private_and_isolated_subnets(synth: SynthFn) -> None:
     for subnet_type in ("Public", "Private", "Isolated"):
         template.has_resource(
             "AWS::EC2::Subnet",
-            {"Properties": Match.object_like({"Tags": Match.array_with([
-                {"Key": "aws-cdk:subnet-type", "Value": subnet_type}])})},
+            {
+                "Properties": Match.object_like(
+                    {
+                        "Tags": Match.array_with(
+                            [{"Key": "aws-cdk:subnet-type", "Value": subnet_type}]
+                        )
+                    }
+                )
+            },
         )
     template.has_resource_properties(
         "AWS::EC2::VPCEndpoint",
@@ -87,13 +94,18 @@ def test_database_lives_in_isolated_subnets(synth: SynthFn) -> None:
     _, group = only(s, "Data", "AWS::RDS::DBSubnetGroup")
     network = s.templates["Network"]["Resources"]
     isolated = {
-        logical_id for logical_id, r in network.items()
+        logical_id
+        for logical_id, r in network.items()
         if r["Type"] == "AWS::EC2::Subnet"
         and {"Key": "aws-cdk:subnet-type", "Value": "Isolated"} in r["Properties"]["Tags"]
     }
-    referenced = set(re.findall(r"(IsolatedSubnet\d)", json.dumps(group["Properties"]["SubnetIds"])))
+    referenced = set(
+        re.findall(r"(IsolatedSubnet\d)", json.dumps(group["Properties"]["SubnetIds"]))
+    )
     assert referenced and all(any(ref in i for i in isolated) for ref in referenced)
-    assert not re.search(r"PrivateSubnet|PublicSubnet", json.dumps(group["Properties"]["SubnetIds"]))
+    assert not re.search(
+        r"PrivateSubnet|PublicSubnet", json.dumps(group["Properties"]["SubnetIds"])
+    )
 
 
 @pytest.mark.parametrize(
@@ -143,11 +155,17 @@ def test_bucket_is_private_encrypted_versioned_and_retained(synth: SynthFn) -> N
     _, bucket = only(s, "Data", "AWS::S3::Bucket")
     props = bucket["Properties"]
     assert props["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True, "BlockPublicPolicy": True,
-        "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
     }
-    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
-        "ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert (
+        props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+            "ServerSideEncryptionByDefault"
+        ]["SSEAlgorithm"]
+        == "AES256"
+    )
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
     assert bucket["DeletionPolicy"] == "Retain"
 
@@ -155,10 +173,22 @@ def test_bucket_is_private_encrypted_versioned_and_retained(synth: SynthFn) -> N
 def test_bucket_policy_denies_requests_without_tls(synth: SynthFn) -> None:
     synth("default").template("Data").has_resource_properties(
         "AWS::S3::BucketPolicy",
-        {"PolicyDocument": {"Statement": Match.array_with([Match.object_like({
-            "Effect": "Deny", "Action": "s3:*", "Principal": {"AWS": "*"},
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        })])}},
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Effect": "Deny",
+                                "Action": "s3:*",
+                                "Principal": {"AWS": "*"},
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        )
+                    ]
+                )
+            }
+        },
     )
 
 
@@ -180,8 +210,9 @@ def test_irsa_trust_is_for_exactly_one_service_account(synth: SynthFn, config: s
     issuers = {key.rsplit(":", 1)[0] for key in value}
     assert len(issuers) == 1
     roles = resources(s, "Mlflow", "AWS::IAM::Role")
-    [server_role] = [r for r in roles.values()
-                     if "AssumeRoleWithWebIdentity" in json.dumps(r["Properties"])]
+    [server_role] = [
+        r for r in roles.values() if "AssumeRoleWithWebIdentity" in json.dumps(r["Properties"])
+    ]
     [statement] = server_role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
     assert "Federated" in statement["Principal"]
@@ -193,8 +224,11 @@ def test_irsa_trust_is_for_exactly_one_service_account(synth: SynthFn, config: s
 def test_server_policy_is_scoped_to_this_bucket_prefix_and_secret(synth: SynthFn) -> None:
     s = synth("default")
     policies = resources(s, "Mlflow", "AWS::IAM::Policy")
-    [policy] = [p for p in policies.values()
-                if any("TrackingServerRole" in json.dumps(r) for r in p["Properties"]["Roles"])]
+    [policy] = [
+        p
+        for p in policies.values()
+        if any("TrackingServerRole" in json.dumps(r) for r in p["Properties"]["Roles"])
+    ]
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     for statement in statements:
         assert statement["Resource"] != "*"
@@ -203,8 +237,10 @@ def test_server_policy_is_scoped_to_this_bucket_prefix_and_secret(synth: SynthFn
     assert len(s3) == 1 and len(secrets) == 1
     s3_resources = json.dumps(s3[0]["Resource"])
     assert "Artifacts" in s3_resources and '"/artifacts/*"' in s3_resources
-    assert set(secrets[0]["Action"]) == {"secretsmanager:GetSecretValue",
-                                         "secretsmanager:DescribeSecret"}
+    assert set(secrets[0]["Action"]) == {
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:DescribeSecret",
+    }
     assert "DatabaseSecret" in json.dumps(secrets[0]["Resource"])
     all_actions = {a for st in statements for a in st["Action"]}
     assert not any(a.startswith(("iam:", "rds:", "ec2:", "kms:")) for a in all_actions)
@@ -243,9 +279,12 @@ def test_manifest_is_applied_in_the_server_stack(each_config: Synth) -> None:
     assert len(manifests) == 1
     if "Cluster" in each_config.templates:
         cluster = each_config.templates["Cluster"]["Resources"]
-        assert not [r for r in cluster.values()
-                    if r["Type"] == "Custom::AWSCDK-EKS-KubernetesResource"
-                    and "Deployment" in json.dumps(r)]
+        assert not [
+            r
+            for r in cluster.values()
+            if r["Type"] == "Custom::AWSCDK-EKS-KubernetesResource"
+            and "Deployment" in json.dumps(r)
+        ]
 
 
 def test_new_cluster_is_auto_mode_with_a_matching_kubectl_layer(synth: SynthFn) -> None:
@@ -265,20 +304,31 @@ def test_existing_cluster_gets_a_kubectl_provider_with_cluster_access(synth: Syn
     _, entry = only(s, "Mlflow", "AWS::EKS::AccessEntry")
     assert entry["Properties"]["ClusterName"] == s.settings.cluster.name
     assert render_intrinsics(entry["Properties"]["AccessPolicies"][0]["PolicyArn"]).endswith(
-        ":cluster-access-policy/AmazonEKSClusterAdminPolicy")
+        ":cluster-access-policy/AmazonEKSClusterAdminPolicy"
+    )
     handlers = resources(s, "Mlflow", "AWS::Lambda::Function")
-    assert any(h.get("DependsOn") and any("KubectlAccess" in d for d in h["DependsOn"])
-               for h in handlers.values())
+    assert any(
+        h.get("DependsOn") and any("KubectlAccess" in d for d in h["DependsOn"])
+        for h in handlers.values()
+    )
 
 
 def test_outputs_tell_how_to_connect_and_never_a_secret_value(each_config: Synth) -> None:
     outputs = each_config.templates["Mlflow"]["Outputs"]
     ns = each_config.settings.server.namespace
-    for key in ("Namespace", "ClusterServiceUrl", "ArtifactBucketName", "DatabaseEndpoint",
-                "DatabaseSecretArn", "PortForwardCommand", "ServerRoleArn"):
+    for key in (
+        "Namespace",
+        "ClusterServiceUrl",
+        "ArtifactBucketName",
+        "DatabaseEndpoint",
+        "DatabaseSecretArn",
+        "PortForwardCommand",
+        "ServerRoleArn",
+    ):
         assert key in outputs, key
     assert outputs["PortForwardCommand"]["Value"] == (
-        f"kubectl -n {ns} port-forward svc/mlflow 5000:80")
+        f"kubectl -n {ns} port-forward svc/mlflow 5000:80"
+    )
     assert "SecretString" not in json.dumps(outputs)
     assert "secretsmanager:" not in json.dumps(outputs)
 
