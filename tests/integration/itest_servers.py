@@ -8,11 +8,13 @@ no database driver besides the ones the launcher brings in .venv-image.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -407,3 +409,51 @@ class Postgres:
             check=False,
             env={**os.environ, "PGPASSWORD": password},
         )
+
+
+# ---------------------------------------------------------------- a database that comes up ---
+
+
+class LateEndpoint:
+    """A TCP endpoint that starts accepting only after ``delay`` seconds, then relays bytes to
+    the real database: to the launcher it is a database that comes up while it retries. The
+    relay is transparent, so TLS is still end to end between the launcher and the server."""
+
+    def __init__(self, upstream_port: int, delay: float) -> None:
+        self.port, self.upstream_port, self.delay = free_port(), upstream_port, delay
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> LateEndpoint:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _serve(self) -> None:
+        if self._stop.wait(self.delay):
+            return
+        with socket.create_server(("127.0.0.1", self.port)) as listener:
+            listener.settimeout(0.2)
+            while not self._stop.is_set():
+                try:
+                    client, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+                for src, dst in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=_pipe, args=(src, dst), daemon=True).start()
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)

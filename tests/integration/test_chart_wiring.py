@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 CONFIG_FOR_ENGINE = {"mysql": "default", "postgres": "postgres"}
 # Every character the contract names, plus non-ASCII (4-byte UTF-8 included).
-NASTY_PASSWORD = "@:/?#[]%&+=' \"\\ pässwörd-密码-🔑 end"  # noqa: S105
+NASTY_PASSWORD = "@:/?#[]%&+=' \"\\ pässwörd-密码-🔑 end"
 PLACEHOLDER = re.compile(r"\$\{[^}]+\}")
 
 
