@@ -44,6 +44,9 @@ test-servers:
 test: $(BIN)/.stamp node_modules/.stamp $(IMAGE_VENV)/.stamp test-servers
 	$(BIN)/python -m pytest
 
+bench: $(BIN)/.stamp node_modules/.stamp
+	$(BIN)/python bench/synth.py
+
 lint: $(BIN)/.stamp
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
