@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from constructs_lib.acknowledgements import acknowledge, acknowledge_wildcard_resources
 from constructs_lib.artifact_store import MlflowArtifactStore
 from constructs_lib.database import MlflowDatabase
 from constructs_lib.review import resolve_for_review
@@ -22,6 +25,8 @@ from k8s_charts import (
     MlflowChart,
     MlflowChartProps,
 )
+
+CONFIG_DIGEST_ANNOTATION = "mlflow-on-eks/config-digest"
 
 IMAGE_DIRECTORY = Path(__file__).resolve().parent.parent / "image"
 """image/ of this repository: the Dockerfile, its lock file and the launcher."""
@@ -94,6 +99,7 @@ class MlflowTrackingServer(Construct):
         )
         artifact_store.bucket.grant_read_write(self.role, f"{artifact_store.prefix}/*")
         database.secret.grant_read(self.role)
+        self._acknowledge_grants(artifact_store)
 
         self.image = ecr_assets.DockerImageAsset(
             self,
@@ -142,10 +148,30 @@ class MlflowTrackingServer(Construct):
         )
         self.service_names = props.service_names
         self.chart = MlflowChart(cdk8s.App(), "Mlflow", props=props)
+        # Pods read the ConfigMap only at start: a digest of its (resolved) data in the pod
+        # template makes a settings change roll the pods, as an image change does.
+        resolved = Stack.of(self).resolve(dict(self.chart.config_map.data))
+        digest = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
+        self.chart.deployment.pod_metadata.add_annotation(CONFIG_DIGEST_ANNOTATION, digest[:16])
         # Created here, not with cluster.add_cdk8s_chart: that puts the manifest in the
         # cluster's stack, which would then depend on this stack's role and image (a cycle).
         self.manifest = eks.KubernetesManifest(
             self, "Manifest", cluster=cluster, manifest=self.chart.to_json()
+        )
+
+    def _acknowledge_grants(self, artifact_store: MlflowArtifactStore) -> None:
+        policy = self.role.node.try_find_child("DefaultPolicy")
+        assert policy is not None, "the grants above create the role's default policy"
+        reason = (
+            "CDK's grant_read_write on the artifact bucket: these action groups (s3:GetObject*, "
+            "s3:List*, ...) are what MLflow's artifact proxy needs to read, write, list and "
+            "delete artifacts, on this bucket and its artifact prefix only."
+        )
+        for action in ("Abort*", "DeleteObject*", "GetBucket*", "GetObject*", "List*"):
+            acknowledge(policy, f"AwsSolutions-IAM5[Action::s3:{action}]", reason)
+        bucket_arn = artifact_store.bucket.bucket_arn
+        acknowledge_wildcard_resources(
+            policy, lambda: [f"{bucket_arn}/{artifact_store.prefix}/*"], reason
         )
 
     def review_manifests(self) -> list[dict[str, Any]]:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
 
 from constructs_lib.review import render_intrinsics
-from tests.conftest import Synth
+from constructs_lib.tracking_server import CONFIG_DIGEST_ANNOTATION
+from tests.conftest import Synth, synthesize
 
 SynthFn = Callable[[str], Synth]
 
@@ -341,3 +343,21 @@ def test_config_map_carries_endpoints_but_no_secret(each_config: Synth) -> None:
     assert data["MLFLOW_ARTIFACTS_DESTINATION"].startswith("s3://${")
     assert not any("password" in key.lower() for key in data)
     assert not each_config.objects("Secret")
+
+
+def test_a_settings_change_rolls_the_pods(synth: SynthFn, tmp_path: Path) -> None:
+    """The pod template carries a digest of the ConfigMap data, which pods read only at start."""
+
+    def digest(result: Synth) -> str:
+        template = result.object("Deployment")["spec"]["template"]
+        return str(template["metadata"]["annotations"][CONFIG_DIGEST_ANNOTATION])
+
+    default = synth("default")
+    again = synthesize("again", default.settings, tmp_path / "again")
+    more_workers = default.settings.model_copy(
+        update={"server": default.settings.server.model_copy(update={"workers": 4})}
+    )
+    changed = synthesize("changed", more_workers, tmp_path / "changed")
+    assert re.fullmatch(r"[0-9a-f]{16}", digest(default))
+    assert digest(again) == digest(default)
+    assert digest(changed) != digest(default)
