@@ -32,6 +32,11 @@ $(IMAGE_VENV)/.stamp: image/requirements.txt $(shell find image/launcher -name '
 	$(IMAGE_VENV)/bin/pip install -q --no-deps --no-build-isolation ./image/launcher
 	touch $@
 
+# Preview the server as the image runs it, on SQLite + a local artifact folder, no AWS:
+# http://127.0.0.1:5000, data in ./.local-mlflow (override with MLFLOW_PORT, MLFLOW_LOCAL_DIR).
+local: $(IMAGE_VENV)/.stamp
+	$(IMAGE_VENV)/bin/mlflow-launcher local
+
 synth: $(BIN)/.stamp node_modules/.stamp
 	npx cdk synth --quiet $(CDK_CONFIG)
 	@echo "CloudFormation templates: $$(ls cdk.out/*.template.json | tr '\n' ' ')"

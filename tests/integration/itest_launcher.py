@@ -83,15 +83,15 @@ def assert_no_secret(text: str, password: str, where: str) -> None:
 
 
 class Server:
-    """`serve` running in the background, with its output in a file."""
+    """A long-running launcher command (default: the container's `serve`), output in a file."""
 
-    def __init__(self, env: dict[str, str], log: Path, prefix: list[str] | None = None) -> None:
+    def __init__(self, env: dict[str, str], log: Path, command: list[str] | None = None) -> None:
         self.env, self.log_path = env, log
         self.port = int(env["MLFLOW_PORT"])
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._log = log.open("ab")
         self.proc = subprocess.Popen(
-            [*(prefix or []), *entrypoint(), "serve"],
+            command or [*entrypoint(), "serve"],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
