@@ -6,6 +6,8 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from constructs_lib.acknowledgements import acknowledge
+
 
 class MlflowArtifactStore(Construct):
     """A private, encrypted, TLS-only S3 bucket for MLflow artifacts.
@@ -53,6 +55,14 @@ class MlflowArtifactStore(Construct):
             lifecycle_rules=rules,
             removal_policy=removal_policy,
             auto_delete_objects=destroy,
+        )
+        acknowledge(
+            self.bucket,
+            "AwsSolutions-S1",
+            "No server access logs: only the server's IRSA role can read or write (bucket policy "
+            "denies non-TLS, public access is blocked), and API-level audit of that role is "
+            "CloudTrail's (S3 data events, an account-wide choice), not a log bucket per "
+            "deployment.",
         )
         self.prefix = prefix
         self.destination = f"s3://{self.bucket.bucket_name}/{prefix}"

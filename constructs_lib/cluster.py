@@ -13,9 +13,23 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from constructs_lib.acknowledgements import (
+    acknowledge,
+    acknowledge_managed_policies,
+    acknowledge_wildcard_resources,
+)
 from constructs_lib.kubernetes import kubectl_layer, kubernetes_version
+
+_LAMBDA_POLICIES = (
+    "service-role/AWSLambdaBasicExecutionRole",
+    "service-role/AWSLambdaVPCAccessExecutionRole",
+    "AmazonEC2ContainerRegistryReadOnly",
+    "AmazonElasticContainerRegistryPublicReadOnly",
+)
+"""AWS managed policies aws_eks_v2's kubectl provider attaches to its Lambda roles."""
 
 
 class AutoModeCluster(Construct):
@@ -72,6 +86,34 @@ class AutoModeCluster(Construct):
             self, "OidcProvider", url=self.cluster.cluster_open_id_connect_issuer_url
         )
         self.security_group: ec2.ISecurityGroup = self.cluster.cluster_security_group
+        self._acknowledge_findings()
+
+    def _acknowledge_findings(self) -> None:
+        acknowledge_managed_policies(
+            self.cluster.role,
+            (
+                "AmazonEKSClusterPolicy",
+                "AmazonEKSComputePolicy",
+                "AmazonEKSBlockStoragePolicy",
+                "AmazonEKSLoadBalancingPolicy",
+                "AmazonEKSNetworkingPolicy",
+            ),
+            "The policies EKS documents as required for an Auto Mode cluster role; AWS keeps "
+            "them in step with what Auto Mode manages (compute, storage, load balancing).",
+        )
+        # aws_eks_v2 names the Auto Mode node role after the cluster's id and publishes no
+        # attribute for it.
+        node_role = self.cluster.node.try_find_child(f"{self.cluster.node.id}nodePoolRole")
+        assert node_role is not None, "aws_eks_v2 no longer creates the Auto Mode node role"
+        acknowledge_managed_policies(
+            node_role,  # type: ignore[arg-type]
+            ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly"),
+            "The policies EKS documents as the minimum for Auto Mode nodes (join the "
+            "cluster, pull images from ECR).",
+        )
+        provider = self.cluster.kubectl_provider
+        assert provider is not None
+        acknowledge_kubectl_provider(provider)
 
 
 @dataclass(frozen=True)
@@ -175,4 +217,41 @@ class ImportedCluster(Construct):
             )
             # The handler can apply nothing before its role has access to the cluster.
             self.kubectl_provider.node.add_dependency(self.access_entry)
+            acknowledge_managed_policies(
+                self.kubectl_role,
+                _LAMBDA_POLICIES,
+                _LAMBDA_POLICIES_REASON,
+            )
+        acknowledge_kubectl_provider(self.kubectl_provider)
+
+
+_LAMBDA_POLICIES_REASON = (
+    "AWS managed policies of the kubectl handler, a Lambda function in the VPC: logs, "
+    "network interfaces, pulling the kubectl image layer; aws_eks_v2's KubectlProvider "
+    "attaches them and they are maintained by AWS."
+)
+
+
+def acknowledge_kubectl_provider(provider: eks.IKubectlProvider) -> None:
+    """Acknowledge the findings on aws_eks_v2's kubectl provider (its roles and functions)."""
+    for child in provider.node.find_all():
+        if isinstance(child, iam.Role):
+            acknowledge_managed_policies(child, _LAMBDA_POLICIES, _LAMBDA_POLICIES_REASON)
+    handler = provider.node.try_find_child("Handler")
+    if isinstance(handler, lambda_.Function):
+        acknowledge(
+            handler,
+            "AwsSolutions-L1",
+            "aws_eks_v2's KubectlProvider sets the handler's runtime to one its kubectl "
+            "layer and handler code are tested with; it moves with aws-cdk-lib upgrades.",
+        )
+    framework = provider.node.try_find_child("Provider")
+    if framework is not None and isinstance(handler, lambda_.Function):
+        function = handler
+        acknowledge_wildcard_resources(
+            framework,
+            lambda: [f"{function.function_arn}:*"],
+            "The custom-resource framework may invoke any version of the kubectl handler "
+            "(`<arn>:*`), and that one function only; the grant is CDK's Provider's own.",
+        )
 

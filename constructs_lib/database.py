@@ -11,6 +11,8 @@ from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from constructs_lib.acknowledgements import acknowledge
+
 Engine = Literal["mysql", "postgres"]
 
 
@@ -136,6 +138,32 @@ class MlflowDatabase(Construct):
         secret = self.instance.secret
         assert secret is not None  # from_generated_secret always creates one
         self.secret: secretsmanager.ISecret = secret
+        # `instance.secret` is the secret's attachment to the instance (its child); the
+        # finding is on the generated secret itself.
+        generated_secret = self.instance.node.try_find_child("Secret")
+        assert generated_secret is not None, "from_generated_secret creates the child Secret"
+        acknowledge(
+            generated_secret,
+            "AwsSolutions-SMG4",
+            "No automatic rotation: the server reads the credentials once, at pod start, so a "
+            "rotation would break new connections of running pods until they restart; and a "
+            "rotation Lambda in the isolated subnets would need a Secrets Manager endpoint. "
+            "Rotate deliberately, then restart the Deployment.",
+        )
+        acknowledge(
+            self.instance,
+            "AwsSolutions-RDS11",
+            "The engine's default port: the instance is in isolated subnets and its security "
+            "group admits only the cluster security group; a non-standard port adds no "
+            "protection against that one client.",
+        )
+        if not multi_az:
+            acknowledge(
+                self.instance,
+                "AwsSolutions-RDS3",
+                "Single-AZ because the `database.multi_az` setting is false (cost, for small "
+                "and test deployments); set it to true for production.",
+            )
 
     @property
     def endpoint_address(self) -> str:

@@ -1,0 +1,54 @@
+"""Compliance fixtures: each configuration synthesized once more, with cdk-nag as a plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
+from cdk_nag import AwsSolutionsChecks
+
+from config import Settings, load_settings
+from stacks import build_deployment
+from tests.conftest import CONFIGS, cdk_json_context
+
+VALIDATION_REPORT = "validation-report.json"
+"""Where CDK's policy validation writes its report in the cloud assembly."""
+
+
+class NagFindings(Exception):
+    """The synth failed validation; the message is CDK's report of the findings."""
+
+
+def synth_with_nag(settings: Settings, outdir: Path, *, allow_destroy: bool = False) -> Path:
+    """Synthesize `settings` with AwsSolutions registered as CDK validation plugin.
+
+    The plugin must be registered before `app.synth()`. Under pytest CDK runs in-memory mode:
+    any unacknowledged finding makes synth raise, with the report as message.
+    Returns the cloud assembly directory.
+    """
+    app = cdk.App(outdir=str(outdir), context=cdk_json_context())
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    build_deployment(app, settings, allow_destroy=allow_destroy)
+    try:
+        assembly = app.synth()
+    except Exception as error:  # jsii re-raises CDK's ValidationError as a RuntimeError
+        if "AwsSolutions-" in str(error):
+            raise NagFindings(str(error)) from None
+        raise
+    return Path(assembly.directory)
+
+
+@pytest.fixture(scope="session")
+def nag_synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """`nag_synth("postgres")`: the assembly of that configuration synthesized with cdk-nag."""
+    cache: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in cache:
+            outdir = tmp_path_factory.mktemp(f"nag-{name}")
+            cache[name] = synth_with_nag(load_settings(CONFIGS[name]), outdir)
+        return cache[name]
+
+    return get

@@ -1,0 +1,80 @@
+"""cdk-nag AwsSolutions: zero unacknowledged findings on every configuration.
+
+The packs run as CDK validation plugins (cdk-nag 3), as `cdk synth` would run them. The
+acknowledgements live in constructs_lib (constructs_lib/acknowledgements.py and the constructs);
+the tests below prove they apply, and apply only where they are made.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_s3 as s3
+
+import constructs_lib.database
+import constructs_lib.tracking_server
+from config import load_settings
+from constructs_lib.acknowledgements import acknowledge
+from tests.compliance.conftest import VALIDATION_REPORT, NagFindings, synth_with_nag
+from tests.conftest import CONFIGS
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_no_unacknowledged_findings(name: str, nag_synth: Callable[[str], Path]) -> None:
+    # nag_synth raises NagFindings (with CDK's report) on any unacknowledged error.
+    report = json.loads((nag_synth(name) / VALIDATION_REPORT).read_text())
+    findings = [
+        (violation["ruleName"], resource.get("constructPath"))
+        for plugin in report["pluginReports"]
+        for violation in plugin.get("violations", [])
+        for resource in violation.get("violatingResources", [])
+    ]
+    assert findings == []
+
+
+def test_removing_acknowledgements_brings_the_findings_back(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """One plain and one late (cross-stack resolved) acknowledgement removed: both reported."""
+    plain = constructs_lib.database.acknowledge
+
+    def without_rds11(scope: object, rule_id: str, reason: str) -> None:
+        if rule_id != "AwsSolutions-RDS11":
+            plain(scope, rule_id, reason)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(constructs_lib.database, "acknowledge", without_rds11)
+    monkeypatch.setattr(
+        constructs_lib.tracking_server,
+        "acknowledge_wildcard_resources",
+        lambda *args, **kwargs: None,
+    )
+    with pytest.raises(NagFindings) as raised:
+        synth_with_nag(load_settings(None), tmp_path)
+    report = str(raised.value)
+    assert "AwsSolutions-RDS11" in report
+    assert "Data/Database/Resource/Resource" in report
+    assert "AwsSolutions-IAM5[Resource::" in report
+    assert "/artifacts/*]" in report
+    assert "Mlflow/TrackingServer/Role/DefaultPolicy/Resource" in report
+    # Every other acknowledgement still applies: these two are the only findings.
+    assert report.count("AwsSolutions-") == 2, report
+
+
+def test_an_acknowledgement_applies_only_under_its_construct(tmp_path: Path) -> None:
+    """CDK once matched acknowledgements by rule id app-wide (aws/aws-cdk#38495)."""
+    from cdk_nag import AwsSolutionsChecks
+
+    app = cdk.App(outdir=str(tmp_path))
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    stack = cdk.Stack(app, "Buckets")
+    acknowledged = s3.Bucket(stack, "Acknowledged", enforce_ssl=True)
+    s3.Bucket(stack, "NotAcknowledged", enforce_ssl=True)
+    acknowledge(acknowledged, "AwsSolutions-S1", "test")
+    with pytest.raises(Exception, match="AwsSolutions-S1") as raised:
+        app.synth()
+    assert "Buckets/NotAcknowledged/Resource" in str(raised.value)
+    assert "Buckets/Acknowledged/Resource" not in str(raised.value)
