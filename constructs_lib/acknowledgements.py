@@ -26,9 +26,7 @@ def acknowledge(scope: IConstruct, rule_id: str, reason: str) -> None:
     Validations.of(scope).acknowledge(Acknowledgment(id=rule_id, reason=reason))
 
 
-def acknowledge_managed_policies(
-    role: iam.IRole, policy_names: Iterable[str], reason: str
-) -> None:
+def acknowledge_managed_policies(role: iam.IRole, policy_names: Iterable[str], reason: str) -> None:
     """Acknowledge AwsSolutions-IAM4 for these AWS managed policies (by name) on `role`.
 
     Policies are matched on their resolved ARN, so a policy attached under a condition
@@ -43,7 +41,9 @@ def acknowledge_managed_policies(
         arns = stack.resolve(getattr(cfn_role, "managed_policy_arns", None)) or []
         for arn in arns:
             flat = _flatten(stack.resolve(arn))
-            if any(f":iam::aws:policy/{name}" in flat or flat.endswith(f"/{name}") for name in names):
+            if any(
+                f":iam::aws:policy/{name}" in flat or flat.endswith(f"/{name}") for name in names
+            ):
                 yield f"AwsSolutions-IAM4[Policy::{flat}]"
 
     _acknowledge_resolved(role, findings, reason)

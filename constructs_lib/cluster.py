@@ -254,4 +254,3 @@ def acknowledge_kubectl_provider(provider: eks.IKubectlProvider) -> None:
             "The custom-resource framework may invoke any version of the kubectl handler "
             "(`<arn>:*`), and that one function only; the grant is CDK's Provider's own.",
         )
-
