@@ -141,8 +141,10 @@ class Server:
         return tree
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> float:
-        """Signal the top process; returns how long the shutdown took."""
+        """Signal the top process, wait for it and for every descendant to be gone; returns
+        how long the shutdown took."""
         start = time.monotonic()
+        tree = self.process_tree() if self.proc.poll() is None else []
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -152,7 +154,19 @@ class Server:
                 self.proc.wait()
                 raise AssertionError(f"no exit within {timeout} s of signal {sig}") from None
         self._log.close()
+        deadline = time.monotonic() + 10
+        while (alive := [pid for pid in tree if _running(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive, f"processes outlived the server: {alive}"
         return time.monotonic() - start
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def mlflow_client(env: dict[str, str], *args: str) -> dict:

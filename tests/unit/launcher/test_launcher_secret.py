@@ -7,8 +7,8 @@ from botocore.exceptions import ClientError, NoCredentialsError
 from mlflow_launcher.errors import LauncherError
 from mlflow_launcher.secret import fetch_credentials
 
-SECRET_ID = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mlflow-db"  # noqa: S105
-PASSWORD = "Sup3r$ecret-do-not-print"  # noqa: S105 - test value
+SECRET_ID = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mlflow-db"
+PASSWORD = "Sup3r$ecret-do-not-print"
 
 
 class FakeClient:

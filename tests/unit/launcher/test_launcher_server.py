@@ -6,11 +6,11 @@ from mlflow_launcher import cli
 from mlflow_launcher.server import BACKEND_STORE_URI_ENV, server_argv, server_env
 from mlflow_launcher.settings import ServerSettings
 
-PASSWORD = "pa:ss@w/rd?#"  # noqa: S105 - test value
+PASSWORD = "pa:ss@w/rd?#"
 URI = "mysql+pymysql://u:pa%3Ass%40w%2Frd%3F%23@db:3306/mlflow?ssl_ca=/ca.pem"
 
 SERVER = ServerSettings(
-    host="0.0.0.0",  # noqa: S104
+    host="0.0.0.0",
     port=5000,
     workers=2,
     artifacts_destination="s3://bucket/artifacts",
@@ -37,6 +37,9 @@ def test_env_carries_the_store_uri_and_drops_the_secret_id():
     assert env[BACKEND_STORE_URI_ENV] == URI
     assert env["AWS_REGION"] == "eu-west-1"
     assert "MLFLOW_DB_SECRET_ID" not in env
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    overridden = server_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"}, URI)
+    assert overridden["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
 
 
 def test_log_filter_masks_registered_password(caplog):

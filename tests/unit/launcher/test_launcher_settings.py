@@ -17,7 +17,7 @@ def env(tmp_path):
         "MLFLOW_DB_SECRET_ID": "arn:aws:secretsmanager:eu-west-1:1:secret:x",
         "MLFLOW_DB_CA_BUNDLE": str(ca),
         "MLFLOW_ARTIFACTS_DESTINATION": "s3://bucket/artifacts",
-        "MLFLOW_HOST": "0.0.0.0",  # noqa: S104
+        "MLFLOW_HOST": "0.0.0.0",
         "MLFLOW_PORT": "5000",
         "MLFLOW_WORKERS": "2",
         "MLFLOW_ALLOWED_HOSTS": "mlflow, mlflow.ns.svc ,*.elb.amazonaws.com",

@@ -31,7 +31,7 @@ def _db(engine: str) -> DbSettings:
         host="db.example.internal",
         port=3306 if engine == "mysql" else 5432,
         name="mlflow",
-        secret_id="arn:aws:secretsmanager:eu-west-1:123456789012:secret:db",  # noqa: S106
+        secret_id="arn:aws:secretsmanager:eu-west-1:123456789012:secret:db",
         ca_bundle="/etc/ssl/certs/rds-global-bundle.pem",
         connect_attempts=3,
         backoff_max_seconds=1.0,

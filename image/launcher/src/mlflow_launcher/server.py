@@ -16,6 +16,11 @@ from mlflow_launcher.settings import ServerSettings
 BACKEND_STORE_URI_ENV = "MLFLOW_BACKEND_STORE_URI"
 # Launcher-only variables the server has no use for; dropped so they do not leak into workers.
 _LAUNCHER_ONLY = ("MLFLOW_DB_SECRET_ID",)
+# Server defaults the environment may still override. MLflow's job execution (GenAI jobs) starts
+# a runner and seven huey consumers per pod with their queue in the pod's /dev/shm: per-replica
+# state, several hundred MB of RAM, and processes that outlive a SIGTERM'd server. The tracking
+# server does not need it.
+SERVER_DEFAULTS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def server_argv(server: ServerSettings) -> list[str]:
@@ -39,7 +44,7 @@ def server_argv(server: ServerSettings) -> list[str]:
 
 
 def server_env(base: Mapping[str, str], store_uri: str) -> dict[str, str]:
-    env = {k: v for k, v in base.items() if k not in _LAUNCHER_ONLY}
+    env = {**SERVER_DEFAULTS, **{k: v for k, v in base.items() if k not in _LAUNCHER_ONLY}}
     env[BACKEND_STORE_URI_ENV] = store_uri
     return env
 
