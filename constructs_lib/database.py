@@ -79,8 +79,9 @@ class MlflowDatabase(Construct):
             Default: 20.
         :param multi_az: Default: false.
         :param backup_retention: Default: 7 days.
-        :param removal_policy: SNAPSHOT (default) or RETAIN keep the data and turn on deletion
-            protection; DESTROY deletes it with the stack.
+        :param removal_policy: SNAPSHOT (default) or RETAIN keep the data (and retain the
+            credentials secret) and turn on deletion protection; DESTROY deletes both with
+            the stack.
         :param subnets: Default: the VPC's isolated subnets (no route to the internet).
         :param database_name: Default: mlflow.
         """
@@ -142,6 +143,11 @@ class MlflowDatabase(Construct):
         # finding is on the generated secret itself.
         generated_secret = self.instance.node.try_find_child("Secret")
         assert generated_secret is not None, "from_generated_secret creates the child Secret"
+        # The credentials outlive the stack with the data they open (CDK deletes the secret
+        # by default, leaving a snapshot or retained instance without its password).
+        generated_secret.apply_removal_policy(  # type: ignore[attr-defined]
+            RemovalPolicy.RETAIN if keep else RemovalPolicy.DESTROY
+        )
         acknowledge(
             generated_secret,
             "AwsSolutions-SMG4",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,3 +53,24 @@ def nag_synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]
         return cache[name]
 
     return get
+
+
+def assembly_messages(outdir: Path, level: str = "warning") -> dict[str, list[str]]:
+    """`aws:cdk:<level>` messages of each stack, from the manifest and the metadata files."""
+    manifest = json.loads((outdir / "manifest.json").read_text())
+    messages: dict[str, list[str]] = {}
+    for artifact_id, artifact in manifest["artifacts"].items():
+        if artifact.get("type") != "aws:cloudformation:stack":
+            continue
+        metadata = dict(artifact.get("metadata") or {})
+        if "additionalMetadataFile" in artifact:
+            extra = json.loads((outdir / artifact["additionalMetadataFile"]).read_text())
+            for path, entries in extra.items():
+                metadata[path] = [*metadata.get(path, []), *entries]
+        messages[artifact_id] = [
+            str(entry["data"])
+            for entries in metadata.values()
+            for entry in entries
+            if entry["type"] == f"aws:cdk:{level}"
+        ]
+    return messages

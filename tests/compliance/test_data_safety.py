@@ -1,0 +1,153 @@
+"""Data safety: the stateful stack keeps its data unless two switches say otherwise.
+
+Default (every configuration): termination protection, RDS deletion protection, a final
+snapshot on delete or replacement, backups, the credentials secret and the bucket retained.
+`removal_policy: destroy` alone gives a warning and keeps everything; only with the context
+flag `allow_data_destroy` as well is the data deleted with the stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Annotations, Match
+
+from config import parse_settings
+from stacks import DESTROY_FLAG
+from tests.compliance.conftest import assembly_messages
+from tests.conftest import ROOT, Synth, synthesize
+
+PINNED_LOGICAL_IDS = {
+    "AWS::RDS::DBInstance": "DatabaseF44359DD",
+    "AWS::SecretsManager::Secret": "DataDatabaseSecretB1078AFF0db5071a5edbe9eba8e7d639f663143b",
+    "AWS::S3::Bucket": "Artifacts80C0BB10",
+}
+"""A new logical ID makes CloudFormation replace the resource: a new, empty database."""
+
+DESTROY = {"database": {"removal_policy": "destroy"}, "artifacts": {"removal_policy": "destroy"}}
+
+
+def only(template: dict[str, Any], resource_type: str) -> tuple[str, dict[str, Any]]:
+    found = [(k, r) for k, r in template["Resources"].items() if r["Type"] == resource_type]
+    assert len(found) == 1, f"expected one {resource_type}, found {len(found)}"
+    return found[0]
+
+
+def termination_protection(outdir: Path, stack_id: str) -> bool:
+    manifest = json.loads((outdir / "manifest.json").read_text())
+    return manifest["artifacts"][stack_id]["properties"].get("terminationProtection", False)
+
+
+def assert_data_kept(outdir: Path, data: dict[str, Any], backup_days: int) -> None:
+    assert termination_protection(outdir, "Data") is True
+    _, db = only(data, "AWS::RDS::DBInstance")
+    assert db["Properties"]["DeletionProtection"] is True
+    assert (db["DeletionPolicy"], db["UpdateReplacePolicy"]) == ("Snapshot", "Snapshot")
+    assert db["Properties"]["BackupRetentionPeriod"] == backup_days >= 1
+    _, secret = only(data, "AWS::SecretsManager::Secret")
+    assert (secret["DeletionPolicy"], secret["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    _, bucket = only(data, "AWS::S3::Bucket")
+    assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert not [r for r in data["Resources"].values() if r["Type"] == "Custom::S3AutoDeleteObjects"]
+
+
+def test_every_config_keeps_its_data(each_config: Synth) -> None:
+    assert_data_kept(
+        each_config.outdir,
+        each_config.templates["Data"],
+        each_config.settings.database.backup_retention_days,
+    )
+
+
+def test_stateless_stacks_are_not_protected(each_config: Synth) -> None:
+    """Only the data stack: the others can be deleted and recreated freely."""
+    for stack_id in each_config.templates:
+        if stack_id != "Data":
+            assert termination_protection(each_config.outdir, stack_id) is False
+
+
+def test_stateful_logical_ids_are_pinned(each_config: Synth) -> None:
+    data = each_config.templates["Data"]
+    for resource_type, logical_id in PINNED_LOGICAL_IDS.items():
+        assert only(data, resource_type)[0] == logical_id
+
+
+@pytest.fixture(scope="module")
+def destroy_without_flag(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    settings = parse_settings(DESTROY)
+    return synthesize("destroy", settings, tmp_path_factory.mktemp("destroy-no-flag"))
+
+
+@pytest.fixture(scope="module")
+def destroy_with_flag(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    settings = parse_settings(DESTROY)
+    outdir = tmp_path_factory.mktemp("destroy-flag")
+    return synthesize("destroy", settings, outdir, allow_destroy=True)
+
+
+def test_destroy_setting_alone_warns_and_keeps_the_data(destroy_without_flag: Synth) -> None:
+    s = destroy_without_flag
+    assert_data_kept(s.outdir, s.templates["Data"], s.settings.database.backup_retention_days)
+    annotations = Annotations.from_stack(s.deployment.data)
+    for what in ("database", "artifacts"):
+        annotations.has_warning(
+            "/Data", Match.string_like_regexp(f"{what}.removal_policy is destroy.*{DESTROY_FLAG}")
+        )
+    # The warnings reach the assembly, where `cdk synth` prints them.
+    warnings = assembly_messages(s.outdir)["Data"]
+    assert len(warnings) == 2 and all(DESTROY_FLAG in w for w in warnings), warnings
+
+
+def test_destroy_setting_and_flag_delete_the_data(destroy_with_flag: Synth) -> None:
+    s = destroy_with_flag
+    data = s.templates["Data"]
+    assert termination_protection(s.outdir, "Data") is False
+    _, db = only(data, "AWS::RDS::DBInstance")
+    assert db["Properties"]["DeletionProtection"] is False
+    assert (db["DeletionPolicy"], db["UpdateReplacePolicy"]) == ("Delete", "Delete")
+    _, secret = only(data, "AWS::SecretsManager::Secret")
+    assert (secret["DeletionPolicy"], secret["UpdateReplacePolicy"]) == ("Delete", "Delete")
+    _, bucket = only(data, "AWS::S3::Bucket")
+    assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Delete", "Delete")
+    auto_delete = [
+        r for r in data["Resources"].values() if r["Type"] == "Custom::S3AutoDeleteObjects"
+    ]
+    assert len(auto_delete) == 1
+    Annotations.from_stack(s.deployment.data).has_no_warning("*", Match.any_value())
+    assert assembly_messages(s.outdir)["Data"] == []
+    # Same logical IDs either way: switching the flag never replaces the data.
+    for resource_type, logical_id in PINNED_LOGICAL_IDS.items():
+        assert only(data, resource_type)[0] == logical_id
+
+
+def test_flag_alone_changes_nothing(synth: Callable[[str], Synth], tmp_path: Path) -> None:
+    kept = synthesize("default-flag", parse_settings({}), tmp_path, allow_destroy=True)
+    assert kept.templates["Data"] == synth("default").templates["Data"]
+    assert termination_protection(kept.outdir, "Data") is True
+
+
+@pytest.mark.parametrize(("flag", "deleted"), [("true", True), ("false", False)])
+def test_app_reads_the_context_flag(tmp_path: Path, flag: str, deleted: bool) -> None:
+    """app.py as the CLI runs it: `-c allow_data_destroy=...` arrives as a string."""
+    config = tmp_path / "destroy.yaml"
+    config.write_text(json.dumps(DESTROY))
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST")},
+        "CDK_CONTEXT_JSON": json.dumps({"config": str(config), DESTROY_FLAG: flag}),
+        "CDK_OUTDIR": str(tmp_path / "out"),
+    }
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "out" / "Data.template.json").read_text())
+    _, db = only(data, "AWS::RDS::DBInstance")
+    assert (db["DeletionPolicy"] == "Delete") is deleted
+    assert db["Properties"]["DeletionProtection"] is not deleted
