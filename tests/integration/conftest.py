@@ -27,9 +27,9 @@ def _serve(cls, test_ca: TestCa) -> Iterator:
     base = Path(tempfile.mkdtemp(prefix=f"itest-{cls.engine}-", dir="/tmp"))
     base.chmod(0o755)
     server = cls(base / "server", test_ca)
-    server.install()
-    server.start()
     try:
+        server.install()
+        server.start()
         yield server
     finally:
         server.stop()
