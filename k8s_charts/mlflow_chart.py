@@ -429,5 +429,8 @@ def _allowed_hosts(props: MlflowChartProps) -> list[str]:
     for name in props.service_names.values():
         base = f"{name}.{props.namespace}"
         hosts += [name, base, f"{base}.svc", f"{base}.svc.cluster.local"]
-    hosts += ["localhost", "127.0.0.1", "*.elb.amazonaws.com", *props.allowed_hosts]
+    # MLflow compares the whole Host header, port included: `kubectl port-forward` sends
+    # `localhost:<local port>`, while the Services listen on 80/443 (no port in the header).
+    hosts += ["localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*", "*.elb.amazonaws.com"]
+    hosts += props.allowed_hosts
     return list(dict.fromkeys(hosts))

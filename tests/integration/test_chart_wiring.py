@@ -131,7 +131,8 @@ def test_chart_runs_against_real_servers(
     assert "migrated schema from empty to head" in output[0]
     allowed, wildcard_host, denied = _allowed_and_denied_hosts(main_env)
     try:
-        for host in (allowed, wildcard_host):
+        # "localhost:5000" is what `kubectl port-forward svc/mlflow 5000:80` sends.
+        for host in (allowed, wildcard_host, "localhost:5000"):
             status, body = server.get("/api/2.0/mlflow/experiments/search?max_results=5", host)
             assert status == 200, (host, body)
         status, _ = server.get("/api/2.0/mlflow/experiments/search?max_results=5", denied)

@@ -118,7 +118,8 @@ def test_allowed_hosts_cover_service_names_and_extras() -> None:
     hosts = one(render(props), "ConfigMap")["data"]["MLFLOW_ALLOWED_HOSTS"].split(",")
     for name in ("mlflow", "mlflow-internal", "mlflow-external"):
         assert {name, f"{name}.ml", f"{name}.ml.svc", f"{name}.ml.svc.cluster.local"} <= set(hosts)
-    assert {"localhost", "*.elb.amazonaws.com", "mlflow.example.com"} <= set(hosts)
+    assert {"localhost", "localhost:*", "127.0.0.1:*", "*.elb.amazonaws.com"} <= set(hosts)
+    assert "mlflow.example.com" in hosts
     assert len(hosts) == len(set(hosts))
 
 
