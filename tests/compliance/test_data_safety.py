@@ -133,21 +133,38 @@ def test_flag_alone_changes_nothing(synth: Callable[[str], Synth], tmp_path: Pat
     assert termination_protection(kept.outdir, "Data") is True
 
 
-@pytest.mark.parametrize(("flag", "deleted"), [("true", True), ("false", False)])
-def test_app_reads_the_context_flag(tmp_path: Path, flag: str, deleted: bool) -> None:
-    """app.py as the CLI runs it: `-c allow_data_destroy=...` arrives as a string."""
-    config = tmp_path / "destroy.yaml"
+@pytest.fixture(scope="module")
+def app_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """app.py as the CLI starts it, with `-c allow_data_destroy=true|false` (both at once)."""
+    directory = tmp_path_factory.mktemp("app-flag")
+    config = directory / "destroy.yaml"
     config.write_text(json.dumps(DESTROY))
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST")},
-        "CDK_CONTEXT_JSON": json.dumps({"config": str(config), DESTROY_FLAG: flag}),
-        "CDK_OUTDIR": str(tmp_path / "out"),
-    }
-    result = subprocess.run(
-        [sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr
-    data = json.loads((tmp_path / "out" / "Data.template.json").read_text())
+    running = {}
+    for flag in ("true", "false"):
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST")},
+            "CDK_CONTEXT_JSON": json.dumps({"config": str(config), DESTROY_FLAG: flag}),
+            "CDK_OUTDIR": str(directory / flag),
+        }
+        running[flag] = subprocess.Popen(
+            [sys.executable, "app.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    for process in running.values():
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, output
+    return {flag: directory / flag for flag in running}
+
+
+@pytest.mark.parametrize(("flag", "deleted"), [("true", True), ("false", False)])
+def test_app_reads_the_context_flag(app_runs: dict[str, Path], flag: str, deleted: bool) -> None:
+    """From the CLI the flag arrives as a string; "false" must not count as set."""
+    data = json.loads((app_runs[flag] / "Data.template.json").read_text())
     _, db = only(data, "AWS::RDS::DBInstance")
     assert (db["DeletionPolicy"] == "Delete") is deleted
     assert db["Properties"]["DeletionProtection"] is not deleted
+    assert termination_protection(app_runs[flag], "Data") is not deleted
