@@ -14,13 +14,16 @@ from pathlib import Path
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_s3 as s3
+from constructs import IConstruct
 
+import constructs_lib.acknowledgements
 import constructs_lib.database
 import constructs_lib.tracking_server
 from config import load_settings
 from constructs_lib.acknowledgements import acknowledge
+from stacks import build_deployment
 from tests.compliance.conftest import VALIDATION_REPORT, NagFindings, synth_with_nag
-from tests.conftest import CONFIGS
+from tests.conftest import CONFIGS, cdk_json_context
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -78,3 +81,59 @@ def test_an_acknowledgement_applies_only_under_its_construct(tmp_path: Path) -> 
         app.synth()
     assert "Buckets/NotAcknowledged/Resource" in str(raised.value)
     assert "Buckets/Acknowledged/Resource" not in str(raised.value)
+
+
+class _Recorder:
+    """Stands in for `Validations` in constructs_lib.acknowledgements: records, acknowledges
+    nothing."""
+
+    def __init__(self, recorded: list[tuple[str, str]]) -> None:
+        self.recorded = recorded
+
+    def of(self, scope: IConstruct) -> _Recorder._Scope:
+        return _Recorder._Scope(self.recorded, scope.node.path)
+
+    class _Scope:
+        def __init__(self, recorded: list[tuple[str, str]], path: str) -> None:
+            self.recorded, self.path = recorded, path
+
+        def acknowledge(self, *acknowledgments: cdk.Acknowledgment) -> None:
+            self.recorded.extend((self.path, a.id) for a in acknowledgments)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_acknowledgements_match_the_findings_exactly(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without acknowledgements, the findings are exactly the acknowledged ones: every
+    acknowledgement names a real finding under its construct (none is stale or misspelt),
+    and every finding has one."""
+    from cdk_nag import AwsSolutionsChecks
+
+    recorded: list[tuple[str, str]] = []
+    monkeypatch.setattr(constructs_lib.acknowledgements, "Validations", _Recorder(recorded))
+    app = cdk.App(outdir=str(tmp_path), context=cdk_json_context())
+    build_deployment(app, load_settings(CONFIGS[name]), allow_destroy=False)
+    app.synth()
+    findings = {
+        (violation.rule_name, resource.construct_path)
+        for violation in AwsSolutionsChecks().validate_scope(app).violations
+        for resource in violation.violating_resources
+    }
+
+    def covers(path: str, resource: str) -> bool:
+        return resource == path or resource.startswith(f"{path}/")
+
+    unused = [
+        (path, rule)
+        for path, rule in recorded
+        if not any(r == rule and covers(path, p) for r, p in findings)
+    ]
+    unacknowledged = [
+        (rule, resource)
+        for rule, resource in findings
+        if not any(r == rule and covers(p, resource) for p, r in recorded)
+    ]
+    assert recorded
+    assert unused == []
+    assert unacknowledged == []
