@@ -8,6 +8,8 @@ from constructs import Construct
 
 from constructs_lib.acknowledgements import acknowledge
 
+DEFAULT_NONCURRENT_EXPIRATION = Duration.days(90)
+
 
 class MlflowArtifactStore(Construct):
     """A private, encrypted, TLS-only S3 bucket for MLflow artifacts.
@@ -26,7 +28,7 @@ class MlflowArtifactStore(Construct):
         id: str,
         *,
         versioned: bool = True,
-        noncurrent_version_expiration: Duration | None = Duration.days(90),
+        noncurrent_version_expiration: Duration | None = DEFAULT_NONCURRENT_EXPIRATION,
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
         prefix: str = "artifacts",
     ) -> None:
@@ -41,7 +43,9 @@ class MlflowArtifactStore(Construct):
         super().__init__(scope, id)
         rules = [s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(7))]
         if versioned and noncurrent_version_expiration is not None:
-            rules.append(s3.LifecycleRule(noncurrent_version_expiration=noncurrent_version_expiration))
+            rules.append(
+                s3.LifecycleRule(noncurrent_version_expiration=noncurrent_version_expiration)
+            )
         destroy = removal_policy == RemovalPolicy.DESTROY
         self.bucket = s3.Bucket(
             self,

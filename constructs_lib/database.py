@@ -29,9 +29,7 @@ def _engine_spec(engine: Engine) -> _EngineSpec:
     # the instance patched past them.
     if engine == "mysql":
         return _EngineSpec(
-            engine=rds.DatabaseInstanceEngine.mysql(
-                version=rds.MysqlEngineVersion.VER_8_4_10
-            ),
+            engine=rds.DatabaseInstanceEngine.mysql(version=rds.MysqlEngineVersion.VER_8_4_10),
             port=3306,
             tls_parameters={"require_secure_transport": "ON"},
             log_exports=["error", "slowquery"],

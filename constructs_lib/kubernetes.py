@@ -10,14 +10,18 @@ from aws_cdk.lambda_layer_kubectl_v34 import KubectlV34Layer
 from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
 from constructs import Construct
 
-_VERSIONS: dict[str, tuple[eks.KubernetesVersion, Callable[[Construct, str], lambda_.ILayerVersion]]] = {
+_VERSIONS: dict[
+    str, tuple[eks.KubernetesVersion, Callable[[Construct, str], lambda_.ILayerVersion]]
+] = {
     "1.34": (eks.KubernetesVersion.V1_34, KubectlV34Layer),
     "1.35": (eks.KubernetesVersion.V1_35, KubectlV35Layer),
 }
 SUPPORTED_VERSIONS = tuple(_VERSIONS)
 
 
-def _entry(version: str) -> tuple[eks.KubernetesVersion, Callable[[Construct, str], lambda_.ILayerVersion]]:
+def _entry(
+    version: str,
+) -> tuple[eks.KubernetesVersion, Callable[[Construct, str], lambda_.ILayerVersion]]:
     try:
         return _VERSIONS[version]
     except KeyError:

@@ -20,7 +20,9 @@ class MlflowVpc(Construct):
     Attributes: `vpc` (id "Resource").
     """
 
-    def __init__(self, scope: Construct, id: str, *, max_azs: int = 2, nat_gateways: int | None = None) -> None:
+    def __init__(
+        self, scope: Construct, id: str, *, max_azs: int = 2, nat_gateways: int | None = None
+    ) -> None:
         """
         :param max_azs: Default: 2 (all an environment-agnostic stack can know).
         :param nat_gateways: Default: one per AZ, so losing an AZ keeps egress.
@@ -32,7 +34,9 @@ class MlflowVpc(Construct):
             max_azs=max_azs,
             nat_gateways=nat_gateways,
             subnet_configuration=[
-                ec2.SubnetConfiguration(name="Public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
+                ec2.SubnetConfiguration(
+                    name="Public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24
+                ),
                 ec2.SubnetConfiguration(
                     name="Private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20
                 ),
@@ -40,7 +44,9 @@ class MlflowVpc(Construct):
                     name="Isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24
                 ),
             ],
-            gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)},
+            gateway_endpoints={
+                "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)
+            },
             flow_logs={"FlowLog": ec2.FlowLogOptions(traffic_type=ec2.FlowLogTrafficType.ALL)},
         )
         # Where EKS load balancer controllers (Auto Mode's included) place NLBs.

@@ -31,7 +31,7 @@ def _render(value: Any) -> Any:
     if not isinstance(value, dict):
         return value
     if len(value) == 1:
-        (key, arg), = value.items()
+        ((key, arg),) = value.items()
         if key == "Ref":
             return f"${{Ref:{arg}}}"
         if key == "Fn::GetAtt":

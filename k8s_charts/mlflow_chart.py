@@ -7,6 +7,7 @@ bucket) arrives as a plain string prop, which may be a CDK token resolved at dep
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import cdk8s
 import cdk8s_plus_27 as kplus
@@ -169,15 +170,24 @@ class MlflowChart(cdk8s.Chart):
         tmp = kplus.Volume.from_empty_dir(
             self, "TmpVolume", "tmp", size_limit=cdk8s.Size.gibibytes(1)
         )
-        security = kplus.ContainerSecurityContextProps(
-            user=UID,
-            group=UID,
-            ensure_non_root=True,
-            read_only_root_filesystem=True,
-            allow_privilege_escalation=False,
-            privileged=False,
-        )
-        env_from = [kplus.Env.from_config_map(self.config_map)]
+        # What both containers share: the image (whose entrypoint is the launcher), settings
+        # from the ConfigMap, a locked-down context and the only writable path.
+        common: dict[str, Any] = {
+            "image": props.image,
+            # The asset's tag is its content hash: a present image is the right one.
+            "image_pull_policy": kplus.ImagePullPolicy.IF_NOT_PRESENT,
+            "env_from": [kplus.Env.from_config_map(self.config_map)],
+            "security_context": kplus.ContainerSecurityContextProps(
+                user=UID,
+                group=UID,
+                ensure_non_root=True,
+                read_only_root_filesystem=True,
+                allow_privilege_escalation=False,
+                privileged=False,
+            ),
+            "volume_mounts": [kplus.VolumeMount(path=TMP_PATH, volume=tmp)],
+            "resources": _resources(props),
+        }
         deployment = kplus.Deployment(
             self,
             "Deployment",
@@ -200,30 +210,18 @@ class MlflowChart(cdk8s.Chart):
             init_containers=[
                 kplus.ContainerProps(
                     name="migrate",
-                    image=props.image,
-                    # The asset's tag is its content hash: a present image is the right one.
-                    image_pull_policy=kplus.ImagePullPolicy.IF_NOT_PRESENT,
-                    # The image's entrypoint is the launcher; `migrate` upgrades the schema
-                    # under a database lock, so replicas starting together are safe.
+                    # Upgrades the schema under a database lock, so replicas starting
+                    # together are safe; the server container never migrates.
                     args=["migrate"],
-                    env_from=env_from,
-                    security_context=security,
-                    volume_mounts=[kplus.VolumeMount(path=TMP_PATH, volume=tmp)],
-                    resources=_resources(props),
+                    **common,
                 )
             ],
             containers=[
                 kplus.ContainerProps(
                     name="server",
-                    image=props.image,
-                    # The asset's tag is its content hash: a present image is the right one.
-                    image_pull_policy=kplus.ImagePullPolicy.IF_NOT_PRESENT,
                     args=["serve"],
                     port_number=CONTAINER_PORT,
-                    env_from=env_from,
-                    security_context=security,
-                    volume_mounts=[kplus.VolumeMount(path=TMP_PATH, volume=tmp)],
-                    resources=_resources(props),
+                    **common,
                     startup=kplus.Probe.from_http_get(
                         "/health",
                         port=CONTAINER_PORT,

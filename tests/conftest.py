@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
@@ -19,6 +19,8 @@ from aws_cdk import assertions
 
 from config import Settings, load_settings
 from stacks import Deployment, build_deployment
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "config" / "examples"
@@ -88,18 +90,27 @@ def _stacks(deployment: Deployment) -> list[cdk.Stack]:
     return [stack for stack in stacks if stack is not None]
 
 
-@pytest.fixture(scope="session")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Synth]:
-    """`synth("postgres")`: that configuration synthesized (cached for the session)."""
-    cache: dict[str, Synth] = {}
+def per_config(
+    tmp_path_factory: pytest.TempPathFactory,
+    prefix: str,
+    build: Callable[[str, Settings, Path], T],
+) -> Callable[[str], T]:
+    """A by-name getter that builds each configuration once, in its own temporary outdir."""
+    cache: dict[str, T] = {}
 
-    def get(name: str) -> Synth:
+    def get(name: str) -> T:
         if name not in cache:
-            outdir = tmp_path_factory.mktemp(f"cdk-{name}")
-            cache[name] = synthesize(name, load_settings(CONFIGS[name]), outdir)
+            outdir = tmp_path_factory.mktemp(f"{prefix}-{name}")
+            cache[name] = build(name, load_settings(CONFIGS[name]), outdir)
         return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Synth]:
+    """`synth("postgres")`: that configuration synthesized (cached for the session)."""
+    return per_config(tmp_path_factory, "cdk", synthesize)
 
 
 @pytest.fixture(scope="session", params=sorted(CONFIGS))

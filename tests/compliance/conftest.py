@@ -10,9 +10,9 @@ import aws_cdk as cdk
 import pytest
 from cdk_nag import AwsSolutionsChecks
 
-from config import Settings, load_settings
+from config import Settings
 from stacks import build_deployment
-from tests.conftest import CONFIGS, cdk_json_context
+from tests.conftest import cdk_json_context, per_config
 
 VALIDATION_REPORT = "validation-report.json"
 """Where CDK's policy validation writes its report in the cloud assembly."""
@@ -44,15 +44,9 @@ def synth_with_nag(settings: Settings, outdir: Path, *, allow_destroy: bool = Fa
 @pytest.fixture(scope="session")
 def nag_synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     """`nag_synth("postgres")`: the assembly of that configuration synthesized with cdk-nag."""
-    cache: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        if name not in cache:
-            outdir = tmp_path_factory.mktemp(f"nag-{name}")
-            cache[name] = synth_with_nag(load_settings(CONFIGS[name]), outdir)
-        return cache[name]
-
-    return get
+    return per_config(
+        tmp_path_factory, "nag", lambda _name, settings, outdir: synth_with_nag(settings, outdir)
+    )
 
 
 def assembly_messages(outdir: Path, level: str = "warning") -> dict[str, list[str]]:
