@@ -101,6 +101,11 @@ class MlflowTrackingServer(Construct):
         database.secret.grant_read(self.role)
         self._acknowledge_grants(artifact_store)
 
+        if not (image_directory / "Dockerfile").is_file():
+            raise ValueError(
+                f"image_directory {image_directory} has no Dockerfile; pass the image/ folder "
+                "of an mlflow-on-eks checkout (a non-editable pip install does not ship it)"
+            )
         self.image = ecr_assets.DockerImageAsset(
             self,
             "Image",

@@ -8,12 +8,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match
 
+from config import Settings
+from constructs_lib import MlflowTrackingServer
 from constructs_lib.review import render_intrinsics
 from constructs_lib.tracking_server import CONFIG_DIGEST_ANNOTATION
-from tests.conftest import Synth, synthesize
+from stacks import build_deployment
+from tests.conftest import Synth, cdk_json_context, synthesize
 
 SynthFn = Callable[[str], Synth]
 
@@ -361,3 +365,21 @@ def test_a_settings_change_rolls_the_pods(synth: SynthFn, tmp_path: Path) -> Non
     assert re.fullmatch(r"[0-9a-f]{16}", digest(default))
     assert digest(again) == digest(default)
     assert digest(changed) != digest(default)
+
+
+def test_missing_image_directory_is_a_clear_error(tmp_path: Path) -> None:
+    app = cdk.App(context=cdk_json_context())
+    deployment = build_deployment(app, Settings(), allow_destroy=False)
+    assert deployment.cluster is not None
+    cluster = deployment.cluster.cluster
+    with pytest.raises(ValueError, match="has no Dockerfile"):
+        MlflowTrackingServer(
+            cdk.Stack(app, "ImageCheck"),
+            "Server",
+            cluster=cluster.cluster,
+            oidc_provider=cluster.oidc_provider,
+            cluster_security_group=cluster.security_group,
+            database=deployment.data.database,
+            artifact_store=deployment.data.artifact_store,
+            image_directory=tmp_path,
+        )
