@@ -34,24 +34,21 @@ def test_complete_environment_parses(env):
     assert (server.port, server.workers) == (5000, 2)
 
 
+REQUIRED = (
+    "MLFLOW_DB_ENGINE",
+    "MLFLOW_DB_HOST",
+    "MLFLOW_DB_SECRET_ID",
+    "MLFLOW_ARTIFACTS_DESTINATION",
+    "MLFLOW_ALLOWED_HOSTS",
+)
+
+
 def test_every_missing_variable_is_named_at_once(env):
-    for key in (
-        "MLFLOW_DB_ENGINE",
-        "MLFLOW_DB_HOST",
-        "MLFLOW_DB_SECRET_ID",
-        "MLFLOW_ARTIFACTS_DESTINATION",
-        "MLFLOW_ALLOWED_HOSTS",
-    ):
+    for key in REQUIRED:
         del env[key]
     with pytest.raises(LauncherError) as err:
         load_db_and_server(env)
-    for key in (
-        "MLFLOW_DB_ENGINE",
-        "MLFLOW_DB_HOST",
-        "MLFLOW_DB_SECRET_ID",
-        "MLFLOW_ARTIFACTS_DESTINATION",
-        "MLFLOW_ALLOWED_HOSTS",
-    ):
+    for key in REQUIRED:
         assert f"{key} is not set" in str(err.value)
 
 
