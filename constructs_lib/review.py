@@ -22,12 +22,8 @@ def resolve_for_review(scope: IConstruct, value: Any) -> Any:
 
 def render_intrinsics(value: Any) -> Any:
     """Template JSON with each intrinsic function replaced by a readable placeholder string."""
-    return _render(value)
-
-
-def _render(value: Any) -> Any:
     if isinstance(value, list):
-        return [_render(item) for item in value]
+        return [render_intrinsics(item) for item in value]
     if not isinstance(value, dict):
         return value
     if len(value) == 1:
@@ -38,18 +34,18 @@ def _render(value: Any) -> Any:
             target = ".".join(arg) if isinstance(arg, list) else arg
             return f"${{GetAtt:{target}}}"
         if key == "Fn::ImportValue":
-            return f"${{ImportValue:{_as_text(_render(arg))}}}"
+            return f"${{ImportValue:{_as_text(render_intrinsics(arg))}}}"
         if key == "Fn::Join":
             separator, parts = arg
-            return separator.join(_as_text(_render(part)) for part in parts)
+            return separator.join(_as_text(render_intrinsics(part)) for part in parts)
         if key == "Fn::GetStackOutput" and isinstance(arg, dict):
             return f"${{Output:{arg.get('StackName')}.{arg.get('OutputName')}}}"
         if key == "Fn::Sub" and isinstance(arg, str):
             return arg
         if key.startswith("Fn::"):
             args = arg if isinstance(arg, list) else [arg]
-            return f"${{{key[4:]}:{','.join(_as_text(_render(a)) for a in args)}}}"
-    return {key: _render(item) for key, item in value.items()}
+            return f"${{{key[4:]}:{','.join(_as_text(render_intrinsics(a)) for a in args)}}}"
+    return {key: render_intrinsics(item) for key, item in value.items()}
 
 
 def _as_text(value: Any) -> str:

@@ -119,6 +119,18 @@ def each_config(request: pytest.FixtureRequest, synth: Callable[[str], Synth]) -
     return synth(request.param)
 
 
+def resources_of(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
+    """The template's resources of one type, by logical ID."""
+    return {k: r for k, r in template["Resources"].items() if r["Type"] == type_}
+
+
+def only_resource(template: dict[str, Any], type_: str) -> tuple[str, dict[str, Any]]:
+    """The one resource of `type_` (logical ID, resource); fails unless there is exactly one."""
+    found = resources_of(template, type_)
+    assert len(found) == 1, f"expected one {type_}, found {sorted(found)}"
+    return next(iter(found.items()))
+
+
 _ASSET_HASH = re.compile(r"[0-9a-f]{64}")
 
 

@@ -22,7 +22,7 @@ from aws_cdk.assertions import Annotations, Match
 from config import parse_settings
 from stacks import DESTROY_FLAG
 from tests.compliance.conftest import assembly_messages
-from tests.conftest import ROOT, Synth, synthesize
+from tests.conftest import ROOT, Synth, only_resource, synthesize
 
 PINNED_LOGICAL_IDS = {
     "AWS::RDS::DBInstance": "DatabaseF44359DD",
@@ -34,12 +34,6 @@ PINNED_LOGICAL_IDS = {
 DESTROY = {"database": {"removal_policy": "destroy"}, "artifacts": {"removal_policy": "destroy"}}
 
 
-def only(template: dict[str, Any], resource_type: str) -> tuple[str, dict[str, Any]]:
-    found = [(k, r) for k, r in template["Resources"].items() if r["Type"] == resource_type]
-    assert len(found) == 1, f"expected one {resource_type}, found {len(found)}"
-    return found[0]
-
-
 def termination_protection(outdir: Path, stack_id: str) -> bool:
     manifest = json.loads((outdir / "manifest.json").read_text())
     return manifest["artifacts"][stack_id]["properties"].get("terminationProtection", False)
@@ -47,13 +41,13 @@ def termination_protection(outdir: Path, stack_id: str) -> bool:
 
 def assert_data_kept(outdir: Path, data: dict[str, Any], backup_days: int) -> None:
     assert termination_protection(outdir, "Data") is True
-    _, db = only(data, "AWS::RDS::DBInstance")
+    _, db = only_resource(data, "AWS::RDS::DBInstance")
     assert db["Properties"]["DeletionProtection"] is True
     assert (db["DeletionPolicy"], db["UpdateReplacePolicy"]) == ("Snapshot", "Snapshot")
     assert db["Properties"]["BackupRetentionPeriod"] == backup_days >= 1
-    _, secret = only(data, "AWS::SecretsManager::Secret")
+    _, secret = only_resource(data, "AWS::SecretsManager::Secret")
     assert (secret["DeletionPolicy"], secret["UpdateReplacePolicy"]) == ("Retain", "Retain")
-    _, bucket = only(data, "AWS::S3::Bucket")
+    _, bucket = only_resource(data, "AWS::S3::Bucket")
     assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Retain", "Retain")
     assert not [r for r in data["Resources"].values() if r["Type"] == "Custom::S3AutoDeleteObjects"]
 
@@ -76,7 +70,7 @@ def test_stateless_stacks_are_not_protected(each_config: Synth) -> None:
 def test_stateful_logical_ids_are_pinned(each_config: Synth) -> None:
     data = each_config.templates["Data"]
     for resource_type, logical_id in PINNED_LOGICAL_IDS.items():
-        assert only(data, resource_type)[0] == logical_id
+        assert only_resource(data, resource_type)[0] == logical_id
 
 
 @pytest.fixture(scope="module")
@@ -109,12 +103,12 @@ def test_destroy_setting_and_flag_delete_the_data(destroy_with_flag: Synth) -> N
     s = destroy_with_flag
     data = s.templates["Data"]
     assert termination_protection(s.outdir, "Data") is False
-    _, db = only(data, "AWS::RDS::DBInstance")
+    _, db = only_resource(data, "AWS::RDS::DBInstance")
     assert db["Properties"]["DeletionProtection"] is False
     assert (db["DeletionPolicy"], db["UpdateReplacePolicy"]) == ("Delete", "Delete")
-    _, secret = only(data, "AWS::SecretsManager::Secret")
+    _, secret = only_resource(data, "AWS::SecretsManager::Secret")
     assert (secret["DeletionPolicy"], secret["UpdateReplacePolicy"]) == ("Delete", "Delete")
-    _, bucket = only(data, "AWS::S3::Bucket")
+    _, bucket = only_resource(data, "AWS::S3::Bucket")
     assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Delete", "Delete")
     auto_delete = [
         r for r in data["Resources"].values() if r["Type"] == "Custom::S3AutoDeleteObjects"
@@ -124,7 +118,7 @@ def test_destroy_setting_and_flag_delete_the_data(destroy_with_flag: Synth) -> N
     assert assembly_messages(s.outdir)["Data"] == []
     # Same logical IDs either way: switching the flag never replaces the data.
     for resource_type, logical_id in PINNED_LOGICAL_IDS.items():
-        assert only(data, resource_type)[0] == logical_id
+        assert only_resource(data, resource_type)[0] == logical_id
 
 
 def test_flag_alone_changes_nothing(synth: Callable[[str], Synth], tmp_path: Path) -> None:
@@ -164,7 +158,7 @@ def app_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_app_reads_the_context_flag(app_runs: dict[str, Path], flag: str, deleted: bool) -> None:
     """From the CLI the flag arrives as a string; "false" must not count as set."""
     data = json.loads((app_runs[flag] / "Data.template.json").read_text())
-    _, db = only(data, "AWS::RDS::DBInstance")
+    _, db = only_resource(data, "AWS::RDS::DBInstance")
     assert (db["DeletionPolicy"] == "Delete") is deleted
     assert db["Properties"]["DeletionProtection"] is not deleted
     assert termination_protection(app_runs[flag], "Data") is not deleted

@@ -17,23 +17,23 @@ from constructs_lib import MlflowTrackingServer
 from constructs_lib.review import render_intrinsics
 from constructs_lib.tracking_server import CONFIG_DIGEST_ANNOTATION
 from stacks import build_deployment
-from tests.conftest import Synth, cdk_json_context, synthesize
+from tests.conftest import (
+    Synth,
+    cdk_json_context,
+    only_resource,
+    resources_of,
+    synthesize,
+)
 
 SynthFn = Callable[[str], Synth]
 
 
 def resources(synth: Synth, stack: str, type_: str) -> dict[str, dict[str, Any]]:
-    return {
-        logical_id: resource
-        for logical_id, resource in synth.templates[stack]["Resources"].items()
-        if resource["Type"] == type_
-    }
+    return resources_of(synth.templates[stack], type_)
 
 
 def only(synth: Synth, stack: str, type_: str) -> tuple[str, dict[str, Any]]:
-    found = resources(synth, stack, type_)
-    assert len(found) == 1, f"{stack}: expected one {type_}, found {sorted(found)}"
-    return next(iter(found.items()))
+    return only_resource(synth.templates[stack], type_)
 
 
 # --- stacks and their wiring ----------------------------------------------------------------
