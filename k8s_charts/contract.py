@@ -24,6 +24,7 @@ def launcher_environment(
     artifacts_destination: str,
     workers: int,
     allowed_hosts: list[str],
+    cors_allowed_origins: list[str],
     region: str,
 ) -> dict[str, str]:
     """The ConfigMap data both containers load with envFrom. Holds no secret: only its ARN."""
@@ -39,6 +40,7 @@ def launcher_environment(
         "MLFLOW_PORT": str(CONTAINER_PORT),
         "MLFLOW_WORKERS": str(workers),
         "MLFLOW_ALLOWED_HOSTS": ",".join(allowed_hosts),
+        "MLFLOW_CORS_ALLOWED_ORIGINS": ",".join(cors_allowed_origins),
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
     }

@@ -9,61 +9,17 @@ version; the rows are checked in the database and the objects in the bucket; the
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import itest_launcher as launcher
 import pytest
-from itest_servers import REGION, free_port
+from itest_chart import container_env, pod, substitute_endpoints
 
 pytestmark = pytest.mark.integration
 
 CONFIG_FOR_ENGINE = {"mysql": "default", "postgres": "postgres"}
 # Every character the contract names, plus non-ASCII (4-byte UTF-8 included).
 NASTY_PASSWORD = "@:/?#[]%&+=' \"\\ pässwörd-密码-🔑 end"
-PLACEHOLDER = re.compile(r"\$\{[^}]+\}")
-
-
-def _pod(synth) -> tuple[dict, list[dict]]:
-    deployments = [
-        d
-        for d in synth.objects("Deployment")
-        if d["spec"]["template"]["spec"].get("initContainers")
-    ]
-    assert len(deployments) == 1, "expected one Deployment with an initContainer"
-    spec = deployments[0]["spec"]["template"]["spec"]
-    return deployments[0], [*spec["initContainers"], *spec["containers"]]
-
-
-def _container_env(synth, container: dict) -> dict[str, str]:
-    """What Kubernetes would put in the container's environment (envFrom, then env)."""
-    env: dict[str, str] = {}
-    for source in container.get("envFrom", []):
-        assert set(source) == {"configMapRef"}, f"unexpected env source {source}"
-        env.update(synth.object("ConfigMap", source["configMapRef"]["name"])["data"])
-    for item in container.get("env", []):
-        assert "value" in item, f"env {item['name']} comes from elsewhere: {item}"
-        env[item["name"]] = item["value"]
-    return env
-
-
-def _substitute_endpoints(env: dict[str, str], target, moto, ca: Path, bucket: str) -> dict:
-    """Only where the pod would reach AWS: DB endpoint, secret, bucket, region, CA, port."""
-    local = dict(env)
-    local["MLFLOW_DB_HOST"] = "127.0.0.1"
-    local["MLFLOW_DB_PORT"] = str(target.server.port)
-    local["MLFLOW_DB_SECRET_ID"] = target.secret_arn
-    local["MLFLOW_DB_CA_BUNDLE"] = str(ca)
-    local["MLFLOW_ARTIFACTS_DESTINATION"] = PLACEHOLDER.sub(
-        bucket, env["MLFLOW_ARTIFACTS_DESTINATION"]
-    )
-    for key in ("AWS_REGION", "AWS_DEFAULT_REGION"):
-        local[key] = REGION
-    local["MLFLOW_PORT"] = str(free_port())
-    local["MLFLOW_WORKERS"] = "1"  # the CI machine has 2 cores
-    leftovers = {k: v for k, v in local.items() if PLACEHOLDER.search(v)}
-    assert not leftovers, f"unsubstituted placeholders (new AWS references?): {leftovers}"
-    return {**local, **moto.env()}
 
 
 def _allowed_and_denied_hosts(env: dict[str, str]) -> tuple[str, str, str]:
@@ -100,20 +56,20 @@ def test_chart_runs_against_real_servers(
 ):
     server_fixture = request.getfixturevalue("mariadb" if engine == "mysql" else "postgres")
     chart = synth(CONFIG_FOR_ENGINE[engine])
-    _, (init, main) = _pod(chart)
+    _, (init, main) = pod(chart)
     assert init["args"] == ["migrate"] and main["args"] == ["serve"]
     assert "command" not in init and "command" not in main, "command would bypass the ENTRYPOINT"
 
-    chart_env = _container_env(chart, main)
+    chart_env = container_env(chart, main)
     assert chart_env["MLFLOW_DB_ENGINE"] == engine
     target = new_database(server_fixture, password=NASTY_PASSWORD, name=chart_env["MLFLOW_DB_NAME"])
     bucket = moto.create_bucket()
     home = tmp_path / "home"
     init_env = launcher.container_env(
-        _substitute_endpoints(_container_env(chart, init), target, moto, test_ca.ca, bucket), home
+        substitute_endpoints(container_env(chart, init), target, moto, test_ca.ca, bucket), home
     )
     main_env = launcher.container_env(
-        _substitute_endpoints(chart_env, target, moto, test_ca.ca, bucket), home
+        substitute_endpoints(chart_env, target, moto, test_ca.ca, bucket), home
     )
     main_env["MLFLOW_PORT"] = init_env["MLFLOW_PORT"]
     output = []

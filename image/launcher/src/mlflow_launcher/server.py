@@ -24,7 +24,7 @@ SERVER_DEFAULTS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def server_argv(server: ServerSettings) -> list[str]:
-    return [
+    argv = [
         sys.executable,
         "-m",
         "mlflow",
@@ -41,6 +41,11 @@ def server_argv(server: ServerSettings) -> list[str]:
         "--allowed-hosts",
         ",".join(server.allowed_hosts),
     ]
+    if server.cors_allowed_origins:
+        # Browsers send Origin on every POST, same-origin included; MLflow refuses
+        # state-changing API calls from origins it does not list (the UI lists runs by POST).
+        argv += ["--cors-allowed-origins", ",".join(server.cors_allowed_origins)]
+    return argv
 
 
 def server_env(base: Mapping[str, str], store_uri: str) -> dict[str, str]:

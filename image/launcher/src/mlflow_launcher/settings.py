@@ -45,6 +45,8 @@ class ServerSettings:
     workers: int
     artifacts_destination: str
     allowed_hosts: tuple[str, ...]
+    cors_allowed_origins: tuple[str, ...] = ()
+    """Origins (besides localhost) whose browser pages may send state-changing API requests."""
 
 
 class _Reader:
@@ -113,6 +115,17 @@ def _hosts(value: str) -> tuple[str, ...]:
     return hosts
 
 
+def _origins(value: str) -> tuple[str, ...]:
+    origins = tuple(o.strip() for o in value.split(",") if o.strip())
+    # MLflow compares scheme://host[:port] exactly (or with fnmatch when a `*` is present);
+    # a path or a missing scheme would never match what a browser sends.
+    for origin in origins:
+        scheme, sep, rest = origin.partition("://")
+        if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+            raise ValueError(origin)
+    return origins
+
+
 def _readable_file(value: str) -> str:
     if not Path(value).is_file() or not os.access(value, os.R_OK):
         raise ValueError(value)
@@ -134,9 +147,16 @@ def _server(r: _Reader, defaults: Mapping[str, str]) -> ServerSettings | None:
         "a comma-separated list of Host patterns",
         defaults.get("MLFLOW_ALLOWED_HOSTS"),
     )
-    if None in (host, port, workers, destination, allowed):
+    # Optional: without it MLflow admits browser writes from localhost pages only.
+    origins = r.parse(
+        "MLFLOW_CORS_ALLOWED_ORIGINS",
+        _origins,
+        "a comma-separated list of origins such as https://mlflow.example.com",
+        defaults.get("MLFLOW_CORS_ALLOWED_ORIGINS", ""),
+    )
+    if None in (host, port, workers, destination, allowed, origins):
         return None
-    return ServerSettings(host, port, workers, destination, allowed)  # type: ignore[arg-type]
+    return ServerSettings(host, port, workers, destination, allowed, origins)  # type: ignore[arg-type]
 
 
 def _db(r: _Reader) -> DbSettings | None:
