@@ -20,8 +20,11 @@ from pydantic import (
     model_validator,
 )
 
-SUPPORTED_KUBERNETES_VERSIONS = ("1.34", "1.35")
-"""Versions with a matching kubectl Lambda layer pinned in requirements.txt."""
+from constructs_lib.kubernetes import DEFAULT_VERSION, SUPPORTED_VERSIONS
+
+# One list of versions, kept where the kubectl layers are.
+SUPPORTED_KUBERNETES_VERSIONS = SUPPORTED_VERSIONS
+DEFAULT_KUBERNETES_VERSION = DEFAULT_VERSION
 
 _PARTITION = r"arn:aws(?:-[a-z]+)*"
 OidcProviderArn = Annotated[
@@ -45,9 +48,28 @@ AvailabilityZone = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(?:-[a-z]
 Dns1123Label = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", max_length=63)
 ]
-HostPattern = Annotated[
-    str, StringConstraints(pattern=r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
-]
+
+
+def _check_host_pattern(value: str) -> str:
+    """A Host header value or pattern as MLflow matches it (mlflow/server/security_utils.py).
+
+    MLflow compares the whole header, port included: with fnmatch when the entry contains
+    `*`, else for equality. `?` and `[...]` are refused: without a `*` MLflow would compare
+    them literally, so they would silently match nothing.
+    """
+    if value == "*":
+        raise ValueError("'*' alone turns off MLflow's Host check (DNS rebinding protection)")
+    if "://" in value or "/" in value:
+        raise ValueError("a host name, not a URL: drop the scheme and path")
+    host, _, port = value.partition(":")
+    if port and not re.fullmatch(r"\*|\d{1,5}", port):
+        raise ValueError("the part after ':' must be a port number or '*'")
+    if not re.fullmatch(r"[A-Za-z0-9*]([A-Za-z0-9*.-]{0,251}[A-Za-z0-9*])?", host):
+        raise ValueError("expected a DNS name such as mlflow.example.com, or *.example.com")
+    return value
+
+
+HostPattern = Annotated[str, AfterValidator(_check_host_pattern)]
 
 
 def _check_instance_type(value: str) -> str:
@@ -103,7 +125,7 @@ class ClusterSettings(StrictModel):
         "new", description="`new` creates an EKS Auto Mode cluster and its VPC; `existing` imports."
     )
     kubernetes_version: Literal[SUPPORTED_KUBERNETES_VERSIONS] = Field(  # type: ignore[valid-type]
-        "1.35",
+        DEFAULT_KUBERNETES_VERSION,
         description="Kubernetes minor version; picks the matching kubectl layer and schemas.",
     )
     name: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")] | None = (
@@ -139,8 +161,27 @@ class ClusterSettings(StrictModel):
     )
     admin_role_arns: list[IamRoleArn] = Field(
         default_factory=list,
-        description="new: IAM roles granted cluster-admin (EKS access entries) besides the "
-        "deploying principal.",
+        description="new: IAM roles granted cluster-admin through EKS access entries (use them "
+        "with `aws eks update-kubeconfig --role-arn`). Default: the CDK bootstrap deploy role "
+        "(`cdk-<qualifier>-deploy-role-<account>-<region>`), which whoever can `cdk deploy` may "
+        "assume; with roles listed here, only those.",
+    )
+    endpoint_access: Literal["public_and_private", "private"] = Field(
+        "public_and_private",
+        description="new: the EKS API endpoint. `public_and_private` (default): reachable from "
+        "`public_access_cidrs` (IAM-authenticated) and from the VPC; `private`: from the VPC "
+        "only (kubectl then needs a VPN, peering or a bastion).",
+    )
+    public_access_cidrs: list[Cidr] = Field(
+        default_factory=lambda: ["0.0.0.0/0"],
+        description="new, with public_and_private: source ranges of the public endpoint. "
+        "Default: 0.0.0.0/0 (AWS's default; every call still needs IAM credentials).",
+    )
+    network_policy: bool = Field(
+        True,
+        description="new: enforce Kubernetes NetworkPolicy (the chart ships one): turns on the "
+        "network policy controller and runs the server on a node pool whose node class enables "
+        "it. Existing clusters: see the README for the precondition.",
     )
 
     @model_validator(mode="after")
@@ -155,6 +196,17 @@ class ClusterSettings(StrictModel):
             "kubectl_role_arn": self.kubectl_role_arn,
         }
         if self.mode == "new":
+            if self.endpoint_access == "private" and "public_access_cidrs" in self.model_fields_set:
+                raise invalid(
+                    "public_access_cidrs",
+                    "applies only with endpoint_access: public_and_private",
+                )
+            if self.endpoint_access == "public_and_private" and not self.public_access_cidrs:
+                raise invalid(
+                    "public_access_cidrs",
+                    "is empty; list the ranges that may reach the public endpoint, or set "
+                    "endpoint_access: private",
+                )
             if self.load_balancer_controller != "auto-mode":
                 raise invalid(
                     "load_balancer_controller",
@@ -169,10 +221,16 @@ class ClusterSettings(StrictModel):
                     "its own VPC and identity",
                 )
             return self
-        if self.admin_role_arns:
+        new_only = sorted(
+            k
+            for k in ("admin_role_arns", "endpoint_access", "public_access_cidrs", "network_policy")
+            if k in self.model_fields_set
+        )
+        if new_only:
             raise invalid(
-                "admin_role_arns",
-                "applies only with mode: new; manage access to an existing cluster there",
+                new_only[0],
+                f"{', '.join(new_only)} only apply with mode: new; an existing cluster keeps its "
+                "own access, endpoint and network policy settings",
             )
         missing = sorted(k for k, v in imported.items() if not v and k != "kubectl_role_arn")
         if missing:
@@ -271,8 +329,38 @@ class ServerSettings(StrictModel):
     resources: ResourceSettings = Field(default_factory=ResourceSettings)
     allowed_hosts: list[HostPattern] = Field(
         default_factory=list,
-        description="Extra Host names MLflow answers (e.g. your DNS name); the service names, "
-        "localhost and *.elb.amazonaws.com are always allowed.",
+        description="Extra Host names MLflow answers, e.g. your DNS name; `*` patterns as MLflow "
+        "matches them (`*.example.com`, `name:*` for any port). Always allowed: the Service "
+        "names, localhost (port-forward) and the load balancers' own DNS names "
+        "(`*.elb.<region>.amazonaws.com`). Browser pages of these hosts may write (CORS).",
+    )
+    architecture: Literal["amd64", "arm64"] = Field(
+        "amd64",
+        description="CPU architecture of the image and of the nodes the pods run on. `arm64` "
+        "(Graviton) costs less; a new cluster gets a node pool for it, an existing one must "
+        "offer arm64 nodes.",
+    )
+    max_proxied_artifact_gib: int = Field(
+        2,
+        ge=1,
+        le=1024,
+        description="Largest artifact (GiB) clients send or fetch through the server; MLflow "
+        "spools each proxied transfer to the pod's scratch space. Clients >= 3.15 move files of "
+        "500 MiB and more straight to S3 in parts, so this bounds smaller files and older clients.",
+    )
+    concurrent_artifact_transfers: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Proxied transfers a pod holds at once; scratch space per pod = "
+        "max_proxied_artifact_gib x this + 1 GiB (requested as ephemeral storage).",
+    )
+    drain_seconds: int = Field(
+        30,
+        ge=5,
+        le=300,
+        description="Load balancer deregistration delay; a terminating pod keeps serving this "
+        "long (preStop) before it stops accepting, and then has 30 s to finish requests.",
     )
 
     @model_validator(mode="after")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cdk8s
+from aws_cdk import DefaultStackSynthesizer, Fn, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
@@ -21,7 +23,11 @@ from constructs_lib.acknowledgements import (
     acknowledge_managed_policies,
     acknowledge_wildcard_resources,
 )
-from constructs_lib.kubernetes import kubectl_layer, kubernetes_version
+from constructs_lib.kubernetes import DEFAULT_VERSION, kubectl_layer, kubernetes_version
+from k8s_charts import NodePoolChart, NodePoolChartProps
+
+WORKLOAD_NODE_POOL = "mlflow"
+"""Name of the NodeClass and NodePool a new cluster runs the server on."""
 
 _LAMBDA_POLICIES = (
     "service-role/AWSLambdaBasicExecutionRole",
@@ -39,7 +45,17 @@ class AutoModeCluster(Construct):
     the cluster needs no node groups or Helm charts. Kubernetes secrets are envelope-encrypted
     with a new KMS key (rotated yearly); control-plane logs go to CloudWatch.
 
-    Attributes: `cluster` (id "Resource"), `oidc_provider`, `security_group`, `secrets_key`.
+    Who may use kubectl: CloudFormation's execution role (which creates the cluster) and the
+    kubectl handler are EKS's own admins, and no person can assume either. So cluster-admin
+    access entries go to `admin_role_arns`, or, by default, to the CDK bootstrap deploy role,
+    which whoever can `cdk deploy` this app may assume (`aws eks update-kubeconfig --role-arn`).
+
+    The server's pods get a node pool of their own (`node_pool_name`): the built-in ones are
+    amd64-only and do not enforce NetworkPolicy.
+
+    Attributes: `cluster` (id "Resource"), `oidc_provider`, `security_group`, `secrets_key`,
+    `admin_role_arns` (tokens allowed), `node_pool_name`, `node_pool_manifest`,
+    `metrics_server` (None unless requested).
     """
 
     def __init__(
@@ -48,14 +64,24 @@ class AutoModeCluster(Construct):
         id: str,
         *,
         vpc: ec2.IVpc,
-        version: str = "1.35",
+        version: str = DEFAULT_VERSION,
         admin_role_arns: tuple[str, ...] = (),
+        endpoint_access: eks.EndpointAccess = eks.EndpointAccess.PUBLIC_AND_PRIVATE,
+        architecture: str = "amd64",
+        network_policy: bool = True,
+        metrics_server: bool = False,
     ) -> None:
         """
         :param vpc: VPC whose private subnets hold the nodes.
-        :param version: Kubernetes minor version, e.g. "1.35". Default: 1.35.
-        :param admin_role_arns: IAM roles granted cluster-admin through EKS access entries,
-            besides the deploying principal. Default: none.
+        :param version: Kubernetes minor version, e.g. "1.36". Default: the newest supported.
+        :param admin_role_arns: IAM roles granted cluster-admin through EKS access entries.
+            Default: the CDK bootstrap deploy role (needs the DefaultStackSynthesizer).
+        :param endpoint_access: the API endpoint; the kubectl handler runs in the VPC either
+            way. Default: public (IAM-authenticated, any source) and private.
+        :param architecture: of the server's node pool, `amd64` or `arm64`. Default: amd64.
+        :param network_policy: enforce NetworkPolicy on the server's node pool. Default: true.
+        :param metrics_server: install the EKS metrics-server add-on, which CPU autoscaling
+            needs (Auto Mode ships none). Default: false.
         """
         super().__init__(scope, id)
         self.secrets_key = kms.Key(
@@ -73,20 +99,54 @@ class AutoModeCluster(Construct):
                 kubectl_layer=kubectl_layer(self, "KubectlLayer", version)
             ),
             secrets_encryption_key=self.secrets_key,
+            endpoint_access=endpoint_access,
             cluster_logging=[
                 eks.ClusterLoggingTypes.API,
                 eks.ClusterLoggingTypes.AUDIT,
                 eks.ClusterLoggingTypes.AUTHENTICATOR,
             ],
         )
-        for index, arn in enumerate(admin_role_arns):
+        self.admin_role_arns = admin_role_arns or (_deploy_role_arn(self),)
+        for index, arn in enumerate(self.admin_role_arns):
             self.cluster.grant_cluster_admin(f"Admin{index}", arn)
+        self.metrics_server: eks.Addon | None = None
+        if metrics_server:
+            self.metrics_server = eks.Addon(
+                self, "MetricsServer", cluster=self.cluster, addon_name="metrics-server"
+            )
+        self.node_pool_name = WORKLOAD_NODE_POOL
+        self.node_pool_manifest = eks.KubernetesManifest(
+            self,
+            "WorkloadNodePool",
+            cluster=self.cluster,
+            manifest=NodePoolChart(
+                cdk8s.App(),
+                "NodePool",
+                props=NodePoolChartProps(
+                    name=WORKLOAD_NODE_POOL,
+                    node_role_name=self._node_role().role_name,
+                    subnet_ids=tuple(s.subnet_id for s in vpc.private_subnets),
+                    security_group_ids=(self.cluster.cluster_security_group_id,),
+                    architecture=architecture,
+                    network_policy=network_policy,
+                ),
+            ).to_json(),
+            # `kubectl apply` on create: the amazon-vpc-cni ConfigMap may exist already.
+            overwrite=True,
+        )
         # The native IAM OIDC provider resource (no custom resource) for IRSA trust.
         self.oidc_provider: iam.IOpenIdConnectProvider = eks.OidcProviderNative(
             self, "OidcProvider", url=self.cluster.cluster_open_id_connect_issuer_url
         )
         self.security_group: ec2.ISecurityGroup = self.cluster.cluster_security_group
         self._acknowledge_findings()
+
+    def _node_role(self) -> iam.IRole:
+        # aws_eks_v2 names the Auto Mode node role after the cluster's id and publishes no
+        # attribute for it.
+        node_role = self.cluster.node.try_find_child(f"{self.cluster.node.id}nodePoolRole")
+        assert isinstance(node_role, iam.Role), "aws_eks_v2 no longer creates the node role"
+        return node_role
 
     def _acknowledge_findings(self) -> None:
         acknowledge_managed_policies(
@@ -101,12 +161,8 @@ class AutoModeCluster(Construct):
             "The policies EKS documents as required for an Auto Mode cluster role; AWS keeps "
             "them in step with what Auto Mode manages (compute, storage, load balancing).",
         )
-        # aws_eks_v2 names the Auto Mode node role after the cluster's id and publishes no
-        # attribute for it.
-        node_role = self.cluster.node.try_find_child(f"{self.cluster.node.id}nodePoolRole")
-        assert node_role is not None, "aws_eks_v2 no longer creates the Auto Mode node role"
         acknowledge_managed_policies(
-            node_role,  # type: ignore[arg-type]
+            self._node_role(),
             ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly"),
             "The policies EKS documents as the minimum for Auto Mode nodes (join the "
             "cluster, pull images from ECR).",
@@ -114,6 +170,19 @@ class AutoModeCluster(Construct):
         provider = self.cluster.kubectl_provider
         assert provider is not None
         acknowledge_kubectl_provider(provider)
+
+
+def _deploy_role_arn(scope: Construct) -> str:
+    """The CDK bootstrap deploy role's ARN, as the stack's synthesizer names it."""
+    synthesizer = Stack.of(scope).synthesizer
+    if not isinstance(synthesizer, DefaultStackSynthesizer):
+        raise ValueError(
+            "AutoModeCluster: no admin_role_arns given and the stack's synthesizer has no CDK "
+            "deploy role to grant instead; pass the IAM roles that may use kubectl"
+        )
+    # The synthesizer writes ${AWS::AccountId}-style placeholders where the stack is
+    # environment-agnostic: CloudFormation's Fn::Sub fills them in at deploy time.
+    return Fn.sub(synthesizer.deploy_role_arn)
 
 
 @dataclass(frozen=True)

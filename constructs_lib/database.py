@@ -31,7 +31,9 @@ def _engine_spec(engine: Engine) -> _EngineSpec:
         return _EngineSpec(
             engine=rds.DatabaseInstanceEngine.mysql(version=rds.MysqlEngineVersion.VER_8_4_10),
             port=3306,
-            tls_parameters={"require_secure_transport": "ON"},
+            # RDS documents this instance parameter's allowed values as 0/1 (not ON/OFF):
+            # https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/mysql-ssl-connections.require-ssl.html
+            tls_parameters={"require_secure_transport": "1"},
             log_exports=["error", "slowquery"],
         )
     return _EngineSpec(

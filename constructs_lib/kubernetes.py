@@ -8,6 +8,7 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk.lambda_layer_kubectl_v34 import KubectlV34Layer
 from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
+from aws_cdk.lambda_layer_kubectl_v36 import KubectlV36Layer
 from constructs import Construct
 
 _VERSIONS: dict[
@@ -15,8 +16,12 @@ _VERSIONS: dict[
 ] = {
     "1.34": (eks.KubernetesVersion.V1_34, KubectlV34Layer),
     "1.35": (eks.KubernetesVersion.V1_35, KubectlV35Layer),
+    "1.36": (eks.KubernetesVersion.V1_36, KubectlV36Layer),
 }
 SUPPORTED_VERSIONS = tuple(_VERSIONS)
+"""Every version the constructs (and so the config file) accept; the one list of them."""
+DEFAULT_VERSION = "1.36"
+"""The newest: EKS ends standard support for 1.34 on 2026-12-02."""
 
 
 def _entry(

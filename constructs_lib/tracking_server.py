@@ -28,6 +28,8 @@ from k8s_charts import (
 
 CONFIG_DIGEST_ANNOTATION = "mlflow-on-eks/config-digest"
 
+_PLATFORMS = {"amd64": ecr_assets.Platform.LINUX_AMD64, "arm64": ecr_assets.Platform.LINUX_ARM64}
+
 IMAGE_DIRECTORY = Path(__file__).resolve().parent.parent / "image"
 """image/ of this repository: the Dockerfile, its lock file and the launcher."""
 
@@ -62,6 +64,11 @@ class MlflowTrackingServer(Construct):
         cpu: str = "500m",
         memory_mib: int = 1024,
         allowed_hosts: tuple[str, ...] = (),
+        architecture: str = "amd64",
+        node_pool: str | None = None,
+        max_proxied_artifact_gib: int = 2,
+        concurrent_artifact_transfers: int = 2,
+        drain_seconds: int = 30,
         internal_load_balancer: bool = True,
         external_load_balancer: ExternalLoadBalancerProps | None = None,
         load_balancer_class: str = AUTO_MODE_LOAD_BALANCER_CLASS,
@@ -80,7 +87,16 @@ class MlflowTrackingServer(Construct):
         :param workers: uvicorn workers per pod. Default: 2.
         :param cpu: CPU request. Default: 500m.
         :param memory_mib: memory request and limit. Default: 1024.
-        :param allowed_hosts: extra Host names MLflow answers. Default: none.
+        :param allowed_hosts: extra Host names (or `*` patterns) MLflow answers; pages served
+            under them may write (CORS). Default: none (Service names, localhost and the load
+            balancers' DNS names are always allowed).
+        :param architecture: `amd64` or `arm64`: the image is built for it and the pods run
+            only on nodes of it. Default: amd64.
+        :param node_pool: run only on this Auto Mode/Karpenter NodePool. Default: any.
+        :param max_proxied_artifact_gib: largest artifact proxied through a pod. Default: 2.
+        :param concurrent_artifact_transfers: proxied transfers per pod; with the above, sizes
+            the pod's scratch space (requested as ephemeral storage). Default: 2.
+        :param drain_seconds: load balancer deregistration delay and preStop drain. Default: 30.
         :param internal_load_balancer: an internal NLB. Default: true.
         :param external_load_balancer: an internet-facing TLS NLB. Default: none.
         :param load_balancer_class: Default: EKS Auto Mode's (`eks.amazonaws.com/nlb`).
@@ -101,6 +117,10 @@ class MlflowTrackingServer(Construct):
         database.secret.grant_read(self.role)
         self._acknowledge_grants(artifact_store)
 
+        if architecture not in _PLATFORMS:
+            raise ValueError(
+                f"architecture must be one of {sorted(_PLATFORMS)}, got {architecture!r}"
+            )
         if not (image_directory / "Dockerfile").is_file():
             raise ValueError(
                 f"image_directory {image_directory} has no Dockerfile; pass the image/ folder "
@@ -110,7 +130,7 @@ class MlflowTrackingServer(Construct):
             self,
             "Image",
             directory=str(image_directory),
-            platform=ecr_assets.Platform.LINUX_AMD64,
+            platform=_PLATFORMS[architecture],
         )
 
         # The database's security group is imported here so the rule belongs to this
@@ -140,6 +160,7 @@ class MlflowTrackingServer(Construct):
             db_secret_id=database.secret.secret_arn,
             artifacts_destination=artifact_store.destination,
             region=Stack.of(self).region,
+            url_suffix=Stack.of(self).url_suffix,
             service_account_name=service_account_name,
             replicas=replicas,
             max_replicas=max_replicas,
@@ -147,6 +168,11 @@ class MlflowTrackingServer(Construct):
             cpu=cpu,
             memory_mib=memory_mib,
             allowed_hosts=allowed_hosts,
+            architecture=architecture,
+            node_pool=node_pool,
+            max_proxied_artifact_gib=max_proxied_artifact_gib,
+            concurrent_artifact_transfers=concurrent_artifact_transfers,
+            drain_seconds=drain_seconds,
             internal_load_balancer=internal_load_balancer,
             external=external_load_balancer,
             load_balancer_class=load_balancer_class,
@@ -161,7 +187,13 @@ class MlflowTrackingServer(Construct):
         # Created here, not with cluster.add_cdk8s_chart: that puts the manifest in the
         # cluster's stack, which would then depend on this stack's role and image (a cycle).
         self.manifest = eks.KubernetesManifest(
-            self, "Manifest", cluster=cluster, manifest=self.chart.to_json()
+            self,
+            "Manifest",
+            cluster=cluster,
+            manifest=self.chart.to_json(),
+            # `kubectl apply` on create too: a re-deploy over objects an earlier, failed
+            # attempt left behind must not stop at "already exists".
+            overwrite=True,
         )
 
     def _acknowledge_grants(self, artifact_store: MlflowArtifactStore) -> None:

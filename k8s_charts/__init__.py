@@ -7,6 +7,7 @@ from k8s_charts.mlflow_chart import (
     MlflowChart,
     MlflowChartProps,
 )
+from k8s_charts.node_pool_chart import NodePoolChart, NodePoolChartProps
 
 __all__ = [
     "AUTO_MODE_LOAD_BALANCER_CLASS",
@@ -14,4 +15,6 @@ __all__ = [
     "ExternalLoadBalancerProps",
     "MlflowChart",
     "MlflowChartProps",
+    "NodePoolChart",
+    "NodePoolChartProps",
 ]

@@ -35,6 +35,11 @@ TMP_PATH = "/tmp"  # noqa: S108 - an emptyDir of the pod, not a shared host dire
 
 _LB = "service.beta.kubernetes.io/aws-load-balancer-"
 
+SCRATCH_OVERHEAD_GIB = 1
+"""Scratch space beyond proxied transfers: caches, the UI's temp files, logs of a crash."""
+SHUTDOWN_SECONDS = 30
+"""What a pod gets after its drain delay to finish in-flight requests before SIGKILL."""
+
 
 @dataclass(frozen=True)
 class ExternalLoadBalancerProps:
@@ -80,7 +85,20 @@ class MlflowChartProps:
     cpu: str = "500m"
     memory_mib: int = 1024
     allowed_hosts: tuple[str, ...] = ()
-    """Host names MLflow answers besides the service names, localhost and *.elb.amazonaws.com."""
+    """Host names (or `*` patterns) MLflow answers besides the Service names, localhost and
+    the load balancers' DNS names; browser pages served under them may write (CORS)."""
+    url_suffix: str = "amazonaws.com"
+    """The partition's domain (`amazonaws.com.cn` in China); part of load balancer names."""
+    architecture: str = "amd64"
+    """Node architecture the pods need: the image's (`amd64` or `arm64`)."""
+    node_pool: str | None = None
+    """With a value, pods run only on nodes of this Karpenter/Auto Mode NodePool."""
+    max_proxied_artifact_gib: int = 2
+    """Largest artifact proxied through a pod (MLflow spools it to scratch space)."""
+    concurrent_artifact_transfers: int = 2
+    """Proxied transfers a pod holds at once; with the above, sizes the scratch space."""
+    drain_seconds: int = 30
+    """Load balancer deregistration delay; a terminating pod serves this long (preStop)."""
     internal_load_balancer: bool = True
     """An internal NLB reachable from the VPC. Default: on."""
     external: ExternalLoadBalancerProps | None = None
@@ -101,6 +119,18 @@ class MlflowChartProps:
     @property
     def config_map_name(self) -> str:
         return f"{self.instance}-config"
+
+    @property
+    def scratch_gib(self) -> int:
+        return self.max_proxied_artifact_gib * self.concurrent_artifact_transfers + (
+            SCRATCH_OVERHEAD_GIB
+        )
+
+    @property
+    def load_balancer_hosts(self) -> str:
+        """The DNS names NLBs get: `<name>-<id>.elb.<region>.<url suffix>` (per AWS docs for
+        Network Load Balancers; China regions end in amazonaws.com.cn)."""
+        return f"*.elb.{self.region}.{self.url_suffix}"
 
 
 class MlflowChart(cdk8s.Chart):
@@ -147,6 +177,7 @@ class MlflowChart(cdk8s.Chart):
                 artifacts_destination=props.artifacts_destination,
                 workers=props.workers,
                 allowed_hosts=_allowed_hosts(props),
+                cors_allowed_origins=_allowed_origins(props),
                 region=props.region,
             ),
         )
@@ -154,21 +185,24 @@ class MlflowChart(cdk8s.Chart):
         self.services = self._services()
         self._disruption_budget()
         self._network_policy()
-        if props.max_replicas is not None:
-            kplus.HorizontalPodAutoscaler(
-                self,
-                "Autoscaler",
-                metadata=cdk8s.ApiObjectMetadata(name=props.instance),
-                target=self.deployment,
-                min_replicas=props.replicas,
-                max_replicas=props.max_replicas,
-                metrics=[kplus.Metric.resource_cpu(kplus.MetricTarget.average_utilization(70))],
-            )
+        # The autoscaler always exists and always owns the replica count, with min = max when
+        # autoscaling is off. So turning autoscaling on never drops `replicas` from the
+        # Deployment (kubectl apply would reset it to 1), and turning it off leaves no orphan
+        # (kubectl's default prune list skips HPAs). Bounds hold even without metrics.
+        self.autoscaler = kplus.HorizontalPodAutoscaler(
+            self,
+            "Autoscaler",
+            metadata=cdk8s.ApiObjectMetadata(name=props.instance),
+            target=self.deployment,
+            min_replicas=props.replicas,
+            max_replicas=props.max_replicas or props.replicas,
+            metrics=[kplus.Metric.resource_cpu(kplus.MetricTarget.average_utilization(70))],
+        )
 
     def _deployment(self) -> kplus.Deployment:
         props = self.props
         tmp = kplus.Volume.from_empty_dir(
-            self, "TmpVolume", "tmp", size_limit=cdk8s.Size.gibibytes(1)
+            self, "TmpVolume", "tmp", size_limit=cdk8s.Size.gibibytes(props.scratch_gib)
         )
         # What both containers share: the image (whose entrypoint is the launcher), settings
         # from the ConfigMap, a locked-down context and the only writable path.
@@ -186,13 +220,13 @@ class MlflowChart(cdk8s.Chart):
                 privileged=False,
             ),
             "volume_mounts": [kplus.VolumeMount(path=TMP_PATH, volume=tmp)],
-            "resources": _resources(props),
+            "resources": _resources(props, scratch_gib=1),
         }
         deployment = kplus.Deployment(
             self,
             "Deployment",
             metadata=cdk8s.ApiObjectMetadata(name=props.instance),
-            replicas=None if props.max_replicas is not None else props.replicas,
+            replicas=None,  # owned by the autoscaler, see above
             service_account=self.service_account,
             automount_service_account_token=False,
             security_context=kplus.PodSecurityContextProps(
@@ -206,7 +240,8 @@ class MlflowChart(cdk8s.Chart):
                 max_surge=kplus.PercentOrAbsolute.absolute(1),
                 max_unavailable=kplus.PercentOrAbsolute.absolute(0),
             ),
-            termination_grace_period=cdk8s.Duration.seconds(30),
+            # Drain (preStop, while the load balancer deregisters the pod), then time to finish.
+            termination_grace_period=cdk8s.Duration.seconds(props.drain_seconds + SHUTDOWN_SECONDS),
             init_containers=[
                 kplus.ContainerProps(
                     name="migrate",
@@ -221,20 +256,35 @@ class MlflowChart(cdk8s.Chart):
                     name="server",
                     args=["serve"],
                     port_number=CONTAINER_PORT,
-                    **common,
+                    # Scratch plus room for logs: the pod is evicted past the sum of limits.
+                    **{**common, "resources": _resources(props, scratch_gib=props.scratch_gib + 1)},
+                    # IP-target NLBs keep sending new connections to a terminating pod until
+                    # its deregistration has propagated: keep serving that long before SIGTERM
+                    # closes the listener. (exec: cdk8s-plus-27's schema predates the
+                    # kubelet's own sleep action; the image's Debian base has sleep.)
+                    lifecycle=kplus.ContainerLifecycle(
+                        pre_stop=kplus.Handler.from_command(["sleep", str(props.drain_seconds)])
+                    ),
                     startup=kplus.Probe.from_http_get(
                         "/health",
                         port=CONTAINER_PORT,
                         period_seconds=cdk8s.Duration.seconds(5),
                         failure_threshold=36,
                     ),
+                    # 5 s, not the 1 s default: a worker busy with a large transfer or a slow
+                    # search answers late, and a missed liveness probe would restart the pod.
                     readiness=kplus.Probe.from_http_get(
-                        "/health", port=CONTAINER_PORT, period_seconds=cdk8s.Duration.seconds(10)
+                        "/health",
+                        port=CONTAINER_PORT,
+                        period_seconds=cdk8s.Duration.seconds(10),
+                        timeout_seconds=cdk8s.Duration.seconds(5),
+                        failure_threshold=3,
                     ),
                     liveness=kplus.Probe.from_http_get(
                         "/health",
                         port=CONTAINER_PORT,
                         period_seconds=cdk8s.Duration.seconds(20),
+                        timeout_seconds=cdk8s.Duration.seconds(5),
                         failure_threshold=3,
                     ),
                 )
@@ -264,12 +314,23 @@ class MlflowChart(cdk8s.Chart):
                 "/spec/template/spec/securityContext/seccompProfile", {"type": "RuntimeDefault"}
             )
         )
-        for path in ("initContainers/0", "containers/0"):
+        # Every container the pod has, so a container added later cannot miss it.
+        containers = [("initContainers", i) for i in range(len(deployment.init_containers))]
+        containers += [("containers", i) for i in range(len(deployment.containers))]
+        for kind, position in containers:
             api.add_json_patch(
                 cdk8s.JsonPatch.add(
-                    f"/spec/template/spec/{path}/securityContext/capabilities", {"drop": ["ALL"]}
+                    f"/spec/template/spec/{kind}/{position}/securityContext/capabilities",
+                    {"drop": ["ALL"]},
                 )
             )
+        # The image is built for one architecture; elsewhere it would crash-loop with
+        # "exec format error".
+        # (Only the arch label: Auto Mode node pools do not support kubernetes.io/os.)
+        selector = {"kubernetes.io/arch": props.architecture}
+        if props.node_pool:
+            selector["karpenter.sh/nodepool"] = props.node_pool
+        api.add_json_patch(cdk8s.JsonPatch.add("/spec/template/spec/nodeSelector", selector))
         return deployment
 
     def _services(self) -> dict[str, kplus.Service]:
@@ -288,6 +349,7 @@ class MlflowChart(cdk8s.Chart):
                 annotations={
                     f"{_LB}scheme": "internal",
                     f"{_LB}nlb-target-type": "ip",
+                    f"{_LB}target-group-attributes": self._target_group_attributes(),
                 },
             )
         if props.external is not None:
@@ -303,6 +365,7 @@ class MlflowChart(cdk8s.Chart):
                     f"{_LB}ssl-ports": str(TLS_SERVICE_PORT),
                     f"{_LB}ssl-negotiation-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
                     f"{_LB}backend-protocol": "tcp",
+                    f"{_LB}target-group-attributes": self._target_group_attributes(),
                 },
                 source_ranges=list(props.external.allowed_cidrs),
             )
@@ -340,9 +403,17 @@ class MlflowChart(cdk8s.Chart):
             )
         return service
 
+    def _target_group_attributes(self) -> str:
+        # NLB's default deregistration delay is 300 s; align it with the pod's drain, and close
+        # connections still open when it ends (the pod is about to stop anyway).
+        return (
+            f"deregistration_delay.timeout_seconds={self.props.drain_seconds},"
+            "deregistration_delay.connection_termination.enabled=true"
+        )
+
     def _disruption_budget(self) -> None:
-        if self.props.replicas < 2:
-            return  # A budget on one replica would block every node drain.
+        # Always present (maxUnavailable 1 never blocks a drain, even of one replica): an
+        # object that comes and goes with a setting would be left behind by kubectl's prune.
         k8s.KubePodDisruptionBudget(
             self,
             "DisruptionBudget",
@@ -407,12 +478,17 @@ def _selector_labels(props: MlflowChartProps) -> dict[str, str]:
     return {"app.kubernetes.io/name": "mlflow", "app.kubernetes.io/instance": props.instance}
 
 
-def _resources(props: MlflowChartProps) -> kplus.ContainerResources:
+def _resources(props: MlflowChartProps, *, scratch_gib: int) -> kplus.ContainerResources:
     memory = cdk8s.Size.mebibytes(props.memory_mib)
+    # The scratch emptyDir counts against ephemeral storage: request it, so the scheduler
+    # places the pod where that much disk is free instead of evicting it mid-transfer.
+    # (cdk8s-plus renders ephemeral storage in whole GiB.)
+    storage = cdk8s.Size.gibibytes(scratch_gib)
     return kplus.ContainerResources(
         cpu=kplus.CpuResources(request=kplus.Cpu.millis(_millicores(props.cpu))),
         # Limit = request for memory: an OOM kill is better than starving neighbours.
         memory=kplus.MemoryResources(request=memory, limit=memory),
+        ephemeral_storage=kplus.EphemeralStorageResources(request=storage, limit=storage),
     )
 
 
@@ -422,13 +498,39 @@ def _millicores(quantity: str) -> int:
     return round(float(quantity) * 1000)
 
 
-def _allowed_hosts(props: MlflowChartProps) -> list[str]:
+def _service_hosts(props: MlflowChartProps) -> list[str]:
+    """Every name a client in the cluster reaches a Service by."""
     hosts: list[str] = []
     for name in props.service_names.values():
         base = f"{name}.{props.namespace}"
         hosts += [name, base, f"{base}.svc", f"{base}.svc.cluster.local"]
+    return hosts
+
+
+def _allowed_hosts(props: MlflowChartProps) -> list[str]:
+    hosts = _service_hosts(props)
     # MLflow compares the whole Host header, port included: `kubectl port-forward` sends
     # `localhost:<local port>`, while the Services listen on 80/443 (no port in the header).
-    hosts += ["localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*", "*.elb.amazonaws.com"]
+    hosts += ["localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*"]
+    if "internal" in props.service_names or "external" in props.service_names:
+        hosts.append(props.load_balancer_hosts)
     hosts += props.allowed_hosts
     return list(dict.fromkeys(hosts))
+
+
+def _allowed_origins(props: MlflowChartProps) -> list[str]:
+    """Origins whose pages may send MLflow state-changing requests: those of the served names.
+
+    Browsers send `Origin` (scheme://host[:port]) on every POST, and MLflow refuses one it
+    does not list, unless it is localhost (port-forward needs nothing here). Plain HTTP for the
+    in-cluster and internal names, HTTPS for the external load balancer; the user's own names
+    both ways, as they may front either one.
+    """
+    origins = [f"http://{host}" for host in _service_hosts(props)]
+    if "internal" in props.service_names:
+        origins.append(f"http://{props.load_balancer_hosts}")
+    if "external" in props.service_names:
+        origins.append(f"https://{props.load_balancer_hosts}")
+    for host in props.allowed_hosts:
+        origins += [f"https://{host}", f"http://{host}"]
+    return list(dict.fromkeys(origins))

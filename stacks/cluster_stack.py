@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from aws_cdk import Environment, Stack
+from aws_cdk import CfnOutput, Environment, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
-from config.settings import ClusterSettings
+from config.settings import ClusterSettings, ServerSettings
 from constructs_lib import AutoModeCluster
+from stacks.network_stack import VPC_GUARD_DESCRIPTION
 
 
 class ClusterStack(Stack):
     """An EKS Auto Mode cluster with a kubectl provider matching its version.
 
-    Attributes: `cluster` (the AutoModeCluster construct).
+    Attributes: `cluster` (the AutoModeCluster construct), `cluster_name_import` (the cluster
+    name as an import of this stack's export: a stack that uses it cannot outlive this one).
     """
 
     def __init__(
@@ -24,6 +27,8 @@ class ClusterStack(Stack):
         stack_name: str,
         vpc: ec2.IVpc,
         cluster: ClusterSettings,
+        server: ServerSettings,
+        vpc_id_import: str | None = None,
         env: Environment | None = None,
     ) -> None:
         super().__init__(
@@ -35,4 +40,15 @@ class ClusterStack(Stack):
             vpc=vpc,
             version=cluster.kubernetes_version,
             admin_role_arns=tuple(cluster.admin_role_arns),
+            endpoint_access=(
+                eks.EndpointAccess.PRIVATE
+                if cluster.endpoint_access == "private"
+                else eks.EndpointAccess.PUBLIC_AND_PRIVATE.only_from(*cluster.public_access_cidrs)
+            ),
+            architecture=server.architecture,
+            network_policy=cluster.network_policy,
+            metrics_server=server.max_replicas is not None,
         )
+        self.cluster_name_import = self.export_value(self.cluster.cluster.cluster_name)
+        if vpc_id_import is not None:
+            CfnOutput(self, "VpcId", value=vpc_id_import, description=VPC_GUARD_DESCRIPTION)

@@ -53,6 +53,7 @@ def build_deployment(scope: Construct, settings: Settings, *, allow_destroy: boo
         database=settings.database,
         artifacts=settings.artifacts,
         allow_destroy=allow_destroy,
+        vpc_id_import=network.vpc_id_import if network else None,
         env=env,
     )
     if network is not None:
@@ -62,6 +63,8 @@ def build_deployment(scope: Construct, settings: Settings, *, allow_destroy: boo
             stack_name=f"{prefix}-cluster",
             vpc=network.vpc,
             cluster=cluster_settings,
+            server=settings.server,
+            vpc_id_import=network.vpc_id_import,
             env=env,
         )
         cluster = cluster_stack.cluster
@@ -78,6 +81,7 @@ def build_deployment(scope: Construct, settings: Settings, *, allow_destroy: boo
         "Mlflow",
         stack_name=f"{prefix}-server",
         cluster=cluster,
+        cluster_name=cluster_stack.cluster_name_import if cluster_stack else None,
         vpc=data.vpc,
         database=data.database,
         artifact_store=data.artifact_store,

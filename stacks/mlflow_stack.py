@@ -31,7 +31,8 @@ class MlflowStack(Stack):
     """The MLflow tracking server on the cluster, and outputs to reach it.
 
     With an `ExistingClusterAttributes`, the cluster is imported here (with its own kubectl
-    provider); with an `AutoModeCluster` from the cluster stack, it is used as is.
+    provider); with an `AutoModeCluster` from the cluster stack, it is used as is, and
+    `cluster_name` (an import of that stack's export) ties this stack's life to it.
 
     Attributes: `cluster` (eks.ICluster), `tracking_server`.
     """
@@ -44,6 +45,7 @@ class MlflowStack(Stack):
         stack_name: str,
         cluster: AutoModeCluster | ExistingClusterAttributes,
         vpc: ec2.IVpc,
+        cluster_name: str | None = None,
         database: MlflowDatabase,
         artifact_store: MlflowArtifactStore,
         server: ServerSettings,
@@ -64,6 +66,10 @@ class MlflowStack(Stack):
             else cluster
         )
         self.cluster = source.cluster
+        self._cluster_name = cluster_name or self.cluster.cluster_name
+        self._admin_role_arns = (
+            cluster.admin_role_arns if isinstance(cluster, AutoModeCluster) else ()
+        )
         external = exposure.external
         self.tracking_server = MlflowTrackingServer(
             self,
@@ -80,6 +86,11 @@ class MlflowStack(Stack):
             cpu=server.resources.cpu,
             memory_mib=server.resources.memory_mib,
             allowed_hosts=tuple(server.allowed_hosts),
+            architecture=server.architecture,
+            node_pool=cluster.node_pool_name if isinstance(cluster, AutoModeCluster) else None,
+            max_proxied_artifact_gib=server.max_proxied_artifact_gib,
+            concurrent_artifact_transfers=server.concurrent_artifact_transfers,
+            drain_seconds=server.drain_seconds,
             internal_load_balancer=exposure.internal,
             external_load_balancer=ExternalLoadBalancerProps(
                 allowed_cidrs=tuple(external.allowed_cidrs),
@@ -105,10 +116,7 @@ class MlflowStack(Stack):
                 f"kubectl -n {namespace} port-forward svc/{cluster_service} 5000:80",
                 "Then open http://localhost:5000 (after aws eks update-kubeconfig)",
             ),
-            "KubeconfigCommand": (
-                f"aws eks update-kubeconfig --name {self.cluster.cluster_name}",
-                "Point kubectl at the cluster",
-            ),
+            "KubeconfigCommand": self._kubeconfig_command(),
             "ArtifactBucketName": (artifact_store.bucket.bucket_name, "S3 artifact bucket"),
             "DatabaseEndpoint": (database.endpoint_address, "RDS endpoint (TLS required)"),
             "DatabaseSecretArn": (
@@ -126,3 +134,14 @@ class MlflowStack(Stack):
                 )
         for key, (value, description) in values.items():
             CfnOutput(self, key, value=value, description=description)
+
+    def _kubeconfig_command(self) -> tuple[str, str]:
+        command = f"aws eks update-kubeconfig --name {self._cluster_name}"
+        if not self._admin_role_arns:
+            return command, "Point kubectl at the cluster (your principal needs an access entry)"
+        # A new cluster admits only the roles granted cluster-admin; assume one of them.
+        return (
+            f"{command} --role-arn {self._admin_role_arns[0]}",
+            "Point kubectl at the cluster as its admin role (cluster.admin_role_arns; by "
+            "default the CDK deploy role, which whoever can deploy this app may assume)",
+        )

@@ -7,11 +7,17 @@ from constructs import Construct
 
 from constructs_lib import MlflowVpc
 
+VPC_GUARD_DESCRIPTION = (
+    "The VPC ID, imported from the network stack's export, so CloudFormation refuses to "
+    "delete that stack while this one runs in it"
+)
+
 
 class NetworkStack(Stack):
     """A new VPC (public, private with NAT, isolated subnets; S3 endpoint; flow logs).
 
-    Attributes: `vpc`.
+    Attributes: `vpc`, `vpc_id_import` (an import of this stack's export of the VPC ID:
+    stacks that output it cannot be outlived by this one).
     """
 
     def __init__(
@@ -21,3 +27,7 @@ class NetworkStack(Stack):
             scope, id, stack_name=stack_name, env=env, description="MLflow on EKS: network"
         )
         self.vpc = MlflowVpc(self, "Vpc").vpc
+        # The app's cross-stack references are weak (CDK's recommended flag): CloudFormation
+        # would delete this stack under a running cluster or database. One strong export,
+        # which every stack placed in the VPC imports, makes it refuse instead.
+        self.vpc_id_import = self.export_value(self.vpc.vpc_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import replace
 from typing import Any
 
@@ -29,8 +30,15 @@ PROPS = MlflowChartProps(
 )
 EXTERNAL = ExternalLoadBalancerProps(
     allowed_cidrs=("203.0.113.0/24",),
-    certificate_arn="arn:aws:acm:eu-west-1:123456789012:certificate/x",
+    certificate_arn=(
+        "arn:aws:acm:eu-west-1:123456789012:certificate/0f8e7d6c-5b4a-4321-9abc-def012345678"
+    ),
 )
+# DNS names in the formats AWS gives load balancers (Elastic Load Balancing user guides):
+# NLB `<name>-<id>.elb.<region>.amazonaws.com`, ALB/CLB `<name>-<id>.<region>.elb.amazonaws.com`.
+NLB_NAME = "k8s-ml-mlflowin-4f8a2b1c9d-0123456789abcdef.elb.eu-west-1.amazonaws.com"
+NLB_NAME_CN = "k8s-ml-mlflowin-4f8a2b1c9d-0123456789abcdef.elb.cn-north-1.amazonaws.com.cn"
+ALB_NAME = "k8s-ml-mlflow-4f8a2b1c9d-1234567890.eu-west-1.elb.amazonaws.com"
 RECOMMENDED_LABELS = {
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -72,6 +80,7 @@ def test_default_objects() -> None:
             "Service",
             "PodDisruptionBudget",
             "NetworkPolicy",
+            "HorizontalPodAutoscaler",
         ]
     )
 
@@ -108,19 +117,69 @@ def test_config_map_is_the_launcher_contract() -> None:
         "MLFLOW_PORT": "5000",
         "MLFLOW_WORKERS": "2",
         "MLFLOW_ALLOWED_HOSTS": data["MLFLOW_ALLOWED_HOSTS"],
+        "MLFLOW_CORS_ALLOWED_ORIGINS": data["MLFLOW_CORS_ALLOWED_ORIGINS"],
         "AWS_REGION": "eu-west-1",
         "AWS_DEFAULT_REGION": "eu-west-1",
     }
+
+
+def _matches(patterns: list[str], value: str) -> bool:
+    """MLflow's own rule (mlflow/server/security_utils.py): fnmatch with `*`, else equality."""
+    return any(fnmatch.fnmatch(value, p) if "*" in p else value == p for p in patterns)
 
 
 def test_allowed_hosts_cover_service_names_and_extras() -> None:
     props = replace(PROPS, allowed_hosts=("mlflow.example.com",), external=EXTERNAL)
     hosts = one(render(props), "ConfigMap")["data"]["MLFLOW_ALLOWED_HOSTS"].split(",")
     for name in ("mlflow", "mlflow-internal", "mlflow-external"):
-        assert {name, f"{name}.ml", f"{name}.ml.svc", f"{name}.ml.svc.cluster.local"} <= set(hosts)
-    assert {"localhost", "localhost:*", "127.0.0.1:*", "*.elb.amazonaws.com"} <= set(hosts)
-    assert "mlflow.example.com" in hosts
+        for host in (name, f"{name}.ml", f"{name}.ml.svc", f"{name}.ml.svc.cluster.local"):
+            assert _matches(hosts, host), host
+    for host in ("localhost", "localhost:5000", "127.0.0.1:5000", "mlflow.example.com"):
+        assert _matches(hosts, host), host
     assert len(hosts) == len(set(hosts))
+
+
+@pytest.mark.parametrize(
+    ("region", "suffix", "name"),
+    [("eu-west-1", "amazonaws.com", NLB_NAME), ("cn-north-1", "amazonaws.com.cn", NLB_NAME_CN)],
+)
+def test_the_load_balancers_own_names_are_allowed(region: str, suffix: str, name: str) -> None:
+    props = replace(PROPS, region=region, url_suffix=suffix)
+    hosts = one(render(props), "ConfigMap")["data"]["MLFLOW_ALLOWED_HOSTS"].split(",")
+    assert _matches(hosts, name)
+    # Not every name: another region's load balancers, an ALB form and a foreign host fail.
+    assert not _matches(hosts, NLB_NAME.replace("eu-west-1", "us-east-1"))
+    assert not _matches(hosts, ALB_NAME)
+    assert not _matches(hosts, "attacker.example.com")
+
+
+def test_no_load_balancer_names_without_load_balancers() -> None:
+    hosts = one(render(replace(PROPS, internal_load_balancer=False)), "ConfigMap")["data"][
+        "MLFLOW_ALLOWED_HOSTS"
+    ].split(",")
+    assert not _matches(hosts, NLB_NAME)
+
+
+def test_browser_origins_follow_the_served_names() -> None:
+    props = replace(PROPS, allowed_hosts=("mlflow.example.com",), external=EXTERNAL)
+    origins = one(render(props), "ConfigMap")["data"]["MLFLOW_CORS_ALLOWED_ORIGINS"].split(",")
+    for origin in (
+        "http://mlflow.ml.svc.cluster.local",
+        "http://mlflow-internal.ml",
+        f"http://{NLB_NAME}",  # the internal NLB listens on port 80
+        f"https://{NLB_NAME}",  # the external one on 443 with TLS
+        "https://mlflow.example.com",
+        "http://mlflow.example.com",
+    ):
+        assert _matches(origins, origin), origin
+    for origin in ("https://attacker.example.com", f"http://{ALB_NAME}", "null"):
+        assert not _matches(origins, origin), origin
+
+
+def test_internal_only_origins_are_plain_http() -> None:
+    origins = one(render(), "ConfigMap")["data"]["MLFLOW_CORS_ALLOWED_ORIGINS"].split(",")
+    assert _matches(origins, f"http://{NLB_NAME}")
+    assert not _matches(origins, f"https://{NLB_NAME}")
 
 
 def test_deployment_runs_migrate_then_serve_from_the_same_image() -> None:
@@ -150,7 +209,18 @@ def test_containers_are_locked_down() -> None:
         assert context["runAsUser"] == 10001
         assert context["capabilities"] == {"drop": ["ALL"]}
         assert {"mountPath": "/tmp", "name": "tmp"} in container["volumeMounts"]
-    assert {"name": "tmp", "emptyDir": {"sizeLimit": "1024Mi"}} in spec["volumes"]
+    # 2 GiB x 2 transfers + 1 GiB (defaults)
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "5120Mi"}} in spec["volumes"]
+
+
+def test_scratch_space_is_sized_from_the_settings_and_requested() -> None:
+    props = replace(PROPS, max_proxied_artifact_gib=8, concurrent_artifact_transfers=3)
+    spec = pod_spec(render(props))
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": f"{25 * 1024}Mi"}} in spec["volumes"]
+    [server] = spec["containers"]
+    # The emptyDir counts against the container's ephemeral storage: scratch + 1 GiB of logs.
+    for kind in ("requests", "limits"):
+        assert server["resources"][kind]["ephemeral-storage"] == "26Gi"
 
 
 def test_probes_use_health() -> None:
@@ -159,17 +229,47 @@ def test_probes_use_health() -> None:
         assert server[probe]["httpGet"]["path"] == "/health", probe
         assert server[probe]["httpGet"]["port"] == 5000, probe
     assert server["ports"] == [{"containerPort": 5000}]
+    # Kubernetes' 1 s default fails a probe on a worker busy with a large transfer.
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert server[probe]["timeoutSeconds"] >= 5, probe
+
+
+def test_drain_outlasts_the_load_balancers_deregistration() -> None:
+    objects = render(replace(PROPS, drain_seconds=45, external=EXTERNAL))
+    spec = pod_spec(objects)
+    [server] = spec["containers"]
+    assert server["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", "45"]}}}
+    assert spec["terminationGracePeriodSeconds"] == 45 + 30
+    for name in ("mlflow-internal", "mlflow-external"):
+        annotations = one(objects, "Service", name)["metadata"]["annotations"]
+        attributes = annotations[
+            "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"
+        ]
+        assert dict(a.split("=") for a in attributes.split(",")) == {
+            "deregistration_delay.timeout_seconds": "45",
+            "deregistration_delay.connection_termination.enabled": "true",
+        }
+
+
+@pytest.mark.parametrize("architecture", ["amd64", "arm64"])
+def test_pods_land_on_nodes_of_the_images_architecture(architecture: str) -> None:
+    spec = pod_spec(render(replace(PROPS, architecture=architecture)))
+    assert spec["nodeSelector"] == {"kubernetes.io/arch": architecture}
+    pinned = pod_spec(render(replace(PROPS, node_pool="mlflow")))
+    assert pinned["nodeSelector"] == {
+        "kubernetes.io/arch": "amd64",
+        "karpenter.sh/nodepool": "mlflow",
+    }
 
 
 def test_resources_and_rollout() -> None:
     objects = render(replace(PROPS, cpu="1.5", memory_mib=2048))
     [server] = pod_spec(objects)["containers"]
     assert server["resources"] == {
-        "requests": {"cpu": "1500m", "memory": "2048Mi"},
-        "limits": {"memory": "2048Mi"},
+        "requests": {"cpu": "1500m", "memory": "2048Mi", "ephemeral-storage": "6Gi"},
+        "limits": {"memory": "2048Mi", "ephemeral-storage": "6Gi"},
     }
     deployment = one(objects, "Deployment")
-    assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     assert deployment["spec"]["selector"]["matchLabels"] == {
         "app.kubernetes.io/name": "mlflow",
@@ -232,18 +332,20 @@ def test_network_policy_limits_egress_to_dns_db_and_https() -> None:
     assert egress == {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 443)}
 
 
-@pytest.mark.parametrize(("replicas", "budget"), [(1, False), (2, True)])
-def test_disruption_budget_only_with_several_replicas(replicas: int, budget: bool) -> None:
-    objects = render(replace(PROPS, replicas=replicas))
-    assert bool(by_kind(objects, "PodDisruptionBudget")) is budget
-    if budget:
-        assert one(objects, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_disruption_budget_never_blocks_a_drain(replicas: int) -> None:
+    # Always rendered: kubectl's prune would leave one behind if it came and went.
+    budget = one(render(replace(PROPS, replicas=replicas)), "PodDisruptionBudget")["spec"]
+    assert budget["maxUnavailable"] == 1
+    assert "minAvailable" not in budget
 
 
-def test_autoscaler_owns_replicas_when_enabled() -> None:
-    objects = render(replace(PROPS, replicas=3, max_replicas=6))
+@pytest.mark.parametrize(("max_replicas", "bounds"), [(6, (3, 6)), (None, (3, 3))])
+def test_autoscaler_always_owns_replicas(max_replicas: int | None, bounds: tuple) -> None:
+    # Never `replicas` in the Deployment: kubectl apply would reset it to 1 on the switch to
+    # autoscaling; min = max pins the count when autoscaling is off.
+    objects = render(replace(PROPS, replicas=3, max_replicas=max_replicas))
     hpa = one(objects, "HorizontalPodAutoscaler", "mlflow")
-    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 6)
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == bounds
     assert hpa["spec"]["scaleTargetRef"]["name"] == "mlflow"
     assert "replicas" not in one(objects, "Deployment")["spec"]
-    assert not by_kind(render(), "HorizontalPodAutoscaler")

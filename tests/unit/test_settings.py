@@ -73,6 +73,21 @@ def test_existing_cluster_is_accepted() -> None:
     assert settings.cluster.name == "prod"
 
 
+def test_host_patterns_mlflow_accepts() -> None:
+    hosts = ["mlflow.example.com", "*.example.com", "mlflow.example.com:8443", "mlflow:*"]
+    settings = parse_settings({"server": {"allowed_hosts": hosts}})
+    assert settings.server.allowed_hosts == hosts
+
+
+def test_new_cluster_defaults_are_stated() -> None:
+    cluster = Settings().cluster
+    assert cluster.kubernetes_version == "1.36"
+    assert cluster.endpoint_access == "public_and_private"
+    assert cluster.public_access_cidrs == ["0.0.0.0/0"]
+    assert cluster.network_policy is True
+    assert cluster.admin_role_arns == []
+
+
 def test_open_internet_needs_the_explicit_opt_in() -> None:
     settings = parse_settings(external(allowed_cidrs=["0.0.0.0/0"], allow_internet=True))
     assert settings.exposure.external.allowed_cidrs == ["0.0.0.0/0"]
@@ -93,7 +108,25 @@ BAD = [
     ({"server": {"replicas": 3, "max_replicas": 2}}, "server.max_replicas", "below replicas"),
     ({"server": {"namespace": "MLflow"}}, "server.namespace", "should match pattern"),
     ({"server": {"namespace": "kube-system"}}, "server.namespace", "reserved"),
-    ({"server": {"allowed_hosts": ["bad host"]}}, "server.allowed_hosts[0]", "pattern"),
+    ({"server": {"allowed_hosts": ["bad host"]}}, "server.allowed_hosts[0]", "DNS name"),
+    ({"server": {"allowed_hosts": ["*"]}}, "server.allowed_hosts[0]", "DNS rebinding"),
+    (
+        {"server": {"allowed_hosts": ["https://mlflow.example.com"]}},
+        "server.allowed_hosts[0]",
+        "not a URL",
+    ),
+    ({"server": {"allowed_hosts": ["mlflow.example.com:x"]}}, "server.allowed_hosts[0]", "port"),
+    ({"server": {"allowed_hosts": ["mlflow?.example.com"]}}, "server.allowed_hosts[0]", "DNS"),
+    ({"server": {"architecture": "x86_64"}}, "server.architecture", "'amd64' or 'arm64'"),
+    ({"server": {"max_proxied_artifact_gib": 0}}, "server.max_proxied_artifact_gib", "equal to 1"),
+    ({"server": {"drain_seconds": 1}}, "server.drain_seconds", "greater than or equal to 5"),
+    (
+        {"cluster": {"endpoint_access": "private", "public_access_cidrs": ["10.0.0.0/8"]}},
+        "cluster.public_access_cidrs",
+        "only with endpoint_access: public_and_private",
+    ),
+    ({"cluster": {"public_access_cidrs": []}}, "cluster.public_access_cidrs", "is empty"),
+    ({"cluster": {"endpoint_access": "public"}}, "cluster.endpoint_access", "'public_and_priv"),
     (
         {"server": {"resources": {"memory_mib": 64}}},
         "server.resources.memory_mib",
@@ -124,7 +157,7 @@ BAD = [
         "only with versioned: true",
     ),
     ({"cluster": {"mode": "imported"}}, "cluster.mode", "'new' or 'existing'"),
-    ({"cluster": {"kubernetes_version": "1.29"}}, "cluster.kubernetes_version", "1.35"),
+    ({"cluster": {"kubernetes_version": "1.29"}}, "cluster.kubernetes_version", "1.36"),
     ({"cluster": {"kubernetes_version": 1.35}}, "cluster.kubernetes_version", "1.35"),
     ({"cluster": {"mode": "existing"}}, "cluster.availability_zones", "needs"),
     ({"cluster": {"name": "prod"}}, "cluster.name", "only apply with mode: existing"),
@@ -166,8 +199,9 @@ BAD = [
     (
         existing(admin_role_arns=["arn:aws:iam::111122223333:role/admin"]),
         "cluster.admin_role_arns",
-        "only with mode: new",
+        "only apply with mode: new",
     ),
+    (existing(network_policy=False), "cluster.network_policy", "only apply with mode: new"),
     (external(allowed_cidrs=["0.0.0.0/0"]), "exposure.external.allowed_cidrs", "allow_internet"),
     (external(allowed_cidrs=["::/0"]), "exposure.external.allowed_cidrs", "allow_internet"),
     (external(allowed_cidrs=[]), "exposure.external.allowed_cidrs", "is empty"),

@@ -117,7 +117,8 @@ def test_database_lives_in_isolated_subnets(synth: SynthFn) -> None:
 @pytest.mark.parametrize(
     ("config", "family", "parameters"),
     [
-        ("default", "mysql8.4", {"require_secure_transport": "ON"}),
+        # RDS documents 0/1 for MySQL 8.4's instance parameter (mysql-ssl-connections).
+        ("default", "mysql8.4", {"require_secure_transport": "1"}),
         ("postgres", "postgres17", {"rds.force_ssl": "1"}),
     ],
 )
@@ -297,7 +298,7 @@ def test_new_cluster_is_auto_mode_with_a_matching_kubectl_layer(synth: SynthFn) 
     s = synth("default")
     _, cluster = only(s, "Cluster", "AWS::EKS::Cluster")
     props = cluster["Properties"]
-    assert props["Version"] == "1.35"
+    assert props["Version"] == "1.36"
     assert props["ComputeConfig"]["Enabled"] is True
     assert props["EncryptionConfig"][0]["Resources"] == ["secrets"]
     layers = resources(s, "Cluster", "AWS::Lambda::LayerVersion")

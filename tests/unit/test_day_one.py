@@ -1,0 +1,164 @@
+"""What a user meets in the first hour after `cdk deploy`, pinned in the synthesized templates:
+who can use kubectl, the API endpoint, metrics for the autoscaler, nodes of the image's
+architecture with NetworkPolicy enforced, re-deploys over leftovers, and teardown guards."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+from config import parse_settings
+from tests.conftest import Synth, only_resource, resources_of, synthesize
+
+SynthFn = Callable[[str], Synth]
+ADMIN = "arn:aws:iam::111122223333:role/platform-admins"
+# The settings a platform team would change first: Graviton, autoscaling, a private endpoint.
+VARIANT = {
+    "cluster": {"endpoint_access": "private", "admin_role_arns": [ADMIN]},
+    "server": {"architecture": "arm64", "replicas": 2, "max_replicas": 5},
+}
+
+
+@pytest.fixture(scope="module")
+def variant(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    return synthesize("variant", parse_settings(VARIANT), tmp_path_factory.mktemp("variant"))
+
+
+def _manifest_text(template: dict[str, Any], logical_id_part: str) -> str:
+    """The manifest property as JSON text: with tokens inside it is an Fn::Join of escaped
+    JSON fragments, so objects are matched as escaped fragments."""
+    found = [
+        r
+        for key, r in resources_of(template, "Custom::AWSCDK-EKS-KubernetesResource").items()
+        if logical_id_part in key
+    ]
+    assert len(found) == 1, f"expected one manifest {logical_id_part}"
+    return json.dumps(found[0]["Properties"]["Manifest"])
+
+
+def _access_principals(template: dict[str, Any]) -> list[Any]:
+    return [
+        r["Properties"]["PrincipalArn"]
+        for r in resources_of(template, "AWS::EKS::AccessEntry").values()
+    ]
+
+
+def test_default_cluster_admits_the_cdk_deploy_role(synth: SynthFn) -> None:
+    principals = _access_principals(synth("default").templates["Cluster"])
+    assert {
+        "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/"
+        "cdk-hnb659fds-deploy-role-${AWS::AccountId}-${AWS::Region}"
+    } in principals
+
+
+def test_configured_admins_replace_the_default(variant: Synth) -> None:
+    principals = _access_principals(variant.templates["Cluster"])
+    assert ADMIN in principals
+    assert not any("deploy-role" in json.dumps(p) for p in principals)
+
+
+def test_kubeconfig_output_assumes_an_admin_role(synth: SynthFn, variant: Synth) -> None:
+    default = synth("default").templates["Mlflow"]["Outputs"]["KubeconfigCommand"]["Value"]
+    assert "--role-arn" in json.dumps(default) and "deploy-role" in json.dumps(default)
+    chosen = variant.templates["Mlflow"]["Outputs"]["KubeconfigCommand"]["Value"]
+    assert ADMIN in json.dumps(chosen)
+    existing = synth("existing-cluster").templates["Mlflow"]["Outputs"]["KubeconfigCommand"]
+    assert existing["Value"] == "aws eks update-kubeconfig --name platform-prod"
+
+
+def test_endpoint_access_follows_the_setting(synth: SynthFn, variant: Synth) -> None:
+    _, default = only_resource(synth("default").templates["Cluster"], "AWS::EKS::Cluster")
+    vpc_config = default["Properties"]["ResourcesVpcConfig"]
+    assert vpc_config["EndpointPublicAccess"] is True
+    assert vpc_config["EndpointPrivateAccess"] is True
+    assert vpc_config["PublicAccessCidrs"] == ["0.0.0.0/0"]
+    _, private = only_resource(variant.templates["Cluster"], "AWS::EKS::Cluster")
+    assert private["Properties"]["ResourcesVpcConfig"]["EndpointPublicAccess"] is False
+    assert private["Properties"]["ResourcesVpcConfig"]["EndpointPrivateAccess"] is True
+
+
+def test_metrics_server_comes_with_the_autoscaler(synth: SynthFn, variant: Synth) -> None:
+    assert not resources_of(synth("default").templates["Cluster"], "AWS::EKS::Addon")
+    _, addon = only_resource(variant.templates["Cluster"], "AWS::EKS::Addon")
+    assert addon["Properties"]["AddonName"] == "metrics-server"
+
+
+@pytest.mark.parametrize("config", ["default", "variant"])
+def test_server_node_pool_has_the_images_arch_and_enforces_policy(
+    config: str, synth: SynthFn, variant: Synth
+) -> None:
+    result = variant if config == "variant" else synth(config)
+    arch = result.settings.server.architecture
+    text = _manifest_text(result.templates["Cluster"], "WorkloadNodePool")
+    for fragment in (
+        '\\"kind\\":\\"NodeClass\\"',
+        '\\"networkPolicy\\":\\"DefaultAllow\\"',
+        '\\"kind\\":\\"NodePool\\"',
+        f'\\"key\\":\\"kubernetes.io/arch\\",\\"operator\\":\\"In\\",\\"values\\":[\\"{arch}\\"]',
+        '\\"name\\":\\"amazon-vpc-cni\\",\\"namespace\\":\\"kube-system\\"',
+        '\\"enable-network-policy-controller\\":\\"true\\"',
+    ):
+        assert fragment in text, fragment
+    deployment = result.object("Deployment", "mlflow")
+    assert deployment["spec"]["template"]["spec"]["nodeSelector"] == {
+        "kubernetes.io/arch": arch,
+        "karpenter.sh/nodepool": "mlflow",
+    }
+
+
+def test_image_is_built_for_the_configured_architecture(variant: Synth) -> None:
+    assets = json.loads(next(variant.outdir.glob("*Mlflow*.assets.json")).read_text())
+    [image] = assets["dockerImages"].values()
+    assert image["source"]["platform"] == "linux/arm64"
+
+
+def test_existing_cluster_pods_pin_only_the_architecture(synth: SynthFn) -> None:
+    spec = synth("existing-cluster").object("Deployment", "mlflow")["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
+
+
+def test_manifests_apply_over_leftovers(each_config: Synth) -> None:
+    template = each_config.template("Mlflow")
+    template.has_resource_properties(
+        "Custom::AWSCDK-EKS-KubernetesResource", {"Overwrite": True, "Manifest": Match.any_value()}
+    )
+
+
+def test_deleting_a_stack_under_another_is_refused_by_cloudformation(synth: SynthFn) -> None:
+    """Weak cross-stack references would let the network or cluster stack go first; one strong
+    export each, imported by the stacks that live on them, makes CloudFormation refuse."""
+    default = synth("default")
+    network_exports = {
+        o["Export"]["Name"]
+        for o in default.templates["Network"]["Outputs"].values()
+        if "Export" in o
+    }
+    cluster_exports = {
+        o["Export"]["Name"]
+        for o in default.templates["Cluster"]["Outputs"].values()
+        if "Export" in o
+    }
+    assert len(network_exports) == 1 and len(cluster_exports) == 1
+
+    def imports(stack: str) -> set[str]:
+        text = json.dumps(default.templates[stack])
+        return {
+            name
+            for name in network_exports | cluster_exports
+            if f'"Fn::ImportValue": "{name}"' in text
+        }
+
+    assert imports("Data") == network_exports
+    assert imports("Cluster") == network_exports
+    assert imports("Mlflow") == cluster_exports
+
+
+def test_destroying_the_cluster_takes_the_server_stack_first(synth: SynthFn) -> None:
+    """`cdk destroy <cluster stack>` also selects the stacks that depend on it."""
+    manifest = json.loads((synth("default").outdir / "manifest.json").read_text())
+    server = next(a for a in manifest["artifacts"].values() if a.get("displayName") == "Mlflow")
+    assert any("Cluster" in dependency for dependency in server["dependencies"])
