@@ -5,7 +5,11 @@ VENV := .venv
 IMAGE_VENV := .venv-image
 BIN := $(VENV)/bin
 CONFIG ?=
-CDK_CONFIG := $(if $(CONFIG),-c config=$(CONFIG),)
+# CONFIG=default names the built-in defaults explicitly (no config file).
+CDK_CONFIG := $(if $(filter-out default,$(CONFIG)),-c config=$(CONFIG),)
+# Commands that change an account act on the stacks of one named config, never on whatever
+# the defaults happen to name.
+REQUIRE_CONFIG = @test -n "$(CONFIG)" || { echo "error: name the config: make $@ CONFIG=my.yaml (CONFIG=default for the built-in defaults)" >&2; exit 2; }
 
 # jsii prints a Node 20 end-of-life banner on every start; this jsii reads the second name.
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
@@ -56,8 +60,15 @@ lint: $(BIN)/.stamp
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-deploy diff destroy: $(BIN)/.stamp node_modules/.stamp
+deploy diff: $(BIN)/.stamp node_modules/.stamp
+	$(REQUIRE_CONFIG)
 	npx cdk $@ $(CDK_CONFIG) $(ARGS)
+
+# The stateless stacks only (server, then cluster): the data stack and the network it lives in
+# stay. Deleting data too is a separate, deliberate sequence (README, "Tear down").
+destroy: $(BIN)/.stamp node_modules/.stamp
+	$(REQUIRE_CONFIG)
+	npx cdk destroy $(CDK_CONFIG) Mlflow Cluster $(ARGS)
 
 clean:
 	rm -rf cdk.out $(VENV) $(IMAGE_VENV) node_modules

@@ -37,4 +37,24 @@ IGNORES: tuple[Ignore, ...] = (
             "harmless, and not ours to change."
         ),
     ),
+    Ignore(
+        rule="W6001",
+        message_contains=":ExportsOutputRefVpc",
+        reason=(
+            "Deliberate deletion guard: the data and cluster stacks output the network stack's "
+            "one strong export (the VPC ID), so CloudFormation refuses to delete the network "
+            "stack while a database or cluster still runs in its subnets; the app's other "
+            "cross-stack references are weak and would not stop it."
+        ),
+    ),
+    Ignore(
+        rule="W6001",
+        message_contains=":ExportsOutputRefCluster",
+        reason=(
+            "Deliberate deletion guard: the server stack's KubeconfigCommand output names the "
+            "cluster through the cluster stack's strong export, so CloudFormation refuses to "
+            "delete the cluster stack while the server stack (whose manifests live in that "
+            "cluster) exists."
+        ),
+    ),
 )

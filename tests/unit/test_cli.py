@@ -79,3 +79,33 @@ def test_cdk_cli_reports_bad_config(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "server.replicas: Input should be greater than or equal to 1" in result.stderr
+
+
+@pytest.mark.parametrize("target", ["deploy", "diff", "destroy"])
+def test_account_changing_targets_need_a_named_config(target: str) -> None:
+    """Without CONFIG, `make destroy` would act on the default stack names, which may be
+    another deployment than the one the user meant."""
+    env = {k: v for k, v in os.environ.items() if k != "CONFIG"}
+    # -o: take the venv and node_modules stamps as given; only the recipe runs.
+    result = subprocess.run(
+        ["make", "-o", ".venv/bin/.stamp", "-o", "node_modules/.stamp", target],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert f"name the config: make {target} CONFIG=my.yaml" in result.stderr
+
+
+def test_destroy_takes_the_stateless_stacks_of_the_named_config() -> None:
+    result = subprocess.run(
+        ["make", "-n", "-o", ".venv/bin/.stamp", "-o", "node_modules/.stamp", "destroy"],
+        cwd=ROOT,
+        env={**os.environ, "CONFIG": "my.yaml"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "npx cdk destroy -c config=my.yaml Mlflow Cluster" in result.stdout
