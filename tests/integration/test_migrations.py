@@ -1,7 +1,13 @@
 """Migrations are safe under replicas: concurrent `migrate` on an empty database all succeed,
-exactly one does the work under the advisory lock, and the server container never migrates."""
+exactly one does the work under the advisory lock, a lock held by a lost session ends `migrate`
+with a clear error instead of a pod stuck in Init, and the server container never migrates."""
 
+import re
+import select
 import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
 
 import itest_launcher as launcher
 import pytest
@@ -9,6 +15,31 @@ import pytest
 pytestmark = pytest.mark.integration
 
 REPLICAS = 4
+LOCK_TIMEOUT = 4  # MLFLOW_MIGRATION_LOCK_TIMEOUT_SECONDS for the held-lock test
+MIGRATE_BOUND = 60  # seconds: start-up (mlflow import) + LOCK_TIMEOUT, with a wide margin
+
+# A second session that takes the migration lock the way the launcher does (same secret, URL,
+# TLS and lock) and keeps it, like a pod lost mid-migration, until its stdin is closed. It
+# prints its session id: CONNECTION_ID() on MySQL, the backend pid on PostgreSQL.
+HOLDER = """
+import os, sys
+from sqlalchemy import text
+from mlflow_launcher import dburl, schema, secret, settings, wait
+db = settings.load_db(os.environ)
+url = dburl.build_url(db, secret.fetch_credentials(db.secret_id, region=db.region))
+with wait.make_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    if conn.dialect.name == "mysql":
+        got = conn.execute(text("SELECT GET_LOCK(:n, 0)"), {"n": schema.LOCK_NAME}).scalar()
+        session = conn.execute(text("SELECT CONNECTION_ID()")).scalar()
+    else:
+        got = conn.execute(
+            text("SELECT pg_try_advisory_lock(:k)"), {"k": schema.PG_LOCK_KEY}
+        ).scalar()
+        session = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+    assert got, "the lock is already taken"
+    print(session, flush=True)
+    sys.stdin.read()
+"""
 
 
 def test_concurrent_migrate_on_empty_database(db_server, new_database, moto, test_ca, tmp_path):
@@ -43,6 +74,103 @@ def test_concurrent_migrate_on_empty_database(db_server, new_database, moto, tes
         launcher.assert_no_secret(output, target.password, "migrate output")
 
 
+def _tables(target) -> list[list[str]]:
+    schema = "DATABASE()" if target.server.engine == "mysql" else "current_schema()"
+    sql = f"SELECT table_name FROM information_schema.tables WHERE table_schema = {schema}"  # noqa: S608
+    return target.server.query(target.name, sql)
+
+
+def _log_time(output: str, message: str) -> datetime:
+    """When the launcher logged the line containing ``message`` (its asctime prefix)."""
+    match = re.search(rf"^(\S+ \S+) mlflow-launcher .*{re.escape(message)}", output, re.MULTILINE)
+    assert match, f"no log line with {message!r}:\n{output}"
+    return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
+
+
+def _migrate_within(env: dict[str, str], log: Path, bound: float) -> tuple[int, str, float]:
+    """Run `migrate`; exit code, output and duration. A run past ``bound`` is a test failure,
+    not a hang: stopping sends SIGTERM to tini, which forwards it to the launcher (killing tini
+    alone would orphan the launcher, which runs in a process group of its own)."""
+    start = time.monotonic()
+    migrate = launcher.Server(env, log, [*launcher.entrypoint(), "migrate"])
+    try:
+        code = migrate.proc.wait(bound)
+    except subprocess.TimeoutExpired:
+        code = None
+    migrate.stop()  # ends it if still running; checks that nothing of its tree outlives it
+    if code is None:
+        pytest.fail(
+            f"migrate still running after {bound} s while another session held the lock: "
+            f"the lock wait is not bounded\n{migrate.logs()}",
+            pytrace=False,
+        )
+    return code, migrate.logs(), time.monotonic() - start
+
+
+def test_a_held_lock_ends_migrate_with_a_clear_error(
+    db_server, new_database, moto, test_ca, tmp_path
+):
+    target = new_database(db_server)
+    env = launcher.container_env(
+        target.contract_env(
+            moto,
+            test_ca.ca,
+            "unused-bucket",
+            MLFLOW_MIGRATION_LOCK_TIMEOUT_SECONDS=str(LOCK_TIMEOUT),
+        ),
+        tmp_path / "home",
+    )
+    holder = subprocess.Popen(
+        [str(launcher.image_venv() / "bin" / "python"), "-c", HOLDER],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready, _, _ = select.select([holder.stdout], [], [], 120)
+        session = holder.stdout.readline().strip() if ready else ""
+        assert session.isdigit(), f"the lock holder did not start: {holder.communicate()[1]}"
+
+        code, output, elapsed = _migrate_within(env, tmp_path / "held.log", MIGRATE_BOUND)
+        assert code != 0, output
+        assert elapsed < MIGRATE_BOUND
+        assert output.count("waiting for the migration lock") == 1, output
+        waited = (
+            _log_time(output, "waited") - _log_time(output, "waiting for the migration lock")
+        ).total_seconds()
+        assert LOCK_TIMEOUT - 0.5 <= waited < LOCK_TIMEOUT + 3, output
+        errors = [line for line in output.splitlines() if " ERROR " in line]
+        assert len(errors) == 1, output
+        error = errors[0]
+        assert f"waited {LOCK_TIMEOUT} s for the migration lock" in error
+        assert "MLFLOW_MIGRATION_LOCK_TIMEOUT_SECONDS" in error
+        if db_server.engine == "mysql":
+            assert f"held by MySQL connection id {session}:" in error
+            assert f"`KILL {session}`" in error
+        else:
+            assert f"held by PostgreSQL backend pid {session}:" in error
+            assert f"`SELECT pg_terminate_backend({session})`" in error
+        assert "acquired the migration lock" not in output
+        launcher.assert_no_secret(output, target.password, "migrate output")
+        assert _tables(target) == [], "migrate touched the schema without the lock"
+        assert holder.poll() is None, "the holder's session ended early"
+    finally:
+        holder.stdin.close()  # the holder exits; its session, and so the lock, ends
+        try:
+            holder.wait(30)
+        except subprocess.TimeoutExpired:
+            holder.kill()
+            holder.wait()
+    assert holder.returncode == 0, holder.stderr.read()
+
+    code, output, _ = _migrate_within(env, tmp_path / "released.log", 300)
+    assert code == 0, output
+    assert "migrated schema from empty to head" in output
+    assert "waiting for the migration lock" not in output
+
+
 def test_serve_refuses_an_unmigrated_database(db_server, new_database, moto, test_ca, tmp_path):
     target = new_database(db_server)
     env = launcher.container_env(
@@ -52,7 +180,4 @@ def test_serve_refuses_an_unmigrated_database(db_server, new_database, moto, tes
     assert result.returncode != 0
     assert "run `mlflow-launcher migrate` first" in result.stderr
     assert "the server container never migrates" in result.stderr
-    schema = "DATABASE()" if db_server.engine == "mysql" else "current_schema()"
-    sql = f"SELECT table_name FROM information_schema.tables WHERE table_schema = {schema}"  # noqa: S608
-    tables = target.server.query(target.name, sql)
-    assert tables == [], "serve created tables"
+    assert _tables(target) == [], "serve created tables"

@@ -30,8 +30,26 @@ def test_complete_environment_parses(env):
     assert (db.engine, db.host, db.port, db.name) == ("postgres", "db.internal", 5432, "mlflow")
     assert db.region == "eu-west-1"
     assert db.connect_attempts == 10 and db.backoff_max_seconds == 30.0  # defaults
+    assert db.migration_lock_timeout_seconds == 600.0
     assert server.allowed_hosts == ("mlflow", "mlflow.ns.svc", "*.elb.amazonaws.com")
     assert (server.port, server.workers) == (5000, 2)
+
+
+LOCK = "MLFLOW_MIGRATION_LOCK_TIMEOUT_SECONDS"
+
+
+def test_migration_lock_timeout_is_read_for_migrate(env):
+    env[LOCK] = " 4.5 "
+    assert load_db(env).migration_lock_timeout_seconds == 4.5
+
+
+def test_a_bad_lock_timeout_is_reported_with_the_other_problems(env):
+    env[LOCK] = "0"
+    del env["MLFLOW_DB_HOST"]
+    with pytest.raises(LauncherError) as err:
+        load_db(env)
+    assert "MLFLOW_DB_HOST is not set" in str(err.value)
+    assert f"{LOCK} must be a positive number of seconds, got '0'" in str(err.value)
 
 
 REQUIRED = (
@@ -63,6 +81,10 @@ def test_every_missing_variable_is_named_at_once(env):
         ("MLFLOW_DB_CONNECT_BACKOFF_MAX_SECONDS", "x", "MLFLOW_DB_CONNECT_BACKOFF_MAX_SECONDS"),
         ("MLFLOW_DB_CA_BUNDLE", "/nonexistent/ca.pem", "MLFLOW_DB_CA_BUNDLE must be a readable"),
         ("MLFLOW_ALLOWED_HOSTS", " , ", "MLFLOW_ALLOWED_HOSTS must be a comma-separated"),
+    ]
+    + [
+        (LOCK, bad, f"{LOCK} must be a positive number of seconds, got {bad!r}")
+        for bad in ("0", "-5", "ten", "10s", "nan", "inf")
     ],
 )
 def test_invalid_values_are_named(env, key, value, expected):

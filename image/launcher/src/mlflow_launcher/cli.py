@@ -79,7 +79,7 @@ def _connect(db: settings.DbSettings) -> tuple[Engine, URL]:
 def cmd_migrate() -> None:
     db = settings.load_db(os.environ)
     engine, _ = _connect(db)
-    schema.migrate(engine)
+    schema.migrate(engine, db.migration_lock_timeout_seconds)
 
 
 def cmd_serve() -> None:

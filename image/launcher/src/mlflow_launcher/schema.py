@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Iterator
 
@@ -18,13 +19,16 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from mlflow_launcher.errors import LauncherError
+from mlflow_launcher.settings import DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS, LOCK_TIMEOUT_ENV
+from mlflow_launcher.wait import driver_message
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "mlflow_schema_migration"
 # pg_advisory_lock takes a bigint: a fixed key, documented so operators can spot it in pg_locks.
 PG_LOCK_KEY = 0x6D6C666C6F77  # "mlflow" in ASCII
-LOCK_POLL_SECONDS = 5
+LOCK_POLL_SECONDS = 5  # one try's wait at most; the deadline is checked between tries
+PG_POLL_SECONDS = 1
 
 
 def head_revision() -> str:
@@ -39,20 +43,49 @@ def current_revision(engine: Engine) -> str | None:
     return _get_schema_version(engine)
 
 
-def _try_lock(conn: Connection) -> bool:
+def _try_lock(conn: Connection, wait: float) -> bool:
+    """Take the lock, waiting at most about ``wait`` seconds (0: one try, no wait)."""
     if conn.dialect.name == "mysql":
-        # GET_LOCK with a short timeout, so the wait can be logged while it lasts.
+        # GET_LOCK waits in the server; whole seconds, as MySQL's docs only promise those.
         got = conn.execute(
             text("SELECT GET_LOCK(:name, :timeout)"),
-            {"name": LOCK_NAME, "timeout": LOCK_POLL_SECONDS},
+            {"name": LOCK_NAME, "timeout": math.ceil(wait)},
         ).scalar()
         return got == 1
     if conn.dialect.name == "postgresql":
         got = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": PG_LOCK_KEY}).scalar()
-        if not got:
-            time.sleep(1)  # pg has no lock-wait timeout argument; poll instead
+        if not got and wait:
+            time.sleep(min(wait, PG_POLL_SECONDS))  # pg has no lock-wait timeout; poll instead
         return bool(got)
     return True  # SQLite (``local``): one process, nothing to serialise
+
+
+def _holder(conn: Connection) -> tuple[str, str]:
+    """Who holds the lock and the statement that ends its session, as far as the server says."""
+    try:
+        if conn.dialect.name == "mysql":
+            cid = conn.execute(text("SELECT IS_USED_LOCK(:name)"), {"name": LOCK_NAME}).scalar()
+            if cid is not None:
+                return f"MySQL connection id {cid}", f"`KILL {cid}`"
+        else:
+            # pg_locks shows a bigint key split in two: high half in classid, low half in objid
+            # (objsubid 1). Advisory locks are per database, hence the database filter.
+            pid = conn.execute(
+                text(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND objsubid = 1 AND (classid::bigint << 32 | objid::bigint) = :key"
+                    " AND database = (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database())"
+                ),
+                {"key": PG_LOCK_KEY},
+            ).scalar()
+            if pid is not None:
+                return f"PostgreSQL backend pid {pid}", f"`SELECT pg_terminate_backend({pid})`"
+    except Exception as exc:  # naming the holder is a nicety; the timeout error must still come
+        log.warning(
+            "could not ask the database who holds the migration lock: %s", driver_message(exc)
+        )
+    return "an unknown session", "`KILL <id>` (MySQL) or `SELECT pg_terminate_backend(<pid>)`"
 
 
 def _unlock(conn: Connection) -> None:
@@ -63,14 +96,36 @@ def _unlock(conn: Connection) -> None:
 
 
 @contextlib.contextmanager
-def migration_lock(engine: Engine) -> Iterator[None]:
-    """Hold the database-wide migration lock for the duration of the block."""
+def migration_lock(
+    engine: Engine, timeout: float = DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS
+) -> Iterator[None]:
+    """Hold the database-wide migration lock for the duration of the block.
+
+    The wait is bounded: a session lost mid-migration (node gone) can keep the lock for hours
+    (MySQL's wait_timeout is 8 h by default), and an unbounded wait would leave every new pod
+    in Init with no message. Failing names the holder, so the operator can end its session.
+    """
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        waited = False
-        while not _try_lock(conn):
-            if not waited:
-                log.info("waiting for the migration lock (another replica is migrating)")
-                waited = True
+        deadline = time.monotonic() + timeout
+        wait = 0.0  # the first try does not wait, so the log says at once what the pod waits for
+        while not _try_lock(conn, wait):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                holder, end = _holder(conn)
+                raise LauncherError(
+                    f"waited {timeout:g} s for the migration lock, held by {holder}: if no other "
+                    f"pod is migrating, a lost session still holds it; end it with {end} or wait "
+                    f"for that session to time out; if a migration really takes longer, raise "
+                    f"{LOCK_TIMEOUT_ENV}"
+                )
+            if not wait:
+                log.info(
+                    "waiting for the migration lock (another replica is migrating; giving up "
+                    "after %g s, %s)",
+                    timeout,
+                    LOCK_TIMEOUT_ENV,
+                )
+            wait = min(LOCK_POLL_SECONDS, remaining)
         log.info("acquired the migration lock")
         try:
             yield
@@ -78,12 +133,12 @@ def migration_lock(engine: Engine) -> Iterator[None]:
             _unlock(conn)
 
 
-def migrate(engine: Engine) -> bool:
+def migrate(engine: Engine, lock_timeout: float = DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS) -> bool:
     """Bring the schema to head; True if this process changed it, False if it was at head."""
     from mlflow.store.db.utils import _initialize_tables, _is_empty_database, _upgrade_db
 
     head = head_revision()
-    with migration_lock(engine):
+    with migration_lock(engine, lock_timeout):
         before = current_revision(engine)
         if before == head:
             log.info("schema already at head %s; nothing to migrate", head)

@@ -6,6 +6,7 @@ round trip rather than one crash-loop per variable.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ T = TypeVar("T")
 DEFAULT_PORTS = {"mysql": 3306, "postgres": 5432}
 DEFAULT_CONNECT_ATTEMPTS = 10
 DEFAULT_BACKOFF_MAX_SECONDS = 30.0
+LOCK_TIMEOUT_ENV = "MLFLOW_MIGRATION_LOCK_TIMEOUT_SECONDS"
+# Long enough for any MLflow upgrade, short enough that a lock held by a lost session shows up as
+# a failed init container within minutes instead of a pod stuck in Init for hours.
+DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class DbSettings:
     connect_attempts: int
     backoff_max_seconds: float
     region: str | None
+    migration_lock_timeout_seconds: float = DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,13 @@ def _positive_int(value: str) -> int:
 def _positive_float(value: str) -> float:
     number = float(value)
     if not number > 0:
+        raise ValueError(value)
+    return number
+
+
+def _finite_seconds(value: str) -> float:
+    number = _positive_float(value)
+    if not math.isfinite(number):  # "inf" would bring back the endless wait
         raise ValueError(value)
     return number
 
@@ -180,11 +193,17 @@ def _db(r: _Reader) -> DbSettings | None:
         "a positive number of seconds",
         str(DEFAULT_BACKOFF_MAX_SECONDS),
     )
+    lock_timeout = r.parse(
+        LOCK_TIMEOUT_ENV,
+        _finite_seconds,
+        "a positive number of seconds",
+        str(DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS),
+    )
     region = r.env.get("AWS_REGION") or r.env.get("AWS_DEFAULT_REGION") or None
     values = (engine, host, port, name, secret_id, ca_bundle, attempts, backoff)
-    if None in values:
+    if None in values or lock_timeout is None:
         return None
-    return DbSettings(*values, region=region)  # type: ignore[arg-type]
+    return DbSettings(*values, region=region, migration_lock_timeout_seconds=lock_timeout)  # type: ignore
 
 
 def load_db(env: Mapping[str, str]) -> DbSettings:
