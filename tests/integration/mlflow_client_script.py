@@ -20,11 +20,14 @@ PARAMS = {"alpha": "0.5", "optimizer": "adam"}
 METRICS = [0.9, 0.5, 0.25]
 
 
-def _send_host(host: str) -> None:
+def _send_host(tracking_uri: str, host: str) -> None:
+    """Requests to the tracking server carry `host`, as they would through its DNS name; other
+    requests (presigned S3 URLs the server hands out) keep their own Host, as a client's do."""
     original = requests.Session.request
 
     def request(self, method, url, *args, headers=None, **kwargs):
-        headers = {**(headers or {}), "Host": host}
+        if str(url).startswith(tracking_uri):
+            headers = {**(headers or {}), "Host": host}
         return original(self, method, url, *args, headers=headers, **kwargs)
 
     requests.Session.request = request
@@ -58,6 +61,7 @@ def write(client, workdir: Path) -> dict:
         "run_id": run_id,
         "experiment_id": experiment_id,
         "version": version.version,
+        "artifact_uri": client.get_run(run_id).info.artifact_uri,
         "mlflow": mlflow.__version__,
     }
 
@@ -84,7 +88,7 @@ def read(client, run_id: str, workdir: Path) -> dict:
 
 def main() -> None:
     mode, uri, host = sys.argv[1:4]
-    _send_host(host)
+    _send_host(uri, host)
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)

@@ -22,15 +22,27 @@ CONFIG_FOR_ENGINE = {"mysql": "default", "postgres": "postgres"}
 NASTY_PASSWORD = "@:/?#[]%&+=' \"\\ pässwörd-密码-🔑 end"
 
 
-def _allowed_and_denied_hosts(env: dict[str, str]) -> tuple[str, str, str]:
-    allowed = env["MLFLOW_ALLOWED_HOSTS"].split(",")
-    plain = next(h for h in allowed if "*" not in h)
-    wildcard = next((h for h in allowed if h.startswith("*.")), None)
-    return (
-        plain,
-        (wildcard.replace("*", "internal-mlflow-123", 1) if wildcard else plain),
-        ("attacker.example.com"),
-    )
+# Host headers as clients send them, in the formats AWS and Kubernetes give the names:
+# the ClusterIP Service's FQDN, an internal NLB's DNS name (`<name>-<id>.elb.<region>.
+# amazonaws.com`, Elastic Load Balancing docs; REGION is where itest_chart deploys), and what
+# `kubectl port-forward svc/mlflow 5000:80` sends.
+SERVICE_HOST = "mlflow.mlflow.svc.cluster.local"
+NLB_HOST = "k8s-mlflow-mlflowin-4f8a2b1c9d-0123456789abcdef.elb.eu-west-1.amazonaws.com"
+PORT_FORWARD_HOST = "localhost:5000"
+# Refused: a foreign name, another region's NLB, and an ALB/CLB-form name the chart never makes.
+DENIED_HOSTS = (
+    "attacker.example.com",
+    NLB_HOST.replace("eu-west-1", "us-east-1"),
+    "k8s-mlflow-mlflow-4f8a2b1c9d-1234567890.eu-west-1.elb.amazonaws.com",
+)
+
+
+def _client_env(server_env: dict[str, str], tracking_uri: str) -> dict[str, str]:
+    """A user's machine: no AWS credentials, no S3 endpoint, nothing of the server's."""
+    keep = ("PATH", "HOME", "TMPDIR", "LANG")
+    env = {key: server_env[key] for key in keep if key in server_env}
+    assert not [k for k in env if k.startswith(("AWS_", "MLFLOW_S3_"))]
+    return {**env, "MLFLOW_TRACKING_URI": tracking_uri}
 
 
 def _db_rows(target, run_id: str) -> dict:
@@ -85,19 +97,21 @@ def test_chart_runs_against_real_servers(
     # ---- first pod: migrate, serve, log through the real client ----
     server = start_pod(tmp_path / "server-1.log")
     assert "migrated schema from empty to head" in output[0]
-    allowed, wildcard_host, denied = _allowed_and_denied_hosts(main_env)
+    allowed = NLB_HOST
     try:
-        # "localhost:5000" is what `kubectl port-forward svc/mlflow 5000:80` sends.
-        for host in (allowed, wildcard_host, "localhost:5000"):
+        for host in (SERVICE_HOST, NLB_HOST, PORT_FORWARD_HOST):
             status, body = server.get("/api/2.0/mlflow/experiments/search?max_results=5", host)
             assert status == 200, (host, body)
-        status, _ = server.get("/api/2.0/mlflow/experiments/search?max_results=5", denied)
-        assert status == 403
-        client_env = {**main_env, "MLFLOW_TRACKING_URI": server.base_url}
+        for host in DENIED_HOSTS:
+            status, _ = server.get("/api/2.0/mlflow/experiments/search?max_results=5", host)
+            assert status == 403, host
+        client_env = _client_env(main_env, server.base_url)
         written = launcher.mlflow_client(
             client_env, "write", server.base_url, allowed, str(tmp_path / "w")
         )
         assert written["mlflow"].startswith("3.17.")
+        # Proxied artifacts: the client never needs (and here has no) AWS credentials.
+        assert written["artifact_uri"].startswith("mlflow-artifacts:"), written["artifact_uri"]
 
         # No password in any argv of the server's process tree (tini, mlflow CLI, uvicorn...).
         tree = server.process_tree()
@@ -131,7 +145,7 @@ def test_chart_runs_against_real_servers(
     assert "schema already at head" in output[-1]
     try:
         read = launcher.mlflow_client(
-            {**main_env, "MLFLOW_TRACKING_URI": server.base_url},
+            _client_env(main_env, server.base_url),
             "read",
             server.base_url,
             allowed,
