@@ -69,7 +69,7 @@ class AutoModeCluster(Construct):
         endpoint_access: eks.EndpointAccess = eks.EndpointAccess.PUBLIC_AND_PRIVATE,
         architecture: str = "amd64",
         network_policy: bool = True,
-        metrics_server: bool = False,
+        metrics_server: bool = True,
     ) -> None:
         """
         :param vpc: VPC whose private subnets hold the nodes.
@@ -81,7 +81,7 @@ class AutoModeCluster(Construct):
         :param architecture: of the server's node pool, `amd64` or `arm64`. Default: amd64.
         :param network_policy: enforce NetworkPolicy on the server's node pool. Default: true.
         :param metrics_server: install the EKS metrics-server add-on, which CPU autoscaling
-            needs (Auto Mode ships none). Default: false.
+            needs (Auto Mode ships none). Default: true.
         """
         super().__init__(scope, id)
         self.secrets_key = kms.Key(

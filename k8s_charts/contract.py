@@ -25,6 +25,7 @@ def launcher_environment(
     workers: int,
     allowed_hosts: list[str],
     cors_allowed_origins: list[str],
+    graceful_shutdown_seconds: int,
     region: str,
 ) -> dict[str, str]:
     """The ConfigMap data both containers load with envFrom. Holds no secret: only its ARN."""
@@ -41,6 +42,10 @@ def launcher_environment(
         "MLFLOW_WORKERS": str(workers),
         "MLFLOW_ALLOWED_HOSTS": ",".join(allowed_hosts),
         "MLFLOW_CORS_ALLOWED_ORIGINS": ",".join(cors_allowed_origins),
+        # uvicorn (started by `mlflow server`) reads its options from UVICORN_* variables. By
+        # default it waits for in-flight requests without limit, and the kubelet's SIGKILL
+        # would end them mid-transfer; with a bound it cancels them itself, logged.
+        "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN": str(graceful_shutdown_seconds),
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
     }

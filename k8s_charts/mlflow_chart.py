@@ -178,6 +178,8 @@ class MlflowChart(cdk8s.Chart):
                 workers=props.workers,
                 allowed_hosts=_allowed_hosts(props),
                 cors_allowed_origins=_allowed_origins(props),
+                # Finish before the grace period ends, with a margin for the process exit.
+                graceful_shutdown_seconds=SHUTDOWN_SECONDS - 5,
                 region=props.region,
             ),
         )

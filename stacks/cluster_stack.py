@@ -47,7 +47,9 @@ class ClusterStack(Stack):
             ),
             architecture=server.architecture,
             network_policy=cluster.network_policy,
-            metrics_server=server.max_replicas is not None,
+            # Always: the server's autoscaler exists even when pinned (min = max), and without
+            # metrics it logs a FailedGetResourceMetric event every 15 s.
+            metrics_server=True,
         )
         self.cluster_name_import = self.export_value(self.cluster.cluster.cluster_name)
         if vpc_id_import is not None:

@@ -181,3 +181,23 @@ def mlflow_client(env: dict[str, str], *args: str) -> dict:
     )
     assert result.returncode == 0, f"client failed:\n{result.stdout}\n{result.stderr}"
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def serve_as_pid_1(env: dict[str, str], log: Path) -> tuple[Server, int]:
+    """Migrate, then `serve` as PID 1 of a new PID namespace (`unshare --pid`, root), as a
+    container runtime starts the ENTRYPOINT. Returns the server and the host pid of its tini."""
+    from itest_servers import require_binary
+
+    assert os.geteuid() == 0, "unshare --pid needs root (CI runs as root)"
+    env = {k: v for k, v in env.items() if k != "TINI_SUBREAPER"}  # tini really is PID 1
+    migrate = run(["migrate"], env)
+    assert migrate.returncode == 0, migrate.stderr
+    unshare = require_binary("unshare")
+    command = [unshare, "--pid", "--fork", "--mount-proc", *entrypoint(), "serve"]
+    server = Server(env, log, command=command)
+    server.wait_healthy(timeout=120)
+    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
+    assert len(children) == 1, children
+    init = int(children[0])
+    assert Path(f"/proc/{init}/cmdline").read_bytes().split(b"\0")[0] == b"tini"
+    return server, init

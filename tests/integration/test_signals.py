@@ -14,37 +14,21 @@ from pathlib import Path
 
 import itest_launcher as launcher
 import pytest
-from itest_servers import require_binary
 
 pytestmark = pytest.mark.integration
 
 GRACE_PERIOD_SECONDS = 30  # Kubernetes' default terminationGracePeriodSeconds
 
 
-def _namespace_init(unshare_pid: int) -> int:
-    children = Path(f"/proc/{unshare_pid}/task/{unshare_pid}/children").read_text().split()
-    assert len(children) == 1, children
-    return int(children[0])
-
-
 def test_sigterm_to_pid_1_shuts_down_gracefully(postgres, new_database, moto, test_ca, tmp_path):
-    assert os.geteuid() == 0, "unshare --pid needs root (CI runs as root)"
-    unshare = require_binary("unshare")
     target = new_database(postgres)
     env = launcher.container_env(
         target.contract_env(moto, test_ca.ca, moto.create_bucket()), tmp_path / "home"
     )
-    env.pop("TINI_SUBREAPER")  # tini really is PID 1 here
-    migrate = launcher.run(["migrate"], env)
-    assert migrate.returncode == 0, migrate.stderr
-
-    command = [unshare, "--pid", "--fork", "--mount-proc", *launcher.entrypoint(), "serve"]
-    server = launcher.Server(env, tmp_path / "server.log", command=command)
-    server.wait_healthy(timeout=120)
+    server, init = launcher.serve_as_pid_1(env, tmp_path / "server.log")
     status, _ = server.get("/api/2.0/mlflow/experiments/search?max_results=1", "localhost")
     assert status == 200
 
-    init = _namespace_init(server.proc.pid)
     nspid = next(
         line.split()[1:]
         for line in Path(f"/proc/{init}/status").read_text().splitlines()

@@ -118,6 +118,7 @@ def test_config_map_is_the_launcher_contract() -> None:
         "MLFLOW_WORKERS": "2",
         "MLFLOW_ALLOWED_HOSTS": data["MLFLOW_ALLOWED_HOSTS"],
         "MLFLOW_CORS_ALLOWED_ORIGINS": data["MLFLOW_CORS_ALLOWED_ORIGINS"],
+        "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN": "25",
         "AWS_REGION": "eu-west-1",
         "AWS_DEFAULT_REGION": "eu-west-1",
     }
@@ -240,6 +241,9 @@ def test_drain_outlasts_the_load_balancers_deregistration() -> None:
     [server] = spec["containers"]
     assert server["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", "45"]}}}
     assert spec["terminationGracePeriodSeconds"] == 45 + 30
+    # uvicorn ends requests still running before the kubelet's SIGKILL would.
+    shutdown = one(objects, "ConfigMap")["data"]["UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN"]
+    assert int(shutdown) < spec["terminationGracePeriodSeconds"] - 45
     for name in ("mlflow-internal", "mlflow-external"):
         annotations = one(objects, "Service", name)["metadata"]["annotations"]
         attributes = annotations[

@@ -81,9 +81,11 @@ def test_endpoint_access_follows_the_setting(synth: SynthFn, variant: Synth) -> 
     assert private["Properties"]["ResourcesVpcConfig"]["EndpointPrivateAccess"] is True
 
 
-def test_metrics_server_comes_with_the_autoscaler(synth: SynthFn, variant: Synth) -> None:
-    assert not resources_of(synth("default").templates["Cluster"], "AWS::EKS::Addon")
-    _, addon = only_resource(variant.templates["Cluster"], "AWS::EKS::Addon")
+@pytest.mark.parametrize("config", ["default", "postgres"])
+def test_new_clusters_serve_metrics_to_the_autoscaler(config: str, synth: SynthFn) -> None:
+    # The autoscaler always exists (pinned when max_replicas is unset); Auto Mode has no
+    # metrics-server of its own.
+    _, addon = only_resource(synth(config).templates["Cluster"], "AWS::EKS::Addon")
     assert addon["Properties"]["AddonName"] == "metrics-server"
 
 

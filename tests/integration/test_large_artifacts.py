@@ -1,0 +1,431 @@
+"""Artifacts larger than 1 GiB (the pod's /tmp emptyDir sizeLimit when this was written) move
+through the real server without filling its scratch space.
+
+The server runs as the container does (launcher under tini, one uvicorn worker, S3 on moto) in
+its own mount namespace (`unshare --mount`, root) with a tmpfs of a fixed size as its TMPDIR,
+the way the emptyDir's sizeLimit bounds /tmp in the pod. The test reads that tmpfs from outside
+through /proc/<pid>/root and samples its usage during every transfer.
+
+- Current clients (defaults): the server advertises multipart transfers in /server-info, so the
+  client sends parts to presigned S3 URLs and downloads by presigned ranges. The server's TMPDIR
+  is 64 MiB here: a spool of the artifact could not even fit.
+- Clients that proxy the bytes (as older clients do, forced by the two
+  MLFLOW_ENABLE_PROXY_MULTIPART_* variables): the server spools each upload and each download to
+  TMPDIR. The tmpfs holds one copy of the artifact but not two, and must be empty again after
+  each transfer: a spool that is not freed fails the next transfer.
+
+Neither client has AWS credentials: presigned URLs carry their own signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import itest_launcher as launcher
+import pytest
+from itest_servers import require_binary
+
+pytestmark = pytest.mark.integration
+
+MIB = 1 << 20
+GIB = 1 << 30
+ARTIFACT_BYTES = GIB + 16 * MIB
+ARTIFACT_NAME = "model.bin"
+ARTIFACT_DIR = "weights"
+PRESIGNED_SCRATCH_BYTES = 64 * MIB  # far below the artifact: the bytes must not pass through
+PROXIED_SCRATCH_BYTES = 1536 * MIB  # one spooled copy fits, two do not
+assert ARTIFACT_BYTES < PROXIED_SCRATCH_BYTES < 2 * ARTIFACT_BYTES
+# What the server may leave in TMPDIR between transfers (it writes nothing there today).
+IDLE_SLACK_BYTES = 1 * MIB
+
+# Mount the bounded scratch at TMPDIR inside the new mount namespace, then become the
+# container's entrypoint (exec: tini stays the process the test signals).
+MOUNT_SCRATCH = 'mount -t tmpfs -o "size=$1,mode=1777" scratch "$TMPDIR" && shift && exec "$@"'
+
+# The real MLflow client, in .venv-image's python. Prints one JSON line.
+CLIENT = r"""
+import json, sys, time
+from mlflow import MlflowClient
+
+mode, uri = sys.argv[1:3]
+client = MlflowClient(tracking_uri=uri)
+start = time.monotonic()
+if mode == "log":
+    experiment, local_file, artifact_dir = sys.argv[3:6]
+    run = client.create_run(client.create_experiment(experiment))
+    client.log_artifact(run.info.run_id, local_file, artifact_path=artifact_dir)
+    client.set_terminated(run.info.run_id)
+    report = {"run_id": run.info.run_id, "artifact_uri": run.info.artifact_uri}
+else:
+    run_id, artifact_path, dst = sys.argv[3:6]
+    report = {"path": client.download_artifacts(run_id, artifact_path, dst)}
+report["seconds"] = time.monotonic() - start
+print(json.dumps(report))
+"""
+
+
+class _ObjectWindow:
+    """A moto object's bytes as moto's range handling uses them (len and one slice), read from
+    the object's buffer on demand instead of copied whole."""
+
+    def __init__(self, key) -> None:
+        self._key = key
+
+    def __len__(self) -> int:
+        return self._key.size
+
+    def __getitem__(self, part: slice) -> bytes:
+        with self._key.lock:
+            self._key._value_buffer.seek(part.start)
+            return self._key._value_buffer.read(part.stop - part.start)
+
+
+class _RangedKey:
+    def __init__(self, key) -> None:
+        self._key = key
+
+    def __getattr__(self, name: str):
+        return getattr(self._key, name)
+
+    @property
+    def value(self) -> _ObjectWindow:
+        return _ObjectWindow(self._key)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def moto_reads_only_the_range():
+    """moto answers a ranged GET by copying the whole object, then slicing it. The server's
+    boto3 fetches a GiB in 130 ranges of 8 MiB: 130 GiB of copying, minutes of test time that
+    real S3 does not have. For a plain `bytes=first-last` range this hands moto's own range
+    handling a view that reads just that range; everything else in moto is unchanged."""
+    from moto.s3.responses import S3Response
+
+    original = S3Response.get_object
+    assert callable(getattr(S3Response, "_get_key", None)), "moto changed: update this patch"
+
+    def get_object(self):
+        match = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("range") or "")
+        if match is None or int(match[1]) > int(match[2]) or self.querystring.get("partNumber"):
+            return original(self)
+        whole_key = self._get_key
+
+        def ranged_key(*args, **kwargs):
+            key, not_modified = whole_key(*args, **kwargs)
+            return _RangedKey(key), not_modified
+
+        self._get_key = ranged_key  # this S3Response instance serves one request only
+        return original(self)
+
+    S3Response.get_object = get_object
+    yield
+    S3Response.get_object = original
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    sha256: str
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory) -> Iterator[Artifact]:
+    """Every MiB starts with its own index, so parts swapped, repeated or dropped change the
+    digest; the rest of each MiB is one random block, so writing is disk-bound, not RNG-bound."""
+    path = tmp_path_factory.mktemp("large") / ARTIFACT_NAME
+    block, digest = os.urandom(MIB), hashlib.sha256()
+    with path.open("wb") as f:
+        for index in range(ARTIFACT_BYTES // MIB):
+            chunk = index.to_bytes(8, "big") + block[8:]
+            f.write(chunk)
+            digest.update(chunk)
+    yield Artifact(path, digest.hexdigest())
+    path.unlink(missing_ok=True)  # a GiB per run would pile up in pytest's kept tmp dirs
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(8 * MIB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Scratch:
+    """The server's TMPDIR tmpfs, seen from outside its mount namespace."""
+
+    def __init__(self, server: launcher.Server, tmpdir: str, size: int) -> None:
+        self.view = f"/proc/{server.proc.pid}/root{tmpdir}"
+        stat = os.statvfs(self.view)
+        assert stat.f_blocks * stat.f_frsize == size, "TMPDIR is not the bounded tmpfs"
+        assert os.statvfs(tmpdir).f_blocks != stat.f_blocks, "the tmpfs leaked out of the ns"
+
+    def used(self) -> int:
+        stat = os.statvfs(self.view)
+        return (stat.f_blocks - stat.f_bfree) * stat.f_frsize
+
+    def settle(self, baseline: int, timeout: float = 10) -> int:
+        """Usage once it is back within IDLE_SLACK_BYTES of baseline (or after timeout)."""
+        deadline = time.monotonic() + timeout
+        while (used := self.used()) > baseline + IDLE_SLACK_BYTES and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return used
+
+    @contextmanager
+    def peak(self) -> Iterator[dict[str, int]]:
+        """Samples usage every 10 ms while the block runs; yields {"peak": bytes}."""
+        result = {"peak": self.used()}
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                result["peak"] = max(result["peak"], self.used())
+                stop.wait(0.01)
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        try:
+            yield result
+        finally:
+            stop.set()
+            thread.join()
+            result["peak"] = max(result["peak"], self.used())
+
+
+@dataclass
+class Timings:
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        yield
+        self.phases[name] = time.monotonic() - start
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.phases.items())
+
+
+def _serve_with_scratch(target, moto, test_ca, tmp_path: Path, scratch_bytes: int, timings):
+    assert os.geteuid() == 0, "unshare --mount and mount -t tmpfs need root (CI runs as root)"
+    unshare = require_binary("unshare")
+    require_binary("mount")
+    bucket = moto.create_bucket()
+    env = launcher.container_env(
+        target.contract_env(moto, test_ca.ca, bucket), tmp_path / "server-tmp"
+    )
+    env["MLFLOW_TMP_DIR"] = env["TMPDIR"]  # as image/Dockerfile sets it
+    with timings.phase("migrate"):
+        migrate = launcher.run(["migrate"], env)
+    assert migrate.returncode == 0, migrate.stderr
+    command = [
+        unshare,
+        "--mount",
+        "--propagation",
+        "private",
+        "/bin/sh",
+        "-c",
+        MOUNT_SCRATCH,
+        "sh",
+        str(scratch_bytes),
+        *launcher.entrypoint(),
+        "serve",
+    ]
+    with timings.phase("server start"):
+        server = launcher.Server(env, tmp_path / "server.log", command=command)
+        server.wait_healthy(timeout=120)
+    return server, Scratch(server, env["TMPDIR"], scratch_bytes), bucket
+
+
+def _client(server: launcher.Server, home: Path, *args: str, **env: str) -> dict:
+    home.mkdir(parents=True, exist_ok=True)
+    client_env = {
+        "PATH": f"{launcher.image_venv() / 'bin'}:/usr/bin:/bin",
+        "HOME": str(home),
+        "TMPDIR": str(home),
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        **env,
+    }
+    leaked = [k for k in client_env if k.startswith(("AWS_", "MLFLOW_S3_", "BOTO"))]
+    assert not leaked, f"the client must need no S3 settings or credentials: {leaked}"
+    result = subprocess.run(
+        [str(launcher.image_venv() / "bin" / "python"), "-c", CLIENT, *args],
+        env=client_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, f"client failed:\n{result.stdout}\n{result.stderr}"
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _transfer(server, scratch, artifact: Artifact, tmp_path: Path, timings: Timings, **env):
+    """Log the artifact, download it back; returns TMPDIR's peak usage during each transfer,
+    its baseline and what it was right after each."""
+    home = tmp_path / "client"
+    usage = {"baseline": scratch.used()}
+    with timings.phase("upload"), scratch.peak() as peak:
+        logged = _client(
+            server,
+            home,
+            "log",
+            server.base_url,
+            f"large-{tmp_path.name}",
+            str(artifact.path),
+            ARTIFACT_DIR,
+            **env,
+        )
+    usage["upload_peak"] = peak["peak"]
+    usage["after_upload"] = scratch.settle(usage["baseline"])
+    with timings.phase("download"), scratch.peak() as peak:
+        downloaded = _client(
+            server,
+            home,
+            "download",
+            server.base_url,
+            logged["run_id"],
+            f"{ARTIFACT_DIR}/{ARTIFACT_NAME}",
+            str(tmp_path / "download"),
+            **env,
+        )
+    usage["download_peak"] = peak["peak"]
+    usage["after_download"] = scratch.settle(usage["baseline"])
+    local = Path(downloaded["path"])
+    try:
+        assert local.stat().st_size == ARTIFACT_BYTES
+        with timings.phase("sha256"):
+            assert _sha256(local) == artifact.sha256, "the artifact came back different"
+    finally:
+        local.unlink(missing_ok=True)
+    return logged, usage
+
+
+def _requests(logs: str) -> list[str]:
+    """The request lines of uvicorn's access log ("METHOD /path" plus status)."""
+    return re.findall(r'"((?:GET|PUT|POST|DELETE|PATCH) [^" ]+) HTTP/[0-9.]+" (\d{3})', logs)
+
+
+def _mib(value: int) -> str:
+    return f"{value / MIB:.1f} MiB"
+
+
+def _object_key(logged: dict) -> str:
+    """The artifact's key in the bucket (--artifacts-destination is s3://<bucket>/artifacts)."""
+    run_path = logged["artifact_uri"].removeprefix("mlflow-artifacts:/")
+    return f"artifacts/{run_path}/{ARTIFACT_DIR}/{ARTIFACT_NAME}"
+
+
+def _check_and_drop_object(moto, bucket: str, logged: dict) -> None:
+    """The bucket holds the whole artifact; then it is deleted, as moto keeps a GiB (and its
+    parts) per object for the rest of the session otherwise."""
+    s3, key = moto.client("s3"), _object_key(logged)
+    try:
+        assert s3.head_object(Bucket=bucket, Key=key)["ContentLength"] == ARTIFACT_BYTES
+    finally:
+        s3.delete_object(Bucket=bucket, Key=key)
+
+
+def test_presigned_transfers_bypass_the_server_scratch(
+    postgres, new_database, moto, test_ca, tmp_path, artifact
+):
+    timings = Timings()
+    server, scratch, bucket = _serve_with_scratch(
+        new_database(postgres), moto, test_ca, tmp_path, PRESIGNED_SCRATCH_BYTES, timings
+    )
+    try:
+        status, body = server.get("/api/3.0/mlflow/server-info", "localhost")
+        assert status == 200, body
+        info = json.loads(body)
+        assert info["multipart_uploads_enabled"] is True, info
+        assert info["multipart_downloads_enabled"] is True, info
+
+        logged, usage = _transfer(server, scratch, artifact, tmp_path, timings)
+        # The client only ever sees the server's URI, never the bucket.
+        assert logged["artifact_uri"].startswith("mlflow-artifacts:/"), logged
+        _check_and_drop_object(moto, bucket, logged)
+
+        print(
+            f"\npresigned: {timings}; TMPDIR baseline {_mib(usage['baseline'])}, "
+            f"peak during upload {_mib(usage['upload_peak'])}, "
+            f"during download {_mib(usage['download_peak'])}"
+        )
+        for phase in ("upload_peak", "download_peak"):
+            assert usage[phase] - usage["baseline"] <= IDLE_SLACK_BYTES, (phase, usage)
+
+        seen = {request for request, _ in _requests(server.logs())}
+        artifact_url = f"{ARTIFACT_DIR}/{ARTIFACT_NAME}"
+        assert any(r.startswith("POST /api/2.0/mlflow-artifacts/mpu/create/") for r in seen)
+        assert any(r.startswith("POST /api/2.0/mlflow-artifacts/mpu/complete/") for r in seen)
+        assert any(
+            r.startswith("GET /api/2.0/mlflow-artifacts/presigned/") and r.endswith(artifact_url)
+            for r in seen
+        ), seen
+        proxied = [
+            r
+            for r in seen
+            if r.startswith(
+                (
+                    "PUT /api/2.0/mlflow-artifacts/artifacts/",
+                    "GET /api/2.0/mlflow-artifacts/artifacts/",
+                )
+            )
+            and r.endswith(artifact_url)
+        ]
+        assert not proxied, f"the artifact's bytes went through the server: {proxied}"
+    finally:
+        server.stop()
+
+
+def test_proxied_transfers_free_the_server_scratch(
+    postgres, new_database, moto, test_ca, tmp_path, artifact
+):
+    timings = Timings()
+    server, scratch, bucket = _serve_with_scratch(
+        new_database(postgres), moto, test_ca, tmp_path, PROXIED_SCRATCH_BYTES, timings
+    )
+    try:
+        logged, usage = _transfer(
+            server,
+            scratch,
+            artifact,
+            tmp_path,
+            timings,
+            MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD="false",
+            MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD="false",
+        )
+        _check_and_drop_object(moto, bucket, logged)
+        print(
+            f"\nproxied: {timings}; TMPDIR baseline {_mib(usage['baseline'])}, "
+            f"peak during upload {_mib(usage['upload_peak'])} (then "
+            f"{_mib(usage['after_upload'])}), during download "
+            f"{_mib(usage['download_peak'])} (then {_mib(usage['after_download'])})"
+        )
+        # The spool really was in the bounded TMPDIR (else this test would prove nothing) ...
+        for phase in ("upload_peak", "download_peak"):
+            assert usage[phase] - usage["baseline"] >= ARTIFACT_BYTES, (phase, usage)
+        # ... and was freed after each transfer.
+        for phase in ("after_upload", "after_download"):
+            assert usage[phase] - usage["baseline"] <= IDLE_SLACK_BYTES, (phase, usage)
+
+        requests = _requests(server.logs())
+        artifact_url = f"{ARTIFACT_DIR}/{ARTIFACT_NAME}"
+        for method in ("PUT", "GET"):
+            assert any(
+                r.startswith(f"{method} /api/2.0/mlflow-artifacts/artifacts/")
+                and r.endswith(artifact_url)
+                and status == "200"
+                for r, status in requests
+            ), (method, requests)
+        assert not [r for r, _ in requests if "/mpu/" in r or "/presigned/" in r], requests
+    finally:
+        server.stop()
