@@ -16,7 +16,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: synth test test-servers lint bench local deploy diff destroy clean
+.PHONY: synth test unit snapshots docs test-servers lint bench local deploy diff destroy clean
 
 $(BIN)/.stamp: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,17 @@ test-servers:
 
 test: $(BIN)/.stamp node_modules/.stamp $(IMAGE_VENV)/.stamp test-servers
 	$(BIN)/python -m pytest
+
+# The fast part: no database servers, browser or wheel build (about a minute warm).
+unit: $(BIN)/.stamp node_modules/.stamp
+	$(BIN)/python -m pytest -m "not integration and not library"
+
+# Regenerate what a change to the deployment invalidates; review the diff before committing.
+snapshots: $(BIN)/.stamp
+	$(BIN)/python -m pytest tests/snapshot --snapshot-update
+
+docs: $(BIN)/.stamp
+	$(BIN)/python -m config.reference > docs/configuration.md
 
 bench: $(BIN)/.stamp node_modules/.stamp
 	$(BIN)/python bench/synth.py

@@ -11,6 +11,7 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
+from mlflow_on_eks.constructs_lib.kubernetes import DEFAULT_VERSION, SUPPORTED_VERSIONS
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -19,8 +20,6 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
-
-from constructs_lib.kubernetes import DEFAULT_VERSION, SUPPORTED_VERSIONS
 
 # One list of versions, kept where the kubectl layers are.
 SUPPORTED_KUBERNETES_VERSIONS = SUPPORTED_VERSIONS

@@ -5,8 +5,7 @@ from __future__ import annotations
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
-
-from constructs_lib.acknowledgements import acknowledge
+from mlflow_on_eks.constructs_lib.acknowledgements import acknowledge
 
 DEFAULT_NONCURRENT_EXPIRATION = Duration.days(90)
 

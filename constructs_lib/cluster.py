@@ -17,14 +17,17 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
-
-from constructs_lib.acknowledgements import (
+from mlflow_on_eks.constructs_lib.acknowledgements import (
     acknowledge,
     acknowledge_managed_policies,
     acknowledge_wildcard_resources,
 )
-from constructs_lib.kubernetes import DEFAULT_VERSION, kubectl_layer, kubernetes_version
-from k8s_charts import NodePoolChart, NodePoolChartProps
+from mlflow_on_eks.constructs_lib.kubernetes import (
+    DEFAULT_VERSION,
+    kubectl_layer,
+    kubernetes_version,
+)
+from mlflow_on_eks.k8s_charts import NodePoolChart, NodePoolChartProps
 
 WORKLOAD_NODE_POOL = "mlflow"
 """Name of the NodeClass and NodePool a new cluster runs the server on."""

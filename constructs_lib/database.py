@@ -10,8 +10,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
-
-from constructs_lib.acknowledgements import acknowledge
+from mlflow_on_eks.constructs_lib.acknowledgements import acknowledge
 
 Engine = Literal["mysql", "postgres"]
 
@@ -42,6 +41,15 @@ def _engine_spec(engine: Engine) -> _EngineSpec:
         tls_parameters={"rds.force_ssl": "1"},
         log_exports=["postgresql"],
     )
+
+
+def _default_subnets(vpc: ec2.IVpc) -> ec2.SubnetSelection:
+    kind = (
+        ec2.SubnetType.PRIVATE_ISOLATED
+        if vpc.isolated_subnets
+        else ec2.SubnetType.PRIVATE_WITH_EGRESS
+    )
+    return ec2.SubnetSelection(subnet_type=kind)
 
 
 class MlflowDatabase(Construct):
@@ -82,7 +90,8 @@ class MlflowDatabase(Construct):
         :param removal_policy: SNAPSHOT (default) or RETAIN keep the data (and retain the
             credentials secret) and turn on deletion protection; DESTROY deletes both with
             the stack.
-        :param subnets: Default: the VPC's isolated subnets (no route to the internet).
+        :param subnets: Default: the VPC's isolated subnets (no route to the internet), or its
+            private subnets when it has none (an imported VPC known by private subnets only).
         :param database_name: Default: mlflow.
         """
         super().__init__(scope, id)
@@ -112,7 +121,7 @@ class MlflowDatabase(Construct):
             engine=spec.engine,
             instance_type=instance_type or ec2.InstanceType("t4g.medium"),
             vpc=vpc,
-            vpc_subnets=subnets or ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
+            vpc_subnets=subnets or _default_subnets(vpc),
             security_groups=[self.security_group],
             port=spec.port,
             database_name=database_name,

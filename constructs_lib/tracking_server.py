@@ -14,12 +14,14 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from constructs import Construct
-
-from constructs_lib.acknowledgements import acknowledge, acknowledge_wildcard_resources
-from constructs_lib.artifact_store import MlflowArtifactStore
-from constructs_lib.database import MlflowDatabase
-from constructs_lib.review import resolve_for_review
-from k8s_charts import (
+from mlflow_on_eks.constructs_lib.acknowledgements import (
+    acknowledge,
+    acknowledge_wildcard_resources,
+)
+from mlflow_on_eks.constructs_lib.artifact_store import MlflowArtifactStore
+from mlflow_on_eks.constructs_lib.database import MlflowDatabase
+from mlflow_on_eks.constructs_lib.review import resolve_for_review
+from mlflow_on_eks.k8s_charts import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
     ExternalLoadBalancerProps,
     MlflowChart,

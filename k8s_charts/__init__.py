@@ -1,13 +1,13 @@
 """cdk8s charts for the MLflow workloads; the only package that imports cdk8s_plus_27."""
 
-from k8s_charts.mlflow_chart import (
+from mlflow_on_eks.k8s_charts.mlflow_chart import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
     LB_CONTROLLER_LOAD_BALANCER_CLASS,
     ExternalLoadBalancerProps,
     MlflowChart,
     MlflowChartProps,
 )
-from k8s_charts.node_pool_chart import NodePoolChart, NodePoolChartProps
+from mlflow_on_eks.k8s_charts.node_pool_chart import NodePoolChart, NodePoolChartProps
 
 __all__ = [
     "AUTO_MODE_LOAD_BALANCER_CLASS",

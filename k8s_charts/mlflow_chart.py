@@ -13,8 +13,7 @@ import cdk8s
 import cdk8s_plus_27 as kplus
 from cdk8s_plus_27 import k8s
 from constructs import Construct
-
-from k8s_charts.contract import (
+from mlflow_on_eks.k8s_charts.contract import (
     CONTAINER_PORT,
     RDS_CA_BUNDLE_PATH,
     SERVICE_PORT,

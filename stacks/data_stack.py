@@ -5,9 +5,9 @@ from __future__ import annotations
 from aws_cdk import Annotations, CfnOutput, Duration, Environment, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
+from mlflow_on_eks.constructs_lib import ExistingVpc, MlflowArtifactStore, MlflowDatabase
 
 from config.settings import ArtifactSettings, DatabaseSettings
-from constructs_lib import ExistingVpc, MlflowArtifactStore, MlflowDatabase
 from stacks.network_stack import VPC_GUARD_DESCRIPTION
 
 DESTROY_FLAG = "allow_data_destroy"
@@ -67,11 +67,6 @@ class DataStack(Stack):
             multi_az=database.multi_az,
             backup_retention=Duration.days(database.backup_retention_days),
             removal_policy=database_removal,
-            # Isolated subnets when the VPC has them; an imported VPC is known by its private
-            # subnets only.
-            subnets=None
-            if self.vpc.isolated_subnets
-            else ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
         )
         self.artifact_store = MlflowArtifactStore(
             self,

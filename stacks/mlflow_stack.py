@@ -5,9 +5,7 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Environment, Stack
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
-
-from config.settings import ExposureSettings, ServerSettings
-from constructs_lib import (
+from mlflow_on_eks.constructs_lib import (
     AutoModeCluster,
     ExistingClusterAttributes,
     ImportedCluster,
@@ -15,11 +13,13 @@ from constructs_lib import (
     MlflowDatabase,
     MlflowTrackingServer,
 )
-from k8s_charts import (
+from mlflow_on_eks.k8s_charts import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
     LB_CONTROLLER_LOAD_BALANCER_CLASS,
     ExternalLoadBalancerProps,
 )
+
+from config.settings import ExposureSettings, ServerSettings
 
 _LOAD_BALANCER_CLASSES = {
     "auto-mode": AUTO_MODE_LOAD_BALANCER_CLASS,

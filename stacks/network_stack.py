@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from aws_cdk import Environment, Stack
 from constructs import Construct
-
-from constructs_lib import MlflowVpc
+from mlflow_on_eks.constructs_lib import MlflowVpc
 
 VPC_GUARD_DESCRIPTION = (
     "The VPC ID, imported from the network stack's export, so CloudFormation refuses to "

@@ -15,12 +15,12 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_s3 as s3
 from constructs import IConstruct
+from mlflow_on_eks.constructs_lib import acknowledgements as acknowledgements_module
+from mlflow_on_eks.constructs_lib import database as database_module
+from mlflow_on_eks.constructs_lib import tracking_server as tracking_server_module
+from mlflow_on_eks.constructs_lib.acknowledgements import acknowledge
 
-import constructs_lib.acknowledgements
-import constructs_lib.database
-import constructs_lib.tracking_server
 from config import load_settings
-from constructs_lib.acknowledgements import acknowledge
 from stacks import build_deployment
 from tests.compliance.conftest import VALIDATION_REPORT, NagFindings, synth_with_nag
 from tests.conftest import CONFIGS, cdk_json_context
@@ -43,15 +43,15 @@ def test_removing_acknowledgements_brings_the_findings_back(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """One plain and one late (cross-stack resolved) acknowledgement removed: both reported."""
-    plain = constructs_lib.database.acknowledge
+    plain = database_module.acknowledge
 
     def without_rds11(scope: object, rule_id: str, reason: str) -> None:
         if rule_id != "AwsSolutions-RDS11":
             plain(scope, rule_id, reason)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(constructs_lib.database, "acknowledge", without_rds11)
+    monkeypatch.setattr(database_module, "acknowledge", without_rds11)
     monkeypatch.setattr(
-        constructs_lib.tracking_server,
+        tracking_server_module,
         "acknowledge_wildcard_resources",
         lambda *args, **kwargs: None,
     )
@@ -84,7 +84,7 @@ def test_an_acknowledgement_applies_only_under_its_construct(tmp_path: Path) -> 
 
 
 class _Recorder:
-    """Stands in for `Validations` in constructs_lib.acknowledgements: records, acknowledges
+    """Stands in for `Validations` in constructs_lib/acknowledgements.py: records, acknowledges
     nothing."""
 
     def __init__(self, recorded: list[tuple[str, str]]) -> None:
@@ -111,7 +111,7 @@ def test_acknowledgements_match_the_findings_exactly(
     from cdk_nag import AwsSolutionsChecks
 
     recorded: list[tuple[str, str]] = []
-    monkeypatch.setattr(constructs_lib.acknowledgements, "Validations", _Recorder(recorded))
+    monkeypatch.setattr(acknowledgements_module, "Validations", _Recorder(recorded))
     app = cdk.App(outdir=str(tmp_path), context=cdk_json_context())
     build_deployment(app, load_settings(CONFIGS[name]), allow_destroy=False)
     app.synth()

@@ -11,11 +11,11 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match
+from mlflow_on_eks.constructs_lib import MlflowTrackingServer
+from mlflow_on_eks.constructs_lib.review import render_intrinsics
+from mlflow_on_eks.constructs_lib.tracking_server import CONFIG_DIGEST_ANNOTATION
 
 from config import Settings
-from constructs_lib import MlflowTrackingServer
-from constructs_lib.review import render_intrinsics
-from constructs_lib.tracking_server import CONFIG_DIGEST_ANNOTATION
 from stacks import build_deployment
 from tests.conftest import (
     Synth,
