@@ -7,11 +7,13 @@ from it), so say the default and the why there.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from typing import Annotated, Literal
 
 from mlflow_on_eks.constructs_lib.kubernetes import DEFAULT_VERSION, SUPPORTED_VERSIONS
+from mlflow_on_eks.k8s_charts import ResourceProps, WorkloadProps
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -300,31 +302,55 @@ class ArtifactSettings(StrictModel):
         return self
 
 
+_WORKLOAD = WorkloadProps()
+"""Where the server's defaults live (k8s_charts/workload.py); the fields below take them."""
+
+
+def _as_props(model: BaseModel, props_type: type) -> object:
+    """The dataclass of the same fields (nested models and lists converted), for the chart."""
+    values = {}
+    for item in dataclasses.fields(props_type):
+        value = getattr(model, item.name)
+        if isinstance(value, BaseModel):
+            value = _as_props(value, type(getattr(_WORKLOAD, item.name)))
+        values[item.name] = tuple(value) if isinstance(value, list) else value
+    return props_type(**values)
+
+
 class ResourceSettings(StrictModel):
     """Requests (and the memory limit) of the server container."""
 
     cpu: Annotated[str, StringConstraints(pattern=r"^\d+(\.\d+)?m?$")] = Field(
-        "500m", description="CPU request (Kubernetes quantity)."
+        ResourceProps.cpu, description="CPU request (Kubernetes quantity)."
     )
     memory_mib: int = Field(
-        1024, ge=256, le=65536, description="Memory request and limit in MiB (limit = request)."
+        ResourceProps.memory_mib,
+        ge=256,
+        le=65536,
+        description="Memory request and limit in MiB (limit = request).",
     )
 
 
 class ServerSettings(StrictModel):
     """The MLflow tracking server workload."""
 
-    namespace: Dns1123Label = Field("mlflow", description="Kubernetes namespace (created).")
+    namespace: Dns1123Label = Field(
+        _WORKLOAD.namespace, description="Kubernetes namespace (created)."
+    )
     replicas: int = Field(
-        2, ge=1, le=50, description="Server pods (>= 2 keeps it up through node drains)."
+        _WORKLOAD.replicas,
+        ge=1,
+        le=50,
+        description="Server pods (>= 2 keeps it up through node drains).",
     )
     max_replicas: int | None = Field(
-        None,
+        _WORKLOAD.max_replicas,
         ge=1,
         le=100,
-        description="Upper bound for CPU autoscaling; null (default) means no autoscaler.",
+        description="Upper bound for CPU autoscaling; null (default) pins the pod count at "
+        "replicas.",
     )
-    workers: int = Field(2, ge=1, le=16, description="uvicorn workers per pod.")
+    workers: int = Field(_WORKLOAD.workers, ge=1, le=16, description="uvicorn workers per pod.")
     resources: ResourceSettings = Field(default_factory=ResourceSettings)
     allowed_hosts: list[HostPattern] = Field(
         default_factory=list,
@@ -334,13 +360,13 @@ class ServerSettings(StrictModel):
         "(`*.elb.<region>.amazonaws.com`). Browser pages of these hosts may write (CORS).",
     )
     architecture: Literal["amd64", "arm64"] = Field(
-        "amd64",
+        _WORKLOAD.architecture,  # type: ignore[arg-type]
         description="CPU architecture of the image and of the nodes the pods run on. `arm64` "
         "(Graviton) costs less; a new cluster gets a node pool for it, an existing one must "
         "offer arm64 nodes.",
     )
     max_proxied_artifact_gib: int = Field(
-        2,
+        _WORKLOAD.max_proxied_artifact_gib,
         ge=1,
         le=1024,
         description="Largest artifact (GiB) clients send or fetch through the server; MLflow "
@@ -348,19 +374,23 @@ class ServerSettings(StrictModel):
         "500 MiB and more straight to S3 in parts, so this bounds smaller files and older clients.",
     )
     concurrent_artifact_transfers: int = Field(
-        2,
+        _WORKLOAD.concurrent_artifact_transfers,
         ge=1,
         le=64,
         description="Proxied transfers a pod holds at once; scratch space per pod = "
         "max_proxied_artifact_gib x this + 1 GiB (requested as ephemeral storage).",
     )
     drain_seconds: int = Field(
-        30,
+        _WORKLOAD.drain_seconds,
         ge=5,
         le=300,
         description="Load balancer deregistration delay; a terminating pod keeps serving this "
         "long (preStop) before it stops accepting, and then has 30 s to finish requests.",
     )
+
+    def workload(self) -> WorkloadProps:
+        """These settings as the chart takes them (the same fields, validated)."""
+        return _as_props(self, WorkloadProps)  # type: ignore[return-value]
 
     @model_validator(mode="after")
     def _autoscaling_bounds(self) -> ServerSettings:

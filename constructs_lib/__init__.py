@@ -11,14 +11,20 @@ from mlflow_on_eks.constructs_lib.kubernetes import SUPPORTED_VERSIONS
 from mlflow_on_eks.constructs_lib.network import ExistingVpc, MlflowVpc
 from mlflow_on_eks.constructs_lib.tracking_server import MlflowTrackingServer
 
+# The workload's props, re-exported: MlflowTrackingServer's `workload` takes them.
+from mlflow_on_eks.k8s_charts import ExternalLoadBalancerProps, ResourceProps, WorkloadProps
+
 __all__ = [
     "SUPPORTED_VERSIONS",
     "AutoModeCluster",
     "ExistingClusterAttributes",
     "ExistingVpc",
+    "ExternalLoadBalancerProps",
     "ImportedCluster",
     "MlflowArtifactStore",
     "MlflowDatabase",
     "MlflowTrackingServer",
     "MlflowVpc",
+    "ResourceProps",
+    "WorkloadProps",
 ]

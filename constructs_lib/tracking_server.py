@@ -26,6 +26,7 @@ from mlflow_on_eks.k8s_charts import (
     ExternalLoadBalancerProps,
     MlflowChart,
     MlflowChartProps,
+    WorkloadProps,
 )
 
 CONFIG_DIGEST_ANNOTATION = "mlflow-on-eks/config-digest"
@@ -45,8 +46,8 @@ class MlflowTrackingServer(Construct):
     time); the database ingress from the cluster security group on the database port only;
     and the cdk8s chart (MlflowChart) applied as one manifest.
 
-    Attributes: `role`, `image`, `chart`, `manifest`, `database_ingress`, `namespace`,
-    `service_account_name`, `service_names`.
+    Attributes: `role`, `image`, `chart`, `manifest`, `database_ingress`, `workload`,
+    `namespace`, `service_account_name`, `service_names`.
     """
 
     def __init__(
@@ -59,18 +60,8 @@ class MlflowTrackingServer(Construct):
         cluster_security_group: ec2.ISecurityGroup,
         database: MlflowDatabase,
         artifact_store: MlflowArtifactStore,
-        namespace: str = "mlflow",
-        replicas: int = 2,
-        max_replicas: int | None = None,
-        workers: int = 2,
-        cpu: str = "500m",
-        memory_mib: int = 1024,
-        allowed_hosts: tuple[str, ...] = (),
-        architecture: str = "amd64",
+        workload: WorkloadProps | None = None,
         node_pool: str | None = None,
-        max_proxied_artifact_gib: int = 2,
-        concurrent_artifact_transfers: int = 2,
-        drain_seconds: int = 30,
         internal_load_balancer: bool = True,
         external_load_balancer: ExternalLoadBalancerProps | None = None,
         load_balancer_class: str = AUTO_MODE_LOAD_BALANCER_CLASS,
@@ -82,30 +73,21 @@ class MlflowTrackingServer(Construct):
         :param cluster_security_group: source of the pods' traffic; the database admits it.
         :param database: the backend store.
         :param artifact_store: the artifact bucket.
-        :param namespace: created for the workloads. Default: mlflow.
-        :param replicas: server pods. Default: 2.
-        :param max_replicas: with a value, a CPU autoscaler between replicas and this.
-            Default: none.
-        :param workers: uvicorn workers per pod. Default: 2.
-        :param cpu: CPU request. Default: 500m.
-        :param memory_mib: memory request and limit. Default: 1024.
-        :param allowed_hosts: extra Host names (or `*` patterns) MLflow answers; pages served
-            under them may write (CORS). Default: none (Service names, localhost and the load
-            balancers' DNS names are always allowed).
-        :param architecture: `amd64` or `arm64`: the image is built for it and the pods run
-            only on nodes of it. Default: amd64.
-        :param node_pool: run only on this Auto Mode/Karpenter NodePool. Default: any.
-        :param max_proxied_artifact_gib: largest artifact proxied through a pod. Default: 2.
-        :param concurrent_artifact_transfers: proxied transfers per pod; with the above, sizes
-            the pod's scratch space (requested as ephemeral storage). Default: 2.
-        :param drain_seconds: load balancer deregistration delay and preStop drain. Default: 30.
+        :param workload: how the server runs (namespace, replicas and autoscaling, workers,
+            resources, allowed hosts, architecture, scratch space, drain); passed to the chart
+            unchanged. Default: `WorkloadProps()`, the config file's defaults.
+        :param node_pool: run only on this Auto Mode/Karpenter NodePool. Default: any node of
+            the workload's architecture.
         :param internal_load_balancer: an internal NLB. Default: true.
         :param external_load_balancer: an internet-facing TLS NLB. Default: none.
         :param load_balancer_class: Default: EKS Auto Mode's (`eks.amazonaws.com/nlb`).
         :param image_directory: Docker build context. Default: this repository's image/.
         """
         super().__init__(scope, id)
+        workload = workload or WorkloadProps()
+        namespace = workload.namespace
         service_account_name = "mlflow"
+        self.workload = workload
         self.namespace = namespace
         self.service_account_name = service_account_name
 
@@ -119,9 +101,10 @@ class MlflowTrackingServer(Construct):
         database.secret.grant_read(self.role)
         self._acknowledge_grants(artifact_store)
 
-        if architecture not in _PLATFORMS:
+        if workload.architecture not in _PLATFORMS:
             raise ValueError(
-                f"architecture must be one of {sorted(_PLATFORMS)}, got {architecture!r}"
+                f"workload.architecture must be one of {sorted(_PLATFORMS)}, "
+                f"got {workload.architecture!r}"
             )
         if not (image_directory / "Dockerfile").is_file():
             raise ValueError(
@@ -132,7 +115,7 @@ class MlflowTrackingServer(Construct):
             self,
             "Image",
             directory=str(image_directory),
-            platform=_PLATFORMS[architecture],
+            platform=_PLATFORMS[workload.architecture],
         )
 
         # The database's security group is imported here so the rule belongs to this
@@ -152,7 +135,6 @@ class MlflowTrackingServer(Construct):
         self.database_ingress = database_group
 
         props = MlflowChartProps(
-            namespace=namespace,
             image=self.image.image_uri,
             role_arn=self.role.role_arn,
             db_engine=database.engine,
@@ -164,17 +146,8 @@ class MlflowTrackingServer(Construct):
             region=Stack.of(self).region,
             url_suffix=Stack.of(self).url_suffix,
             service_account_name=service_account_name,
-            replicas=replicas,
-            max_replicas=max_replicas,
-            workers=workers,
-            cpu=cpu,
-            memory_mib=memory_mib,
-            allowed_hosts=allowed_hosts,
-            architecture=architecture,
+            workload=workload,
             node_pool=node_pool,
-            max_proxied_artifact_gib=max_proxied_artifact_gib,
-            concurrent_artifact_transfers=concurrent_artifact_transfers,
-            drain_seconds=drain_seconds,
             internal_load_balancer=internal_load_balancer,
             external=external_load_balancer,
             load_balancer_class=load_balancer_class,

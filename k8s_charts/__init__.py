@@ -8,6 +8,7 @@ from mlflow_on_eks.k8s_charts.mlflow_chart import (
     MlflowChartProps,
 )
 from mlflow_on_eks.k8s_charts.node_pool_chart import NodePoolChart, NodePoolChartProps
+from mlflow_on_eks.k8s_charts.workload import ResourceProps, WorkloadProps
 
 __all__ = [
     "AUTO_MODE_LOAD_BALANCER_CLASS",
@@ -17,4 +18,6 @@ __all__ = [
     "MlflowChartProps",
     "NodePoolChart",
     "NodePoolChartProps",
+    "ResourceProps",
+    "WorkloadProps",
 ]

@@ -20,6 +20,7 @@ from mlflow_on_eks.k8s_charts.contract import (
     TLS_SERVICE_PORT,
     launcher_environment,
 )
+from mlflow_on_eks.k8s_charts.workload import WorkloadProps
 
 AUTO_MODE_LOAD_BALANCER_CLASS = "eks.amazonaws.com/nlb"
 """EKS Auto Mode's own load balancer controller claims Services of this class."""
@@ -34,8 +35,6 @@ TMP_PATH = "/tmp"  # noqa: S108 - an emptyDir of the pod, not a shared host dire
 
 _LB = "service.beta.kubernetes.io/aws-load-balancer-"
 
-SCRATCH_OVERHEAD_GIB = 1
-"""Scratch space beyond proxied transfers: caches, the UI's temp files, logs of a crash."""
 SHUTDOWN_SECONDS = 30
 """What a pod gets after its drain delay to finish in-flight requests before SIGKILL."""
 
@@ -54,8 +53,6 @@ class ExternalLoadBalancerProps:
 class MlflowChartProps:
     """Everything the chart needs; strings may be CDK tokens."""
 
-    namespace: str
-    """Namespace created by the chart and holding every namespaced object."""
     image: str
     """Server image URI (the ECR asset)."""
     role_arn: str
@@ -70,6 +67,8 @@ class MlflowChartProps:
     artifacts_destination: str
     """Where the server proxies artifacts, e.g. `s3://bucket/artifacts`."""
     region: str
+    workload: WorkloadProps = field(default_factory=WorkloadProps)
+    """How the server runs (replicas, workers, resources, hosts, ...). Default: the defaults."""
     db_name: str = "mlflow"
     instance: str = "mlflow"
     """app.kubernetes.io/instance and the base of every object name. Default: `mlflow`."""
@@ -77,27 +76,10 @@ class MlflowChartProps:
     """The ServiceAccount the IAM role trusts (IRSA). Default: `mlflow`."""
     mlflow_version: str = "3.17"
     """app.kubernetes.io/version label."""
-    replicas: int = 2
-    max_replicas: int | None = None
-    """With a value, a CPU HorizontalPodAutoscaler scales between replicas and this."""
-    workers: int = 2
-    cpu: str = "500m"
-    memory_mib: int = 1024
-    allowed_hosts: tuple[str, ...] = ()
-    """Host names (or `*` patterns) MLflow answers besides the Service names, localhost and
-    the load balancers' DNS names; browser pages served under them may write (CORS)."""
     url_suffix: str = "amazonaws.com"
     """The partition's domain (`amazonaws.com.cn` in China); part of load balancer names."""
-    architecture: str = "amd64"
-    """Node architecture the pods need: the image's (`amd64` or `arm64`)."""
     node_pool: str | None = None
     """With a value, pods run only on nodes of this Karpenter/Auto Mode NodePool."""
-    max_proxied_artifact_gib: int = 2
-    """Largest artifact proxied through a pod (MLflow spools it to scratch space)."""
-    concurrent_artifact_transfers: int = 2
-    """Proxied transfers a pod holds at once; with the above, sizes the scratch space."""
-    drain_seconds: int = 30
-    """Load balancer deregistration delay; a terminating pod serves this long (preStop)."""
     internal_load_balancer: bool = True
     """An internal NLB reachable from the VPC. Default: on."""
     external: ExternalLoadBalancerProps | None = None
@@ -120,10 +102,8 @@ class MlflowChartProps:
         return f"{self.instance}-config"
 
     @property
-    def scratch_gib(self) -> int:
-        return self.max_proxied_artifact_gib * self.concurrent_artifact_transfers + (
-            SCRATCH_OVERHEAD_GIB
-        )
+    def namespace(self) -> str:
+        return self.workload.namespace
 
     @property
     def load_balancer_hosts(self) -> str:
@@ -174,7 +154,7 @@ class MlflowChart(cdk8s.Chart):
                 secret_id=props.db_secret_id,
                 ca_bundle=RDS_CA_BUNDLE_PATH,
                 artifacts_destination=props.artifacts_destination,
-                workers=props.workers,
+                workers=props.workload.workers,
                 allowed_hosts=_allowed_hosts(props),
                 cors_allowed_origins=_allowed_origins(props),
                 # Finish before the grace period ends, with a margin for the process exit.
@@ -195,15 +175,16 @@ class MlflowChart(cdk8s.Chart):
             "Autoscaler",
             metadata=cdk8s.ApiObjectMetadata(name=props.instance),
             target=self.deployment,
-            min_replicas=props.replicas,
-            max_replicas=props.max_replicas or props.replicas,
+            min_replicas=props.workload.replicas,
+            max_replicas=props.workload.max_replicas or props.workload.replicas,
             metrics=[kplus.Metric.resource_cpu(kplus.MetricTarget.average_utilization(70))],
         )
 
     def _deployment(self) -> kplus.Deployment:
         props = self.props
+        workload = props.workload
         tmp = kplus.Volume.from_empty_dir(
-            self, "TmpVolume", "tmp", size_limit=cdk8s.Size.gibibytes(props.scratch_gib)
+            self, "TmpVolume", "tmp", size_limit=cdk8s.Size.gibibytes(workload.scratch_gib)
         )
         # What both containers share: the image (whose entrypoint is the launcher), settings
         # from the ConfigMap, a locked-down context and the only writable path.
@@ -242,7 +223,9 @@ class MlflowChart(cdk8s.Chart):
                 max_unavailable=kplus.PercentOrAbsolute.absolute(0),
             ),
             # Drain (preStop, while the load balancer deregisters the pod), then time to finish.
-            termination_grace_period=cdk8s.Duration.seconds(props.drain_seconds + SHUTDOWN_SECONDS),
+            termination_grace_period=cdk8s.Duration.seconds(
+                workload.drain_seconds + SHUTDOWN_SECONDS
+            ),
             init_containers=[
                 kplus.ContainerProps(
                     name="migrate",
@@ -258,13 +241,16 @@ class MlflowChart(cdk8s.Chart):
                     args=["serve"],
                     port_number=CONTAINER_PORT,
                     # Scratch plus room for logs: the pod is evicted past the sum of limits.
-                    **{**common, "resources": _resources(props, scratch_gib=props.scratch_gib + 1)},
+                    **{
+                        **common,
+                        "resources": _resources(props, scratch_gib=workload.scratch_gib + 1),
+                    },
                     # IP-target NLBs keep sending new connections to a terminating pod until
                     # its deregistration has propagated: keep serving that long before SIGTERM
                     # closes the listener. (exec: cdk8s-plus-27's schema predates the
                     # kubelet's own sleep action; the image's Debian base has sleep.)
                     lifecycle=kplus.ContainerLifecycle(
-                        pre_stop=kplus.Handler.from_command(["sleep", str(props.drain_seconds)])
+                        pre_stop=kplus.Handler.from_command(["sleep", str(workload.drain_seconds)])
                     ),
                     startup=kplus.Probe.from_http_get(
                         "/health",
@@ -328,7 +314,7 @@ class MlflowChart(cdk8s.Chart):
         # The image is built for one architecture; elsewhere it would crash-loop with
         # "exec format error".
         # (Only the arch label: Auto Mode node pools do not support kubernetes.io/os.)
-        selector = {"kubernetes.io/arch": props.architecture}
+        selector = {"kubernetes.io/arch": workload.architecture}
         if props.node_pool:
             selector["karpenter.sh/nodepool"] = props.node_pool
         api.add_json_patch(cdk8s.JsonPatch.add("/spec/template/spec/nodeSelector", selector))
@@ -408,7 +394,7 @@ class MlflowChart(cdk8s.Chart):
         # NLB's default deregistration delay is 300 s; align it with the pod's drain, and close
         # connections still open when it ends (the pod is about to stop anyway).
         return (
-            f"deregistration_delay.timeout_seconds={self.props.drain_seconds},"
+            f"deregistration_delay.timeout_seconds={self.props.workload.drain_seconds},"
             "deregistration_delay.connection_termination.enabled=true"
         )
 
@@ -480,13 +466,13 @@ def _selector_labels(props: MlflowChartProps) -> dict[str, str]:
 
 
 def _resources(props: MlflowChartProps, *, scratch_gib: int) -> kplus.ContainerResources:
-    memory = cdk8s.Size.mebibytes(props.memory_mib)
+    memory = cdk8s.Size.mebibytes(props.workload.resources.memory_mib)
     # The scratch emptyDir counts against ephemeral storage: request it, so the scheduler
     # places the pod where that much disk is free instead of evicting it mid-transfer.
     # (cdk8s-plus renders ephemeral storage in whole GiB.)
     storage = cdk8s.Size.gibibytes(scratch_gib)
     return kplus.ContainerResources(
-        cpu=kplus.CpuResources(request=kplus.Cpu.millis(_millicores(props.cpu))),
+        cpu=kplus.CpuResources(request=kplus.Cpu.millis(_millicores(props.workload.resources.cpu))),
         # Limit = request for memory: an OOM kill is better than starving neighbours.
         memory=kplus.MemoryResources(request=memory, limit=memory),
         ephemeral_storage=kplus.EphemeralStorageResources(request=storage, limit=storage),
@@ -515,7 +501,7 @@ def _allowed_hosts(props: MlflowChartProps) -> list[str]:
     hosts += ["localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*"]
     if "internal" in props.service_names or "external" in props.service_names:
         hosts.append(props.load_balancer_hosts)
-    hosts += props.allowed_hosts
+    hosts += props.workload.allowed_hosts
     return list(dict.fromkeys(hosts))
 
 
@@ -532,6 +518,6 @@ def _allowed_origins(props: MlflowChartProps) -> list[str]:
         origins.append(f"http://{props.load_balancer_hosts}")
     if "external" in props.service_names:
         origins.append(f"https://{props.load_balancer_hosts}")
-    for host in props.allowed_hosts:
+    for host in props.workload.allowed_hosts:
         origins += [f"https://{host}", f"http://{host}"]
     return list(dict.fromkeys(origins))

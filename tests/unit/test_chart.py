@@ -14,10 +14,12 @@ from mlflow_on_eks.k8s_charts import (
     ExternalLoadBalancerProps,
     MlflowChart,
     MlflowChartProps,
+    ResourceProps,
+    WorkloadProps,
 )
 
 PROPS = MlflowChartProps(
-    namespace="ml",
+    workload=WorkloadProps(namespace="ml"),
     image="123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlflow:abc",
     role_arn="arn:aws:iam::123456789012:role/mlflow",
     db_engine="postgres",
@@ -64,6 +66,11 @@ def one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> di
 
 def pod_spec(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return one(objects, "Deployment")["spec"]["template"]["spec"]
+
+
+def with_workload(props: MlflowChartProps = PROPS, /, **changes: object) -> MlflowChartProps:
+    """`props` with some workload settings changed."""
+    return replace(props, workload=replace(props.workload, **changes))
 
 
 def test_default_objects() -> None:
@@ -129,7 +136,7 @@ def _matches(patterns: list[str], value: str) -> bool:
 
 
 def test_allowed_hosts_cover_service_names_and_extras() -> None:
-    props = replace(PROPS, allowed_hosts=("mlflow.example.com",), external=EXTERNAL)
+    props = with_workload(replace(PROPS, external=EXTERNAL), allowed_hosts=("mlflow.example.com",))
     hosts = one(render(props), "ConfigMap")["data"]["MLFLOW_ALLOWED_HOSTS"].split(",")
     for name in ("mlflow", "mlflow-internal", "mlflow-external"):
         for host in (name, f"{name}.ml", f"{name}.ml.svc", f"{name}.ml.svc.cluster.local"):
@@ -161,7 +168,7 @@ def test_no_load_balancer_names_without_load_balancers() -> None:
 
 
 def test_browser_origins_follow_the_served_names() -> None:
-    props = replace(PROPS, allowed_hosts=("mlflow.example.com",), external=EXTERNAL)
+    props = with_workload(replace(PROPS, external=EXTERNAL), allowed_hosts=("mlflow.example.com",))
     origins = one(render(props), "ConfigMap")["data"]["MLFLOW_CORS_ALLOWED_ORIGINS"].split(",")
     for origin in (
         "http://mlflow.ml.svc.cluster.local",
@@ -214,7 +221,7 @@ def test_containers_are_locked_down() -> None:
 
 
 def test_scratch_space_is_sized_from_the_settings_and_requested() -> None:
-    props = replace(PROPS, max_proxied_artifact_gib=8, concurrent_artifact_transfers=3)
+    props = with_workload(max_proxied_artifact_gib=8, concurrent_artifact_transfers=3)
     spec = pod_spec(render(props))
     assert {"name": "tmp", "emptyDir": {"sizeLimit": f"{25 * 1024}Mi"}} in spec["volumes"]
     [server] = spec["containers"]
@@ -235,7 +242,7 @@ def test_probes_use_health() -> None:
 
 
 def test_drain_outlasts_the_load_balancers_deregistration() -> None:
-    objects = render(replace(PROPS, drain_seconds=45, external=EXTERNAL))
+    objects = render(with_workload(replace(PROPS, external=EXTERNAL), drain_seconds=45))
     spec = pod_spec(objects)
     [server] = spec["containers"]
     assert server["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", "45"]}}}
@@ -256,7 +263,7 @@ def test_drain_outlasts_the_load_balancers_deregistration() -> None:
 
 @pytest.mark.parametrize("architecture", ["amd64", "arm64"])
 def test_pods_land_on_nodes_of_the_images_architecture(architecture: str) -> None:
-    spec = pod_spec(render(replace(PROPS, architecture=architecture)))
+    spec = pod_spec(render(with_workload(architecture=architecture)))
     assert spec["nodeSelector"] == {"kubernetes.io/arch": architecture}
     pinned = pod_spec(render(replace(PROPS, node_pool="mlflow")))
     assert pinned["nodeSelector"] == {
@@ -266,7 +273,7 @@ def test_pods_land_on_nodes_of_the_images_architecture(architecture: str) -> Non
 
 
 def test_resources_and_rollout() -> None:
-    objects = render(replace(PROPS, cpu="1.5", memory_mib=2048))
+    objects = render(with_workload(resources=ResourceProps(cpu="1.5", memory_mib=2048)))
     [server] = pod_spec(objects)["containers"]
     assert server["resources"] == {
         "requests": {"cpu": "1500m", "memory": "2048Mi", "ephemeral-storage": "6Gi"},
@@ -338,7 +345,7 @@ def test_network_policy_limits_egress_to_dns_db_and_https() -> None:
 @pytest.mark.parametrize("replicas", [1, 2])
 def test_disruption_budget_never_blocks_a_drain(replicas: int) -> None:
     # Always rendered: kubectl's prune would leave one behind if it came and went.
-    budget = one(render(replace(PROPS, replicas=replicas)), "PodDisruptionBudget")["spec"]
+    budget = one(render(with_workload(replicas=replicas)), "PodDisruptionBudget")["spec"]
     assert budget["maxUnavailable"] == 1
     assert "minAvailable" not in budget
 
@@ -347,7 +354,7 @@ def test_disruption_budget_never_blocks_a_drain(replicas: int) -> None:
 def test_autoscaler_always_owns_replicas(max_replicas: int | None, bounds: tuple) -> None:
     # Never `replicas` in the Deployment: kubectl apply would reset it to 1 on the switch to
     # autoscaling; min = max pins the count when autoscaling is off.
-    objects = render(replace(PROPS, replicas=3, max_replicas=max_replicas))
+    objects = render(with_workload(replicas=3, max_replicas=max_replicas))
     hpa = one(objects, "HorizontalPodAutoscaler", "mlflow")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == bounds
     assert hpa["spec"]["scaleTargetRef"]["name"] == "mlflow"

@@ -265,3 +265,39 @@ def test_unreadable_file(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_settings(path)
+
+
+def test_the_server_section_is_the_charts_workload() -> None:
+    """One place per fact: the `server` section has exactly the workload's fields, takes its
+    defaults from it, and converts to it unchanged (a new setting cannot be forgotten between
+    the file and the chart)."""
+    from dataclasses import fields
+
+    from config.settings import ResourceSettings, ServerSettings
+    from mlflow_on_eks.k8s_charts import ResourceProps, WorkloadProps
+
+    assert set(ServerSettings.model_fields) == {f.name for f in fields(WorkloadProps)}
+    assert set(ResourceSettings.model_fields) == {f.name for f in fields(ResourceProps)}
+    assert Settings().server.workload() == WorkloadProps()
+    custom = parse_settings(
+        {
+            "server": {
+                "namespace": "team-ml",
+                "replicas": 3,
+                "max_replicas": 9,
+                "resources": {"cpu": "1.5", "memory_mib": 3072},
+                "allowed_hosts": ["mlflow.example.com"],
+                "architecture": "arm64",
+                "drain_seconds": 45,
+            }
+        }
+    ).server.workload()
+    assert custom == WorkloadProps(
+        namespace="team-ml",
+        replicas=3,
+        max_replicas=9,
+        resources=ResourceProps(cpu="1.5", memory_mib=3072),
+        allowed_hosts=("mlflow.example.com",),
+        architecture="arm64",
+        drain_seconds=45,
+    )

@@ -8,6 +8,7 @@ from mlflow_on_eks.constructs_lib import (
     MlflowArtifactStore,
     MlflowDatabase,
     MlflowTrackingServer,
+    WorkloadProps,
 )
 
 app = cdk.App()
@@ -48,7 +49,7 @@ MlflowTrackingServer(
     cluster_security_group=cluster.security_group,
     database=database,
     artifact_store=artifacts,
-    allowed_hosts=("mlflow.example.com",),
+    workload=WorkloadProps(replicas=3, allowed_hosts=("mlflow.example.com",)),
 )
 
 app.synth()
