@@ -17,8 +17,11 @@ class MlflowArtifactStore(Construct):
     are encrypted with S3-managed keys, ACLs are disabled (bucket owner enforced), incomplete
     multipart uploads are cleaned after 7 days.
 
-    Attributes: `bucket` (the primary child, id "Resource"), `prefix`, `destination` (the
-    `s3://` URI the server writes under).
+    Or bring your own bucket (`bucket=`): it is used as is, under `prefix`, and nothing is
+    created; its protections are yours.
+
+    Attributes: `bucket` (the primary child, id "Resource", when created), `prefix`,
+    `destination` (the `s3://` URI the server writes under).
     """
 
     def __init__(
@@ -30,6 +33,7 @@ class MlflowArtifactStore(Construct):
         noncurrent_version_expiration: Duration | None = DEFAULT_NONCURRENT_EXPIRATION,
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
         prefix: str = "artifacts",
+        bucket: s3.IBucket | None = None,
     ) -> None:
         """
         :param versioned: Keep overwritten and deleted objects. Default: true.
@@ -38,8 +42,15 @@ class MlflowArtifactStore(Construct):
         :param removal_policy: RETAIN (default) keeps the bucket when the stack is deleted;
             DESTROY empties and deletes it.
         :param prefix: Key prefix of the artifacts. Default: artifacts.
+        :param bucket: an existing bucket to use instead of a new one (the settings above
+            then do not apply). Default: a new bucket.
         """
         super().__init__(scope, id)
+        self.prefix = prefix
+        if bucket is not None:
+            self.bucket: s3.IBucket = bucket
+            self.destination = f"s3://{bucket.bucket_name}/{prefix}"
+            return
         rules = [s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(7))]
         if versioned and noncurrent_version_expiration is not None:
             rules.append(
@@ -67,5 +78,4 @@ class MlflowArtifactStore(Construct):
             "CloudTrail's (S3 data events, an account-wide choice), not a log bucket per "
             "deployment.",
         )
-        self.prefix = prefix
         self.destination = f"s3://{self.bucket.bucket_name}/{prefix}"

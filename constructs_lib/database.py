@@ -77,6 +77,8 @@ class MlflowDatabase(Construct):
         backup_retention: Duration | None = None,
         removal_policy: RemovalPolicy = RemovalPolicy.SNAPSHOT,
         subnets: ec2.SubnetSelection | None = None,
+        security_group: ec2.ISecurityGroup | None = None,
+        credentials_secret: secretsmanager.ISecret | None = None,
         database_name: str = "mlflow",
     ) -> None:
         """
@@ -92,6 +94,12 @@ class MlflowDatabase(Construct):
             the stack.
         :param subnets: Default: the VPC's isolated subnets (no route to the internet), or its
             private subnets when it has none (an imported VPC known by private subnets only).
+        :param security_group: bring your own; the server's ingress rule is added to it.
+            Default: a new group with no ingress and no egress.
+        :param credentials_secret: bring your own Secrets Manager secret, a JSON object with
+            `username` and `password` (the launcher reads those two keys), used as the master
+            credentials; you own its lifecycle. Default: credentials generated into a new
+            secret, retained with the data.
         :param database_name: Default: mlflow.
         """
         super().__init__(scope, id)
@@ -100,7 +108,7 @@ class MlflowDatabase(Construct):
         self.port = spec.port
         self.database_name = database_name
 
-        self.security_group = ec2.SecurityGroup(
+        self.security_group: ec2.ISecurityGroup = security_group or ec2.SecurityGroup(
             self,
             "SecurityGroup",
             vpc=vpc,
@@ -125,7 +133,9 @@ class MlflowDatabase(Construct):
             security_groups=[self.security_group],
             port=spec.port,
             database_name=database_name,
-            credentials=rds.Credentials.from_generated_secret(
+            credentials=rds.Credentials.from_secret(credentials_secret)
+            if credentials_secret
+            else rds.Credentials.from_generated_secret(
                 "mlflow",
                 # Shell- and URL-hostile characters would still work (the launcher quotes
                 # them), but RDS itself refuses these in a master password.
@@ -146,10 +156,28 @@ class MlflowDatabase(Construct):
             publicly_accessible=False,
         )
         secret = self.instance.secret
-        assert secret is not None  # from_generated_secret always creates one
+        assert secret is not None  # both credential kinds attach a secret
         self.secret: secretsmanager.ISecret = secret
+        if credentials_secret is None:
+            self._keep_generated_secret(keep)
+        acknowledge(
+            self.instance,
+            "AwsSolutions-RDS11",
+            "The engine's default port: the instance is in isolated subnets and its security "
+            "group admits only the cluster security group; a non-standard port adds no "
+            "protection against that one client.",
+        )
+        if not multi_az:
+            acknowledge(
+                self.instance,
+                "AwsSolutions-RDS3",
+                "Single-AZ because the `database.multi_az` setting is false (cost, for small "
+                "and test deployments); set it to true for production.",
+            )
+
+    def _keep_generated_secret(self, keep: bool) -> None:
         # `instance.secret` is the secret's attachment to the instance (its child); the
-        # finding is on the generated secret itself.
+        # finding and the removal policy belong on the generated secret itself.
         generated_secret = self.instance.node.try_find_child("Secret")
         assert generated_secret is not None, "from_generated_secret creates the child Secret"
         # The credentials outlive the stack with the data they open (CDK deletes the secret
@@ -165,20 +193,6 @@ class MlflowDatabase(Construct):
             "rotation Lambda in the isolated subnets would need a Secrets Manager endpoint. "
             "Rotate deliberately, then restart the Deployment.",
         )
-        acknowledge(
-            self.instance,
-            "AwsSolutions-RDS11",
-            "The engine's default port: the instance is in isolated subnets and its security "
-            "group admits only the cluster security group; a non-standard port adds no "
-            "protection against that one client.",
-        )
-        if not multi_az:
-            acknowledge(
-                self.instance,
-                "AwsSolutions-RDS3",
-                "Single-AZ because the `database.multi_az` setting is false (cost, for small "
-                "and test deployments); set it to true for production.",
-            )
 
     @property
     def endpoint_address(self) -> str:

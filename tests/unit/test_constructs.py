@@ -1,0 +1,197 @@
+"""Each construct alone on a bare Stack, as another CDK app would use it, including the
+bring-your-own choices (subnets, security group, secret, bucket, kubectl role)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk.assertions import Match, Template
+from mlflow_on_eks.constructs_lib import (
+    AutoModeCluster,
+    ExistingClusterAttributes,
+    ExistingVpc,
+    ImportedCluster,
+    MlflowArtifactStore,
+    MlflowDatabase,
+    MlflowTrackingServer,
+    MlflowVpc,
+    WorkloadProps,
+)
+
+from tests.conftest import resources_of
+
+ENV = cdk.Environment(account="111122223333", region="eu-west-1")
+SUBNETS = ("subnet-0123456789abcdef0", "subnet-0123456789abcdef1")
+NETWORK = ExistingVpc(
+    vpc_id="vpc-0123456789abcdef0",
+    availability_zones=("eu-west-1a", "eu-west-1b"),
+    private_subnet_ids=SUBNETS,
+)
+ATTRIBUTES = ExistingClusterAttributes(
+    cluster_name="platform",
+    oidc_provider_arn=(
+        "arn:aws:iam::111122223333:oidc-provider/"
+        "oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF"
+    ),
+    security_group_id="sg-0123456789abcdef0",
+    kubernetes_version="1.36",
+)
+SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:platform/mlflow-db-AbCdEf"
+
+
+def bare_stack() -> cdk.Stack:
+    return cdk.Stack(cdk.App(), "Bare", env=ENV)
+
+
+def template(stack: cdk.Stack) -> dict[str, Any]:
+    return Template.from_stack(stack).to_json()
+
+
+def test_vpc_alone() -> None:
+    stack = bare_stack()
+    MlflowVpc(stack, "Network")
+    result = Template.from_stack(stack)
+    result.resource_count_is("AWS::EC2::Subnet", 6)  # public, private, isolated x 2 AZs
+    result.resource_count_is("AWS::EC2::NatGateway", 2)
+    result.resource_count_is("AWS::EC2::FlowLog", 1)
+
+
+def test_existing_vpc_is_imported_without_lookups() -> None:
+    stack = bare_stack()
+    vpc = NETWORK.import_into(stack)
+    assert [s.subnet_id for s in vpc.private_subnets] == list(SUBNETS)
+    assert template(stack).get("Resources", {}) == {}
+
+
+def test_database_alone_in_a_new_vpc_uses_isolated_subnets() -> None:
+    stack = bare_stack()
+    vpc = MlflowVpc(stack, "Network").vpc
+    MlflowDatabase(stack, "Database", vpc=vpc)
+    [group] = resources_of(template(stack), "AWS::RDS::DBSubnetGroup").values()
+    refs = json.dumps(group["Properties"]["SubnetIds"])
+    assert "Isolated" in refs and "Private" not in refs
+
+
+def test_database_on_an_imported_vpc_uses_its_private_subnets() -> None:
+    stack = bare_stack()
+    MlflowDatabase(stack, "Database", vpc=NETWORK.import_into(stack))
+    [group] = resources_of(template(stack), "AWS::RDS::DBSubnetGroup").values()
+    assert group["Properties"]["SubnetIds"] == list(SUBNETS)
+
+
+def test_database_with_your_own_security_group_and_secret() -> None:
+    stack = bare_stack()
+    vpc = NETWORK.import_into(stack)
+    group = ec2.SecurityGroup.from_security_group_id(stack, "Group", "sg-0fedcba9876543210")
+    secret = secretsmanager.Secret.from_secret_complete_arn(stack, "Secret", SECRET_ARN)
+    database = MlflowDatabase(
+        stack, "Database", vpc=vpc, security_group=group, credentials_secret=secret
+    )
+    result = template(stack)
+    assert not resources_of(result, "AWS::EC2::SecurityGroup")
+    assert not resources_of(result, "AWS::SecretsManager::Secret")
+    [instance] = resources_of(result, "AWS::RDS::DBInstance").values()
+    assert instance["Properties"]["VPCSecurityGroups"] == ["sg-0fedcba9876543210"]
+    assert SECRET_ARN in json.dumps(instance["Properties"]["MasterUserPassword"])
+    assert database.security_group is group
+
+
+def test_artifact_store_alone() -> None:
+    stack = bare_stack()
+    store = MlflowArtifactStore(stack, "Artifacts")
+    Template.from_stack(stack).has_resource(
+        "AWS::S3::Bucket",
+        {
+            "DeletionPolicy": "Retain",
+            "Properties": Match.object_like({"VersioningConfiguration": {"Status": "Enabled"}}),
+        },
+    )
+    assert store.destination.startswith("s3://") and store.destination.endswith("/artifacts")
+
+
+def test_artifact_store_with_your_own_bucket() -> None:
+    stack = bare_stack()
+    bucket = s3.Bucket.from_bucket_name(stack, "Existing", "team-ml-artifacts")
+    store = MlflowArtifactStore(stack, "Artifacts", bucket=bucket, prefix="mlflow")
+    assert store.bucket is bucket
+    assert store.destination == "s3://team-ml-artifacts/mlflow"
+    assert not template(stack).get("Resources")
+
+
+def test_auto_mode_cluster_alone_admits_the_deploy_role() -> None:
+    stack = bare_stack()
+    cluster = AutoModeCluster(stack, "Cluster", vpc=MlflowVpc(stack, "Network").vpc)
+    [entry] = [
+        e
+        for e in resources_of(template(stack), "AWS::EKS::AccessEntry").values()
+        if "deploy-role" in json.dumps(e["Properties"]["PrincipalArn"])
+    ]
+    assert "AmazonEKSClusterAdminPolicy" in json.dumps(entry["Properties"]["AccessPolicies"])
+    assert cluster.node_pool_name == "mlflow"
+
+
+def test_auto_mode_cluster_without_a_deploy_role_needs_admins() -> None:
+    app = cdk.App()
+    stack = cdk.Stack(app, "Custom", env=ENV, synthesizer=cdk.CliCredentialsStackSynthesizer())
+    vpc = MlflowVpc(stack, "Network").vpc
+    with pytest.raises(ValueError, match="pass the IAM roles that may use kubectl"):
+        AutoModeCluster(stack, "Cluster", vpc=vpc)
+    AutoModeCluster(
+        stack, "Admins", vpc=vpc, admin_role_arns=("arn:aws:iam::111122223333:role/admins",)
+    )
+
+
+@pytest.mark.parametrize("own_role", [False, True])
+def test_imported_cluster_alone(own_role: bool) -> None:
+    stack = bare_stack()
+    role = "arn:aws:iam::111122223333:role/platform-kubectl"
+    attributes = (
+        ATTRIBUTES
+        if not own_role
+        else ExistingClusterAttributes(**{**ATTRIBUTES.__dict__, "kubectl_role_arn": role})
+    )
+    cluster = ImportedCluster(
+        stack, "Cluster", attributes=attributes, vpc=NETWORK.import_into(stack)
+    )
+    result = template(stack)
+    assert bool(resources_of(result, "AWS::EKS::AccessEntry")) is not own_role
+    assert (cluster.access_entry is None) is own_role
+    assert resources_of(result, "AWS::Lambda::Function"), "the kubectl handler"
+
+
+def test_tracking_server_alone_with_your_own_bucket_and_secret() -> None:
+    stack = bare_stack()
+    vpc = NETWORK.import_into(stack)
+    cluster = ImportedCluster(stack, "Cluster", attributes=ATTRIBUTES, vpc=vpc)
+    secret = secretsmanager.Secret.from_secret_complete_arn(stack, "Secret", SECRET_ARN)
+    bucket = s3.Bucket.from_bucket_name(stack, "Existing", "team-ml-artifacts")
+    database = MlflowDatabase(stack, "Database", vpc=vpc, credentials_secret=secret)
+    server = MlflowTrackingServer(
+        stack,
+        "Mlflow",
+        cluster=cluster.cluster,
+        oidc_provider=cluster.oidc_provider,
+        cluster_security_group=cluster.security_group,
+        database=database,
+        artifact_store=MlflowArtifactStore(stack, "Artifacts", bucket=bucket),
+        workload=WorkloadProps(namespace="team-ml", replicas=3),
+    )
+    [policy] = [
+        p
+        for key, p in resources_of(template(stack), "AWS::IAM::Policy").items()
+        if key.startswith("MlflowRole")
+    ]
+    statements = json.dumps(policy["Properties"]["PolicyDocument"]["Statement"])
+    # Your secret (attached to the instance, so the server reads what RDS was given) and your
+    # bucket's artifact prefix.
+    assert json.dumps(stack.resolve(database.secret.secret_arn)) in statements
+    assert "team-ml-artifacts/artifacts/*" in statements
+    config = next(o for o in server.chart.to_json() if o["kind"] == "ConfigMap")
+    assert config["metadata"]["namespace"] == "team-ml"
+    assert config["data"]["MLFLOW_ARTIFACTS_DESTINATION"] == "s3://team-ml-artifacts/artifacts"
