@@ -28,9 +28,14 @@ SUPPORTED_KUBERNETES_VERSIONS = SUPPORTED_VERSIONS
 DEFAULT_KUBERNETES_VERSION = DEFAULT_VERSION
 
 _PARTITION = r"arn:aws(?:-[a-z]+)*"
+# An EKS cluster's IAM OIDC provider: oidc.eks.<region>.amazonaws.com[.cn]/id/<32 hex digits>
+# (what `aws eks describe-cluster --query cluster.identity.oidc.issuer` shows, without https://).
 OidcProviderArn = Annotated[
     str,
-    StringConstraints(pattern=rf"^{_PARTITION}:iam::\d{{12}}:oidc-provider/[A-Za-z0-9./_-]+$"),
+    StringConstraints(
+        pattern=rf"^{_PARTITION}:iam::\d{{12}}:oidc-provider/"
+        r"oidc\.eks\.[a-z]{2}(?:-[a-z]+)+-\d\.amazonaws\.com(?:\.cn)?/id/[0-9A-F]{32}$"
+    ),
 ]
 IamRoleArn = Annotated[
     str, StringConstraints(pattern=rf"^{_PARTITION}:iam::\d{{12}}:role/[A-Za-z0-9_+=,.@/-]+$")

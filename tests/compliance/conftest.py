@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -12,7 +15,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from config import Settings
 from stacks import build_deployment
-from tests.conftest import cdk_json_context, per_config
+from tests.conftest import CONFIGS, ROOT, cdk_json_context, per_config
 
 VALIDATION_REPORT = "validation-report.json"
 """Where CDK's policy validation writes its report in the cloud assembly."""
@@ -68,3 +71,43 @@ def assembly_messages(outdir: Path, level: str = "warning") -> dict[str, list[st
             if entry["type"] == f"aws:cdk:{level}"
         ]
     return messages
+
+
+@dataclass
+class CliSynth:
+    returncode: int
+    output: str
+    outdir: Path
+
+
+def _env() -> dict[str, str]:
+    # Without pytest's variables, so CDK runs the app as the CLI does (not "in-memory" mode).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env["JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"] = "20"
+    env.pop("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def cli_synths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CliSynth]:
+    """Every configuration synthesized by the CLI, all started at once (they wait on I/O)."""
+    running = {}
+    for name, path in sorted(CONFIGS.items()):
+        outdir = tmp_path_factory.mktemp(f"cli-{name}")
+        command = ["npx", "--no-install", "cdk", "synth", "--quiet", "-o", str(outdir)]
+        if path is not None:
+            command += ["-c", f"config={path.relative_to(ROOT)}"]
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        running[name] = (process, outdir)
+    results = {}
+    for name, (process, outdir) in running.items():
+        output, _ = process.communicate(timeout=600)
+        results[name] = CliSynth(process.returncode, output, outdir)
+    return results

@@ -56,9 +56,41 @@ PATTERNS: dict[str, re.Pattern[bytes]] = {
         + rb"value"
         + _Q
     ),
+    "password env var, value first": re.compile(
+        _Q
+        + rb"value"
+        + _Q
+        + rb"\s*:\s*"
+        + _Q
+        + rb"[^\"\\]*"
+        + _Q
+        + rb"\s*,\s*"
+        + _Q
+        + rb"name"
+        + _Q
+        + rb"\s*:\s*"
+        + _Q
+        + rb"[A-Z0-9_]*(?:PASSWORD|PASSWD|ACCESS_KEY)"
+    ),
     "password assignment": re.compile(rb"(?i)\bpass(?:word|wd)\s*=\s*[\"'][^\"'\n]{4,}[\"']"),
     "credentials in a URL": re.compile(rb"\b[a-z][a-z0-9+.-]*://[^/\s:@\"'\\]+:[^/\s@\"'\\]+@"),
 }
+
+
+YAML_PATTERNS: dict[str, re.Pattern[bytes]] = {
+    "password env var (YAML)": re.compile(
+        rb"(?m)name:\s*[\"']?[A-Z0-9_]*(?:PASSWORD|PASSWD|ACCESS_KEY)[A-Z0-9_]*[\"']?[ \t]*\n"
+        rb"[ \t-]*value:"
+    ),
+    "password env var, value first (YAML)": re.compile(
+        rb"(?m)value:[^\n]*\n[ \t-]*name:\s*[\"']?[A-Z0-9_]*(?:PASSWORD|PASSWD|ACCESS_KEY)"
+    ),
+    "password value (YAML)": re.compile(
+        rb"(?im)^[ \t-]*[a-z_]*pass(?:word|wd):[ \t]*(?![\"']?\$\{)[^\s#][^\n]*$"
+    ),
+}
+"""Only for YAML files (the review manifests in cdk.out/manifests/, YAML in assets): an env
+entry either way round, a password key. In code `password: str` is a type annotation."""
 
 
 @dataclass
@@ -93,7 +125,10 @@ def scan(directory: Path) -> ScanResult:
 
 
 def scan_bytes(name: str, data: bytes) -> Iterator[Finding]:
-    for kind, pattern in PATTERNS.items():
+    patterns = PATTERNS
+    if name.endswith((".yaml", ".yml")):
+        patterns = {**PATTERNS, **YAML_PATTERNS}
+    for kind, pattern in patterns.items():
         for match in pattern.finditer(data):
             yield Finding(name, kind, match.group(0)[:120].decode("utf-8", "replace"))
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.compliance.conftest import CliSynth
 from tests.compliance.secret_scan import scan, vendored_layers
-from tests.conftest import Synth
+from tests.conftest import CONFIGS, Synth
 
 
 def test_assembly_has_no_secrets(each_config: Synth) -> None:
@@ -24,6 +25,18 @@ def test_assembly_has_no_secrets(each_config: Synth) -> None:
     assert any(name.endswith("Dockerfile") for name in names), "the image asset is scanned"
     # Only layers byte-identical to the pinned packages' own are skipped, and they are zips.
     assert all(name.endswith(".zip") for name in result.vendored)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_what_the_cli_writes_has_no_secrets(name: str, cli_synths: dict[str, CliSynth]) -> None:
+    """What a user reads after `make synth`: the CLI's cdk.out, with the review manifests
+    app.py writes beside the templates (the in-process synths above have none)."""
+    outdir = cli_synths[name].outdir
+    result = scan(outdir)
+    assert [f"{f.file}: {f.kind}: {f.text}" for f in result.findings] == []
+    manifests = sorted(p.relative_to(outdir).as_posix() for p in outdir.glob("manifests/*.yaml"))
+    assert manifests, "app.py wrote no review manifests"
+    assert set(manifests) <= set(result.scanned)
 
 
 def test_vendored_layers_are_known() -> None:
@@ -73,6 +86,16 @@ def _plant_unwrapped_secret(directory: Path) -> None:
     path.write_text(json.dumps(template))
 
 
+def _plant_in_review_manifest(directory: Path) -> None:
+    """The password as a pod env var in a review manifest (YAML, as app.py writes it)."""
+    (directory / "manifests").mkdir(exist_ok=True)
+    (directory / "manifests" / "mlflow-server.yaml").write_text(
+        "kind: Deployment\nspec:\n  template:\n    spec:\n      containers:\n"
+        "      - name: server\n        env:\n        - name: MLFLOW_DB_PASSWORD\n"
+        "          value: hunter2hunter2\n"
+    )
+
+
 def _plant_file(name: str, text: str) -> Callable[[Path], None]:
     def plant(directory: Path) -> None:
         (directory / name).write_text(text)
@@ -89,6 +112,14 @@ def _plant_in_zip(directory: Path) -> None:
 
 PLANTED = {
     "password env var": _plant_in_manifest,
+    "password env var (YAML)": _plant_in_review_manifest,
+    "password env var, value first": _plant_file(
+        "asset.x/pod.json", '{"env": [{"value": "hunter2hunter2", "name": "DB_PASSWORD"}]}'
+    ),
+    "password env var, value first (YAML)": _plant_file(
+        "manifests/extra.yaml", "env:\n- value: hunter2hunter2\n  name: DB_PASSWORD\n"
+    ),
+    "password value (YAML)": _plant_file("asset.x/values.yaml", "db:\n  password: hunter2\n"),
     "SecretString": _plant_secret_resource,
     "secret dynamic reference": _plant_unwrapped_secret,
     "aws access key id": _plant_file("asset.x/settings.py", 'KEY = "AKIA2E0A8F3B244C9986"\n'),
@@ -111,6 +142,7 @@ def test_planted_secret_is_found(kind: str, tmp_path: Path, synth: Callable[[str
     for template in source.glob("*.template.json"):
         shutil.copy(template, tmp_path / template.name)
     (tmp_path / "asset.x").mkdir()
+    (tmp_path / "manifests").mkdir()
     assert scan(tmp_path).findings == []
     PLANTED[kind](tmp_path)
     assert kind in {finding.kind for finding in scan(tmp_path).findings}

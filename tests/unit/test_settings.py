@@ -14,7 +14,8 @@ EXISTING = {
     "mode": "existing",
     "name": "prod",
     "oidc_provider_arn": (
-        "arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC"
+        "arn:aws:iam::111122223333:oidc-provider/"
+        "oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF"
     ),
     "security_group_id": "sg-0123456789abcdef0",
     "vpc_id": "vpc-0123456789abcdef0",
@@ -168,6 +169,20 @@ BAD = [
     ),
     (
         existing(oidc_provider_arn="arn:aws:iam::123:oidc-provider/x"),
+        "cluster.oidc_provider_arn",
+        "pattern",
+    ),
+    (
+        # Not an EKS issuer: any path used to pass.
+        existing(oidc_provider_arn="arn:aws:iam::111122223333:oidc-provider/token.example.com"),
+        "cluster.oidc_provider_arn",
+        "pattern",
+    ),
+    (
+        existing(
+            oidc_provider_arn="arn:aws:iam::111122223333:oidc-provider/"
+            "oidc.eks.eu-west-1.amazonaws.com/id/ABC"
+        ),
         "cluster.oidc_provider_arn",
         "pattern",
     ),

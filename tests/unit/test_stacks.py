@@ -384,3 +384,44 @@ def test_missing_image_directory_is_a_clear_error(tmp_path: Path) -> None:
             artifact_store=deployment.data.artifact_store,
             image_directory=tmp_path,
         )
+
+
+# --- security properties a snapshot alone would let through (one assertion each) ------------
+
+
+def test_network_policy_admits_each_configs_database_port(each_config: Synth) -> None:
+    policy = each_config.object("NetworkPolicy")["spec"]
+    egress = {(p["protocol"], p["port"]) for rule in policy["egress"] for p in rule["ports"]}
+    port = {"mysql": 3306, "postgres": 5432}[each_config.settings.database.engine]
+    assert ("TCP", port) in egress
+    assert egress == {("UDP", 53), ("TCP", 53), ("TCP", port), ("TCP", 443)}
+
+
+def test_database_port_rule_matches_the_engine(each_config: Synth) -> None:
+    port = {"mysql": 3306, "postgres": 5432}[each_config.settings.database.engine]
+    ingress = resources(each_config, "Mlflow", "AWS::EC2::SecurityGroupIngress")
+    assert [(r["Properties"]["FromPort"], r["Properties"]["ToPort"]) for r in ingress.values()] == [
+        (port, port)
+    ]
+
+
+def test_external_load_balancer_terminates_modern_tls(synth: SynthFn) -> None:
+    service = synth("existing-cluster").object("Service", "mlflow-external")
+    annotations = service["metadata"]["annotations"]
+    prefix = "service.beta.kubernetes.io/aws-load-balancer-"
+    # TLS 1.3 and 1.2 only (ELB security policies), TLS on the listener, plain TCP to the pod
+    # inside the VPC (MLflow serves HTTP); and only on the TLS port.
+    assert annotations[f"{prefix}ssl-negotiation-policy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert annotations[f"{prefix}backend-protocol"] == "tcp"
+    assert annotations[f"{prefix}ssl-ports"] == "443"
+    assert [p["port"] for p in service["spec"]["ports"]] == [443]
+    assert service["spec"]["loadBalancerSourceRanges"] == ["203.0.113.0/24"]
+
+
+def test_generated_password_avoids_what_rds_refuses(each_config: Synth) -> None:
+    [secret] = resources(each_config, "Data", "AWS::SecretsManager::Secret").values()
+    generate = secret["Properties"]["GenerateSecretString"]
+    # RDS master passwords may not contain /, @, " or a space (RDS user guide); ' and \ are
+    # excluded too, for shells. Everything else, the launcher quotes.
+    assert set(generate["ExcludeCharacters"]) == set("\"@/\\' ")
+    assert generate.get("PasswordLength", 32) >= 30
