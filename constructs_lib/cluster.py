@@ -264,6 +264,11 @@ class ImportedCluster(Construct):
             private_subnets=subnets or vpc.private_subnets,
             security_groups=[self.security_group],
         )
+        if attributes.kubectl_role_arn:
+            # The provider adds a condition (is this the `aws` partition?) for a managed policy
+            # it attaches to its role; an imported role takes no policies, which leaves the
+            # condition unused and `cdk synth` warning (W8001). Nothing refers to it.
+            self.node.try_remove_child("HasEcrPublic")
         self.cluster = eks.Cluster.from_cluster_attributes(
             self,
             "Resource",

@@ -24,11 +24,14 @@ T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "config" / "examples"
+TEST_CONFIGS = ROOT / "tests" / "configs"
 CONFIGS: dict[str, Path | None] = {
     "default": None,
     **{path.stem: path for path in sorted(EXAMPLES.glob("*.yaml"))},
+    **{f"test-{path.stem}": path for path in sorted(TEST_CONFIGS.glob("*.yaml"))},
 }
-"""Every configuration the product promises to synthesize: the defaults and each example."""
+"""Every configuration the product promises to synthesize: the defaults, each example, and the
+test-only maximal (every optional setting) and minimal ones, so that every gate sees them."""
 
 
 def cdk_json_context() -> dict[str, Any]:
