@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from itest_servers import REGION, MariaDb, Postgres, TestCa, free_port, make_test_ca
+from itest_servers import (
+    REGION,
+    MariaDb,
+    PlainMariaDb,
+    Postgres,
+    TestCa,
+    free_port,
+    make_test_ca,
+)
 
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
@@ -39,6 +47,12 @@ def _serve(cls, test_ca: TestCa) -> Iterator:
 @pytest.fixture(scope="session")
 def mariadb(test_ca) -> Iterator[MariaDb]:
     yield from _serve(MariaDb, test_ca)
+
+
+@pytest.fixture(scope="session")
+def plain_mariadb(test_ca) -> Iterator[PlainMariaDb]:
+    """A MariaDB offering no TLS, for the launcher's plain-text refusal."""
+    yield from _serve(PlainMariaDb, test_ca)
 
 
 @pytest.fixture(scope="session")

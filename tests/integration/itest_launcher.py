@@ -4,14 +4,17 @@ is in the image."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -201,3 +204,53 @@ def serve_as_pid_1(env: dict[str, str], log: Path) -> tuple[Server, int]:
     init = int(children[0])
     assert Path(f"/proc/{init}/cmdline").read_bytes().split(b"\0")[0] == b"tini"
     return server, init
+
+
+_LOCK_HOLDER = """
+# Holds the launcher's migration lock on its own session, with the launcher's own settings
+# and TLS, until stdin closes; prints the session's id (MySQL connection id / PostgreSQL pid).
+import os, sys
+from sqlalchemy import text
+from mlflow_launcher import dburl, schema, secret, settings, wait
+db = settings.load_db(os.environ)
+url = dburl.build_url(db, secret.fetch_credentials(db.secret_id, region=db.region))
+with wait.make_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    if conn.dialect.name == "mysql":
+        got = conn.execute(text("SELECT GET_LOCK(:n, 0)"), {"n": schema.LOCK_NAME}).scalar()
+        session = conn.execute(text("SELECT CONNECTION_ID()")).scalar()
+    else:
+        got = conn.execute(
+            text("SELECT pg_try_advisory_lock(:k)"), {"k": schema.PG_LOCK_KEY}
+        ).scalar()
+        session = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+    assert got, "the lock is already taken"
+    print(session, flush=True)
+    sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def holding_migration_lock(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Another real session holds the migration lock for the duration of the block; yields its
+    session id and process. Afterwards the session has ended and the holder exited 0."""
+    holder = subprocess.Popen(
+        [str(image_venv() / "bin" / "python"), "-c", _LOCK_HOLDER],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready, _, _ = select.select([holder.stdout], [], [], 120)
+        session = holder.stdout.readline().strip() if ready else ""  # type: ignore[union-attr]
+        assert session.isdigit(), f"the lock holder did not start: {holder.communicate()[1]}"
+        yield session, holder
+    finally:
+        holder.stdin.close()  # type: ignore[union-attr]  # the session, and its lock, end
+        try:
+            holder.wait(30)
+        except subprocess.TimeoutExpired:
+            holder.kill()
+            holder.wait()
+    assert holder.returncode == 0, holder.stderr.read()  # type: ignore[union-attr]

@@ -200,10 +200,9 @@ class MariaDb:
                 "--innodb-log-file-size=32M",
                 "--character-set-server=utf8mb4",
                 "--collation-server=utf8mb4_general_ci",
-                f"--ssl-ca={self.ca.ca}",
-                f"--ssl-cert={self.ca.server_cert}",
-                f"--ssl-key={self.ca.server_key}",
-                "--require-secure-transport=ON",
+                *self._tls_args(),
+                # Per-session status (Ssl_cipher) for the server-side TLS checks.
+                "--performance-schema=ON",
                 "--max-connections=300",
             ],
             stdout=log,
@@ -212,6 +211,26 @@ class MariaDb:
         wait_for_port(self.port, 60, "mariadbd")
         # mariadb-install-db as root creates anonymous users that shadow 'user'@'%'.
         self.admin("DELETE FROM mysql.global_priv WHERE User = ''; FLUSH PRIVILEGES;")
+
+    def _tls_args(self) -> list[str]:
+        return [
+            f"--ssl-ca={self.ca.ca}",
+            f"--ssl-cert={self.ca.server_cert}",
+            f"--ssl-key={self.ca.server_key}",
+            "--require-secure-transport=ON",
+        ]
+
+    def session_ciphers(self, user: str) -> dict[str, str]:
+        """The server's view of `user`'s open sessions: connection id -> TLS cipher ('' if
+        the session is plain text)."""
+        rows = self.query(
+            "mysql",
+            "SELECT t.PROCESSLIST_ID, s.VARIABLE_VALUE FROM performance_schema.threads t "  # noqa: S608
+            "JOIN performance_schema.status_by_thread s USING (THREAD_ID) "
+            f"WHERE t.PROCESSLIST_USER = {sql_literal(user, backslash_escapes=True)} "
+            "AND s.VARIABLE_NAME = 'Ssl_cipher'",
+        )
+        return {row[0]: (row[1] if len(row) > 1 else "") for row in rows}
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -395,6 +414,17 @@ class Postgres:
     def query(self, database: str, sql: str) -> list[list[str]]:
         return [line.split("\t") for line in self.admin(sql, database).splitlines() if line]
 
+    def session_ciphers(self, user: str) -> dict[str, str]:
+        """The server's view of `user`'s open sessions: backend pid -> TLS cipher ('' if the
+        session is plain text)."""
+        rows = self.query(
+            "postgres",
+            "SELECT a.pid, CASE WHEN s.ssl THEN s.cipher ELSE '' END FROM pg_stat_activity a "  # noqa: S608
+            "JOIN pg_stat_ssl s USING (pid) "
+            f"WHERE a.usename = {sql_literal(user, backslash_escapes=False)}",
+        )
+        return {row[0]: (row[1] if len(row) > 1 else "") for row in rows}
+
     def tcp_login(self, user: str, password: str, *, tls: bool) -> subprocess.CompletedProcess:
         ssl = f"sslmode=verify-full sslrootcert={self.ca.ca}" if tls else "sslmode=disable"
         return subprocess.run(
@@ -409,6 +439,14 @@ class Postgres:
             check=False,
             env={**os.environ, "PGPASSWORD": password},
         )
+
+
+class PlainMariaDb(MariaDb):
+    """A MariaDB that offers no TLS at all: PyMySQL then silently talks plain text, which the
+    launcher must detect (Ssl_cipher) and refuse."""
+
+    def _tls_args(self) -> list[str]:
+        return ["--skip-ssl"]
 
 
 # ---------------------------------------------------------------- a database that comes up ---

@@ -3,7 +3,6 @@ exactly one does the work under the advisory lock, a lock held by a lost session
 with a clear error instead of a pod stuck in Init, and the server container never migrates."""
 
 import re
-import select
 import subprocess
 import time
 from datetime import datetime
@@ -21,25 +20,6 @@ MIGRATE_BOUND = 60  # seconds: start-up (mlflow import) + LOCK_TIMEOUT, with a w
 # A second session that takes the migration lock the way the launcher does (same secret, URL,
 # TLS and lock) and keeps it, like a pod lost mid-migration, until its stdin is closed. It
 # prints its session id: CONNECTION_ID() on MySQL, the backend pid on PostgreSQL.
-HOLDER = """
-import os, sys
-from sqlalchemy import text
-from mlflow_launcher import dburl, schema, secret, settings, wait
-db = settings.load_db(os.environ)
-url = dburl.build_url(db, secret.fetch_credentials(db.secret_id, region=db.region))
-with wait.make_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-    if conn.dialect.name == "mysql":
-        got = conn.execute(text("SELECT GET_LOCK(:n, 0)"), {"n": schema.LOCK_NAME}).scalar()
-        session = conn.execute(text("SELECT CONNECTION_ID()")).scalar()
-    else:
-        got = conn.execute(
-            text("SELECT pg_try_advisory_lock(:k)"), {"k": schema.PG_LOCK_KEY}
-        ).scalar()
-        session = conn.execute(text("SELECT pg_backend_pid()")).scalar()
-    assert got, "the lock is already taken"
-    print(session, flush=True)
-    sys.stdin.read()
-"""
 
 
 def test_concurrent_migrate_on_empty_database(db_server, new_database, moto, test_ca, tmp_path):
@@ -120,19 +100,7 @@ def test_a_held_lock_ends_migrate_with_a_clear_error(
         ),
         tmp_path / "home",
     )
-    holder = subprocess.Popen(
-        [str(launcher.image_venv() / "bin" / "python"), "-c", HOLDER],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        ready, _, _ = select.select([holder.stdout], [], [], 120)
-        session = holder.stdout.readline().strip() if ready else ""
-        assert session.isdigit(), f"the lock holder did not start: {holder.communicate()[1]}"
-
+    with launcher.holding_migration_lock(env) as (session, holder):
         code, output, elapsed = _migrate_within(env, tmp_path / "held.log", MIGRATE_BOUND)
         assert code != 0, output
         assert elapsed < MIGRATE_BOUND
@@ -156,14 +124,6 @@ def test_a_held_lock_ends_migrate_with_a_clear_error(
         launcher.assert_no_secret(output, target.password, "migrate output")
         assert _tables(target) == [], "migrate touched the schema without the lock"
         assert holder.poll() is None, "the holder's session ended early"
-    finally:
-        holder.stdin.close()  # the holder exits; its session, and so the lock, ends
-        try:
-            holder.wait(30)
-        except subprocess.TimeoutExpired:
-            holder.kill()
-            holder.wait()
-    assert holder.returncode == 0, holder.stderr.read()
 
     code, output, _ = _migrate_within(env, tmp_path / "released.log", 300)
     assert code == 0, output

@@ -1,5 +1,8 @@
-"""TLS to the database: the test servers refuse plain TCP, the launcher verifies the test CA
-(certificate and host name), and a wrong CA fails at once with a clear message."""
+"""TLS to the database: the test servers refuse plain TCP, the launcher's own sessions are
+encrypted as the server sees them, a wrong CA fails at once with a clear message, and a MySQL
+server that offers no TLS (PyMySQL would fall back to plain text) is refused."""
+
+import time
 
 import itest_launcher as launcher
 import pytest
@@ -19,14 +22,61 @@ def test_servers_refuse_connections_without_tls(db_server, new_database):
     assert "access denied" in refusal or "no encryption" in refusal, without_tls.stderr
 
 
-def test_launcher_connects_verifying_the_test_ca(db_server, new_database, moto, test_ca, tmp_path):
+def test_the_launchers_session_is_encrypted_as_the_server_sees_it(
+    db_server, new_database, moto, test_ca, tmp_path
+):
+    """While `migrate` waits for the lock another session holds, the server reports the cipher
+    of the launcher's session (MariaDB Ssl_cipher, PostgreSQL pg_stat_ssl)."""
     target = new_database(db_server)
     env = launcher.container_env(
-        target.contract_env(moto, test_ca.ca, "unused-bucket"), tmp_path / "home"
+        target.contract_env(
+            moto, test_ca.ca, "unused-bucket", MLFLOW_MIGRATION_LOCK_TIMEOUT_SECONDS="60"
+        ),
+        tmp_path / "home",
     )
-    result = launcher.run(["migrate"], env)
-    assert result.returncode == 0, result.stderr
-    assert f"TLS verified against {test_ca.ca}" in result.stderr
+    with launcher.holding_migration_lock(env) as (holder_session, _):
+        migrate = launcher.Server(
+            env, tmp_path / "migrate.log", [*launcher.entrypoint(), "migrate"]
+        )
+        try:
+            deadline = time.monotonic() + 90
+            while "waiting for the migration lock" not in migrate.logs():
+                assert migrate.proc.poll() is None, migrate.logs()
+                assert time.monotonic() < deadline, migrate.logs()
+                time.sleep(0.2)
+            sessions = target.server.session_ciphers(target.user)
+        except BaseException:
+            migrate.stop()
+            raise
+    launcher_sessions = {k: v for k, v in sessions.items() if k != holder_session}
+    assert launcher_sessions, f"the server shows no session of the launcher: {sessions}"
+    assert all(launcher_sessions.values()), f"a launcher session is not encrypted: {sessions}"
+    assert migrate.proc.wait(120) == 0, migrate.logs()
+    migrate.stop()
+
+
+def test_a_mysql_server_without_tls_is_refused(
+    plain_mariadb, new_database, moto, test_ca, tmp_path
+):
+    """A server that offers no TLS: the launcher refuses at once, without retrying, and sends no
+    query (PyMySQL 1.2 refuses itself; the launcher's Ssl_cipher check stands behind it)."""
+    target = new_database(plain_mariadb)
+    plain = target.server.tcp_login(target.user, target.password, tls=False)
+    assert plain.returncode == 0, f"the stand-in must accept plain text: {plain.stderr}"
+    env = launcher.container_env(
+        target.contract_env(moto, test_ca.ca, "unused-bucket", MLFLOW_DB_CONNECT_ATTEMPTS="3"),
+        tmp_path / "home",
+    )
+    result = launcher.run(["migrate"], env, timeout=120)
+    assert result.returncode != 0
+    assert "the database server offers no TLS; refusing to connect in plain text" in result.stderr
+    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, result.stderr
+    assert "retrying in" not in result.stderr
+    schema = "DATABASE()"
+    sql = f"SELECT table_name FROM information_schema.tables WHERE table_schema = {schema}"  # noqa: S608
+    assert target.server.query(target.name, sql) == [], "migrate sent queries in plain text"
+    launcher.assert_no_secret(result.stdout + result.stderr, target.password, "launcher output")
 
 
 def test_wrong_ca_fails_clearly_without_retrying(db_server, new_database, moto, test_ca, tmp_path):

@@ -126,3 +126,12 @@ def test_launcher_errors_from_the_probe_pass_through_unretried():
     with pytest.raises(TlsVerificationFailed, match="not encrypted"):
         _run(connect)
     assert connect.calls == 1
+
+
+def test_a_server_without_tls_is_refused_at_once():
+    """PyMySQL 1.2's own refusal (CR_SSL_CONNECTION_ERROR) is final, not "not reachable"."""
+    error = MySqlError(2026, "SSL is required but the server doesn't support it")
+    connect = FakeConnect([_wrapped(error)])
+    with pytest.raises(TlsVerificationFailed, match="offers no TLS; refusing to connect"):
+        _run(connect)
+    assert connect.calls == 1

@@ -70,6 +70,13 @@ def classify(exc: BaseException, ca_bundle: str) -> LauncherError | None:
         return AuthenticationFailed(
             f"database rejected the credentials from the secret (not retrying): {message}"
         )
+    if "server doesn't support it" in lowered:
+        # PyMySQL (1.2+, TLS required because a CA is given) refuses a server that offers no
+        # TLS; waiting would not make it offer one.
+        return TlsVerificationFailed(
+            f"the database server offers no TLS; refusing to connect in plain text "
+            f"(not retrying): {message}"
+        )
     if any(m in lowered for m in _TLS_MARKERS):
         return TlsVerificationFailed(
             f"TLS verification of the database server failed against the CA bundle "
@@ -128,8 +135,9 @@ def make_engine(url: URL) -> Engine:
 def probe(engine: Engine) -> None:
     """One round trip, and on MySQL proof that the session is encrypted.
 
-    PyMySQL falls back to plain text when a server does not offer TLS; libpq's verify-full
-    never does. So on MySQL the launcher checks the session cipher itself.
+    PyMySQL 1.2 refuses a server without TLS when given a CA, but older releases fell back to
+    plain text (libpq's verify-full never does): a driver change must not silently downgrade,
+    so on MySQL the launcher checks the session cipher itself as well.
     """
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
