@@ -16,7 +16,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: synth test unit snapshots docs test-servers lint bench local deploy diff destroy clean
+.PHONY: synth test unit snapshots docs mutants test-servers lint bench local deploy diff destroy clean
 
 $(BIN)/.stamp: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ snapshots: $(BIN)/.stamp
 
 docs: $(BIN)/.stamp
 	$(BIN)/python -m config.reference > docs/configuration.md
+
+# Break each guarded property in a temporary copy and check its tests fail (slow; not in CI).
+mutants: $(BIN)/.stamp node_modules/.stamp $(IMAGE_VENV)/.stamp test-servers
+	$(BIN)/python scripts/mutants.py
 
 bench: $(BIN)/.stamp node_modules/.stamp
 	$(BIN)/python bench/synth.py

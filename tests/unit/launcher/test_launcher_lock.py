@@ -49,6 +49,8 @@ class FakeConn:
     def execute(self, statement, params=None):
         sql = str(statement)
         self.statements.append(sql)
+        # A wait that never gives up must fail the test, not hang it.
+        assert len(self.statements) < 10_000, "the lock wait is not bounded"
         if "GET_LOCK" in sql:  # the server waits up to the timeout for the holder to let go
             self.get_lock_waits.append(params["timeout"])
             end = self.clock.now + params["timeout"]

@@ -6,6 +6,7 @@ from mlflow_launcher.wait import (
     AuthenticationFailed,
     RetryPolicy,
     TlsVerificationFailed,
+    probe,
     wait_for,
 )
 from sqlalchemy.exc import OperationalError
@@ -135,3 +136,37 @@ def test_a_server_without_tls_is_refused_at_once():
     with pytest.raises(TlsVerificationFailed, match="offers no TLS; refusing to connect"):
         _run(connect)
     assert connect.calls == 1
+
+
+class _Conn:
+    """A MySQL session as a falling-back driver would leave it: no cipher."""
+
+    def __init__(self, cipher: str) -> None:
+        self.cipher = cipher
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def execute(self, statement):
+        text = str(statement)
+        row = ("Ssl_cipher", self.cipher) if "Ssl_cipher" in text else (1,)
+        return type("Result", (), {"first": lambda _self: row})()
+
+
+class _Engine:
+    def __init__(self, cipher: str) -> None:
+        self.dialect = type("Dialect", (), {"name": "mysql"})()
+        self.cipher = cipher
+
+    def connect(self):
+        return _Conn(self.cipher)
+
+
+def test_a_plain_text_mysql_session_is_refused():
+    """Defence in depth behind the driver: a session without a cipher never runs a query."""
+    with pytest.raises(TlsVerificationFailed, match="not encrypted"):
+        probe(_Engine(cipher=""))
+    probe(_Engine(cipher="TLS_AES_256_GCM_SHA384"))

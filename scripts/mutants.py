@@ -1,0 +1,242 @@
+"""`make mutants`: break one guarded property at a time and check the tests catch it.
+
+Each mutant edits one file of a temporary copy of the repository (git's tracked files) and runs
+the test subset that must fail. The copy is imported as `mlflow_on_eks` through a path shim
+(the dev venv's editable install points at the checkout). The launcher's integration tests run
+the launcher installed in .venv-image, so for those mutants the installed copy is patched for
+the run and restored after. Prints one line per mutant, CAUGHT or SURVIVED; exits 1 if any
+survived. Slow (each subset synthesizes or starts servers): run it before resolving an issue that
+touches a guarded property, not in CI.
+
+    .venv/bin/python scripts/mutants.py [name ...]
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCHER_SRC = "image/launcher/src/mlflow_launcher/"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+    """pytest arguments of the subset that must fail."""
+
+
+MUTANTS = (
+    Mutant(
+        "artifacts need client credentials",
+        f"{LAUNCHER_SRC}server.py",
+        '        "--serve-artifacts",\n        "--artifacts-destination",',
+        '        "--no-serve-artifacts",\n        "--default-artifact-root",',
+        ("tests/integration/test_chart_wiring.py", "-k", "postgres"),
+    ),
+    Mutant(
+        "MySQL plain-text guard off",
+        f"{LAUNCHER_SRC}wait.py",
+        "if row is None or not row[1]:",
+        "if False:",
+        ("tests/unit/launcher/test_launcher_wait.py",),
+    ),
+    Mutant(
+        "no TLS verification (PostgreSQL)",
+        f"{LAUNCHER_SRC}dburl.py",
+        '"sslmode": "verify-full"',
+        '"sslmode": "require"',
+        (
+            "tests/unit/launcher/test_launcher_url.py",
+            "tests/integration/test_tls.py",
+            "-k",
+            "postgres or url",
+        ),
+    ),
+    Mutant(
+        "no migration lock",
+        f"{LAUNCHER_SRC}schema.py",
+        "with migration_lock(engine, lock_timeout):",
+        "with contextlib.nullcontext():",
+        ("tests/integration/test_migrations.py", "-k", "concurrent and postgres"),
+    ),
+    Mutant(
+        "unbounded lock wait",
+        f"{LAUNCHER_SRC}schema.py",
+        "            if remaining <= 0:",
+        "            if False:",
+        ("tests/unit/launcher/test_launcher_lock.py",),
+    ),
+    Mutant(
+        "NetworkPolicy admits PostgreSQL's port only",
+        "k8s_charts/mlflow_chart.py",
+        'ports("TCP", 53, self.props.db_port, 443)',
+        'ports("TCP", 53, 5432, 443)',
+        ("tests/unit/test_stacks.py", "-k", "network_policy_admits"),
+    ),
+    Mutant(
+        "read-only root filesystem off",
+        "k8s_charts/mlflow_chart.py",
+        "read_only_root_filesystem=True",
+        "read_only_root_filesystem=False",
+        ("tests/unit/test_chart.py", "-k", "locked_down"),
+    ),
+    Mutant(
+        "load balancer names of any region (the old pattern)",
+        "k8s_charts/mlflow_chart.py",
+        'return f"*.elb.{self.region}.{self.url_suffix}"',
+        'return "*.elb.amazonaws.com"',
+        ("tests/unit/test_chart.py", "-k", "load_balancers_own_names"),
+    ),
+    Mutant(
+        "no browser origins",
+        "k8s_charts/mlflow_chart.py",
+        "                cors_allowed_origins=_allowed_origins(props),",
+        "                cors_allowed_origins=[],",
+        ("tests/unit/test_chart.py", "-k", "origins"),
+    ),
+    Mutant(
+        "Deployment carries replicas (reset to 1 when autoscaling starts)",
+        "k8s_charts/mlflow_chart.py",
+        "replicas=None,  # owned by the autoscaler",
+        "replicas=workload.replicas,  # owned by the autoscaler",
+        ("tests/unit/test_chart.py", "-k", "autoscaler"),
+    ),
+    Mutant(
+        "IRSA trust widened to every service account",
+        "constructs_lib/tracking_server.py",
+        'f"system:serviceaccount:{namespace}:{service_account}"',
+        '"system:serviceaccount:*"',
+        ("tests/unit/test_stacks.py", "-k", "irsa_trust"),
+    ),
+    Mutant(
+        "external load balancer on an old TLS policy",
+        "k8s_charts/mlflow_chart.py",
+        '"ELBSecurityPolicy-TLS13-1-2-2021-06"',
+        '"ELBSecurityPolicy-2016-08"',
+        ("tests/unit/test_stacks.py", "-k", "modern_tls"),
+    ),
+    Mutant(
+        "RDS password may contain '@'",
+        "constructs_lib/database.py",
+        """exclude_characters="\\"@/\\\\' ",""",
+        """exclude_characters="\\"/\\\\' ",""",
+        ("tests/unit/test_stacks.py", "-k", "password_avoids"),
+    ),
+    Mutant(
+        "review manifests not scanned for secrets",
+        "tests/compliance/secret_scan.py",
+        '    for path in sorted(p for p in directory.rglob("*") if p.is_file()):',
+        '    for path in sorted(p for p in directory.rglob("*") if p.is_file() and'
+        ' "manifests" not in p.parts):',
+        ("tests/compliance/test_no_secrets.py", "-k", "cli_writes and default"),
+    ),
+    Mutant(
+        "a warning in cdk synth",
+        "stacks/data_stack.py",
+        "        self.vpc = vpc.import_into(self) if isinstance(vpc, ExistingVpc) else vpc\n",
+        "        self.vpc = vpc.import_into(self) if isinstance(vpc, ExistingVpc) else vpc\n"
+        '        Annotations.of(self).add_warning_v2("mutant:x", "a new warning")\n',
+        ("tests/compliance/test_cdk_synth_cli.py", "-k", "no_warnings and default"),
+    ),
+)
+
+
+def _copy(target: Path) -> None:
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for name in files:
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    for shared in (".venv", "node_modules"):  # tools, not code under test
+        (target / shared).symlink_to(ROOT / shared)
+    shim = target / ".mutant-shim" / "mlflow_on_eks"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text(f"__path__ = [{str(target)!r}]\n")
+
+
+def _installed_launcher() -> Path:
+    found = sorted((ROOT / ".venv-image").glob("lib/python*/site-packages/mlflow_launcher"))
+    assert found, "build .venv-image first (make .venv-image/.stamp)"
+    return found[0]
+
+
+def run(mutant: Mutant) -> bool:
+    """True when the tests caught the mutant (failed), False when it survived."""
+    with tempfile.TemporaryDirectory(prefix="mutant-") as tmp:
+        copy = Path(tmp)
+        _copy(copy)
+        target = copy / mutant.file
+        text = target.read_text()
+        assert text.count(mutant.old) == 1, f"{mutant.name}: the code changed, update the mutant"
+        target.write_text(text.replace(mutant.old, mutant.new))
+        installed = None
+        if mutant.file.startswith(LAUNCHER_SRC):
+            installed = _installed_launcher() / Path(mutant.file).name
+            original = installed.read_text()
+            installed.write_text(target.read_text())
+        try:
+            env = {
+                **os.environ,
+                "PYTHONPATH": str(copy / ".mutant-shim"),
+                "MLFLOW_IMAGE_VENV": str(ROOT / ".venv-image"),
+                "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+            }
+            result = subprocess.run(
+                [
+                    str(ROOT / ".venv/bin/python"),
+                    "-m",
+                    "pytest",
+                    "-x",
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    *mutant.tests,
+                ],
+                cwd=copy,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        finally:
+            if installed is not None:
+                installed.write_text(original)
+        if result.returncode == 5:
+            raise SystemExit(f"{mutant.name}: no test selected by {mutant.tests}")
+        return result.returncode != 0
+
+
+def main(names: list[str]) -> int:
+    chosen = [m for m in MUTANTS if not names or m.name in names]
+    survived = []
+    for mutant in chosen:
+        start = time.monotonic()
+        caught = run(mutant)
+        verdict = "CAUGHT  " if caught else "SURVIVED"
+        print(f"{verdict} {mutant.name} ({time.monotonic() - start:.0f} s)", flush=True)
+        if not caught:
+            survived.append(mutant.name)
+    print(f"{len(chosen) - len(survived)} caught, {len(survived)} survived")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
