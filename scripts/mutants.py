@@ -52,6 +52,13 @@ MUTANTS = (
         ("tests/unit/launcher/test_launcher_wait.py",),
     ),
     Mutant(
+        "password forms not registered with the log mask",
+        f"{LAUNCHER_SRC}cli.py",
+        "        _redact.secrets += [v for v in forms if len(v) >= 4]",
+        "        pass",
+        ("tests/unit/launcher/test_launcher_redaction.py",),
+    ),
+    Mutant(
         "no TLS verification (PostgreSQL)",
         f"{LAUNCHER_SRC}dburl.py",
         '"sslmode": "verify-full"',

@@ -75,8 +75,14 @@ def run(args: list[str], env: dict[str, str], timeout: float = 300) -> subproces
 def secret_forms(password: str) -> set[str]:
     """The password as it could leak: raw, as the MySQL driver gets it (UTF-8 bytes spelled as
     latin-1), and URL-encoded. Short forms would match by chance, so tests use long passwords."""
+    from sqlalchemy.engine import URL
+
+    def in_a_url(value: str) -> str:  # SQLAlchemy's own percent-encoding (not urllib's)
+        url = URL.create("x", username="u", password=value, host="h")
+        return url.render_as_string(hide_password=False).split("u:", 1)[1].rsplit("@h", 1)[0]
+
     spelled = {password, password.encode("utf-8").decode("latin-1")}
-    forms = {f for p in spelled for f in (p, quote(p, safe=""), quote_plus(p))}
+    forms = {f for p in spelled for f in (p, quote(p, safe=""), quote_plus(p), in_a_url(p))}
     return {f for f in forms if len(f) >= 6}
 
 

@@ -109,6 +109,11 @@ def test_service_account_carries_the_role_and_no_token() -> None:
     assert sa["automountServiceAccountToken"] is False
 
 
+def service_forms(name: str) -> list[str]:
+    """How clients in the cluster name a Service of namespace `ml`."""
+    return [name, f"{name}.ml", f"{name}.ml.svc", f"{name}.ml.svc.cluster.local"]
+
+
 def test_config_map_is_the_launcher_contract() -> None:
     data = one(render(), "ConfigMap", "mlflow-config")["data"]
     assert data == {
@@ -122,8 +127,25 @@ def test_config_map_is_the_launcher_contract() -> None:
         "MLFLOW_HOST": "0.0.0.0",
         "MLFLOW_PORT": "5000",
         "MLFLOW_WORKERS": "2",
-        "MLFLOW_ALLOWED_HOSTS": data["MLFLOW_ALLOWED_HOSTS"],
-        "MLFLOW_CORS_ALLOWED_ORIGINS": data["MLFLOW_CORS_ALLOWED_ORIGINS"],
+        # Explicit, in the forms clients send (no comparison of the ConfigMap with itself).
+        "MLFLOW_ALLOWED_HOSTS": ",".join(
+            [
+                *service_forms("mlflow"),
+                *service_forms("mlflow-internal"),
+                "localhost",
+                "localhost:*",
+                "127.0.0.1",
+                "127.0.0.1:*",
+                "*.elb.eu-west-1.amazonaws.com",
+            ]
+        ),
+        "MLFLOW_CORS_ALLOWED_ORIGINS": ",".join(
+            [
+                *(f"http://{h}" for h in service_forms("mlflow")),
+                *(f"http://{h}" for h in service_forms("mlflow-internal")),
+                "http://*.elb.eu-west-1.amazonaws.com",
+            ]
+        ),
         "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN": "25",
         "AWS_REGION": "eu-west-1",
         "AWS_DEFAULT_REGION": "eu-west-1",

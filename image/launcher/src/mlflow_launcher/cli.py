@@ -54,13 +54,22 @@ def _setup_logging() -> None:
     root.setLevel(logging.INFO)
 
 
+def _as_in_a_url(password: str) -> str:
+    """The password as SQLAlchemy writes it into a URL string."""
+    rendered = URL.create("x", username="u", password=password, host="h")
+    return rendered.render_as_string(hide_password=False).split("u:", 1)[1].rsplit("@h", 1)[0]
+
+
 def _connect(db: settings.DbSettings) -> tuple[Engine, URL]:
     """Secret -> URL -> engine, then wait until the database answers over verified TLS."""
     creds = secret.fetch_credentials(db.secret_id, region=db.region)
     url = dburl.build_url(db, creds)
-    # Mask the raw, the driver's and the URL-encoded forms (the last is what a URI shows).
+    # Mask the raw, the driver's and the URL-encoded forms: urllib's, and SQLAlchemy's own,
+    # which differs (it leaves spaces and some punctuation as they are) and is what the store
+    # URI shows.
     for pw in {creds.password, url.password}:
-        _redact.secrets += [v for v in {pw, quote(pw, safe=""), quote_plus(pw)} if len(v) >= 4]
+        forms = {pw, quote(pw, safe=""), quote_plus(pw), _as_in_a_url(pw)}
+        _redact.secrets += [v for v in forms if len(v) >= 4]
     engine = wait.make_engine(url)
     log.info(
         "connecting to %s database %s:%s/%s as %s (TLS verified against %s)",

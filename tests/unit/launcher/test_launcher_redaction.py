@@ -1,0 +1,44 @@
+"""The password mask as the launcher wires it: `mlflow-launcher migrate` fetches the secret,
+registers every form of the password with its log filter, and a failure whose message carries
+the store URL (as a driver's may) reaches stderr masked."""
+
+from types import SimpleNamespace
+from urllib.parse import quote, quote_plus
+
+from mlflow_launcher import cli, secret, wait
+from mlflow_launcher.errors import LauncherError
+from mlflow_launcher.secret import Credentials
+
+PASSWORD = "pa:ss@w/rd?#[]%&+= ümlaut-and-more"
+
+
+def test_a_url_with_the_password_reaches_stderr_masked(monkeypatch, tmp_path, capfd):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    for name, value in {
+        "MLFLOW_DB_ENGINE": "mysql",
+        "MLFLOW_DB_HOST": "db.internal",
+        "MLFLOW_DB_SECRET_ID": "arn:aws:secretsmanager:eu-west-1:111122223333:secret:db-AbCdEf",
+        "MLFLOW_DB_CA_BUNDLE": str(ca),
+        "AWS_REGION": "eu-west-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(
+        secret, "fetch_credentials", lambda *_args, **_kw: Credentials("mlflow", PASSWORD)
+    )
+
+    def driver_echoes_its_url(engine, _policy, *, ca_bundle):
+        # The URL as the server gets it (percent-encoded), and the raw password as a driver
+        # might quote it in an error.
+        url = engine.url.render_as_string(hide_password=False)
+        raise LauncherError(f"cannot connect to {url} (password {PASSWORD!s})")
+
+    # No driver here: the engine only needs to carry the URL the launcher built.
+    monkeypatch.setattr(wait, "make_engine", lambda url: SimpleNamespace(url=url))
+    monkeypatch.setattr(wait, "wait_for_database", driver_echoes_its_url)
+    assert cli.main(["migrate"]) == 2
+    err = capfd.readouterr().err
+    assert "cannot connect to mysql+pymysql://mlflow:***@db.internal" in err, err
+    spelled = PASSWORD.encode("utf-8").decode("latin-1")  # what PyMySQL is given
+    for form in {PASSWORD, spelled, quote(PASSWORD, safe=""), quote_plus(PASSWORD)}:
+        assert form not in err
