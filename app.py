@@ -14,7 +14,7 @@ from pathlib import Path
 import aws_cdk as cdk
 import yaml
 
-from config import ConfigError, load_settings
+from config import ConfigError, check_context, load_settings
 from stacks import DESTROY_FLAG, Deployment, build_deployment
 
 
@@ -22,7 +22,8 @@ def main() -> int:
     app = cdk.App()
     config_path = app.node.try_get_context("config")
     try:
-        settings = load_settings(config_path or None)
+        check_context(app.node.get_all_context())
+        settings = load_settings(config_path)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -20,6 +20,31 @@ class ConfigError(Exception):
     """The configuration cannot be used; str() is the message to show the user."""
 
 
+APP_CONTEXT_KEYS = ("config", "allow_data_destroy")
+"""The context keys this app reads (`-c key=value`). CDK's own keys all contain a colon
+(`@aws-cdk/core:...`, `aws:cdk:...`, cached lookups such as `availability-zones:account=...`)."""
+
+
+def check_context(context: dict[str, Any]) -> None:
+    """Refuse a mistyped or empty context key: it would silently deploy the defaults (a new VPC
+    and cluster) where the user meant their own file."""
+    problems = []
+    for key in sorted(context):
+        if ":" in key or key in APP_CONTEXT_KEYS:
+            continue
+        close = difflib.get_close_matches(key, APP_CONTEXT_KEYS, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        problems.append(
+            f"  -c {key}: unknown context key{hint} (this app reads: {', '.join(APP_CONTEXT_KEYS)})"
+        )
+    if "config" in context and not str(context["config"] or "").strip():
+        problems.append(
+            "  -c config: is empty; name a YAML file, or leave -c config out for the defaults"
+        )
+    if problems:
+        raise ConfigError("invalid context\n" + "\n".join(problems))
+
+
 def load_settings(path: str | Path | None) -> Settings:
     """Settings from a YAML file; None gives the defaults (a complete new deployment)."""
     if path is None:

@@ -178,14 +178,18 @@ def _running(pid: int) -> bool:
     return state != "Z"
 
 
-def mlflow_client(env: dict[str, str], *args: str) -> dict:
-    """Run the real MLflow client (it lives in .venv-image) and return its JSON report."""
+def mlflow_client(
+    env: dict[str, str], *args: str, code: str | None = None, timeout: float = 300
+) -> dict:
+    """Run the real MLflow client (it lives in .venv-image) and return its JSON report: the
+    client script of these tests, or `code` given inline."""
+    program = ["-c", code] if code is not None else [str(CLIENT_SCRIPT)]
     result = subprocess.run(
-        [str(image_venv() / "bin" / "python"), str(CLIENT_SCRIPT), *args],
+        [str(image_venv() / "bin" / "python"), *program, *args],
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
     assert result.returncode == 0, f"client failed:\n{result.stdout}\n{result.stderr}"

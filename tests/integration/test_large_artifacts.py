@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -257,16 +256,7 @@ def _client(server: launcher.Server, home: Path, *args: str, **env: str) -> dict
     }
     leaked = [k for k in client_env if k.startswith(("AWS_", "MLFLOW_S3_", "BOTO"))]
     assert not leaked, f"the client must need no S3 settings or credentials: {leaked}"
-    result = subprocess.run(
-        [str(launcher.image_venv() / "bin" / "python"), "-c", CLIENT, *args],
-        env=client_env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, f"client failed:\n{result.stdout}\n{result.stderr}"
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return launcher.mlflow_client(client_env, *args, code=CLIENT, timeout=600)
 
 
 def _transfer(server, scratch, artifact: Artifact, tmp_path: Path, timings: Timings, **env):

@@ -109,3 +109,23 @@ def test_destroy_takes_the_stateless_stacks_of_the_named_config() -> None:
         timeout=60,
     )
     assert "npx cdk destroy -c config=my.yaml Mlflow Cluster" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("context", "expected"),
+    [
+        ({"conifg": "my.yaml"}, "-c conifg: unknown context key; did you mean 'config'?"),
+        ({"config": ""}, "-c config: is empty; name a YAML file"),
+        ({"allow_data_destroyy": "true"}, "did you mean 'allow_data_destroy'?"),
+    ],
+)
+def test_a_mistyped_or_empty_context_key_deploys_nothing(
+    tmp_path: Path, context: dict[str, str], expected: str
+) -> None:
+    """Without this, `cdk synth -c conifg=my.yaml` synthesized the defaults: a new VPC and
+    cluster where the user meant their existing one."""
+    result = run_app(tmp_path, {**context, "@aws-cdk/core:checkSecretUsage": True})
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "manifest.json").exists()
