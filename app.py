@@ -30,8 +30,22 @@ def main() -> int:
     allow_destroy = _flag(app.node.try_get_context(DESTROY_FLAG))
     deployment = build_deployment(app, settings, allow_destroy=allow_destroy)
     assembly = app.synth()
-    write_review_manifests(deployment, Path(assembly.directory))
+    outdir = Path(assembly.directory)
+    prune_stale_outputs(outdir, {stack.id for stack in assembly.stacks})
+    write_review_manifests(deployment, outdir)
     return 0
+
+
+def prune_stale_outputs(outdir: Path, stack_ids: set[str]) -> None:
+    """Remove what an earlier synth (another config) left in cdk.out, so a reviewer reads
+    this run's templates and manifests only."""
+    for path in outdir.glob("*.json"):
+        stack_id = path.name.split(".", 1)[0]
+        kind = path.name.split(".", 1)[1] if "." in path.name else ""
+        if kind in {"template.json", "assets.json", "metadata.json"} and stack_id not in stack_ids:
+            path.unlink()
+    for path in (outdir / "manifests").glob("*.yaml"):
+        path.unlink()
 
 
 def write_review_manifests(deployment: Deployment, outdir: Path) -> Path:

@@ -129,3 +129,17 @@ def test_a_mistyped_or_empty_context_key_deploys_nothing(
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_cdk_out_shows_this_run_only(tmp_path: Path) -> None:
+    """After a synth of another config, only this run's templates and manifests remain."""
+    first = run_app(tmp_path, {"config": "config/examples/postgres.yaml"})
+    assert first.returncode == 0, first.stderr
+    second = run_app(tmp_path, {"config": "config/examples/existing-cluster.yaml"})
+    assert second.returncode == 0, second.stderr
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.glob("*.template.json")) == [
+        "Data.template.json",
+        "Mlflow.template.json",
+    ]
+    assert [p.name for p in (out / "manifests").glob("*.yaml")] == ["mlflow-prod-server.yaml"]
