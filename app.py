@@ -8,8 +8,13 @@ cdk deploy --all -c config=my.yaml [-c allow_data_destroy=true]
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+# jsii prints an 11-line Node 20 end-of-life banner when its runtime starts (at the import of
+# aws_cdk below); `npx cdk ...` run directly, not through make, would show it on every command.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import aws_cdk as cdk
 import yaml

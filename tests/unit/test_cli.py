@@ -143,3 +143,14 @@ def test_cdk_out_shows_this_run_only(tmp_path: Path) -> None:
         "Mlflow.template.json",
     ]
     assert [p.name for p in (out / "manifests").glob("*.yaml")] == ["mlflow-prod-server.yaml"]
+
+
+def test_the_app_itself_silences_the_node_banner(tmp_path: Path) -> None:
+    """`npx cdk synth` run directly (not through make) must not print jsii's Node banner."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JSII_SILENCE")}
+    env |= {"CDK_CONTEXT_JSON": "{}", "CDK_OUTDIR": str(tmp_path / "out")}
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "end-of-life" not in result.stderr.lower() and "!!" not in result.stderr
