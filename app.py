@@ -44,11 +44,10 @@ def main() -> int:
 def prune_stale_outputs(outdir: Path, stack_ids: set[str]) -> None:
     """Remove what an earlier synth (another config) left in cdk.out, so a reviewer reads
     this run's templates and manifests only."""
-    for path in outdir.glob("*.json"):
-        stack_id = path.name.split(".", 1)[0]
-        kind = path.name.split(".", 1)[1] if "." in path.name else ""
-        if kind in {"template.json", "assets.json", "metadata.json"} and stack_id not in stack_ids:
-            path.unlink()
+    for kind in ("template", "assets", "metadata"):
+        for path in outdir.glob(f"*.{kind}.json"):
+            if path.name.removesuffix(f".{kind}.json") not in stack_ids:
+                path.unlink()
     for path in (outdir / "manifests").glob("*.yaml"):
         path.unlink()
 

@@ -202,7 +202,7 @@ class MlflowChart(cdk8s.Chart):
                 privileged=False,
             ),
             "volume_mounts": [kplus.VolumeMount(path=TMP_PATH, volume=tmp)],
-            "resources": _resources(props, scratch_gib=1),
+            "resources": _resources(props, ephemeral_gib=1),
         }
         deployment = kplus.Deployment(
             self,
@@ -243,7 +243,7 @@ class MlflowChart(cdk8s.Chart):
                     # Scratch plus room for logs: the pod is evicted past the sum of limits.
                     **{
                         **common,
-                        "resources": _resources(props, scratch_gib=workload.scratch_gib + 1),
+                        "resources": _resources(props, ephemeral_gib=workload.scratch_gib + 1),
                     },
                     # IP-target NLBs keep sending new connections to a terminating pod until
                     # its deregistration has propagated: keep serving that long before SIGTERM
@@ -465,12 +465,12 @@ def _selector_labels(props: MlflowChartProps) -> dict[str, str]:
     return {"app.kubernetes.io/name": "mlflow", "app.kubernetes.io/instance": props.instance}
 
 
-def _resources(props: MlflowChartProps, *, scratch_gib: int) -> kplus.ContainerResources:
+def _resources(props: MlflowChartProps, *, ephemeral_gib: int) -> kplus.ContainerResources:
     memory = cdk8s.Size.mebibytes(props.workload.resources.memory_mib)
     # The scratch emptyDir counts against ephemeral storage: request it, so the scheduler
     # places the pod where that much disk is free instead of evicting it mid-transfer.
     # (cdk8s-plus renders ephemeral storage in whole GiB.)
-    storage = cdk8s.Size.gibibytes(scratch_gib)
+    storage = cdk8s.Size.gibibytes(ephemeral_gib)
     return kplus.ContainerResources(
         cpu=kplus.CpuResources(request=kplus.Cpu.millis(_millicores(props.workload.resources.cpu))),
         # Limit = request for memory: an OOM kill is better than starving neighbours.

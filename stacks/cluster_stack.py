@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Environment, Stack
+from aws_cdk import Environment, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 from mlflow_on_eks.constructs_lib import AutoModeCluster
 
 from config.settings import ClusterSettings, ServerSettings
-from stacks.network_stack import VPC_GUARD_DESCRIPTION
+from stacks.network_stack import guard_vpc
 
 
 class ClusterStack(Stack):
@@ -52,5 +52,4 @@ class ClusterStack(Stack):
             metrics_server=True,
         )
         self.cluster_name_import = self.export_value(self.cluster.cluster.cluster_name)
-        if vpc_id_import is not None:
-            CfnOutput(self, "VpcId", value=vpc_id_import, description=VPC_GUARD_DESCRIPTION)
+        guard_vpc(self, vpc_id_import)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from aws_cdk import Annotations, CfnOutput, Duration, Environment, RemovalPolicy, Stack
+from aws_cdk import Annotations, Duration, Environment, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 from mlflow_on_eks.constructs_lib import ExistingVpc, MlflowArtifactStore, MlflowDatabase
 
 from config.settings import ArtifactSettings, DatabaseSettings
-from stacks.network_stack import VPC_GUARD_DESCRIPTION
+from stacks.network_stack import guard_vpc
 
 DESTROY_FLAG = "allow_data_destroy"
 """Context flag that, with a `removal_policy: destroy` setting, lets data be deleted."""
@@ -45,8 +45,7 @@ class DataStack(Stack):
             description="MLflow on EKS: backend database and artifact bucket (stateful)",
         )
         self.vpc = vpc.import_into(self) if isinstance(vpc, ExistingVpc) else vpc
-        if vpc_id_import is not None:
-            CfnOutput(self, "VpcId", value=vpc_id_import, description=VPC_GUARD_DESCRIPTION)
+        guard_vpc(self, vpc_id_import)
         database_removal = self._removal(
             database.removal_policy == "destroy", allow_destroy, RemovalPolicy.SNAPSHOT, "database"
         )

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from aws_cdk import Environment, Stack
+from aws_cdk import CfnOutput, Environment, Stack
 from constructs import Construct
 from mlflow_on_eks.constructs_lib import MlflowVpc
 
-VPC_GUARD_DESCRIPTION = (
-    "The VPC ID, imported from the network stack's export, so CloudFormation refuses to "
-    "delete that stack while this one runs in it"
-)
+
+def guard_vpc(stack: Stack, vpc_id_import: str | None) -> None:
+    """Output the network stack's exported VPC ID in `stack` (which runs in that VPC), so that
+    CloudFormation refuses to delete the network stack first. None: an imported VPC, no guard."""
+    if vpc_id_import is not None:
+        CfnOutput(
+            stack,
+            "VpcId",
+            value=vpc_id_import,
+            description="The VPC ID, imported from the network stack's export, so "
+            "CloudFormation refuses to delete that stack while this one runs in it",
+        )
 
 
 class NetworkStack(Stack):

@@ -4,6 +4,7 @@ bring-your-own choices (subnets, security group, secret, bucket, kubectl role)."
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import aws_cdk as cdk
@@ -151,11 +152,7 @@ def test_auto_mode_cluster_without_a_deploy_role_needs_admins() -> None:
 def test_imported_cluster_alone(own_role: bool) -> None:
     stack = bare_stack()
     role = "arn:aws:iam::111122223333:role/platform-kubectl"
-    attributes = (
-        ATTRIBUTES
-        if not own_role
-        else ExistingClusterAttributes(**{**ATTRIBUTES.__dict__, "kubectl_role_arn": role})
-    )
+    attributes = ATTRIBUTES if not own_role else replace(ATTRIBUTES, kubectl_role_arn=role)
     cluster = ImportedCluster(
         stack, "Cluster", attributes=attributes, vpc=NETWORK.import_into(stack)
     )
