@@ -20,18 +20,18 @@ from mlflow_on_eks.k8s_charts.contract import (
     TLS_SERVICE_PORT,
     launcher_environment,
 )
+from mlflow_on_eks.k8s_charts.hardening import (
+    CONTAINER_SECURITY,
+    POD_SECURITY,
+    TMP_PATH,
+    harden,
+)
 from mlflow_on_eks.k8s_charts.workload import WorkloadProps
 
 AUTO_MODE_LOAD_BALANCER_CLASS = "eks.amazonaws.com/nlb"
 """EKS Auto Mode's own load balancer controller claims Services of this class."""
 LB_CONTROLLER_LOAD_BALANCER_CLASS = "service.k8s.aws/nlb"
 """The AWS Load Balancer Controller's class, for clusters that run it instead."""
-
-UID = 10001
-"""The image's non-root user (image/Dockerfile creates it with this UID and GID)."""
-
-TMP_PATH = "/tmp"  # noqa: S108 - an emptyDir of the pod, not a shared host directory
-"""The only writable path: the image keeps HOME, TMPDIR and caches there."""
 
 _LB = "service.beta.kubernetes.io/aws-load-balancer-"
 
@@ -193,14 +193,7 @@ class MlflowChart(cdk8s.Chart):
             # The asset's tag is its content hash: a present image is the right one.
             "image_pull_policy": kplus.ImagePullPolicy.IF_NOT_PRESENT,
             "env_from": [kplus.Env.from_config_map(self.config_map)],
-            "security_context": kplus.ContainerSecurityContextProps(
-                user=UID,
-                group=UID,
-                ensure_non_root=True,
-                read_only_root_filesystem=True,
-                allow_privilege_escalation=False,
-                privileged=False,
-            ),
+            "security_context": CONTAINER_SECURITY,
             "volume_mounts": [kplus.VolumeMount(path=TMP_PATH, volume=tmp)],
             "resources": _resources(props, ephemeral_gib=1),
         }
@@ -211,9 +204,7 @@ class MlflowChart(cdk8s.Chart):
             replicas=None,  # owned by the autoscaler, see above
             service_account=self.service_account,
             automount_service_account_token=False,
-            security_context=kplus.PodSecurityContextProps(
-                user=UID, group=UID, fs_group=UID, ensure_non_root=True
-            ),
+            security_context=POD_SECURITY,
             # Select on the recommended labels, not cdk8s's path hash: a selector is immutable,
             # and it must survive a refactor of construct IDs.
             select=False,
@@ -277,7 +268,7 @@ class MlflowChart(cdk8s.Chart):
                 )
             ],
         )
-        deployment.select(kplus.LabelSelector.of(labels=_selector_labels(props)))
+        deployment.select(kplus.LabelSelector.of(labels=selector_labels(props)))
         api = cdk8s.ApiObject.of(deployment)
         # Spread over zones and nodes so a drain or a zone loss never takes every replica;
         # "ScheduleAnyway" so a small or single-zone cluster still runs them all.
@@ -289,35 +280,13 @@ class MlflowChart(cdk8s.Chart):
                         "maxSkew": 1,
                         "topologyKey": key,
                         "whenUnsatisfiable": "ScheduleAnyway",
-                        "labelSelector": {"matchLabels": _selector_labels(props)},
+                        "labelSelector": {"matchLabels": selector_labels(props)},
                     }
                     for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
                 ],
             )
         )
-        # The restricted Pod Security Standard also wants these, which cdk8s-plus cannot set.
-        api.add_json_patch(
-            cdk8s.JsonPatch.add(
-                "/spec/template/spec/securityContext/seccompProfile", {"type": "RuntimeDefault"}
-            )
-        )
-        # Every container the pod has, so a container added later cannot miss it.
-        containers = [("initContainers", i) for i in range(len(deployment.init_containers))]
-        containers += [("containers", i) for i in range(len(deployment.containers))]
-        for kind, position in containers:
-            api.add_json_patch(
-                cdk8s.JsonPatch.add(
-                    f"/spec/template/spec/{kind}/{position}/securityContext/capabilities",
-                    {"drop": ["ALL"]},
-                )
-            )
-        # The image is built for one architecture; elsewhere it would crash-loop with
-        # "exec format error".
-        # (Only the arch label: Auto Mode node pools do not support kubernetes.io/os.)
-        selector = {"kubernetes.io/arch": workload.architecture}
-        if props.node_pool:
-            selector["karpenter.sh/nodepool"] = props.node_pool
-        api.add_json_patch(cdk8s.JsonPatch.add("/spec/template/spec/nodeSelector", selector))
+        harden(deployment, architecture=workload.architecture, node_pool=props.node_pool)
         return deployment
 
     def _services(self) -> dict[str, kplus.Service]:
@@ -382,7 +351,7 @@ class MlflowChart(cdk8s.Chart):
             ],
             load_balancer_source_ranges=source_ranges,
         )
-        for key, value in _selector_labels(self.props).items():
+        for key, value in selector_labels(self.props).items():
             service.select_label(key, value)
         if type == kplus.ServiceType.LOAD_BALANCER:
             cdk8s.ApiObject.of(service).add_json_patch(
@@ -407,7 +376,7 @@ class MlflowChart(cdk8s.Chart):
             metadata=k8s.ObjectMeta(name=self.props.instance),
             spec=k8s.PodDisruptionBudgetSpec(
                 max_unavailable=k8s.IntOrString.from_number(1),
-                selector=k8s.LabelSelector(match_labels=_selector_labels(self.props)),
+                selector=k8s.LabelSelector(match_labels=selector_labels(self.props)),
                 # A pod that never got ready must not block a drain.
                 unhealthy_pod_eviction_policy="AlwaysAllow",
             ),
@@ -429,7 +398,7 @@ class MlflowChart(cdk8s.Chart):
             "NetworkPolicy",
             metadata=k8s.ObjectMeta(name=self.props.instance),
             spec=k8s.NetworkPolicySpec(
-                pod_selector=k8s.LabelSelector(match_labels=_selector_labels(self.props)),
+                pod_selector=k8s.LabelSelector(match_labels=selector_labels(self.props)),
                 policy_types=["Ingress", "Egress"],
                 # Load balancers in IP mode and in-cluster clients come from many addresses.
                 ingress=[
@@ -461,7 +430,7 @@ def _labels(props: MlflowChartProps) -> dict[str, str]:
     }
 
 
-def _selector_labels(props: MlflowChartProps) -> dict[str, str]:
+def selector_labels(props: MlflowChartProps) -> dict[str, str]:
     return {"app.kubernetes.io/name": "mlflow", "app.kubernetes.io/instance": props.instance}
 
 

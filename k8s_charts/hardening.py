@@ -1,0 +1,57 @@
+"""What every pod of these charts gets: the restricted Pod Security Standard, the image's user,
+and nodes of the image's architecture.
+
+One place, so the server and the deploy check cannot drift apart: the namespace enforces
+`restricted`, and a pod that misses one field is refused at admission, not at synth.
+"""
+
+from __future__ import annotations
+
+import cdk8s
+import cdk8s_plus_27 as kplus
+
+UID = 10001
+"""The image's non-root user (image/Dockerfile creates it with this UID and GID)."""
+
+TMP_PATH = "/tmp"  # noqa: S108 - an emptyDir of the pod, not a shared host directory
+"""The only writable path: the image keeps HOME, TMPDIR and caches there."""
+
+POD_SECURITY = kplus.PodSecurityContextProps(
+    user=UID, group=UID, fs_group=UID, ensure_non_root=True
+)
+
+CONTAINER_SECURITY = kplus.ContainerSecurityContextProps(
+    user=UID,
+    group=UID,
+    ensure_non_root=True,
+    read_only_root_filesystem=True,
+    allow_privilege_escalation=False,
+    privileged=False,
+)
+
+
+def harden(
+    workload: kplus.AbstractPod | kplus.Workload, *, architecture: str, node_pool: str | None
+) -> None:
+    """Add what cdk8s-plus cannot set: the seccomp profile and dropped capabilities the
+    restricted standard requires, on every container the pod template has, and the node
+    selector (the image is built for one architecture; elsewhere it would crash-loop with
+    "exec format error")."""
+    api = cdk8s.ApiObject.of(workload)
+    spec = "/spec/template/spec"
+    api.add_json_patch(
+        cdk8s.JsonPatch.add(f"{spec}/securityContext/seccompProfile", {"type": "RuntimeDefault"})
+    )
+    containers = [("initContainers", i) for i in range(len(workload.init_containers))]
+    containers += [("containers", i) for i in range(len(workload.containers))]
+    for kind, position in containers:
+        api.add_json_patch(
+            cdk8s.JsonPatch.add(
+                f"{spec}/{kind}/{position}/securityContext/capabilities", {"drop": ["ALL"]}
+            )
+        )
+    # Only the arch label: Auto Mode node pools do not support kubernetes.io/os.
+    selector = {"kubernetes.io/arch": architecture}
+    if node_pool:
+        selector["karpenter.sh/nodepool"] = node_pool
+    api.add_json_patch(cdk8s.JsonPatch.add(f"{spec}/nodeSelector", selector))
