@@ -462,6 +462,19 @@ class ExposureSettings(StrictModel):
     external: ExternalExposure = Field(default_factory=ExternalExposure)
 
 
+class DeployCheckSettings(StrictModel):
+    """What `cdk deploy` proves before it succeeds."""
+
+    enabled: bool = Field(
+        True,
+        description=(
+            "Wait for the rollout, then run a Job that uses MLflow through the cluster Service "
+            "and the internal load balancer as a user would; the deploy fails with its reason "
+            "otherwise. The Job needs HTTPS to S3 to report (NAT or an S3 gateway endpoint)."
+        ),
+    )
+
+
 class Settings(StrictModel):
     """The whole deployment. Every key has a default: an empty file is a complete deployment."""
 
@@ -474,3 +487,4 @@ class Settings(StrictModel):
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     exposure: ExposureSettings = Field(default_factory=ExposureSettings)
+    deploy_check: DeployCheckSettings = Field(default_factory=DeployCheckSettings)

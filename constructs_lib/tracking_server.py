@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import cdk8s
-from aws_cdk import CfnJson, Stack
+from aws_cdk import CfnJson, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_eks_v2 as eks
@@ -20,6 +20,7 @@ from mlflow_on_eks.constructs_lib.acknowledgements import (
 )
 from mlflow_on_eks.constructs_lib.artifact_store import MlflowArtifactStore
 from mlflow_on_eks.constructs_lib.database import MlflowDatabase
+from mlflow_on_eks.constructs_lib.deploy_check import DeployCheck, read_object_value
 from mlflow_on_eks.constructs_lib.review import resolve_for_review
 from mlflow_on_eks.k8s_charts import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
@@ -30,6 +31,9 @@ from mlflow_on_eks.k8s_charts import (
 )
 
 CONFIG_DIGEST_ANNOTATION = "mlflow-on-eks/config-digest"
+
+LOAD_BALANCER_TIMEOUT = Duration.minutes(10)
+"""A new NLB gets its DNS name within a few minutes of its Service."""
 
 _PLATFORMS = {"amd64": ecr_assets.Platform.LINUX_AMD64, "arm64": ecr_assets.Platform.LINUX_ARM64}
 
@@ -46,8 +50,12 @@ class MlflowTrackingServer(Construct):
     time); the database ingress from the cluster security group on the database port only;
     and the cdk8s chart (MlflowChart) applied as one manifest.
 
+    Unless `deploy_check` is off, the deploy then waits for the rollout and runs a check that
+    uses the server as a user would, failing the deploy with its reason (DeployCheck).
+
     Attributes: `role`, `image`, `chart`, `manifest`, `database_ingress`, `workload`,
-    `namespace`, `service_account_name`, `service_names`.
+    `namespace`, `service_account_name`, `service_names`, `revision`, `load_balancer_hosts`
+    (kind -> DNS name, resolved at deploy time), `deploy_check` (or None).
     """
 
     def __init__(
@@ -66,6 +74,7 @@ class MlflowTrackingServer(Construct):
         external_load_balancer: ExternalLoadBalancerProps | None = None,
         load_balancer_class: str = AUTO_MODE_LOAD_BALANCER_CLASS,
         image_directory: Path = IMAGE_DIRECTORY,
+        deploy_check: bool = True,
     ) -> None:
         """
         :param cluster: the cluster, with a kubectl provider.
@@ -82,6 +91,8 @@ class MlflowTrackingServer(Construct):
         :param external_load_balancer: an internet-facing TLS NLB. Default: none.
         :param load_balancer_class: Default: EKS Auto Mode's (`eks.amazonaws.com/nlb`).
         :param image_directory: Docker build context. Default: this repository's image/.
+        :param deploy_check: wait for the rollout and verify the server through its names
+            before the deploy succeeds. Default: true.
         """
         super().__init__(scope, id)
         workload = workload or WorkloadProps()
@@ -170,6 +181,44 @@ class MlflowTrackingServer(Construct):
             # attempt left behind must not stop at "already exists".
             overwrite=True,
         )
+        # Everything the manifest applies, the image included: a new value means pods change.
+        resolved = json.dumps(Stack.of(self).resolve(self.chart.to_json()), sort_keys=True)
+        self.revision = hashlib.sha256(resolved.encode()).hexdigest()[:12]
+        self.load_balancer_hosts = self._load_balancer_hosts(cluster)
+        self.deploy_check = (
+            DeployCheck(
+                self,
+                "DeployCheck",
+                cluster=cluster,
+                server=props,
+                workload_manifest=self.manifest,
+                load_balancer_hosts=self.load_balancer_hosts,
+                revision=self.revision,
+            )
+            if deploy_check
+            else None
+        )
+
+    def _load_balancer_hosts(self, cluster: eks.ICluster) -> dict[str, str]:
+        """The DNS name each load balancer Service gets, read back at deploy time."""
+        hosts = {}
+        for kind, name in self.service_names.items():
+            if kind == "cluster":
+                continue
+            value = read_object_value(
+                self,
+                f"{kind.capitalize()}LoadBalancerHost",
+                cluster=cluster,
+                object_type="service",
+                object_name=name,
+                namespace=self.namespace,
+                json_path=".status.loadBalancer.ingress[0].hostname",
+                timeout=LOAD_BALANCER_TIMEOUT,
+                revision=self.revision,
+            )
+            value.node.add_dependency(self.manifest)
+            hosts[kind] = value.value
+        return hosts
 
     def _acknowledge_grants(self, artifact_store: MlflowArtifactStore) -> None:
         policy = self.role.node.try_find_child("DefaultPolicy")
@@ -187,8 +236,12 @@ class MlflowTrackingServer(Construct):
         )
 
     def review_manifests(self) -> list[dict[str, Any]]:
-        """The Kubernetes objects this applies, deploy-time values shown as placeholders."""
-        return list(resolve_for_review(self, self.chart.to_json()))
+        """The Kubernetes objects this applies, in order (the deploy check's Job last),
+        deploy-time values shown as placeholders."""
+        objects = self.chart.to_json()
+        if self.deploy_check is not None:
+            objects += self.deploy_check.chart.to_json()
+        return list(resolve_for_review(self, objects))
 
 
 def _irsa_principal(

@@ -1,5 +1,10 @@
 """cdk8s charts for the MLflow workloads; the only package that imports cdk8s_plus_27."""
 
+from mlflow_on_eks.k8s_charts.deploy_check_chart import (
+    DEADLINE_SECONDS,
+    DeployCheckChart,
+    DeployCheckChartProps,
+)
 from mlflow_on_eks.k8s_charts.mlflow_chart import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
     LB_CONTROLLER_LOAD_BALANCER_CLASS,
@@ -12,7 +17,10 @@ from mlflow_on_eks.k8s_charts.workload import ResourceProps, WorkloadProps
 
 __all__ = [
     "AUTO_MODE_LOAD_BALANCER_CLASS",
+    "DEADLINE_SECONDS",
     "LB_CONTROLLER_LOAD_BALANCER_CLASS",
+    "DeployCheckChart",
+    "DeployCheckChartProps",
     "ExternalLoadBalancerProps",
     "MlflowChart",
     "MlflowChartProps",

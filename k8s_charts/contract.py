@@ -49,3 +49,22 @@ def launcher_environment(
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
     }
+
+
+def verify_environment(
+    *,
+    targets: list[str],
+    timeout_seconds: int,
+    signal_url: str | None,
+    logs_command: str,
+) -> dict[str, str]:
+    """The environment of `mlflow-launcher verify` (the deploy check's Job). No secret: the
+    signal URL only lets its holder report this one check's outcome."""
+    env = {
+        "MLFLOW_VERIFY_TARGETS": ",".join(targets),
+        "MLFLOW_VERIFY_TIMEOUT_SECONDS": str(timeout_seconds),
+        "MLFLOW_VERIFY_LOGS_COMMAND": logs_command,
+    }
+    if signal_url is not None:
+        env["MLFLOW_VERIFY_SIGNAL_URL"] = signal_url
+    return env

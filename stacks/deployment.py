@@ -87,6 +87,7 @@ def build_deployment(scope: Construct, settings: Settings, *, allow_destroy: boo
         artifact_store=data.artifact_store,
         server=settings.server,
         exposure=settings.exposure,
+        deploy_check=settings.deploy_check.enabled,
         load_balancer_controller=cluster_settings.load_balancer_controller,
         env=env,
     )

@@ -50,6 +50,7 @@ class MlflowStack(Stack):
         artifact_store: MlflowArtifactStore,
         server: ServerSettings,
         exposure: ExposureSettings,
+        deploy_check: bool = True,
         load_balancer_controller: str = "auto-mode",
         env: Environment | None = None,
     ) -> None:
@@ -89,6 +90,7 @@ class MlflowStack(Stack):
             if external.enabled and external.certificate_arn
             else None,
             load_balancer_class=_LOAD_BALANCER_CLASSES[load_balancer_controller],
+            deploy_check=deploy_check,
         )
         self._outputs(database, artifact_store)
 
@@ -115,13 +117,23 @@ class MlflowStack(Stack):
             ),
             "ServerRoleArn": (server.role.role_arn, "IAM role of the server pods (IRSA)"),
         }
-        for kind, name in server.service_names.items():
-            if kind != "cluster":
-                values[f"{kind.capitalize()}ServiceName"] = (
-                    name,
-                    f"{kind} load balancer Service; its address: kubectl -n {namespace} get svc "
-                    f"{name}",
-                )
+        hosts = server.load_balancer_hosts
+        if "internal" in hosts:
+            values["InternalTrackingUri"] = (
+                f"http://{hosts['internal']}",
+                "Tracking URI for clients in the VPC (the internal load balancer)",
+            )
+        if "external" in hosts:
+            values["ExternalLoadBalancerDnsName"] = (
+                hosts["external"],
+                "Point the certificate's DNS name here (CNAME or alias); clients then use "
+                "https://<that name>",
+            )
+        if server.deploy_check is not None:
+            values["DeployCheckLogsCommand"] = (
+                server.deploy_check.logs_command,
+                "What the deploy check did (kept a day)",
+            )
         for key, (value, description) in values.items():
             CfnOutput(self, key, value=value, description=description)
 

@@ -137,12 +137,21 @@ def only_resource(template: dict[str, Any], type_: str) -> tuple[str, dict[str, 
 _ASSET_HASH = re.compile(r"[0-9a-f]{64}")
 
 
-def normalise_assets(value: Any) -> Any:
-    """Asset hashes replaced, so snapshots change only when the deployment does."""
+def normalise_assets(value: Any, revision: str | None = None) -> Any:
+    """Asset hashes replaced, so snapshots change only when the deployment does; and the
+    workload's revision (a digest that covers the image, so changes with any edit under
+    image/), with the logical-ID hash CDK derives from it, in keys and values alike."""
+
+    def text(item: str) -> str:
+        item = _ASSET_HASH.sub("<asset-hash>", item)
+        if revision:
+            item = re.sub(rf"{revision}([0-9A-F]{{8}})?", "<revision>", item)
+        return item
+
     if isinstance(value, str):
-        return _ASSET_HASH.sub("<asset-hash>", value)
+        return text(value)
     if isinstance(value, list):
-        return [normalise_assets(item) for item in value]
+        return [normalise_assets(item, revision) for item in value]
     if isinstance(value, dict):
-        return {key: normalise_assets(item) for key, item in value.items()}
+        return {text(key): normalise_assets(item, revision) for key, item in value.items()}
     return value

@@ -36,10 +36,14 @@ def test_template(
 ) -> None:
     result = synth(config)
     assert set(result.templates) == set(_stacks(config))
-    assert normalise_assets(result.templates[stack]) == json_snapshot(name=f"{config}-{stack}")
+    revision = result.deployment.mlflow.tracking_server.revision
+    assert normalise_assets(result.templates[stack], revision) == json_snapshot(
+        name=f"{config}-{stack}"
+    )
 
 
 def test_manifests(each_config: Synth, json_snapshot: SnapshotAssertion) -> None:
-    assert normalise_assets(each_config.manifests) == json_snapshot(
+    revision = each_config.deployment.mlflow.tracking_server.revision
+    assert normalise_assets(each_config.manifests, revision) == json_snapshot(
         name=f"{each_config.name}-manifests"
     )

@@ -4,7 +4,9 @@ bring-your-own choices (subnets, security group, secret, bucket, kubectl role)."
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -24,6 +26,7 @@ from mlflow_on_eks.constructs_lib import (
     MlflowVpc,
     WorkloadProps,
 )
+from mlflow_on_eks.constructs_lib.tracking_server import IMAGE_DIRECTORY
 
 from tests.conftest import resources_of
 
@@ -192,3 +195,46 @@ def test_tracking_server_alone_with_your_own_bucket_and_secret() -> None:
     config = next(o for o in server.chart.to_json() if o["kind"] == "ConfigMap")
     assert config["metadata"]["namespace"] == "team-ml"
     assert config["data"]["MLFLOW_ARTIFACTS_DESTINATION"] == "s3://team-ml-artifacts/artifacts"
+
+
+def _tracking_server(
+    workload: WorkloadProps, image_directory: Path | None = None, **options: Any
+) -> MlflowTrackingServer:
+    stack = bare_stack()
+    vpc = NETWORK.import_into(stack)
+    cluster = ImportedCluster(stack, "Cluster", attributes=ATTRIBUTES, vpc=vpc)
+    extra = {"image_directory": image_directory} if image_directory else {}
+    return MlflowTrackingServer(
+        stack,
+        "Mlflow",
+        cluster=cluster.cluster,
+        oidc_provider=cluster.oidc_provider,
+        cluster_security_group=cluster.security_group,
+        database=MlflowDatabase(stack, "Database", vpc=vpc),
+        artifact_store=MlflowArtifactStore(stack, "Artifacts"),
+        workload=workload,
+        **extra,
+        **options,
+    )
+
+
+def test_a_new_image_or_setting_runs_a_new_deploy_check(tmp_path: Path) -> None:
+    base = _tracking_server(WorkloadProps()).revision
+    assert _tracking_server(WorkloadProps()).revision == base, "same input, same revision"
+    assert _tracking_server(WorkloadProps(workers=3)).revision != base
+    # A changed launcher is a new image (a new asset hash), so a new check.
+    image = tmp_path / "image"
+    shutil.copytree(IMAGE_DIRECTORY, image, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    copy = _tracking_server(WorkloadProps(), image).revision
+    (image / "launcher" / "src" / "mlflow_launcher" / "__init__.py").write_text("# changed\n")
+    assert _tracking_server(WorkloadProps(), image).revision != copy
+
+
+def test_deploy_check_can_be_left_out_of_a_library_stack() -> None:
+    server = _tracking_server(WorkloadProps(), deploy_check=False)
+    assert server.deploy_check is None
+    resources = template(cdk.Stack.of(server))["Resources"]
+    assert not [r for r in resources.values() if r["Type"].startswith("AWS::CloudFormation::Wait")]
+    assert [o["kind"] for o in server.review_manifests() if o["kind"] == "Job"] == []
+    # The load balancer's address is still read back for the outputs.
+    assert set(server.load_balancer_hosts) == {"internal"}

@@ -283,7 +283,8 @@ def test_deployment_uses_service_account_and_asset_image(each_config: Synth) -> 
 
 def test_manifest_is_applied_in_the_server_stack(each_config: Synth) -> None:
     manifests = resources(each_config, "Mlflow", "Custom::AWSCDK-EKS-KubernetesResource")
-    assert len(manifests) == 1
+    # The workload, and the deploy check's Job after it.
+    assert len(manifests) == (2 if each_config.settings.deploy_check.enabled else 1)
     if "Cluster" in each_config.templates:
         cluster = each_config.templates["Cluster"]["Resources"]
         assert not [
@@ -390,7 +391,7 @@ def test_missing_image_directory_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_network_policy_admits_each_configs_database_port(each_config: Synth) -> None:
-    policy = each_config.object("NetworkPolicy")["spec"]
+    policy = each_config.object("NetworkPolicy", "mlflow")["spec"]
     egress = {(p["protocol"], p["port"]) for rule in policy["egress"] for p in rule["ports"]}
     port = {"mysql": 3306, "postgres": 5432}[each_config.settings.database.engine]
     assert ("TCP", port) in egress
