@@ -156,6 +156,27 @@ MUTANTS = (
         '        Annotations.of(self).add_warning_v2("mutant:x", "a new warning")\n',
         ("tests/compliance/test_cdk_synth_cli.py", "-k", "no_warnings and default"),
     ),
+    Mutant(
+        "deploy check starts before the rollout ends",
+        "constructs_lib/deploy_check.py",
+        "        self.manifest.node.add_dependency(self.rollout)\n",
+        "",
+        ("tests/unit/test_deploy_check.py", "-k", "in_order"),
+    ),
+    Mutant(
+        "reads never run again after the first deploy",
+        "constructs_lib/deploy_check.py",
+        '    resource.add_property_override("Revision", revision)',
+        "    pass",
+        ("tests/unit/test_deploy_check.py", "-k", "follow_the_revision"),
+    ),
+    Mutant(
+        "the check's pod is selected as a server",
+        "k8s_charts/deploy_check_chart.py",
+        '        "app.kubernetes.io/name": "mlflow-deploy-check",',
+        '        "app.kubernetes.io/name": "mlflow",',
+        ("tests/unit/test_deploy_check.py", "-k", "never_selected and default"),
+    ),
 )
 
 
