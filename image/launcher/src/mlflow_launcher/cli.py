@@ -1,4 +1,4 @@
-"""``mlflow-launcher {migrate,serve,local}``: the image's entrypoint (under tini)."""
+"""``mlflow-launcher {migrate,serve,local,verify}``: the image's entrypoint (under tini)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from urllib.parse import quote, quote_plus
 
 from sqlalchemy.engine import URL, Engine
 
-from mlflow_launcher import dburl, schema, secret, server, settings, wait
+from mlflow_launcher import dburl, schema, secret, server, settings, verify, wait
 from mlflow_launcher.errors import LauncherError
 
 log = logging.getLogger("mlflow_launcher")
@@ -28,7 +28,8 @@ LOCAL_DEFAULTS = {
 
 
 class _Redact(logging.Filter):
-    """Masks the password in every record: a second line of defence behind careful messages."""
+    """Masks secrets (the database password; for `verify`, the signal URL and the tracking
+    password) in every record: a second line of defence behind careful messages."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -112,10 +113,16 @@ def cmd_local() -> None:
     server.exec_server(srv, dburl.uri_for_mlflow(url))
 
 
+def cmd_verify() -> None:
+    """Prove the deployed server works under each of its names; tell CloudFormation."""
+    verify.run(os.environ, _redact.secrets)
+
+
 COMMANDS = {
     "migrate": (cmd_migrate, "bring the database schema to head under an advisory lock"),
     "serve": (cmd_serve, "check the schema is at head, then exec mlflow server"),
     "local": (cmd_local, "preview the server on SQLite + a local folder (no AWS)"),
+    "verify": (cmd_verify, "use the deployed server as a user would; signal CloudFormation"),
 }
 
 

@@ -1,4 +1,4 @@
-"""The one exception type the CLI turns into a clear message and a non-zero exit."""
+"""The exceptions the CLI turns into a clear message and a non-zero exit."""
 
 
 class LauncherError(Exception):
@@ -9,3 +9,9 @@ class LauncherError(Exception):
     """
 
     exit_code = 2
+
+
+class VerificationFailed(LauncherError):
+    """``verify`` found the deployed server unusable; the message is the one-line reason."""
+
+    exit_code = 3

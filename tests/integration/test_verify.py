@@ -1,0 +1,385 @@
+"""The deploy check (`mlflow-launcher verify`) against real servers: the chart's default pod
+(synthesized ConfigMap, migrate then serve) on MariaDB and moto's S3, checked by the
+synthesized Job's container under the in-cluster Service name and an NLB's name.
+
+Each case breaks one real thing (a Host or an origin missing from the server's settings, the
+database gone, the bucket gone, authentication without a login, nothing listening) and asserts
+the exit code, the one-line reason in the log and the same reason in the FAILURE signal
+CloudFormation would get, with the Job's logs command.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import itest_launcher as launcher
+import pytest
+from itest_browser import NLB_HOST, send
+from itest_chart import container_env, pod, substitute_endpoints
+from itest_servers import REGION
+from itest_verify import (
+    ADMIN_SECRET_ENV,
+    INTERNAL_URL,
+    NLB_URL,
+    PRESIGNED_PATH,
+    PRESIGNED_QUERY,
+    Database,
+    Relay,
+    SignalReceiver,
+    Verdict,
+    admin_secret,
+    assert_failed,
+    assert_no_secrets,
+    basic_auth_server,
+    local_auth,
+    new_database,
+    run_verify,
+    signal_receiver,
+    verify_env,
+    verify_job,
+)
+
+pytestmark = pytest.mark.integration
+
+# Each server on port 80 of its own loopback address, so that Host and Origin carry no port.
+MAIN, HOSTS_WITHOUT_LB, NO_ORIGINS, BASIC_AUTH, NOBODY = (f"127.0.0.{n}" for n in (1, 2, 3, 4, 9))
+LOGS_COMMAND = re.compile(r"kubectl -n mlflow logs job/mlflow-verify-[0-9a-f]{12}")
+STEPS = (
+    "/health answering",
+    "Host accepted on the API",
+    "browser-style write accepted",
+    "creating an experiment",
+    "creating a run",
+    "logging params, metrics and a tag",
+    "uploading an artifact through the server",
+    "downloading the artifact",
+    "searching runs by metric",
+    "ending the run",
+)
+API_CHECK = "GET /api/2.0/mlflow/experiments/search?max_results=1"
+
+
+@dataclass
+class Deployment:
+    chart: object
+    database: Database
+    bucket: str
+    relay: Relay
+    server_env: dict[str, str]
+    """The server container's environment, the database reached through `relay`."""
+    admin: dict
+    """The admin login's secret in moto (the server's, with authentication on, and the Job's)."""
+    logs_command: str
+    moto: object
+
+    def verify(self, receiver: SignalReceiver, home: Path, address: str, **env: str) -> Verdict:
+        """The Job's `verify` (its environment changed by `env`), its names at `address`."""
+        job_env = verify_env(self.chart, receiver.url, self.admin["arn"]) | env
+        return run_verify(job_env, receiver, home, address, self.moto.env())
+
+
+@pytest.fixture(scope="module")
+def deployment(synth, mariadb, moto, test_ca, tmp_path_factory) -> Iterator[Deployment]:
+    chart = synth("default")
+    _, (init, main) = pod(chart)
+    database, bucket = new_database(mariadb, moto), moto.create_bucket()
+    admin = admin_secret(moto, f"admin-{secrets.token_urlsafe(18)}")
+    relay = Relay(mariadb.port).start()
+    home = tmp_path_factory.mktemp("verify-pod")
+    auth = local_auth(container_env(chart, main), database, moto, admin)
+
+    def local(container: dict) -> dict[str, str]:
+        env = container_env(chart, container)
+        env |= {key: value for key, value in auth.items() if key in env}
+        env = substitute_endpoints(env, database, moto, test_ca.ca, bucket)
+        env |= {"MLFLOW_DB_NAME": database.name, "MLFLOW_DB_PORT": str(relay.port)}
+        env["MLFLOW_PORT"] = "80"
+        return launcher.container_env(env, home)
+
+    migrate = launcher.run(init["args"], local(init))
+    assert migrate.returncode == 0, migrate.stderr
+    [container] = verify_job(chart)["spec"]["template"]["spec"]["containers"]
+    logs_command = container_env(chart, container)["MLFLOW_VERIFY_LOGS_COMMAND"]
+    assert LOGS_COMMAND.fullmatch(logs_command), logs_command
+    yield Deployment(chart, database, bucket, relay, local(main), admin, logs_command, moto)
+    relay.cut()
+
+
+@contextmanager
+def serving(env: dict[str, str], address: str, log: Path) -> Iterator[launcher.Server]:
+    server = launcher.Server({**env, "MLFLOW_HOST": address}, log)
+    server.base_url = f"http://{address}:80"
+    try:
+        server.wait_healthy(timeout=120)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def main_server(deployment, tmp_path_factory) -> Iterator[launcher.Server]:
+    with serving(deployment.server_env, MAIN, tmp_path_factory.mktemp("main") / "log") as s:
+        # In use, as a server is by the time its database fails: MLflow opens its store on the
+        # first API request, and a cold worker would retry an unreachable database for minutes.
+        _wait_for_the_database(s)
+        yield s
+
+
+@pytest.fixture
+def receiver() -> Iterator[SignalReceiver]:
+    with signal_receiver() as r:
+        yield r
+
+
+def _api(deployment: Deployment, path: str, body: dict) -> dict:
+    """The main server's REST API, as the admin."""
+    token = f"{deployment.admin['username']}:{deployment.admin['password']}"
+    auth = f"Basic {base64.b64encode(token.encode()).decode()}"
+    status, text = send(80, "POST", path, "127.0.0.1", body, Authorization=auth)
+    assert status == 200, text
+    return json.loads(text)
+
+
+def verify_experiments(deployment: Deployment) -> dict[str, dict]:
+    """Every experiment a verify made, deleted ones too, by id."""
+    found = _api(
+        deployment,
+        "/api/2.0/mlflow/experiments/search",
+        {"view_type": "ALL", "filter": "name LIKE 'mlflow-on-eks-verify-%'", "max_results": 1000},
+    )
+    return {e["experiment_id"]: e for e in found.get("experiments", [])}
+
+
+def run_stages(deployment: Deployment, experiment_id: str) -> list[str]:
+    found = _api(
+        deployment,
+        "/api/2.0/mlflow/runs/search",
+        {"experiment_ids": [experiment_id], "run_view_type": "ALL"},
+    )
+    return [r["info"]["lifecycle_stage"] for r in found.get("runs", [])]
+
+
+def outcomes(*parts: str) -> re.Pattern:
+    """The signal's Data: each target with its outcome, "ok (<seconds>)" written as "ok"."""
+    text = "; ".join(re.escape(p).replace(r"\ ok", r" ok \(\d+\.\d s\)") for p in parts)
+    return re.compile(text)
+
+
+# ---------------------------------------------------------------- it works -------------------
+
+
+def test_a_healthy_deployment_verifies_under_both_names(
+    deployment, main_server, moto, receiver, tmp_path
+):
+    before = verify_experiments(deployment)
+    verdict = deployment.verify(receiver, tmp_path, MAIN)
+    assert verdict.returncode == 0, verdict.output
+    for target in (INTERNAL_URL, NLB_URL):
+        for step in STEPS:
+            line = rf"verify {re.escape(target)}: {re.escape(step)} ok \(\d+\.\d\d s\)\n"
+            assert re.search(line, verdict.output), (target, step, verdict.output)
+    assert f"verify ok: MLflow works under {INTERNAL_URL}, {NLB_URL} (" in verdict.output
+
+    # One signal, on the wire as `curl -T file URL` sends it.
+    [request] = verdict.requests
+    assert (request.method, request.path) == ("PUT", f"{PRESIGNED_PATH}?{PRESIGNED_QUERY}")
+    assert "content-type" not in {name.lower() for name in request.headers}
+    [signal] = verdict.signals
+    assert set(signal) == {"Status", "Reason", "UniqueId", "Data"}
+    assert (signal["Status"], signal["UniqueId"]) == ("SUCCESS", "mlflow-verify")
+    assert signal["Reason"] == f"MLflow works under {INTERNAL_URL}, {NLB_URL}"
+    assert outcomes(f"{INTERNAL_URL} ok", f"{NLB_URL} ok").fullmatch(signal["Data"]), signal
+
+    # What the check made is gone: its experiments and runs deleted, their artifacts too.
+    made = {k: v for k, v in verify_experiments(deployment).items() if k not in before}
+    assert len(made) == 2, made
+    objects = moto.objects(deployment.bucket)
+    for experiment_id, experiment in made.items():
+        assert experiment["lifecycle_stage"] == "deleted", experiment
+        assert run_stages(deployment, experiment_id) == ["deleted"]
+        left = [key for key in objects if key.startswith(f"artifacts/{experiment_id}/")]
+        assert not left, f"artifacts left behind: {left}"
+    assert_no_secrets(verdict, deployment.database.password, deployment.admin["password"])
+
+
+# ---------------------------------------------------------------- the server's settings ------
+
+
+def test_a_load_balancer_name_missing_from_the_allowed_hosts(deployment, receiver, tmp_path):
+    hosts = deployment.server_env["MLFLOW_ALLOWED_HOSTS"].split(",")
+    kept = [h for h in hosts if ".elb." not in h]
+    assert len(kept) == len(hosts) - 1, hosts
+    env = {**deployment.server_env, "MLFLOW_ALLOWED_HOSTS": ",".join(kept)}
+    with serving(env, HOSTS_WITHOUT_LB, tmp_path / "server.log"):
+        verdict = deployment.verify(receiver, tmp_path, HOSTS_WITHOUT_LB)
+    assert_failed(
+        verdict,
+        f"{NLB_URL}: MLflow refuses Host '{NLB_HOST}' (403): it is missing from the server's "
+        "allowed hosts (MLFLOW_ALLOWED_HOSTS, config server.allowed_hosts)",
+        deployment.logs_command,
+    )
+    # The in-cluster name was checked in full first.
+    assert f"verify {INTERNAL_URL}: ending the run ok" in verdict.output
+    data = verdict.signals[0]["Data"]
+    assert outcomes(f"{INTERNAL_URL} ok", f"{NLB_URL} failed").fullmatch(data), data
+    assert_no_secrets(verdict, deployment.database.password, deployment.admin["password"])
+
+
+def test_no_cors_origins_breaks_the_ui(deployment, receiver, tmp_path):
+    env = {**deployment.server_env, "MLFLOW_CORS_ALLOWED_ORIGINS": ""}
+    with serving(env, NO_ORIGINS, tmp_path / "server.log"):
+        verdict = deployment.verify(receiver, tmp_path, NO_ORIGINS)
+    assert_failed(
+        verdict,
+        f"{INTERNAL_URL}: a browser page served from {INTERNAL_URL} could not write (the UI is "
+        "broken under this name): MLflow's CORS origins (MLFLOW_CORS_ALLOWED_ORIGINS) do not "
+        "list it",
+        deployment.logs_command,
+    )
+    assert verdict.signals[0]["Data"] == f"{INTERNAL_URL} failed; {NLB_URL} not checked"
+    assert_no_secrets(verdict, deployment.database.password, deployment.admin["password"])
+
+
+# ---------------------------------------------------------------- what the server relies on --
+
+
+def test_the_database_gone(deployment, main_server, receiver, tmp_path):
+    deployment.relay.cut()
+    try:
+        verdict = deployment.verify(receiver, tmp_path, MAIN)
+    finally:
+        deployment.relay.start()
+        _wait_for_the_database(main_server)
+    # The first request that needs the database is the API check: MLflow's own 503 is the
+    # reason, in its words, at once (a load balancer's 503 would be waited out instead).
+    assert verdict.returncode == 3, verdict.output
+    reason = verdict.reason_logged().removesuffix(f" (logs: {deployment.logs_command})")
+    assert reason.startswith(
+        f"{INTERNAL_URL}: {API_CHECK} answered 503: TEMPORARILY_UNAVAILABLE: "
+        "(pymysql.err.OperationalError) (2003, "
+    ), reason
+    assert "Can't connect to MySQL server" in reason, reason
+    assert_failed(verdict, reason, deployment.logs_command)
+    assert_no_secrets(verdict, deployment.database.password, deployment.admin["password"])
+
+
+def _wait_for_the_database(server: launcher.Server, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while (answer := server.get("/health", "127.0.0.1"))[0] != 200 or not _reads(server):
+        assert time.monotonic() < deadline, f"the server did not recover: {answer}"
+        time.sleep(0.5)
+
+
+def _reads(server: launcher.Server) -> bool:
+    status, _ = server.get("/api/2.0/mlflow/experiments/search?max_results=1", "127.0.0.1")
+    return status in (200, 401)  # 401: the database answered who may read
+
+
+def test_the_database_refusing_writes(deployment, main_server, mariadb, receiver, tmp_path):
+    """Reads work, writes fail (a read-only instance, a full disk): the first write is the
+    experiment the MLflow client creates, and the reason names that step."""
+    mariadb.admin("SET GLOBAL read_only = ON;")
+    try:
+        verdict = deployment.verify(receiver, tmp_path, MAIN)
+    finally:
+        mariadb.admin("SET GLOBAL read_only = OFF;")
+    assert_failed(
+        verdict,
+        f"{INTERNAL_URL}: creating an experiment failed: the server answered HTTP 503 on every "
+        "try (its log says why)",
+        deployment.logs_command,
+    )
+    assert "browser-style write accepted ok" in verdict.output
+
+
+def test_the_bucket_gone(deployment, main_server, moto, receiver, tmp_path):
+    s3 = moto.client("s3")
+    for key in moto.objects(deployment.bucket):
+        s3.delete_object(Bucket=deployment.bucket, Key=key)
+    s3.delete_bucket(Bucket=deployment.bucket)
+    before = verify_experiments(deployment)
+    try:
+        verdict = deployment.verify(receiver, tmp_path, MAIN)
+    finally:
+        s3.create_bucket(
+            Bucket=deployment.bucket,
+            CreateBucketConfiguration={"LocationConstraint": s3.meta.region_name},
+        )
+    assert_failed(
+        verdict,
+        f"{INTERNAL_URL}: uploading an artifact through the server failed: the server "
+        "answered HTTP 500 on every try (its log says why)",
+        deployment.logs_command,
+    )
+    # Cleaned up all the same.
+    [made] = [e for k, e in verify_experiments(deployment).items() if k not in before]
+    assert made["lifecycle_stage"] == "deleted"
+    assert_no_secrets(verdict, deployment.database.password, deployment.admin["password"])
+
+
+# ---------------------------------------------------------------- signing in -----------------
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory) -> Iterator[str]:
+    """MLflow's basic-auth app; yields its admin password."""
+    password = f"admin-{secrets.token_urlsafe(18)}"
+    server = basic_auth_server(tmp_path_factory.mktemp("basic-auth"), BASIC_AUTH, password)
+    try:
+        server.wait_healthy(timeout=120)
+        yield password
+    finally:
+        server.stop()
+
+
+def test_authentication_without_a_login(deployment, auth_server, receiver, tmp_path):
+    job_env = verify_env(deployment.chart, receiver.url, deployment.admin["arn"])
+    job_env.pop(ADMIN_SECRET_ENV, None)
+    verdict = run_verify(job_env, receiver, tmp_path, BASIC_AUTH, deployment.moto.env())
+    assert_failed(
+        verdict,
+        f"{INTERNAL_URL}: the server requires authentication (401) and no login was given "
+        "(MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or MLFLOW_AUTH_ADMIN_SECRET_ID)",
+        deployment.logs_command,
+    )
+
+
+def test_signing_in_with_the_admin_secret(deployment, auth_server, moto, receiver, tmp_path):
+    right = admin_secret(moto, auth_server)
+    # The variables the chart sets with authentication on (whether or not the default has it).
+    login = {ADMIN_SECRET_ENV: right["arn"], "AWS_REGION": REGION}
+    verdict = deployment.verify(receiver, tmp_path, BASIC_AUTH, **login)
+    assert verdict.returncode == 0, verdict.output
+    assert [s["Status"] for s in verdict.signals] == ["SUCCESS"]
+    assert_no_secrets(verdict, auth_server)
+
+    wrong = admin_secret(moto, f"wrong-{secrets.token_urlsafe(18)}")
+    login[ADMIN_SECRET_ENV] = wrong["arn"]
+    verdict = deployment.verify(receiver, tmp_path, BASIC_AUTH, **login)
+    assert_failed(
+        verdict,
+        f"{INTERNAL_URL}: the server requires authentication (401) and the admin login in "
+        "MLFLOW_AUTH_ADMIN_SECRET_ID was refused",
+        deployment.logs_command,
+    )
+    assert_no_secrets(verdict, auth_server, wrong["password"])
+
+
+# ---------------------------------------------------------------- nobody there ---------------
+
+
+def test_nothing_listening(deployment, receiver, tmp_path):
+    verdict = deployment.verify(receiver, tmp_path, NOBODY, MLFLOW_VERIFY_TIMEOUT_SECONDS="3")
+    assert_failed(
+        verdict,
+        f"{INTERNAL_URL}: no answer within 3 s (last: Connection refused)",
+        deployment.logs_command,
+    )
