@@ -12,8 +12,9 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
+from mlflow_on_eks.constructs_lib.auth import PERMISSIONS
 from mlflow_on_eks.constructs_lib.kubernetes import DEFAULT_VERSION, SUPPORTED_VERSIONS
-from mlflow_on_eks.k8s_charts import ResourceProps, WorkloadProps
+from mlflow_on_eks.k8s_charts import GcProps, ResourceProps, WorkloadProps
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -92,6 +93,27 @@ def _check_cidr(value: str) -> str:
     except ValueError as error:
         raise ValueError(f"not a CIDR block ({error})") from None
     return str(network)
+
+
+_GC = GcProps()
+# `mlflow gc --older-than`: #d#h#m#s, each part optional, decimals allowed.
+_GC_DURATION = re.compile(r"(\d+(\.\d+)?d)?(\d+(\.\d+)?h)?(\d+(\.\d+)?m)?(\d+(\.\d+)?s)?")
+_CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*$")
+
+
+def _check_duration(value: str) -> str:
+    if not value or not _GC_DURATION.fullmatch(value):
+        raise ValueError("expected a duration such as 30d, 12h or 1d12h (#d#h#m#s)")
+    return value
+
+
+def _check_cron(value: str) -> str:
+    fields = value.split()
+    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+        raise ValueError(
+            "expected five cron fields (minute hour day month weekday), e.g. '17 3 * * *'"
+        )
+    return value
 
 
 InstanceType = Annotated[str, AfterValidator(_check_instance_type)]
@@ -409,7 +431,8 @@ class ServerSettings(StrictModel):
 
 
 class ExternalExposure(StrictModel):
-    """An internet-facing load balancer, off by default (MLflow has no authentication)."""
+    """An internet-facing load balancer, off by default: the sign-in page and the API are then
+    open to password guessing from every listed network."""
 
     enabled: bool = Field(False, description="Create an internet-facing load balancer.")
     allowed_cidrs: list[Cidr] = Field(
@@ -422,6 +445,10 @@ class ExternalExposure(StrictModel):
     allow_internet: bool = Field(
         False,
         description="Explicit opt-in needed to list 0.0.0.0/0 or ::/0 in allowed_cidrs.",
+    )
+    allow_anonymous: bool = Field(
+        False,
+        description="Explicit opt-in needed to expose a server with auth.enabled: false.",
     )
 
     @model_validator(mode="after")
@@ -438,7 +465,7 @@ class ExternalExposure(StrictModel):
             raise invalid(
                 "allowed_cidrs",
                 "is empty; list the networks that may reach the server "
-                "(MLflow has no authentication of its own)",
+                "(a password is the only other barrier)",
             )
         if self.certificate_arn is None:
             raise invalid(
@@ -449,7 +476,7 @@ class ExternalExposure(StrictModel):
         if open_ranges and not self.allow_internet:
             raise invalid(
                 "allowed_cidrs",
-                f"contains {', '.join(open_ranges)}, which opens MLflow (no authentication) "
+                f"contains {', '.join(open_ranges)}, which opens MLflow's sign-in and API "
                 "to the whole internet; set allow_internet: true to confirm",
             )
         return self
@@ -460,6 +487,48 @@ class ExposureSettings(StrictModel):
 
     internal: bool = Field(True, description="An internal (VPC-only) network load balancer.")
     external: ExternalExposure = Field(default_factory=ExternalExposure)
+
+
+class AuthSettings(StrictModel):
+    """Who may use the server: MLflow's basic-auth app (users, passwords, permissions)."""
+
+    enabled: bool = Field(
+        True,
+        description=(
+            "Sign-in required for the UI and the API. Off, anyone who reaches a load balancer "
+            "can read, change and delete every experiment and model."
+        ),
+    )
+    default_permission: Literal[PERMISSIONS] = Field(  # type: ignore[valid-type]
+        "READ",
+        description="What a signed-in user may do on what others created, unless granted more.",
+    )
+    admin_username: Annotated[str, StringConstraints(pattern=r"^[^\s:]{1,64}$")] = Field(
+        "admin",
+        description="The admin MLflow creates on first start; its password is generated.",
+    )
+
+
+class GcSettings(StrictModel):
+    """Permanent removal of what users deleted (MLflow only marks deleted runs)."""
+
+    enabled: bool = Field(
+        False,
+        description=(
+            "A CronJob runs `mlflow gc`: runs and experiments deleted longer ago than "
+            "older_than go for good, with their artifacts. Off: deleted stays restorable."
+        ),
+    )
+    schedule: Annotated[str, AfterValidator(_check_cron)] = Field(
+        _GC.schedule, description="Five-field cron expression (UTC)."
+    )
+    older_than: Annotated[str, AfterValidator(_check_duration)] = Field(
+        _GC.older_than,
+        description="How long deleted things stay restorable (#d#h#m#s, e.g. 30d or 1d12h).",
+    )
+
+    def props(self) -> GcProps | None:
+        return GcProps(schedule=self.schedule, older_than=self.older_than) if self.enabled else None
 
 
 class DeployCheckSettings(StrictModel):
@@ -487,4 +556,23 @@ class Settings(StrictModel):
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     exposure: ExposureSettings = Field(default_factory=ExposureSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    gc: GcSettings = Field(default_factory=GcSettings)
     deploy_check: DeployCheckSettings = Field(default_factory=DeployCheckSettings)
+
+    @model_validator(mode="after")
+    def _anonymous_exposure_confirmed(self) -> Settings:
+        external = self.exposure.external
+        if external.enabled and not self.auth.enabled and not external.allow_anonymous:
+            raise invalid(
+                "exposure.external.allow_anonymous",
+                "is false while auth.enabled is false and the external load balancer is on: "
+                "anyone in allowed_cidrs could read, change and delete everything. Turn auth "
+                "on, or set allow_anonymous: true to confirm",
+            )
+        if external.allow_anonymous and self.auth.enabled:
+            raise invalid(
+                "exposure.external.allow_anonymous",
+                "is true but auth.enabled is true: there is nothing anonymous to allow; remove it",
+            )
+        return self

@@ -1,6 +1,7 @@
 """Reusable L3 constructs for running MLflow on EKS: the public API for other CDK apps."""
 
 from mlflow_on_eks.constructs_lib.artifact_store import MlflowArtifactStore
+from mlflow_on_eks.constructs_lib.auth import MlflowAuth
 from mlflow_on_eks.constructs_lib.cluster import (
     AutoModeCluster,
     ExistingClusterAttributes,
@@ -22,6 +23,7 @@ __all__ = [
     "ExternalLoadBalancerProps",
     "ImportedCluster",
     "MlflowArtifactStore",
+    "MlflowAuth",
     "MlflowDatabase",
     "MlflowTrackingServer",
     "MlflowVpc",

@@ -19,12 +19,15 @@ from mlflow_on_eks.constructs_lib.acknowledgements import (
     acknowledge_wildcard_resources,
 )
 from mlflow_on_eks.constructs_lib.artifact_store import MlflowArtifactStore
+from mlflow_on_eks.constructs_lib.auth import MlflowAuth
 from mlflow_on_eks.constructs_lib.database import MlflowDatabase
 from mlflow_on_eks.constructs_lib.deploy_check import DeployCheck, read_object_value
 from mlflow_on_eks.constructs_lib.review import resolve_for_review
 from mlflow_on_eks.k8s_charts import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
+    AuthProps,
     ExternalLoadBalancerProps,
+    GcProps,
     MlflowChart,
     MlflowChartProps,
     WorkloadProps,
@@ -54,7 +57,8 @@ class MlflowTrackingServer(Construct):
     uses the server as a user would, failing the deploy with its reason (DeployCheck).
 
     Attributes: `role`, `image`, `chart`, `manifest`, `database_ingress`, `workload`,
-    `namespace`, `service_account_name`, `service_names`, `revision`, `load_balancer_hosts`
+    `namespace`, `service_account_name`, `service_names`, `auth`, `revision`,
+    `load_balancer_hosts`
     (kind -> DNS name, resolved at deploy time), `deploy_check` (or None).
     """
 
@@ -68,6 +72,7 @@ class MlflowTrackingServer(Construct):
         cluster_security_group: ec2.ISecurityGroup,
         database: MlflowDatabase,
         artifact_store: MlflowArtifactStore,
+        auth: MlflowAuth | None,
         workload: WorkloadProps | None = None,
         node_pool: str | None = None,
         internal_load_balancer: bool = True,
@@ -75,6 +80,7 @@ class MlflowTrackingServer(Construct):
         load_balancer_class: str = AUTO_MODE_LOAD_BALANCER_CLASS,
         image_directory: Path = IMAGE_DIRECTORY,
         deploy_check: bool = True,
+        gc: GcProps | None = None,
     ) -> None:
         """
         :param cluster: the cluster, with a kubectl provider.
@@ -82,6 +88,9 @@ class MlflowTrackingServer(Construct):
         :param cluster_security_group: source of the pods' traffic; the database admits it.
         :param database: the backend store.
         :param artifact_store: the artifact bucket.
+        :param auth: MLflow's basic-auth app with its secrets, or None for a server that
+            lets anyone who reaches it read, change and delete everything. Required, so that
+            leaving authentication out is a decision.
         :param workload: how the server runs (namespace, replicas and autoscaling, workers,
             resources, allowed hosts, architecture, scratch space, drain); passed to the chart
             unchanged. Default: `WorkloadProps()`, the config file's defaults.
@@ -93,6 +102,9 @@ class MlflowTrackingServer(Construct):
         :param image_directory: Docker build context. Default: this repository's image/.
         :param deploy_check: wait for the rollout and verify the server through its names
             before the deploy succeeds. Default: true.
+        :param gc: a CronJob that permanently removes runs and experiments deleted longer ago
+            than `gc.older_than`, with their artifacts. Default: none (deleted stays
+            recoverable).
         """
         super().__init__(scope, id)
         workload = workload or WorkloadProps()
@@ -110,6 +122,8 @@ class MlflowTrackingServer(Construct):
         )
         artifact_store.bucket.grant_read_write(self.role, f"{artifact_store.prefix}/*")
         database.secret.grant_read(self.role)
+        for auth_secret in auth.secrets if auth else ():
+            auth_secret.grant_read(self.role)
         self._acknowledge_grants(artifact_store)
 
         if workload.architecture not in _PLATFORMS:
@@ -162,7 +176,19 @@ class MlflowTrackingServer(Construct):
             internal_load_balancer=internal_load_balancer,
             external=external_load_balancer,
             load_balancer_class=load_balancer_class,
+            auth=AuthProps(
+                admin_secret_id=auth.admin_secret.secret_arn,
+                flask_secret_key_id=auth.flask_secret_key.secret_arn,
+                kek_passphrase_id=auth.kek_passphrase.secret_arn,
+                metrics_secret_id=auth.metrics_secret.secret_arn,
+                default_permission=auth.default_permission,
+                database_name=auth.database_name,
+            )
+            if auth
+            else None,
+            gc=gc,
         )
+        self.auth = auth
         self.service_names = props.service_names
         self.chart = MlflowChart(cdk8s.App(), "Mlflow", props=props)
         # Pods read the ConfigMap only at start: a digest of its (resolved) data in the pod

@@ -1,10 +1,12 @@
 """cdk8s charts for the MLflow workloads; the only package that imports cdk8s_plus_27."""
 
+from mlflow_on_eks.k8s_charts.contract import AuthProps
 from mlflow_on_eks.k8s_charts.deploy_check_chart import (
     DEADLINE_SECONDS,
     DeployCheckChart,
     DeployCheckChartProps,
 )
+from mlflow_on_eks.k8s_charts.gc_job import GcProps
 from mlflow_on_eks.k8s_charts.mlflow_chart import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
     LB_CONTROLLER_LOAD_BALANCER_CLASS,
@@ -19,9 +21,11 @@ __all__ = [
     "AUTO_MODE_LOAD_BALANCER_CLASS",
     "DEADLINE_SECONDS",
     "LB_CONTROLLER_LOAD_BALANCER_CLASS",
+    "AuthProps",
     "DeployCheckChart",
     "DeployCheckChartProps",
     "ExternalLoadBalancerProps",
+    "GcProps",
     "MlflowChart",
     "MlflowChartProps",
     "NodePoolChart",

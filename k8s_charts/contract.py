@@ -6,6 +6,8 @@ tests start the launcher from the ConfigMap this produces, so a rename here fail
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 CONTAINER_PORT = 5000
 SERVICE_PORT = 80
 TLS_SERVICE_PORT = 443
@@ -27,6 +29,7 @@ def launcher_environment(
     cors_allowed_origins: list[str],
     graceful_shutdown_seconds: int,
     region: str,
+    metrics_dir: str,
 ) -> dict[str, str]:
     """The ConfigMap data both containers load with envFrom. Holds no secret: only its ARN."""
     return {
@@ -48,6 +51,9 @@ def launcher_environment(
         "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN": str(graceful_shutdown_seconds),
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
+        # `mlflow server --expose-prometheus <dir>` (its click option's variable): /metrics,
+        # with the workers' counters shared through files in this directory.
+        "MLFLOW_EXPOSE_PROMETHEUS": metrics_dir,
     }
 
 
@@ -57,9 +63,12 @@ def verify_environment(
     timeout_seconds: int,
     signal_url: str | None,
     logs_command: str,
+    admin_secret_id: str | None = None,
+    region: str | None = None,
 ) -> dict[str, str]:
     """The environment of `mlflow-launcher verify` (the deploy check's Job). No secret: the
-    signal URL only lets its holder report this one check's outcome."""
+    signal URL only lets its holder report this one check's outcome, and with authentication
+    on, the check signs in with the admin login it reads from the secret named here."""
     env = {
         "MLFLOW_VERIFY_TARGETS": ",".join(targets),
         "MLFLOW_VERIFY_TIMEOUT_SECONDS": str(timeout_seconds),
@@ -67,4 +76,44 @@ def verify_environment(
     }
     if signal_url is not None:
         env["MLFLOW_VERIFY_SIGNAL_URL"] = signal_url
+    if admin_secret_id is not None:
+        if not region:
+            raise ValueError("verify_environment: reading the admin secret needs the region")
+        env["MLFLOW_AUTH_ADMIN_SECRET_ID"] = admin_secret_id
+        env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = region
     return env
+
+
+@dataclass(frozen=True)
+class AuthProps:
+    """MLflow's basic-auth app. Secrets travel as ARNs; the launcher reads them at start."""
+
+    admin_secret_id: str
+    """Secret with JSON `username` and `password`: the admin MLflow creates on first start."""
+    flask_secret_key_id: str
+    """Secret holding MLFLOW_FLASK_SERVER_SECRET_KEY (the same on every replica)."""
+    kek_passphrase_id: str
+    """Secret holding MLFLOW_CRYPTO_KEK_PASSPHRASE."""
+    metrics_secret_id: str | None = None
+    """Secret with JSON `username` and `password`: a user for scraping /metrics."""
+    default_permission: str = "READ"
+    database_name: str = "mlflow_auth"
+    """The users' database, on the backend store's instance."""
+
+
+def auth_environment(auth: AuthProps) -> dict[str, str]:
+    """What the launcher needs to run MLflow's basic-auth app: names and ARNs, no secret."""
+    return {
+        "MLFLOW_AUTH_ADMIN_SECRET_ID": auth.admin_secret_id,
+        "MLFLOW_AUTH_FLASK_SECRET_ID": auth.flask_secret_key_id,
+        "MLFLOW_AUTH_KEK_SECRET_ID": auth.kek_passphrase_id,
+        "MLFLOW_AUTH_DEFAULT_PERMISSION": auth.default_permission,
+        "MLFLOW_AUTH_DB_NAME": auth.database_name,
+    } | (
+        {"MLFLOW_AUTH_METRICS_SECRET_ID": auth.metrics_secret_id} if auth.metrics_secret_id else {}
+    )
+
+
+def gc_environment(*, older_than: str, tracking_uri: str) -> dict[str, str]:
+    """What `mlflow-launcher gc` reads besides the server's ConfigMap."""
+    return {"MLFLOW_GC_OLDER_THAN": older_than, "MLFLOW_GC_TRACKING_URI": tracking_uri}

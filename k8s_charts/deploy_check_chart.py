@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import cdk8s
 import cdk8s_plus_27 as kplus
-from cdk8s_plus_27 import k8s
 from constructs import Construct
 from mlflow_on_eks.k8s_charts.contract import CONTAINER_PORT, verify_environment
 from mlflow_on_eks.k8s_charts.hardening import (
@@ -22,6 +21,7 @@ from mlflow_on_eks.k8s_charts.hardening import (
     harden,
 )
 from mlflow_on_eks.k8s_charts.mlflow_chart import MlflowChartProps, selector_labels
+from mlflow_on_eks.k8s_charts.policy import dns, egress, egress_only, tcp
 
 TARGET_TIMEOUT_SECONDS = 600
 """How long each target may take to answer: a new NLB's DNS name propagates and its targets
@@ -70,8 +70,14 @@ class DeployCheckChart(cdk8s.Chart):
             select=False,
             pod_metadata=cdk8s.ApiObjectMetadata(labels=_labels(server)),
             restart_policy=kplus.RestartPolicy.NEVER,
-            # The namespace's default ServiceAccount, without a token: it calls no
-            # Kubernetes or AWS API (artifact downloads use the server's presigned URLs).
+            # No Kubernetes API token: it calls none. With authentication on it reads the
+            # admin login from Secrets Manager as the server's IRSA role; otherwise it calls no
+            # AWS API either (artifact downloads use the server's presigned URLs).
+            service_account=kplus.ServiceAccount.from_service_account_name(
+                self, "ServerAccount", server.service_account_name
+            )
+            if server.auth
+            else None,
             automount_service_account_token=False,
             security_context=POD_SECURITY,
             volumes=[tmp],
@@ -90,6 +96,8 @@ class DeployCheckChart(cdk8s.Chart):
                             logs_command=(
                                 f"kubectl -n {server.namespace} logs job/{props.job_name}"
                             ),
+                            admin_secret_id=server.auth.admin_secret_id if server.auth else None,
+                            region=server.region,
                         ).items()
                     },
                     security_context=CONTAINER_SECURITY,
@@ -113,32 +121,16 @@ class DeployCheckChart(cdk8s.Chart):
     def _network_policy(self, server: MlflowChartProps) -> None:
         """DNS; the server pods; HTTP to the internal load balancer (its addresses are only
         known in the VPC); HTTPS for presigned S3 downloads and the signal. Nothing inbound."""
-
-        def port(protocol: str, number: int) -> k8s.NetworkPolicyPort:
-            return k8s.NetworkPolicyPort(
-                protocol=protocol, port=k8s.IntOrString.from_number(number)
-            )
-
-        k8s.KubeNetworkPolicy(
+        egress_only(
             self,
             "NetworkPolicy",
-            metadata=k8s.ObjectMeta(name=f"{server.instance}-deploy-check"),
-            spec=k8s.NetworkPolicySpec(
-                pod_selector=k8s.LabelSelector(match_labels=_selector(server)),
-                policy_types=["Ingress", "Egress"],
-                egress=[
-                    k8s.NetworkPolicyEgressRule(ports=[port("UDP", 53), port("TCP", 53)]),
-                    k8s.NetworkPolicyEgressRule(
-                        to=[
-                            k8s.NetworkPolicyPeer(
-                                pod_selector=k8s.LabelSelector(match_labels=selector_labels(server))
-                            )
-                        ],
-                        ports=[port("TCP", CONTAINER_PORT)],
-                    ),
-                    k8s.NetworkPolicyEgressRule(ports=[port("TCP", 80), port("TCP", 443)]),
-                ],
-            ),
+            name=f"{server.instance}-deploy-check",
+            pods=_selector(server),
+            rules=[
+                dns(),
+                egress(tcp(CONTAINER_PORT), to_pods=selector_labels(server)),
+                egress(tcp(80, 443)),
+            ],
         )
 
 

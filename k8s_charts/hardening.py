@@ -31,14 +31,18 @@ CONTAINER_SECURITY = kplus.ContainerSecurityContextProps(
 
 
 def harden(
-    workload: kplus.AbstractPod | kplus.Workload, *, architecture: str, node_pool: str | None
+    workload: kplus.AbstractPod | kplus.Workload,
+    *,
+    architecture: str,
+    node_pool: str | None,
+    pod_spec: str = "/spec/template/spec",
 ) -> None:
     """Add what cdk8s-plus cannot set: the seccomp profile and dropped capabilities the
     restricted standard requires, on every container the pod template has, and the node
     selector (the image is built for one architecture; elsewhere it would crash-loop with
     "exec format error")."""
     api = cdk8s.ApiObject.of(workload)
-    spec = "/spec/template/spec"
+    spec = pod_spec  # (a CronJob's is under its jobTemplate)
     api.add_json_patch(
         cdk8s.JsonPatch.add(f"{spec}/securityContext/seccompProfile", {"type": "RuntimeDefault"})
     )

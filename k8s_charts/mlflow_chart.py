@@ -18,14 +18,18 @@ from mlflow_on_eks.k8s_charts.contract import (
     RDS_CA_BUNDLE_PATH,
     SERVICE_PORT,
     TLS_SERVICE_PORT,
+    AuthProps,
+    auth_environment,
     launcher_environment,
 )
+from mlflow_on_eks.k8s_charts.gc_job import GcProps, add_gc_job
 from mlflow_on_eks.k8s_charts.hardening import (
     CONTAINER_SECURITY,
     POD_SECURITY,
     TMP_PATH,
     harden,
 )
+from mlflow_on_eks.k8s_charts.policy import dns, egress, tcp
 from mlflow_on_eks.k8s_charts.workload import WorkloadProps
 
 AUTO_MODE_LOAD_BALANCER_CLASS = "eks.amazonaws.com/nlb"
@@ -34,6 +38,15 @@ LB_CONTROLLER_LOAD_BALANCER_CLASS = "service.k8s.aws/nlb"
 """The AWS Load Balancer Controller's class, for clusters that run it instead."""
 
 _LB = "service.beta.kubernetes.io/aws-load-balancer-"
+
+METRICS_DIR = f"{TMP_PATH}/prometheus"
+"""Where the uvicorn workers' Prometheus counters meet (multiprocess mode), on scratch space."""
+SCRAPE_ANNOTATIONS = {
+    "prometheus.io/scrape": "true",
+    "prometheus.io/port": str(CONTAINER_PORT),
+    "prometheus.io/path": "/metrics",
+}
+"""The common convention for annotation-driven scrapers (Prometheus' kubernetes_sd examples)."""
 
 SHUTDOWN_SECONDS = 30
 """What a pod gets after its drain delay to finish in-flight requests before SIGKILL."""
@@ -85,6 +98,11 @@ class MlflowChartProps:
     external: ExternalLoadBalancerProps | None = None
     """An internet-facing NLB. Default: none."""
     load_balancer_class: str = AUTO_MODE_LOAD_BALANCER_CLASS
+    auth: AuthProps | None = None
+    gc: GcProps | None = None
+    """A CronJob that permanently removes deleted runs and experiments. Default: none."""
+    """MLflow's basic-auth app. Default: none (anyone who reaches the server may do anything;
+    MlflowTrackingServer makes its callers choose)."""
     extra_labels: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -116,7 +134,7 @@ class MlflowChart(cdk8s.Chart):
     """Namespace, ServiceAccount (IRSA), ConfigMap, Deployment, Services, PDB, NetworkPolicy, HPA.
 
     Public attributes: `namespace_object`, `service_account`, `config_map`, `deployment`,
-    `services` (by kind: cluster, internal, external).
+    `services` (by kind: cluster, internal, external), `gc` (the CronJob, or None).
     """
 
     def __init__(self, scope: Construct, id: str, *, props: MlflowChartProps) -> None:
@@ -160,9 +178,28 @@ class MlflowChart(cdk8s.Chart):
                 # Finish before the grace period ends, with a margin for the process exit.
                 graceful_shutdown_seconds=SHUTDOWN_SECONDS - 5,
                 region=props.region,
-            ),
+                metrics_dir=METRICS_DIR,
+            )
+            | (auth_environment(props.auth) if props.auth else {}),
         )
         self.deployment = self._deployment()
+        self.gc = (
+            add_gc_job(
+                self,
+                gc=props.gc,
+                image=props.image,
+                instance=props.instance,
+                namespace=props.namespace,
+                config_map=self.config_map,
+                service_account=self.service_account,
+                server_labels=selector_labels(props),
+                db_port=props.db_port,
+                architecture=props.workload.architecture,
+                node_pool=props.node_pool,
+            )
+            if props.gc
+            else None
+        )
         self.services = self._services()
         self._disruption_budget()
         self._network_policy()
@@ -208,7 +245,9 @@ class MlflowChart(cdk8s.Chart):
             # Select on the recommended labels, not cdk8s's path hash: a selector is immutable,
             # and it must survive a refactor of construct IDs.
             select=False,
-            pod_metadata=cdk8s.ApiObjectMetadata(labels=_labels(props)),
+            pod_metadata=cdk8s.ApiObjectMetadata(
+                labels=_labels(props), annotations=SCRAPE_ANNOTATIONS
+            ),
             strategy=kplus.DeploymentStrategy.rolling_update(
                 max_surge=kplus.PercentOrAbsolute.absolute(1),
                 max_unavailable=kplus.PercentOrAbsolute.absolute(0),
@@ -384,15 +423,6 @@ class MlflowChart(cdk8s.Chart):
 
     def _network_policy(self) -> None:
         """Admit HTTP to the server port; let pods reach only DNS, the DB and HTTPS (AWS APIs)."""
-
-        def ports(protocol: str, *numbers: int) -> k8s.NetworkPolicyEgressRule:
-            return k8s.NetworkPolicyEgressRule(
-                ports=[
-                    k8s.NetworkPolicyPort(protocol=protocol, port=k8s.IntOrString.from_number(n))
-                    for n in numbers
-                ]
-            )
-
         k8s.KubeNetworkPolicy(
             self,
             "NetworkPolicy",
@@ -410,10 +440,7 @@ class MlflowChart(cdk8s.Chart):
                         ]
                     )
                 ],
-                egress=[
-                    ports("UDP", 53),
-                    ports("TCP", 53, self.props.db_port, 443),
-                ],
+                egress=[dns(), egress(tcp(self.props.db_port, 443))],
             ),
         )
 

@@ -5,9 +5,14 @@ from __future__ import annotations
 from aws_cdk import Annotations, Duration, Environment, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
-from mlflow_on_eks.constructs_lib import ExistingVpc, MlflowArtifactStore, MlflowDatabase
+from mlflow_on_eks.constructs_lib import (
+    ExistingVpc,
+    MlflowArtifactStore,
+    MlflowAuth,
+    MlflowDatabase,
+)
 
-from config.settings import ArtifactSettings, DatabaseSettings
+from config.settings import ArtifactSettings, AuthSettings, DatabaseSettings
 from stacks.network_stack import guard_vpc
 
 DESTROY_FLAG = "allow_data_destroy"
@@ -21,7 +26,10 @@ class DataStack(Stack):
     protection, the bucket is retained. Deleting data needs two switches, the setting and the
     `allow_data_destroy` context flag; the setting alone gives a warning and keeps the data.
 
-    Attributes: `vpc`, `database`, `artifact_store`.
+    The basic-auth secrets live here too: the admin password and the KEK passphrase belong to
+    what the database holds, and go only when it goes.
+
+    Attributes: `vpc`, `database`, `artifact_store`, `auth` (None when authentication is off).
     """
 
     def __init__(
@@ -33,6 +41,7 @@ class DataStack(Stack):
         vpc: ec2.IVpc | ExistingVpc,
         database: DatabaseSettings,
         artifacts: ArtifactSettings,
+        auth: AuthSettings,
         allow_destroy: bool = False,
         vpc_id_import: str | None = None,
         env: Environment | None = None,
@@ -77,6 +86,19 @@ class DataStack(Stack):
                 else None
             ),
             removal_policy=artifacts_removal,
+        )
+        self.auth = (
+            MlflowAuth(
+                self,
+                "Auth",
+                admin_username=auth.admin_username,
+                default_permission=auth.default_permission,
+                removal_policy=RemovalPolicy.DESTROY
+                if database_removal == RemovalPolicy.DESTROY
+                else RemovalPolicy.RETAIN,
+            )
+            if auth.enabled
+            else None
         )
 
     def _removal(

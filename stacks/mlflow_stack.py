@@ -10,6 +10,7 @@ from mlflow_on_eks.constructs_lib import (
     ExistingClusterAttributes,
     ImportedCluster,
     MlflowArtifactStore,
+    MlflowAuth,
     MlflowDatabase,
     MlflowTrackingServer,
 )
@@ -17,6 +18,7 @@ from mlflow_on_eks.k8s_charts import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
     LB_CONTROLLER_LOAD_BALANCER_CLASS,
     ExternalLoadBalancerProps,
+    GcProps,
 )
 
 from config.settings import ExposureSettings, ServerSettings
@@ -48,9 +50,11 @@ class MlflowStack(Stack):
         cluster_name: str | None = None,
         database: MlflowDatabase,
         artifact_store: MlflowArtifactStore,
+        auth: MlflowAuth | None,
         server: ServerSettings,
         exposure: ExposureSettings,
         deploy_check: bool = True,
+        gc: GcProps | None = None,
         load_balancer_controller: str = "auto-mode",
         env: Environment | None = None,
     ) -> None:
@@ -80,6 +84,7 @@ class MlflowStack(Stack):
             cluster_security_group=source.security_group,
             database=database,
             artifact_store=artifact_store,
+            auth=auth,
             workload=server.workload(),
             node_pool=cluster.node_pool_name if isinstance(cluster, AutoModeCluster) else None,
             internal_load_balancer=exposure.internal,
@@ -91,6 +96,7 @@ class MlflowStack(Stack):
             else None,
             load_balancer_class=_LOAD_BALANCER_CLASSES[load_balancer_controller],
             deploy_check=deploy_check,
+            gc=gc,
         )
         self._outputs(database, artifact_store)
 
@@ -128,6 +134,13 @@ class MlflowStack(Stack):
                 hosts["external"],
                 "Point the certificate's DNS name here (CNAME or alias); clients then use "
                 "https://<that name>",
+            )
+        if server.auth is not None:
+            values["AdminCredentialsCommand"] = (
+                "aws secretsmanager get-secret-value --query SecretString --output text "
+                f"--secret-id {server.auth.admin_secret.secret_arn}",
+                "Prints the admin login (JSON username, password); sign in with it and create "
+                "users (docs/operations.md, Authentication)",
             )
         if server.deploy_check is not None:
             values["DeployCheckLogsCommand"] = (

@@ -22,14 +22,23 @@ from aws_cdk.assertions import Annotations, Match
 from config import parse_settings
 from stacks import DESTROY_FLAG
 from tests.compliance.conftest import assembly_messages
-from tests.conftest import ROOT, Synth, only_resource, synthesize
+from tests.conftest import ROOT, Synth, only_resource, resources_of, synthesize
 
 PINNED_LOGICAL_IDS = {
-    "AWS::RDS::DBInstance": "DatabaseF44359DD",
-    "AWS::SecretsManager::Secret": "DataDatabaseSecretB1078AFF0db5071a5edbe9eba8e7d639f663143b",
-    "AWS::S3::Bucket": "Artifacts80C0BB10",
+    "AWS::RDS::DBInstance": {"DatabaseF44359DD"},
+    "AWS::SecretsManager::Secret": {
+        "DataDatabaseSecretB1078AFF0db5071a5edbe9eba8e7d639f663143b",
+        # The admin login MLflow's user table was created with, and the passphrase the secrets
+        # MLflow stores are encrypted under (basic auth, on by default).
+        "AuthAdminCredentialsC5BA2C26",
+        "AuthMetricsCredentialsCDA91475",
+        "AuthFlaskSecretKeyA27EF70F",
+        "AuthKekPassphrase0E3A2E2A",
+    },
+    "AWS::S3::Bucket": {"Artifacts80C0BB10"},
 }
-"""A new logical ID makes CloudFormation replace the resource: a new, empty database."""
+"""A new logical ID makes CloudFormation replace the resource: a new, empty database, a new
+password that opens nothing, a passphrase that decrypts nothing."""
 
 DESTROY = {"database": {"removal_policy": "destroy"}, "artifacts": {"removal_policy": "destroy"}}
 
@@ -45,8 +54,10 @@ def assert_data_kept(outdir: Path, data: dict[str, Any], backup_days: int) -> No
     assert db["Properties"]["DeletionProtection"] is True
     assert (db["DeletionPolicy"], db["UpdateReplacePolicy"]) == ("Snapshot", "Snapshot")
     assert db["Properties"]["BackupRetentionPeriod"] == backup_days >= 1
-    _, secret = only_resource(data, "AWS::SecretsManager::Secret")
-    assert (secret["DeletionPolicy"], secret["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    secrets = resources_of(data, "AWS::SecretsManager::Secret")
+    assert secrets, "the database credentials at least"
+    for secret in secrets.values():
+        assert (secret["DeletionPolicy"], secret["UpdateReplacePolicy"]) == ("Retain", "Retain")
     _, bucket = only_resource(data, "AWS::S3::Bucket")
     assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Retain", "Retain")
     assert not [r for r in data["Resources"].values() if r["Type"] == "Custom::S3AutoDeleteObjects"]
@@ -69,8 +80,11 @@ def test_stateless_stacks_are_not_protected(each_config: Synth) -> None:
 
 def test_stateful_logical_ids_are_pinned(each_config: Synth) -> None:
     data = each_config.templates["Data"]
-    for resource_type, logical_id in PINNED_LOGICAL_IDS.items():
-        assert only_resource(data, resource_type)[0] == logical_id
+    auth = {"Auth" in i for i in PINNED_LOGICAL_IDS["AWS::SecretsManager::Secret"]}
+    assert auth == {True, False}
+    for resource_type, logical_ids in PINNED_LOGICAL_IDS.items():
+        expected = {i for i in logical_ids if each_config.settings.auth.enabled or "Auth" not in i}
+        assert set(resources_of(data, resource_type)) == expected
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +120,8 @@ def test_destroy_setting_and_flag_delete_the_data(destroy_with_flag: Synth) -> N
     _, db = only_resource(data, "AWS::RDS::DBInstance")
     assert db["Properties"]["DeletionProtection"] is False
     assert (db["DeletionPolicy"], db["UpdateReplacePolicy"]) == ("Delete", "Delete")
-    _, secret = only_resource(data, "AWS::SecretsManager::Secret")
-    assert (secret["DeletionPolicy"], secret["UpdateReplacePolicy"]) == ("Delete", "Delete")
+    for secret in resources_of(data, "AWS::SecretsManager::Secret").values():
+        assert (secret["DeletionPolicy"], secret["UpdateReplacePolicy"]) == ("Delete", "Delete")
     _, bucket = only_resource(data, "AWS::S3::Bucket")
     assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Delete", "Delete")
     auto_delete = [
@@ -117,8 +131,8 @@ def test_destroy_setting_and_flag_delete_the_data(destroy_with_flag: Synth) -> N
     Annotations.from_stack(s.deployment.data).has_no_warning("*", Match.any_value())
     assert assembly_messages(s.outdir)["Data"] == []
     # Same logical IDs either way: switching the flag never replaces the data.
-    for resource_type, logical_id in PINNED_LOGICAL_IDS.items():
-        assert only_resource(data, resource_type)[0] == logical_id
+    for resource_type, logical_ids in PINNED_LOGICAL_IDS.items():
+        assert set(resources_of(data, resource_type)) == logical_ids
 
 
 def test_flag_alone_changes_nothing(synth: Callable[[str], Synth], tmp_path: Path) -> None:

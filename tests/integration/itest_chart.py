@@ -7,6 +7,7 @@ chart's own ConfigMap and container args, not a hand-written copy of them.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from itest_servers import REGION, free_port
@@ -18,6 +19,15 @@ PSEUDO_PARAMETERS = {
     "${Ref:AWS::URLSuffix}": "amazonaws.com",
     "${Ref:AWS::Partition}": "aws",
 }
+# The basic-auth secrets' ARNs in the ConfigMap (k8s_charts/contract.py `auth_environment`):
+# these three whenever authentication is on; the metrics login's where /metrics is exposed.
+AUTH_SECRET_IDS = (
+    "MLFLOW_AUTH_ADMIN_SECRET_ID",
+    "MLFLOW_AUTH_FLASK_SECRET_ID",
+    "MLFLOW_AUTH_KEK_SECRET_ID",
+)
+METRICS_SECRET_ID = "MLFLOW_AUTH_METRICS_SECRET_ID"
+AUTH_PREFIX = "MLFLOW_AUTH_"
 
 
 def pod(synth) -> tuple[dict, list[dict]]:
@@ -50,9 +60,29 @@ def resolve_pseudo_parameters(value: str) -> str:
     return value
 
 
-def substitute_endpoints(env: dict[str, str], target, moto, ca: Path, bucket: str) -> dict:
-    """Only where the pod would reach AWS: DB endpoint, secret, bucket, region, CA, port."""
+def substitute_endpoints(
+    env: dict[str, str],
+    target,
+    moto,
+    ca: Path,
+    bucket: str,
+    auth: Mapping[str, str] | None = None,
+) -> dict:
+    """Only where the pod would reach AWS: DB endpoint, secrets, bucket, region, CA, port.
+
+    `auth`: the basic-auth secrets' local ARNs (variable -> ARN: AUTH_SECRET_IDS, and
+    METRICS_SECRET_ID for a ConfigMap that has it) for a pod that runs with authentication,
+    as the chart's default does. Without it, a ConfigMap whose auth secrets are still
+    deploy-time references runs without authentication: every MLFLOW_AUTH_* variable dropped,
+    as the chart does with `auth.enabled: false`. Values the caller already made local are
+    kept."""
     local = {key: resolve_pseudo_parameters(value) for key, value in env.items()}
+    if auth is not None:
+        missing = [key for key in AUTH_SECRET_IDS if key not in local]
+        assert not missing, f"this pod runs without authentication (no {missing})"
+        local |= {key: arn for key, arn in auth.items() if key in local}
+    elif any(PLACEHOLDER.search(local.get(key, "")) for key in AUTH_SECRET_IDS):
+        local = {key: value for key, value in local.items() if not key.startswith(AUTH_PREFIX)}
     local["MLFLOW_DB_HOST"] = "127.0.0.1"
     local["MLFLOW_DB_PORT"] = str(target.server.port)
     local["MLFLOW_DB_SECRET_ID"] = target.secret_arn

@@ -23,6 +23,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "image" / "Dockerfile"
 CLIENT_SCRIPT = Path(__file__).with_name("mlflow_client_script.py")
+POD_TMP_PATHS = ("MLFLOW_EXPOSE_PROMETHEUS",)
+"""ConfigMap keys holding a path under the pod's /tmp."""
 
 
 def image_venv() -> Path:
@@ -46,8 +48,15 @@ def entrypoint() -> list[str]:
 
 
 def container_env(config: dict[str, str], home: Path) -> dict[str, str]:
-    """The process environment: the ConfigMap's data plus what the image itself sets."""
+    """The process environment: the ConfigMap's data plus what the image itself sets.
+
+    `home` stands in for the pod's /tmp (an emptyDir: HOME and TMPDIR in the image), so a
+    directory the chart puts there moves under it: servers side by side must not share it."""
     home.mkdir(parents=True, exist_ok=True)
+    config = {
+        key: str(home / value.removeprefix("/tmp/")) if key in POD_TMP_PATHS else value
+        for key, value in config.items()
+    }
     return {
         "PATH": f"{image_venv() / 'bin'}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(home),

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import itest_launcher as launcher
 import pytest
+from itest_auth import create_auth_secrets
 from itest_browser import NLB_HOST
 from itest_chart import PLACEHOLDER, container_env, resolve_pseudo_parameters
 from itest_servers import REGION, _pipe, free_port
@@ -112,7 +113,8 @@ def verify_env(synth, signal_url: str, admin_secret_id: str | None = None) -> di
 def local_auth(env: dict[str, str], database: Database, moto, admin: dict) -> dict[str, str]:
     """Local values for the basic-auth settings' deploy-time ones, where the server's
     environment has them (else none): the secrets in moto as MlflowAuth makes them (the admin
-    login as JSON, the others plain strings), the users' database next to the store's."""
+    logins as JSON, the others plain strings; itest_auth's), the users' database next to the
+    store's, made by hand (the launcher's login may not create databases here)."""
     if ADMIN_SECRET_ENV not in env:
         return {}
     assert database.server.engine == "mysql", "the users' database is made with MariaDB's SQL"
@@ -121,12 +123,8 @@ def local_auth(env: dict[str, str], database: Database, moto, admin: dict) -> di
         f"CREATE DATABASE `{auth_db}` CHARACTER SET utf8mb4;"
         f"GRANT ALL PRIVILEGES ON `{auth_db}`.* TO '{database.user}'@'%';"
     )
-    return {
-        ADMIN_SECRET_ENV: admin["arn"],
-        "MLFLOW_AUTH_FLASK_SECRET_ID": moto.create_secret(secrets.token_urlsafe(48)),
-        "MLFLOW_AUTH_KEK_SECRET_ID": moto.create_secret(secrets.token_urlsafe(48)),
-        "MLFLOW_AUTH_DB_NAME": auth_db,
-    }
+    arns = create_auth_secrets(moto).arns | {ADMIN_SECRET_ENV: admin["arn"]}
+    return {**{key: arn for key, arn in arns.items() if key in env}, "MLFLOW_AUTH_DB_NAME": auth_db}
 
 
 def admin_secret(moto, password: str, username: str = "admin") -> dict:

@@ -11,6 +11,7 @@ import pytest
 from mlflow_on_eks.k8s_charts import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
     LB_CONTROLLER_LOAD_BALANCER_CLASS,
+    AuthProps,
     ExternalLoadBalancerProps,
     MlflowChart,
     MlflowChartProps,
@@ -149,6 +150,37 @@ def test_config_map_is_the_launcher_contract() -> None:
         "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN": "25",
         "AWS_REGION": "eu-west-1",
         "AWS_DEFAULT_REGION": "eu-west-1",
+        # /metrics, the workers' counters shared in the pod's scratch space
+        "MLFLOW_EXPOSE_PROMETHEUS": "/tmp/prometheus",
+    }
+
+
+def test_auth_adds_only_names_and_arns_to_the_config_map() -> None:
+    auth = AuthProps(
+        admin_secret_id="arn:aws:secretsmanager:eu-west-1:123456789012:secret:admin-AbCdEf",
+        flask_secret_key_id="arn:aws:secretsmanager:eu-west-1:123456789012:secret:flask-AbCdEf",
+        kek_passphrase_id="arn:aws:secretsmanager:eu-west-1:123456789012:secret:kek-AbCdEf",
+        metrics_secret_id="arn:aws:secretsmanager:eu-west-1:123456789012:secret:metrics-AbCdEf",
+        default_permission="EDIT",
+    )
+    plain = one(render(), "ConfigMap", "mlflow-config")["data"]
+    data = one(render(replace(PROPS, auth=auth)), "ConfigMap", "mlflow-config")["data"]
+    assert {k: v for k, v in data.items() if k not in plain} == {
+        "MLFLOW_AUTH_ADMIN_SECRET_ID": auth.admin_secret_id,
+        "MLFLOW_AUTH_FLASK_SECRET_ID": auth.flask_secret_key_id,
+        "MLFLOW_AUTH_KEK_SECRET_ID": auth.kek_passphrase_id,
+        "MLFLOW_AUTH_METRICS_SECRET_ID": auth.metrics_secret_id,
+        "MLFLOW_AUTH_DEFAULT_PERMISSION": "EDIT",
+        "MLFLOW_AUTH_DB_NAME": "mlflow_auth",
+    }
+
+
+def test_pods_invite_annotation_driven_scrapers() -> None:
+    template = one(render(), "Deployment")["spec"]["template"]
+    assert template["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "5000",
+        "prometheus.io/path": "/metrics",
     }
 
 

@@ -21,6 +21,7 @@ from mlflow_on_eks.constructs_lib import (
     ExistingVpc,
     ImportedCluster,
     MlflowArtifactStore,
+    MlflowAuth,
     MlflowDatabase,
     MlflowTrackingServer,
     MlflowVpc,
@@ -180,6 +181,7 @@ def test_tracking_server_alone_with_your_own_bucket_and_secret() -> None:
         cluster_security_group=cluster.security_group,
         database=database,
         artifact_store=MlflowArtifactStore(stack, "Artifacts", bucket=bucket),
+        auth=MlflowAuth(stack, "Auth"),
         workload=WorkloadProps(namespace="team-ml", replicas=3),
     )
     [policy] = [
@@ -212,6 +214,7 @@ def _tracking_server(
         cluster_security_group=cluster.security_group,
         database=MlflowDatabase(stack, "Database", vpc=vpc),
         artifact_store=MlflowArtifactStore(stack, "Artifacts"),
+        auth=options.pop("auth", None),
         workload=workload,
         **extra,
         **options,

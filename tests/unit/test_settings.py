@@ -89,6 +89,19 @@ def test_new_cluster_defaults_are_stated() -> None:
     assert cluster.admin_role_arns == []
 
 
+def test_authentication_is_on_by_default() -> None:
+    auth = Settings().auth
+    assert (auth.enabled, auth.default_permission, auth.admin_username) == (True, "READ", "admin")
+
+
+def test_anonymous_external_exposure_needs_the_explicit_opt_in() -> None:
+    raw = {**external(allow_anonymous=True), "auth": {"enabled": False}}
+    settings = parse_settings(raw)
+    assert settings.exposure.external.allow_anonymous is True
+    # Inside the VPC only, no confirmation is asked for.
+    assert parse_settings({"auth": {"enabled": False}}).auth.enabled is False
+
+
 def test_open_internet_needs_the_explicit_opt_in() -> None:
     settings = parse_settings(external(allowed_cidrs=["0.0.0.0/0"], allow_internet=True))
     assert settings.exposure.external.allowed_cidrs == ["0.0.0.0/0"]
@@ -233,6 +246,20 @@ BAD = [
         "exposure.external.enabled",
         "is false but allowed_cidrs",
     ),
+    ({"auth": {"default_permission": "WRITE"}}, "auth.default_permission", "READ"),
+    ({"auth": {"admin_username": "ad min"}}, "auth.admin_username", "pattern"),
+    ({"auth": {"admin_username": "a:b"}}, "auth.admin_username", "pattern"),
+    ({"auth": {"enabeld": False}}, "auth.enabeld", "did you mean 'enabled'"),
+    (
+        {**external(), "auth": {"enabled": False}},
+        "exposure.external.allow_anonymous",
+        "anyone in allowed_cidrs",
+    ),
+    (external(allow_anonymous=True), "exposure.external.allow_anonymous", "nothing anonymous"),
+    ({"gc": {"schedule": "daily"}}, "gc.schedule", "five cron fields"),
+    ({"gc": {"schedule": "17 3 * *"}}, "gc.schedule", "five cron fields"),
+    ({"gc": {"older_than": "30 days"}}, "gc.older_than", "#d#h#m#s"),
+    ({"gc": {"older_than": ""}}, "gc.older_than", "#d#h#m#s"),
     ({"aws": {"account": "12345"}}, "aws.account", "pattern"),
     ({"aws": {"region": "Europe"}}, "aws.region", "pattern"),
     ({"name": "My_MLflow"}, "name", "pattern"),

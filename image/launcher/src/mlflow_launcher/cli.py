@@ -1,4 +1,4 @@
-"""``mlflow-launcher {migrate,serve,local,verify}``: the image's entrypoint (under tini)."""
+"""``mlflow-launcher {migrate,serve,local,gc,verify}``: the image's entrypoint (under tini)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,25 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 from sqlalchemy.engine import URL, Engine
 
-from mlflow_launcher import dburl, schema, secret, server, settings, verify, wait
+from mlflow_launcher import (
+    auth,
+    dburl,
+    gc,
+    metrics,
+    schema,
+    secret,
+    server,
+    settings,
+    verify,
+    wait,
+)
 from mlflow_launcher.errors import LauncherError
 
 log = logging.getLogger("mlflow_launcher")
@@ -61,16 +73,20 @@ def _as_in_a_url(password: str) -> str:
     return rendered.render_as_string(hide_password=False).split("u:", 1)[1].rsplit("@h", 1)[0]
 
 
+def _mask(*secrets: str) -> None:
+    """Mask each value in every form it could be logged in: raw, and URL-encoded as urllib
+    and as SQLAlchemy do it (SQLAlchemy leaves spaces and some punctuation as they are, and is
+    what a store URI shows)."""
+    for value in secrets:
+        forms = {value, quote(value, safe=""), quote_plus(value), _as_in_a_url(value)}
+        _redact.secrets += [v for v in forms if len(v) >= 4]
+
+
 def _connect(db: settings.DbSettings) -> tuple[Engine, URL]:
     """Secret -> URL -> engine, then wait until the database answers over verified TLS."""
     creds = secret.fetch_credentials(db.secret_id, region=db.region)
     url = dburl.build_url(db, creds)
-    # Mask the raw, the driver's and the URL-encoded forms: urllib's, and SQLAlchemy's own,
-    # which differs (it leaves spaces and some punctuation as they are) and is what the store
-    # URI shows.
-    for pw in {creds.password, url.password}:
-        forms = {pw, quote(pw, safe=""), quote_plus(pw), _as_in_a_url(pw)}
-        _redact.secrets += [v for v in forms if len(v) >= 4]
+    _mask(creds.password, str(url.password))
     engine = wait.make_engine(url)
     log.info(
         "connecting to %s database %s:%s/%s as %s (TLS verified against %s)",
@@ -88,17 +104,87 @@ def _connect(db: settings.DbSettings) -> tuple[Engine, URL]:
 
 def cmd_migrate() -> None:
     db = settings.load_db(os.environ)
-    engine, _ = _connect(db)
-    schema.migrate(engine, db.migration_lock_timeout_seconds)
+    auth_settings = auth.load(os.environ)
+    engine, url = _connect(db)
+
+    def migrate_auth() -> None:
+        assert auth_settings is not None
+        auth.create_database(engine, auth_settings.db_name)
+        auth_url = auth.database_url(url, auth_settings)
+        auth_engine = wait.make_engine(auth_url)
+        try:
+            auth.migrate(auth_engine)
+        finally:
+            auth_engine.dispose()
+        if scraper_secret := os.environ.get(metrics.SCRAPER_SECRET_ENV):
+            login = secret.fetch_credentials(scraper_secret, region=db.region)
+            _mask(login.password)
+            metrics.ensure_scraper(dburl.uri_for_mlflow(auth_url), login)
+
+    # The auth schema under the same lock: MLflow's workers would otherwise race its upgrade.
+    schema.migrate(
+        engine, db.migration_lock_timeout_seconds, then=migrate_auth if auth_settings else None
+    )
 
 
 def cmd_serve() -> None:
     db, srv = settings.load_db_and_server(os.environ)
+    auth_settings = auth.load(os.environ)
     engine, url = _connect(db)
     schema.require_head(engine)
     engine.dispose()
+    app_name, secrets = None, None
+    if auth_settings is None:
+        log.warning(
+            "authentication is off: whoever reaches the server may read, change and delete "
+            "everything"
+        )
+    else:
+        secrets = _auth_environment(auth_settings, url, db.region)
+        app_name = auth.APP_NAME
+    metrics.reset_directory(os.environ)
     log.info("starting mlflow server on %s:%s (%d workers)", srv.host, srv.port, srv.workers)
-    server.exec_server(srv, dburl.uri_for_mlflow(url))
+    server.exec_server(srv, dburl.uri_for_mlflow(url), app_name=app_name, secrets=secrets)
+
+
+def _auth_environment(auth_settings: auth.AuthSettings, url: URL, region: str | None) -> dict:
+    """Check the auth schema, read the secrets and write the config file MLflow reads."""
+    auth_url = auth.database_url(url, auth_settings)
+    auth_engine = wait.make_engine(auth_url)
+    try:
+        auth.require_head(auth_engine)
+    finally:
+        auth_engine.dispose()
+    secrets = auth.fetch_secrets(auth_settings, region=region)
+    _mask(*secrets.values())
+    config = auth.write_config(
+        Path(tempfile.gettempdir()),
+        database_uri=dburl.uri_for_mlflow(auth_url),
+        default_permission=auth_settings.default_permission,
+        admin_username=secrets.admin.username,
+    )
+    log.info(
+        "authentication on (basic-auth): users in database %s, default permission %s, admin %s",
+        auth_settings.db_name,
+        auth_settings.default_permission,
+        secrets.admin.username,
+    )
+    return auth.server_env(secrets, config)
+
+
+def cmd_gc() -> None:
+    """Permanently remove deleted runs and experiments older than MLFLOW_GC_OLDER_THAN."""
+    gc_settings = gc.load(os.environ)  # first: a missing age must stop before any connection
+    db = settings.load_db(os.environ)
+    auth_settings = auth.load(os.environ)
+    engine, url = _connect(db)
+    schema.require_head(engine)
+    engine.dispose()
+    login = None
+    if auth_settings is not None:
+        login = secret.fetch_credentials(auth_settings.admin_secret_id, region=db.region)
+        _mask(login.password)
+    gc.run(dburl.uri_for_mlflow(url), gc_settings, login)
 
 
 def cmd_local() -> None:
@@ -120,8 +206,9 @@ def cmd_verify() -> None:
 
 COMMANDS = {
     "migrate": (cmd_migrate, "bring the database schema to head under an advisory lock"),
-    "serve": (cmd_serve, "check the schema is at head, then exec mlflow server"),
+    "serve": (cmd_serve, "check the schemas are at head, then exec mlflow server"),
     "local": (cmd_local, "preview the server on SQLite + a local folder (no AWS)"),
+    "gc": (cmd_gc, "permanently remove deleted runs and experiments (mlflow gc)"),
     "verify": (cmd_verify, "use the deployed server as a user would; signal CloudFormation"),
 }
 

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
@@ -133,27 +133,40 @@ def migration_lock(
             _unlock(conn)
 
 
-def migrate(engine: Engine, lock_timeout: float = DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS) -> bool:
-    """Bring the schema to head; True if this process changed it, False if it was at head."""
+def migrate(
+    engine: Engine,
+    lock_timeout: float = DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS,
+    *,
+    then: Callable[[], object] | None = None,
+) -> bool:
+    """Bring the schema to head, then run `then` (another schema's migration) under the same
+    lock; True if this process changed the store's schema, False if it was at head."""
+    with migration_lock(engine, lock_timeout):
+        changed = _to_head(engine)
+        if then is not None:
+            then()
+        return changed
+
+
+def _to_head(engine: Engine) -> bool:
     from mlflow.store.db.utils import _initialize_tables, _is_empty_database, _upgrade_db
 
     head = head_revision()
-    with migration_lock(engine, lock_timeout):
-        before = current_revision(engine)
-        if before == head:
-            log.info("schema already at head %s; nothing to migrate", head)
-            return False
-        if _is_empty_database(engine):
-            log.info("empty database: creating the MLflow schema (revision %s)", head)
-            _initialize_tables(engine)
-        else:
-            log.info("upgrading the schema from %s to %s", before, head)
-            _upgrade_db(engine)
-        after = current_revision(engine)
-        if after != head:
-            raise LauncherError(f"migration ended at revision {after}, expected head {head}")
-        log.info("migrated schema from %s to head %s", before or "empty", head)
-        return True
+    before = current_revision(engine)
+    if before == head:
+        log.info("schema already at head %s; nothing to migrate", head)
+        return False
+    if _is_empty_database(engine):
+        log.info("empty database: creating the MLflow schema (revision %s)", head)
+        _initialize_tables(engine)
+    else:
+        log.info("upgrading the schema from %s to %s", before, head)
+        _upgrade_db(engine)
+    after = current_revision(engine)
+    if after != head:
+        raise LauncherError(f"migration ended at revision {after}, expected head {head}")
+    log.info("migrated schema from %s to head %s", before or "empty", head)
+    return True
 
 
 def require_head(engine: Engine) -> None:

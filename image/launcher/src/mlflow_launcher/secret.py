@@ -1,4 +1,5 @@
-"""Database credentials from the RDS-generated Secrets Manager secret.
+"""Credentials and keys from Secrets Manager: the database login RDS generated, and the
+basic-auth secrets the data stack generated.
 
 Credentials come from boto3's default chain (IRSA on EKS); the endpoint from boto3's standard
 settings (AWS_ENDPOINT_URL_SECRETS_MANAGER in tests), so there is no test-only code path here.
@@ -34,6 +35,11 @@ class Credentials:
 
 def fetch_credentials(secret_id: str, *, region: str | None, client: Any = None) -> Credentials:
     """Read and validate ``{"username": ..., "password": ...}`` from Secrets Manager."""
+    return parse_secret(secret_id, fetch_string(secret_id, region=region, client=client))
+
+
+def fetch_string(secret_id: str, *, region: str | None, client: Any = None) -> str:
+    """A secret's SecretString, as stored (a plain value or JSON); never empty."""
     if client is None:
         client = boto3.client("secretsmanager", region_name=region)
     try:
@@ -49,13 +55,16 @@ def fetch_credentials(secret_id: str, *, region: str | None, client: Any = None)
         ) from None
     except BotoCoreError as exc:
         raise LauncherError(f"cannot reach Secrets Manager to read {secret_id}: {exc}") from None
-    return parse_secret(secret_id, response.get("SecretString"))
+    text = response.get("SecretString")
+    if not text:
+        raise LauncherError(
+            f"secret {secret_id} has no SecretString (empty, or binary: unsupported)"
+        )
+    return text
 
 
-def parse_secret(secret_id: str, text: str | None) -> Credentials:
+def parse_secret(secret_id: str, text: str) -> Credentials:
     """Validate the secret's JSON; messages say what is wrong without echoing the content."""
-    if text is None:
-        raise LauncherError(f"secret {secret_id} has no SecretString (binary secrets unsupported)")
     try:
         data = json.loads(text)
     except ValueError:

@@ -15,7 +15,13 @@ from mlflow_launcher.settings import ServerSettings
 # The envvar ``mlflow server --backend-store-uri`` reads (click option envvar in mlflow.cli).
 BACKEND_STORE_URI_ENV = "MLFLOW_BACKEND_STORE_URI"
 # Launcher-only variables the server has no use for; dropped so they do not leak into workers.
-_LAUNCHER_ONLY = ("MLFLOW_DB_SECRET_ID",)
+_LAUNCHER_ONLY = (
+    "MLFLOW_DB_SECRET_ID",
+    "MLFLOW_AUTH_ADMIN_SECRET_ID",
+    "MLFLOW_AUTH_FLASK_SECRET_ID",
+    "MLFLOW_AUTH_KEK_SECRET_ID",
+    "MLFLOW_AUTH_METRICS_SECRET_ID",
+)
 # Server defaults the environment may still override. MLflow's job execution (GenAI jobs) starts
 # a runner and seven huey consumers per pod with their queue in the pod's /dev/shm: per-replica
 # state, several hundred MB of RAM, and processes that outlive a SIGTERM'd server. The tracking
@@ -23,7 +29,7 @@ _LAUNCHER_ONLY = ("MLFLOW_DB_SECRET_ID",)
 SERVER_DEFAULTS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
-def server_argv(server: ServerSettings) -> list[str]:
+def server_argv(server: ServerSettings, app_name: str | None = None) -> list[str]:
     argv = [
         sys.executable,
         "-m",
@@ -45,18 +51,31 @@ def server_argv(server: ServerSettings) -> list[str]:
         # Browsers send Origin on every POST, same-origin included; MLflow refuses
         # state-changing API calls from origins it does not list (the UI lists runs by POST).
         argv += ["--cors-allowed-origins", ",".join(server.cors_allowed_origins)]
+    if app_name:
+        argv += ["--app-name", app_name]
     return argv
 
 
-def server_env(base: Mapping[str, str], store_uri: str) -> dict[str, str]:
+def server_env(
+    base: Mapping[str, str], store_uri: str, secrets: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The server's environment: the pod's, plus the store URI and `secrets` (the auth app's
+    keys), which MLflow reads from here; argv would show them to anyone who lists processes."""
     env = {**SERVER_DEFAULTS, **{k: v for k, v in base.items() if k not in _LAUNCHER_ONLY}}
     env[BACKEND_STORE_URI_ENV] = store_uri
+    env.update(secrets or {})
     return env
 
 
-def exec_server(server: ServerSettings, store_uri: str) -> None:
+def exec_server(
+    server: ServerSettings,
+    store_uri: str,
+    *,
+    app_name: str | None = None,
+    secrets: Mapping[str, str] | None = None,
+) -> None:
     """Replace this process with ``mlflow server`` (never returns)."""
-    argv = server_argv(server)
+    argv = server_argv(server, app_name)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(argv[0], argv, server_env(os.environ, store_uri))  # noqa: S606 - no shell wanted
+    os.execve(argv[0], argv, server_env(os.environ, store_uri, secrets))  # noqa: S606 - no shell

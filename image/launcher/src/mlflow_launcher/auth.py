@@ -1,0 +1,294 @@
+"""MLflow's basic-auth app: settings from the ConfigMap, secrets from Secrets Manager, its own
+database on the backend store's instance, and the config file MLflow reads.
+
+`migrate` creates the auth database and brings it to head under the schema lock (MLflow's
+workers would otherwise race each other's Alembic upgrades on a first start); `serve` checks it
+is at head, writes the config file into the pod's scratch space and hands the secrets to
+`mlflow server` in its environment, never in argv.
+"""
+
+from __future__ import annotations
+
+import configparser
+import importlib.util
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import text
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from mlflow_launcher import secret
+from mlflow_launcher.errors import LauncherError
+from mlflow_launcher.wait import driver_message
+
+log = logging.getLogger(__name__)
+
+ADMIN_SECRET_ENV = "MLFLOW_AUTH_ADMIN_SECRET_ID"  # noqa: S105 - names of variables holding ARNs
+FLASK_SECRET_ENV = "MLFLOW_AUTH_FLASK_SECRET_ID"  # noqa: S105
+KEK_SECRET_ENV = "MLFLOW_AUTH_KEK_SECRET_ID"  # noqa: S105
+PERMISSION_ENV = "MLFLOW_AUTH_DEFAULT_PERMISSION"
+DB_NAME_ENV = "MLFLOW_AUTH_DB_NAME"
+SETTINGS_ENV = (ADMIN_SECRET_ENV, FLASK_SECRET_ENV, KEK_SECRET_ENV, PERMISSION_ENV, DB_NAME_ENV)
+# mlflow.server.auth.permissions; DENY is for explicit grants only.
+PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS")
+CONFIG_FILE = "mlflow-auth/basic_auth.ini"
+"""Under TMPDIR (the pod's emptyDir): the only writable place, and private to the pod."""
+APP_NAME = "basic-auth"
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    admin_secret_id: str
+    flask_secret_id: str
+    kek_secret_id: str
+    default_permission: str
+    db_name: str
+
+
+@dataclass(frozen=True)
+class AuthSecrets:
+    admin: secret.Credentials
+    flask_secret_key: str = field(repr=False)
+    kek_passphrase: str = field(repr=False)
+
+    def values(self) -> list[str]:
+        """Every secret value, for the log mask."""
+        return [self.admin.password, self.flask_secret_key, self.kek_passphrase]
+
+
+def load(env: Mapping[str, str]) -> AuthSettings | None:
+    """None when authentication is off (none of the variables set); all or nothing."""
+    present = {key: env[key] for key in SETTINGS_ENV if env.get(key)}
+    if not present:
+        return None
+    missing = [key for key in SETTINGS_ENV if key not in present]
+    if missing:
+        raise LauncherError(
+            f"authentication is half configured: {', '.join(missing)} unset (the chart sets "
+            "all of the MLFLOW_AUTH_* variables, or none to run without authentication)"
+        )
+    permission = present[PERMISSION_ENV]
+    if permission not in PERMISSIONS:
+        raise LauncherError(
+            f"{PERMISSION_ENV}={permission!r} is not one of {', '.join(PERMISSIONS)}"
+        )
+    name = present[DB_NAME_ENV]
+    # Created with a quoted identifier; keep it one that needs no quoting anywhere.
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name):
+        raise LauncherError(
+            f"{DB_NAME_ENV}={name!r} is not a plain database name (letters, digits, _)"
+        )
+    return AuthSettings(
+        admin_secret_id=present[ADMIN_SECRET_ENV],
+        flask_secret_id=present[FLASK_SECRET_ENV],
+        kek_secret_id=present[KEK_SECRET_ENV],
+        default_permission=permission,
+        db_name=name,
+    )
+
+
+def fetch_secrets(auth: AuthSettings, *, region: str | None) -> AuthSecrets:
+    return AuthSecrets(
+        admin=secret.fetch_credentials(auth.admin_secret_id, region=region),
+        flask_secret_key=secret.fetch_string(auth.flask_secret_id, region=region),
+        kek_passphrase=secret.fetch_string(auth.kek_secret_id, region=region),
+    )
+
+
+def database_url(store_url: URL, auth: AuthSettings) -> URL:
+    """The auth database: the backend store's server, login and TLS, another database."""
+    return store_url.set(database=auth.db_name)
+
+
+def create_database(engine: Engine, name: str) -> None:
+    """Create the auth database on the store's server unless it exists (the store's login
+    owns the instance: RDS's master user may create databases)."""
+    try:
+        exists = _create_database(engine, name)
+    except SQLAlchemyError as exc:
+        raise LauncherError(
+            f"cannot create the auth database {name}: {driver_message(exc)} (the database "
+            "login needs the CREATE privilege, or create the database yourself)"
+        ) from None
+    if not exists:
+        log.info("created the auth database %s", name)
+
+
+def _create_database(engine: Engine, name: str) -> bool:
+    """Whether it existed already."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if conn.dialect.name == "mysql":
+            exists = conn.execute(
+                text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :n"),
+                {"n": name},
+            ).first()
+            if not exists:
+                conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+        elif conn.dialect.name == "postgresql":
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).first()
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        else:
+            return True  # SQLite (`local`): a database is a file, created on first connect
+    return exists is not None
+
+
+def _migrations() -> str:
+    """MLflow's auth migrations, found without importing mlflow.server.auth: that package
+    builds its Flask app and store on import, seconds that `serve` should not spend."""
+    spec = importlib.util.find_spec("mlflow")
+    assert spec is not None and spec.origin, "mlflow is part of the image"
+    return str(Path(spec.origin).parent / "server" / "auth" / "db" / "migrations")
+
+
+def _revisions(engine: Engine) -> tuple[str | None, str]:
+    """(current, head) of the auth schema (its own Alembic history and version table)."""
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(_migrations()).get_current_head()
+    assert head is not None, "MLflow ships a linear auth migration history"
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": "alembic_version_auth"})
+        return context.get_current_revision(), head
+
+
+def migrate(engine: Engine) -> bool:
+    """Bring the auth schema to head (what `python -m mlflow.server.auth db upgrade` does);
+    call with the schema lock held. True if this changed it."""
+    from mlflow.server.auth.db import utils as auth_db
+
+    before, head = _revisions(engine)
+    if before == head:
+        log.info("auth schema already at head %s; nothing to migrate", head)
+        return False
+    if before is None and engine.dialect.name == "mysql":
+        _initial_revision_for_mysql(engine, auth_db.INITIAL_REVISION)
+    auth_db.migrate(engine, head)
+    after, _ = _revisions(engine)
+    if after != head:
+        raise LauncherError(f"auth migration ended at revision {after}, expected head {head}")
+    log.info("migrated the auth schema from %s to head %s", before or "empty", head)
+    return True
+
+
+# MLflow's first auth revision names both of its foreign keys `fk_user_id`. MySQL and MariaDB
+# want constraint names unique in a database, so that migration fails there ("errno: 121
+# Duplicate key on write or update"; mlflow/mlflow#9642, #10964). The launcher creates that
+# revision's tables itself on MySQL, the second key named apart, and stamps the revision; MLflow's
+# own migrations do the rest. No later revision names either key.
+_MYSQL_RENAMED_FOREIGN_KEY = "fk_registered_model_perm_user_id"
+
+
+def _initial_tables() -> sa.MetaData:
+    """The tables of MLflow's auth revision 8606fa83a998 (its migration script, verbatim but
+    for the one foreign key's name)."""
+    metadata = sa.MetaData()
+    sa.Table(
+        "users",
+        metadata,
+        sa.Column("id", sa.Integer(), nullable=False, primary_key=True),
+        sa.Column("username", sa.String(length=255), nullable=True),
+        sa.Column("password_hash", sa.String(length=255), nullable=True),
+        sa.Column("is_admin", sa.Boolean(), nullable=True),
+        sa.UniqueConstraint("username"),
+    )
+    sa.Table(
+        "experiment_permissions",
+        metadata,
+        sa.Column("id", sa.Integer(), nullable=False, primary_key=True),
+        sa.Column("experiment_id", sa.String(length=255), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("permission", sa.String(length=255), nullable=True),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_user_id"),
+        sa.UniqueConstraint("experiment_id", "user_id", name="unique_experiment_user"),
+    )
+    sa.Table(
+        "registered_model_permissions",
+        metadata,
+        sa.Column("id", sa.Integer(), nullable=False, primary_key=True),
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("permission", sa.String(length=255), nullable=True),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=_MYSQL_RENAMED_FOREIGN_KEY),
+        sa.UniqueConstraint("name", "user_id", name="unique_name_user"),
+    )
+    return metadata
+
+
+def _initial_revision_for_mysql(engine: Engine, revision: str) -> None:
+    """Create what is missing of the initial revision's tables and stamp it (idempotent: a
+    run that died half way is completed by the next)."""
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    _initial_tables().create_all(engine, checkfirst=True)
+    with engine.begin() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": "alembic_version_auth"})
+        context.stamp(ScriptDirectory(_migrations()), revision)
+    log.info("created the initial auth tables (revision %s) for MySQL", revision)
+
+
+def require_head(engine: Engine) -> None:
+    """The server never migrates the auth schema either: MLflow's workers would race."""
+    name = engine.url.database
+    try:
+        current, head = _revisions(engine)
+    except SQLAlchemyError as exc:
+        # Most often the database does not exist yet: `migrate` creates it.
+        raise LauncherError(
+            f"cannot read the auth schema's revision in database {name}: "
+            f"{driver_message(exc)}: run `mlflow-launcher migrate` first (the Deployment's "
+            "initContainer does; it creates the database)"
+        ) from None
+    if current != head:
+        raise LauncherError(
+            f"auth schema in database {name} is at revision "
+            f"{current or '(none: new database)'}, expected head {head}: run "
+            "`mlflow-launcher migrate` first (the Deployment's initContainer does); the server "
+            "container never migrates"
+        )
+    log.info("auth schema at head %s", head)
+
+
+def write_config(
+    directory: Path, *, database_uri: str, default_permission: str, admin_username: str
+) -> Path:
+    """The file MLFLOW_AUTH_CONFIG_PATH names. It holds the auth database's URI, password
+    included (MLflow reads it from nowhere else), so it is readable by this user only."""
+    path = directory / CONFIG_FILE
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    config = configparser.ConfigParser()
+    # MLflow reads the file with ConfigParser's default interpolation: a literal `%` (the
+    # URI's percent-encoding, or one in the admin's name) must be written `%%`.
+    values = {
+        "default_permission": default_permission,
+        "database_uri": database_uri,
+        "admin_username": admin_username,
+        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+    }
+    config["mlflow"] = {key: value.replace("%", "%%") for key, value in values.items()}
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        config.write(handle)
+    return path
+
+
+def server_env(secrets: AuthSecrets, config_path: Path) -> dict[str, str]:
+    """What `mlflow server --app-name basic-auth` reads from its environment."""
+    return {
+        "MLFLOW_AUTH_CONFIG_PATH": str(config_path),
+        "MLFLOW_AUTH_ADMIN_USERNAME": secrets.admin.username,
+        "MLFLOW_AUTH_ADMIN_PASSWORD": secrets.admin.password,
+        # The same on every replica: a session or CSRF token one pod signed, another accepts.
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.flask_secret_key,
+        "MLFLOW_CRYPTO_KEK_PASSPHRASE": secrets.kek_passphrase,
+    }

@@ -1,0 +1,78 @@
+"""`mlflow-launcher gc`: permanently remove what users deleted, with MLflow's own `mlflow gc`.
+
+Deleting a run or an experiment in MLflow only marks it; its rows and artifacts stay until
+`mlflow gc` removes them. The CronJob runs this. MLflow's command is called in this process,
+not as a child: its options include the store URI with the password, which must not appear in
+any process's argv. Artifacts go through the tracking server (proxied artifacts resolve only
+there), signed in as the admin when authentication is on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mlflow_launcher.errors import LauncherError
+from mlflow_launcher.secret import Credentials
+
+log = logging.getLogger(__name__)
+
+OLDER_THAN_ENV = "MLFLOW_GC_OLDER_THAN"
+TRACKING_URI_ENV = "MLFLOW_GC_TRACKING_URI"
+# `mlflow gc --older-than`: #d#h#m#s, each part optional, numbers may have decimals.
+_DURATION = re.compile(r"(?=.)(\d+(\.\d+)?d)?(\d+(\.\d+)?h)?(\d+(\.\d+)?m)?(\d+(\.\d+)?s)?")
+
+
+@dataclass(frozen=True)
+class GcSettings:
+    older_than: str
+    tracking_uri: str
+
+
+def load(env: Mapping[str, str]) -> GcSettings:
+    """Both variables, checked as `mlflow gc` would, before anything connects."""
+    older_than = env.get(OLDER_THAN_ENV, "").strip()
+    tracking_uri = env.get(TRACKING_URI_ENV, "").strip()
+    problems = []
+    if not _DURATION.fullmatch(older_than):
+        problems.append(
+            f"{OLDER_THAN_ENV}={older_than!r} is not a duration such as 30d or 1d12h "
+            "(#d#h#m#s); without one, gc would remove every deleted run at once"
+        )
+    if not tracking_uri.startswith(("http://", "https://")):
+        problems.append(
+            f"{TRACKING_URI_ENV}={tracking_uri!r} is not the tracking server's http(s) URL "
+            "(proxied artifacts are deleted through it)"
+        )
+    if problems:
+        raise LauncherError("; ".join(problems))
+    return GcSettings(older_than=older_than, tracking_uri=tracking_uri)
+
+
+def run(store_uri: str, settings: GcSettings, login: Credentials | None) -> None:
+    """Run `mlflow gc --older-than ...` against the store, artifacts through the server."""
+    os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
+    if login is not None:
+        # The MLflow client's basic-auth variables, for the artifact deletions.
+        os.environ["MLFLOW_TRACKING_USERNAME"] = login.username
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = login.password
+    import click
+    from mlflow.cli import gc as mlflow_gc
+    from mlflow.exceptions import MlflowException
+
+    args = ["--older-than", settings.older_than, "--backend-store-uri", store_uri]
+    args += ["--tracking-uri", settings.tracking_uri]
+    log.info(
+        "removing runs and experiments deleted more than %s ago, with their artifacts (via %s)",
+        settings.older_than,
+        settings.tracking_uri,
+    )
+    try:
+        mlflow_gc.main(args=args, prog_name="mlflow gc", standalone_mode=False)
+    except (click.ClickException, MlflowException) as exc:
+        message = exc.format_message() if isinstance(exc, click.ClickException) else exc.message
+        raise LauncherError(f"mlflow gc failed: {' '.join(str(message).split())}") from None
+    log.info("gc done")

@@ -1,0 +1,121 @@
+"""The garbage-collection CronJob: `mlflow-launcher gc`, which runs MLflow's `mlflow gc`.
+
+MLflow marks deleted runs and experiments, and keeps their rows and artifacts until `mlflow gc`
+removes them. The job runs the server's image with the server's settings and identity (the
+database secret, the bucket through IRSA) and deletes artifacts through the in-cluster Service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cdk8s
+import cdk8s_plus_27 as kplus
+from constructs import Construct
+from mlflow_on_eks.k8s_charts.contract import CONTAINER_PORT, gc_environment
+from mlflow_on_eks.k8s_charts.hardening import CONTAINER_SECURITY, POD_SECURITY, TMP_PATH, harden
+from mlflow_on_eks.k8s_charts.policy import dns, egress, egress_only, tcp
+
+
+@dataclass(frozen=True)
+class GcProps:
+    """When and what the CronJob removes."""
+
+    schedule: str = "17 3 * * *"
+    """Five-field cron expression, in the cluster's time zone (UTC on EKS)."""
+    older_than: str = "30d"
+    """Only what was deleted longer ago than this (`mlflow gc --older-than`, #d#h#m#s)."""
+
+
+def add_gc_job(
+    scope: Construct,
+    *,
+    gc: GcProps,
+    image: str,
+    instance: str,
+    namespace: str,
+    config_map: kplus.ConfigMap,
+    service_account: kplus.IServiceAccount,
+    server_labels: dict[str, str],
+    db_port: int,
+    architecture: str,
+    node_pool: str | None,
+) -> kplus.CronJob:
+    """The CronJob, and a NetworkPolicy: DNS, the database, HTTPS (AWS APIs), the server."""
+    minute, hour, day, month, week_day = gc.schedule.split()
+    labels = {
+        "app.kubernetes.io/name": "mlflow-gc",
+        "app.kubernetes.io/instance": instance,
+        "app.kubernetes.io/component": "gc",
+    }
+    tmp = kplus.Volume.from_empty_dir(
+        scope, "GcTmpVolume", "tmp", size_limit=cdk8s.Size.gibibytes(1)
+    )
+    job = kplus.CronJob(
+        scope,
+        "Gc",
+        metadata=cdk8s.ApiObjectMetadata(name=f"{instance}-gc"),
+        schedule=cdk8s.Cron.schedule(
+            minute=minute, hour=hour, day=day, month=month, week_day=week_day
+        ),
+        # One at a time: two would delete the same runs' artifacts under each other.
+        concurrency_policy=kplus.ConcurrencyPolicy.FORBID,
+        # cdk8s-plus defaults to 10 s: a controller busy or restarting at 03:17 would skip the
+        # day. Within an hour it still runs.
+        starting_deadline=cdk8s.Duration.hours(1),
+        successful_jobs_retained=1,
+        failed_jobs_retained=3,
+        backoff_limit=1,
+        select=False,
+        pod_metadata=cdk8s.ApiObjectMetadata(labels=labels),
+        restart_policy=kplus.RestartPolicy.NEVER,
+        service_account=service_account,
+        automount_service_account_token=False,
+        security_context=POD_SECURITY,
+        volumes=[tmp],
+        containers=[
+            kplus.ContainerProps(
+                name="gc",
+                image=image,
+                image_pull_policy=kplus.ImagePullPolicy.IF_NOT_PRESENT,
+                args=["gc"],
+                env_from=[kplus.Env.from_config_map(config_map)],
+                env_variables={
+                    key: kplus.EnvValue.from_value(value)
+                    for key, value in gc_environment(
+                        older_than=gc.older_than,
+                        tracking_uri=f"http://{instance}.{namespace}.svc.cluster.local",
+                    ).items()
+                },
+                security_context=CONTAINER_SECURITY,
+                volume_mounts=[kplus.VolumeMount(path=TMP_PATH, volume=tmp)],
+                resources=kplus.ContainerResources(
+                    cpu=kplus.CpuResources(request=kplus.Cpu.millis(100)),
+                    memory=kplus.MemoryResources(
+                        request=cdk8s.Size.mebibytes(512), limit=cdk8s.Size.mebibytes(512)
+                    ),
+                    ephemeral_storage=kplus.EphemeralStorageResources(
+                        request=cdk8s.Size.gibibytes(1), limit=cdk8s.Size.gibibytes(1)
+                    ),
+                ),
+            )
+        ],
+    )
+    harden(
+        job,
+        architecture=architecture,
+        node_pool=node_pool,
+        pod_spec="/spec/jobTemplate/spec/template/spec",
+    )
+    egress_only(
+        scope,
+        "GcNetworkPolicy",
+        name=f"{instance}-gc",
+        pods={k: labels[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")},
+        rules=[
+            dns(),
+            egress(tcp(db_port, 443)),
+            egress(tcp(CONTAINER_PORT), to_pods=server_labels),
+        ],
+    )
+    return job

@@ -1,0 +1,123 @@
+"""The gc CronJob's command on real servers: `mlflow-launcher gc` from the synthesized CronJob
+(its args and env, the server's ConfigMap) removes a run deleted longer ago than `older_than`,
+its rows and its artifacts in the bucket, and leaves a live run and a run deleted too recently.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import itest_launcher as launcher
+import pytest
+from itest_auth import create_auth_secrets, new_login
+from itest_chart import container_env, pod, substitute_endpoints
+
+from config import parse_settings
+from tests.conftest import synthesize
+
+pytestmark = pytest.mark.integration
+
+# Three runs through the real client: one kept live, two deleted. Prints their ids.
+SEED = """
+import json, sys, tempfile
+from pathlib import Path
+from mlflow import MlflowClient
+client = MlflowClient(sys.argv[1])
+experiment = client.create_experiment("gc")
+runs = {}
+for name in ("live", "old", "recent"):
+    run = client.create_run(experiment, run_name=name)
+    client.log_param(run.info.run_id, "p", name)
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, name + ".txt").write_text(name)
+        client.log_artifact(run.info.run_id, str(Path(tmp, name + ".txt")))
+    runs[name] = run.info.run_id
+client.delete_run(runs["old"])
+client.delete_run(runs["recent"])
+print(json.dumps(runs))
+"""
+DAY_MS = 24 * 3600 * 1000
+
+
+def _run_ids(target) -> set[str]:
+    return {row[0] for row in target.server.query(target.name, "SELECT run_uuid FROM runs")}
+
+
+@pytest.mark.parametrize("auth", [False, True], ids=["anonymous", "signed-in"])
+def test_gc_removes_what_was_deleted_long_enough_ago(
+    auth, mariadb, new_database, moto, test_ca, tmp_path
+):
+    settings = parse_settings(
+        {"auth": {"enabled": auth}, "gc": {"enabled": True, "older_than": "1d"}}
+    )
+    chart = synthesize("gc", settings, tmp_path / "synth")
+    [cron_job] = chart.objects("CronJob")
+    [gc_container] = cron_job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert gc_container["args"] == ["gc"]
+    _, (init, main) = pod(chart)
+    # With sign-in on, the chart's own database login (it creates the auth database) and the
+    # auth secrets; artifacts are then deleted through the server as its admin.
+    target = new_login(mariadb, moto, "gc-password-1") if auth else new_database(mariadb)
+    secrets = create_auth_secrets(moto) if auth else None
+    bucket = moto.create_bucket()
+
+    def local(env: dict[str, str]) -> dict[str, str]:
+        env = substitute_endpoints(
+            env, target, moto, test_ca.ca, bucket, auth=secrets.arns if secrets else None
+        )
+        env |= {"MLFLOW_DB_NAME": target.name}  # its own: other tests use the chart's name
+        if secrets:
+            env["MLFLOW_AUTH_DB_NAME"] = f"{target.name}_auth"
+        return launcher.container_env(env, tmp_path / "home")
+
+    assert launcher.run(init["args"], local(container_env(chart, init))).returncode == 0
+    server_env = local(container_env(chart, main))
+    server = launcher.Server(server_env, tmp_path / "server.log")
+    try:
+        server.wait_healthy()
+        client_env = {**server_env, "MLFLOW_TRACKING_URI": server.base_url}
+        if secrets:
+            user, password = secrets.admin_login()
+            client_env |= {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
+        runs = launcher.mlflow_client(client_env, server.base_url, code=SEED)
+        # Two days pass for the "old" run: its deletion time, as MLflow recorded it, moves back.
+        target.server.admin(
+            f"UPDATE runs SET deleted_time = deleted_time - {2 * DAY_MS} "  # noqa: S608
+            f"WHERE run_uuid = '{runs['old']}'",
+            target.name,
+        )
+        before = moto.objects(bucket)
+        for name, run_id in runs.items():
+            assert any(run_id in key and key.endswith(f"{name}.txt") for key in before), name
+
+        gc_env = local(container_env(chart, gc_container))
+        # The in-cluster Service name resolves only in the cluster; here the server is local.
+        assert gc_env["MLFLOW_GC_TRACKING_URI"] == "http://mlflow.mlflow.svc.cluster.local"
+        gc_env["MLFLOW_GC_TRACKING_URI"] = server.base_url
+        result = launcher.run(gc_container["args"], gc_env)
+        assert result.returncode == 0, result.stderr
+        assert "gc done" in result.stderr
+        output = result.stdout + result.stderr
+        launcher.assert_no_secret(output, target.password, "gc's output")
+        if secrets:
+            launcher.assert_no_secret(output, secrets.admin_password, "gc's output")
+    finally:
+        server.stop()
+
+    remaining = _run_ids(target)
+    assert runs["old"] not in remaining, "the old deleted run's rows are gone"
+    assert {runs["live"], runs["recent"]} <= remaining
+    after = moto.objects(bucket)
+    assert not [key for key in after if runs["old"] in key], "its artifacts are gone"
+    for name in ("live", "recent"):
+        assert [key for key in after if runs[name] in key], f"{name}'s artifacts stay"
+
+
+def test_gc_refuses_a_missing_age_before_touching_anything(tmp_path: Path) -> None:
+    env = launcher.container_env(
+        {"MLFLOW_GC_OLDER_THAN": "", "MLFLOW_GC_TRACKING_URI": "mlflow:80"}, tmp_path / "home"
+    )
+    result = launcher.run(["gc"], env)
+    assert result.returncode == 2
+    assert "MLFLOW_GC_OLDER_THAN" in result.stderr and "MLFLOW_GC_TRACKING_URI" in result.stderr
+    assert "connecting" not in result.stderr  # refused before any database or AWS call
