@@ -6,8 +6,6 @@ This construct holds what must never appear in a template, a manifest or argv, e
 into Secrets Manager and read by the launcher at pod start:
 
 - the admin login (`username`, `password`): MLflow creates this user once, on first start;
-- the metrics login (`username`, `password`): a user the launcher creates for Prometheus, as
-  MLflow serves /metrics only to signed-in users;
 - the Flask secret key: signs session and CSRF tokens, so it is the same on every replica;
 - the KEK passphrase: encrypts the secrets MLflow stores (e.g. AI gateway keys) in the database.
 
@@ -43,7 +41,7 @@ _ROTATION_REASON = (
 class MlflowAuth(Construct):
     """The basic-auth app's settings and its three generated secrets.
 
-    Attributes: `admin_secret`, `metrics_secret` (JSON `username`, `password`), `flask_secret_key`,
+    Attributes: `admin_secret` (JSON `username`, `password`), `flask_secret_key`,
     `kek_passphrase` (plain strings), `default_permission`, `database_name`, `admin_username`.
     """
 
@@ -91,20 +89,6 @@ class MlflowAuth(Construct):
             "MLflow creates the admin user from it once; later changes go through MLflow's "
             "update-password API, which this secret would then have to follow",
         )
-        self.metrics_secret = self._secret(
-            "MetricsCredentials",
-            "MLflow metrics login (basic auth) for a Prometheus scraper of /metrics",
-            secretsmanager.SecretStringGenerator(
-                secret_string_template='{"username": "metrics"}',  # noqa: S106 - a user name
-                generate_string_key="password",
-                password_length=_PASSWORD_LENGTH,
-                # Prometheus reads it from a file or a Kubernetes Secret: keep it unquoted.
-                exclude_punctuation=True,
-            ),
-            removal_policy,
-            "the launcher creates the user from it once; a change means updating the user "
-            "through MLflow's API as well",
-        )
         self.flask_secret_key = self._secret(
             "FlaskSecretKey",
             "MLflow server secret key (signs sessions and CSRF tokens on every replica)",
@@ -146,4 +130,4 @@ class MlflowAuth(Construct):
 
     @property
     def secrets(self) -> tuple[secretsmanager.ISecret, ...]:
-        return (self.admin_secret, self.metrics_secret, self.flask_secret_key, self.kek_passphrase)
+        return (self.admin_secret, self.flask_secret_key, self.kek_passphrase)

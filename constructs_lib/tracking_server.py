@@ -180,7 +180,6 @@ class MlflowTrackingServer(Construct):
                 admin_secret_id=auth.admin_secret.secret_arn,
                 flask_secret_key_id=auth.flask_secret_key.secret_arn,
                 kek_passphrase_id=auth.kek_passphrase.secret_arn,
-                metrics_secret_id=auth.metrics_secret.secret_arn,
                 default_permission=auth.default_permission,
                 database_name=auth.database_name,
             )

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CONTAINER_PORT = 5000
+METRICS_PORT = 9464
+"""The pod's `metrics` container (Prometheus exporters' customary port range)."""
 SERVICE_PORT = 80
 TLS_SERVICE_PORT = 443
 RDS_CA_BUNDLE_PATH = "/etc/ssl/certs/rds-global-bundle.pem"
@@ -51,9 +53,10 @@ def launcher_environment(
         "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN": str(graceful_shutdown_seconds),
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
-        # `mlflow server --expose-prometheus <dir>` (its click option's variable): /metrics,
-        # with the workers' counters shared through files in this directory.
+        # `mlflow server --expose-prometheus <dir>` (its click option's variable): the workers
+        # write their counters here; the `metrics` container serves their sum.
         "MLFLOW_EXPOSE_PROMETHEUS": metrics_dir,
+        "MLFLOW_METRICS_PORT": str(METRICS_PORT),
     }
 
 
@@ -94,8 +97,6 @@ class AuthProps:
     """Secret holding MLFLOW_FLASK_SERVER_SECRET_KEY (the same on every replica)."""
     kek_passphrase_id: str
     """Secret holding MLFLOW_CRYPTO_KEK_PASSPHRASE."""
-    metrics_secret_id: str | None = None
-    """Secret with JSON `username` and `password`: a user for scraping /metrics."""
     default_permission: str = "READ"
     database_name: str = "mlflow_auth"
     """The users' database, on the backend store's instance."""
@@ -109,9 +110,7 @@ def auth_environment(auth: AuthProps) -> dict[str, str]:
         "MLFLOW_AUTH_KEK_SECRET_ID": auth.kek_passphrase_id,
         "MLFLOW_AUTH_DEFAULT_PERMISSION": auth.default_permission,
         "MLFLOW_AUTH_DB_NAME": auth.database_name,
-    } | (
-        {"MLFLOW_AUTH_METRICS_SECRET_ID": auth.metrics_secret_id} if auth.metrics_secret_id else {}
-    )
+    }
 
 
 def gc_environment(*, older_than: str, tracking_uri: str) -> dict[str, str]:

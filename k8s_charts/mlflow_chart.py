@@ -15,6 +15,7 @@ from cdk8s_plus_27 import k8s
 from constructs import Construct
 from mlflow_on_eks.k8s_charts.contract import (
     CONTAINER_PORT,
+    METRICS_PORT,
     RDS_CA_BUNDLE_PATH,
     SERVICE_PORT,
     TLS_SERVICE_PORT,
@@ -43,7 +44,7 @@ METRICS_DIR = f"{TMP_PATH}/prometheus"
 """Where the uvicorn workers' Prometheus counters meet (multiprocess mode), on scratch space."""
 SCRAPE_ANNOTATIONS = {
     "prometheus.io/scrape": "true",
-    "prometheus.io/port": str(CONTAINER_PORT),
+    "prometheus.io/port": str(METRICS_PORT),
     "prometheus.io/path": "/metrics",
 }
 """The common convention for annotation-driven scrapers (Prometheus' kubernetes_sd examples)."""
@@ -304,7 +305,33 @@ class MlflowChart(cdk8s.Chart):
                         timeout_seconds=cdk8s.Duration.seconds(5),
                         failure_threshold=3,
                     ),
-                )
+                ),
+                kplus.ContainerProps(
+                    name="metrics",
+                    # The workers' counters from the shared scratch space, summed, on a port
+                    # of its own (see mlflow_launcher.metrics for why not MLflow's /metrics).
+                    args=["metrics"],
+                    port_number=METRICS_PORT,
+                    **{
+                        **common,
+                        "resources": kplus.ContainerResources(
+                            cpu=kplus.CpuResources(request=kplus.Cpu.millis(20)),
+                            memory=kplus.MemoryResources(
+                                request=cdk8s.Size.mebibytes(128),
+                                limit=cdk8s.Size.mebibytes(128),
+                            ),
+                            ephemeral_storage=kplus.EphemeralStorageResources(
+                                request=cdk8s.Size.gibibytes(1), limit=cdk8s.Size.gibibytes(1)
+                            ),
+                        ),
+                    },
+                    readiness=kplus.Probe.from_http_get(
+                        "/metrics",
+                        port=METRICS_PORT,
+                        period_seconds=cdk8s.Duration.seconds(30),
+                        timeout_seconds=cdk8s.Duration.seconds(5),
+                    ),
+                ),
             ],
         )
         deployment.select(kplus.LabelSelector.of(labels=selector_labels(props)))
@@ -422,7 +449,8 @@ class MlflowChart(cdk8s.Chart):
         )
 
     def _network_policy(self) -> None:
-        """Admit HTTP to the server port; let pods reach only DNS, the DB and HTTPS (AWS APIs)."""
+        """Admit HTTP to the server and metrics ports; let pods reach only DNS, the DB and
+        HTTPS (AWS APIs)."""
         k8s.KubeNetworkPolicy(
             self,
             "NetworkPolicy",
@@ -435,8 +463,9 @@ class MlflowChart(cdk8s.Chart):
                     k8s.NetworkPolicyIngressRule(
                         ports=[
                             k8s.NetworkPolicyPort(
-                                protocol="TCP", port=k8s.IntOrString.from_number(CONTAINER_PORT)
+                                protocol="TCP", port=k8s.IntOrString.from_number(p)
                             )
+                            for p in (CONTAINER_PORT, METRICS_PORT)
                         ]
                     )
                 ],

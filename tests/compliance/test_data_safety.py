@@ -31,7 +31,6 @@ PINNED_LOGICAL_IDS = {
         # The admin login MLflow's user table was created with, and the passphrase the secrets
         # MLflow stores are encrypted under (basic auth, on by default).
         "AuthAdminCredentialsC5BA2C26",
-        "AuthMetricsCredentialsCDA91475",
         "AuthFlaskSecretKeyA27EF70F",
         "AuthKekPassphrase0E3A2E2A",
     },

@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import itest_launcher as launcher
-from itest_chart import AUTH_SECRET_IDS, METRICS_SECRET_ID
+from itest_chart import AUTH_SECRET_IDS
 from itest_servers import sql_literal
 
 ADMIN_SECRET_ENV, FLASK_SECRET_ENV, KEK_SECRET_ENV = AUTH_SECRET_IDS
@@ -36,32 +36,25 @@ HOSTILE = "%'\"\\:@/# ?&=+ pä%%ss-密码-🔑 %(x)s end"
 
 @dataclass
 class AuthSecrets:
-    """The basic-auth secrets in moto: the admin's and the metrics scraper's logins (JSON),
-    the Flask key and the KEK passphrase (plain strings), and their ARNs by the ConfigMap
-    variable naming each."""
+    """The basic-auth secrets in moto: the admin's login (JSON), the Flask key and the KEK
+    passphrase (plain strings), and their ARNs by the ConfigMap variable naming each."""
 
     admin_username: str
     admin_password: str = field(repr=False)
     flask_key: str = field(repr=False)
     kek_passphrase: str = field(repr=False)
-    metrics_username: str
-    metrics_password: str = field(repr=False)
     arns: dict[str, str]
 
     def values(self) -> dict[str, str]:
         """What must never show: each secret value by what it is."""
         return {
             "the admin password": self.admin_password,
-            "the metrics password": self.metrics_password,
             "the Flask secret key": self.flask_key,
             "the KEK passphrase": self.kek_passphrase,
         }
 
     def admin_login(self) -> tuple[str, str]:
         return self.admin_username, self.admin_password
-
-    def metrics_login(self) -> tuple[str, str]:
-        return self.metrics_username, self.metrics_password
 
 
 def create_auth_secrets(
@@ -75,18 +68,13 @@ def create_auth_secrets(
     admin_password = admin_password or f"admin-{secrets.token_urlsafe(24)}"
     flask_key = flask_key or secrets.token_urlsafe(48)
     kek_passphrase = kek_passphrase or secrets.token_urlsafe(48)
-    metrics_password = f"metrics-{secrets.token_urlsafe(24)}"
     admin = json.dumps({"username": admin_username, "password": admin_password})
-    scraper = json.dumps({"username": "metrics", "password": metrics_password})
     arns = {
         ADMIN_SECRET_ENV: moto.create_secret(admin),
         FLASK_SECRET_ENV: moto.create_secret(flask_key),
         KEK_SECRET_ENV: moto.create_secret(kek_passphrase),
-        METRICS_SECRET_ID: moto.create_secret(scraper),
     }
-    return AuthSecrets(
-        admin_username, admin_password, flask_key, kek_passphrase, "metrics", metrics_password, arns
-    )
+    return AuthSecrets(admin_username, admin_password, flask_key, kek_passphrase, arns)
 
 
 @dataclass

@@ -19,27 +19,40 @@ PSEUDO_PARAMETERS = {
     "${Ref:AWS::URLSuffix}": "amazonaws.com",
     "${Ref:AWS::Partition}": "aws",
 }
-# The basic-auth secrets' ARNs in the ConfigMap (k8s_charts/contract.py `auth_environment`):
-# these three whenever authentication is on; the metrics login's where /metrics is exposed.
+# The basic-auth secrets' ARNs in the ConfigMap (k8s_charts/contract.py `auth_environment`)
+# whenever authentication is on.
 AUTH_SECRET_IDS = (
     "MLFLOW_AUTH_ADMIN_SECRET_ID",
     "MLFLOW_AUTH_FLASK_SECRET_ID",
     "MLFLOW_AUTH_KEK_SECRET_ID",
 )
-METRICS_SECRET_ID = "MLFLOW_AUTH_METRICS_SECRET_ID"
 AUTH_PREFIX = "MLFLOW_AUTH_"
 
 
 def pod(synth) -> tuple[dict, list[dict]]:
-    """The server Deployment and its containers (init containers first)."""
+    """The server Deployment and the containers the launcher runs MLflow in: the init
+    container, then the server (the `metrics` container: `metrics_container`)."""
+    deployment = _server_deployment(synth)
+    spec = deployment["spec"]["template"]["spec"]
+    servers = [c for c in spec["containers"] if c["name"] == "server"]
+    assert len(servers) == 1, "expected one container named server"
+    return deployment, [*spec["initContainers"], *servers]
+
+
+def metrics_container(synth) -> dict:
+    spec = _server_deployment(synth)["spec"]["template"]["spec"]
+    [container] = [c for c in spec["containers"] if c["name"] == "metrics"]
+    return container
+
+
+def _server_deployment(synth) -> dict:
     deployments = [
         d
         for d in synth.objects("Deployment")
         if d["spec"]["template"]["spec"].get("initContainers")
     ]
     assert len(deployments) == 1, "expected one Deployment with an initContainer"
-    spec = deployments[0]["spec"]["template"]["spec"]
-    return deployments[0], [*spec["initContainers"], *spec["containers"]]
+    return deployments[0]
 
 
 def container_env(synth, container: dict) -> dict[str, str]:
@@ -70,8 +83,8 @@ def substitute_endpoints(
 ) -> dict:
     """Only where the pod would reach AWS: DB endpoint, secrets, bucket, region, CA, port.
 
-    `auth`: the basic-auth secrets' local ARNs (variable -> ARN: AUTH_SECRET_IDS, and
-    METRICS_SECRET_ID for a ConfigMap that has it) for a pod that runs with authentication,
+    `auth`: the basic-auth secrets' local ARNs (variable -> ARN: AUTH_SECRET_IDS) for a pod
+    that runs with authentication,
     as the chart's default does. Without it, a ConfigMap whose auth secrets are still
     deploy-time references runs without authentication: every MLFLOW_AUTH_* variable dropped,
     as the chart does with `auth.enabled: false`. Values the caller already made local are

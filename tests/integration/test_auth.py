@@ -56,7 +56,6 @@ from itest_auth import (
 from itest_chart import (
     AUTH_PREFIX,
     AUTH_SECRET_IDS,
-    METRICS_SECRET_ID,
     PLACEHOLDER,
     container_env,
     pod,
@@ -89,8 +88,6 @@ class Deployment:
     home: Path
     outputs: list[str]
     """The output of each launcher run, the first replica's `migrate` first."""
-    scraper: bool
-    """Whether the chart exposes /metrics, so `migrate` creates the scraper's user."""
 
     def users(self) -> list[list[str]]:
         """The auth database's users: name, and whether an admin (as 0/1)."""
@@ -143,7 +140,6 @@ def deployment(db_server, synth, moto, test_ca, tmp_path_factory) -> Deployment:
         ca=test_ca.ca,
         home=tmp_path_factory.mktemp(f"auth-{engine}"),
         outputs=[],
-        scraper=METRICS_SECRET_ID in config,
     )
     first = deployment.migrate("first-replica")
     assert first.returncode == 0, deployment.outputs[-1]
@@ -224,8 +220,7 @@ def test_migrate_creates_the_auth_database_and_serve_refuses_one_behind(deployme
         assert f"created the auth database {d.auth_db}" in first, first
         assert f"migrated the auth schema from empty to head {head}" in first, first
         assert auth_revision(server, d.auth_db) == head
-        # No admin yet (the server creates it); the metrics scraper, a plain user, if any.
-        assert d.users() == ([["metrics", "0"]] if d.scraper else [])
+        assert d.users() == [], "no user yet: the server creates the admin"
         # The tables, columns and foreign keys MLflow's own migrations make, on MySQL too,
         # where the launcher makes the first revision itself (MLflow's fails there: both its
         # foreign keys are named fk_user_id, and MySQL wants names unique in a database;
@@ -294,9 +289,9 @@ def test_anonymous_is_refused_and_the_admin_signs_in(deployment, servers, admin_
     assert f"admin-experiment-{d.engine}" in admin_experiment["searched"]
     # MLflow created the admin from the secret, once, in the auth database.
     assert d.users()[0] == [d.auth.admin_username, "1"]
-    if d.scraper:  # `migrate` made Prometheus's login: a plain user, who may read
-        assert d.users()[1] == ["metrics", "0"]
-        assert send(a.base_url, "GET", API_CHECK, login=d.auth.metrics_login()).status == 200
+    # MLflow serves its own /metrics to admins only (fail-closed for unlisted routes), so
+    # scrapers use the pod's metrics port (test_metrics.py).
+    assert send(a.base_url, "GET", "/metrics").status == 401
 
 
 def test_a_read_user_reads_and_writes_once_granted_edit(
@@ -411,11 +406,11 @@ def test_no_secret_in_output_argv_or_configmap(deployment, servers):
     assert env["MLFLOW_CRYPTO_KEK_PASSPHRASE"] == d.auth.kek_passphrase
     assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == d.auth.admin_password
     assert env["MLFLOW_AUTH_CONFIG_PATH"] == str(d.home / "a" / CONFIG_FILE)
-    assert not [key for key in (*AUTH_SECRET_IDS, METRICS_SECRET_ID) if key in env]
+    assert not [key for key in AUTH_SECRET_IDS if key in env]
 
     # The ConfigMap names the secrets (deploy-time references), never holds one.
     configmap = container_env(d.chart, d.main)
-    for key in (*AUTH_SECRET_IDS, *([METRICS_SECRET_ID] if d.scraper else [])):
+    for key in AUTH_SECRET_IDS:
         assert PLACEHOLDER.fullmatch(configmap[key]), (key, configmap[key])
     assert not [key for key in SERVER_SECRET_ENV if key in configmap]
     rendered = json.dumps(d.chart.manifests, ensure_ascii=False)

@@ -24,7 +24,6 @@ from tests.unit.test_chart import PROPS as CHART_PROPS
 SynthFn = Callable[[str], Synth]
 AUTH_SECRETS = (
     "AuthAdminCredentials",
-    "AuthMetricsCredentials",
     "AuthFlaskSecretKey",
     "AuthKekPassphrase",
 )
@@ -48,9 +47,6 @@ def test_the_secrets_are_generated_and_kept_with_the_data(synth: SynthFn) -> Non
     # MLflow refuses passwords under 12 characters; punctuation is kept (hostile characters
     # are tested against the real server).
     assert generate["PasswordLength"] >= 12 and "ExcludePunctuation" not in generate
-    scraper = next(r for k, r in secrets.items() if k.startswith("AuthMetricsCredentials"))
-    generate = scraper["Properties"]["GenerateSecretString"]
-    assert json.loads(generate["SecretStringTemplate"]) == {"username": "metrics"}
 
 
 def test_turning_auth_off_creates_no_secret_and_no_setting(synth: SynthFn) -> None:
@@ -70,7 +66,6 @@ def test_pods_get_the_secret_names_never_the_values(each_config: Synth) -> None:
         ("MLFLOW_AUTH_ADMIN_SECRET_ID", "AuthAdminCredentials"),
         ("MLFLOW_AUTH_FLASK_SECRET_ID", "AuthFlaskSecretKey"),
         ("MLFLOW_AUTH_KEK_SECRET_ID", "AuthKekPassphrase"),
-        ("MLFLOW_AUTH_METRICS_SECRET_ID", "AuthMetricsCredentials"),
     ):
         assert data[key].startswith("${Output:") and logical_id in data[key], data[key]
     assert data["MLFLOW_AUTH_DEFAULT_PERMISSION"] == each_config.settings.auth.default_permission
@@ -88,7 +83,7 @@ def test_server_role_reads_exactly_its_secrets(synth: SynthFn) -> None:
         if "secretsmanager:GetSecretValue" in statement["Action"]
         for resource in render_intrinsics(statement["Resource"])
     ]
-    assert len(readable) == 5, readable
+    assert len(readable) == 4, readable
     for name in ("DatabaseSecret", *AUTH_SECRETS):
         assert sum(name in resource for resource in readable) == 1, (name, readable)
 

@@ -152,6 +152,7 @@ def test_config_map_is_the_launcher_contract() -> None:
         "AWS_DEFAULT_REGION": "eu-west-1",
         # /metrics, the workers' counters shared in the pod's scratch space
         "MLFLOW_EXPOSE_PROMETHEUS": "/tmp/prometheus",
+        "MLFLOW_METRICS_PORT": "9464",
     }
 
 
@@ -160,7 +161,6 @@ def test_auth_adds_only_names_and_arns_to_the_config_map() -> None:
         admin_secret_id="arn:aws:secretsmanager:eu-west-1:123456789012:secret:admin-AbCdEf",
         flask_secret_key_id="arn:aws:secretsmanager:eu-west-1:123456789012:secret:flask-AbCdEf",
         kek_passphrase_id="arn:aws:secretsmanager:eu-west-1:123456789012:secret:kek-AbCdEf",
-        metrics_secret_id="arn:aws:secretsmanager:eu-west-1:123456789012:secret:metrics-AbCdEf",
         default_permission="EDIT",
     )
     plain = one(render(), "ConfigMap", "mlflow-config")["data"]
@@ -169,7 +169,6 @@ def test_auth_adds_only_names_and_arns_to_the_config_map() -> None:
         "MLFLOW_AUTH_ADMIN_SECRET_ID": auth.admin_secret_id,
         "MLFLOW_AUTH_FLASK_SECRET_ID": auth.flask_secret_key_id,
         "MLFLOW_AUTH_KEK_SECRET_ID": auth.kek_passphrase_id,
-        "MLFLOW_AUTH_METRICS_SECRET_ID": auth.metrics_secret_id,
         "MLFLOW_AUTH_DEFAULT_PERMISSION": "EDIT",
         "MLFLOW_AUTH_DB_NAME": "mlflow_auth",
     }
@@ -179,7 +178,7 @@ def test_pods_invite_annotation_driven_scrapers() -> None:
     template = one(render(), "Deployment")["spec"]["template"]
     assert template["metadata"]["annotations"] == {
         "prometheus.io/scrape": "true",
-        "prometheus.io/port": "5000",
+        "prometheus.io/port": "9464",
         "prometheus.io/path": "/metrics",
     }
 
@@ -246,13 +245,16 @@ def test_internal_only_origins_are_plain_http() -> None:
 def test_deployment_runs_migrate_then_serve_from_the_same_image() -> None:
     spec = pod_spec(render())
     [init] = spec["initContainers"]
-    [server] = spec["containers"]
+    server, exporter = spec["containers"]
     assert (init["name"], init["args"]) == ("migrate", ["migrate"])
     assert (server["name"], server["args"]) == ("server", ["serve"])
-    assert "command" not in init and "command" not in server, "the image's entrypoint runs"
-    assert init["image"] == server["image"] == PROPS.image
+    assert (exporter["name"], exporter["args"]) == ("metrics", ["metrics"])
+    assert exporter["ports"] == [{"containerPort": 9464}]
+    for container in (init, server, exporter):
+        assert "command" not in container, "the image's entrypoint runs"
+        assert container["image"] == PROPS.image
     assert spec["serviceAccountName"] == "mlflow"
-    for container in (init, server):
+    for container in (init, server, exporter):
         assert container["envFrom"] == [{"configMapRef": {"name": "mlflow-config"}}]
         assert "env" not in container or not any("PASSWORD" in e["name"] for e in container["env"])
 
@@ -278,14 +280,14 @@ def test_scratch_space_is_sized_from_the_settings_and_requested() -> None:
     props = with_workload(max_proxied_artifact_gib=8, concurrent_artifact_transfers=3)
     spec = pod_spec(render(props))
     assert {"name": "tmp", "emptyDir": {"sizeLimit": f"{25 * 1024}Mi"}} in spec["volumes"]
-    [server] = spec["containers"]
+    server = spec["containers"][0]
     # The emptyDir counts against the container's ephemeral storage: scratch + 1 GiB of logs.
     for kind in ("requests", "limits"):
         assert server["resources"][kind]["ephemeral-storage"] == "26Gi"
 
 
 def test_probes_use_health() -> None:
-    [server] = pod_spec(render())["containers"]
+    server = pod_spec(render())["containers"][0]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert server[probe]["httpGet"]["path"] == "/health", probe
         assert server[probe]["httpGet"]["port"] == 5000, probe
@@ -298,7 +300,7 @@ def test_probes_use_health() -> None:
 def test_drain_outlasts_the_load_balancers_deregistration() -> None:
     objects = render(with_workload(replace(PROPS, external=EXTERNAL), drain_seconds=45))
     spec = pod_spec(objects)
-    [server] = spec["containers"]
+    server = spec["containers"][0]
     assert server["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", "45"]}}}
     assert spec["terminationGracePeriodSeconds"] == 45 + 30
     # uvicorn ends requests still running before the kubelet's SIGKILL would.
@@ -328,7 +330,7 @@ def test_pods_land_on_nodes_of_the_images_architecture(architecture: str) -> Non
 
 def test_resources_and_rollout() -> None:
     objects = render(with_workload(resources=ResourceProps(cpu="1.5", memory_mib=2048)))
-    [server] = pod_spec(objects)["containers"]
+    server = pod_spec(objects)["containers"][0]
     assert server["resources"] == {
         "requests": {"cpu": "1500m", "memory": "2048Mi", "ephemeral-storage": "6Gi"},
         "limits": {"memory": "2048Mi", "ephemeral-storage": "6Gi"},
@@ -391,7 +393,10 @@ def test_no_external_service_by_default() -> None:
 def test_network_policy_limits_egress_to_dns_db_and_https() -> None:
     policy = one(render(), "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
-    assert policy["ingress"] == [{"ports": [{"port": 5000, "protocol": "TCP"}]}]
+    # MLflow, and the metrics container for scrapers
+    assert policy["ingress"] == [
+        {"ports": [{"port": 5000, "protocol": "TCP"}, {"port": 9464, "protocol": "TCP"}]}
+    ]
     egress = {(p["protocol"], p["port"]) for rule in policy["egress"] for p in rule["ports"]}
     assert egress == {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 443)}
 

@@ -1,4 +1,5 @@
-"""``mlflow-launcher {migrate,serve,local,gc,verify}``: the image's entrypoint (under tini)."""
+"""``mlflow-launcher {migrate,serve,metrics,gc,verify,local}``: the image's entrypoint (under
+tini)."""
 
 from __future__ import annotations
 
@@ -116,10 +117,6 @@ def cmd_migrate() -> None:
             auth.migrate(auth_engine)
         finally:
             auth_engine.dispose()
-        if scraper_secret := os.environ.get(metrics.SCRAPER_SECRET_ENV):
-            login = secret.fetch_credentials(scraper_secret, region=db.region)
-            _mask(login.password)
-            metrics.ensure_scraper(dburl.uri_for_mlflow(auth_url), login)
 
     # The auth schema under the same lock: MLflow's workers would otherwise race its upgrade.
     schema.migrate(
@@ -187,6 +184,11 @@ def cmd_gc() -> None:
     gc.run(dburl.uri_for_mlflow(url), gc_settings, login)
 
 
+def cmd_metrics() -> None:
+    """The pod's metrics container: the server workers' counters, summed, without a login."""
+    metrics.serve(os.environ)
+
+
 def cmd_local() -> None:
     """Preview the server as configured, on a SQLite file and a local artifact folder."""
     base = Path(os.environ.get(LOCAL_DIR_ENV) or LOCAL_DEFAULT_DIR).resolve()
@@ -209,6 +211,7 @@ COMMANDS = {
     "serve": (cmd_serve, "check the schemas are at head, then exec mlflow server"),
     "local": (cmd_local, "preview the server on SQLite + a local folder (no AWS)"),
     "gc": (cmd_gc, "permanently remove deleted runs and experiments (mlflow gc)"),
+    "metrics": (cmd_metrics, "serve the server workers' Prometheus counters on their own port"),
     "verify": (cmd_verify, "use the deployed server as a user would; signal CloudFormation"),
 }
 

@@ -1,19 +1,29 @@
-"""Prometheus /metrics (`mlflow server --expose-prometheus`): a clean counters directory, and,
-with authentication on, the login a scraper uses (MLflow serves /metrics to signed-in users)."""
+"""Prometheus metrics: `mlflow server --expose-prometheus` writes each worker's counters into a
+directory on the pod's scratch space; `mlflow-launcher metrics` (the pod's `metrics` container)
+serves their sum on its own port.
+
+Why not MLflow's own /metrics: with authentication on, MLflow serves it to admins only (its
+auth app refuses routes it has no rule for), and a scraper should not hold an admin login. The
+counters say how many requests of which kind and status, and how long they took: no data, no
+names, so the port needs no login; the NetworkPolicy decides who may reach it.
+"""
 
 from __future__ import annotations
 
 import logging
 import shutil
+import signal
+import sys
 from collections.abc import Mapping
 from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from mlflow_launcher.secret import Credentials
+from mlflow_launcher.errors import LauncherError
 
 log = logging.getLogger(__name__)
 
 METRICS_DIR_ENV = "MLFLOW_EXPOSE_PROMETHEUS"
-SCRAPER_SECRET_ENV = "MLFLOW_AUTH_METRICS_SECRET_ID"  # noqa: S105 - a variable's name
+PORT_ENV = "MLFLOW_METRICS_PORT"
 
 
 def reset_directory(env: Mapping[str, str]) -> None:
@@ -27,19 +37,29 @@ def reset_directory(env: Mapping[str, str]) -> None:
     Path(path).mkdir(parents=True, exist_ok=True)
 
 
-def ensure_scraper(auth_database_uri: str, login: Credentials) -> None:
-    """Create the scraper's user in the auth database unless it exists (a plain user: no
-    admin rights; it reads what the default permission allows). Called by `migrate`, with
-    the auth schema at head."""
-    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """A scrape every few seconds is not news."""
 
-    store = SqlAlchemyStore()
-    store.init_db(auth_database_uri)
-    try:
-        if store.has_user(login.username):
-            log.info("metrics user %s exists", login.username)
-            return
-        store.create_user(login.username, login.password)
-        log.info("created the metrics user %s (for scraping /metrics)", login.username)
-    finally:
-        store.engine.dispose()
+
+def serve(env: Mapping[str, str]) -> None:
+    """Serve the workers' summed counters on 0.0.0.0:MLFLOW_METRICS_PORT until SIGTERM."""
+    directory = env.get(METRICS_DIR_ENV, "").strip()
+    raw_port = env.get(PORT_ENV, "").strip()
+    if not directory or not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
+        raise LauncherError(
+            f"{METRICS_DIR_ENV} (the counters directory) and {PORT_ENV} (a port) must be set; "
+            f"got {directory!r} and {raw_port!r}"
+        )
+    from prometheus_client import CollectorRegistry, make_wsgi_app
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    Path(directory).mkdir(parents=True, exist_ok=True)  # the server may not have started yet
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)
+    address = "0.0.0.0"  # noqa: S104 - the pod's port, fenced by the NetworkPolicy
+    httpd = make_server(address, int(raw_port), make_wsgi_app(registry), handler_class=_Quiet)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    log.info("serving the server's metrics from %s on port %s", directory, raw_port)
+    with httpd:
+        httpd.serve_forever()

@@ -20,7 +20,6 @@ _LAUNCHER_ONLY = (
     "MLFLOW_AUTH_ADMIN_SECRET_ID",
     "MLFLOW_AUTH_FLASK_SECRET_ID",
     "MLFLOW_AUTH_KEK_SECRET_ID",
-    "MLFLOW_AUTH_METRICS_SECRET_ID",
 )
 # Server defaults the environment may still override. MLflow's job execution (GenAI jobs) starts
 # a runner and seven huey consumers per pod with their queue in the pod's /dev/shm: per-replica
