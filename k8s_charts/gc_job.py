@@ -13,7 +13,13 @@ import cdk8s
 import cdk8s_plus_27 as kplus
 from constructs import Construct
 from mlflow_on_eks.k8s_charts.contract import CONTAINER_PORT, gc_environment
-from mlflow_on_eks.k8s_charts.hardening import CONTAINER_SECURITY, POD_SECURITY, TMP_PATH, harden
+from mlflow_on_eks.k8s_charts.hardening import (
+    CONTAINER_SECURITY,
+    POD_SECURITY,
+    TMP_PATH,
+    harden,
+    small_resources,
+)
 from mlflow_on_eks.k8s_charts.policy import dns, egress, egress_only, tcp
 
 
@@ -89,15 +95,8 @@ def add_gc_job(
                 },
                 security_context=CONTAINER_SECURITY,
                 volume_mounts=[kplus.VolumeMount(path=TMP_PATH, volume=tmp)],
-                resources=kplus.ContainerResources(
-                    cpu=kplus.CpuResources(request=kplus.Cpu.millis(100)),
-                    memory=kplus.MemoryResources(
-                        request=cdk8s.Size.mebibytes(512), limit=cdk8s.Size.mebibytes(512)
-                    ),
-                    ephemeral_storage=kplus.EphemeralStorageResources(
-                        request=cdk8s.Size.gibibytes(1), limit=cdk8s.Size.gibibytes(1)
-                    ),
-                ),
+                # MLflow and its store in-process, a page of deleted runs at a time.
+                resources=small_resources(cpu_millis=100, memory_mib=512),
             )
         ],
     )

@@ -59,3 +59,15 @@ def harden(
     if node_pool:
         selector["karpenter.sh/nodepool"] = node_pool
     api.add_json_patch(cdk8s.JsonPatch.add(f"{spec}/nodeSelector", selector))
+
+
+def small_resources(cpu_millis: int, memory_mib: int) -> kplus.ContainerResources:
+    """Requests (memory: limit = request) of a helper container, with 1 GiB of scratch space
+    (the /tmp emptyDir counts against ephemeral storage; cdk8s-plus renders whole GiB)."""
+    memory = cdk8s.Size.mebibytes(memory_mib)
+    storage = cdk8s.Size.gibibytes(1)
+    return kplus.ContainerResources(
+        cpu=kplus.CpuResources(request=kplus.Cpu.millis(cpu_millis)),
+        memory=kplus.MemoryResources(request=memory, limit=memory),
+        ephemeral_storage=kplus.EphemeralStorageResources(request=storage, limit=storage),
+    )

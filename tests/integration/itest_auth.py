@@ -10,7 +10,6 @@ import functools
 import json
 import re
 import secrets
-import subprocess
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -133,13 +132,7 @@ def auth_history() -> list[str]:
         "s = ScriptDirectory(str(u._get_alembic_dir()))\n"
         "print(json.dumps([r.revision for r in reversed(list(s.walk_revisions()))]))\n"
     )
-    result = subprocess.run(
-        [str(launcher.image_venv() / "bin" / "python"), "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout)
+    return json.loads(launcher.image_python("-c", code).stdout)
 
 
 _MIGRATE_AUTH_TO = """
@@ -162,15 +155,7 @@ utils.migrate(engine, sys.argv[1])
 
 def migrate_auth_to(env: dict[str, str], revision: str) -> str:
     """Its output."""
-    result = subprocess.run(
-        [str(launcher.image_venv() / "bin" / "python"), "-c", _MIGRATE_AUTH_TO, revision],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = launcher.image_python("-c", _MIGRATE_AUTH_TO, revision, env=env, timeout=120)
     return result.stdout + result.stderr
 
 
@@ -224,20 +209,8 @@ def reference_schema() -> dict:
 
 
 def _schema(env: dict[str, str] | None) -> dict:
-    result = subprocess.run(
-        [
-            str(launcher.image_venv() / "bin" / "python"),
-            "-c",
-            _SCHEMA,
-            "reference" if env is None else "deployed",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    kind = "reference" if env is None else "deployed"
+    result = launcher.image_python("-c", _SCHEMA, kind, env=env, timeout=120)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

@@ -187,21 +187,30 @@ def _running(pid: int) -> bool:
     return state != "Z"
 
 
-def mlflow_client(
-    env: dict[str, str], *args: str, code: str | None = None, timeout: float = 300
-) -> dict:
-    """Run the real MLflow client (it lives in .venv-image) and return its JSON report: the
-    client script of these tests, or `code` given inline."""
-    program = ["-c", code] if code is not None else [str(CLIENT_SCRIPT)]
+def image_python(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """The image's Python (.venv-image: MLflow, the launcher) with these arguments; it must
+    exit 0."""
     result = subprocess.run(
-        [str(image_venv() / "bin" / "python"), *program, *args],
+        [str(image_venv() / "bin" / "python"), *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
     )
-    assert result.returncode == 0, f"client failed:\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, f"{args[:2]} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def mlflow_client(
+    env: dict[str, str], *args: str, code: str | None = None, timeout: float = 300
+) -> dict:
+    """Run the real MLflow client (it lives in .venv-image) and return its JSON report: the
+    client script of these tests, or `code` given inline."""
+    program = ["-c", code] if code is not None else [str(CLIENT_SCRIPT)]
+    result = image_python(*program, *args, env=env, timeout=timeout)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

@@ -111,12 +111,8 @@ def cmd_migrate() -> None:
     def migrate_auth() -> None:
         assert auth_settings is not None
         auth.create_database(engine, auth_settings.db_name)
-        auth_url = auth.database_url(url, auth_settings)
-        auth_engine = wait.make_engine(auth_url)
-        try:
+        with wait.engine_for(auth.database_url(url, auth_settings)) as auth_engine:
             auth.migrate(auth_engine)
-        finally:
-            auth_engine.dispose()
 
     # The auth schema under the same lock: MLflow's workers would otherwise race its upgrade.
     schema.migrate(
@@ -147,11 +143,8 @@ def cmd_serve() -> None:
 def _auth_environment(auth_settings: auth.AuthSettings, url: URL, region: str | None) -> dict:
     """Check the auth schema, read the secrets and write the config file MLflow reads."""
     auth_url = auth.database_url(url, auth_settings)
-    auth_engine = wait.make_engine(auth_url)
-    try:
+    with wait.engine_for(auth_url) as auth_engine:
         auth.require_head(auth_engine)
-    finally:
-        auth_engine.dispose()
     secrets = auth.fetch_secrets(auth_settings, region=region)
     _mask(*secrets.values())
     config = auth.write_config(

@@ -5,9 +5,10 @@ so a bad secret does not become a retry storm that locks the account or floods t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import create_engine, text
@@ -130,6 +131,16 @@ def wait_for(
 def make_engine(url: URL) -> Engine:
     # NullPool: the launcher opens a handful of short connections; nothing to keep warm.
     return create_engine(url, poolclass=NullPool)
+
+
+@contextlib.contextmanager
+def engine_for(url: URL) -> Iterator[Engine]:
+    """An engine for the block, disposed after it."""
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def probe(engine: Engine) -> None:
