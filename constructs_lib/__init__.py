@@ -12,8 +12,13 @@ from mlflow_on_eks.constructs_lib.kubernetes import SUPPORTED_VERSIONS
 from mlflow_on_eks.constructs_lib.network import ExistingVpc, MlflowVpc
 from mlflow_on_eks.constructs_lib.tracking_server import MlflowTrackingServer
 
-# The workload's props, re-exported: MlflowTrackingServer's `workload` takes them.
-from mlflow_on_eks.k8s_charts import ExternalLoadBalancerProps, ResourceProps, WorkloadProps
+# Props MlflowTrackingServer takes (`workload`, `external_load_balancer`, `gc`), re-exported.
+from mlflow_on_eks.k8s_charts import (
+    ExternalLoadBalancerProps,
+    GcProps,
+    ResourceProps,
+    WorkloadProps,
+)
 
 __all__ = [
     "SUPPORTED_VERSIONS",
@@ -21,6 +26,7 @@ __all__ = [
     "ExistingClusterAttributes",
     "ExistingVpc",
     "ExternalLoadBalancerProps",
+    "GcProps",
     "ImportedCluster",
     "MlflowArtifactStore",
     "MlflowAuth",

@@ -6,6 +6,7 @@ from mlflow_on_eks.constructs_lib import (
     ExistingVpc,
     ImportedCluster,
     MlflowArtifactStore,
+    MlflowAuth,
     MlflowDatabase,
     MlflowTrackingServer,
     WorkloadProps,
@@ -38,8 +39,10 @@ cluster = ImportedCluster(
 )
 
 # Stateful resources in their own stack; the server stack holds nothing that keeps data.
+# The sign-in secrets go with the data: the users they open live in the database.
 database = MlflowDatabase(data, "Database", vpc=network.import_into(data))
 artifacts = MlflowArtifactStore(data, "Artifacts")
+auth = MlflowAuth(data, "Auth", default_permission="READ")
 
 MlflowTrackingServer(
     server,
@@ -49,6 +52,7 @@ MlflowTrackingServer(
     cluster_security_group=cluster.security_group,
     database=database,
     artifact_store=artifacts,
+    auth=auth,
     workload=WorkloadProps(replicas=3, allowed_hosts=("mlflow.example.com",)),
 )
 

@@ -6,6 +6,7 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk.lambda_layer_kubectl_v36 import KubectlV36Layer
 from mlflow_on_eks.constructs_lib import (
     MlflowArtifactStore,
+    MlflowAuth,
     MlflowDatabase,
     MlflowTrackingServer,
     MlflowVpc,
@@ -36,6 +37,7 @@ MlflowTrackingServer(
     cluster_security_group=cluster.cluster_security_group,
     database=MlflowDatabase(stack, "Database", vpc=vpc, engine="postgres"),
     artifact_store=MlflowArtifactStore(stack, "Artifacts"),
+    auth=MlflowAuth(stack, "Auth"),
 )
 
 app.synth()
