@@ -58,8 +58,7 @@ class MlflowTrackingServer(Construct):
 
     Attributes: `role`, `image`, `chart`, `manifest`, `database_ingress`, `workload`,
     `namespace`, `service_account_name`, `service_names`, `auth`, `revision`,
-    `load_balancer_hosts`
-    (kind -> DNS name, resolved at deploy time), `deploy_check` (or None).
+    `load_balancer_hosts` (kind -> DNS name, resolved at deploy time), `deploy_check` (or None).
     """
 
     def __init__(
