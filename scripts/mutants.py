@@ -177,6 +177,20 @@ MUTANTS = (
         '        "app.kubernetes.io/name": "mlflow",',
         ("tests/unit/test_deploy_check.py", "-k", "never_selected and default"),
     ),
+    Mutant(
+        "deploy check skips the browser's Origin",
+        f"{LAUNCHER_SRC}verify/__init__.py",
+        "        check_browser_write(target, deadline, settings, auth)",
+        "        pass",
+        ("tests/integration/test_verify.py", "-k", "cors"),
+    ),
+    Mutant(
+        "server started without sign-in",
+        f"{LAUNCHER_SRC}server.py",
+        '        argv += ["--app-name", app_name]',
+        "        pass",
+        ("tests/integration/test_auth.py", "-k", "anonymous and mysql"),
+    ),
 )
 
 
@@ -217,7 +231,7 @@ def run(mutant: Mutant) -> bool:
         target.write_text(text.replace(mutant.old, mutant.new))
         installed = None
         if mutant.file.startswith(LAUNCHER_SRC):
-            installed = _installed_launcher() / Path(mutant.file).name
+            installed = _installed_launcher() / mutant.file.removeprefix(LAUNCHER_SRC)
             original = installed.read_text()
             installed.write_text(target.read_text())
         try:
