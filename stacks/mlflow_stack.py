@@ -117,6 +117,15 @@ class MlflowStack(Stack):
             "KubeconfigCommand": self._kubeconfig_command(),
             "ArtifactBucketName": (artifact_store.bucket.bucket_name, "S3 artifact bucket"),
             "DatabaseEndpoint": (database.endpoint_address, "RDS endpoint (TLS required)"),
+            # MLflow's schema migrations are not transactional on MySQL: a snapshot first is
+            # the way back (docs/operations.md, Upgrading).
+            "SnapshotCommand": (
+                "aws rds create-db-snapshot --db-instance-identifier "
+                f"{database.instance.instance_identifier} --db-snapshot-identifier "
+                f"mlflow-at-{self.tracking_server.revision}",
+                "A snapshot of the database as this deployed revision left it: run it before a "
+                "deploy that upgrades MLflow (docs/operations.md, Upgrading)",
+            ),
             "DatabaseSecretArn": (
                 database.secret.secret_arn,
                 "Secrets Manager secret of the DB credentials (the ARN, never the value)",

@@ -348,6 +348,14 @@ def test_outputs_tell_how_to_connect_and_never_a_secret_value(each_config: Synth
     )
     # A secret's value can reach a template only as a dynamic reference.
     assert "{{resolve:" not in json.dumps(outputs)
+    # The way back before an upgrade: a snapshot of this instance, named by the revision.
+    snapshot = render_intrinsics(outputs["SnapshotCommand"]["Value"])
+    revision = each_config.deployment.mlflow.tracking_server.revision
+    assert re.fullmatch(
+        r"aws rds create-db-snapshot --db-instance-identifier \$\{Output:[\w-]+-data\."
+        rf"PublishOutputRefDatabase\w+\}} --db-snapshot-identifier mlflow-at-{revision}",
+        snapshot,
+    ), snapshot
     if each_config.settings.auth.enabled:
         command = render_intrinsics(outputs["AdminCredentialsCommand"]["Value"])
         assert command.startswith("aws secretsmanager get-secret-value ")
