@@ -10,7 +10,6 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import quote, quote_plus
 
 from sqlalchemy.engine import URL, Engine
 
@@ -19,6 +18,7 @@ from mlflow_launcher import (
     dburl,
     gc,
     metrics,
+    redaction,
     schema,
     secret,
     server,
@@ -50,7 +50,8 @@ class _Redact(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        for value in self.secrets:
+        # Longest first: a form inside a longer one must not leave the rest of the longer one.
+        for value in sorted(set(self.secrets), key=len, reverse=True):
             message = message.replace(value, "***")
         record.msg, record.args = message, None
         return True
@@ -68,19 +69,10 @@ def _setup_logging() -> None:
     root.setLevel(logging.INFO)
 
 
-def _as_in_a_url(password: str) -> str:
-    """The password as SQLAlchemy writes it into a URL string."""
-    rendered = URL.create("x", username="u", password=password, host="h")
-    return rendered.render_as_string(hide_password=False).split("u:", 1)[1].rsplit("@h", 1)[0]
-
-
 def _mask(*secrets: str) -> None:
-    """Mask each value in every form it could be logged in: raw, and URL-encoded as urllib
-    and as SQLAlchemy do it (SQLAlchemy leaves spaces and some punctuation as they are, and is
-    what a store URI shows)."""
+    """Mask each value in every form it could be logged in."""
     for value in secrets:
-        forms = {value, quote(value, safe=""), quote_plus(value), _as_in_a_url(value)}
-        _redact.secrets += [v for v in forms if len(v) >= 4]
+        _redact.secrets += redaction.forms(value)
 
 
 def _connect(db: settings.DbSettings) -> tuple[Engine, URL]:

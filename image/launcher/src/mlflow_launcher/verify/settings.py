@@ -7,9 +7,10 @@ import math
 import os
 from collections.abc import Mapping, MutableSequence
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
-from mlflow_launcher import secret
+from mlflow_launcher import redaction, secret
+from mlflow_launcher.auth import ADMIN_SECRET_ENV
 from mlflow_launcher.errors import LauncherError
 
 TARGETS_ENV = "MLFLOW_VERIFY_TARGETS"
@@ -18,7 +19,6 @@ SIGNAL_URL_ENV = "MLFLOW_VERIFY_SIGNAL_URL"
 LOGS_COMMAND_ENV = "MLFLOW_VERIFY_LOGS_COMMAND"
 USERNAME_ENV = "MLFLOW_TRACKING_USERNAME"
 PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"  # noqa: S105 - a variable's name
-ADMIN_SECRET_ENV = "MLFLOW_AUTH_ADMIN_SECRET_ID"  # noqa: S105 - a variable's name
 
 # Load balancer targets register, DNS propagates and pods start within minutes of a deploy.
 DEFAULT_TIMEOUT_SECONDS = 600.0
@@ -54,10 +54,8 @@ def secret_forms(env: Mapping[str, str]) -> list[str]:
     password = env.get(PASSWORD_ENV, "")
     if password:
         user_pass = f"{env.get(USERNAME_ENV, '')}:{password}".encode()
-        forms += [password, quote(password, safe=""), quote_plus(password)]
-        forms.append(base64.b64encode(user_pass).decode())
-    # Longest first, so a form inside another does not leave the rest of the longer one.
-    return sorted({f for f in forms if len(f) >= 4}, key=len, reverse=True)
+        forms += [*redaction.forms(password), base64.b64encode(user_pass).decode()]
+    return sorted({f for f in forms if len(f) >= redaction.SHORTEST}, key=len, reverse=True)
 
 
 def load_signal_url(env: Mapping[str, str]) -> str | None:
