@@ -3,7 +3,12 @@
 import logging
 
 from mlflow_launcher import cli
-from mlflow_launcher.server import BACKEND_STORE_URI_ENV, server_argv, server_env
+from mlflow_launcher.server import (
+    BACKEND_STORE_URI_ENV,
+    READ_REPLICA_URI_ENV,
+    server_argv,
+    server_env,
+)
 from mlflow_launcher.settings import ServerSettings
 
 PASSWORD = "pa:ss@w/rd?#"
@@ -40,6 +45,14 @@ def test_env_carries_the_store_uri_and_drops_the_secret_id():
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     overridden = server_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"}, URI)
     assert overridden["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
+
+
+def test_the_read_replica_uri_travels_in_env_only_when_there_is_a_replica():
+    assert READ_REPLICA_URI_ENV not in server_env({}, URI)
+    read_uri = URI.replace("@db:", "@replica:")
+    env = server_env({}, URI, read_uri=read_uri)
+    assert (env[BACKEND_STORE_URI_ENV], env[READ_REPLICA_URI_ENV]) == (URI, read_uri)
+    # That MLflow reads it from there: tests/integration/test_read_replica.py.
 
 
 def test_log_filter_masks_registered_password(caplog):

@@ -94,6 +94,36 @@ def test_invalid_values_are_named(env, key, value, expected):
     assert expected in str(err.value)
 
 
+def test_no_read_replica_unless_its_host_is_set(env):
+    db = load_db(env)
+    assert db.read_host is None and db.replica() is None
+
+
+def test_a_read_replica_shares_everything_but_host_and_port(env):
+    env["MLFLOW_DB_READ_HOST"] = " replica.internal "
+    replica = load_db(env).replica()
+    assert replica is not None
+    assert (replica.host, replica.port) == ("replica.internal", 5432)  # the primary's port
+    assert (replica.name, replica.secret_id, replica.ca_bundle) == (
+        "mlflow",
+        env["MLFLOW_DB_SECRET_ID"],
+        env["MLFLOW_DB_CA_BUNDLE"],
+    )
+    assert replica.replica() is None  # a replica has no replica of its own
+    env["MLFLOW_DB_READ_PORT"] = "6432"
+    assert load_db(env).replica().port == 6432
+
+
+def test_a_bad_read_replica_port_is_named_with_the_other_problems(env):
+    env["MLFLOW_DB_READ_HOST"] = "replica.internal"
+    env["MLFLOW_DB_READ_PORT"] = "0"
+    del env["MLFLOW_DB_HOST"]
+    with pytest.raises(LauncherError) as err:
+        load_db(env)
+    assert "MLFLOW_DB_READ_PORT must be a TCP port, got '0'" in str(err.value)
+    assert "MLFLOW_DB_HOST is not set" in str(err.value)
+
+
 def test_port_defaults_by_engine(env):
     del env["MLFLOW_DB_PORT"]
     assert load_db(env).port == 5432

@@ -19,6 +19,7 @@ from mlflow_launcher import (
     gc,
     metrics,
     redaction,
+    replica,
     schema,
     secret,
     server,
@@ -75,6 +76,10 @@ def _mask(*secrets: str) -> None:
         _redact.secrets += redaction.forms(value)
 
 
+def _policy(db: settings.DbSettings) -> wait.RetryPolicy:
+    return wait.RetryPolicy(db.connect_attempts, db.backoff_max_seconds)
+
+
 def _connect(db: settings.DbSettings) -> tuple[Engine, URL]:
     """Secret -> URL -> engine, then wait until the database answers over verified TLS."""
     creds = secret.fetch_credentials(db.secret_id, region=db.region)
@@ -90,9 +95,21 @@ def _connect(db: settings.DbSettings) -> tuple[Engine, URL]:
         creds.username,
         db.ca_bundle,
     )
-    policy = wait.RetryPolicy(db.connect_attempts, db.backoff_max_seconds)
-    wait.wait_for_database(engine, policy, ca_bundle=db.ca_bundle)
+    wait.wait_for_database(engine, _policy(db), ca_bundle=db.ca_bundle)
     return engine, url
+
+
+def _read_replica_uri(db: settings.DbSettings, url: URL) -> str | None:
+    """The replica's store URI (the primary's login), once the replica is ready; None when
+    there is no replica."""
+    read = db.replica()
+    if read is None:
+        return None
+    read_url = url.set(host=read.host, port=read.port)
+    log.info("read replica %s:%s: MLflow sends reads there", read.host, read.port)
+    with wait.engine_for(read_url) as engine:
+        replica.wait_until_ready(engine, _policy(read), ca_bundle=read.ca_bundle)
+    return dburl.uri_for_mlflow(read_url)
 
 
 def cmd_migrate() -> None:
@@ -118,6 +135,7 @@ def cmd_serve() -> None:
     engine, url = _connect(db)
     schema.require_head(engine)
     engine.dispose()
+    read_uri = _read_replica_uri(db, url)
     app_name, secrets = None, None
     if auth_settings is None:
         log.warning(
@@ -129,7 +147,9 @@ def cmd_serve() -> None:
         app_name = auth.APP_NAME
     metrics.reset_directory(os.environ)
     log.info("starting mlflow server on %s:%s (%d workers)", srv.host, srv.port, srv.workers)
-    server.exec_server(srv, dburl.uri_for_mlflow(url), app_name=app_name, secrets=secrets)
+    server.exec_server(
+        srv, dburl.uri_for_mlflow(url), read_uri=read_uri, app_name=app_name, secrets=secrets
+    )
 
 
 def _auth_environment(auth_settings: auth.AuthSettings, url: URL, region: str | None) -> dict:

@@ -12,8 +12,10 @@ from collections.abc import Mapping
 
 from mlflow_launcher.settings import ServerSettings
 
-# The envvar ``mlflow server --backend-store-uri`` reads (click option envvar in mlflow.cli).
+# The envvars ``mlflow server --backend-store-uri`` and ``--read-replica-backend-store-uri``
+# read (click option envvars in mlflow.cli).
 BACKEND_STORE_URI_ENV = "MLFLOW_BACKEND_STORE_URI"
+READ_REPLICA_URI_ENV = "MLFLOW_READ_REPLICA_BACKEND_STORE_URI"
 # Launcher-only variables the server has no use for; dropped so they do not leak into workers.
 _LAUNCHER_ONLY = (
     "MLFLOW_DB_SECRET_ID",
@@ -56,12 +58,18 @@ def server_argv(server: ServerSettings, app_name: str | None = None) -> list[str
 
 
 def server_env(
-    base: Mapping[str, str], store_uri: str, secrets: Mapping[str, str] | None = None
+    base: Mapping[str, str],
+    store_uri: str,
+    secrets: Mapping[str, str] | None = None,
+    read_uri: str | None = None,
 ) -> dict[str, str]:
-    """The server's environment: the pod's, plus the store URI and `secrets` (the auth app's
-    keys), which MLflow reads from here; argv would show them to anyone who lists processes."""
+    """The server's environment: the pod's, plus the store URIs (the replica's too, if any)
+    and `secrets` (the auth app's keys), which MLflow reads from here; argv would show them to
+    anyone who lists processes."""
     env = {**SERVER_DEFAULTS, **{k: v for k, v in base.items() if k not in _LAUNCHER_ONLY}}
     env[BACKEND_STORE_URI_ENV] = store_uri
+    if read_uri is not None:
+        env[READ_REPLICA_URI_ENV] = read_uri
     env.update(secrets or {})
     return env
 
@@ -70,11 +78,13 @@ def exec_server(
     server: ServerSettings,
     store_uri: str,
     *,
+    read_uri: str | None = None,
     app_name: str | None = None,
     secrets: Mapping[str, str] | None = None,
 ) -> None:
     """Replace this process with ``mlflow server`` (never returns)."""
     argv = server_argv(server, app_name)
+    env = server_env(os.environ, store_uri, secrets, read_uri)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(argv[0], argv, server_env(os.environ, store_uri, secrets))  # noqa: S606 - no shell
+    os.execve(argv[0], argv, env)  # noqa: S606 - no shell

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -40,6 +40,15 @@ class DbSettings:
     backoff_max_seconds: float
     region: str | None
     migration_lock_timeout_seconds: float = DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS
+    read_host: str | None = None
+    """A read replica of this database (same login, name and TLS): MLflow sends reads there."""
+    read_port: int | None = None
+
+    def replica(self) -> DbSettings | None:
+        """The read replica's settings, or None when there is none."""
+        if self.read_host is None:
+            return None
+        return replace(self, host=self.read_host, port=self.read_port or self.port, read_host=None)
 
 
 @dataclass(frozen=True)
@@ -199,11 +208,20 @@ def _db(r: _Reader) -> DbSettings | None:
         "a positive number of seconds",
         str(DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS),
     )
+    # Optional: a read replica of the same instance (RDS replicas share its login and port).
+    read_host = r.raw("MLFLOW_DB_READ_HOST", "")
+    read_port = r.parse("MLFLOW_DB_READ_PORT", _port, "a TCP port", str(port or default_port))
     region = r.env.get("AWS_REGION") or r.env.get("AWS_DEFAULT_REGION") or None
     values = (engine, host, port, name, secret_id, ca_bundle, attempts, backoff)
-    if None in values or lock_timeout is None:
+    if None in values or lock_timeout is None or read_port is None:
         return None
-    return DbSettings(*values, region=region, migration_lock_timeout_seconds=lock_timeout)  # type: ignore
+    return DbSettings(
+        *values,  # type: ignore[arg-type]
+        region=region,
+        migration_lock_timeout_seconds=lock_timeout,
+        read_host=read_host or None,
+        read_port=read_port if read_host else None,
+    )
 
 
 def load_db(env: Mapping[str, str]) -> DbSettings:

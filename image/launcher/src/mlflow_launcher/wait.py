@@ -92,9 +92,11 @@ def wait_for(
     *,
     ca_bundle: str,
     what: str,
+    state: str = "reachable",
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """Call ``connect`` until it succeeds, a fatal error occurs, or the attempts run out."""
+    """Call ``connect`` until it succeeds, a fatal error occurs, or the attempts run out;
+    ``state`` names what a success shows in the messages ("reachable")."""
     delays = policy.delays()
     for attempt in range(1, policy.attempts + 1):
         try:
@@ -108,14 +110,15 @@ def wait_for(
             reason = driver_message(exc)
             if attempt == policy.attempts:
                 raise LauncherError(
-                    f"{what} not reachable after {policy.attempts} attempts: {reason} "
+                    f"{what} not {state} after {policy.attempts} attempts: {reason} "
                     "(raise MLFLOW_DB_CONNECT_ATTEMPTS / MLFLOW_DB_CONNECT_BACKOFF_MAX_SECONDS "
                     "to wait longer)"
                 ) from None
             delay = delays[attempt - 1]
             log.warning(
-                "%s not reachable (attempt %d/%d): %s; retrying in %.1f s",
+                "%s not %s (attempt %d/%d): %s; retrying in %.1f s",
                 what,
+                state,
                 attempt,
                 policy.attempts,
                 reason,
@@ -124,7 +127,7 @@ def wait_for(
             sleep(delay)
         else:
             if attempt > 1:
-                log.info("%s reachable after %d attempts", what, attempt)
+                log.info("%s %s after %d attempts", what, state, attempt)
             return
 
 
