@@ -295,6 +295,11 @@ class DatabaseSettings(StrictModel):
         20, ge=20, le=65536, description="Initial storage (GiB, 20-65536); autoscaling doubles it."
     )
     multi_az: bool = Field(False, description="Standby in a second AZ (recommended in production).")
+    read_replica: bool = Field(
+        False,
+        description="An RDS read replica of the same class: MLflow's reads (searches, UI pages) "
+        "go there, its writes and sign-in checks to the primary. Doubles the database cost.",
+    )
     backup_retention_days: int = Field(
         7, ge=1, le=35, description="Automated backups kept (1-35 days; 0 would disable them)."
     )

@@ -61,7 +61,7 @@ class MlflowDatabase(Construct):
     is allowed in (MlflowTrackingServer admits the cluster's security group).
 
     Attributes: `instance` (the primary child, id "Resource"), `secret`, `security_group`,
-    `parameter_group`, `port`, `engine`, `database_name`.
+    `parameter_group`, `port`, `engine`, `database_name`, `read_replica` (or None).
     """
 
     def __init__(
@@ -80,6 +80,7 @@ class MlflowDatabase(Construct):
         security_group: ec2.ISecurityGroup | None = None,
         credentials_secret: secretsmanager.ISecret | None = None,
         database_name: str = "mlflow",
+        read_replica: bool = False,
     ) -> None:
         """
         :param vpc: VPC of the database (the cluster's).
@@ -101,6 +102,10 @@ class MlflowDatabase(Construct):
             credentials; you own its lifecycle. Default: credentials generated into a new
             secret, retained with the data.
         :param database_name: Default: mlflow.
+        :param read_replica: an RDS read replica of the same class, subnets, security group
+            and TLS-required parameters, to which MLflow sends its reads. It holds nothing the
+            primary does not, so it is deleted with the stack and has no deletion protection.
+            Default: false.
         """
         super().__init__(scope, id)
         spec = _engine_spec(engine)
@@ -155,25 +160,84 @@ class MlflowDatabase(Construct):
             cloudwatch_logs_exports=spec.log_exports,
             publicly_accessible=False,
         )
+        self.read_replica = (
+            self._read_replica(vpc, subnets, spec, instance_type, allocated_storage_gib, multi_az)
+            if read_replica
+            else None
+        )
         secret = self.instance.secret
         assert secret is not None  # both credential kinds attach a secret
         self.secret: secretsmanager.ISecret = secret
         if credentials_secret is None:
             self._keep_generated_secret(keep)
-        acknowledge(
-            self.instance,
-            "AwsSolutions-RDS11",
-            "The engine's default port: the instance is in isolated subnets and its security "
-            "group admits only the cluster security group; a non-standard port adds no "
-            "protection against that one client.",
-        )
-        if not multi_az:
+        for instance in (self.instance, self.read_replica):
+            if instance is None:
+                continue
             acknowledge(
-                self.instance,
-                "AwsSolutions-RDS3",
-                "Single-AZ because the `database.multi_az` setting is false (cost, for small "
-                "and test deployments); set it to true for production.",
+                instance,
+                "AwsSolutions-RDS11",
+                "The engine's default port: the instance is in isolated subnets and its "
+                "security group admits only the cluster security group; a non-standard port "
+                "adds no protection against that one client.",
             )
+            if not multi_az:
+                acknowledge(
+                    instance,
+                    "AwsSolutions-RDS3",
+                    "Single-AZ because the `database.multi_az` setting is false (cost, for "
+                    "small and test deployments); set it to true for production.",
+                )
+
+    def _read_replica(
+        self,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection | None,
+        spec: _EngineSpec,
+        instance_type: ec2.InstanceType | None,
+        allocated_storage_gib: int,
+        multi_az: bool,
+    ) -> rds.DatabaseInstanceReadReplica:
+        # The same parameter group keeps TLS required; RDS MySQL's `read_only` default there is
+        # {TrueIfReplica}, so the replica refuses writes. Multi-AZ as the primary: every UI
+        # page reads from the replica, so it needs the primary's availability.
+        replica = rds.DatabaseInstanceReadReplica(
+            self,
+            "ReadReplica",
+            source_database_instance=self.instance,
+            instance_type=instance_type or ec2.InstanceType("t4g.medium"),
+            vpc=vpc,
+            vpc_subnets=subnets or _default_subnets(vpc),
+            security_groups=[self.security_group],
+            port=spec.port,
+            parameter_group=self.parameter_group,
+            max_allocated_storage=allocated_storage_gib * 2,
+            storage_type=rds.StorageType.GP3,
+            deletion_protection=False,
+            removal_policy=RemovalPolicy.DESTROY,
+            auto_minor_version_upgrade=True,
+            cloudwatch_logs_exports=spec.log_exports,
+            publicly_accessible=False,
+            multi_az=multi_az,
+        )
+        acknowledge(
+            replica,
+            "AwsSolutions-RDS2",
+            "Encrypted, with the source instance's key: a same-region replica of an encrypted "
+            "instance is always encrypted, and CreateDBInstanceReadReplica takes no "
+            "StorageEncrypted parameter (the value comes from the source).",
+        )
+        acknowledge(
+            replica,
+            "AwsSolutions-RDS10",
+            "A read replica holds nothing its source does not: it is deleted with the stack "
+            "(the source keeps deletion protection and its final snapshot).",
+        )
+        return replica
+
+    @property
+    def read_endpoint_address(self) -> str | None:
+        """The read replica's DNS name (a token), or None without a replica."""
+        return self.read_replica.db_instance_endpoint_address if self.read_replica else None
 
     def _keep_generated_secret(self, keep: bool) -> None:
         # `instance.secret` is the secret's attachment to the instance (its child); the

@@ -166,6 +166,7 @@ class MlflowTrackingServer(Construct):
             db_port=database.port,
             db_name=database.database_name,
             db_secret_id=database.secret.secret_arn,
+            db_read_host=database.read_endpoint_address,
             artifacts_destination=artifact_store.destination,
             region=Stack.of(self).region,
             url_suffix=Stack.of(self).url_suffix,

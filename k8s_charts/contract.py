@@ -32,9 +32,12 @@ def launcher_environment(
     graceful_shutdown_seconds: int,
     region: str,
     metrics_dir: str,
+    read_host: str | None = None,
 ) -> dict[str, str]:
     """The ConfigMap data both containers load with envFrom. Holds no secret: only its ARN."""
-    return {
+    # A read replica shares the primary's port, login and name (RDS), so its host suffices.
+    replica = {"MLFLOW_DB_READ_HOST": read_host} if read_host else {}
+    return replica | {
         "MLFLOW_DB_ENGINE": engine,
         "MLFLOW_DB_HOST": host,
         "MLFLOW_DB_PORT": str(port),

@@ -101,10 +101,13 @@ class MlflowChartProps:
     """An internet-facing NLB. Default: none."""
     load_balancer_class: str = AUTO_MODE_LOAD_BALANCER_CLASS
     auth: AuthProps | None = None
-    gc: GcProps | None = None
-    """A CronJob that permanently removes deleted runs and experiments. Default: none."""
     """MLflow's basic-auth app. Default: none (anyone who reaches the server may do anything;
     MlflowTrackingServer makes its callers choose)."""
+    gc: GcProps | None = None
+    """A CronJob that permanently removes deleted runs and experiments. Default: none."""
+    db_read_host: str | None = None
+    """A read replica of the database (same port, login and name): MLflow's reads go there,
+    its writes and the sign-in checks to the primary. Default: none."""
     extra_labels: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -181,6 +184,7 @@ class MlflowChart(cdk8s.Chart):
                 graceful_shutdown_seconds=SHUTDOWN_SECONDS - 5,
                 region=props.region,
                 metrics_dir=METRICS_DIR,
+                read_host=props.db_read_host,
             )
             | (auth_environment(props.auth) if props.auth else {}),
         )

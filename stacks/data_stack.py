@@ -75,6 +75,7 @@ class DataStack(Stack):
             multi_az=database.multi_az,
             backup_retention=Duration.days(database.backup_retention_days),
             removal_policy=database_removal,
+            read_replica=database.read_replica,
         )
         self.artifact_store = MlflowArtifactStore(
             self,

@@ -132,6 +132,11 @@ class MlflowStack(Stack):
             ),
             "ServerRoleArn": (server.role.role_arn, "IAM role of the server pods (IRSA)"),
         }
+        if database.read_replica is not None:
+            values["DatabaseReadEndpoint"] = (
+                database.read_replica.db_instance_endpoint_address,
+                "RDS read replica endpoint: MLflow's reads go here (TLS required)",
+            )
         hosts = server.load_balancer_hosts
         if "internal" in hosts:
             values["InternalTrackingUri"] = (

@@ -134,6 +134,18 @@ def only_resource(template: dict[str, Any], type_: str) -> tuple[str, dict[str, 
     return next(iter(found.items()))
 
 
+def primary_database(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The one RDS instance that is not a read replica (logical ID, resource)."""
+    instances = resources_of(template, "AWS::RDS::DBInstance")
+    primaries = [
+        (key, r)
+        for key, r in instances.items()
+        if "SourceDBInstanceIdentifier" not in r["Properties"]
+    ]
+    assert len(primaries) == 1, f"expected one primary RDS instance, found {sorted(instances)}"
+    return primaries[0]
+
+
 _ASSET_HASH = re.compile(r"[0-9a-f]{64}")
 
 

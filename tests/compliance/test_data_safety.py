@@ -22,7 +22,14 @@ from aws_cdk.assertions import Annotations, Match
 from config import parse_settings
 from stacks import DESTROY_FLAG
 from tests.compliance.conftest import assembly_messages
-from tests.conftest import ROOT, Synth, only_resource, resources_of, synthesize
+from tests.conftest import (
+    ROOT,
+    Synth,
+    only_resource,
+    primary_database,
+    resources_of,
+    synthesize,
+)
 
 PINNED_LOGICAL_IDS = {
     "AWS::RDS::DBInstance": {"DatabaseF44359DD"},
@@ -49,7 +56,7 @@ def termination_protection(outdir: Path, stack_id: str) -> bool:
 
 def assert_data_kept(outdir: Path, data: dict[str, Any], backup_days: int) -> None:
     assert termination_protection(outdir, "Data") is True
-    _, db = only_resource(data, "AWS::RDS::DBInstance")
+    _, db = primary_database(data)
     assert db["Properties"]["DeletionProtection"] is True
     assert (db["DeletionPolicy"], db["UpdateReplacePolicy"]) == ("Snapshot", "Snapshot")
     assert db["Properties"]["BackupRetentionPeriod"] == backup_days >= 1
@@ -83,7 +90,10 @@ def test_stateful_logical_ids_are_pinned(each_config: Synth) -> None:
     assert auth == {True, False}
     for resource_type, logical_ids in PINNED_LOGICAL_IDS.items():
         expected = {i for i in logical_ids if each_config.settings.auth.enabled or "Auth" not in i}
-        assert set(resources_of(data, resource_type)) == expected
+        found = set(resources_of(data, resource_type))
+        if resource_type == "AWS::RDS::DBInstance":
+            found = {primary_database(data)[0]}  # a read replica keeps nothing: not pinned
+        assert found == expected
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +126,7 @@ def test_destroy_setting_and_flag_delete_the_data(destroy_with_flag: Synth) -> N
     s = destroy_with_flag
     data = s.templates["Data"]
     assert termination_protection(s.outdir, "Data") is False
-    _, db = only_resource(data, "AWS::RDS::DBInstance")
+    _, db = primary_database(data)
     assert db["Properties"]["DeletionProtection"] is False
     assert (db["DeletionPolicy"], db["UpdateReplacePolicy"]) == ("Delete", "Delete")
     for secret in resources_of(data, "AWS::SecretsManager::Secret").values():
@@ -171,7 +181,7 @@ def app_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_app_reads_the_context_flag(app_runs: dict[str, Path], flag: str, deleted: bool) -> None:
     """From the CLI the flag arrives as a string; "false" must not count as set."""
     data = json.loads((app_runs[flag] / "Data.template.json").read_text())
-    _, db = only_resource(data, "AWS::RDS::DBInstance")
+    _, db = primary_database(data)
     assert (db["DeletionPolicy"] == "Delete") is deleted
     assert db["Properties"]["DeletionProtection"] is not deleted
     assert termination_protection(app_runs[flag], "Data") is not deleted
