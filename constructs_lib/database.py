@@ -19,7 +19,7 @@ Engine = Literal["mysql", "postgres"]
 class _EngineSpec:
     engine: rds.IInstanceEngine
     port: int
-    tls_parameters: dict[str, str]
+    parameters: dict[str, str]
     log_exports: list[str]
 
 
@@ -30,15 +30,22 @@ def _engine_spec(engine: Engine) -> _EngineSpec:
         return _EngineSpec(
             engine=rds.DatabaseInstanceEngine.mysql(version=rds.MysqlEngineVersion.VER_8_4_10),
             port=3306,
-            # RDS documents this instance parameter's allowed values as 0/1 (not ON/OFF):
-            # https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/mysql-ssl-connections.require-ssl.html
-            tls_parameters={"require_secure_transport": "1"},
+            parameters={
+                # RDS documents this instance parameter's allowed values as 0/1 (not ON/OFF):
+                # https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/mysql-ssl-connections.require-ssl.html
+                "require_secure_transport": "1",
+                # MLflow's migrations create triggers (3.17: on the secrets table). RDS turns
+                # binary logging on with automated backups and gives no SUPER privilege, so
+                # without this the first migration fails with error 1419. AWS's remedy:
+                # https://aws.amazon.com/premiumsupport/knowledge-center/rds-mysql-functions/
+                "log_bin_trust_function_creators": "1",
+            },
             log_exports=["error", "slowquery"],
         )
     return _EngineSpec(
         engine=rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_17_9),
         port=5432,
-        tls_parameters={"rds.force_ssl": "1"},
+        parameters={"rds.force_ssl": "1"},
         log_exports=["postgresql"],
     )
 
@@ -125,7 +132,7 @@ class MlflowDatabase(Construct):
             "ParameterGroup",
             engine=spec.engine,
             description="MLflow backend store: TLS required",
-            parameters=spec.tls_parameters,
+            parameters=spec.parameters,
         )
         keep = removal_policy != RemovalPolicy.DESTROY
         self.instance = rds.DatabaseInstance(

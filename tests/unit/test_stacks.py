@@ -126,12 +126,17 @@ def test_database_lives_in_isolated_subnets(synth: SynthFn) -> None:
 @pytest.mark.parametrize(
     ("config", "family", "parameters"),
     [
-        # RDS documents 0/1 for MySQL 8.4's instance parameter (mysql-ssl-connections).
-        ("default", "mysql8.4", {"require_secure_transport": "1"}),
+        # RDS documents 0/1 for MySQL 8.4's instance parameter (mysql-ssl-connections); and
+        # MLflow's migrations create triggers under RDS's binary logging, without SUPER.
+        (
+            "default",
+            "mysql8.4",
+            {"require_secure_transport": "1", "log_bin_trust_function_creators": "1"},
+        ),
         ("postgres", "postgres17", {"rds.force_ssl": "1"}),
     ],
 )
-def test_parameter_group_requires_tls(
+def test_parameter_group_requires_tls_and_allows_migrations(
     synth: SynthFn, config: str, family: str, parameters: dict[str, str]
 ) -> None:
     synth(config).template("Data").has_resource_properties(
