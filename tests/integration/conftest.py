@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from itest_replication import ReplicatedDb, running_pair
 from itest_servers import (
     REGION,
     MariaDb,
@@ -64,6 +65,20 @@ def postgres(test_ca) -> Iterator[Postgres]:
 def db_server(request):
     """Each database engine in turn (the server itself is started once per session)."""
     return request.getfixturevalue("mariadb" if request.param == "mysql" else "postgres")
+
+
+@pytest.fixture(scope="session", params=["mysql", "postgres"])
+def replicated_db(request, test_ca) -> Iterator[ReplicatedDb]:
+    """Each engine's primary with a streaming read replica, as RDS's: the replica has the
+    primary's databases and users, and refuses their writes."""
+    # Under /tmp directly, as _serve's, for the postgres user.
+    base = Path(tempfile.mkdtemp(prefix=f"itest-repl-{request.param}-", dir="/tmp"))
+    base.chmod(0o755)
+    try:
+        with running_pair(request.param, base, test_ca) as pair:
+            yield pair
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @dataclass

@@ -80,8 +80,12 @@ def substitute_endpoints(
     ca: Path,
     bucket: str,
     auth: Mapping[str, str] | None = None,
+    read_port: int | None = None,
 ) -> dict:
     """Only where the pod would reach AWS: DB endpoint, secrets, bucket, region, CA, port.
+
+    `read_port`: where the read replica listens on loopback, for a ConfigMap that names one
+    (the replica of RDS listens on the primary's port; here both share 127.0.0.1).
 
     `auth`: the basic-auth secrets' local ARNs (variable -> ARN: AUTH_SECRET_IDS) for a pod
     that runs with authentication,
@@ -99,6 +103,10 @@ def substitute_endpoints(
     local["MLFLOW_DB_HOST"] = "127.0.0.1"
     local["MLFLOW_DB_PORT"] = str(target.server.port)
     local["MLFLOW_DB_SECRET_ID"] = target.secret_arn
+    if "MLFLOW_DB_READ_HOST" in local:
+        assert read_port is not None, "the ConfigMap names a read replica: pass read_port"
+        local["MLFLOW_DB_READ_HOST"] = "127.0.0.1"
+        local["MLFLOW_DB_READ_PORT"] = str(read_port)
     local["MLFLOW_DB_CA_BUNDLE"] = str(ca)
     local["MLFLOW_ARTIFACTS_DESTINATION"] = PLACEHOLDER.sub(
         bucket, env["MLFLOW_ARTIFACTS_DESTINATION"]

@@ -195,7 +195,7 @@ class MariaDb:
                 f"--port={self.port}",
                 "--bind-address=127.0.0.1",
                 "--skip-name-resolve",
-                "--skip-log-bin",
+                *self._replication_args(),
                 "--innodb-buffer-pool-size=64M",
                 "--innodb-log-file-size=32M",
                 "--character-set-server=utf8mb4",
@@ -211,6 +211,11 @@ class MariaDb:
         wait_for_port(self.port, 60, "mariadbd")
         # mariadb-install-db as root creates anonymous users that shadow 'user'@'%'.
         self.admin("DELETE FROM mysql.global_priv WHERE User = ''; FLUSH PRIVILEGES;")
+
+    def _replication_args(self) -> list[str]:
+        # A standalone server needs no binary log; itest_replication's primary and replica
+        # override this.
+        return ["--skip-log-bin"]
 
     def _tls_args(self) -> list[str]:
         return [
