@@ -191,6 +191,20 @@ MUTANTS = (
         "        pass",
         ("tests/integration/test_auth.py", "-k", "anonymous and mysql"),
     ),
+    Mutant(
+        "reads not routed to the read replica",
+        f"{LAUNCHER_SRC}server.py",
+        "        env[READ_REPLICA_URI_ENV] = read_uri",
+        "        pass",
+        ("tests/integration/test_read_replica.py", "-k", "reads_go and postgres"),
+    ),
+    Mutant(
+        "MySQL parameter group refuses MLflow's triggers under binary logging",
+        "constructs_lib/database.py",
+        '                "log_bin_trust_function_creators": "1",\n',
+        "",
+        ("tests/integration/test_read_replica.py", "-k", "reads_go and mysql"),
+    ),
 )
 
 
