@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 from mlflow_on_eks.constructs_lib.auth import PERMISSIONS
 from mlflow_on_eks.constructs_lib.kubernetes import DEFAULT_VERSION, SUPPORTED_VERSIONS
+from mlflow_on_eks.constructs_lib.monitoring import default_max_connections
 from mlflow_on_eks.k8s_charts import GcProps, ResourceProps, WorkloadProps
 from pydantic import (
     AfterValidator,
@@ -47,6 +48,14 @@ AcmCertificateArn = Annotated[
         pattern=rf"^{_PARTITION}:acm:[a-z0-9-]+:\d{{12}}:certificate/[0-9a-f-]{{36}}$"
     ),
 ]
+# An SNS standard topic (CloudWatch alarm actions cannot publish to FIFO topics).
+SnsTopicArn = Annotated[
+    str,
+    StringConstraints(
+        pattern=rf"^{_PARTITION}:sns:[a-z]{{2}}(?:-[a-z]+)+-\d:\d{{12}}:[A-Za-z0-9_-]{{1,256}}$"
+    ),
+]
+EmailAddress = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 SubnetId = Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8}(?:[0-9a-f]{9})?$")]
 SecurityGroupId = Annotated[str, StringConstraints(pattern=r"^sg-[0-9a-f]{8}(?:[0-9a-f]{9})?$")]
 VpcId = Annotated[str, StringConstraints(pattern=r"^vpc-[0-9a-f]{8}(?:[0-9a-f]{9})?$")]
@@ -549,6 +558,46 @@ class DeployCheckSettings(StrictModel):
     )
 
 
+class MonitoringSettings(StrictModel):
+    """CloudWatch alarms and a dashboard: what should page a platform team."""
+
+    enabled: bool = Field(
+        True,
+        description=(
+            "Alarms on the database's CPU, connections, free storage and replica lag and on the "
+            "load balancers' targets, and a dashboard with them."
+        ),
+    )
+    alarm_email: EmailAddress | None = Field(
+        None,
+        description=(
+            "Send alarms and recoveries to this address through a new SNS topic (AWS e-mails a "
+            "confirmation link first). Default: none, the alarms show in the console only."
+        ),
+    )
+    alarm_topic_arn: SnsTopicArn | None = Field(
+        None, description="Or to this existing SNS standard topic (e.g. your pager's)."
+    )
+    max_database_connections: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "The database's max_connections, for the connections alarm. Default: estimated "
+            "from database.instance_type (t, m and r classes); required for other classes."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> MonitoringSettings:
+        if self.alarm_email and self.alarm_topic_arn:
+            raise invalid("alarm_topic_arn", "and alarm_email are both set: choose one")
+        if not self.enabled and (self.alarm_email or self.alarm_topic_arn):
+            raise invalid(
+                "enabled", "is false but an alarm destination is set: there are no alarms to send"
+            )
+        return self
+
+
 class Settings(StrictModel):
     """The whole deployment. Every key has a default: an empty file is a complete deployment."""
 
@@ -564,6 +613,7 @@ class Settings(StrictModel):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     gc: GcSettings = Field(default_factory=GcSettings)
     deploy_check: DeployCheckSettings = Field(default_factory=DeployCheckSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     @model_validator(mode="after")
     def _anonymous_exposure_confirmed(self) -> Settings:
@@ -579,5 +629,20 @@ class Settings(StrictModel):
             raise invalid(
                 "exposure.external.allow_anonymous",
                 "is true but auth.enabled is true: there is nothing anonymous to allow; remove it",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _connections_alarm_sized(self) -> Settings:
+        monitoring, database = self.monitoring, self.database
+        if (
+            monitoring.enabled
+            and monitoring.max_database_connections is None
+            and default_max_connections(database.engine, database.instance_type) is None
+        ):
+            raise invalid(
+                "monitoring.max_database_connections",
+                f"is needed: database.instance_type {database.instance_type!r} is not a t, m or "
+                "r class, so the connections alarm cannot estimate max_connections",
             )
         return self

@@ -9,6 +9,7 @@ from mlflow_on_eks.constructs_lib.cluster import (
 )
 from mlflow_on_eks.constructs_lib.database import MlflowDatabase
 from mlflow_on_eks.constructs_lib.kubernetes import SUPPORTED_VERSIONS
+from mlflow_on_eks.constructs_lib.monitoring import MlflowMonitoring
 from mlflow_on_eks.constructs_lib.network import ExistingVpc, MlflowVpc
 from mlflow_on_eks.constructs_lib.tracking_server import MlflowTrackingServer
 
@@ -31,6 +32,7 @@ __all__ = [
     "MlflowArtifactStore",
     "MlflowAuth",
     "MlflowDatabase",
+    "MlflowMonitoring",
     "MlflowTrackingServer",
     "MlflowVpc",
     "ResourceProps",

@@ -68,7 +68,8 @@ class MlflowDatabase(Construct):
     is allowed in (MlflowTrackingServer admits the cluster's security group).
 
     Attributes: `instance` (the primary child, id "Resource"), `secret`, `security_group`,
-    `parameter_group`, `port`, `engine`, `database_name`, `read_replica` (or None).
+    `parameter_group`, `port`, `engine`, `database_name`, `instance_type` (e.g. `t4g.medium`),
+    `allocated_storage_gib`, `read_replica` (or None).
     """
 
     def __init__(
@@ -119,6 +120,9 @@ class MlflowDatabase(Construct):
         self.engine: Engine = engine
         self.port = spec.port
         self.database_name = database_name
+        instance_type = instance_type or ec2.InstanceType("t4g.medium")
+        self.instance_type = instance_type.to_string()
+        self.allocated_storage_gib = allocated_storage_gib
 
         self.security_group: ec2.ISecurityGroup = security_group or ec2.SecurityGroup(
             self,
@@ -139,7 +143,7 @@ class MlflowDatabase(Construct):
             self,
             "Resource",
             engine=spec.engine,
-            instance_type=instance_type or ec2.InstanceType("t4g.medium"),
+            instance_type=instance_type,
             vpc=vpc,
             vpc_subnets=subnets or _default_subnets(vpc),
             security_groups=[self.security_group],
@@ -200,7 +204,7 @@ class MlflowDatabase(Construct):
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection | None,
         spec: _EngineSpec,
-        instance_type: ec2.InstanceType | None,
+        instance_type: ec2.InstanceType,
         allocated_storage_gib: int,
         multi_az: bool,
     ) -> rds.DatabaseInstanceReadReplica:
@@ -211,7 +215,7 @@ class MlflowDatabase(Construct):
             self,
             "ReadReplica",
             source_database_instance=self.instance,
-            instance_type=instance_type or ec2.InstanceType("t4g.medium"),
+            instance_type=instance_type,
             vpc=vpc,
             vpc_subnets=subnets or _default_subnets(vpc),
             security_groups=[self.security_group],

@@ -91,6 +91,7 @@ def build_deployment(scope: Construct, settings: Settings, *, allow_destroy: boo
         exposure=settings.exposure,
         deploy_check=settings.deploy_check.enabled,
         gc=settings.gc.props(),
+        monitoring=settings.monitoring,
         load_balancer_controller=cluster_settings.load_balancer_controller,
         env=env,
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aws_cdk import CfnOutput, Environment, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 from mlflow_on_eks.constructs_lib import (
     AutoModeCluster,
@@ -12,6 +14,7 @@ from mlflow_on_eks.constructs_lib import (
     MlflowArtifactStore,
     MlflowAuth,
     MlflowDatabase,
+    MlflowMonitoring,
     MlflowTrackingServer,
 )
 from mlflow_on_eks.k8s_charts import (
@@ -21,7 +24,7 @@ from mlflow_on_eks.k8s_charts import (
     GcProps,
 )
 
-from config.settings import ExposureSettings, ServerSettings
+from config.settings import ExposureSettings, MonitoringSettings, ServerSettings
 
 _LOAD_BALANCER_CLASSES = {
     "auto-mode": AUTO_MODE_LOAD_BALANCER_CLASS,
@@ -36,7 +39,8 @@ class MlflowStack(Stack):
     provider); with an `AutoModeCluster` from the cluster stack, it is used as is, and
     `cluster_name` (an import of that stack's export) ties this stack's life to it.
 
-    Attributes: `cluster` (eks.ICluster), `tracking_server`.
+    Attributes: `cluster` (eks.ICluster), `tracking_server`, `monitoring` (or None),
+    `alarm_topic` (or None).
     """
 
     def __init__(
@@ -55,6 +59,7 @@ class MlflowStack(Stack):
         exposure: ExposureSettings,
         deploy_check: bool = True,
         gc: GcProps | None = None,
+        monitoring: MonitoringSettings | None = None,
         load_balancer_controller: str = "auto-mode",
         env: Environment | None = None,
     ) -> None:
@@ -98,7 +103,32 @@ class MlflowStack(Stack):
             deploy_check=deploy_check,
             gc=gc,
         )
+        monitoring = monitoring or MonitoringSettings()
+        self.alarm_topic = self._alarm_topic(monitoring)
+        self.monitoring = (
+            MlflowMonitoring(
+                self,
+                "Monitoring",
+                database=database,
+                load_balancer_hosts=self.tracking_server.load_balancer_hosts,
+                alarm_topic=self.alarm_topic,
+                max_database_connections=monitoring.max_database_connections,
+            )
+            if monitoring.enabled
+            else None
+        )
         self._outputs(database, artifact_store)
+
+    def _alarm_topic(self, monitoring: MonitoringSettings) -> sns.ITopic | None:
+        if monitoring.alarm_topic_arn:
+            return sns.Topic.from_topic_arn(self, "AlarmTopic", monitoring.alarm_topic_arn)
+        if not monitoring.alarm_email:
+            return None
+        # No KMS key: the messages are CloudWatch alarm notices (alarm name, metric,
+        # threshold), no MLflow data, and a key would need a policy admitting CloudWatch.
+        topic = sns.Topic(self, "AlarmTopic", display_name="MLflow alarms", enforce_ssl=True)
+        topic.add_subscription(subscriptions.EmailSubscription(monitoring.alarm_email))
+        return topic
 
     def _outputs(self, database: MlflowDatabase, artifact_store: MlflowArtifactStore) -> None:
         server = self.tracking_server
@@ -155,6 +185,12 @@ class MlflowStack(Stack):
                 f"--secret-id {server.auth.admin_secret.secret_arn}",
                 "Prints the admin login (JSON username, password); sign in with it and create "
                 "users (docs/operations.md, Authentication)",
+            )
+        if self.monitoring is not None:
+            values["DashboardName"] = (
+                self.monitoring.dashboard.dashboard_name,
+                "CloudWatch dashboard of this deployment, with its alarms (docs/operations.md, "
+                "Alarms)",
             )
         if server.deploy_check is not None:
             values["DeployCheckLogsCommand"] = (

@@ -260,6 +260,37 @@ BAD = [
     ({"gc": {"schedule": "17 3 * *"}}, "gc.schedule", "five cron fields"),
     ({"gc": {"older_than": "30 days"}}, "gc.older_than", "#d#h#m#s"),
     ({"gc": {"older_than": ""}}, "gc.older_than", "#d#h#m#s"),
+    (
+        {
+            "monitoring": {
+                "alarm_email": "ml@example.com",
+                "alarm_topic_arn": "arn:aws:sns:eu-west-1:111122223333:ml-oncall",
+            }
+        },
+        "monitoring.alarm_topic_arn",
+        "choose one",
+    ),
+    (
+        {"monitoring": {"enabled": False, "alarm_email": "ml@example.com"}},
+        "monitoring.enabled",
+        "no alarms to send",
+    ),
+    ({"monitoring": {"alarm_email": "ml-team"}}, "monitoring.alarm_email", "should match pattern"),
+    (
+        {"monitoring": {"alarm_topic_arn": "arn:aws:sns:eu-west-1:111122223333:ml.fifo"}},
+        "monitoring.alarm_topic_arn",
+        "should match pattern",
+    ),
+    (
+        {"database": {"instance_type": "x2g.large"}},
+        "monitoring.max_database_connections",
+        "not a t, m or r class",
+    ),
+    (
+        {"monitoring": {"max_database_connections": 0}},
+        "monitoring.max_database_connections",
+        "greater than or equal to 1",
+    ),
     ({"aws": {"account": "12345"}}, "aws.account", "pattern"),
     ({"aws": {"region": "Europe"}}, "aws.region", "pattern"),
     ({"name": "My_MLflow"}, "name", "pattern"),

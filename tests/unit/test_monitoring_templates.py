@@ -1,0 +1,196 @@
+"""Alarms and a dashboard: on by default, with thresholds from the deployment's own sizes, the
+load balancers found by the DNS names their Services report, and notices where configured."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aws_cdk import aws_ec2 as ec2
+from mlflow_on_eks.constructs_lib import MlflowDatabase, MlflowMonitoring
+from mlflow_on_eks.constructs_lib.monitoring import default_max_connections, instance_memory_gib
+
+from config import Settings
+from tests.conftest import Synth, primary_database, resources_of
+from tests.unit.test_constructs import NETWORK, bare_stack, template
+
+SynthFn = Callable[[str], Synth]
+
+# An NLB DNS name in the format the Elastic Load Balancing docs give (`<name>-<id>.elb.<region>.
+# amazonaws.com`) with the name the load balancer controller makes for Service mlflow-internal
+# in namespace mlflow (k8s-<namespace[:8]>-<service[:8]>-<hash[:10]>, hyphens stripped).
+NLB_HOST = "k8s-mlflow-mlflowin-4f8a2b1c9d-0123456789abcdef.elb.eu-west-1.amazonaws.com"
+NLB_DIMENSION = "net/k8s-mlflow-mlflowin-4f8a2b1c9d/0123456789abcdef"
+DEFAULT_ALARMS = {
+    "DatabaseCpu",
+    "DatabaseConnections",
+    "DatabaseFreeStorage",
+    "InternalLoadBalancerUnhealthyTargets",
+    "InternalLoadBalancerNoHealthyTarget",
+}
+
+
+def _alarms(synth: Synth) -> dict[str, dict[str, Any]]:
+    """The server stack's alarms by construct id (MonitoringDatabaseCpuXXXXXXXX: DatabaseCpu)."""
+    alarms = resources_of(synth.templates["Mlflow"], "AWS::CloudWatch::Alarm")
+    named = {}
+    for logical_id, alarm in alarms.items():
+        stem = logical_id.removeprefix("Monitoring")[:-8]  # CDK's 8-character hash
+        named[stem] = alarm["Properties"]
+    return named
+
+
+def _evaluate(value: Any, attributes: dict[str, str]) -> Any:
+    """CloudFormation's Fn::Join/Select/Split as it evaluates them at deploy time, with
+    Fn::GetAtt of the logical IDs in `attributes` replaced by those values."""
+    if not isinstance(value, dict):
+        return value
+    [(function, args)] = value.items()
+    if function == "Fn::GetAtt":
+        [key] = [k for k in attributes if args[0].startswith(k)]
+        return attributes[key]
+    if function == "Fn::Join":
+        return args[0].join(str(_evaluate(item, attributes)) for item in args[1])
+    if function == "Fn::Split":
+        return _evaluate(args[1], attributes).split(args[0])
+    if function == "Fn::Select":
+        return _evaluate(args[1], attributes)[int(args[0])]
+    raise AssertionError(f"unexpected function {function}")
+
+
+def test_on_by_default_for_the_database_and_each_load_balancer(synth: SynthFn) -> None:
+    assert Settings().monitoring.enabled is True
+    s = synth("default")
+    alarms = _alarms(s)
+    assert set(alarms) == DEFAULT_ALARMS
+    assert all("AlarmActions" not in a and "OKActions" not in a for a in alarms.values())
+    dashboards = resources_of(s.templates["Mlflow"], "AWS::CloudWatch::Dashboard")
+    assert len(dashboards) == 1
+    assert "DashboardName" in s.templates["Mlflow"]["Outputs"]
+
+
+def test_database_alarms_watch_the_primary_with_its_own_sizes(synth: SynthFn) -> None:
+    s = synth("default")
+    alarms = _alarms(s)
+    primary_id, _ = primary_database(s.templates["Data"])
+    for name in ("DatabaseCpu", "DatabaseConnections", "DatabaseFreeStorage"):
+        [dimension] = alarms[name]["Dimensions"]
+        assert dimension["Name"] == "DBInstanceIdentifier"
+        assert primary_id in json.dumps(dimension["Value"])
+    assert (alarms["DatabaseCpu"]["Threshold"], alarms["DatabaseCpu"]["EvaluationPeriods"]) == (
+        80,
+        3,
+    )
+    # t4g.medium, MySQL: 4 GiB / 12582880 bytes per connection = 341; three quarters of it.
+    assert alarms["DatabaseConnections"]["Threshold"] == 255
+    # 10 % of the 20 GiB allocated, where RDS storage autoscaling acts.
+    assert alarms["DatabaseFreeStorage"]["Threshold"] == 2 * 2**30
+    assert alarms["DatabaseFreeStorage"]["ComparisonOperator"] == "LessThanOrEqualToThreshold"
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "gib"),
+    [
+        ("t4g.micro", 1),
+        ("t4g.medium", 4),
+        ("db.t3.large", 8),
+        ("m7g.large", 8),
+        ("m7g.2xlarge", 32),
+        ("r7g.large", 16),
+        ("r6g.16xlarge", 512),
+        ("x2g.large", None),
+        ("m6i.metal", None),
+    ],
+)
+def test_instance_memory_follows_the_class_name(instance_type: str, gib: int | None) -> None:
+    assert instance_memory_gib(instance_type) == gib
+
+
+def test_max_connections_follow_rds_defaults() -> None:
+    assert default_max_connections("mysql", "t4g.medium") == 341
+    assert default_max_connections("postgres", "t4g.medium") == 450
+    assert default_max_connections("postgres", "r6g.16xlarge") == 5000  # RDS's cap
+    assert default_max_connections("mysql", "x2g.large") is None
+
+
+def test_load_balancer_alarms_find_the_nlb_by_its_dns_name(synth: SynthFn) -> None:
+    alarms = _alarms(synth("default"))
+    host = {"TrackingServerInternalLoadBalancerHost": NLB_HOST}
+    for name, aggregate in (
+        ("InternalLoadBalancerUnhealthyTargets", "MAX(UnHealthyHostCount)"),
+        ("InternalLoadBalancerNoHealthyTarget", "SUM(HealthyHostCount)"),
+    ):
+        [query] = alarms[name]["Metrics"]
+        assert query["Period"] == 60
+        assert _evaluate(query["Expression"], host) == (
+            f'SELECT {aggregate} FROM SCHEMA("AWS/NetworkELB", LoadBalancer, TargetGroup) '  # noqa: S608
+            f"WHERE LoadBalancer = '{NLB_DIMENSION}'"
+        )
+    # A load balancer that reports nothing has nothing healthy behind it (or a wrong name).
+    assert alarms["InternalLoadBalancerNoHealthyTarget"]["TreatMissingData"] == "breaching"
+    assert alarms["InternalLoadBalancerUnhealthyTargets"]["TreatMissingData"] == "notBreaching"
+
+
+def test_replica_lag_and_notices_to_an_existing_topic(synth: SynthFn) -> None:
+    s = synth("test-maximal")
+    alarms = _alarms(s)
+    assert set(alarms) == DEFAULT_ALARMS | {
+        "ReplicaLag",
+        "ExternalLoadBalancerUnhealthyTargets",
+        "ExternalLoadBalancerNoHealthyTarget",
+    }
+    primary_id, _ = primary_database(s.templates["Data"])
+    [lag] = alarms["ReplicaLag"]["Dimensions"]
+    assert "ReadReplica" in json.dumps(lag["Value"]) and primary_id not in json.dumps(lag)
+    assert alarms["ReplicaLag"]["Threshold"] == 60
+    assert alarms["DatabaseConnections"]["Threshold"] == 450  # 75 % of the configured 600
+    topic = s.settings.monitoring.alarm_topic_arn
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == [topic] and alarm["OKActions"] == [topic]
+    assert not resources_of(s.templates["Mlflow"], "AWS::SNS::Topic")
+
+
+def test_notices_by_email_through_a_new_topic_that_refuses_plain_http(synth: SynthFn) -> None:
+    s = synth("existing-cluster")
+    template = s.templates["Mlflow"]
+    [(topic_id, _)] = resources_of(template, "AWS::SNS::Topic").items()
+    [subscription] = resources_of(template, "AWS::SNS::Subscription").values()
+    assert subscription["Properties"]["Protocol"] == "email"
+    assert subscription["Properties"]["Endpoint"] == s.settings.monitoring.alarm_email
+    [policy] = resources_of(template, "AWS::SNS::TopicPolicy").values()
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    for alarm in _alarms(s).values():
+        assert alarm["AlarmActions"] == [{"Ref": topic_id}]
+
+
+def test_off_leaves_no_alarm(synth: SynthFn) -> None:
+    s = synth("test-minimal")
+    assert not resources_of(s.templates["Mlflow"], "AWS::CloudWatch::Alarm")
+    assert not resources_of(s.templates["Mlflow"], "AWS::CloudWatch::Dashboard")
+    assert "DashboardName" not in s.templates["Mlflow"]["Outputs"]
+
+
+def test_monitoring_alone_in_another_app() -> None:
+    stack = bare_stack()
+    vpc = NETWORK.import_into(stack)
+    database = MlflowDatabase(
+        stack, "Database", vpc=vpc, instance_type=ec2.InstanceType("x2g.large")
+    )
+    with pytest.raises(ValueError, match="max_database_connections: the instance class"):
+        MlflowMonitoring(stack, "Unsized", database=database, load_balancer_hosts={})
+    monitoring = MlflowMonitoring(
+        stack,
+        "Monitoring",
+        database=database,
+        load_balancer_hosts={"internal": NLB_HOST},
+        max_database_connections=1000,
+    )
+    assert monitoring.alarms["DatabaseConnections"].node.default_child is not None
+    alarms = resources_of(template(stack), "AWS::CloudWatch::Alarm").values()
+    props = [a["Properties"] for a in alarms]
+    expressions = [p["Metrics"][0]["Expression"] for p in props if "Metrics" in p]
+    assert expressions and all(f"LoadBalancer = '{NLB_DIMENSION}'" in e for e in expressions)
