@@ -165,8 +165,9 @@ def test_cli_migrate_passes_the_variable_and_exits_2(clock, monkeypatch, tmp_pat
     conn = FakeConn("mysql", clock, free_at=math.inf, holder=7)
     monkeypatch.setattr(cli, "_connect", lambda db: (_engine(conn), None))
 
-    def migrate(engine, lock_timeout, then=None):  # the real lock; no mlflow in the dev venv
-        assert then is None, "authentication is off here"
+    def migrate(engine, lock_timeout, then=None, before_change=None):  # the real lock
+        assert then is None, "authentication is off here"  # (no mlflow in the dev venv)
+        assert before_change is not None and before_change.settings is None  # no instance set
         with schema.migration_lock(engine, lock_timeout):
             raise AssertionError("the lock is held by another session")
 

@@ -14,7 +14,7 @@ import importlib.util
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,15 +161,18 @@ def _revisions(engine: Engine) -> tuple[str | None, str]:
         return context.get_current_revision(), head
 
 
-def migrate(engine: Engine) -> bool:
+def migrate(engine: Engine, before_change: Callable[[str], object] | None = None) -> bool:
     """Bring the auth schema to head (what `python -m mlflow.server.auth db upgrade` does);
-    call with the schema lock held. True if this changed it."""
+    call with the schema lock held. True if this changed it. `before_change(what)` runs first
+    when existing users' schema is about to change."""
     from mlflow.server.auth.db import utils as auth_db
 
     before, head = _revisions(engine)
     if before == head:
         log.info("auth schema already at head %s; nothing to migrate", head)
         return False
+    if before is not None and before_change is not None:
+        before_change(f"upgrading the auth schema from {before} to {head}")
     if before is None and engine.dialect.name == "mysql":
         _initial_revision_for_mysql(engine, auth_db.INITIAL_REVISION)
     auth_db.migrate(engine, head)

@@ -24,6 +24,7 @@ from mlflow_launcher import (
     secret,
     server,
     settings,
+    snapshot,
     verify,
     wait,
 )
@@ -115,17 +116,21 @@ def _read_replica_uri(db: settings.DbSettings, url: URL) -> str | None:
 def cmd_migrate() -> None:
     db = settings.load_db(os.environ)
     auth_settings = auth.load(os.environ)
+    guard = snapshot.Guard(snapshot.load(os.environ))
     engine, url = _connect(db)
 
     def migrate_auth() -> None:
         assert auth_settings is not None
         auth.create_database(engine, auth_settings.db_name)
         with wait.engine_for(auth.database_url(url, auth_settings)) as auth_engine:
-            auth.migrate(auth_engine)
+            auth.migrate(auth_engine, before_change=guard)
 
     # The auth schema under the same lock: MLflow's workers would otherwise race its upgrade.
     schema.migrate(
-        engine, db.migration_lock_timeout_seconds, then=migrate_auth if auth_settings else None
+        engine,
+        db.migration_lock_timeout_seconds,
+        then=migrate_auth if auth_settings else None,
+        before_change=guard,
     )
 
 

@@ -138,17 +138,19 @@ def migrate(
     lock_timeout: float = DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS,
     *,
     then: Callable[[], object] | None = None,
+    before_change: Callable[[str], object] | None = None,
 ) -> bool:
     """Bring the schema to head, then run `then` (another schema's migration) under the same
-    lock; True if this process changed the store's schema, False if it was at head."""
+    lock; True if this process changed the store's schema, False if it was at head.
+    `before_change(what)` runs first when a schema that holds data is about to change."""
     with migration_lock(engine, lock_timeout):
-        changed = _to_head(engine)
+        changed = _to_head(engine, before_change)
         if then is not None:
             then()
         return changed
 
 
-def _to_head(engine: Engine) -> bool:
+def _to_head(engine: Engine, before_change: Callable[[str], object] | None = None) -> bool:
     from mlflow.store.db.utils import _initialize_tables, _is_empty_database, _upgrade_db
 
     head = head_revision()
@@ -160,6 +162,8 @@ def _to_head(engine: Engine) -> bool:
         log.info("empty database: creating the MLflow schema (revision %s)", head)
         _initialize_tables(engine)
     else:
+        if before_change is not None:
+            before_change(f"upgrading the schema from {before} to {head}")
         log.info("upgrading the schema from %s to %s", before, head)
         _upgrade_db(engine)
     after = current_revision(engine)
