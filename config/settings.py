@@ -309,6 +309,12 @@ class DatabaseSettings(StrictModel):
         description="An RDS read replica of the same class: MLflow's reads (searches, UI pages) "
         "go there, its writes and sign-in checks to the primary. Doubles the database cost.",
     )
+    snapshot_before_upgrade: bool = Field(
+        True,
+        description="Before a migration changes the schema of existing data, the migrate step "
+        "makes sure of a manual snapshot from the last hour (yours, or one it takes and waits "
+        "for) and does not migrate without one.",
+    )
     backup_retention_days: int = Field(
         7, ge=1, le=35, description="Automated backups kept (1-35 days; 0 would disable them)."
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import cdk8s
-from aws_cdk import CfnJson, Duration, Stack
+from aws_cdk import ArnFormat, CfnJson, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_eks_v2 as eks
@@ -34,6 +34,8 @@ from mlflow_on_eks.k8s_charts import (
 )
 
 CONFIG_DIGEST_ANNOTATION = "mlflow-on-eks/config-digest"
+SNAPSHOT_PREFIX = "mlflow-before-"
+"""Snapshots the launcher takes before a schema change (its snapshot module's PREFIX)."""
 
 LOAD_BALANCER_TIMEOUT = Duration.minutes(10)
 """A new NLB gets its DNS name within a few minutes of its Service."""
@@ -80,6 +82,7 @@ class MlflowTrackingServer(Construct):
         image_directory: Path = IMAGE_DIRECTORY,
         deploy_check: bool = True,
         gc: GcProps | None = None,
+        snapshot_before_upgrade: bool = True,
     ) -> None:
         """
         :param cluster: the cluster, with a kubectl provider.
@@ -104,6 +107,10 @@ class MlflowTrackingServer(Construct):
         :param gc: a CronJob that permanently removes runs and experiments deleted longer ago
             than `gc.older_than`, with their artifacts. Default: none (deleted stays
             recoverable).
+        :param snapshot_before_upgrade: before a migration changes a schema that holds data,
+            the `migrate` init container makes sure of a manual snapshot of the database
+            instance from the last hour (an operator's, or one it takes and waits for), and
+            does not migrate without one. Default: true.
         """
         super().__init__(scope, id)
         workload = workload or WorkloadProps()
@@ -121,6 +128,8 @@ class MlflowTrackingServer(Construct):
         )
         artifact_store.bucket.grant_read_write(self.role, f"{artifact_store.prefix}/*")
         database.secret.grant_read(self.role)
+        if snapshot_before_upgrade:
+            self._grant_snapshots(database)
         for auth_secret in auth.secrets if auth else ():
             auth_secret.grant_read(self.role)
         self._acknowledge_grants(artifact_store)
@@ -167,6 +176,9 @@ class MlflowTrackingServer(Construct):
             db_name=database.database_name,
             db_secret_id=database.secret.secret_arn,
             db_read_host=database.read_endpoint_address,
+            db_instance_id=database.instance.instance_identifier
+            if snapshot_before_upgrade
+            else None,
             artifacts_destination=artifact_store.destination,
             region=Stack.of(self).region,
             url_suffix=Stack.of(self).url_suffix,
@@ -244,6 +256,42 @@ class MlflowTrackingServer(Construct):
             value.node.add_dependency(self.manifest)
             hosts[kind] = value.value
         return hosts
+
+    def _grant_snapshots(self, database: MlflowDatabase) -> None:
+        """Find the instance's snapshots, and create the launcher's own (SNAPSHOT_PREFIX)."""
+        stack = Stack.of(self)
+
+        def snapshots(name: str) -> str:
+            return stack.format_arn(
+                service="rds",
+                resource="snapshot",
+                resource_name=name,
+                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            )
+
+        instance = database.instance.instance_arn
+        own, any_snapshot = snapshots(f"{SNAPSHOT_PREFIX}*"), snapshots("*")
+        # AddTagsToResource: the instance copies its tags to snapshots (copy_tags_to_snapshot).
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["rds:CreateDBSnapshot", "rds:AddTagsToResource"],
+                resources=[instance, own],
+            )
+        )
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["rds:DescribeDBSnapshots"], resources=[instance, any_snapshot]
+            )
+        )
+        policy = self.role.node.try_find_child("DefaultPolicy")
+        assert policy is not None
+        acknowledge_wildcard_resources(
+            policy,
+            lambda: [own, any_snapshot],
+            "Snapshots before a schema change: the launcher creates only snapshots named "
+            f"{SNAPSHOT_PREFIX}* of this instance, and lists the instance's snapshots (names it "
+            "cannot know in advance: an operator's count too); describing reads no data.",
+        )
 
     def _acknowledge_grants(self, artifact_store: MlflowArtifactStore) -> None:
         policy = self.role.node.try_find_child("DefaultPolicy")

@@ -33,11 +33,16 @@ def launcher_environment(
     region: str,
     metrics_dir: str,
     read_host: str | None = None,
+    instance_id: str | None = None,
 ) -> dict[str, str]:
     """The ConfigMap data both containers load with envFrom. Holds no secret: only its ARN."""
-    # A read replica shares the primary's port, login and name (RDS), so its host suffices.
-    replica = {"MLFLOW_DB_READ_HOST": read_host} if read_host else {}
-    return replica | {
+    optional = {
+        # A read replica shares the primary's port, login and name (RDS): its host suffices.
+        "MLFLOW_DB_READ_HOST": read_host,
+        # The RDS instance `migrate` snapshots before it changes a schema that holds data.
+        "MLFLOW_DB_INSTANCE_ID": instance_id,
+    }
+    return {key: value for key, value in optional.items() if value} | {
         "MLFLOW_DB_ENGINE": engine,
         "MLFLOW_DB_HOST": host,
         "MLFLOW_DB_PORT": str(port),

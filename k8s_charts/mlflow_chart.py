@@ -108,6 +108,10 @@ class MlflowChartProps:
     db_read_host: str | None = None
     """A read replica of the database (same port, login and name): MLflow's reads go there,
     its writes and the sign-in checks to the primary. Default: none."""
+    db_instance_id: str | None = None
+    """The RDS instance identifier: `migrate` makes sure of a recent snapshot of it before it
+    changes a schema that holds data (the pods' role must be allowed to). Default: none (no
+    snapshot, a warning in the log)."""
     extra_labels: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -185,6 +189,7 @@ class MlflowChart(cdk8s.Chart):
                 region=props.region,
                 metrics_dir=METRICS_DIR,
                 read_host=props.db_read_host,
+                instance_id=props.db_instance_id,
             )
             | (auth_environment(props.auth) if props.auth else {}),
         )

@@ -205,6 +205,13 @@ MUTANTS = (
         "",
         ("tests/integration/test_read_replica.py", "-k", "reads_go and mysql"),
     ),
+    Mutant(
+        "schema upgraded without a snapshot first",
+        f"{LAUNCHER_SRC}schema.py",
+        "            before_change(f\"upgrading the schema from {before} to {head}\")",
+        "            pass",
+        ("tests/integration/test_migrations.py", "-k", "snapshot"),
+    ),
 )
 
 

@@ -92,6 +92,7 @@ def build_deployment(scope: Construct, settings: Settings, *, allow_destroy: boo
         deploy_check=settings.deploy_check.enabled,
         gc=settings.gc.props(),
         monitoring=settings.monitoring,
+        snapshot_before_upgrade=settings.database.snapshot_before_upgrade,
         load_balancer_controller=cluster_settings.load_balancer_controller,
         env=env,
     )

@@ -60,6 +60,7 @@ class MlflowStack(Stack):
         deploy_check: bool = True,
         gc: GcProps | None = None,
         monitoring: MonitoringSettings | None = None,
+        snapshot_before_upgrade: bool = True,
         load_balancer_controller: str = "auto-mode",
         env: Environment | None = None,
     ) -> None:
@@ -102,6 +103,7 @@ class MlflowStack(Stack):
             load_balancer_class=_LOAD_BALANCER_CLASSES[load_balancer_controller],
             deploy_check=deploy_check,
             gc=gc,
+            snapshot_before_upgrade=snapshot_before_upgrade,
         )
         monitoring = monitoring or MonitoringSettings()
         self.alarm_topic = self._alarm_topic(monitoring)

@@ -119,6 +119,7 @@ class Moto:
         return {
             **FAKE_AWS,
             "AWS_ENDPOINT_URL_SECRETS_MANAGER": self.endpoint,
+            "AWS_ENDPOINT_URL_RDS": self.endpoint,
             "MLFLOW_S3_ENDPOINT_URL": self.endpoint,
         }
 

@@ -81,11 +81,14 @@ def substitute_endpoints(
     bucket: str,
     auth: Mapping[str, str] | None = None,
     read_port: int | None = None,
+    instance_id: str = "itest-no-such-instance",
 ) -> dict:
     """Only where the pod would reach AWS: DB endpoint, secrets, bucket, region, CA, port.
 
     `read_port`: where the read replica listens on loopback, for a ConfigMap that names one
     (the replica of RDS listens on the primary's port; here both share 127.0.0.1).
+    `instance_id`: the RDS instance in moto that `migrate` snapshots before an upgrade (only an
+    upgrade asks RDS, so by default one that does not exist).
 
     `auth`: the basic-auth secrets' local ARNs (variable -> ARN: AUTH_SECRET_IDS) for a pod
     that runs with authentication,
@@ -103,6 +106,8 @@ def substitute_endpoints(
     local["MLFLOW_DB_HOST"] = "127.0.0.1"
     local["MLFLOW_DB_PORT"] = str(target.server.port)
     local["MLFLOW_DB_SECRET_ID"] = target.secret_arn
+    if "MLFLOW_DB_INSTANCE_ID" in local:
+        local["MLFLOW_DB_INSTANCE_ID"] = instance_id
     if "MLFLOW_DB_READ_HOST" in local:
         assert read_port is not None, "the ConfigMap names a read replica: pass read_port"
         local["MLFLOW_DB_READ_HOST"] = "127.0.0.1"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import itest_launcher as launcher
 import pytest
+from itest_chart import container_env, pod, substitute_endpoints
 
 pytestmark = pytest.mark.integration
 
@@ -141,3 +142,85 @@ def test_serve_refuses_an_unmigrated_database(db_server, new_database, moto, tes
     assert "run `mlflow-launcher migrate` first" in result.stderr
     assert "the server container never migrates" in result.stderr
     assert _tables(target) == [], "serve created tables"
+
+
+# The store as the previous MLflow release's `migrate` left it: the initial tables, then MLflow's
+# migrations up to the revision before head, through the launcher's settings, login and TLS.
+_MIGRATE_TO_PREVIOUS = """
+import os
+from alembic import command
+from alembic.script import ScriptDirectory
+from mlflow.store.db.utils import InitialBase, _get_alembic_config
+from mlflow_launcher import dburl, secret, settings, wait
+db = settings.load_db(os.environ)
+login = secret.fetch_credentials(db.secret_id, region=db.region)
+url = dburl.uri_for_mlflow(dburl.build_url(db, login))
+config = _get_alembic_config(url)
+previous = ScriptDirectory.from_config(config).get_revision("head").down_revision
+engine = wait.make_engine(url)
+InitialBase.metadata.create_all(engine)
+with engine.begin() as connection:
+    config.attributes["connection"] = connection
+    command.upgrade(config, previous)
+print(previous)
+"""
+
+
+def _manual_snapshots(moto, instance: str) -> list[str]:
+    found = moto.client("rds").describe_db_snapshots(
+        DBInstanceIdentifier=instance, SnapshotType="manual"
+    )["DBSnapshots"]
+    return [s["DBSnapshotIdentifier"] for s in found]
+
+
+def test_an_upgrade_takes_a_snapshot_first_and_none_means_no_upgrade(
+    mariadb, new_database, moto, synth, test_ca, tmp_path
+):
+    """The chart's `migrate` (default config) on a store one MLflow release behind: it takes a
+    snapshot of the instance named in its ConfigMap before it upgrades; with no such instance
+    (or no permission) it stops and the schema stays as it was."""
+    chart = synth("default")
+    _, (init, _main) = pod(chart)
+    target = new_database(mariadb)
+    instance = f"itest-{target.name.replace('_', '-')}"
+    moto.client("rds").create_db_instance(
+        DBInstanceIdentifier=instance,
+        DBInstanceClass="db.t4g.medium",
+        Engine="mysql",
+        AllocatedStorage=20,
+        MasterUsername="mlflow",
+        MasterUserPassword="not-the-database-password",
+    )
+
+    def env(instance_id: str) -> dict[str, str]:
+        local = substitute_endpoints(
+            container_env(chart, init), target, moto, test_ca.ca, "unused", instance_id=instance_id
+        )
+        return launcher.container_env({**local, "MLFLOW_DB_NAME": target.name}, tmp_path / "home")
+
+    previous = launcher.image_python(
+        "-c", _MIGRATE_TO_PREVIOUS, env=env(instance), timeout=120
+    ).stdout.split()[-1]
+    revision = "SELECT version_num FROM alembic_version"
+
+    refused = launcher.run(init["args"], env("itest-no-such-instance"))
+    assert refused.returncode != 0
+    assert "cannot make sure of a snapshot of database instance itest-no-such-instance" in (
+        refused.stderr
+    )
+    assert "DBInstanceNotFound" in refused.stderr
+    assert mariadb.query(target.name, revision) == [[previous]]
+
+    upgraded = launcher.run(init["args"], env(instance))
+    assert upgraded.returncode == 0, upgraded.stderr
+    [taken] = _manual_snapshots(moto, instance)
+    assert taken.startswith("mlflow-before-")
+    log = upgraded.stderr
+    assert log.index(f"taking snapshot {taken}") < log.index(f"snapshot {taken} available")
+    assert log.index(f"snapshot {taken} available") < log.index("INFO upgrading the schema from")
+    assert mariadb.query(target.name, revision) != [[previous]]
+
+    # At head now: nothing to change, no new snapshot.
+    again = launcher.run(init["args"], env(instance))
+    assert again.returncode == 0 and "schema already at head" in again.stderr
+    assert _manual_snapshots(moto, instance) == [taken]

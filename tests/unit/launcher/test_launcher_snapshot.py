@@ -136,3 +136,9 @@ def test_a_snapshot_slower_than_the_bound_stops_the_migration(monkeypatch):
 def test_off_warns_and_lets_the_migration_go(caplog):
     snapshot.Guard(None)(CHANGE)
     assert f"without a snapshot first ({snapshot.INSTANCE_ENV} is not set)" in caplog.text
+
+
+def test_the_server_role_may_create_exactly_the_launchers_snapshots():
+    from mlflow_on_eks.constructs_lib.tracking_server import SNAPSHOT_PREFIX
+
+    assert snapshot.PREFIX == SNAPSHOT_PREFIX

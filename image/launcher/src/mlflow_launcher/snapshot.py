@@ -100,12 +100,12 @@ class Guard:
             snapshot = self._recent(client, instance)
             if snapshot is None:
                 snapshot = f"{PREFIX}{self._clock():%Y%m%d-%H%M%S}"
-                log.info("%s: taking snapshot %s of %s first", change, snapshot, instance)
+                log.info("taking snapshot %s of %s before %s", snapshot, instance, change)
                 client.create_db_snapshot(
                     DBSnapshotIdentifier=snapshot, DBInstanceIdentifier=instance
                 )
             else:
-                log.info("%s: snapshot %s of %s is recent enough", change, snapshot, instance)
+                log.info("snapshot %s of %s is recent enough for %s", snapshot, instance, change)
             self._wait_available(client, snapshot)
         except LauncherError:
             raise

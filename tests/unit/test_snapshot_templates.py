@@ -1,0 +1,58 @@
+"""Before a schema upgrade, a snapshot: the launcher learns the instance from the ConfigMap and
+the server role may list its snapshots and create the launcher's own, nothing more."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from mlflow_on_eks.constructs_lib.tracking_server import SNAPSHOT_PREFIX
+
+from config import Settings
+from tests.conftest import Synth, primary_database, resources_of
+
+SynthFn = Callable[[str], Synth]
+
+
+def _rds_statements(synth: Synth) -> list[dict[str, Any]]:
+    policies = resources_of(synth.templates["Mlflow"], "AWS::IAM::Policy").values()
+    return [
+        statement
+        for policy in policies
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if any(a.startswith("rds:") for a in _list(statement["Action"]))
+    ]
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_on_by_default_with_the_primary_instance(synth: SynthFn) -> None:
+    assert Settings().database.snapshot_before_upgrade is True
+    s = synth("default")
+    instance_id = s.object("ConfigMap", "mlflow-config")["data"]["MLFLOW_DB_INSTANCE_ID"]
+    primary, _ = primary_database(s.templates["Data"])
+    assert f"Ref{primary}" in instance_id  # the review form of the data stack's export
+
+
+def test_the_role_creates_only_its_own_snapshots_of_this_instance(synth: SynthFn) -> None:
+    s = synth("default")
+    statements = {tuple(sorted(_list(st["Action"]))): st for st in _rds_statements(s)}
+    assert set(statements) == {
+        ("rds:AddTagsToResource", "rds:CreateDBSnapshot"),
+        ("rds:DescribeDBSnapshots",),
+    }
+    create = json.dumps(statements["rds:AddTagsToResource", "rds:CreateDBSnapshot"]["Resource"])
+    assert f":snapshot:{SNAPSHOT_PREFIX}*" in create
+    assert ":db:" in create and ":snapshot:*" not in create
+    describe = json.dumps(statements["rds:DescribeDBSnapshots",]["Resource"])
+    assert ":db:" in describe and ":snapshot:*" in describe
+    assert all(st["Effect"] == "Allow" for st in statements.values())
+
+
+def test_off_leaves_neither_the_variable_nor_the_permission(synth: SynthFn) -> None:
+    s = synth("test-minimal")
+    assert "MLFLOW_DB_INSTANCE_ID" not in s.object("ConfigMap", "mlflow-config")["data"]
+    assert _rds_statements(s) == []
