@@ -208,7 +208,7 @@ MUTANTS = (
     Mutant(
         "schema upgraded without a snapshot first",
         f"{LAUNCHER_SRC}schema.py",
-        "            before_change(f\"upgrading the schema from {before} to {head}\")",
+        '            before_change(f"upgrading the schema from {before} to {head}")',
         "            pass",
         ("tests/integration/test_migrations.py", "-k", "snapshot"),
     ),
