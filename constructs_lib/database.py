@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
@@ -139,15 +139,26 @@ class MlflowDatabase(Construct):
             parameters=spec.parameters,
         )
         keep = removal_policy != RemovalPolicy.DESTROY
+        # What the primary and its read replica share: where they run, who reaches them, the
+        # TLS-required parameters, storage and upkeep.
+        common: dict[str, Any] = {
+            "instance_type": instance_type,
+            "vpc": vpc,
+            "vpc_subnets": subnets or _default_subnets(vpc),
+            "security_groups": [self.security_group],
+            "port": spec.port,
+            "parameter_group": self.parameter_group,
+            "max_allocated_storage": allocated_storage_gib * 2,
+            "storage_type": rds.StorageType.GP3,
+            "multi_az": multi_az,
+            "auto_minor_version_upgrade": True,
+            "cloudwatch_logs_exports": spec.log_exports,
+            "publicly_accessible": False,
+        }
         self.instance = rds.DatabaseInstance(
             self,
             "Resource",
             engine=spec.engine,
-            instance_type=instance_type,
-            vpc=vpc,
-            vpc_subnets=subnets or _default_subnets(vpc),
-            security_groups=[self.security_group],
-            port=spec.port,
             database_name=database_name,
             credentials=rds.Credentials.from_secret(credentials_secret)
             if credentials_secret
@@ -157,25 +168,15 @@ class MlflowDatabase(Construct):
                 # them), but RDS itself refuses these in a master password.
                 exclude_characters="\"@/\\' ",
             ),
-            parameter_group=self.parameter_group,
             allocated_storage=allocated_storage_gib,
-            max_allocated_storage=allocated_storage_gib * 2,
-            storage_type=rds.StorageType.GP3,
             storage_encrypted=True,
-            multi_az=multi_az,
             backup_retention=backup_retention or Duration.days(7),
             copy_tags_to_snapshot=True,
             deletion_protection=keep,
             removal_policy=removal_policy,
-            auto_minor_version_upgrade=True,
-            cloudwatch_logs_exports=spec.log_exports,
-            publicly_accessible=False,
+            **common,
         )
-        self.read_replica = (
-            self._read_replica(vpc, subnets, spec, instance_type, allocated_storage_gib, multi_az)
-            if read_replica
-            else None
-        )
+        self.read_replica = self._read_replica(common) if read_replica else None
         secret = self.instance.secret
         assert secret is not None  # both credential kinds attach a secret
         self.secret: secretsmanager.ISecret = secret
@@ -199,36 +200,18 @@ class MlflowDatabase(Construct):
                     "small and test deployments); set it to true for production.",
                 )
 
-    def _read_replica(
-        self,
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection | None,
-        spec: _EngineSpec,
-        instance_type: ec2.InstanceType,
-        allocated_storage_gib: int,
-        multi_az: bool,
-    ) -> rds.DatabaseInstanceReadReplica:
-        # The same parameter group keeps TLS required; RDS MySQL's `read_only` default there is
-        # {TrueIfReplica}, so the replica refuses writes. Multi-AZ as the primary: every UI
-        # page reads from the replica, so it needs the primary's availability.
+    def _read_replica(self, common: dict[str, Any]) -> rds.DatabaseInstanceReadReplica:
+        # `common` keeps TLS required (the parameter group; RDS MySQL's `read_only` default
+        # there is {TrueIfReplica}, so the replica refuses writes) and Multi-AZ as the primary:
+        # every UI page reads from the replica, so it needs the primary's availability. It
+        # holds nothing the primary does not: no deletion protection, deleted with the stack.
         replica = rds.DatabaseInstanceReadReplica(
             self,
             "ReadReplica",
             source_database_instance=self.instance,
-            instance_type=instance_type,
-            vpc=vpc,
-            vpc_subnets=subnets or _default_subnets(vpc),
-            security_groups=[self.security_group],
-            port=spec.port,
-            parameter_group=self.parameter_group,
-            max_allocated_storage=allocated_storage_gib * 2,
-            storage_type=rds.StorageType.GP3,
             deletion_protection=False,
             removal_policy=RemovalPolicy.DESTROY,
-            auto_minor_version_upgrade=True,
-            cloudwatch_logs_exports=spec.log_exports,
-            publicly_accessible=False,
-            multi_az=multi_az,
+            **common,
         )
         acknowledge(
             replica,

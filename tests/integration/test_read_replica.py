@@ -77,6 +77,16 @@ def apply_parameter_group(pair: ReplicatedDb, chart) -> None:
         assert parameters == {"rds.force_ssl": "1"}
 
 
+def _pod_with_replica(pair: ReplicatedDb, moto, tmp_path: Path, name: str):
+    """A synthesized deployment with a read replica on `pair`'s engine, its parameter group on
+    the primary: (chart, init container, server container, master login, bucket)."""
+    settings = parse_settings({"database": {"engine": pair.engine, "read_replica": True}})
+    chart = synthesize(f"{name}-{pair.engine}", settings, tmp_path / "synth")
+    apply_parameter_group(pair, chart)
+    _, (init, main) = pod(chart)
+    return chart, init, main, MasterLogin(pair, moto), moto.create_bucket()
+
+
 def _experiment_id(server: launcher.Server, name: str, login) -> str | None:
     response = send(server.base_url, "GET", GET_BY_NAME + name, login=login)
     if response.status == 404:
@@ -89,14 +99,9 @@ def test_reads_go_to_the_replica_and_sign_in_to_the_primary(
     replicated_db: ReplicatedDb, moto, test_ca, tmp_path: Path
 ) -> None:
     pair = replicated_db
-    settings = parse_settings({"database": {"engine": pair.engine, "read_replica": True}})
-    chart = synthesize(f"replica-{pair.engine}", settings, tmp_path / "synth")
-    apply_parameter_group(pair, chart)
-    _, (init, main) = pod(chart)
-    login = MasterLogin(pair, moto)
+    chart, init, main, login, bucket = _pod_with_replica(pair, moto, tmp_path, "replica")
     auth = create_auth_secrets(moto)
     admin = auth.admin_login()
-    bucket = moto.create_bucket()
 
     def local(container: dict, **changes: str) -> dict[str, str]:
         env = substitute_endpoints(
@@ -177,12 +182,7 @@ def test_an_unreachable_replica_stops_the_server_with_its_address(
     replicated_db: ReplicatedDb, moto, test_ca, tmp_path: Path
 ) -> None:
     pair = replicated_db
-    settings = parse_settings({"database": {"engine": pair.engine, "read_replica": True}})
-    chart = synthesize(f"replica-gone-{pair.engine}", settings, tmp_path / "synth")
-    apply_parameter_group(pair, chart)
-    _, (init, main) = pod(chart)
-    login = MasterLogin(pair, moto)
-    bucket = moto.create_bucket()
+    chart, init, main, login, bucket = _pod_with_replica(pair, moto, tmp_path, "replica-gone")
     nowhere = free_port()
 
     def local(container: dict) -> dict[str, str]:
