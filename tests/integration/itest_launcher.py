@@ -103,7 +103,15 @@ def assert_no_secret(text: str, password: str, where: str) -> None:
 class Server:
     """A long-running launcher command (default: the container's `serve`), output in a file."""
 
-    def __init__(self, env: dict[str, str], log: Path, command: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log: Path,
+        command: list[str] | None = None,
+        own_group: bool = False,
+    ) -> None:
+        """``own_group`` puts the command in a process group of its own, as a shell puts a
+        foreground job, so a test can signal the group the way Ctrl-C in a terminal does."""
         self.env, self.log_path = env, log
         self.port = int(env["MLFLOW_PORT"])
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -113,6 +121,7 @@ class Server:
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=own_group,
         )
 
     def logs(self) -> str:
@@ -173,13 +182,13 @@ class Server:
                 raise AssertionError(f"no exit within {timeout} s of signal {sig}") from None
         self._log.close()
         deadline = time.monotonic() + 10
-        while (alive := [pid for pid in tree if _running(pid)]) and time.monotonic() < deadline:
+        while (alive := [pid for pid in tree if running(pid)]) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not alive, f"processes outlived the server: {alive}"
         return time.monotonic() - start
 
 
-def _running(pid: int) -> bool:
+def running(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):

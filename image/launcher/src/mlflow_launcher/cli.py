@@ -207,8 +207,11 @@ def cmd_local() -> None:
     srv = settings.load_local_server(os.environ, defaults)
     url = URL.create("sqlite", database=str(base / "mlflow.db"))
     schema.migrate(wait.make_engine(url))
-    log.info("local preview: http://%s:%s (data in %s)", srv.host, srv.port, base)
-    server.exec_server(srv, dburl.uri_for_mlflow(url))
+    log.info("local preview: http://%s:%s (data in %s); Ctrl-C stops it", srv.host, srv.port, base)
+    status = server.run_in_foreground(srv, dburl.uri_for_mlflow(url))
+    if status:
+        raise LauncherError(f"mlflow server exited with status {status}")
+    log.info("stopped")
 
 
 def cmd_verify() -> None:

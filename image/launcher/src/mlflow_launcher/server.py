@@ -7,6 +7,8 @@ SIGTERM directly and forwards it to its uvicorn server for a graceful shutdown.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 from collections.abc import Mapping
 
@@ -88,3 +90,33 @@ def exec_server(
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(argv[0], argv, env)  # noqa: S606 - no shell
+
+
+def run_in_foreground(server: ServerSettings, store_uri: str) -> int:
+    """Run ``mlflow server`` as a child in a session of its own, and stop it with one SIGTERM
+    on the first Ctrl-C (or SIGTERM); a second one kills it. Returns its exit status, 0 when
+    it stopped as asked.
+
+    For a terminal (``make local``): Ctrl-C signals the whole foreground process group, so the
+    MLflow CLI and its uvicorn server would both get SIGINT, the CLI would then signal uvicorn
+    again, and uvicorn, cut off in its shutdown, prints a CancelledError traceback.
+    """
+    child = subprocess.Popen(
+        server_argv(server), env=server_env(os.environ, store_uri), start_new_session=True
+    )
+    stopping = False
+
+    def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if child.poll() is not None:
+            return
+        if stopping:
+            os.killpg(child.pid, signal.SIGKILL)
+        else:
+            stopping = True
+            child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    status = child.wait()
+    return 0 if stopping and status in (0, -signal.SIGTERM) else status
