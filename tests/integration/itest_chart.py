@@ -73,6 +73,20 @@ def resolve_pseudo_parameters(value: str) -> str:
     return value
 
 
+def rds_instance(moto, instance_id: str) -> str:
+    """An RDS instance in moto's RDS, for `migrate`'s snapshot before an upgrade (what the
+    ConfigMap's MLFLOW_DB_INSTANCE_ID names on AWS). Returns its ID."""
+    moto.client("rds").create_db_instance(
+        DBInstanceIdentifier=instance_id,
+        DBInstanceClass="db.t4g.medium",
+        Engine="mysql",
+        AllocatedStorage=20,
+        MasterUsername="mlflow",
+        MasterUserPassword="not-the-database-password",
+    )
+    return instance_id
+
+
 def substitute_endpoints(
     env: dict[str, str],
     target,

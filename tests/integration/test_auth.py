@@ -59,6 +59,7 @@ from itest_chart import (
     PLACEHOLDER,
     container_env,
     pod,
+    rds_instance,
 )
 from itest_chart import substitute_endpoints as substitute
 
@@ -88,6 +89,8 @@ class Deployment:
     home: Path
     outputs: list[str]
     """The output of each launcher run, the first replica's `migrate` first."""
+    instance_id: str
+    """The RDS instance (in moto) that `migrate` snapshots before an upgrade."""
 
     def users(self) -> list[list[str]]:
         """The auth database's users: name, and whether an admin (as 0/1)."""
@@ -101,7 +104,15 @@ class Deployment:
         ARNs `auth`, default this deployment's), in a pod of its own (TMPDIR) called `name`."""
         env = container_env(self.chart, container)
         arns = self.auth.arns if auth is None else auth
-        env = substitute(env, self.login, self.moto, self.ca, self.bucket, arns or None)
+        env = substitute(
+            env,
+            self.login,
+            self.moto,
+            self.ca,
+            self.bucket,
+            arns or None,
+            instance_id=self.instance_id,
+        )
         env |= {"MLFLOW_DB_NAME": self.login.name}
         if any(key.startswith(AUTH_PREFIX) for key in env):
             env[DB_NAME_ENV] = self.auth_db
@@ -140,6 +151,7 @@ def deployment(db_server, synth, moto, test_ca, tmp_path_factory) -> Deployment:
         ca=test_ca.ca,
         home=tmp_path_factory.mktemp(f"auth-{engine}"),
         outputs=[],
+        instance_id=rds_instance(moto, f"itest-auth-{engine}-{secrets.token_hex(4)}"),
     )
     first = deployment.migrate("first-replica")
     assert first.returncode == 0, deployment.outputs[-1]
@@ -270,6 +282,10 @@ def test_migrate_creates_the_auth_database_and_serve_refuses_one_behind(deployme
     upgraded = d.migrate("upgrade", **{DB_NAME_ENV: behind})
     assert upgraded.returncode == 0, d.outputs[-1]
     assert f"migrated the auth schema from {history[-2]} to head {head}" in d.outputs[-1]
+    # Data was there, so a snapshot first (the default `snapshot_before_upgrade`).
+    assert d.outputs[-1].index("taking snapshot mlflow-before-") < d.outputs[-1].index(
+        "migrated the auth schema"
+    )
     assert auth_revision(server, behind) == head
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import itest_launcher as launcher
 import pytest
-from itest_chart import container_env, pod, substitute_endpoints
+from itest_chart import container_env, pod, rds_instance, substitute_endpoints
 
 pytestmark = pytest.mark.integration
 
@@ -182,15 +182,7 @@ def test_an_upgrade_takes_a_snapshot_first_and_none_means_no_upgrade(
     chart = synth("default")
     _, (init, _main) = pod(chart)
     target = new_database(mariadb)
-    instance = f"itest-{target.name.replace('_', '-')}"
-    moto.client("rds").create_db_instance(
-        DBInstanceIdentifier=instance,
-        DBInstanceClass="db.t4g.medium",
-        Engine="mysql",
-        AllocatedStorage=20,
-        MasterUsername="mlflow",
-        MasterUserPassword="not-the-database-password",
-    )
+    instance = rds_instance(moto, f"itest-{target.name.replace('_', '-')}")
 
     def env(instance_id: str) -> dict[str, str]:
         local = substitute_endpoints(
