@@ -18,10 +18,22 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: synth test unit snapshots docs mutants test-servers lint bench local deploy diff destroy clean
 
-$(BIN)/.stamp: requirements.txt requirements-dev.txt pyproject.toml
+# Two stamps in one .venv. RUNTIME is what the app needs to synthesize (requirements.txt and
+# this checkout, editable): `make synth`, `docs`, `bench`, `deploy` stop there. DEV adds the
+# test and lint tools (requirements-dev.txt: 0.6 GB more, and as long again to install) for
+# the targets that run pytest or ruff; a later `make test` adds them to the same .venv.
+RUNTIME := $(BIN)/.stamp-runtime
+DEV := $(BIN)/.stamp-dev
+
+$(RUNTIME): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+# requirements-dev.txt includes requirements.txt (-r), so the runtime pins hold here too.
+$(DEV): $(RUNTIME) requirements-dev.txt
+	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
 node_modules/.stamp: package.json package-lock.json
@@ -41,7 +53,7 @@ $(IMAGE_VENV)/.stamp: image/requirements.txt $(shell find image/launcher -name '
 local: $(IMAGE_VENV)/.stamp
 	$(IMAGE_VENV)/bin/mlflow-launcher local
 
-synth: $(BIN)/.stamp node_modules/.stamp
+synth: $(RUNTIME) node_modules/.stamp
 	npx cdk synth --quiet $(CDK_CONFIG)
 	@echo "CloudFormation templates: $$(ls cdk.out/*.template.json | tr '\n' ' ')"
 	@echo "Kubernetes manifests:     $$(ls cdk.out/manifests/*.yaml | tr '\n' ' ')"
@@ -50,38 +62,38 @@ synth: $(BIN)/.stamp node_modules/.stamp
 test-servers:
 	bash scripts/install-test-servers.sh
 
-test: $(BIN)/.stamp node_modules/.stamp $(IMAGE_VENV)/.stamp test-servers
+test: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp test-servers
 	$(BIN)/python -m pytest
 
 # The fast part: no database servers, browser or wheel build (about a minute warm).
-unit: $(BIN)/.stamp node_modules/.stamp
+unit: $(DEV) node_modules/.stamp
 	$(BIN)/python -m pytest -m "not integration and not library"
 
 # Regenerate what a change to the deployment invalidates; review the diff before committing.
-snapshots: $(BIN)/.stamp
+snapshots: $(DEV)
 	$(BIN)/python -m pytest tests/snapshot --snapshot-update
 
-docs: $(BIN)/.stamp
+docs: $(RUNTIME)
 	$(BIN)/python -m config.reference > docs/configuration.md
 
 # Break each guarded property in a temporary copy and check its tests fail (slow; not in CI).
-mutants: $(BIN)/.stamp node_modules/.stamp $(IMAGE_VENV)/.stamp test-servers
+mutants: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp test-servers
 	$(BIN)/python scripts/mutants.py
 
-bench: $(BIN)/.stamp node_modules/.stamp
+bench: $(RUNTIME) node_modules/.stamp
 	$(BIN)/python bench/synth.py
 
-lint: $(BIN)/.stamp
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-deploy diff: $(BIN)/.stamp node_modules/.stamp
+deploy diff: $(RUNTIME) node_modules/.stamp
 	$(REQUIRE_CONFIG)
 	npx cdk $@ $(CDK_CONFIG) $(ARGS)
 
 # The stateless stacks only (server, then cluster): the data stack and the network it lives in
 # stay. Deleting data too is a separate, deliberate sequence (README, "Tear down").
-destroy: $(BIN)/.stamp node_modules/.stamp
+destroy: $(RUNTIME) node_modules/.stamp
 	$(REQUIRE_CONFIG)
 	npx cdk destroy $(CDK_CONFIG) Mlflow Cluster $(ARGS)
 

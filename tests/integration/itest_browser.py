@@ -32,7 +32,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 INSTALL_HINT = (
     "run scripts/install-test-servers.sh (as root; installs Debian's chromium and "
-    "chromium-driver) and `make .venv/bin/.stamp` (selenium from requirements-dev.txt)"
+    "chromium-driver) and `make .venv/bin/.stamp-dev` (selenium from requirements-dev.txt)"
 )
 
 # JS for execute_async_script: fetch, then report the status or the error the page would see,
