@@ -18,6 +18,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import aws_cdk as cdk
 import yaml
+from mlflow_on_eks.constructs_lib.review import review_header
 
 from config import ConfigError, check_context, load_settings
 from stacks import DESTROY_FLAG, Deployment, build_deployment
@@ -57,8 +58,11 @@ def write_review_manifests(deployment: Deployment, outdir: Path) -> Path:
     target = outdir / "manifests"
     target.mkdir(exist_ok=True)
     objects = deployment.mlflow.tracking_server.review_manifests()
-    path = target / f"{deployment.mlflow.stack_name}.yaml"
-    path.write_text(yaml.safe_dump_all(objects, sort_keys=False), encoding="utf-8")
+    stack_name = deployment.mlflow.stack_name
+    body = yaml.safe_dump_all(objects, sort_keys=False)
+    path = target / f"{stack_name}.yaml"
+    header = review_header(stack_name, f"{deployment.mlflow.artifact_id}.template.json", body)
+    path.write_text(header + body, encoding="utf-8")
     return path
 
 

@@ -159,6 +159,12 @@ class MlflowChart(cdk8s.Chart):
                 labels={"pod-security.kubernetes.io/enforce": "restricted"},
             ),
         )
+        # Noise cdk8s emits, dropped from what is applied (and reviewed): a Namespace is
+        # cluster-scoped (the API server ignores metadata.namespace on it), and its empty spec
+        # is the default.
+        cdk8s.ApiObject.of(self.namespace_object).add_json_patch(
+            cdk8s.JsonPatch.remove("/metadata/namespace"), cdk8s.JsonPatch.remove("/spec")
+        )
         self.service_account = kplus.ServiceAccount(
             self,
             "ServiceAccount",
@@ -419,6 +425,8 @@ class MlflowChart(cdk8s.Chart):
             ],
             load_balancer_source_ranges=source_ranges,
         )
+        # cdk8s-plus writes `externalIPs: []`, the same as none: noise in what is applied.
+        cdk8s.ApiObject.of(service).add_json_patch(cdk8s.JsonPatch.remove("/spec/externalIPs"))
         for key, value in selector_labels(self.props).items():
             service.select_label(key, value)
         if type == kplus.ServiceType.LOAD_BALANCER:
