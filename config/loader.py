@@ -49,26 +49,53 @@ def load_settings(path: str | Path | None) -> Settings:
     """Settings from a YAML file; None gives the defaults (a complete new deployment)."""
     if path is None:
         return Settings()
-    raw = _read_yaml(Path(path))
-    return parse_settings(raw, source=str(path))
+    raw, duplicates = _read_yaml(Path(path))
+    return parse_settings(raw, source=str(path), problems=duplicates)
 
 
-def parse_settings(raw: Any, *, source: str = "config") -> Settings:
-    """Validate already-parsed data (a mapping) into Settings."""
+def parse_settings(raw: Any, *, source: str = "config", problems: list[str] = ()) -> Settings:  # type: ignore[assignment]
+    """Validate already-parsed data (a mapping) into Settings; `problems` found while reading
+    the file are reported with the model's, in one message."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}"
         )
+    lines = list(problems)
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(raw)
     except ValidationError as error:
-        lines = [_describe(e) for e in error.errors(include_url=False)]
-        raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(lines)) from None
+        lines += [_describe(e) for e in error.errors(include_url=False)]
+    if lines:
+        raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(lines))
+    return settings
 
 
-def _read_yaml(path: Path) -> Any:
+class _KeyCheckingLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys in a mapping and drops the first silently:
+    a second `server:` block would discard the first. This loader records each repeat."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                self.duplicates.append(
+                    f"  line {line}: {key!r} appears again (first at line {seen[key]}); YAML "
+                    "would keep only this one and drop the first silently: merge the two"
+                )
+            else:
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(path: Path) -> tuple[Any, list[str]]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -77,13 +104,16 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: is a directory, expected a YAML file") from None
     except (PermissionError, UnicodeDecodeError, OSError) as error:
         raise ConfigError(f"{path}: cannot read config file ({error})") from None
+    loader = _KeyCheckingLoader(text)
     try:
-        return yaml.safe_load(text)
+        return loader.get_single_data(), loader.duplicates
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "malformed YAML"
         raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    finally:
+        loader.dispose()
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -93,12 +123,10 @@ def _describe(error: dict[str, Any]) -> str:
         hint = _did_you_mean(loc)
         return f"  {path}: unknown key{hint}"
     message = error["msg"].removeprefix("Value error, ")
-    if message.startswith("@"):
-        key, _, message = message[1:].partition(": ")
-        loc = (*loc, key)
-        path = _dotted(loc)
     if error["type"] not in {"value_error", "assertion_error"} and "input" in error:
         message += f" (got {_short(error['input'])})"
+    if error["type"] == "string_type" and isinstance(error.get("input"), int | float):
+        message += "; YAML reads an unquoted number as a number: write it in quotes"
     return f"  {path or '(top level)'}: {message}"
 
 

@@ -8,84 +8,79 @@ from it), so say the default and the why there.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
-from typing import Annotated, Literal
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Annotated, Any, ClassVar, Literal
 
 from mlflow_on_eks.constructs_lib.auth import PERMISSIONS
 from mlflow_on_eks.constructs_lib.kubernetes import DEFAULT_VERSION, SUPPORTED_VERSIONS
 from mlflow_on_eks.constructs_lib.monitoring import default_max_connections
 from mlflow_on_eks.k8s_charts import GcProps, ResourceProps, WorkloadProps
+from mlflow_on_eks.k8s_charts.mlflow_chart import EXTERNAL_RULES
+from mlflow_on_eks.k8s_charts.rules import (
+    AcmCertificateArn,
+    Architecture,
+    ArtifactGib,
+    Cidr,
+    ConcurrentTransfers,
+    CpuQuantity,
+    CronSchedule,
+    DrainSeconds,
+    GcDuration,
+    HostPattern,
+    MaxReplicas,
+    MemoryMib,
+    Namespace,
+    Replicas,
+    Rule,
+    Workers,
+    arn_region_and_account,
+    broken_rules,
+)
+from mlflow_on_eks.k8s_charts.workload import WORKLOAD_RULES
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     StringConstraints,
+    TypeAdapter,
+    ValidationError,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 # One list of versions, kept where the kubectl layers are.
 SUPPORTED_KUBERNETES_VERSIONS = SUPPORTED_VERSIONS
 DEFAULT_KUBERNETES_VERSION = DEFAULT_VERSION
 
 _PARTITION = r"arn:aws(?:-[a-z]+)*"
+_REGION = r"[a-z]{2}(?:-[a-z]+)+-\d"
 # An EKS cluster's IAM OIDC provider: oidc.eks.<region>.amazonaws.com[.cn]/id/<32 hex digits>
 # (what `aws eks describe-cluster --query cluster.identity.oidc.issuer` shows, without https://).
+_OIDC_ISSUER = re.compile(rf"oidc\.eks\.({_REGION})\.amazonaws\.com(?:\.cn)?/id/[0-9A-F]{{32}}")
 OidcProviderArn = Annotated[
     str,
     StringConstraints(
-        pattern=rf"^{_PARTITION}:iam::\d{{12}}:oidc-provider/"
-        r"oidc\.eks\.[a-z]{2}(?:-[a-z]+)+-\d\.amazonaws\.com(?:\.cn)?/id/[0-9A-F]{32}$"
+        pattern=rf"^{_PARTITION}:iam::\d{{12}}:oidc-provider/{_OIDC_ISSUER.pattern}$"
     ),
 ]
 IamRoleArn = Annotated[
     str, StringConstraints(pattern=rf"^{_PARTITION}:iam::\d{{12}}:role/[A-Za-z0-9_+=,.@/-]+$")
 ]
-AcmCertificateArn = Annotated[
-    str,
-    StringConstraints(
-        pattern=rf"^{_PARTITION}:acm:[a-z0-9-]+:\d{{12}}:certificate/[0-9a-f-]{{36}}$"
-    ),
-]
 # An SNS standard topic (CloudWatch alarm actions cannot publish to FIFO topics).
 SnsTopicArn = Annotated[
     str,
-    StringConstraints(
-        pattern=rf"^{_PARTITION}:sns:[a-z]{{2}}(?:-[a-z]+)+-\d:\d{{12}}:[A-Za-z0-9_-]{{1,256}}$"
-    ),
+    StringConstraints(pattern=rf"^{_PARTITION}:sns:{_REGION}:\d{{12}}:[A-Za-z0-9_-]{{1,256}}$"),
 ]
 EmailAddress = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 SubnetId = Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8}(?:[0-9a-f]{9})?$")]
 SecurityGroupId = Annotated[str, StringConstraints(pattern=r"^sg-[0-9a-f]{8}(?:[0-9a-f]{9})?$")]
 VpcId = Annotated[str, StringConstraints(pattern=r"^vpc-[0-9a-f]{8}(?:[0-9a-f]{9})?$")]
-AvailabilityZone = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(?:-[a-z]+)+-\d[a-z]$")]
-# DNS-1123 label: what Kubernetes accepts as a namespace name.
-Dns1123Label = Annotated[
-    str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", max_length=63)
-]
-
-
-def _check_host_pattern(value: str) -> str:
-    """A Host header value or pattern as MLflow matches it (mlflow/server/security_utils.py).
-
-    MLflow compares the whole header, port included: with fnmatch when the entry contains
-    `*`, else for equality. `?` and `[...]` are refused: without a `*` MLflow would compare
-    them literally, so they would silently match nothing.
-    """
-    if value == "*":
-        raise ValueError("'*' alone turns off MLflow's Host check (DNS rebinding protection)")
-    if "://" in value or "/" in value:
-        raise ValueError("a host name, not a URL: drop the scheme and path")
-    host, _, port = value.partition(":")
-    if port and not re.fullmatch(r"\*|\d{1,5}", port):
-        raise ValueError("the part after ':' must be a port number or '*'")
-    if not re.fullmatch(r"[A-Za-z0-9*]([A-Za-z0-9*.-]{0,251}[A-Za-z0-9*])?", host):
-        raise ValueError("expected a DNS name such as mlflow.example.com, or *.example.com")
-    return value
-
-
-HostPattern = Annotated[str, AfterValidator(_check_host_pattern)]
+AvailabilityZone = Annotated[str, StringConstraints(pattern=rf"^{_REGION}[a-z]$")]
 
 
 def _check_instance_type(value: str) -> str:
@@ -96,63 +91,165 @@ def _check_instance_type(value: str) -> str:
     return value
 
 
-def _check_cidr(value: str) -> str:
-    try:
-        network = ipaddress.ip_network(value, strict=True)
-    except ValueError as error:
-        raise ValueError(f"not a CIDR block ({error})") from None
-    return str(network)
-
-
-_GC = GcProps()
-# `mlflow gc --older-than`: #d#h#m#s, each part optional, decimals allowed.
-_GC_DURATION = re.compile(r"(\d+(\.\d+)?d)?(\d+(\.\d+)?h)?(\d+(\.\d+)?m)?(\d+(\.\d+)?s)?")
-_CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*$")
-
-
-def _check_duration(value: str) -> str:
-    if not value or not _GC_DURATION.fullmatch(value):
-        raise ValueError("expected a duration such as 30d, 12h or 1d12h (#d#h#m#s)")
+def _account_as_text(value: object) -> object:
+    """YAML reads an unquoted account ID as a number; twelve digits mean the same as text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if len(str(value)) == 12:
+            return str(value)
+        raise ValueError(
+            f"YAML read {value} as a number and dropped what made it 12 digits (leading zeros); "
+            "write the account ID in quotes"
+        )
     return value
 
 
-def _check_cron(value: str) -> str:
-    fields = value.split()
-    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+def _version_as_text(value: object) -> object:
+    """`kubernetes_version: 1.35` unquoted is a number in YAML; 1.30 would read as 1.3."""
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        text = format(value, "g")
+        if text in SUPPORTED_KUBERNETES_VERSIONS:
+            return text
         raise ValueError(
-            "expected five cron fields (minute hour day month weekday), e.g. '17 3 * * *'"
+            f"YAML read {value} as a number (1.30 would read as 1.3); write the version in "
+            f"quotes, one of {', '.join(SUPPORTED_KUBERNETES_VERSIONS)}"
         )
     return value
 
 
 InstanceType = Annotated[str, AfterValidator(_check_instance_type)]
-Cidr = Annotated[str, AfterValidator(_check_cidr)]
+AccountId = Annotated[
+    str, BeforeValidator(_account_as_text), StringConstraints(pattern=r"^\d{12}$")
+]
+KubernetesVersion = Annotated[
+    Literal[SUPPORTED_KUBERNETES_VERSIONS],  # type: ignore[valid-type]
+    BeforeValidator(_version_as_text),
+]
+_GC = GcProps()
 
 
-def invalid(key: str, why: str) -> ValueError:
-    """An error about one key, raised from a model validator that checks several keys.
-
-    pydantic reports model-level errors at the model's path; the loader moves the `@key`
-    marker into the path so the user sees e.g. `exposure.external.allowed_cidrs`.
-    """
-    return ValueError(f"@{key}: {why}")
+def _rule_error(key: str, why: str, data: object) -> InitErrorDetails:
+    return InitErrorDetails(
+        type=PydanticCustomError("value_error", "{msg}", {"msg": why}),
+        loc=tuple(key.split(".")),
+        input=data,
+    )
 
 
 class StrictModel(BaseModel):
-    """Frozen, and unknown keys are errors (a typo must not silently keep a default)."""
+    """Frozen, and unknown keys are errors (a typo must not silently keep a default).
+
+    `RULES` are the rules between a model's fields. They run on the valid fields even when
+    others are not, so one run reports every problem: a wrong type in one field and a missing
+    certificate in another come out together.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+    RULES: ClassVar[tuple[Rule, ...]] = ()
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _every_problem(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        if not cls.RULES:
+            return handler(data)
+        try:
+            model = handler(data)
+        except ValidationError as error:
+            if not isinstance(data, dict):
+                raise
+            errors = error.errors()
+            invalid = {str(e["loc"][0]) for e in errors if e["loc"]}
+            values = cls._valid_fields(data, invalid)
+            broken = broken_rules(values, cls.RULES, invalid, set(data))
+            if not broken:
+                raise
+            # The errors as they were (type, message, place), with the broken rules added.
+            lines = [
+                InitErrorDetails(
+                    type=PydanticCustomError(e["type"], "{msg}", {"msg": e["msg"]}),
+                    loc=e["loc"],
+                    input=e["input"],
+                )
+                for e in errors
+            ]
+            raise ValidationError.from_exception_data(
+                cls.__name__, [*lines, *(_rule_error(k, w, data) for k, w in broken)]
+            ) from None
+        broken = broken_rules(model, cls.RULES, set(), model.model_fields_set)
+        if broken:
+            raise ValidationError.from_exception_data(
+                cls.__name__, [_rule_error(k, w, data) for k, w in broken]
+            )
+        return model
+
+    @classmethod
+    def _valid_fields(cls, data: dict[str, Any], invalid: set[str]) -> SimpleNamespace:
+        """The fields that passed, validated on their own (defaults for those not given)."""
+        values = {}
+        for name, field in cls.model_fields.items():
+            if name in invalid:
+                continue
+            if name in data:
+                kind = field.annotation
+                adapter = TypeAdapter(Annotated[kind, *field.metadata] if field.metadata else kind)
+                values[name] = adapter.validate_python(data[name])
+            else:
+                values[name] = field.get_default(call_default_factory=True)
+        return SimpleNamespace(**values)
 
 
 class AwsSettings(StrictModel):
     """Where to deploy. Both unset: an environment-agnostic synth (the CLI's credentials decide)."""
 
-    account: Annotated[str, StringConstraints(pattern=r"^\d{12}$")] | None = Field(
-        None, description="AWS account ID (12 digits). Default: the CLI's account at deploy time."
+    account: AccountId | None = Field(
+        None,
+        description="AWS account ID (12 digits). Default: the CLI's account at deploy time. "
+        "Set with `region` for a new cluster, the synth looks the region's AZs up with your "
+        "credentials unless `cluster.availability_zones` names them.",
     )
-    region: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")] | None = Field(
-        None, description="AWS region, e.g. eu-west-1. Default: the CLI's region at deploy time."
+    region: Annotated[str, StringConstraints(pattern=rf"^{_REGION}$")] | None = Field(
+        None,
+        description="AWS region, e.g. eu-west-1. Default: the CLI's region at deploy time. "
+        "See `account` for the AZ lookup the two together cause.",
     )
+
+
+_IMPORT_KEYS = (
+    "name",
+    "oidc_provider_arn",
+    "security_group_id",
+    "vpc_id",
+    "private_subnet_ids",
+    "kubectl_role_arn",
+)
+_NEW_CLUSTER_KEYS = ("admin_role_arns", "endpoint_access", "public_access_cidrs", "network_policy")
+
+
+def _subnets_problem(subnets: list[str]) -> str | None:
+    if subnets and len(subnets) < 2:
+        return "at least two subnets are needed (RDS spans two AZs)"
+    if len(set(subnets)) != len(subnets):
+        return "a subnet is listed twice"
+    return None
+
+
+def _zones_problem(mode: str, zones: list[str], subnets: list[str]) -> str | None:
+    if not zones:
+        return None
+    if mode == "existing" and subnets and len(zones) != len(subnets):
+        return (
+            "must name the AZ of each private subnet, in the same order "
+            f"({len(zones)} AZs for {len(subnets)} subnets)"
+        )
+    if mode == "new" and len(set(zones)) != len(zones):
+        return "an AZ is listed twice"
+    if mode == "new" and not 2 <= len(zones) <= 3:
+        return "a new VPC spans two or three AZs"
+    if len(set(zones)) < 2:
+        return "the subnets must span at least two AZs"
+    regions = sorted({zone[:-1] for zone in zones})
+    if len(regions) > 1:
+        return f"are in different regions ({', '.join(regions)}); a VPC is in one region"
+    return None
 
 
 class ClusterSettings(StrictModel):
@@ -161,7 +258,7 @@ class ClusterSettings(StrictModel):
     mode: Literal["new", "existing"] = Field(
         "new", description="`new` creates an EKS Auto Mode cluster and its VPC; `existing` imports."
     )
-    kubernetes_version: Literal[SUPPORTED_KUBERNETES_VERSIONS] = Field(  # type: ignore[valid-type]
+    kubernetes_version: KubernetesVersion = Field(
         DEFAULT_KUBERNETES_VERSION,
         description="Kubernetes minor version; picks the matching kubectl layer and schemas.",
     )
@@ -183,7 +280,11 @@ class ClusterSettings(StrictModel):
         "(at least two, in different AZs).",
     )
     availability_zones: list[AvailabilityZone] = Field(
-        default_factory=list, description="existing: the AZs of `private_subnet_ids`, same order."
+        default_factory=list,
+        description="existing: the AZs of `private_subnet_ids`, same order. new, optional: the "
+        "VPC's AZs (two or three); naming them keeps a synth with `aws.account` and `aws.region` "
+        "offline, where CDK would otherwise look the region's AZs up with your credentials "
+        "(and cache them in cdk.context.json).",
     )
     kubectl_role_arn: IamRoleArn | None = Field(
         None,
@@ -221,74 +322,90 @@ class ClusterSettings(StrictModel):
         "it. Existing clusters: see the README for the precondition.",
     )
 
-    @model_validator(mode="after")
-    def _mode_fields(self) -> ClusterSettings:
-        imported = {
-            "name": self.name,
-            "oidc_provider_arn": self.oidc_provider_arn,
-            "security_group_id": self.security_group_id,
-            "vpc_id": self.vpc_id,
-            "private_subnet_ids": self.private_subnet_ids,
-            "availability_zones": self.availability_zones,
-            "kubectl_role_arn": self.kubectl_role_arn,
-        }
-        if self.mode == "new":
-            if self.endpoint_access == "private" and "public_access_cidrs" in self.model_fields_set:
-                raise invalid(
-                    "public_access_cidrs",
-                    "applies only with endpoint_access: public_and_private",
-                )
-            if self.endpoint_access == "public_and_private" and not self.public_access_cidrs:
-                raise invalid(
-                    "public_access_cidrs",
-                    "is empty; list the ranges that may reach the public endpoint, or set "
-                    "endpoint_access: private",
-                )
-            if self.load_balancer_controller != "auto-mode":
-                raise invalid(
-                    "load_balancer_controller",
-                    "a new cluster runs EKS Auto Mode, whose own controller provisions load "
-                    "balancers; only `auto-mode` applies",
-                )
-            given = sorted(k for k, v in imported.items() if v)
-            if given:
-                raise invalid(
-                    given[0],
-                    f"{', '.join(given)} only apply with mode: existing; a new cluster creates "
-                    "its own VPC and identity",
-                )
-            return self
-        new_only = sorted(
-            k
-            for k in ("admin_role_arns", "endpoint_access", "public_access_cidrs", "network_policy")
-            if k in self.model_fields_set
-        )
-        if new_only:
-            raise invalid(
-                new_only[0],
-                f"{', '.join(new_only)} only apply with mode: new; an existing cluster keeps its "
-                "own access, endpoint and network policy settings",
+    RULES = (
+        Rule(
+            "public_access_cidrs",
+            ("mode", "endpoint_access"),
+            lambda c: (
+                "applies only with endpoint_access: public_and_private"
+                if c.mode == "new"
+                and c.endpoint_access == "private"
+                and c.given("public_access_cidrs")
+                else None
+            ),
+        ),
+        Rule(
+            "public_access_cidrs",
+            ("mode", "endpoint_access", "public_access_cidrs"),
+            lambda c: (
+                "is empty; list the ranges that may reach the public endpoint, or set "
+                "endpoint_access: private"
+                if c.mode == "new"
+                and c.endpoint_access == "public_and_private"
+                and not c.public_access_cidrs
+                else None
+            ),
+        ),
+        Rule(
+            "load_balancer_controller",
+            ("mode", "load_balancer_controller"),
+            lambda c: (
+                "a new cluster runs EKS Auto Mode, whose own controller provisions load "
+                "balancers; only `auto-mode` applies"
+                if c.mode == "new" and c.load_balancer_controller != "auto-mode"
+                else None
+            ),
+        ),
+        *(
+            Rule(
+                key,
+                ("mode", key),
+                lambda c, key=key: (
+                    "only applies with mode: existing; a new cluster creates its "
+                    "own VPC and identity"
+                    if c.mode == "new" and c.given(key)
+                    else None
+                ),
             )
-        missing = sorted(k for k, v in imported.items() if not v and k != "kubectl_role_arn")
-        if missing:
-            raise invalid(
-                missing[0], f"mode: existing needs {', '.join(missing)} to import the cluster"
+            for key in _IMPORT_KEYS
+        ),
+        *(
+            Rule(
+                key,
+                ("mode", key),
+                lambda c, key=key: (
+                    "only applies with mode: new; an existing cluster keeps its "
+                    "own access, endpoint and network policy settings"
+                    if c.mode == "existing" and c.given(key)
+                    else None
+                ),
             )
-        if len(self.private_subnet_ids) < 2:
-            raise invalid(
-                "private_subnet_ids", "at least two subnets are needed (RDS spans two AZs)"
+            for key in _NEW_CLUSTER_KEYS
+        ),
+        *(
+            Rule(
+                key,
+                ("mode", key),
+                lambda c, key=key: (
+                    "is needed with mode: existing, to import the cluster"
+                    if c.mode == "existing" and not getattr(c, key)
+                    else None
+                ),
             )
-        if len(set(self.private_subnet_ids)) != len(self.private_subnet_ids):
-            raise invalid("private_subnet_ids", "a subnet is listed twice")
-        if len(self.availability_zones) != len(self.private_subnet_ids):
-            raise invalid(
-                "availability_zones",
-                "must name the AZ of each private subnet, in the same order "
-                f"({len(self.availability_zones)} AZs for {len(self.private_subnet_ids)} subnets)",
-            )
-        if len(set(self.availability_zones)) < 2:
-            raise invalid("availability_zones", "the subnets must span at least two AZs")
-        return self
+            for key in (*_IMPORT_KEYS, "availability_zones")
+            if key != "kubectl_role_arn"
+        ),
+        Rule(
+            "private_subnet_ids",
+            ("mode", "private_subnet_ids"),
+            lambda c: _subnets_problem(c.private_subnet_ids) if c.mode == "existing" else None,
+        ),
+        Rule(
+            "availability_zones",
+            ("mode", "private_subnet_ids", "availability_zones"),
+            lambda c: _zones_problem(c.mode, c.availability_zones, c.private_subnet_ids),
+        ),
+    )
 
 
 class DatabaseSettings(StrictModel):
@@ -341,12 +458,19 @@ class ArtifactSettings(StrictModel):
         "which also needs `-c allow_data_destroy=true`.",
     )
 
-    @model_validator(mode="after")
-    def _expiry_needs_versions(self) -> ArtifactSettings:
-        expiry_set = "noncurrent_version_expiration_days" in self.model_fields_set
-        if not self.versioned and expiry_set and self.noncurrent_version_expiration_days:
-            raise invalid("noncurrent_version_expiration_days", "applies only with versioned: true")
-        return self
+    RULES = (
+        Rule(
+            "noncurrent_version_expiration_days",
+            ("versioned", "noncurrent_version_expiration_days"),
+            lambda a: (
+                "applies only with versioned: true"
+                if not a.versioned
+                and a.given("noncurrent_version_expiration_days")
+                and a.noncurrent_version_expiration_days
+                else None
+            ),
+        ),
+    )
 
 
 _WORKLOAD = WorkloadProps()
@@ -367,37 +491,30 @@ def _as_props(model: BaseModel, props_type: type) -> object:
 class ResourceSettings(StrictModel):
     """Requests (and the memory limit) of the server container."""
 
-    cpu: Annotated[str, StringConstraints(pattern=r"^\d+(\.\d+)?m?$")] = Field(
-        ResourceProps.cpu, description="CPU request (Kubernetes quantity)."
+    cpu: CpuQuantity = Field(
+        ResourceProps.cpu, description="CPU request (Kubernetes quantity: '500m', '1', '1.5')."
     )
-    memory_mib: int = Field(
+    memory_mib: MemoryMib = Field(
         ResourceProps.memory_mib,
-        ge=256,
-        le=65536,
-        description="Memory request and limit in MiB (limit = request).",
+        description="Memory request and limit in MiB (256-65536, limit = request); at least "
+        "what server.workers take under load.",
     )
 
 
 class ServerSettings(StrictModel):
     """The MLflow tracking server workload."""
 
-    namespace: Dns1123Label = Field(
-        _WORKLOAD.namespace, description="Kubernetes namespace (created)."
-    )
-    replicas: int = Field(
+    namespace: Namespace = Field(_WORKLOAD.namespace, description="Kubernetes namespace (created).")
+    replicas: Replicas = Field(
         _WORKLOAD.replicas,
-        ge=1,
-        le=50,
-        description="Server pods (>= 2 keeps it up through node drains).",
+        description="Server pods (1-50; >= 2 keeps it up through node drains).",
     )
-    max_replicas: int | None = Field(
+    max_replicas: MaxReplicas | None = Field(
         _WORKLOAD.max_replicas,
-        ge=1,
-        le=100,
         description="Upper bound for CPU autoscaling; null (default) pins the pod count at "
         "replicas.",
     )
-    workers: int = Field(_WORKLOAD.workers, ge=1, le=16, description="uvicorn workers per pod.")
+    workers: Workers = Field(_WORKLOAD.workers, description="uvicorn workers per pod (1-16).")
     resources: ResourceSettings = Field(default_factory=ResourceSettings)
     allowed_hosts: list[HostPattern] = Field(
         default_factory=list,
@@ -406,31 +523,25 @@ class ServerSettings(StrictModel):
         "names, localhost (port-forward) and the load balancers' own DNS names "
         "(`*.elb.<region>.amazonaws.com`). Browser pages of these hosts may write (CORS).",
     )
-    architecture: Literal["amd64", "arm64"] = Field(
+    architecture: Architecture = Field(
         _WORKLOAD.architecture,  # type: ignore[arg-type]
         description="CPU architecture of the image and of the nodes the pods run on. `arm64` "
         "(Graviton) costs less; a new cluster gets a node pool for it, an existing one must "
         "offer arm64 nodes.",
     )
-    max_proxied_artifact_gib: int = Field(
+    max_proxied_artifact_gib: ArtifactGib = Field(
         _WORKLOAD.max_proxied_artifact_gib,
-        ge=1,
-        le=1024,
         description="Largest artifact (GiB) clients send or fetch through the server; MLflow "
         "spools each proxied transfer to the pod's scratch space. Clients >= 3.15 move files of "
         "500 MiB and more straight to S3 in parts, so this bounds smaller files and older clients.",
     )
-    concurrent_artifact_transfers: int = Field(
+    concurrent_artifact_transfers: ConcurrentTransfers = Field(
         _WORKLOAD.concurrent_artifact_transfers,
-        ge=1,
-        le=64,
         description="Proxied transfers a pod holds at once; scratch space per pod = "
         "max_proxied_artifact_gib x this + 1 GiB (requested as ephemeral storage).",
     )
-    drain_seconds: int = Field(
+    drain_seconds: DrainSeconds = Field(
         _WORKLOAD.drain_seconds,
-        ge=5,
-        le=300,
         description="Load balancer deregistration delay; a terminating pod keeps serving this "
         "long (preStop) before it stops accepting, and then has 30 s to finish requests.",
     )
@@ -439,15 +550,8 @@ class ServerSettings(StrictModel):
         """These settings as the chart takes them (the same fields, validated)."""
         return _as_props(self, WorkloadProps)  # type: ignore[return-value]
 
-    @model_validator(mode="after")
-    def _autoscaling_bounds(self) -> ServerSettings:
-        if self.max_replicas is not None and self.max_replicas < self.replicas:
-            raise invalid(
-                "max_replicas", f"{self.max_replicas} is below replicas ({self.replicas})"
-            )
-        if self.namespace in {"default", "kube-system", "kube-public", "kube-node-lease"}:
-            raise invalid("namespace", f"{self.namespace!r} is reserved; pick a dedicated one")
-        return self
+    # The chart's own rules between these fields (max_replicas, memory for the workers).
+    RULES = WORKLOAD_RULES
 
 
 class ExternalExposure(StrictModel):
@@ -464,42 +568,44 @@ class ExternalExposure(StrictModel):
     )
     allow_internet: bool = Field(
         False,
-        description="Explicit opt-in needed to list 0.0.0.0/0 or ::/0 in allowed_cidrs.",
+        description="Explicit opt-in needed for allowed_cidrs that admit every IPv4 or IPv6 "
+        "address: 0.0.0.0/0, ::/0, or ranges that add up to them (0.0.0.0/1 + 128.0.0.0/1).",
     )
     allow_anonymous: bool = Field(
         False,
         description="Explicit opt-in needed to expose a server with auth.enabled: false.",
     )
 
-    @model_validator(mode="after")
-    def _safe_exposure(self) -> ExternalExposure:
-        if not self.enabled:
-            if self.allowed_cidrs or self.certificate_arn:
-                raise invalid(
-                    "enabled",
-                    "is false but allowed_cidrs/certificate_arn are set; "
-                    "set enabled: true or remove them",
-                )
-            return self
-        if not self.allowed_cidrs:
-            raise invalid(
-                "allowed_cidrs",
-                "is empty; list the networks that may reach the server "
-                "(a password is the only other barrier)",
+    RULES = (
+        Rule(
+            "enabled",
+            ("enabled", "allowed_cidrs", "certificate_arn"),
+            lambda e: (
+                "is false but allowed_cidrs/certificate_arn are set; set enabled: true or "
+                "remove them"
+                if not e.enabled and (e.allowed_cidrs or e.certificate_arn)
+                else None
+            ),
+        ),
+        Rule(
+            "certificate_arn",
+            ("enabled", "certificate_arn"),
+            lambda e: (
+                "is required with enabled: true; the external load balancer serves HTTPS only"
+                if e.enabled and e.certificate_arn is None
+                else None
+            ),
+        ),
+        # The load balancer's own rules (ExternalLoadBalancerProps), when there is one.
+        *(
+            Rule(
+                rule.key,
+                ("enabled", *rule.reads),
+                lambda e, rule=rule: rule.check(e) if e.enabled else None,
             )
-        if self.certificate_arn is None:
-            raise invalid(
-                "certificate_arn",
-                "is required with enabled: true; the external load balancer serves HTTPS only",
-            )
-        open_ranges = [c for c in self.allowed_cidrs if ipaddress.ip_network(c).prefixlen == 0]
-        if open_ranges and not self.allow_internet:
-            raise invalid(
-                "allowed_cidrs",
-                f"contains {', '.join(open_ranges)}, which opens MLflow's sign-in and API "
-                "to the whole internet; set allow_internet: true to confirm",
-            )
-        return self
+            for rule in EXTERNAL_RULES
+        ),
+    )
 
 
 class ExposureSettings(StrictModel):
@@ -539,10 +645,8 @@ class GcSettings(StrictModel):
             "older_than go for good, with their artifacts. Off: deleted stays restorable."
         ),
     )
-    schedule: Annotated[str, AfterValidator(_check_cron)] = Field(
-        _GC.schedule, description="Five-field cron expression (UTC)."
-    )
-    older_than: Annotated[str, AfterValidator(_check_duration)] = Field(
+    schedule: CronSchedule = Field(_GC.schedule, description="Five-field cron expression (UTC).")
+    older_than: GcDuration = Field(
         _GC.older_than,
         description="How long deleted things stay restorable (#d#h#m#s, e.g. 30d or 1d12h).",
     )
@@ -593,15 +697,113 @@ class MonitoringSettings(StrictModel):
         ),
     )
 
-    @model_validator(mode="after")
-    def _one_destination(self) -> MonitoringSettings:
-        if self.alarm_email and self.alarm_topic_arn:
-            raise invalid("alarm_topic_arn", "and alarm_email are both set: choose one")
-        if not self.enabled and (self.alarm_email or self.alarm_topic_arn):
-            raise invalid(
-                "enabled", "is false but an alarm destination is set: there are no alarms to send"
-            )
-        return self
+    RULES = (
+        Rule(
+            "alarm_topic_arn",
+            ("alarm_email", "alarm_topic_arn"),
+            lambda m: (
+                "and alarm_email are both set: choose one"
+                if m.alarm_email and m.alarm_topic_arn
+                else None
+            ),
+        ),
+        Rule(
+            "enabled",
+            ("enabled", "alarm_email", "alarm_topic_arn"),
+            lambda m: (
+                "is false but an alarm destination is set: there are no alarms to send"
+                if not m.enabled and (m.alarm_email or m.alarm_topic_arn)
+                else None
+            ),
+        ),
+    )
+
+
+def _connections_problem(monitoring: MonitoringSettings, database: DatabaseSettings) -> str | None:
+    if (
+        monitoring.enabled
+        and monitoring.max_database_connections is None
+        and default_max_connections(database.engine, database.instance_type) is None
+    ):
+        return (
+            f"is needed: database.instance_type {database.instance_type!r} is not a t, m or r "
+            "class, so the connections alarm cannot estimate max_connections"
+        )
+    return None
+
+
+def _oidc_place(arn: str) -> tuple[str | None, str | None]:
+    issuer = _OIDC_ISSUER.search(arn)
+    return (issuer.group(1) if issuer else None, arn_region_and_account(arn)[1])
+
+
+# The settings that imply a region and/or an account, in the order they are trusted when
+# aws.region/aws.account are not set: (key, its section, (region, account) from its value).
+_PLACED: tuple[tuple[str, str, Callable[[Any], tuple[str | None, str | None]]], ...] = (
+    ("aws.region", "aws", lambda s: (s.aws.region, None)),
+    ("aws.account", "aws", lambda s: (None, s.aws.account)),
+    (
+        "cluster.availability_zones",
+        "cluster",
+        lambda s: (
+            (s.cluster.availability_zones[0][:-1], None)
+            if s.cluster.availability_zones
+            else (None, None)
+        ),
+    ),
+    (
+        "cluster.oidc_provider_arn",
+        "cluster",
+        lambda s: (
+            _oidc_place(s.cluster.oidc_provider_arn)
+            if s.cluster.oidc_provider_arn
+            else (None, None)
+        ),
+    ),
+    # The kubectl handler's Lambda execution role: Lambda takes roles of its own account.
+    (
+        "cluster.kubectl_role_arn",
+        "cluster",
+        lambda s: (
+            (None, arn_region_and_account(s.cluster.kubectl_role_arn)[1])
+            if s.cluster.kubectl_role_arn
+            else (None, None)
+        ),
+    ),
+    # A load balancer serves ACM certificates of its own account and region only.
+    (
+        "exposure.external.certificate_arn",
+        "exposure",
+        lambda s: (
+            arn_region_and_account(s.exposure.external.certificate_arn)
+            if s.exposure.external.certificate_arn
+            else (None, None)
+        ),
+    ),
+)
+
+
+def _sections_up_to(key: str) -> tuple[str, ...]:
+    keys = [k for k, _, _ in _PLACED]
+    return tuple(dict.fromkeys(section for _, section, _ in _PLACED[: keys.index(key) + 1]))
+
+
+def _disagrees(settings: Any, key: str) -> str | None:
+    """Whether `key` names another region or account than aws.region/aws.account or, without
+    those, than the first setting before it that names one."""
+    placed = []
+    for other, _, place in _PLACED:
+        placed.append((other, place(settings)))
+        if other == key:
+            break
+    value_of = placed[-1][1]
+    problems = []
+    for index, kind in ((0, "region"), (1, "account")):
+        value = value_of[index]
+        reference = next(((k, p[index]) for k, p in placed if p[index]), None)
+        if value and reference and reference[0] != key and reference[1] != value:
+            problems.append(f"is in {kind} {value}, but {reference[0]} says {reference[1]}")
+    return "; ".join(problems) + " (they must agree)" if problems else None
 
 
 class Settings(StrictModel):
@@ -621,34 +823,36 @@ class Settings(StrictModel):
     deploy_check: DeployCheckSettings = Field(default_factory=DeployCheckSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
-    @model_validator(mode="after")
-    def _anonymous_exposure_confirmed(self) -> Settings:
-        external = self.exposure.external
-        if external.enabled and not self.auth.enabled and not external.allow_anonymous:
-            raise invalid(
-                "exposure.external.allow_anonymous",
-                "is false while auth.enabled is false and the external load balancer is on: "
-                "anyone in allowed_cidrs could read, change and delete everything. Turn auth "
-                "on, or set allow_anonymous: true to confirm",
-            )
-        if external.allow_anonymous and self.auth.enabled:
-            raise invalid(
-                "exposure.external.allow_anonymous",
-                "is true but auth.enabled is true: there is nothing anonymous to allow; remove it",
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _connections_alarm_sized(self) -> Settings:
-        monitoring, database = self.monitoring, self.database
-        if (
-            monitoring.enabled
-            and monitoring.max_database_connections is None
-            and default_max_connections(database.engine, database.instance_type) is None
-        ):
-            raise invalid(
-                "monitoring.max_database_connections",
-                f"is needed: database.instance_type {database.instance_type!r} is not a t, m or "
-                "r class, so the connections alarm cannot estimate max_connections",
-            )
-        return self
+    RULES = (
+        Rule(
+            "exposure.external.allow_anonymous",
+            ("exposure", "auth"),
+            lambda s: (
+                "is false while auth.enabled is false and the external load balancer is "
+                "on: anyone in allowed_cidrs could read, change and delete everything. Turn auth "
+                "on, or set allow_anonymous: true to confirm"
+                if s.exposure.external.enabled
+                and not s.auth.enabled
+                and not s.exposure.external.allow_anonymous
+                else None
+            ),
+        ),
+        Rule(
+            "exposure.external.allow_anonymous",
+            ("exposure", "auth"),
+            lambda s: (
+                "is true but auth.enabled is true: there is nothing anonymous to allow; remove it"
+                if s.exposure.external.allow_anonymous and s.auth.enabled
+                else None
+            ),
+        ),
+        Rule(
+            "monitoring.max_database_connections",
+            ("monitoring", "database"),
+            lambda s: _connections_problem(s.monitoring, s.database),
+        ),
+        *(
+            Rule(key, _sections_up_to(key), lambda s, key=key: _disagrees(s, key))
+            for key, _, _ in _PLACED[2:]
+        ),
+    )

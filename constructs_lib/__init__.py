@@ -1,5 +1,11 @@
 """Reusable L3 constructs for running MLflow on EKS: the public API for other CDK apps."""
 
+import os
+
+# jsii prints an 11-line Node 20 end-of-life banner when its runtime starts, at the first import
+# of a jsii package (aws_cdk, cdk8s); an app that imports this package first does not show it.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
 from mlflow_on_eks.constructs_lib.artifact_store import MlflowArtifactStore
 from mlflow_on_eks.constructs_lib.auth import MlflowAuth
 from mlflow_on_eks.constructs_lib.cluster import (

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import cdk8s
-from aws_cdk import ArnFormat, CfnJson, Duration, Stack
+from aws_cdk import ArnFormat, CfnJson, Duration, Stack, Token
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_eks_v2 as eks
@@ -32,6 +32,7 @@ from mlflow_on_eks.k8s_charts import (
     MlflowChartProps,
     WorkloadProps,
 )
+from mlflow_on_eks.k8s_charts.rules import arn_region_and_account
 
 CONFIG_DIGEST_ANNOTATION = "mlflow-on-eks/config-digest"
 SNAPSHOT_PREFIX = "mlflow-before-"
@@ -113,6 +114,8 @@ class MlflowTrackingServer(Construct):
             does not migrate without one. Default: true.
         """
         super().__init__(scope, id)
+        if external_load_balancer:
+            _same_place(Stack.of(self), external_load_balancer.certificate_arn)
         workload = workload or WorkloadProps()
         namespace = workload.namespace
         service_account_name = "mlflow"
@@ -334,3 +337,19 @@ def _irsa_principal(
         },
     )
     return iam.OpenIdConnectPrincipal(provider, {"StringEquals": conditions})
+
+
+def _same_place(stack: Stack, certificate_arn: str) -> None:
+    """A load balancer serves ACM certificates of its own account and region only; where the
+    stack's environment is known at synth, a certificate from elsewhere is refused here rather
+    than by the load balancer controller after the deploy."""
+    region, account = arn_region_and_account(certificate_arn)
+    for kind, ours, theirs in (
+        ("region", stack.region, region),
+        ("account", stack.account, account),
+    ):
+        if not Token.is_unresolved(ours) and ours != theirs:
+            raise ValueError(
+                f"external_load_balancer.certificate_arn is in {kind} {theirs}, the stack in "
+                f"{ours}: the load balancer can serve certificates of its own {kind} only"
+            )

@@ -1,5 +1,11 @@
 """cdk8s charts for the MLflow workloads; the only package that imports cdk8s_plus_27."""
 
+import os
+
+# jsii prints an 11-line Node 20 end-of-life banner when its runtime starts, at the first import
+# of a jsii package (aws_cdk, cdk8s); an app that imports this package first does not show it.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
 from mlflow_on_eks.k8s_charts.contract import AuthProps
 from mlflow_on_eks.k8s_charts.deploy_check_chart import (
     DEADLINE_SECONDS,

@@ -21,16 +21,20 @@ from mlflow_on_eks.k8s_charts.hardening import (
     small_resources,
 )
 from mlflow_on_eks.k8s_charts.policy import dns, egress, egress_only, tcp
+from mlflow_on_eks.k8s_charts.rules import CronSchedule, GcDuration, validate_props
 
 
 @dataclass(frozen=True)
 class GcProps:
     """When and what the CronJob removes."""
 
-    schedule: str = "17 3 * * *"
+    schedule: CronSchedule = "17 3 * * *"
     """Five-field cron expression, in the cluster's time zone (UTC on EKS)."""
-    older_than: str = "30d"
+    older_than: GcDuration = "30d"
     """Only what was deleted longer ago than this (`mlflow gc --older-than`, #d#h#m#s)."""
+
+    def __post_init__(self) -> None:
+        validate_props(self)
 
 
 def add_gc_job(

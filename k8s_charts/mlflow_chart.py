@@ -32,6 +32,14 @@ from mlflow_on_eks.k8s_charts.hardening import (
     small_resources,
 )
 from mlflow_on_eks.k8s_charts.policy import dns, egress, tcp
+from mlflow_on_eks.k8s_charts.rules import (
+    AcmCertificateArn,
+    Cidr,
+    Rule,
+    cidrs_needed_problem,
+    internet_problem,
+    validate_props,
+)
 from mlflow_on_eks.k8s_charts.workload import WorkloadProps
 
 AUTO_MODE_LOAD_BALANCER_CLASS = "eks.amazonaws.com/nlb"
@@ -58,10 +66,25 @@ SHUTDOWN_SECONDS = 30
 class ExternalLoadBalancerProps:
     """An internet-facing load balancer that terminates TLS and admits listed sources only."""
 
-    allowed_cidrs: tuple[str, ...]
+    allowed_cidrs: tuple[Cidr, ...]
     """Source ranges (loadBalancerSourceRanges). Required: no empty default."""
-    certificate_arn: str
-    """ACM certificate served on port 443."""
+    certificate_arn: AcmCertificateArn
+    """ACM certificate served on port 443 (in the stack's account and region)."""
+    allow_internet: bool = False
+    """Confirms ranges that admit every address (0.0.0.0/0, ::/0, or several that add up)."""
+
+    def __post_init__(self) -> None:
+        validate_props(self, EXTERNAL_RULES)
+
+
+EXTERNAL_RULES = (
+    Rule("allowed_cidrs", ("allowed_cidrs",), lambda e: cidrs_needed_problem(e.allowed_cidrs)),
+    Rule(
+        "allowed_cidrs",
+        ("allowed_cidrs", "allow_internet"),
+        lambda e: internet_problem(e.allowed_cidrs, e.allow_internet),
+    ),
+)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mlflow_on_eks.k8s_charts.rules import (
+    Architecture,
+    ArtifactGib,
+    ConcurrentTransfers,
+    CpuQuantity,
+    DrainSeconds,
+    HostPattern,
+    MaxReplicas,
+    MemoryMib,
+    Namespace,
+    Replicas,
+    Rule,
+    Workers,
+    max_replicas_problem,
+    memory_problem,
+    validate_props,
+)
+
 SCRATCH_OVERHEAD_GIB = 1
 """Scratch space beyond proxied transfers: caches, the UI's temp files, logs of a crash."""
 
@@ -18,36 +36,42 @@ SCRATCH_OVERHEAD_GIB = 1
 class ResourceProps:
     """Requests of the server container (memory: limit = request)."""
 
-    cpu: str = "500m"
+    cpu: CpuQuantity = "500m"
     """CPU request, a Kubernetes quantity ("500m", "1.5")."""
-    memory_mib: int = 1024
+    memory_mib: MemoryMib = 1024
     """Memory request and limit in MiB: an OOM kill is better than starving neighbours."""
+
+    def __post_init__(self) -> None:
+        validate_props(self)
 
 
 @dataclass(frozen=True)
 class WorkloadProps:
     """The MLflow server workload. Every field has the default the config file documents."""
 
-    namespace: str = "mlflow"
+    namespace: Namespace = "mlflow"
     """Created for the workloads (a DNS-1123 label)."""
-    replicas: int = 2
+    replicas: Replicas = 2
     """Pods; >= 2 keeps the server up through node drains."""
-    max_replicas: int | None = None
+    max_replicas: MaxReplicas | None = None
     """With a value, the autoscaler scales on CPU between replicas and this; else it pins."""
-    workers: int = 2
+    workers: Workers = 2
     """uvicorn workers per pod."""
     resources: ResourceProps = field(default_factory=ResourceProps)
-    allowed_hosts: tuple[str, ...] = ()
+    allowed_hosts: tuple[HostPattern, ...] = ()
     """Host names (or `*` patterns) MLflow answers besides the Service names, localhost and
     the load balancers' DNS names; browser pages served under them may write (CORS)."""
-    architecture: str = "amd64"
+    architecture: Architecture = "amd64"
     """The image's architecture, and so the nodes' (`amd64` or `arm64`)."""
-    max_proxied_artifact_gib: int = 2
+    max_proxied_artifact_gib: ArtifactGib = 2
     """Largest artifact proxied through a pod (MLflow spools it to scratch space)."""
-    concurrent_artifact_transfers: int = 2
+    concurrent_artifact_transfers: ConcurrentTransfers = 2
     """Proxied transfers a pod holds at once; with the above, sizes the scratch space."""
-    drain_seconds: int = 30
+    drain_seconds: DrainSeconds = 30
     """Load balancer deregistration delay; a terminating pod serves this long (preStop)."""
+
+    def __post_init__(self) -> None:
+        validate_props(self, WORKLOAD_RULES)
 
     @property
     def scratch_gib(self) -> int:
@@ -56,3 +80,18 @@ class WorkloadProps:
             self.max_proxied_artifact_gib * self.concurrent_artifact_transfers
             + SCRATCH_OVERHEAD_GIB
         )
+
+
+WORKLOAD_RULES = (
+    Rule(
+        "max_replicas",
+        ("replicas", "max_replicas"),
+        lambda w: max_replicas_problem(w.replicas, w.max_replicas),
+    ),
+    Rule(
+        "resources.memory_mib",
+        ("workers", "resources"),
+        lambda w: memory_problem(w.resources.memory_mib, w.workers),
+    ),
+)
+"""Rules between the workload's fields (the config's `server` section checks the same)."""

@@ -37,7 +37,13 @@ def build_deployment(scope: Construct, settings: Settings, *, allow_destroy: boo
     network: NetworkStack | None = None
     cluster_stack: ClusterStack | None = None
     if cluster_settings.mode == "new":
-        network = NetworkStack(scope, "Network", stack_name=f"{prefix}-network", env=env)
+        network = NetworkStack(
+            scope,
+            "Network",
+            stack_name=f"{prefix}-network",
+            env=env,
+            availability_zones=cluster_settings.availability_zones,
+        )
         vpc_source = network.vpc
     else:
         vpc_source = ExistingVpc(

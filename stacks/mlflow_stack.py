@@ -97,6 +97,7 @@ class MlflowStack(Stack):
             external_load_balancer=ExternalLoadBalancerProps(
                 allowed_cidrs=tuple(external.allowed_cidrs),
                 certificate_arn=external.certificate_arn,
+                allow_internet=external.allow_internet,
             )
             if external.enabled and external.certificate_arn
             else None,

@@ -58,8 +58,16 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 
 def test_cdk_cli_reports_bad_config(tmp_path: Path) -> None:
-    """Through the pinned CDK CLI itself: non-zero exit, the key path on the terminal."""
-    path = write(tmp_path, "server:\n  replicas: 0\n")
+    """Through the pinned CDK CLI itself: non-zero exit, and every problem of the file on the
+    terminal in one run, each at its key."""
+    path = write(
+        tmp_path,
+        "auth: {enabled: true}\n"
+        "server:\n  replicas: 0\n  namespace: Team_ML\n"
+        "exposure:\n  external: {enabled: true, allowed_cidrs: [0.0.0.0/1, 128.0.0.0/1]}\n"
+        "servr: {}\n"
+        "auth: {default_permission: EDIT}\n",
+    )
     result = subprocess.run(
         [
             "npx",
@@ -78,7 +86,15 @@ def test_cdk_cli_reports_bad_config(tmp_path: Path) -> None:
         timeout=300,
     )
     assert result.returncode != 0
-    assert "server.replicas: Input should be greater than or equal to 1" in result.stderr
+    for line in (
+        "line 8: 'auth' appears again (first at line 1)",
+        "server.replicas: Input should be greater than or equal to 1",
+        "server.namespace: expected a DNS-1123 label",
+        "exposure.external.certificate_arn: is required with enabled: true",
+        "exposure.external.allowed_cidrs: 0.0.0.0/1, 128.0.0.0/1 together cover 0.0.0.0/0",
+        "servr: unknown key; did you mean 'server'?",
+    ):
+        assert line in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("target", ["deploy", "diff", "destroy"])
@@ -88,7 +104,7 @@ def test_account_changing_targets_need_a_named_config(target: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "CONFIG"}
     # -o: take the venv and node_modules stamps as given; only the recipe runs.
     result = subprocess.run(
-        ["make", "-o", ".venv/bin/.stamp", "-o", "node_modules/.stamp", target],
+        ["make", "-o", ".venv/bin/.stamp-runtime", "-o", "node_modules/.stamp", target],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -101,7 +117,7 @@ def test_account_changing_targets_need_a_named_config(target: str) -> None:
 
 def test_destroy_takes_the_stateless_stacks_of_the_named_config() -> None:
     result = subprocess.run(
-        ["make", "-n", "-o", ".venv/bin/.stamp", "-o", "node_modules/.stamp", "destroy"],
+        ["make", "-n", "-o", ".venv/bin/.stamp-runtime", "-o", "node_modules/.stamp", "destroy"],
         cwd=ROOT,
         env={**os.environ, "CONFIG": "my.yaml"},
         capture_output=True,
@@ -145,12 +161,55 @@ def test_cdk_out_shows_this_run_only(tmp_path: Path) -> None:
     assert [p.name for p in (out / "manifests").glob("*.yaml")] == ["mlflow-prod-server.yaml"]
 
 
-def test_the_app_itself_silences_the_node_banner(tmp_path: Path) -> None:
-    """`npx cdk synth` run directly (not through make) must not print jsii's Node banner."""
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["app.py"],
+        ["-m", "config.reference"],
+        ["-c", "import mlflow_on_eks.constructs_lib"],
+        ["-c", "import mlflow_on_eks.k8s_charts"],
+    ],
+    ids=["app", "docs", "library", "charts"],
+)
+def test_every_entry_point_silences_the_node_banner(tmp_path: Path, command: list[str]) -> None:
+    """`npx cdk synth` run directly (not through make), `python -m config.reference`, and an
+    app that imports the library must not print jsii's Node banner."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JSII_SILENCE")}
     env |= {"CDK_CONTEXT_JSON": "{}", "CDK_OUTDIR": str(tmp_path / "out")}
     result = subprocess.run(
-        [sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr
     assert "end-of-life" not in result.stderr.lower() and "!!" not in result.stderr
+
+def _cdk_synth(tmp_path: Path, config: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """The pinned CDK CLI, with no AWS credentials or profile in reach."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env |= {"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/nonexistent"}
+    env |= {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
+    command = ["npx", "--no-install", "cdk", "synth", "--quiet", *options]
+    command += ["-c", f"config={config}", "-o", str(tmp_path / "out")]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_a_new_vpc_with_named_zones_synthesizes_offline(tmp_path: Path) -> None:
+    """With aws.account and aws.region set, CDK looks the region's AZs up (credentials
+    needed) unless the config names them; --no-lookups makes any lookup an error."""
+    place = 'aws: {account: "111122223333", region: eu-west-1}\n'
+    named = write(tmp_path, place + "cluster: {availability_zones: [eu-west-1b, eu-west-1c]}\n")
+    result = _cdk_synth(tmp_path, named, "--no-lookups")
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" not in result.stderr and "Warning" not in result.stderr, result.stderr
+    network = json.loads((tmp_path / "out" / "Network.template.json").read_text())
+    zones = {
+        r["Properties"]["AvailabilityZone"]
+        for r in network["Resources"].values()
+        if r["Type"] == "AWS::EC2::Subnet"
+    }
+    assert zones == {"eu-west-1b", "eu-west-1c"}
+    assert not (ROOT / "cdk.context.json").exists()
+    # What the README says happens without them: a lookup, refused here.
+    unnamed = write(tmp_path, place)
+    result = _cdk_synth(tmp_path, unnamed, "--no-lookups")
+    assert result.returncode != 0
+    assert "availability-zones:account=111122223333:region=eu-west-1" in result.stderr

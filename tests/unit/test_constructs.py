@@ -28,6 +28,7 @@ from mlflow_on_eks.constructs_lib import (
     WorkloadProps,
 )
 from mlflow_on_eks.constructs_lib.tracking_server import IMAGE_DIRECTORY
+from mlflow_on_eks.k8s_charts import ExternalLoadBalancerProps
 
 from tests.conftest import resources_of
 
@@ -241,3 +242,20 @@ def test_deploy_check_can_be_left_out_of_a_library_stack() -> None:
     assert [o["kind"] for o in server.review_manifests() if o["kind"] == "Job"] == []
     # The load balancer's address is still read back for the outputs.
     assert set(server.load_balancer_hosts) == {"internal"}
+
+
+def test_a_certificate_of_another_region_or_account_is_refused_at_synth() -> None:
+    """The stack's environment is known here, so the contradiction fails the synth, not the
+    load balancer controller after the deploy."""
+    cert = "arn:aws:acm:{}:{}:certificate/01234567-89ab-cdef-0123-456789abcdef"
+    for arn, expected in (
+        (cert.format("us-east-1", ENV.account), "in region us-east-1, the stack in eu-west-1"),
+        (cert.format(ENV.region, "999988887777"), "in account 999988887777, the stack in 1111"),
+    ):
+        external = ExternalLoadBalancerProps(allowed_cidrs=("10.0.0.0/8",), certificate_arn=arn)
+        with pytest.raises(ValueError, match=expected):
+            _tracking_server(WorkloadProps(), external_load_balancer=external)
+    external = ExternalLoadBalancerProps(
+        allowed_cidrs=("10.0.0.0/8",), certificate_arn=cert.format(ENV.region, ENV.account)
+    )
+    assert _tracking_server(WorkloadProps(), external_load_balancer=external).chart

@@ -107,6 +107,8 @@ def test_open_internet_needs_the_explicit_opt_in() -> None:
     assert settings.exposure.external.allowed_cidrs == ["0.0.0.0/0"]
 
 
+ZONES_EU = ["eu-west-1a", "eu-west-1b"]
+
 # (config, key path the message must name, words the message must contain)
 BAD = [
     ({"servr": {}}, "servr", "did you mean 'server'"),
@@ -120,7 +122,7 @@ BAD = [
     ({"server": {"replicas": "two"}}, "server.replicas", "valid integer"),
     ({"server": {"replicas": 0}}, "server.replicas", "greater than or equal to 1"),
     ({"server": {"replicas": 3, "max_replicas": 2}}, "server.max_replicas", "below replicas"),
-    ({"server": {"namespace": "MLflow"}}, "server.namespace", "should match pattern"),
+    ({"server": {"namespace": "MLflow"}}, "server.namespace", "DNS-1123 label"),
     ({"server": {"namespace": "kube-system"}}, "server.namespace", "reserved"),
     ({"server": {"allowed_hosts": ["bad host"]}}, "server.allowed_hosts[0]", "DNS name"),
     ({"server": {"allowed_hosts": ["*"]}}, "server.allowed_hosts[0]", "DNS rebinding"),
@@ -172,9 +174,9 @@ BAD = [
     ),
     ({"cluster": {"mode": "imported"}}, "cluster.mode", "'new' or 'existing'"),
     ({"cluster": {"kubernetes_version": "1.29"}}, "cluster.kubernetes_version", "1.36"),
-    ({"cluster": {"kubernetes_version": 1.35}}, "cluster.kubernetes_version", "1.35"),
-    ({"cluster": {"mode": "existing"}}, "cluster.availability_zones", "needs"),
-    ({"cluster": {"name": "prod"}}, "cluster.name", "only apply with mode: existing"),
+    ({"cluster": {"kubernetes_version": 1.3}}, "cluster.kubernetes_version", "in quotes"),
+    ({"cluster": {"mode": "existing"}}, "cluster.availability_zones", "is needed"),
+    ({"cluster": {"name": "prod"}}, "cluster.name", "only applies with mode: existing"),
     (
         {"cluster": {"load_balancer_controller": "aws-load-balancer-controller"}},
         "cluster.load_balancer_controller",
@@ -227,9 +229,9 @@ BAD = [
     (
         existing(admin_role_arns=["arn:aws:iam::111122223333:role/admin"]),
         "cluster.admin_role_arns",
-        "only apply with mode: new",
+        "only applies with mode: new",
     ),
-    (existing(network_policy=False), "cluster.network_policy", "only apply with mode: new"),
+    (existing(network_policy=False), "cluster.network_policy", "only applies with mode: new"),
     (external(allowed_cidrs=["0.0.0.0/0"]), "exposure.external.allowed_cidrs", "allow_internet"),
     (external(allowed_cidrs=["::/0"]), "exposure.external.allowed_cidrs", "allow_internet"),
     (external(allowed_cidrs=[]), "exposure.external.allowed_cidrs", "is empty"),
@@ -294,6 +296,71 @@ BAD = [
     ({"aws": {"account": "12345"}}, "aws.account", "pattern"),
     ({"aws": {"region": "Europe"}}, "aws.region", "pattern"),
     ({"name": "My_MLflow"}, "name", "pattern"),
+    # Ranges that add up to the whole internet need the same opt-in as 0.0.0.0/0.
+    (
+        external(allowed_cidrs=["0.0.0.0/1", "128.0.0.0/1"]),
+        "exposure.external.allowed_cidrs",
+        "together cover 0.0.0.0/0",
+    ),
+    (
+        external(allowed_cidrs=["10.0.0.0/8", "::/1", "8000::/1"]),
+        "exposure.external.allowed_cidrs",
+        "together cover ::/0",
+    ),
+    # Places that contradict aws.region/aws.account, or each other.
+    (
+        {"aws": {"region": "us-east-1"}, "cluster": {"availability_zones": ZONES_EU}},
+        "cluster.availability_zones",
+        "is in region eu-west-1, but aws.region says us-east-1",
+    ),
+    (
+        {"cluster": {"availability_zones": ["us-east-1a", "us-west-2b"]}},
+        "cluster.availability_zones",
+        "different regions (us-east-1, us-west-2)",
+    ),
+    ({"cluster": {"availability_zones": ["eu-west-1a"]}}, "cluster.availability_zones", "two"),
+    (
+        {"aws": {"region": "us-east-1"}, **external()},
+        "exposure.external.certificate_arn",
+        "is in region eu-west-1, but aws.region says us-east-1",
+    ),
+    (
+        {"aws": {"account": "999988887777"}, **external()},
+        "exposure.external.certificate_arn",
+        "is in account 111122223333, but aws.account says 999988887777",
+    ),
+    (
+        {"aws": {"account": "999988887777"}, **existing()},
+        "cluster.oidc_provider_arn",
+        "is in account 111122223333, but aws.account says 999988887777",
+    ),
+    (
+        existing(availability_zones=["us-east-1a", "us-east-1b"]),
+        "cluster.oidc_provider_arn",
+        "is in region eu-west-1, but cluster.availability_zones says us-east-1",
+    ),
+    (
+        existing(kubectl_role_arn="arn:aws:iam::999988887777:role/kubectl"),
+        "cluster.kubectl_role_arn",
+        "is in account 999988887777, but cluster.oidc_provider_arn says 111122223333",
+    ),
+    (
+        {**existing(), **external(certificate_arn=CERT.replace("eu-west-1", "us-east-1"))},
+        "exposure.external.certificate_arn",
+        "is in region us-east-1, but cluster.availability_zones says eu-west-1",
+    ),
+    # Quantities that ask for nothing, or too little for what runs.
+    ({"server": {"resources": {"cpu": "0"}}}, "server.resources.cpu", "requests no CPU"),
+    ({"server": {"resources": {"cpu": "0m"}}}, "server.resources.cpu", "requests no CPU"),
+    ({"server": {"resources": {"cpu": "half"}}}, "server.resources.cpu", "CPU quantity"),
+    (
+        {"server": {"workers": 8, "resources": {"memory_mib": 1024}}},
+        "server.resources.memory_mib",
+        "too little for 8 workers",
+    ),
+    # What YAML reads as a number where text is meant.
+    ({"aws": {"account": 12345678901}}, "aws.account", "in quotes"),
+    ({"auth": {"admin_username": 42}}, "auth.admin_username", "write it in quotes"),
 ]
 
 
@@ -305,6 +372,100 @@ def test_bad_values_name_the_key_and_the_reason(raw: object, path: str, why: str
         parse_settings(raw)
     lines = str(caught.value).splitlines()
     assert any(line.strip().startswith(f"{path}:") and why in line for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"server": {"resources": {"cpu": 1}}}, ("server", "resources", "cpu", "1")),
+        ({"server": {"resources": {"cpu": 0.5}}}, ("server", "resources", "cpu", "0.5")),
+        ({"cluster": {"kubernetes_version": 1.35}}, ("cluster", "kubernetes_version", "1.35")),
+        ({"aws": {"account": 111122223333}}, ("aws", "account", "111122223333")),
+    ],
+)
+def test_numbers_yaml_users_write_mean_the_same_as_text(raw: object, expected: tuple) -> None:
+    value: object = parse_settings(raw)
+    for name in expected[:-1]:
+        value = getattr(value, name)
+    assert value == expected[-1]
+
+
+def test_a_new_vpc_may_name_its_zones() -> None:
+    settings = parse_settings(
+        {"aws": {"region": "eu-west-1"}, "cluster": {"availability_zones": ZONES_EU}}
+    )
+    assert settings.cluster.availability_zones == ZONES_EU
+
+
+def test_every_problem_in_one_run(tmp_path: Path) -> None:
+    """Nine mistakes of every kind (a repeated YAML key, an unknown key, a wrong type, a
+    reserved name, rules between fields within a section and across sections) come out in
+    one message, each at its key."""
+    path = tmp_path / "nine.yaml"
+    path.write_text(
+        "gc: {enabled: true}\n"
+        "server:\n"
+        "  replicas: 3\n"
+        "  max_replicas: 2\n"
+        "  namespace: kube-system\n"
+        "  workers: many\n"
+        "exposure:\n"
+        "  external:\n"
+        "    enabled: true\n"
+        "    allowed_cidrs: [0.0.0.0/0]\n"
+        "databse: {}\n"
+        "cluster:\n"
+        "  availability_zones: [eu-west-1a, eu-west-1b]\n"
+        "aws:\n"
+        "  region: us-east-1\n"
+        "monitoring: {enabled: false, alarm_email: team@example.com}\n"
+        "gc: {older_than: 60d}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    lines = str(caught.value).splitlines()[1:]
+    expected = [
+        "line 17: 'gc' appears again (first at line 1)",
+        "server.max_replicas: 2 is below replicas (3)",
+        "server.namespace: 'kube-system' is reserved",
+        "server.workers: Input should be a valid integer",
+        "exposure.external.certificate_arn: is required with enabled: true",
+        "exposure.external.allowed_cidrs: 0.0.0.0/0 opens MLflow's sign-in",
+        "databse: unknown key; did you mean 'database'?",
+        "monitoring.enabled: is false but an alarm destination is set",
+        "cluster.availability_zones: is in region eu-west-1, but aws.region says us-east-1",
+    ]
+    for text in expected:
+        assert any(text in line for line in lines), (text, lines)
+    assert len(lines) == len(expected), lines
+
+
+def test_rules_across_sections_run_when_the_sections_are_valid() -> None:
+    raw = {
+        "cluster": {"availability_zones": ZONES_EU},
+        "aws": {"region": "us-east-1"},
+        "exposure": {"external": {"enabled": True, "allowed_cidrs": ["0.0.0.0/0"]}},
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw)
+    assert "cluster.availability_zones: is in region eu-west-1" in str(caught.value)
+    assert "exposure.external.certificate_arn: is required" in str(caught.value)
+
+
+def test_cross_field_rules_run_beside_field_errors() -> None:
+    """A missing certificate and an open range are both reported though another field of the
+    same section is invalid, and a rule that reads an invalid field is skipped, not crashed."""
+    raw = external(allowed_cidrs=["0.0.0.0/0"], certificate_arn=None, allow_anonymous="maybe")
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw)
+    message = str(caught.value)
+    assert "exposure.external.allow_anonymous: Input should be a valid boolean" in message
+    assert "exposure.external.certificate_arn: is required with enabled: true" in message
+    assert "exposure.external.allowed_cidrs: 0.0.0.0/0 opens MLflow's sign-in" in message
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(external(allowed_cidrs=["0.0.0.0/0", "nonsense"]))
+    assert "allowed_cidrs[1]: not a CIDR block" in str(caught.value)
+    assert "opens MLflow" not in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,279 @@
+"""The rules a setting's value must meet, defined once for the config file and the library.
+
+The config model (config/settings.py) and the construct props (`WorkloadProps`,
+`ExternalLoadBalancerProps`, ...) declare their fields with the types below and check their
+cross-field rules with the functions below, so a value the config file refuses is refused the
+same way when another CDK app passes it to a construct, at synth time, not at deploy time.
+
+Single values are pydantic types (`Annotated`): a rule is a pattern, bounds or a check function.
+A rule between fields is a `Rule`: the key it reports at, the fields it reads (it runs only
+when those are valid, so one run reports every problem) and a check that returns the problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import ipaddress
+import re
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
+
+_PARTITION = r"arn:aws(?:-[a-z]+)*"
+_REGION = r"[a-z]{2}(?:-[a-z]+)+-\d"
+
+RESERVED_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+
+
+def _check_namespace(value: str) -> str:
+    # DNS-1123 label: what Kubernetes accepts as a namespace name.
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
+        raise ValueError(
+            "expected a DNS-1123 label: lower-case letters, digits and '-', at most 63 "
+            f"characters, starting and ending with a letter or digit (got {value!r})"
+        )
+    if value in RESERVED_NAMESPACES:
+        raise ValueError(f"{value!r} is reserved; pick a dedicated one")
+    return value
+
+
+def _check_host_pattern(value: str) -> str:
+    """A Host header value or pattern as MLflow matches it (mlflow/server/security_utils.py).
+
+    MLflow compares the whole header, port included: with fnmatch when the entry contains
+    `*`, else for equality. `?` and `[...]` are refused: without a `*` MLflow would compare
+    them literally, so they would silently match nothing.
+    """
+    if value == "*":
+        raise ValueError("'*' alone turns off MLflow's Host check (DNS rebinding protection)")
+    if "://" in value or "/" in value:
+        raise ValueError("a host name, not a URL: drop the scheme and path")
+    host, _, port = value.partition(":")
+    if port and not re.fullmatch(r"\*|\d{1,5}", port):
+        raise ValueError("the part after ':' must be a port number or '*'")
+    if not re.fullmatch(r"[A-Za-z0-9*]([A-Za-z0-9*.-]{0,251}[A-Za-z0-9*])?", host):
+        raise ValueError("expected a DNS name such as mlflow.example.com, or *.example.com")
+    return value
+
+
+def _check_cidr(value: str) -> str:
+    try:
+        network = ipaddress.ip_network(value, strict=True)
+    except ValueError as error:
+        raise ValueError(f"not a CIDR block ({error})") from None
+    return str(network)
+
+
+def _number_as_text(value: object) -> object:
+    """YAML reads `cpu: 1` or `cpu: 0.5` as numbers; a quantity written so means the same."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return format(value, "g")
+    return value
+
+
+_CPU_QUANTITY = re.compile(r"(\d+(?:\.\d+)?)(m?)")
+
+
+def cpu_millicores(value: str) -> float:
+    """A Kubernetes CPU quantity ("500m", "1.5", "2") in millicores."""
+    number, milli = _CPU_QUANTITY.fullmatch(value).groups()  # type: ignore[union-attr]
+    return float(number) * (1 if milli else 1000)
+
+
+def _check_cpu(value: str) -> str:
+    if not _CPU_QUANTITY.fullmatch(value):
+        raise ValueError(f"expected a CPU quantity such as '500m', '1' or '1.5' (got {value!r})")
+    if cpu_millicores(value) < 1:
+        raise ValueError(
+            f"{value!r} requests no CPU; the pod would get the node's leftovers only "
+            "(Kubernetes' smallest request is '1m')"
+        )
+    return value
+
+
+# `mlflow gc --older-than`: #d#h#m#s, each part optional, decimals allowed.
+_GC_DURATION = re.compile(r"(\d+(\.\d+)?d)?(\d+(\.\d+)?h)?(\d+(\.\d+)?m)?(\d+(\.\d+)?s)?")
+_CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*$")
+
+
+def _check_duration(value: str) -> str:
+    if not value or not _GC_DURATION.fullmatch(value):
+        raise ValueError("expected a duration such as 30d, 12h or 1d12h (#d#h#m#s)")
+    return value
+
+
+def _check_cron(value: str) -> str:
+    fields = value.split()
+    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+        raise ValueError(
+            "expected five cron fields (minute hour day month weekday), e.g. '17 3 * * *'"
+        )
+    return value
+
+
+Namespace = Annotated[str, AfterValidator(_check_namespace)]
+HostPattern = Annotated[str, AfterValidator(_check_host_pattern)]
+Cidr = Annotated[str, AfterValidator(_check_cidr)]
+CpuQuantity = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_check_cpu)]
+MemoryMib = Annotated[int, Field(ge=256, le=65536)]
+Replicas = Annotated[int, Field(ge=1, le=50)]
+MaxReplicas = Annotated[int, Field(ge=1, le=100)]
+Workers = Annotated[int, Field(ge=1, le=16)]
+Architecture = Literal["amd64", "arm64"]
+ArtifactGib = Annotated[int, Field(ge=1, le=1024)]
+ConcurrentTransfers = Annotated[int, Field(ge=1, le=64)]
+DrainSeconds = Annotated[int, Field(ge=5, le=300)]
+CronSchedule = Annotated[str, AfterValidator(_check_cron)]
+GcDuration = Annotated[str, AfterValidator(_check_duration)]
+AcmCertificateArn = Annotated[
+    str,
+    Field(pattern=rf"^{_PARTITION}:acm:{_REGION}:\d{{12}}:certificate/[0-9a-f-]{{36}}$"),
+]
+
+
+def arn_region_and_account(arn: str) -> tuple[str, str]:
+    """The region and account fields of an ARN (empty for global services such as IAM)."""
+    parts = arn.split(":", 5)
+    return parts[3], parts[4]
+
+
+# The server's memory, measured with bench/server_memory.py on the image's packages (MLflow
+# 3.17.2, basic-auth on, PSS over the process tree after 200 requests from 8 clients): the CLI
+# process, uvicorn's supervisor and the resource tracker take about 222 MiB, each worker about
+# 225 MiB (185-192 at rest). A limit below that is an OOM kill waiting for the first requests.
+# Concurrent sign-ins come on top (werkzeug's scrypt takes 32 MiB per check in flight).
+SERVER_BASE_MIB = 222
+SERVER_MIB_PER_WORKER = 225
+
+
+def minimum_memory_mib(workers: int) -> int:
+    """The smallest memory limit that holds `workers` uvicorn workers under load."""
+    return SERVER_BASE_MIB + SERVER_MIB_PER_WORKER * workers
+
+
+def memory_problem(memory_mib: int, workers: int) -> str | None:
+    need = minimum_memory_mib(workers)
+    if memory_mib < need:
+        return (
+            f"{memory_mib} MiB is too little for {workers} workers: the server takes about "
+            f"{need} MiB after its first requests ({SERVER_BASE_MIB} + {SERVER_MIB_PER_WORKER} "
+            "per worker, measured), before concurrent sign-ins; raise it or lower workers"
+        )
+    return None
+
+
+def internet_problem(cidrs: Iterable[str], allow_internet: bool) -> str | None:
+    """Ranges that together admit every IPv4 or every IPv6 address need the explicit opt-in."""
+    if allow_internet:
+        return None
+    networks = [ipaddress.ip_network(c) for c in cidrs]
+    for version, everything in ((4, "0.0.0.0/0"), (6, "::/0")):
+        ranges = [n for n in networks if n.version == version]
+        if ranges and any(n.prefixlen == 0 for n in ipaddress.collapse_addresses(ranges)):  # type: ignore[type-var]
+            listed = ", ".join(str(n) for n in ranges)
+            together = "" if listed == everything else f" together cover {everything}, which"
+            return (
+                f"{listed}{together} opens MLflow's sign-in and API to the whole internet; "
+                "set allow_internet: true to confirm"
+            )
+    return None
+
+
+def cidrs_needed_problem(cidrs: Iterable[str]) -> str | None:
+    if not list(cidrs):
+        return (
+            "is empty; list the networks that may reach the server "
+            "(a password is the only other barrier)"
+        )
+    return None
+
+
+def max_replicas_problem(replicas: int, max_replicas: int | None) -> str | None:
+    if max_replicas is not None and max_replicas < replicas:
+        return f"{max_replicas} is below replicas ({replicas})"
+    return None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule between fields: reported at `key`, checked only when all of `reads` are valid."""
+
+    key: str
+    reads: tuple[str, ...]
+    check: Callable[[Any], str | None]
+
+
+class _Reads:
+    """The values a rule declared it reads, and nothing else (an undeclared read fails loudly:
+    the rule would otherwise run on an invalid value in the one-run-reports-all path)."""
+
+    def __init__(self, values: object, names: tuple[str, ...], given: set[str]) -> None:
+        self._values, self._names, self._given = values, names, given
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self._names:
+            raise AttributeError(f"the rule reads {name!r} but does not declare it")
+        return getattr(self._values, name)
+
+    def given(self, name: str) -> bool:
+        """Whether the user set the field (rather than leaving its default)."""
+        return name in self._given
+
+
+def broken_rules(
+    values: object, rules: Iterable[Rule], invalid: set[str], given: set[str]
+) -> list[tuple[str, str]]:
+    """(key, problem) for each rule that fails among those whose fields are all valid."""
+    broken = []
+    for rule in rules:
+        if invalid.intersection(rule.reads):
+            continue
+        problem = rule.check(_Reads(values, rule.reads, given))
+        if problem:
+            broken.append((rule.key, problem))
+    return broken
+
+
+class InvalidProps(ValueError):
+    """Construct props that break the rules; the message lists every problem."""
+
+
+@functools.cache
+def _field_adapters(cls: type) -> dict[str, TypeAdapter[Any]]:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return {f.name: TypeAdapter(hints[f.name]) for f in dataclasses.fields(cls)}
+
+
+def validate_props(props: object, rules: Iterable[Rule] = ()) -> None:
+    """Check a frozen props dataclass against its field types and `rules`, all at once.
+
+    Each field is validated with its declared type (the config file's rules); a valid value
+    is stored in its normal form (a list becomes the declared tuple, `cpu=1` becomes "1").
+    Raises InvalidProps naming every field that breaks a rule.
+    """
+    problems: list[tuple[str, str]] = []
+    invalid: set[str] = set()
+    for name, adapter in _field_adapters(type(props)).items():
+        try:
+            value = adapter.validate_python(getattr(props, name))
+        except ValidationError as error:
+            invalid.add(name)
+            for item in error.errors(include_url=False):
+                where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"])
+                message = item["msg"].removeprefix("Value error, ")
+                problems.append((f"{name}{where}", f"{message} (got {item['input']!r})"))
+        else:
+            object.__setattr__(props, name, value)
+    given = {f.name for f in dataclasses.fields(props)}  # type: ignore[arg-type]
+    problems += broken_rules(props, rules, invalid, given)
+    if problems:
+        lines = "\n".join(f"  {key}: {why}" for key, why in problems)
+        raise InvalidProps(f"{type(props).__name__}: invalid props\n{lines}")
