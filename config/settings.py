@@ -224,6 +224,22 @@ _IMPORT_KEYS = (
 _NEW_CLUSTER_KEYS = ("admin_role_arns", "endpoint_access", "public_access_cidrs", "network_policy")
 
 
+def _only_with(mode: str, keys: tuple[str, ...], why: str) -> tuple[Rule, ...]:
+    """Rules refusing each of `keys` when set in the other mode."""
+    return tuple(
+        Rule(
+            key,
+            ("mode", key),
+            lambda c, key=key: (
+                f"only applies with mode: {mode}; {why}"
+                if c.mode != mode and c.given(key)
+                else None
+            ),
+        )
+        for key in keys
+    )
+
+
 def _subnets_problem(subnets: list[str]) -> str | None:
     if subnets and len(subnets) < 2:
         return "at least two subnets are needed (RDS spans two AZs)"
@@ -356,31 +372,11 @@ class ClusterSettings(StrictModel):
                 else None
             ),
         ),
-        *(
-            Rule(
-                key,
-                ("mode", key),
-                lambda c, key=key: (
-                    "only applies with mode: existing; a new cluster creates its "
-                    "own VPC and identity"
-                    if c.mode == "new" and c.given(key)
-                    else None
-                ),
-            )
-            for key in _IMPORT_KEYS
-        ),
-        *(
-            Rule(
-                key,
-                ("mode", key),
-                lambda c, key=key: (
-                    "only applies with mode: new; an existing cluster keeps its "
-                    "own access, endpoint and network policy settings"
-                    if c.mode == "existing" and c.given(key)
-                    else None
-                ),
-            )
-            for key in _NEW_CLUSTER_KEYS
+        *_only_with("existing", _IMPORT_KEYS, "a new cluster creates its own VPC and identity"),
+        *_only_with(
+            "new",
+            _NEW_CLUSTER_KEYS,
+            "an existing cluster keeps its own access, endpoint and network policy settings",
         ),
         *(
             Rule(

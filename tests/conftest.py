@@ -31,7 +31,9 @@ CONFIGS: dict[str, Path | None] = {
     **{f"test-{path.stem}": path for path in sorted(TEST_CONFIGS.glob("*.yaml"))},
 }
 """Every configuration the product promises to synthesize: the defaults, each example, and the
-test-only maximal (every optional setting) and minimal ones, so that every gate sees them."""
+test-only ones (tests/configs: maximal, minimal, private) that together set every documented
+setting to a non-default value (tests/compliance/test_settings_coverage.py), so that every gate
+sees them."""
 
 
 def cdk_json_context() -> dict[str, Any]:

@@ -128,6 +128,20 @@ def test_destroy_takes_the_stateless_stacks_of_the_named_config() -> None:
 
 
 @pytest.mark.parametrize(
+    ("target", "installs_test_tools"), [("synth", False), ("unit", True), ("test", True)]
+)
+def test_synth_installs_only_what_synth_needs(target: str, installs_test_tools: bool) -> None:
+    """A fresh clone's `make synth` used to install the whole test tool chain first (1.1 GB,
+    minutes); -B shows every recipe a fresh clone would run, -n runs none."""
+    result = subprocess.run(
+        ["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pip install -q -r requirements.txt" in result.stdout
+    assert ("requirements-dev.txt" in result.stdout) is installs_test_tools
+
+
+@pytest.mark.parametrize(
     ("context", "expected"),
     [
         ({"conifg": "my.yaml"}, "-c conifg: unknown context key; did you mean 'config'?"),
