@@ -196,6 +196,7 @@ def test_every_entry_point_silences_the_node_banner(tmp_path: Path, command: lis
     assert result.returncode == 0, result.stderr
     assert "end-of-life" not in result.stderr.lower() and "!!" not in result.stderr
 
+
 def _cdk_synth(tmp_path: Path, config: Path, *options: str) -> subprocess.CompletedProcess[str]:
     """The pinned CDK CLI, with no AWS credentials or profile in reach."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
