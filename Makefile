@@ -19,7 +19,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: synth test unit snapshots docs mutants test-servers lint bench local deploy diff destroy clean
 
 # Two stamps in one .venv. RUNTIME is what the app needs to synthesize (requirements.txt and
-# this checkout, editable): `make synth`, `docs`, `bench`, `deploy` stop there. DEV adds the
+# this checkout, editable): `make synth`, `docs`, `deploy` stop there. DEV adds the
 # test and lint tools (requirements-dev.txt: 0.6 GB more, and as long again to install) for
 # the targets that run pytest or ruff; a later `make test` adds them to the same .venv.
 RUNTIME := $(BIN)/.stamp-runtime
@@ -80,8 +80,14 @@ docs: $(RUNTIME)
 mutants: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp test-servers
 	$(BIN)/python scripts/mutants.py
 
-bench: $(RUNTIME) node_modules/.stamp
+# Warm `cdk synth` against a one-bucket app; then the tracking server as deployed against plain
+# `mlflow server` and MLflow's store in-process, on the test servers (10 minutes on 2 cores, plus
+# bench/artifacts.py's 1 GiB transfers when that file is present; writes
+# bench/results/server.json and docs/benchmarks.md). bench/server.py needs the dev venv
+# (moto, the integration helpers) and the image's venv (MLflow).
+bench: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp test-servers
 	$(BIN)/python bench/synth.py
+	$(BIN)/python bench/server.py
 
 lint: $(DEV)
 	$(BIN)/ruff check .
