@@ -22,6 +22,7 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 from mlflow_on_eks.constructs_lib.acknowledgements import acknowledge
+from mlflow_on_eks.k8s_charts import AuthProps
 
 Permission = Literal["READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS"]
 """What every signed-in user may do where no grant says otherwise (mlflow.server.auth's
@@ -42,7 +43,8 @@ class MlflowAuth(Construct):
     """The basic-auth app's settings and its three generated secrets.
 
     Attributes: `admin_secret` (JSON `username`, `password`), `flask_secret_key`,
-    `kek_passphrase` (plain strings), `default_permission`, `database_name`, `admin_username`.
+    `kek_passphrase` (plain strings), `default_permission`, `database_name`, `admin_username`,
+    `sign_in_cache_seconds`.
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class MlflowAuth(Construct):
         admin_username: str = "admin",
         default_permission: Permission = "READ",
         database_name: str = "mlflow_auth",
+        sign_in_cache_seconds: int = AuthProps.sign_in_cache_seconds,
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
     ) -> None:
         """
@@ -62,6 +65,9 @@ class MlflowAuth(Construct):
             granted more. Default: READ.
         :param database_name: the auth database on the backend store's instance.
             Default: `mlflow_auth`.
+        :param sign_in_cache_seconds: how long each server process remembers a successful
+            password check (0: never); a changed password or deleted user takes up to this long
+            to reach the other processes. Default: 30 (see `AuthProps`).
         :param removal_policy: of the secrets; keep them as long as the database.
             Default: RETAIN.
         """
@@ -77,6 +83,7 @@ class MlflowAuth(Construct):
         self.admin_username = admin_username
         self.default_permission = default_permission
         self.database_name = database_name
+        self.sign_in_cache_seconds = sign_in_cache_seconds
         self.admin_secret = self._secret(
             "AdminCredentials",
             "MLflow admin login (basic auth): username and generated password",

@@ -197,6 +197,7 @@ class MlflowTrackingServer(Construct):
                 kek_passphrase_id=auth.kek_passphrase.secret_arn,
                 default_permission=auth.default_permission,
                 database_name=auth.database_name,
+                sign_in_cache_seconds=auth.sign_in_cache_seconds,
             )
             if auth
             else None,

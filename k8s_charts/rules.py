@@ -132,6 +132,7 @@ ArtifactGib = Annotated[int, Field(ge=1, le=1024)]
 ConcurrentTransfers = Annotated[int, Field(ge=1, le=64)]
 DrainSeconds = Annotated[int, Field(ge=5, le=300)]
 CronSchedule = Annotated[str, AfterValidator(_check_cron)]
+SignInCacheSeconds = Annotated[int, Field(ge=0, le=3600)]
 GcDuration = Annotated[str, AfterValidator(_check_duration)]
 AcmCertificateArn = Annotated[
     str,

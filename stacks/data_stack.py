@@ -94,6 +94,7 @@ class DataStack(Stack):
                 "Auth",
                 admin_username=auth.admin_username,
                 default_permission=auth.default_permission,
+                sign_in_cache_seconds=auth.sign_in_cache_seconds,
                 removal_policy=RemovalPolicy.DESTROY
                 if database_removal == RemovalPolicy.DESTROY
                 else RemovalPolicy.RETAIN,

@@ -388,6 +388,14 @@ def test_hostile_characters_in_the_passwords(deployment, servers):
     assert url.password == as_the_driver_gets_it
     assert (url.username, url.database) == (d.login.user, d.auth_db)
     assert config["mlflow"]["admin_username"] == d.auth.admin_username
+    # The chart's default sign-in cache, as MLflow itself reads it from the file.
+    as_mlflow_reads_it = launcher.image_python(
+        "-c",
+        "from mlflow.server.auth.config import read_auth_config; "
+        "print(read_auth_config().auth_cache_ttl_seconds)",
+        env={**d.env(d.main, "a"), "MLFLOW_AUTH_CONFIG_PATH": str(d.home / "a" / CONFIG_FILE)},
+    )
+    assert as_mlflow_reads_it.stdout.split()[-1] == "30"
 
     assert send(a.base_url, "GET", API_CHECK, login=d.auth.admin_login()).status == 200
     near_miss = (d.auth.admin_username, d.auth.admin_password[:-1])

@@ -70,6 +70,8 @@ def test_pods_get_the_secret_names_never_the_values(each_config: Synth) -> None:
         assert data[key].startswith("${Output:") and logical_id in data[key], data[key]
     assert data["MLFLOW_AUTH_DEFAULT_PERMISSION"] == each_config.settings.auth.default_permission
     assert data["MLFLOW_AUTH_DB_NAME"] == "mlflow_auth"
+    cache = each_config.settings.auth.sign_in_cache_seconds
+    assert data["MLFLOW_AUTH_CACHE_SECONDS"] == str(cache)
     assert not each_config.objects("Secret")
 
 

@@ -361,6 +361,8 @@ BAD = [
     # What YAML reads as a number where text is meant.
     ({"aws": {"account": 12345678901}}, "aws.account", "in quotes"),
     ({"auth": {"admin_username": 42}}, "auth.admin_username", "write it in quotes"),
+    ({"auth": {"sign_in_cache_seconds": -1}}, "auth.sign_in_cache_seconds", "greater than or"),
+    ({"auth": {"sign_in_cache_seconds": 7200}}, "auth.sign_in_cache_seconds", "less than or"),
 ]
 
 

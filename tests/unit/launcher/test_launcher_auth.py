@@ -145,8 +145,30 @@ def test_config_round_trips_through_configparser_as_mlflow_reads_it(tmp_path):
         "database_uri": uri,
         "admin_username": "ad%min",
         "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+        "auth_cache_ttl_seconds": "0",
     }
     assert make_url(read["database_uri"]).password == DB_PASSWORD
+
+
+def test_the_sign_in_cache_reaches_mlflow_as_its_ttl(tmp_path):
+    settings = auth.load({**SETTINGS, auth.CACHE_ENV: "30"})
+    assert settings is not None and settings.cache_seconds == 30
+    path = auth.write_config(
+        tmp_path,
+        database_uri="sqlite:///a.db",
+        default_permission="READ",
+        admin_username="a",
+        cache_seconds=settings.cache_seconds,
+    )
+    assert _read_as_mlflow_does(path)["auth_cache_ttl_seconds"] == "30"
+    # Without the variable (a ConfigMap from before the setting): no cache, as MLflow's default.
+    assert auth.load(SETTINGS).cache_seconds == 0
+
+
+@pytest.mark.parametrize("value", ["-1", "30s", "1.5", "3601"])
+def test_a_bad_sign_in_cache_is_refused(value):
+    with pytest.raises(LauncherError, match=f"MLFLOW_AUTH_CACHE_SECONDS={value!r} is not"):
+        auth.load({**SETTINGS, auth.CACHE_ENV: value})
 
 
 def test_config_is_private_and_rewritten_on_each_start(tmp_path):

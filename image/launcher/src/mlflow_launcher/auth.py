@@ -35,6 +35,9 @@ KEK_SECRET_ENV = "MLFLOW_AUTH_KEK_SECRET_ID"  # noqa: S105
 PERMISSION_ENV = "MLFLOW_AUTH_DEFAULT_PERMISSION"
 DB_NAME_ENV = "MLFLOW_AUTH_DB_NAME"
 SETTINGS_ENV = (ADMIN_SECRET_ENV, FLASK_SECRET_ENV, KEK_SECRET_ENV, PERMISSION_ENV, DB_NAME_ENV)
+CACHE_ENV = "MLFLOW_AUTH_CACHE_SECONDS"
+"""Optional: how long each server process remembers a successful sign-in check (0: never)."""
+MAX_CACHE_SECONDS = 3600
 # mlflow.server.auth.permissions; DENY is for explicit grants only.
 PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS")
 CONFIG_FILE = "mlflow-auth/basic_auth.ini"
@@ -49,6 +52,7 @@ class AuthSettings:
     kek_secret_id: str
     default_permission: str
     db_name: str
+    cache_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,16 @@ def load(env: Mapping[str, str]) -> AuthSettings | None:
         kek_secret_id=present[KEK_SECRET_ENV],
         default_permission=permission,
         db_name=name,
+        cache_seconds=_cache_seconds(env.get(CACHE_ENV) or "0"),
     )
+
+
+def _cache_seconds(text: str) -> int:
+    if not text.isdigit() or int(text) > MAX_CACHE_SECONDS:
+        raise LauncherError(
+            f"{CACHE_ENV}={text!r} is not a whole number of seconds from 0 to {MAX_CACHE_SECONDS}"
+        )
+    return int(text)
 
 
 def fetch_secrets(auth: AuthSettings, *, region: str | None) -> AuthSecrets:
@@ -263,10 +276,19 @@ def require_head(engine: Engine) -> None:
 
 
 def write_config(
-    directory: Path, *, database_uri: str, default_permission: str, admin_username: str
+    directory: Path,
+    *,
+    database_uri: str,
+    default_permission: str,
+    admin_username: str,
+    cache_seconds: int = 0,
 ) -> Path:
     """The file MLFLOW_AUTH_CONFIG_PATH names. It holds the auth database's URI, password
-    included (MLflow reads it from nowhere else), so it is readable by this user only."""
+    included (MLflow reads it from nowhere else), so it is readable by this user only.
+
+    `cache_seconds` is MLflow's `auth_cache_ttl_seconds`: a server process remembers a
+    successful check of a user's password (keyed by an HMAC of it) for that long, so a client's
+    stream of requests does not pay a deliberately slow password hash on every call."""
     path = directory / CONFIG_FILE
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     config = configparser.ConfigParser()
@@ -277,6 +299,7 @@ def write_config(
         "database_uri": database_uri,
         "admin_username": admin_username,
         "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+        "auth_cache_ttl_seconds": str(cache_seconds),
     }
     config["mlflow"] = {key: value.replace("%", "%%") for key, value in values.items()}
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -169,12 +169,15 @@ def _auth_environment(auth_settings: auth.AuthSettings, url: URL, region: str | 
         database_uri=dburl.uri_for_mlflow(auth_url),
         default_permission=auth_settings.default_permission,
         admin_username=secrets.admin.username,
+        cache_seconds=auth_settings.cache_seconds,
     )
     log.info(
-        "authentication on (basic-auth): users in database %s, default permission %s, admin %s",
+        "authentication on (basic-auth): users in database %s, default permission %s, admin %s, "
+        "sign-in checks remembered %d s per process",
         auth_settings.db_name,
         auth_settings.default_permission,
         secrets.admin.username,
+        auth_settings.cache_seconds,
     )
     return auth.server_env(secrets, config)
 
