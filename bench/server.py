@@ -691,7 +691,8 @@ def run_bench(dbs: dict, moto, ca: Path, charts: dict, opts: Options, workdir: P
 
 
 def pod_resources(chart) -> dict:
-    """The server container's CPU request, memory limit and workers, as synthesized."""
+    """The server container's CPU request, memory limit, workers and sign-in cache, as
+    synthesized."""
     _, (_, main) = pod(chart)
     resources = main.get("resources", {})
     env = container_env(chart, main)
@@ -699,6 +700,7 @@ def pod_resources(chart) -> dict:
         "cpu_request": resources.get("requests", {}).get("cpu"),
         "memory_limit": resources.get("limits", {}).get("memory"),
         "workers": int(env["MLFLOW_WORKERS"]),
+        "sign_in_cache_seconds": int(env.get("MLFLOW_AUTH_CACHE_SECONDS", "0")),
     }
 
 

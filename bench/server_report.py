@@ -96,6 +96,7 @@ def writes(r: dict) -> list[str]:
             for c in CONFIGURATIONS
         ]
         ours = q["ours"]
+        sign_in = _sign_in_cost(w, e["pod"].get("sign_in_cache_seconds"))
         out += [
             f"### {ENGINE_NAMES[engine]}",
             "",
@@ -107,7 +108,7 @@ def writes(r: dict) -> list[str]:
             f"sign-in it writes at {_x(q['ours-noauth']['runs_per_s']['to_recipe'])} the "
             f"recipe's rate on {_x(q['ours-noauth']['server_cpu_s_per_run']['to_recipe'])} its "
             "CPU per run. "
-            f"{_sign_in_cost(w)} The recipe's CPU beyond its workers' is MLflow's job runner "
+            f"{sign_in} The recipe's CPU beyond its workers' is MLflow's job runner "
             "(job execution is on by default: a runner and its huey consumers, polling); the "
             "launcher turns it off.",
             "",
@@ -131,14 +132,23 @@ def writes(r: dict) -> list[str]:
     return out
 
 
-def _sign_in_cost(w: dict) -> str:
-    """What sign-in adds per run, and why (MLflow's basic-auth as the launcher configures it)."""
+def _sign_in_cost(w: dict, cache_seconds: int | None) -> str:
+    """What sign-in adds per run, and why (MLflow's basic-auth as the chart configures it;
+    None: a result file from before the pod's cache was recorded)."""
     added = w["ours"]["server_cpu_s_per_run"] - w["ours-noauth"]["server_cpu_s_per_run"]
+    if cache_seconds is None:
+        why = "the pod's sign-in cache was not recorded in this result file"
+    elif cache_seconds:
+        why = (
+            f"each server process remembers a successful check for {cache_seconds} s "
+            "(`auth.sign_in_cache_seconds`), so a client pays it about once per process and "
+            "window"
+        )
+    else:
+        why = "with `auth.sign_in_cache_seconds: 0` every request pays it"
     return (
         f"Sign-in adds {added * 1000:.0f} ms of server CPU per run (3 requests): MLflow's "
-        "basic-auth checks the password hash (werkzeug's scrypt) on every request, as its "
-        "credential cache (`auth_cache_ttl_seconds`) is off by default and the launcher's "
-        "basic_auth.ini leaves it off."
+        f"basic-auth checks the password with werkzeug's scrypt (slow on purpose); {why}."
     )
 
 
@@ -287,17 +297,48 @@ def memory(r: dict) -> list[str]:
 
 
 def artifacts(r: dict) -> list[str]:
+    """bench/artifacts.py's modes as one table (its per-repeat details stay in the JSON)."""
     a = r["artifacts"]
     if a.get("status") != "measured":
         return ["## Artifacts", "", f"Not measured: {a.get('why', '?')}.", ""]
-    body = {k: v for k, v in a.items() if k != "status"}
-    rows = [[key, f"`{value}`"] for key, value in body.items()]
+    rows = [
+        [
+            mode,
+            _n(m["up_mib_s"]),
+            _n(m["down_mib_s"]),
+            _x(m["ratio_up"]),
+            _x(m["ratio_down"]),
+            _n(m["server_pss_growth_mib"]["max"]),
+            f"{m['server_cpu_s']['up']:.2f} / {m['server_cpu_s']['down']:.2f}",
+            "n/a" if m.get("upload_complete_s") is None else f"{m['upload_complete_s']:.1f}",
+            "yes" if m["sha256_ok"] else "NO",
+        ]
+        for mode, m in a["modes"].items()
+    ]
     return [
         "## Artifacts",
         "",
-        "From bench/artifacts.py.",
+        f"One artifact of {a['size_mib']} MiB up and down, median of {a['repeats']}, with the "
+        f"real MLflow client ({a['client_threads']} threads) against boto3 straight to the S3 "
+        "stand-in (`direct`): `presigned` is a current client's default (parts to presigned "
+        "URLs), `proxied` forces the bytes through the server (older clients). `complete` is "
+        "how long the stand-in took to complete the multipart upload, which real S3 does in "
+        "seconds at most (bench/artifacts.py; docs/operations.md, large artifacts).",
         "",
-        *_table(["figure", "value"], rows),
+        *_table(
+            [
+                "mode",
+                "up MiB/s",
+                "down MiB/s",
+                "up ÷ direct",
+                "down ÷ direct",
+                "server PSS growth MiB",
+                "server CPU s up / down",
+                "complete s",
+                "sha256 equal",
+            ],
+            rows,
+        ),
         "",
     ]
 
