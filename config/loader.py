@@ -7,6 +7,7 @@ so `cdk synth` tells the user what to fix instead of printing a traceback.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def load_settings(path: str | Path | None) -> Settings:
     return parse_settings(raw, source=str(path), problems=duplicates)
 
 
-def parse_settings(raw: Any, *, source: str = "config", problems: list[str] = ()) -> Settings:  # type: ignore[assignment]
+def parse_settings(raw: Any, *, source: str = "config", problems: Sequence[str] = ()) -> Settings:
     """Validate already-parsed data (a mapping) into Settings; `problems` found while reading
     the file are reported with the model's, in one message."""
     if raw is None:
@@ -85,6 +86,8 @@ class _KeyCheckingLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
             line = key_node.start_mark.line + 1
+            if not isinstance(key, Hashable):
+                continue  # PyYAML's own construct_mapping below refuses it, with its line
             if key in seen:
                 self.duplicates.append(
                     f"  line {line}: {key!r} appears again (first at line {seen[key]}); YAML "

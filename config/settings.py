@@ -19,6 +19,8 @@ from mlflow_on_eks.constructs_lib.monitoring import default_max_connections
 from mlflow_on_eks.k8s_charts import AuthProps, GcProps, ResourceProps, WorkloadProps
 from mlflow_on_eks.k8s_charts.mlflow_chart import EXTERNAL_RULES
 from mlflow_on_eks.k8s_charts.rules import (
+    PARTITION_PATTERN,
+    REGION_PATTERN,
     AcmCertificateArn,
     Architecture,
     ArtifactGib,
@@ -58,8 +60,8 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 SUPPORTED_KUBERNETES_VERSIONS = SUPPORTED_VERSIONS
 DEFAULT_KUBERNETES_VERSION = DEFAULT_VERSION
 
-_PARTITION = r"arn:aws(?:-[a-z]+)*"
-_REGION = r"[a-z]{2}(?:-[a-z]+)+-\d"
+_PARTITION = PARTITION_PATTERN
+_REGION = REGION_PATTERN
 # An EKS cluster's IAM OIDC provider: oidc.eks.<region>.amazonaws.com[.cn]/id/<32 hex digits>
 # (what `aws eks describe-cluster --query cluster.identity.oidc.issuer` shows, without https://).
 _OIDC_ISSUER = re.compile(rf"oidc\.eks\.({_REGION})\.amazonaws\.com(?:\.cn)?/id/[0-9A-F]{{32}}")

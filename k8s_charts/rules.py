@@ -23,8 +23,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
 
-_PARTITION = r"arn:aws(?:-[a-z]+)*"
-_REGION = r"[a-z]{2}(?:-[a-z]+)+-\d"
+PARTITION_PATTERN = r"arn:aws(?:-[a-z]+)*"
+"""The start of an ARN in any partition (aws, aws-cn, aws-us-gov)."""
+REGION_PATTERN = r"[a-z]{2}(?:-[a-z]+)+-\d"
+"""A region name such as eu-west-1 or us-gov-east-1."""
 
 RESERVED_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 
@@ -136,7 +138,9 @@ SignInCacheSeconds = Annotated[int, Field(ge=0, le=3600)]
 GcDuration = Annotated[str, AfterValidator(_check_duration)]
 AcmCertificateArn = Annotated[
     str,
-    Field(pattern=rf"^{_PARTITION}:acm:{_REGION}:\d{{12}}:certificate/[0-9a-f-]{{36}}$"),
+    Field(
+        pattern=rf"^{PARTITION_PATTERN}:acm:{REGION_PATTERN}:\d{{12}}:certificate/[0-9a-f-]{{36}}$"
+    ),
 ]
 
 

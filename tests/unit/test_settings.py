@@ -479,6 +479,7 @@ def test_cross_field_rules_run_beside_field_errors() -> None:
         # PyYAML would keep the second block and drop the first without a word.
         ("server: {replicas: 3}\nserver: {workers: 2}\n", "line 2: 'server' appears again"),
         ("server:\n  replicas: 3\n  replicas: 1\n", "line 3: 'replicas' appears again"),
+        ("? [a, b]\n: 1\n", "found unhashable key"),
     ],
 )
 def test_malformed_files_are_clear_errors(tmp_path: Path, content: str, why: str) -> None:
