@@ -45,13 +45,7 @@ class HttpTarget:
         self.client = MlflowClient(tracking_uri=spec["uri"])
 
     def experiment(self, name: str) -> str:
-        found = self.client.get_experiment_by_name(name)
-        if found is not None:
-            return found.experiment_id
-        try:
-            return self.client.create_experiment(name)
-        except Exception:  # another client created it first
-            return self.client.get_experiment_by_name(name).experiment_id
+        return _experiment(self.client, name)
 
     def one_run(self, experiment_id: str, metrics, params, tags) -> None:
         run = self.client.create_run(experiment_id)
@@ -65,6 +59,18 @@ class HttpTarget:
         return len(found)
 
 
+def _experiment(api, name: str) -> str:
+    """The experiment's ID, created if missing; `api` is an MlflowClient or a store (both
+    have these two calls)."""
+    found = api.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return api.create_experiment(name)
+    except Exception:  # another client created it first
+        return api.get_experiment_by_name(name).experiment_id
+
+
 class StoreTarget:
     """The same calls on MLflow's SqlAlchemyStore in-process: what the server does per request,
     without HTTP, (de)serialisation or the server's middleware."""
@@ -73,13 +79,7 @@ class StoreTarget:
         self.store = _store(spec["uri"], spec["artifact_root"])
 
     def experiment(self, name: str) -> str:
-        found = self.store.get_experiment_by_name(name)
-        if found is not None:
-            return found.experiment_id
-        try:
-            return self.store.create_experiment(name)
-        except Exception:  # another client created it first
-            return self.store.get_experiment_by_name(name).experiment_id
+        return _experiment(self.store, name)
 
     def one_run(self, experiment_id: str, metrics, params, tags) -> None:
         from mlflow.entities import RunStatus
