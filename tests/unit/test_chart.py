@@ -171,6 +171,7 @@ def test_auth_adds_only_names_and_arns_to_the_config_map() -> None:
         "MLFLOW_AUTH_KEK_SECRET_ID": auth.kek_passphrase_id,
         "MLFLOW_AUTH_DEFAULT_PERMISSION": "EDIT",
         "MLFLOW_AUTH_DB_NAME": "mlflow_auth",
+        "MLFLOW_AUTH_CACHE_SECONDS": "30",
     }
 
 
