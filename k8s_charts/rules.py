@@ -183,10 +183,12 @@ def internet_problem(cidrs: Iterable[str], allow_internet: bool) -> str | None:
     for version, everything in ((4, "0.0.0.0/0"), (6, "::/0")):
         ranges = [n for n in networks if n.version == version]
         if ranges and any(n.prefixlen == 0 for n in ipaddress.collapse_addresses(ranges)):  # type: ignore[type-var]
-            listed = ", ".join(str(n) for n in ranges)
-            together = "" if listed == everything else f" together cover {everything}, which"
+            if any(n.prefixlen == 0 for n in ranges):
+                what = everything
+            else:
+                what = f"{', '.join(str(n) for n in ranges)} together cover {everything}, which"
             return (
-                f"{listed}{together} opens MLflow's sign-in and API to the whole internet; "
+                f"{what} opens MLflow's sign-in and API to the whole internet; "
                 "set allow_internet: true to confirm"
             )
     return None
