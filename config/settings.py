@@ -60,30 +60,33 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 SUPPORTED_KUBERNETES_VERSIONS = SUPPORTED_VERSIONS
 DEFAULT_KUBERNETES_VERSION = DEFAULT_VERSION
 
-_PARTITION = PARTITION_PATTERN
-_REGION = REGION_PATTERN
 # An EKS cluster's IAM OIDC provider: oidc.eks.<region>.amazonaws.com[.cn]/id/<32 hex digits>
 # (what `aws eks describe-cluster --query cluster.identity.oidc.issuer` shows, without https://).
-_OIDC_ISSUER = re.compile(rf"oidc\.eks\.({_REGION})\.amazonaws\.com(?:\.cn)?/id/[0-9A-F]{{32}}")
+_OIDC_ISSUER = re.compile(
+    rf"oidc\.eks\.({REGION_PATTERN})\.amazonaws\.com(?:\.cn)?/id/[0-9A-F]{{32}}"
+)
 OidcProviderArn = Annotated[
     str,
     StringConstraints(
-        pattern=rf"^{_PARTITION}:iam::\d{{12}}:oidc-provider/{_OIDC_ISSUER.pattern}$"
+        pattern=rf"^{PARTITION_PATTERN}:iam::\d{{12}}:oidc-provider/{_OIDC_ISSUER.pattern}$"
     ),
 ]
 IamRoleArn = Annotated[
-    str, StringConstraints(pattern=rf"^{_PARTITION}:iam::\d{{12}}:role/[A-Za-z0-9_+=,.@/-]+$")
+    str,
+    StringConstraints(pattern=rf"^{PARTITION_PATTERN}:iam::\d{{12}}:role/[A-Za-z0-9_+=,.@/-]+$"),
 ]
 # An SNS standard topic (CloudWatch alarm actions cannot publish to FIFO topics).
 SnsTopicArn = Annotated[
     str,
-    StringConstraints(pattern=rf"^{_PARTITION}:sns:{_REGION}:\d{{12}}:[A-Za-z0-9_-]{{1,256}}$"),
+    StringConstraints(
+        pattern=rf"^{PARTITION_PATTERN}:sns:{REGION_PATTERN}:\d{{12}}:[A-Za-z0-9_-]{{1,256}}$"
+    ),
 ]
 EmailAddress = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 SubnetId = Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8}(?:[0-9a-f]{9})?$")]
 SecurityGroupId = Annotated[str, StringConstraints(pattern=r"^sg-[0-9a-f]{8}(?:[0-9a-f]{9})?$")]
 VpcId = Annotated[str, StringConstraints(pattern=r"^vpc-[0-9a-f]{8}(?:[0-9a-f]{9})?$")]
-AvailabilityZone = Annotated[str, StringConstraints(pattern=rf"^{_REGION}[a-z]$")]
+AvailabilityZone = Annotated[str, StringConstraints(pattern=rf"^{REGION_PATTERN}[a-z]$")]
 
 
 def _check_instance_type(value: str) -> str:
@@ -209,7 +212,7 @@ class AwsSettings(StrictModel):
         "Set with `region` for a new cluster, the synth looks the region's AZs up with your "
         "credentials unless `cluster.availability_zones` names them.",
     )
-    region: Annotated[str, StringConstraints(pattern=rf"^{_REGION}$")] | None = Field(
+    region: Annotated[str, StringConstraints(pattern=rf"^{REGION_PATTERN}$")] | None = Field(
         None,
         description="AWS region, e.g. eu-west-1. Default: the CLI's region at deploy time. "
         "See `account` for the AZ lookup the two together cause.",
