@@ -144,8 +144,8 @@ class MlflowTrackingServer(Construct):
             )
         if not (image_directory / "Dockerfile").is_file():
             raise ValueError(
-                f"image_directory {image_directory} has no Dockerfile; pass the image/ folder "
-                "of an mlflow-on-eks checkout (a non-editable pip install does not ship it)"
+                f"image_directory {image_directory} has no Dockerfile: pass a Docker build "
+                "context like mlflow_on_eks/image (the default, which the package ships)"
             )
         self.image = ecr_assets.DockerImageAsset(
             self,
