@@ -200,6 +200,7 @@ def test_config_holds_no_secret_but_the_database_uri(tmp_path):
 def test_server_env_carries_the_secrets_for_mlflow(tmp_path):
     config = tmp_path / "mlflow-auth" / "basic_auth.ini"
     assert auth.server_env(SECRETS, config) == {
+        "MLFLOW_ON_EKS_AUTH": "basic-auth",
         "MLFLOW_AUTH_CONFIG_PATH": str(config),
         "MLFLOW_AUTH_ADMIN_USERNAME": "admin",
         "MLFLOW_AUTH_ADMIN_PASSWORD": "admin-Pa%ss:w@rd/#-🔑",

@@ -35,6 +35,8 @@ def test_argv_has_server_options_and_no_store_uri():
     assert argv[argv.index("--allowed-hosts") + 1] == "mlflow,mlflow.ns.svc,*.elb.amazonaws.com"
     assert argv[argv.index("--workers") + 1] == "2"
     assert "--serve-artifacts" in argv
+    # MLflow's app behind the guard, with or without sign-in (the environment decides).
+    assert argv[argv.index("--app-name") + 1] == "mlflow-on-eks"
 
 
 def test_env_carries_the_store_uri_and_drops_the_secret_id():
@@ -45,6 +47,12 @@ def test_env_carries_the_store_uri_and_drops_the_secret_id():
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     overridden = server_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"}, URI)
     assert overridden["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
+
+
+def test_uvicorn_always_gets_the_guards_protocol():
+    # That uvicorn loads it and it closes idle connections: tests/integration/test_guard.py.
+    env = server_env({"UVICORN_HTTP": "h11"}, URI)
+    assert env["UVICORN_HTTP"] == "mlflow_launcher.guard.protocol:HeaderDeadlineProtocol"
 
 
 def test_the_read_replica_uri_travels_in_env_only_when_there_is_a_replica():

@@ -24,6 +24,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from mlflow_launcher import secret
+from mlflow_launcher.app import AUTH_ENV, BASIC_AUTH
 from mlflow_launcher.errors import LauncherError
 from mlflow_launcher.wait import driver_message
 
@@ -42,7 +43,6 @@ MAX_CACHE_SECONDS = 3600
 PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS")
 CONFIG_FILE = "mlflow-auth/basic_auth.ini"
 """Under TMPDIR (the pod's emptyDir): the only writable place, and private to the pod."""
-APP_NAME = "basic-auth"
 
 
 @dataclass(frozen=True)
@@ -309,8 +309,10 @@ def write_config(
 
 
 def server_env(secrets: AuthSecrets, config_path: Path) -> dict[str, str]:
-    """What `mlflow server --app-name basic-auth` reads from its environment."""
+    """What MLflow's basic-auth app reads from its environment, and the switch that has
+    mlflow_launcher.app build it."""
     return {
+        AUTH_ENV: BASIC_AUTH,
         "MLFLOW_AUTH_CONFIG_PATH": str(config_path),
         "MLFLOW_AUTH_ADMIN_USERNAME": secrets.admin.username,
         "MLFLOW_AUTH_ADMIN_PASSWORD": secrets.admin.password,

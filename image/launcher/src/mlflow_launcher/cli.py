@@ -29,6 +29,7 @@ from mlflow_launcher import (
     wait,
 )
 from mlflow_launcher.errors import LauncherError
+from mlflow_launcher.guard import limits
 
 log = logging.getLogger("mlflow_launcher")
 
@@ -137,11 +138,12 @@ def cmd_migrate() -> None:
 def cmd_serve() -> None:
     db, srv = settings.load_db_and_server(os.environ)
     auth_settings = auth.load(os.environ)
+    limits.load(os.environ)  # each worker reads them again; a bad one must stop the pod here
     engine, url = _connect(db)
     schema.require_head(engine)
     engine.dispose()
     read_uri = _read_replica_uri(db, url)
-    app_name, secrets = None, None
+    secrets = None
     if auth_settings is None:
         log.warning(
             "authentication is off: whoever reaches the server may read, change and delete "
@@ -149,12 +151,9 @@ def cmd_serve() -> None:
         )
     else:
         secrets = _auth_environment(auth_settings, url, db.region)
-        app_name = auth.APP_NAME
     metrics.reset_directory(os.environ)
     log.info("starting mlflow server on %s:%s (%d workers)", srv.host, srv.port, srv.workers)
-    server.exec_server(
-        srv, dburl.uri_for_mlflow(url), read_uri=read_uri, app_name=app_name, secrets=secrets
-    )
+    server.exec_server(srv, dburl.uri_for_mlflow(url), read_uri=read_uri, secrets=secrets)
 
 
 def _auth_environment(auth_settings: auth.AuthSettings, url: URL, region: str | None) -> dict:
@@ -208,6 +207,7 @@ def cmd_local() -> None:
     (base / "artifacts").mkdir(parents=True, exist_ok=True)
     defaults = {**LOCAL_DEFAULTS, "MLFLOW_ARTIFACTS_DESTINATION": str(base / "artifacts")}
     srv = settings.load_local_server(os.environ, defaults)
+    limits.load(os.environ)
     url = URL.create("sqlite", database=str(base / "mlflow.db"))
     schema.migrate(wait.make_engine(url))
     log.info("local preview: http://%s:%s (data in %s); Ctrl-C stops it", srv.host, srv.port, base)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
+from mlflow_launcher import app, guard
 from mlflow_launcher.settings import ServerSettings
 
 # The envvars ``mlflow server --backend-store-uri`` and ``--read-replica-backend-store-uri``
@@ -30,9 +31,12 @@ _LAUNCHER_ONLY = (
 # state, several hundred MB of RAM, and processes that outlive a SIGTERM'd server. The tracking
 # server does not need it.
 SERVER_DEFAULTS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+# Always ours: uvicorn's protocol with a deadline for request headers (guard/protocol.py).
+SERVER_FIXED = {"UVICORN_HTTP": guard.PROTOCOL}
 
 
-def server_argv(server: ServerSettings, app_name: str | None = None) -> list[str]:
+def server_argv(server: ServerSettings) -> list[str]:
+    """MLflow's app behind the guard (mlflow_launcher.app), with or without sign-in."""
     argv = [
         sys.executable,
         "-m",
@@ -54,9 +58,7 @@ def server_argv(server: ServerSettings, app_name: str | None = None) -> list[str
         # Browsers send Origin on every POST, same-origin included; MLflow refuses
         # state-changing API calls from origins it does not list (the UI lists runs by POST).
         argv += ["--cors-allowed-origins", ",".join(server.cors_allowed_origins)]
-    if app_name:
-        argv += ["--app-name", app_name]
-    return argv
+    return [*argv, "--app-name", app.APP_NAME]
 
 
 def server_env(
@@ -69,6 +71,7 @@ def server_env(
     and `secrets` (the auth app's keys), which MLflow reads from here; argv would show them to
     anyone who lists processes."""
     env = {**SERVER_DEFAULTS, **{k: v for k, v in base.items() if k not in _LAUNCHER_ONLY}}
+    env.update(SERVER_FIXED)
     env[BACKEND_STORE_URI_ENV] = store_uri
     if read_uri is not None:
         env[READ_REPLICA_URI_ENV] = read_uri
@@ -81,11 +84,11 @@ def exec_server(
     store_uri: str,
     *,
     read_uri: str | None = None,
-    app_name: str | None = None,
     secrets: Mapping[str, str] | None = None,
 ) -> None:
-    """Replace this process with ``mlflow server`` (never returns)."""
-    argv = server_argv(server, app_name)
+    """Replace this process with ``mlflow server`` (never returns). `secrets`: the auth app's
+    environment (auth.server_env), None without authentication."""
+    argv = server_argv(server)
     env = server_env(os.environ, store_uri, secrets, read_uri)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -1,0 +1,213 @@
+"""The app each uvicorn worker serves: MLflow's own, behind the guard (mlflow_launcher.guard).
+
+`serve` starts `mlflow server --app-name mlflow-on-eks`; MLflow finds this factory through the
+`mlflow.app` entry point (image/launcher/pyproject.toml) and, under uvicorn, runs it in each
+worker (`--factory`). With AUTH_ENV set to `basic-auth` it builds MLflow's basic-auth app, as
+`--app-name basic-auth` would; the admin user is then created by the first worker, as MLflow
+does when no CLI bootstrapped it (mlflow.server.auth `_init_store_for_app`).
+
+Three changes to MLflow's behaviour are made here, each pinned to MLflow 3.17's internals and
+each proven by a real-server test (tests/integration/test_guard.py, test_read_replica.py), so an
+upgrade of MLflow that moves them fails those tests instead of passing silently:
+- password checks are bounded per process, and skipped when the guard just made the same one
+  (`_bound_password_checks`);
+- a proxied download learns the object's size before it fetches it into scratch space
+  (`_bound_downloads`);
+- with a read replica, the reads MLflow's permission checks make go to the primary
+  (`_permission_reads_on_primary`): a run created a moment ago is not on the replica yet, and
+  a non-admin's write to it would otherwise be refused (403) until the replica caught up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from mlflow_launcher.guard import limits as limits_module
+from mlflow_launcher.guard.asgi import Guard
+from mlflow_launcher.guard.sign_in import SignInGate, already_verified
+from mlflow_launcher.guard.transfers import (
+    CURRENT,
+    SLOTS_DIRECTORY,
+    Direction,
+    Slots,
+    Transfer,
+    too_large_message,
+)
+
+APP_NAME = "mlflow-on-eks"
+"""This factory's name in the `mlflow.app` entry point group."""
+AUTH_ENV = "MLFLOW_ON_EKS_AUTH"
+"""Set by `serve` to `basic-auth` when authentication is on; unset, the app has none."""
+BASIC_AUTH = "basic-auth"
+
+_PRIMARY_READS: ContextVar[bool] = ContextVar("mlflow_on_eks_primary_reads", default=False)
+
+
+def create_app() -> Guard:
+    limits = limits_module.load(os.environ)
+    slots = Slots(Path(tempfile.gettempdir()) / SLOTS_DIRECTORY, limits.transfers)
+    _bound_downloads()
+    if os.environ.get(AUTH_ENV) != BASIC_AUTH:
+        from mlflow.server.fastapi_app import app
+
+        return Guard(app, limits, sign_in=None, unprotected=lambda _path: True, slots=slots)
+
+    from mlflow.server import auth
+
+    _permission_reads_on_primary(auth)
+    _bound_password_checks(auth.store, threading.BoundedSemaphore(limits.sign_in_checks))
+    app = auth.create_app()
+    gate = SignInGate(
+        limits,
+        check=lambda username, password: auth._authenticate_cached(username, password) is not None,
+        remembered=lambda username, password: _remembered(auth, username, password),
+    )
+    return Guard(app, limits, sign_in=gate, unprotected=auth.is_unprotected_route, slots=slots)
+
+
+def _remembered(auth: Any, username: str, password: str) -> bool:
+    """Whether MLflow's sign-in cache holds this login now (no hashing, no waiting)."""
+    cache = auth._USER_AUTH_CACHE
+    if cache is None:
+        return False
+    key = auth._auth_cache_key(username, password)
+    with auth._USER_AUTH_CACHE_LOCK:
+        return key in cache
+
+
+def _bound_password_checks(store: Any, slots: threading.BoundedSemaphore) -> None:
+    """MLflow's own password checks (its Flask hook, its FastAPI middleware, its after-request
+    handlers) go through the store's `authenticate_user`: at most `slots` hash at once, and a
+    login the guard accepted for this request is not hashed again."""
+    check = store.authenticate_user
+
+    def authenticate_user(username: str, password: str, **options: Any) -> bool:
+        if already_verified(username, password):
+            return True
+        with slots:
+            return check(username, password, **options)
+
+    store.authenticate_user = authenticate_user
+
+
+def _bound_downloads() -> None:
+    """Before a proxied download fetches objects into scratch space, their size: over the limit
+    (a directory's files count together), the request fails with 413 instead.
+
+    Checked where the request's thread calls the repository (`download_artifacts`, and
+    `_download_file` for trace data, which MLflow calls directly): MLflow's download pool
+    threads do not carry the request's context."""
+    from mlflow.store.artifact.s3_artifact_repo import S3ArtifactRepository
+
+    download_artifacts = S3ArtifactRepository.download_artifacts
+    download_file = S3ArtifactRepository._download_file
+    if getattr(download_artifacts, "mlflow_on_eks_bounded", False):
+        return
+
+    def bounded_download_artifacts(self: Any, artifact_path: str, dst_path: Any = None) -> Any:
+        transfer = CURRENT.get()
+        if transfer is None:
+            return download_artifacts(self, artifact_path, dst_path)
+        _count(transfer, _tree_size(self, artifact_path))
+        token = CURRENT.set(None)  # counted: the files it fetches are not counted again
+        try:
+            return download_artifacts(self, artifact_path, dst_path)
+        finally:
+            CURRENT.reset(token)
+
+    def bounded_download_file(self: Any, remote_file_path: str, local_path: str) -> None:
+        transfer = CURRENT.get()
+        if transfer is not None:
+            _count(transfer, _object_size(self, remote_file_path))
+        download_file(self, remote_file_path, local_path)
+
+    bounded_download_artifacts.mlflow_on_eks_bounded = True  # type: ignore[attr-defined]
+    S3ArtifactRepository.download_artifacts = bounded_download_artifacts  # type: ignore[method-assign]
+    S3ArtifactRepository._download_file = bounded_download_file  # type: ignore[method-assign]
+
+
+def _count(transfer: Transfer, size: int) -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    if not transfer.add(size):
+        raise MlflowException(
+            too_large_message(Direction.DOWNLOAD, transfer.moved, transfer.limit),
+            INVALID_PARAMETER_VALUE,
+        )
+
+
+def _object_size(repository: Any, path: str) -> int:
+    bucket, root = repository.parse_s3_compliant_uri(repository.artifact_uri)
+    head = repository._get_s3_client().head_object(
+        Bucket=bucket, Key=posixpath.join(root, path), **repository._bucket_owner_params
+    )
+    return int(head["ContentLength"])
+
+
+def _tree_size(repository: Any, path: str | None) -> int:
+    """What `download_artifacts(path)` will fetch: one object, or a directory's files (listed
+    as MLflow lists them to download them)."""
+    if path and not repository._is_directory(path):
+        return _object_size(repository, path)
+    return sum(f.file_size or 0 for f in repository._iter_artifacts_recursive(path or ""))
+
+
+def _permission_reads_on_primary(auth: Any) -> None:
+    """Route the reads of MLflow's permission checks (Flask's before-request hook and the
+    FastAPI middleware's validators) to the primary; the stores' other reads still go to the
+    replica. Must run before `auth.create_app()` registers the hook, and before the first
+    store is made."""
+    from mlflow.store.db import utils
+
+    def routing_session_maker(write_session_maker: Any, read_session_maker: Any, db_type: str):
+        # mlflow.store.db.utils._get_routing_session_maker, plus the primary-reads switch.
+        write = utils._get_managed_session_maker(write_session_maker, db_type)
+        read = utils._get_managed_session_maker(read_session_maker, db_type)
+
+        @contextlib.contextmanager
+        def make_managed_session(read_only: bool = True) -> Iterator[Any]:
+            on_replica = read_only and not _PRIMARY_READS.get()
+            with (read if on_replica else write)(read_only=read_only) as session:
+                yield session
+
+        return make_managed_session
+
+    utils._get_routing_session_maker = routing_session_maker
+
+    before_request = auth._before_request
+
+    def _before_request() -> Any:
+        token = _PRIMARY_READS.set(True)
+        try:
+            return before_request()
+        finally:
+            _PRIMARY_READS.reset(token)
+
+    auth._before_request = _before_request
+
+    find_validator = auth._find_fastapi_validator
+
+    def _find_fastapi_validator(*args: Any, **kwargs: Any) -> Any:
+        validator = find_validator(*args, **kwargs)
+        if validator is None:
+            return None
+
+        async def on_primary(*validator_args: Any, **validator_kwargs: Any) -> Any:
+            token = _PRIMARY_READS.set(True)
+            try:
+                return await validator(*validator_args, **validator_kwargs)
+            finally:
+                _PRIMARY_READS.reset(token)
+
+        return on_primary
+
+    auth._find_fastapi_validator = _find_fastapi_validator

@@ -1,0 +1,325 @@
+"""The guard: an ASGI middleware in front of MLflow's whole app, in each server process.
+
+MLflow answers most routes from its Flask app behind a bridge that reads the whole request body
+into memory (two to three copies of it) before Flask's basic-auth hook runs, and it limits no
+body's size; so one unauthenticated POST could cost the process its size several times over.
+Here, before MLflow sees a request:
+
+1. a login is checked (sign_in.SignInGate): a wrong one is answered 401 without reading the
+   body; a source that keeps failing gets 429, a process with all its checks busy 503;
+2. a body is bounded: `Limits.max_body_bytes` with a login (or with auth off),
+   ANONYMOUS_BODY_BYTES without one (MLflow would refuse it anyway), and all bodies a process
+   holds at once by `Limits.body_budget_bytes` (503 beyond); a declared Content-Length over
+   the limit is refused before a byte is read, a chunked body as soon as it passes it;
+3. a proxied artifact transfer (transfers.py) takes one of the pod's transfer slots and is
+   held to the artifact size limit; its streaming upload is exempt from the body limits.
+
+Every refusal says which limit it hit and how to change or avoid it (responses.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from mlflow_launcher.guard import responses
+from mlflow_launcher.guard.limits import (
+    ANONYMOUS_BODY_BYTES,
+    LINGER_BYTES,
+    LINGER_SECONDS,
+    MIB,
+    Limits,
+)
+from mlflow_launcher.guard.sign_in import VERIFIED, Login, SignInGate, Verdict, login_from
+from mlflow_launcher.guard.transfers import (
+    CURRENT,
+    Direction,
+    Slots,
+    Transfer,
+    busy_message,
+    direction,
+    too_large_message,
+)
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MAX_BODY_SETTING = "server.max_request_body_mib"
+BUSY_RETRY_SECONDS = 5
+
+
+class Guard:
+    def __init__(
+        self,
+        app: App,
+        limits: Limits,
+        *,
+        sign_in: SignInGate | None,
+        unprotected: Callable[[str], bool],
+        slots: Slots,
+    ) -> None:
+        """`sign_in` None: authentication is off. `unprotected(path)`: MLflow's routes that
+        need no login (health, static files, server-info), where it ignores a login."""
+        self.app, self.limits, self.sign_in = app, limits, sign_in
+        self.unprotected, self.slots = unprotected, slots
+        self._held = 0  # body bytes this process holds for requests in flight
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path, method = scope["path"], scope["method"]
+        signed_in = self.sign_in is None
+        if self.sign_in is not None and not self.unprotected(path):
+            login = login_from(scope)
+            if login is not None:
+                if not await self._signed_in(login, scope, receive, send):
+                    return
+                signed_in = True
+        transfer = direction(method, path)
+        if transfer is not None:
+            if not signed_in:  # every transfer route needs a login: MLflow's answer, sooner
+                await _linger(scope, receive)
+                await responses.not_authenticated(send)
+                return
+            await self._transfer(transfer, scope, receive, send)
+            return
+        limit = self.limits.max_body_bytes if signed_in else ANONYMOUS_BODY_BYTES
+        await self._bounded(limit, signed_in, scope, receive, send)
+
+    async def _signed_in(self, login: Login, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Check the login; answer the request and return False when it fails."""
+        assert self.sign_in is not None
+        client = scope.get("client")
+        outcome = await self.sign_in.verify(login, client[0] if client else "")
+        if outcome.verdict is Verdict.ACCEPTED:
+            VERIFIED.set(login.fingerprint)
+            return True
+        await _linger(scope, receive)
+        if outcome.verdict is Verdict.REFUSED:
+            await responses.not_authenticated(send)
+        elif outcome.verdict is Verdict.THROTTLED:
+            await responses.refuse(
+                send,
+                429,
+                f"too many failed sign-ins as {login.username!r} from this address; retry in "
+                f"{outcome.retry_after:.0f} s (limit: {self.limits.sign_in_failures} per minute, "
+                "auth.sign_in_failures_per_minute)",
+                retry_after=outcome.retry_after,
+            )
+        else:
+            await responses.refuse(
+                send,
+                503,
+                "the server is checking as many passwords as it may at once "
+                "(auth.concurrent_sign_in_checks); retry in a few seconds",
+                error_code="TEMPORARILY_UNAVAILABLE",
+                retry_after=outcome.retry_after,
+            )
+        return False
+
+    async def _bounded(
+        self, limit: int, signed_in: bool, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        length = _content_length(scope)
+        if length is not None and length > limit:
+            await _linger(scope, receive)
+            await self._too_large(send, length, limit, signed_in)
+            return
+        if length is None and _chunked(scope):
+            body = await _read_up_to(receive, limit)
+            if body is None:
+                await _linger(scope, receive)
+                await self._too_large(send, limit + 1, limit, signed_in)
+                return
+            length, receive = len(body), _replay(body, receive)
+        held = length or 0
+        if held and self._held and self._held + held > self.limits.body_budget_bytes:
+            await _linger(scope, receive)
+            await responses.refuse(
+                send,
+                503,
+                "the server holds as many request bodies as it may at once; retry in a few seconds",
+                error_code="TEMPORARILY_UNAVAILABLE",
+                retry_after=BUSY_RETRY_SECONDS,
+            )
+            return
+        self._held += held
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._held -= held
+
+    async def _too_large(self, send: Send, length: int, limit: int, signed_in: bool) -> None:
+        if not signed_in:
+            await responses.refuse(
+                send,
+                401,
+                f"sign in first: a request without a login may carry at most {limit // 1024} KiB",
+                error_code="UNAUTHENTICATED",
+                challenge=True,
+            )
+            return
+        await responses.refuse(
+            send,
+            413,
+            f"request body of {length / MIB:.1f} MiB is over this server's limit of "
+            f"{limit // MIB} MiB ({MAX_BODY_SETTING}); artifacts go through the artifact API "
+            "(mlflow.log_artifact), which this limit does not apply to",
+        )
+
+    async def _transfer(self, kind: Direction, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.limits.max_artifact_bytes
+        length = _content_length(scope)
+        if kind is Direction.UPLOAD and length is not None and length > limit:
+            await _linger(scope, receive)
+            await responses.refuse(send, 413, too_large_message(kind, length, limit))
+            return
+        slot = self.slots.take()
+        if slot is None:
+            await _linger(scope, receive)
+            await responses.refuse(
+                send,
+                503,
+                busy_message(self.limits.transfers),
+                error_code="TEMPORARILY_UNAVAILABLE",
+                retry_after=BUSY_RETRY_SECONDS,
+            )
+            return
+        transfer = Transfer(limit)
+        token = CURRENT.set(transfer)
+        held = [slot]
+        ended = False
+        refused = False
+
+        def release() -> None:
+            # Before the client can have the whole answer: it may start its next transfer at
+            # once. An upload's spool file is gone before MLflow answers at all (its handler
+            # deletes it first) and a client may take an empty 200 as complete on its
+            # headers; a download's goes with the last byte it streams.
+            if held:
+                self.slots.give_back(held.pop())
+
+        async def counted() -> Message:
+            nonlocal ended
+            message = await receive()
+            ended = message["type"] != "http.request" or not message.get("more_body", False)
+            if message["type"] == "http.request" and not transfer.add(
+                len(message.get("body", b""))
+            ):
+                # MLflow sees the client go away: its upload stops and its spool file goes.
+                return {"type": "http.disconnect"}
+            return message
+
+        async def checked(message: Message) -> None:
+            nonlocal refused
+            if message["type"] == "http.response.start" and transfer.too_large:
+                refused = True  # MLflow's answer (its error, or none) gives way to ours
+            if refused:
+                return
+            if _answered(kind, message):
+                release()
+            await send(message)
+
+        try:
+            await self.app(scope, counted if kind is Direction.UPLOAD else receive, checked)
+        except Exception:
+            if not (refused or transfer.too_large):
+                raise
+            log.info(
+                "%s %s stopped: artifact over the proxied size limit",
+                scope["method"],
+                scope["path"],
+            )
+        finally:
+            CURRENT.reset(token)
+            release()
+        if refused or transfer.too_large:
+            if kind is Direction.UPLOAD and not ended:
+                await _linger(scope, receive, started=True)
+            await responses.refuse(send, 413, too_large_message(kind, transfer.moved, limit))
+
+
+def _answered(kind: Direction, message: Message) -> bool:
+    if kind is Direction.UPLOAD:
+        return message["type"] == "http.response.start"
+    return message["type"] == "http.response.body" and not message.get("more_body", False)
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value
+    return None
+
+
+def _content_length(scope: Scope) -> int | None:
+    value = _header(scope, b"content-length")
+    if value is None or not value.strip().isdigit():
+        return None  # h11 refuses a malformed one before the app is called
+    return int(value)
+
+
+def _chunked(scope: Scope) -> bool:
+    return b"chunked" in (_header(scope, b"transfer-encoding") or b"").lower()
+
+
+async def _linger(scope: Scope, receive: Receive, *, started: bool = False) -> None:
+    """Read and drop what is left of an unread body, up to LINGER_BYTES / LINGER_SECONDS, so
+    a client still sending it gets the refusal rather than a reset connection. Not when the
+    client waits for `100 Continue` and was not asked for the body (`started`): it sends
+    nothing unless asked."""
+    if not started and (_header(scope, b"expect") or b"").lower() == b"100-continue":
+        return
+    if not (_content_length(scope) or _chunked(scope)):
+        return
+
+    async def drop() -> None:
+        dropped = 0
+        while dropped < LINGER_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            dropped += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(drop(), LINGER_SECONDS)
+
+
+async def _read_up_to(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it passes `limit` (the rest is never read)."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)  # the client left; MLflow will see the same
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # then disconnect notices, as before
+
+    return replay

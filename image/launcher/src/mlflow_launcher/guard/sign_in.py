@@ -1,0 +1,194 @@
+"""Password checks before MLflow's: off the event loop, a few at a time, failures slowed down.
+
+MLflow checks a Basic login with werkzeug's scrypt (32 MiB and about 67 ms of CPU each, by
+design), on every request whose login is not in its sign-in cache. Unbounded, 64 concurrent
+wrong passwords took a 650 MiB server to 1.5 GiB (measured, bench/hostile.py); on MLflow's
+native FastAPI routes the check even runs on the event loop, so the pod's probes stall with it.
+Here a process runs at most `Limits.sign_in_checks` checks at once, in threads, lets a bounded
+queue wait for them, refuses a source that keeps failing for a login, and answers a wrong
+password itself before the request's body is read. A login it accepted is marked for the rest
+of the request, so MLflow's own check of the same login does not hash the password again.
+
+This module knows MLflow only through the two callables it is given (`check`, `remembered`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from mlflow_launcher.guard.limits import (
+    FAILURE_WINDOW_SECONDS,
+    SIGN_IN_QUEUE,
+    SIGN_IN_WAIT_SECONDS,
+    SOURCE_FAILURES_FACTOR,
+    Limits,
+)
+
+GATEWAY_PREFIX = "/gateway/"
+GATEWAY_AUTH_HEADER = b"x-mlflow-authorization"
+"""On /gateway/ routes MLflow reads the login from this header first (the Authorization header
+carries the caller's provider key there); mlflow.gateway.constants.MLFLOW_GATEWAY_AUTH_HEADER."""
+MAX_TRACKED_KEYS = 10_000
+"""Throttle entries kept per process; the oldest go first, so spraying logins cannot grow it."""
+
+_FINGERPRINT_KEY = secrets.token_bytes(32)
+
+VERIFIED: ContextVar[bytes | None] = ContextVar("mlflow_on_eks_verified_login", default=None)
+"""The fingerprint of the login this request's check accepted, for `already_verified`."""
+
+
+@dataclass(frozen=True)
+class Login:
+    username: str
+    password: str = field(repr=False)
+
+    @property
+    def fingerprint(self) -> bytes:
+        return fingerprint(self.username, self.password)
+
+
+def fingerprint(username: str, password: str) -> bytes:
+    """A per-process keyed digest: the password itself is never kept beyond the request."""
+    message = username.encode() + b"\0" + password.encode(errors="surrogatepass")
+    return hmac.new(_FINGERPRINT_KEY, message, hashlib.sha256).digest()
+
+
+def already_verified(username: str, password: str) -> bool:
+    """Whether this request's login was just accepted by the gate (MLflow's store calls this
+    before hashing the password again)."""
+    verified = VERIFIED.get()
+    return verified is not None and hmac.compare_digest(verified, fingerprint(username, password))
+
+
+def login_from(scope: dict[str, Any]) -> Login | None:
+    """The Basic login MLflow will check for this request, parsed as werkzeug parses it for
+    Flask routes (base64, then UTF-8); None without one."""
+    headers = {name: value for name, value in scope.get("headers", ())}
+    value = None
+    if scope.get("path", "").startswith(GATEWAY_PREFIX):
+        value = headers.get(GATEWAY_AUTH_HEADER)
+    value = value or headers.get(b"authorization")
+    if not value:
+        return None
+    scheme, _, rest = value.decode("latin-1").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(rest.strip(" \t"), validate=True).decode()
+    except (binascii.Error, UnicodeError):
+        return None
+    username, _, password = decoded.partition(":")
+    return Login(username, password)
+
+
+class Verdict(Enum):
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    THROTTLED = "throttled"
+    BUSY = "busy"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: Verdict
+    retry_after: float = 0.0
+
+
+class Throttle:
+    """Failed checks per (source, login) and per source over a sliding window."""
+
+    def __init__(self, per_login: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_login = per_login
+        self.per_source = per_login * SOURCE_FAILURES_FACTOR
+        self._clock = clock
+        self._failures: OrderedDict[tuple[str, str | None], deque[float]] = OrderedDict()
+
+    def retry_after(self, source: str, username: str) -> float | None:
+        """Seconds until this source may try this login again, or None if it may now."""
+        now = self._clock()
+        waits = [
+            self._wait(key, limit, now)
+            for key, limit in (
+                ((source, username), self.per_login),
+                ((source, None), self.per_source),
+            )
+        ]
+        longest = max((w for w in waits if w is not None), default=None)
+        return longest
+
+    def _wait(self, key: tuple[str, str | None], limit: int, now: float) -> float | None:
+        times = self._failures.get(key)
+        if not times:
+            return None
+        while times and times[0] <= now - FAILURE_WINDOW_SECONDS:
+            times.popleft()
+        if len(times) < limit:
+            return None
+        return times[-limit] + FAILURE_WINDOW_SECONDS - now
+
+    def failed(self, source: str, username: str) -> None:
+        now = self._clock()
+        for key in ((source, username), (source, None)):
+            times = self._failures.pop(key, None) or deque(maxlen=self.per_source)
+            times.append(now)
+            self._failures[key] = times
+        while len(self._failures) > MAX_TRACKED_KEYS:
+            self._failures.popitem(last=False)
+
+
+class SignInGate:
+    """Runs the password checks of one process.
+
+    `check(username, password)` is MLflow's check (it fills MLflow's sign-in cache);
+    `remembered(username, password)` says whether MLflow's cache already holds the login, in
+    which case nothing is hashed and nothing waits.
+    """
+
+    def __init__(
+        self,
+        limits: Limits,
+        *,
+        check: Callable[[str, str], bool],
+        remembered: Callable[[str, str], bool],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._check, self._remembered = check, remembered
+        self._slots = asyncio.Semaphore(limits.sign_in_checks)
+        self._waiting = 0
+        self.throttle = Throttle(limits.sign_in_failures, clock)
+
+    async def verify(self, login: Login, source: str) -> Outcome:
+        if self._remembered(login.username, login.password):
+            return Outcome(Verdict.ACCEPTED)
+        wait = self.throttle.retry_after(source, login.username)
+        if wait is not None:
+            return Outcome(Verdict.THROTTLED, wait)
+        if self._waiting >= SIGN_IN_QUEUE:
+            return Outcome(Verdict.BUSY, SIGN_IN_WAIT_SECONDS)
+        self._waiting += 1
+        try:
+            await asyncio.wait_for(self._slots.acquire(), SIGN_IN_WAIT_SECONDS)
+        except TimeoutError:
+            return Outcome(Verdict.BUSY, SIGN_IN_WAIT_SECONDS)
+        finally:
+            self._waiting -= 1
+        try:
+            accepted = await asyncio.to_thread(self._check, login.username, login.password)
+        finally:
+            self._slots.release()
+        if accepted:
+            return Outcome(Verdict.ACCEPTED)
+        self.throttle.failed(source, login.username)
+        return Outcome(Verdict.REFUSED)

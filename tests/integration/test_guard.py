@@ -1,0 +1,355 @@
+"""The pod under hostile and careless traffic: the server started from the synthesized chart
+(ConfigMap, `migrate`, `serve`, two workers as the pod runs them) on MariaDB, sign-in on, with
+its memory (PSS of the process tree, as the container's cgroup counts it) watched against the
+container's limit and /health polled as the probes poll it, while clients without a valid
+login, or one careless client, lean on each limit: a large body, many wrong passwords at once,
+one source guessing, artifacts over the proxied size and over the pod's transfer count, idle
+and dribbling connections.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import itest_hostile as hostile
+import itest_launcher as launcher
+import pytest
+from itest_auth import create_auth_secrets, new_login
+from itest_chart import container_env, pod, rds_instance, substitute_endpoints
+
+pytestmark = pytest.mark.integration
+
+WORKERS = 2
+"""As the pod runs (server.workers' default): the limits are per process."""
+SIGN_IN_CHECKS = 2
+"""auth.concurrent_sign_in_checks' default, per process."""
+SCRYPT_MIB = 32
+"""What one password check holds (werkzeug's scrypt, n=2**15, r=8: 128 * r * n bytes)."""
+ARTIFACT_LIMIT_MIB = 4
+"""Small, so the tests move a few MiB; the product's limit is in GiB."""
+HEADER_TIMEOUT_SECONDS = 3
+
+
+@dataclass
+class Pod:
+    server: launcher.Server
+    admin: tuple[str, str]
+    memory_limit_mib: int
+    bucket: str
+    moto: object
+    home: Path
+    experiment_id: str
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def pid(self) -> int:
+        return self.server.proc.pid
+
+    def watch(self) -> hostile.Watch:
+        return hostile.Watch(self.pid(), self.port)
+
+
+def _memory_limit_mib(container: dict) -> int:
+    limit = container["resources"]["limits"]["memory"]
+    assert limit.endswith("Mi"), limit
+    return int(limit.removesuffix("Mi"))
+
+
+@pytest.fixture(scope="module")
+def pod_(mariadb, synth, moto, test_ca, tmp_path_factory) -> Iterator[Pod]:
+    chart = synth("default")
+    _, (init, main) = pod(chart)
+    token = secrets.token_urlsafe(8)
+    login = new_login(mariadb, moto, f"db-{token}")
+    # ASCII: MLflow's native FastAPI routes (artifacts) decode a Basic login as ASCII only
+    # (mlflow/server/auth `_authenticate_fastapi_request`); test_auth.py covers the rest.
+    auth = create_auth_secrets(moto, admin_password=f"admin-%'\":@/# -{token}")
+    bucket = moto.create_bucket()
+    home = tmp_path_factory.mktemp("guard")
+
+    def env(container: dict, **changes: str) -> dict:
+        local = substitute_endpoints(
+            container_env(chart, container),
+            login,
+            moto,
+            test_ca.ca,
+            bucket,
+            auth.arns,
+            instance_id=rds_instance(moto, f"itest-guard-{secrets.token_hex(4)}"),
+        )
+        local |= {"MLFLOW_DB_NAME": login.name, "MLFLOW_AUTH_DB_NAME": f"{login.name}_auth"}
+        return launcher.container_env({**local, **changes}, home / "pod")
+
+    migrate = launcher.run(init["args"], env(init))
+    assert migrate.returncode == 0, migrate.stderr
+    server_env = env(
+        main,
+        MLFLOW_WORKERS=str(WORKERS),
+        MLFLOW_MAX_PROXIED_ARTIFACT_MIB=str(ARTIFACT_LIMIT_MIB),
+        MLFLOW_CONCURRENT_ARTIFACT_TRANSFERS="1",
+        MLFLOW_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT_SECONDS),
+    )
+    server = launcher.Server(server_env, home / "server.log")
+    try:
+        server.wait_healthy(timeout=180)
+        created = hostile.request(
+            server.port,
+            "POST",
+            "/api/2.0/mlflow/experiments/create",
+            login=auth.admin_login(),
+            body=json.dumps({"name": f"guard-{token}"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        assert created.status == 200, created
+        yield Pod(
+            server,
+            auth.admin_login(),
+            _memory_limit_mib(main),
+            bucket,
+            moto,
+            home,
+            json.loads(created.body)["experiment_id"],
+        )
+    finally:
+        server.stop()
+
+
+def _refusal(answer: hostile.Answer) -> str:
+    return json.loads(answer.body)["message"]
+
+
+def test_a_large_body_without_a_login_is_never_held(pod_):
+    """On MLflow's own app this POST grew the pod by about 500 MiB (past its 1 GiB limit) before
+    MLflow read the missing login; the guard reads 64 MiB at most and holds none of it."""
+    with pod_.watch() as watch:
+        answer = hostile.request(pod_.port, "POST", hostile.LOG_BATCH, chunked_mib=256)
+    assert answer.status in (None, 401), answer  # refused, or cut off while still sending
+    assert watch.peak < pod_.memory_limit_mib, watch.peak
+    assert watch.growth < 32, f"the pod grew by {watch.growth:.0f} MiB"
+    assert not watch.failed_probes(), watch.health
+
+    # A client that sends a body of a few hundred KiB without a login reads why it is refused.
+    small = hostile.request(pod_.port, "POST", hostile.LOG_BATCH, body=b"x" * 300_000)
+    assert small.status == 401, small
+    assert "sign in first" in _refusal(small) and "64 KiB" in _refusal(small)
+    assert small.headers["www-authenticate"] == 'Basic realm="mlflow"'
+
+
+def test_a_signed_in_body_over_the_limit_says_which_limit(pod_):
+    for kind in ("declared", "chunked"):
+        options = {"body": b"{" + b" " * (17 * hostile.MIB)} if kind == "declared" else {}
+        answer = hostile.request(
+            pod_.port,
+            "POST",
+            hostile.LOG_BATCH,
+            login=pod_.admin,
+            chunked_mib=17 if kind == "chunked" else 0,
+            headers={"Content-Type": "application/json"},
+            **options,
+        )
+        assert answer.status == 413, (kind, answer)
+        assert "server.max_request_body_mib" in _refusal(answer), answer.body
+    # Within the limit, the same route works.
+    ok = hostile.request(
+        pod_.port,
+        "POST",
+        "/api/2.0/mlflow/experiments/search",
+        login=pod_.admin,
+        body=json.dumps({"max_results": 1}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert ok.status == 200, ok
+
+
+def test_many_wrong_passwords_at_once_stay_within_the_memory_limit(pod_):
+    """64 wrong passwords for the admin, each from another address (no throttle applies), half
+    to a Flask route and half to a native FastAPI one, where MLflow hashes on the event loop.
+    Unguarded: 650 MiB grew to 1.5 GiB, a pod past its limit."""
+    paths = [hostile.SEARCH, f"{hostile.ARTIFACTS}/{pod_.experiment_id}/x.txt"]
+    with pod_.watch() as watch, ThreadPoolExecutor(64) as pool:
+        answers = list(
+            pool.map(
+                lambda i: hostile.request(
+                    pod_.port,
+                    "GET",
+                    paths[i % 2],
+                    login=(pod_.admin[0], f"wrong-{i}"),
+                    source=f"127.0.1.{i + 1}",
+                ),
+                range(64),
+            )
+        )
+    statuses = sorted({a.status for a in answers})
+    assert set(statuses) <= {401, 503}, answers
+    assert 401 in statuses
+    assert watch.peak < pod_.memory_limit_mib, watch.peak
+    bound = WORKERS * SIGN_IN_CHECKS * SCRYPT_MIB
+    assert watch.growth < bound + 48, f"grew {watch.growth:.0f} MiB; the checks' bound {bound}"
+    assert not watch.failed_probes(), watch.health
+    # The admin still signs in (from an address that guessed nothing).
+    ok = hostile.request(pod_.port, "GET", hostile.SEARCH, login=pod_.admin, source="127.0.2.1")
+    assert ok.status == 200, ok
+
+
+def test_guessing_from_one_address_is_slowed_down_not_the_signed_in(pod_):
+    source = "127.0.3.1"
+    # Signed in before the guessing starts: MLflow remembers the login (sign-in cache).
+    before = hostile.request(pod_.port, "GET", hostile.SEARCH, login=pod_.admin, source=source)
+    assert before.status == 200, before
+    answers = [
+        hostile.request(
+            pod_.port, "GET", hostile.SEARCH, login=(pod_.admin[0], f"guess-{i}"), source=source
+        )
+        for i in range(25)  # 10 per minute per process; two processes share the guesses
+    ]
+    throttled = [a for a in answers if a.status == 429]
+    assert throttled, [a.status for a in answers]
+    assert {a.status for a in answers} <= {401, 429}
+    assert int(throttled[0].headers["retry-after"]) >= 1
+    assert "too many failed sign-ins" in _refusal(throttled[0])
+    assert "auth.sign_in_failures_per_minute" in _refusal(throttled[0])
+    # The remembered login keeps working from the same address; another address is not slowed.
+    again = hostile.request(pod_.port, "GET", hostile.SEARCH, login=pod_.admin, source=source)
+    assert again.status == 200, again
+    elsewhere = hostile.request(
+        pod_.port, "GET", hostile.SEARCH, login=(pod_.admin[0], "x"), source="127.0.3.2"
+    )
+    assert elsewhere.status == 401, elsewhere
+
+
+def _upload(pod_: Pod, name: str, **options) -> hostile.Answer:
+    return hostile.request(
+        pod_.port,
+        "PUT",
+        f"{hostile.ARTIFACTS}/{pod_.experiment_id}/guard/{name}",
+        login=pod_.admin,
+        **options,
+    )
+
+
+def _spool_files(pod_: Pod) -> list[Path]:
+    """What MLflow spools proxied transfers into: files in temporary directories (tempfile's
+    `tmp*` names) of the pod's scratch space."""
+    return [p for p in (pod_.home / "pod").glob("tmp*/**/*") if p.is_file()]
+
+
+def test_an_artifact_over_the_proxied_limit_is_refused_and_never_spooled(pod_):
+    s3 = pod_.moto.client("s3")
+    declared = _upload(pod_, "declared.bin", body=b"x" * (5 * hostile.MIB))
+    assert declared.status == 413, declared
+    assert "server.max_proxied_artifact_gib" in _refusal(declared)
+    assert "presigned multipart" in _refusal(declared)
+    with pod_.watch() as watch:
+        streamed = _upload(pod_, "streamed.bin", chunked_mib=64)
+    assert streamed.status in (413, None), streamed
+    assert not watch.failed_probes()
+    within = _upload(pod_, "within.bin", body=b"y" * (3 * hostile.MIB))
+    assert within.status == 200, within
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=pod_.bucket).get("Contents", [])]
+    assert [k for k in keys if k.endswith("/guard/within.bin")], keys
+    assert not [k for k in keys if k.endswith(("declared.bin", "streamed.bin"))], keys
+    assert not _spool_files(pod_), _spool_files(pod_)
+
+    # A download of an object larger than the limit (written to S3 by another path).
+    key = next(k for k in keys if k.endswith("/guard/within.bin")).replace(
+        "within.bin", "large.bin"
+    )
+    s3.put_object(Bucket=pod_.bucket, Key=key, Body=b"z" * (6 * hostile.MIB))
+    download = hostile.request(
+        pod_.port,
+        "GET",
+        f"{hostile.ARTIFACTS}/{pod_.experiment_id}/guard/large.bin",
+        login=pod_.admin,
+    )
+    assert download.status == 413, download
+    assert "presigned URLs" in _refusal(download)
+    small = hostile.request(
+        pod_.port,
+        "GET",
+        f"{hostile.ARTIFACTS}/{pod_.experiment_id}/guard/within.bin",
+        login=pod_.admin,
+    )
+    assert small.status == 200 and len(small.body) == 3 * hostile.MIB, small.status
+    assert not _spool_files(pod_)
+
+
+def test_a_transfer_past_the_pods_count_gets_503_and_the_first_completes(pod_):
+    """One transfer slot (MLFLOW_CONCURRENT_ARTIFACT_TRANSFERS=1): an upload that is still
+    sending holds it; a second transfer is told to retry; once the first ends, one goes."""
+    path = f"{hostile.ARTIFACTS}/{pod_.experiment_id}/guard/slow.bin"
+    first = hostile.connect(pod_.port)
+    header = (
+        f"PUT {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        f"Authorization: {hostile.basic(*pod_.admin)}\r\nContent-Length: {2 * hostile.MIB}\r\n\r\n"
+    )
+    first.sendall(header.encode() + b"a" * hostile.MIB)
+    try:
+        # Until the first upload's headers have reached a worker and it holds the slot (a
+        # second that came first got it and is done: harmless).
+        deadline = time.monotonic() + 60
+        second = _upload(pod_, "second.bin", body=b"b" * 1024)
+        while second.status != 503 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            second = _upload(pod_, "second.bin", body=b"b" * 1024)
+        assert second.status == 503, second
+        assert int(second.headers["retry-after"]) >= 1
+        assert "server.concurrent_artifact_transfers" in _refusal(second)
+        first.sendall(b"a" * hostile.MIB)
+        assert hostile.read_response(first).status == 200
+    finally:
+        first.close()
+    # A client moving files one after another never meets its own previous transfer's slot:
+    # the slot is free before the answer can be complete (an empty 200 ends with its headers).
+    uploads = [_upload(pod_, f"one-by-one-{i}.bin", body=b"c" * 1024).status for i in range(30)]
+    downloads = [
+        hostile.request(
+            pod_.port,
+            "GET",
+            f"{hostile.ARTIFACTS}/{pod_.experiment_id}/guard/one-by-one-{i}.bin",
+            login=pod_.admin,
+        ).status
+        for i in range(30)
+    ]
+    assert set(uploads) == set(downloads) == {200}, (uploads, downloads)
+
+
+def test_idle_and_dribbling_connections_are_closed_and_the_pod_keeps_serving(pod_):
+    sources = [f"127.0.4.{i}" for i in range(1, 21)]
+    with pod_.watch() as watch, hostile.idle_connections(pod_.port, 200, sources) as held:
+        # Meanwhile a scrape-like client and the admin are served.
+        assert hostile.health(pod_.port)[0] == 200
+        ok = hostile.request(pod_.port, "GET", hostile.SEARCH, login=pod_.admin)
+        assert ok.status == 200, ok
+        left = hostile.still_open(held, HEADER_TIMEOUT_SECONDS + 10)
+    assert left == 0, f"{left} of {len(held)} connections still open after the deadline"
+    assert not watch.failed_probes(), watch.health
+    assert watch.peak < pod_.memory_limit_mib
+
+
+def test_the_server_still_works_for_a_real_client_after_all_this(pod_, tmp_path):
+    """The real MLflow client, signed in, logs and reads back through the guard."""
+    code = (
+        "import json, sys\n"
+        "from mlflow import MlflowClient\n"
+        "c = MlflowClient(sys.argv[1])\n"
+        "run = c.create_run(sys.argv[2])\n"
+        "c.log_param(run.info.run_id, 'p', 'v')\n"
+        "print(json.dumps(c.get_run(run.info.run_id).data.params))\n"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "MLFLOW_TRACKING_USERNAME": pod_.admin[0],
+        "MLFLOW_TRACKING_PASSWORD": pod_.admin[1],
+    }
+    result = launcher.mlflow_client(env, pod_.server.base_url, pod_.experiment_id, code=code)
+    assert result == {"p": "v"}
+    assert pod_.server.proc.poll() is None, "the server exited"

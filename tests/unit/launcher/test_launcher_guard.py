@@ -1,0 +1,373 @@
+"""The guard's own logic with stand-ins for MLflow and uvicorn: limits from the environment,
+logins parsed as werkzeug parses them, the throttle's window, the bound on concurrent checks,
+and the ASGI decisions (what is refused before MLflow is called, and with what). That the
+real server behaves so, memory and probes included: tests/integration/test_guard.py."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+
+import pytest
+from mlflow_launcher.errors import LauncherError
+from mlflow_launcher.guard import limits
+from mlflow_launcher.guard.asgi import Guard
+from mlflow_launcher.guard.sign_in import (
+    VERIFIED,
+    Login,
+    SignInGate,
+    Throttle,
+    Verdict,
+    already_verified,
+    login_from,
+)
+from mlflow_launcher.guard.transfers import Slots
+
+MIB = limits.MIB
+
+
+def test_limits_default_and_every_bad_value_in_one_error():
+    assert limits.load({}) == limits.Limits()
+    assert limits.load({"MLFLOW_MAX_REQUEST_BODY_MIB": "8"}).max_body_bytes == 8 * MIB
+    with pytest.raises(LauncherError) as error:
+        limits.load(
+            {
+                "MLFLOW_MAX_REQUEST_BODY_MIB": "0",
+                "MLFLOW_CONCURRENT_SIGN_IN_CHECKS": "two",
+                "MLFLOW_CONCURRENT_ARTIFACT_TRANSFERS": "-1",
+            }
+        )
+    message = str(error.value)
+    for name in (
+        "MLFLOW_MAX_REQUEST_BODY_MIB",
+        "MLFLOW_CONCURRENT_SIGN_IN_CHECKS",
+        "MLFLOW_CONCURRENT_ARTIFACT_TRANSFERS",
+    ):
+        assert name in message
+
+
+def _scope(path="/api/2.0/mlflow/runs/log-batch", method="POST", headers=(), client="10.0.0.1"):
+    return {
+        "type": "http",
+        "path": path,
+        "method": method,
+        "headers": [(k.encode(), v.encode()) for k, v in headers],
+        "client": (client, 40000),
+    }
+
+
+def _basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def test_logins_are_read_as_werkzeug_reads_them():
+    login = login_from(_scope(headers=[("authorization", _basic("anna", "pä:ss 🔑"))]))
+    assert login == Login("anna", "pä:ss 🔑")
+    assert login_from(_scope(headers=[("authorization", "Bearer abc")])) is None
+    assert login_from(_scope(headers=[("authorization", "Basic !!!")])) is None
+    assert login_from(_scope()) is None
+    # On /gateway/ routes MLflow reads its own header first; the Authorization one is the
+    # caller's provider key there.
+    gateway = _scope(
+        "/gateway/chat/mlflow/invocations",
+        headers=[
+            ("authorization", "Bearer sk-provider"),
+            ("x-mlflow-authorization", _basic("bob", "pw")),
+        ],
+    )
+    assert login_from(gateway) == Login("bob", "pw")
+    assert "pw" not in repr(login_from(gateway))
+
+
+def test_a_verified_login_matches_only_itself():
+    token = VERIFIED.set(Login("anna", "secret").fingerprint)
+    try:
+        assert already_verified("anna", "secret")
+        assert not already_verified("anna", "other")
+        assert not already_verified("bob", "secret")
+    finally:
+        VERIFIED.reset(token)
+    assert not already_verified("anna", "secret")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_throttle_slows_one_login_from_one_source_for_the_window():
+    clock = Clock()
+    throttle = Throttle(3, clock)
+    for _ in range(3):
+        assert throttle.retry_after("10.0.0.1", "admin") is None
+        throttle.failed("10.0.0.1", "admin")
+    wait = throttle.retry_after("10.0.0.1", "admin")
+    assert wait == pytest.approx(limits.FAILURE_WINDOW_SECONDS)
+    assert throttle.retry_after("10.0.0.2", "admin") is None  # another source
+    assert throttle.retry_after("10.0.0.1", "anna") is None  # another login
+    clock.now += limits.FAILURE_WINDOW_SECONDS + 1
+    assert throttle.retry_after("10.0.0.1", "admin") is None
+
+
+def test_the_throttle_catches_one_source_spraying_many_logins():
+    throttle = Throttle(2, Clock())
+    for n in range(2 * limits.SOURCE_FAILURES_FACTOR):
+        throttle.failed("10.0.0.1", f"user{n}")
+    assert throttle.retry_after("10.0.0.1", "someone-new") is not None
+    assert throttle.retry_after("10.0.0.9", "someone-new") is None
+
+
+def test_the_throttle_keeps_a_bounded_number_of_entries():
+    throttle = Throttle(5, Clock())
+    for n in range(limits.SIGN_IN_QUEUE * 200):
+        throttle.failed(f"10.0.{n // 250}.{n % 250}", "admin")
+    assert len(throttle._failures) <= 10_000
+
+
+def _gate(checks: int = 2, *, accept: bool = False, remembered: bool = False):
+    running, peak, calls = 0, 0, []
+    lock = threading.Lock()
+    release = threading.Event()
+
+    def check(username: str, password: str) -> bool:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+            calls.append(username)
+        release.wait(5)
+        with lock:
+            running -= 1
+        return accept
+
+    gate = SignInGate(
+        limits.Limits(sign_in_checks=checks, sign_in_failures=100),
+        check=check,
+        remembered=lambda u, p: remembered,
+    )
+    return gate, release, calls, lambda: peak
+
+
+def test_no_more_checks_run_at_once_than_the_limit():
+    gate, release, calls, peak = _gate(checks=2)
+
+    async def run():
+        tasks = [
+            asyncio.create_task(gate.verify(Login(f"u{n}", "x"), f"10.0.0.{n}")) for n in range(8)
+        ]
+        await asyncio.sleep(0.2)
+        assert peak() == 2 and len(calls) == 2
+        release.set()
+        return await asyncio.gather(*tasks)
+
+    outcomes = asyncio.run(run())
+    assert {o.verdict for o in outcomes} == {Verdict.REFUSED}
+    assert peak() == 2 and len(calls) == 8
+
+
+def test_a_remembered_login_is_not_hashed_and_a_throttled_one_not_tried():
+    gate, release, calls, _ = _gate(remembered=True)
+    release.set()
+    assert asyncio.run(gate.verify(Login("anna", "pw"), "10.0.0.1")).verdict is Verdict.ACCEPTED
+    assert calls == []
+
+    gate, release, calls, _ = _gate()
+    release.set()
+    for _ in range(100):
+        gate.throttle.failed("10.0.0.1", "admin")
+    outcome = asyncio.run(gate.verify(Login("admin", "guess"), "10.0.0.1"))
+    assert outcome.verdict is Verdict.THROTTLED and outcome.retry_after > 0
+    assert calls == []
+
+
+# ---------------------------------------------------------------- the ASGI guard ------------
+
+
+class App:
+    """MLflow's app: records that it was called, reads the whole body, answers 200."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.bodies: list[bytes] = []
+
+    async def __call__(self, scope, receive, send):
+        self.calls += 1
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        self.bodies.append(body)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _serve(guard, scope, chunks: list[bytes]):
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
+        for i, chunk in enumerate(chunks)
+    ] or [{"type": "http.request", "body": b"", "more_body": False}]
+    sent: list[dict] = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(guard(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], dict(start["headers"]), body
+
+
+def _guard(tmp_path, app, *, auth: bool, **limit_values):
+    gate = (
+        SignInGate(
+            limits.Limits(**limit_values),
+            check=lambda u, p: p == "right",
+            remembered=lambda u, p: False,
+        )
+        if auth
+        else None
+    )
+    return Guard(
+        app,
+        limits.Limits(**limit_values),
+        sign_in=gate,
+        unprotected=lambda path: path == "/health",
+        slots=Slots(tmp_path / "slots", limit_values.get("transfers", 1)),
+    )
+
+
+def test_without_a_login_a_body_stops_at_64_kib_and_mlflow_is_not_called(tmp_path):
+    app = App()
+    guard = _guard(tmp_path, app, auth=True)
+    chunked = _scope(headers=[("transfer-encoding", "chunked")])
+    status, headers, body = _serve(guard, chunked, [b"x" * 65536, b"x"])
+    assert status == 401 and app.calls == 0
+    assert headers[b"www-authenticate"] == b'Basic realm="mlflow"'
+    assert "64 KiB" in json.loads(body)["message"]
+    # A small anonymous request reaches MLflow, which decides (401 for its protected routes).
+    status, _, _ = _serve(guard, _scope(headers=[("content-length", "2")]), [b"{}"])
+    assert status == 200 and app.calls == 1
+
+
+def test_a_wrong_password_is_answered_before_the_body_is_read(tmp_path):
+    app = App()
+    guard = _guard(tmp_path, app, auth=True)
+    scope = _scope(
+        headers=[("authorization", _basic("admin", "wrong")), ("content-length", "1000000")]
+    )
+    status, _, body = _serve(guard, scope, [b"x" * 1_000_000])
+    assert status == 401 and app.calls == 0
+    assert b"You are not authenticated" in body
+
+
+def test_a_signed_in_body_over_the_limit_is_refused_by_its_declared_length(tmp_path):
+    app = App()
+    guard = _guard(tmp_path, app, auth=True, max_body_bytes=MIB)
+    login = ("authorization", _basic("admin", "right"))
+    status, _, body = _serve(
+        guard, _scope(headers=[login, ("content-length", str(MIB + 1))]), [b"x" * (MIB + 1)]
+    )
+    assert status == 413 and app.calls == 0
+    assert "server.max_request_body_mib" in json.loads(body)["message"]
+    status, _, _ = _serve(guard, _scope(headers=[login, ("content-length", "5")]), [b"hello"])
+    assert status == 200 and app.bodies == [b"hello"]
+
+
+def test_a_chunked_body_is_replayed_whole_within_the_limit_and_refused_past_it(tmp_path):
+    app = App()
+    guard = _guard(tmp_path, app, auth=False, max_body_bytes=MIB)
+    chunked = _scope(headers=[("transfer-encoding", "chunked")])
+    status, _, _ = _serve(guard, chunked, [b"a" * 1000, b"b" * 1000])
+    assert status == 200 and app.bodies == [b"a" * 1000 + b"b" * 1000]
+    status, _, _ = _serve(guard, chunked, [b"a" * MIB, b"b"])
+    assert status == 413 and app.calls == 1
+
+
+def test_bodies_held_at_once_are_bounded_per_process(tmp_path):
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    class Slow(App):
+        async def __call__(self, scope, receive, send):
+            entered.set()
+            await release.wait()
+            await super().__call__(scope, receive, send)
+
+    guard = _guard(tmp_path, Slow(), auth=False, max_body_bytes=MIB)
+    size = str(MIB)
+    statuses = []
+
+    async def one(scope):
+        sent = []
+        messages = [{"type": "http.request", "body": b"x" * MIB, "more_body": False}]
+
+        async def receive():
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        await guard(scope, receive, send)
+        statuses.append(next(m["status"] for m in sent if m["type"] == "http.response.start"))
+
+    async def run():
+        scope = _scope(headers=[("content-length", size)])
+        held = [asyncio.create_task(one(scope)) for _ in range(limits.BODY_BUDGET_REQUESTS)]
+        await entered.wait()
+        await asyncio.sleep(0.05)
+        await one(scope)  # over the budget while the others are held
+        release.set()
+        await asyncio.gather(*held)
+
+    asyncio.run(run())
+    assert statuses[0] == 503
+    assert statuses[1:] == [200] * limits.BODY_BUDGET_REQUESTS
+
+
+def test_transfer_slots_are_shared_by_the_pods_processes(tmp_path):
+    one, other = Slots(tmp_path, 2), Slots(tmp_path, 2)  # two processes' views of the files
+    first, second = one.take(), other.take()
+    assert first is not None and second is not None
+    assert one.take() is None and other.take() is None
+    Slots.give_back(first)
+    third = other.take()
+    assert third is not None
+    Slots.give_back(second)
+    Slots.give_back(third)
+
+
+def test_an_upload_over_the_artifact_limit_stops_mlflow_and_says_why(tmp_path):
+    app = App()
+    guard = _guard(tmp_path, app, auth=False, max_artifact_bytes=MIB)
+    path = "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/model.bin"
+    chunked = _scope(path, "PUT", headers=[("transfer-encoding", "chunked")])
+    status, _, body = _serve(guard, chunked, [b"x" * MIB, b"x" * MIB, b"x"])
+    assert status == 413
+    assert app.bodies == [b"x" * MIB]  # then MLflow saw the client leave
+    assert "presigned multipart" in json.loads(body)["message"]
+    declared = _scope(path, "PUT", headers=[("content-length", str(2 * MIB))])
+    status, _, _ = _serve(guard, declared, [b"x" * (2 * MIB)])
+    assert status == 413 and app.calls == 1
+    # The slot came back both times: a transfer within the limit goes through.
+    within = _scope(path, "PUT", headers=[("content-length", "3")])
+    assert _serve(guard, within, [b"abc"])[0] == 200
+
+
+def test_transfer_routes_need_a_login_when_auth_is_on(tmp_path):
+    app = App()
+    guard = _guard(tmp_path, app, auth=True)
+    download = _scope("/get-artifact", "GET")
+    assert _serve(guard, download, [])[0] == 401 and app.calls == 0
+    signed_in = _scope("/get-artifact", "GET", headers=[("authorization", _basic("a", "right"))])
+    assert _serve(guard, signed_in, [])[0] == 200
