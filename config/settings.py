@@ -431,8 +431,9 @@ class DatabaseSettings(StrictModel):
     snapshot_before_upgrade: bool = Field(
         True,
         description="Before a migration changes the schema of existing data, the migrate step "
-        "makes sure of a manual snapshot from the last hour (yours, or one it takes and waits "
-        "for) and does not migrate without one.",
+        "makes sure of a manual snapshot (one taken before the same upgrade, however old; else "
+        "yours from the last hour; else one it takes and waits for, at most 5 of its own "
+        "`mlflow-before-*` at a time) and does not migrate without one.",
     )
     backup_retention_days: int = Field(
         7, ge=1, le=35, description="Automated backups kept (1-35 days; 0 would disable them)."

@@ -110,8 +110,9 @@ class MlflowTrackingServer(Construct):
             recoverable).
         :param snapshot_before_upgrade: before a migration changes a schema that holds data,
             the `migrate` init container makes sure of a manual snapshot of the database
-            instance from the last hour (an operator's, or one it takes and waits for), and
-            does not migrate without one. Default: true.
+            instance (one taken before the same upgrade, however old; else an operator's from
+            the last hour; else one it takes and waits for, at most 5 of its own at a time),
+            and does not migrate without one. Default: true.
         """
         super().__init__(scope, id)
         if external_load_balancer:
@@ -262,7 +263,8 @@ class MlflowTrackingServer(Construct):
         return hosts
 
     def _grant_snapshots(self, database: MlflowDatabase) -> None:
-        """Find the instance's snapshots, and create the launcher's own (SNAPSHOT_PREFIX)."""
+        """Find the instance's snapshots, and create and tag the launcher's own
+        (SNAPSHOT_PREFIX)."""
         stack = Stack.of(self)
 
         def snapshots(name: str) -> str:
@@ -275,12 +277,17 @@ class MlflowTrackingServer(Construct):
 
         instance = database.instance.instance_arn
         own, any_snapshot = snapshots(f"{SNAPSHOT_PREFIX}*"), snapshots("*")
-        # AddTagsToResource: the instance copies its tags to snapshots (copy_tags_to_snapshot).
+        # CreateDBSnapshot needs the instance and the new snapshot ("db*" and "snapshot*" in
+        # the Service Authorization Reference, list_amazonrds.html).
         self.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["rds:CreateDBSnapshot", "rds:AddTagsToResource"],
-                resources=[instance, own],
-            )
+            iam.PolicyStatement(actions=["rds:CreateDBSnapshot"], resources=[instance, own])
+        )
+        # Tags land on the launcher's snapshots only: the instance's, copied by RDS
+        # (copy_tags_to_snapshot), are authorized as AddTagsToResource on the new snapshot,
+        # and the launcher then tags it with the upgrade it precedes. Never the instance.
+        # https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/security_iam_id-based-policy-examples-grant-permissions-tags-on-create.html
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["rds:AddTagsToResource"], resources=[own])
         )
         self.role.add_to_principal_policy(
             iam.PolicyStatement(

@@ -132,7 +132,7 @@ class MlflowChartProps:
     """A read replica of the database (same port, login and name): MLflow's reads go there,
     its writes and the sign-in checks to the primary. Default: none."""
     db_instance_id: str | None = None
-    """The RDS instance identifier: `migrate` makes sure of a recent snapshot of it before it
+    """The RDS instance identifier: `migrate` makes sure of a snapshot of it before it
     changes a schema that holds data (the pods' role must be allowed to). Default: none (no
     snapshot, a warning in the log)."""
     extra_labels: dict[str, str] = field(default_factory=dict)

@@ -73,9 +73,10 @@ def resolve_pseudo_parameters(value: str) -> str:
     return value
 
 
-def rds_instance(moto, instance_id: str) -> str:
+def rds_instance(moto, instance_id: str, tags: Mapping[str, str] | None = None) -> str:
     """An RDS instance in moto's RDS, for `migrate`'s snapshot before an upgrade (what the
-    ConfigMap's MLFLOW_DB_INSTANCE_ID names on AWS). Returns its ID."""
+    ConfigMap's MLFLOW_DB_INSTANCE_ID names on AWS), copying its `tags` to its snapshots as
+    the data stack's does. Returns its ID."""
     moto.client("rds").create_db_instance(
         DBInstanceIdentifier=instance_id,
         DBInstanceClass="db.t4g.medium",
@@ -83,6 +84,8 @@ def rds_instance(moto, instance_id: str) -> str:
         AllocatedStorage=20,
         MasterUsername="mlflow",
         MasterUserPassword="not-the-database-password",
+        CopyTagsToSnapshot=True,
+        Tags=[{"Key": key, "Value": value} for key, value in (tags or {}).items()],
     )
     return instance_id
 

@@ -3,6 +3,7 @@ exactly one does the work under the advisory lock, a lock held by a lost session
 with a clear error instead of a pod stuck in Init, and the server container never migrates."""
 
 import re
+import secrets
 import subprocess
 import time
 from datetime import datetime
@@ -10,6 +11,14 @@ from pathlib import Path
 
 import itest_launcher as launcher
 import pytest
+from itest_auth import (
+    DB_NAME_ENV,
+    auth_history,
+    auth_revision,
+    create_auth_secrets,
+    migrate_auth_to,
+    new_login,
+)
 from itest_chart import container_env, pod, rds_instance, substitute_endpoints
 
 pytestmark = pytest.mark.integration
@@ -215,4 +224,98 @@ def test_an_upgrade_takes_a_snapshot_first_and_none_means_no_upgrade(
     # At head now: nothing to change, no new snapshot.
     again = launcher.run(init["args"], env(instance))
     assert again.returncode == 0 and "schema already at head" in again.stderr
+    assert _manual_snapshots(moto, instance) == [taken]
+
+
+def _snapshot_tags(moto, name: str) -> dict[str, str]:
+    [found] = moto.client("rds").describe_db_snapshots(DBSnapshotIdentifier=name)["DBSnapshots"]
+    return {tag["Key"]: tag["Value"] for tag in found.get("TagList", [])}
+
+
+# A table of each head migration's, made in the way: that migration then fails on its first
+# statement, after the snapshot, the same way on every attempt, and changes nothing.
+_IN_THE_WAY = {"tracking": "scheduler_leases", "auth": "scorer_permissions"}
+
+
+def test_a_migration_failing_on_every_restart_takes_one_snapshot(
+    mariadb, moto, synth, test_ca, tmp_path
+):
+    """The chart's `migrate` (default config, authentication on) on a store and an auth
+    database a release behind, whose upgrades fail until the operator moves a table. Restarts
+    hours apart (a maximum age of 6 ms stands in for the hours) reuse the snapshot taken before
+    the same change, so the attempts take one snapshot in all, not one each; the tracking and
+    auth changes of the upgrade share it, and it keeps the instance's own tags."""
+    chart = synth("default")
+    _, (init, _main) = pod(chart)
+    login = new_login(mariadb, moto, f"db-{secrets.token_urlsafe(12)}")
+    auth_db = f"{login.name}_auth"
+    instance = rds_instance(moto, f"itest-{login.name.replace('_', '-')}", {"team": "mlflow"})
+    local = substitute_endpoints(
+        container_env(chart, init),
+        login,
+        moto,
+        test_ca.ca,
+        "unused",
+        auth=create_auth_secrets(moto).arns,
+        instance_id=instance,
+    )
+    env = launcher.container_env(
+        {
+            **local,
+            "MLFLOW_DB_NAME": login.name,
+            DB_NAME_ENV: auth_db,
+            "MLFLOW_SNAPSHOT_MAX_AGE_MINUTES": "0.0001",
+        },
+        tmp_path / "home",
+    )
+    previous = launcher.image_python(
+        "-c", _MIGRATE_TO_PREVIOUS, env=env, timeout=120
+    ).stdout.split()[-1]
+    history = auth_history()
+    migrate_auth_to(env, history[0])
+    mariadb.admin(f"CREATE TABLE {_IN_THE_WAY['tracking']} (x INT)", database=login.name)
+    mariadb.admin(f"CREATE TABLE {_IN_THE_WAY['auth']} (x INT)", database=auth_db)
+    tracking = f"upgrading the schema from {previous} to "
+    auth_change = f"upgrading the auth schema from {history[0]} to {history[-1]}"
+
+    def attempt(fails_on: str | None) -> str:
+        result = launcher.run(init["args"], env)
+        log = result.stdout + result.stderr
+        launcher.assert_no_secret(log, login.password, "migrate output")
+        if fails_on is None:
+            assert result.returncode == 0, log
+        else:
+            assert result.returncode != 0 and _IN_THE_WAY[fails_on] in log, log
+        return log
+
+    # The tracking upgrade fails, three times.
+    first = attempt("tracking")
+    [taken] = _manual_snapshots(moto, instance)
+    assert f"taking snapshot {taken} of {instance} before {tracking}" in first
+    for _ in range(2):
+        again = attempt("tracking")
+        assert f"snapshot {taken} of {instance} was taken before this same change" in again
+        assert "taking snapshot" not in again
+    assert _manual_snapshots(moto, instance) == [taken]
+    tags = _snapshot_tags(moto, taken)
+    assert tags["team"] == "mlflow"  # the instance's, copied
+    assert tags["mlflow-on-eks:tracking-from-revision"] == previous
+
+    # Table moved: the tracking upgrade goes through on that snapshot; the auth one fails
+    # after it, twice, on the same snapshot.
+    mariadb.admin(f"DROP TABLE {_IN_THE_WAY['tracking']}", database=login.name)
+    tracked = attempt("auth")
+    assert f"migrated schema from {previous} to head" in tracked
+    assert f"snapshot {taken} precedes {auth_change} too" in tracked
+    auth_again = attempt("auth")
+    assert "schema already at head" in auth_again
+    assert f"snapshot {taken} of {instance} was taken before this same change ({auth_change})" in (
+        auth_again
+    )
+    assert _snapshot_tags(moto, taken)["mlflow-on-eks:auth-from-revision"] == history[0]
+
+    mariadb.admin(f"DROP TABLE {_IN_THE_WAY['auth']}", database=auth_db)
+    done = attempt(None)
+    assert f"migrated the auth schema from {history[0]} to head {history[-1]}" in done
+    assert auth_revision(mariadb, auth_db) == history[-1]
     assert _manual_snapshots(moto, instance) == [taken]

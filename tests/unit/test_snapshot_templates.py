@@ -37,16 +37,23 @@ def test_on_by_default_with_the_primary_instance(synth: SynthFn) -> None:
     assert f"Ref{primary}" in instance_id  # the review form of the data stack's export
 
 
-def test_the_role_creates_only_its_own_snapshots_of_this_instance(synth: SynthFn) -> None:
+def test_the_role_creates_and_tags_only_its_own_snapshots_of_this_instance(
+    synth: SynthFn,
+) -> None:
     s = synth("default")
     statements = {tuple(sorted(_list(st["Action"]))): st for st in _rds_statements(s)}
     assert set(statements) == {
-        ("rds:AddTagsToResource", "rds:CreateDBSnapshot"),
+        ("rds:CreateDBSnapshot",),
+        ("rds:AddTagsToResource",),
         ("rds:DescribeDBSnapshots",),
     }
-    create = json.dumps(statements["rds:AddTagsToResource", "rds:CreateDBSnapshot"]["Resource"])
+    create = json.dumps(statements["rds:CreateDBSnapshot",]["Resource"])
     assert f":snapshot:{SNAPSHOT_PREFIX}*" in create
     assert ":db:" in create and ":snapshot:*" not in create
+    # Tags (the instance's, copied, and the upgrade's) go on its own snapshots, never on the
+    # instance or anyone else's snapshot.
+    tag = _list(statements["rds:AddTagsToResource",]["Resource"])
+    assert len(tag) == 1 and f":snapshot:{SNAPSHOT_PREFIX}*" in json.dumps(tag)
     describe = json.dumps(statements["rds:DescribeDBSnapshots",]["Resource"])
     assert ":db:" in describe and ":snapshot:*" in describe
     assert all(st["Effect"] == "Allow" for st in statements.values())

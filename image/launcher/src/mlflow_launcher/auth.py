@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mlflow_launcher import secret
 from mlflow_launcher.app import AUTH_ENV, BASIC_AUTH
 from mlflow_launcher.errors import LauncherError
+from mlflow_launcher.snapshot import SchemaChange
 from mlflow_launcher.wait import driver_message
 
 log = logging.getLogger(__name__)
@@ -174,9 +175,9 @@ def _revisions(engine: Engine) -> tuple[str | None, str]:
         return context.get_current_revision(), head
 
 
-def migrate(engine: Engine, before_change: Callable[[str], object] | None = None) -> bool:
+def migrate(engine: Engine, before_change: Callable[[SchemaChange], object] | None = None) -> bool:
     """Bring the auth schema to head (what `python -m mlflow.server.auth db upgrade` does);
-    call with the schema lock held. True if this changed it. `before_change(what)` runs first
+    call with the schema lock held. True if this changed it. `before_change(change)` runs first
     when existing users' schema is about to change."""
     from mlflow.server.auth.db import utils as auth_db
 
@@ -185,7 +186,7 @@ def migrate(engine: Engine, before_change: Callable[[str], object] | None = None
         log.info("auth schema already at head %s; nothing to migrate", head)
         return False
     if before is not None and before_change is not None:
-        before_change(f"upgrading the auth schema from {before} to {head}")
+        before_change(SchemaChange("auth", before, head))
     if before is None and engine.dialect.name == "mysql":
         _initial_revision_for_mysql(engine, auth_db.INITIAL_REVISION)
     auth_db.migrate(engine, head)

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from mlflow_launcher.errors import LauncherError
 from mlflow_launcher.settings import DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS, LOCK_TIMEOUT_ENV
+from mlflow_launcher.snapshot import SchemaChange
 from mlflow_launcher.wait import driver_message
 
 log = logging.getLogger(__name__)
@@ -138,11 +139,11 @@ def migrate(
     lock_timeout: float = DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS,
     *,
     then: Callable[[], object] | None = None,
-    before_change: Callable[[str], object] | None = None,
+    before_change: Callable[[SchemaChange], object] | None = None,
 ) -> bool:
     """Bring the schema to head, then run `then` (another schema's migration) under the same
     lock; True if this process changed the store's schema, False if it was at head.
-    `before_change(what)` runs first when a schema that holds data is about to change."""
+    `before_change(change)` runs first when a schema that holds data is about to change."""
     with migration_lock(engine, lock_timeout):
         changed = _to_head(engine, before_change)
         if then is not None:
@@ -150,7 +151,7 @@ def migrate(
         return changed
 
 
-def _to_head(engine: Engine, before_change: Callable[[str], object] | None = None) -> bool:
+def _to_head(engine: Engine, before_change: Callable[[SchemaChange], object] | None = None) -> bool:
     from mlflow.store.db.utils import _initialize_tables, _is_empty_database, _upgrade_db
 
     head = head_revision()
@@ -163,7 +164,7 @@ def _to_head(engine: Engine, before_change: Callable[[str], object] | None = Non
         _initialize_tables(engine)
     else:
         if before_change is not None:
-            before_change(f"upgrading the schema from {before} to {head}")
+            before_change(SchemaChange("tracking", before, head))
         log.info("upgrading the schema from %s to %s", before, head)
         _upgrade_db(engine)
     after = current_revision(engine)
