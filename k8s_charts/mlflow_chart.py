@@ -345,23 +345,26 @@ class MlflowChart(cdk8s.Chart):
                         failure_threshold=3,
                     ),
                 ),
+                # No probe here, on purpose. A pod is Ready only when every container is, so
+                # a readiness probe on the exporter let a metrics problem (one idle connection
+                # to the old exporter) take the server out of every Service's endpoints. A
+                # liveness probe would too: the container is not ready while it restarts, and
+                # failing again it waits in CrashLoopBackOff for minutes. A stuck exporter
+                # shows where metrics are watched instead: its scrapes fail (Prometheus' `up`
+                # is 0 for the pod). Without a probe a container is ready while it runs.
+                # (`ports`, not `port_number`: with the latter cdk8s-plus adds a startup probe.)
                 kplus.ContainerProps(
                     name="metrics",
                     # The workers' counters from the shared scratch space, summed, on a port
                     # of its own (see mlflow_launcher.metrics for why not MLflow's /metrics).
                     args=["metrics"],
-                    port_number=METRICS_PORT,
+                    ports=[kplus.ContainerPort(number=METRICS_PORT)],
                     **{
                         **common,
-                        # 50 MiB measured (VmHWM of `mlflow-launcher metrics`).
+                        # 54 MiB measured (VmHWM of `mlflow-launcher metrics`, 55.5 under a
+                        # flood of connections: bench/metrics_flood.py).
                         "resources": small_resources(cpu_millis=20, memory_mib=128),
                     },
-                    readiness=kplus.Probe.from_http_get(
-                        "/metrics",
-                        port=METRICS_PORT,
-                        period_seconds=cdk8s.Duration.seconds(30),
-                        timeout_seconds=cdk8s.Duration.seconds(5),
-                    ),
                 ),
             ],
         )

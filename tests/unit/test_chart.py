@@ -402,6 +402,16 @@ def test_network_policy_limits_egress_to_dns_db_and_https() -> None:
     assert egress == {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 443)}
 
 
+def test_no_metrics_problem_can_take_the_pod_out_of_service() -> None:
+    """A pod is Ready only when every container is: a probe on the exporter removed the
+    server from the Services' endpoints when the exporter stalled."""
+    server, exporter = pod_spec(render())["containers"]
+    assert exporter["name"] == "metrics"
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert probe not in exporter, probe
+    assert {"readinessProbe", "livenessProbe", "startupProbe"} <= set(server)
+
+
 @pytest.mark.parametrize("replicas", [1, 2])
 def test_disruption_budget_never_blocks_a_drain(replicas: int) -> None:
     # Always rendered: kubectl's prune would leave one behind if it came and went.
