@@ -31,7 +31,7 @@ from mlflow_on_eks.k8s_charts.hardening import (
     harden,
     small_resources,
 )
-from mlflow_on_eks.k8s_charts.policy import dns, egress, tcp
+from mlflow_on_eks.k8s_charts.policy import dns, egress, ingress, pods_in_namespaces, tcp
 from mlflow_on_eks.k8s_charts.rules import (
     AcmCertificateArn,
     Cidr,
@@ -485,8 +485,9 @@ class MlflowChart(cdk8s.Chart):
         )
 
     def _network_policy(self) -> None:
-        """Admit HTTP to the server and metrics ports; let pods reach only DNS, the DB and
-        HTTPS (AWS APIs)."""
+        """Admit HTTP to the server port from anywhere and to the metrics port from the
+        scrapers; let pods reach only DNS, the DB and HTTPS (AWS APIs)."""
+        scrapers = self.props.workload.metrics_scrapers
         k8s.KubeNetworkPolicy(
             self,
             "NetworkPolicy",
@@ -494,16 +495,14 @@ class MlflowChart(cdk8s.Chart):
             spec=k8s.NetworkPolicySpec(
                 pod_selector=k8s.LabelSelector(match_labels=selector_labels(self.props)),
                 policy_types=["Ingress", "Egress"],
-                # Load balancers in IP mode and in-cluster clients come from many addresses.
                 ingress=[
-                    k8s.NetworkPolicyIngressRule(
-                        ports=[
-                            k8s.NetworkPolicyPort(
-                                protocol="TCP", port=k8s.IntOrString.from_number(p)
-                            )
-                            for p in (CONTAINER_PORT, METRICS_PORT)
-                        ]
-                    )
+                    # Load balancers in IP mode and in-cluster clients come from many addresses.
+                    ingress(tcp(CONTAINER_PORT)),
+                    # The counters need no login: only the scrapers the operator names.
+                    ingress(
+                        tcp(METRICS_PORT),
+                        from_=[pods_in_namespaces(scrapers.namespace_labels, scrapers.pod_labels)],
+                    ),
                 ],
                 egress=[dns(), egress(tcp(self.props.db_port, 443))],
             ),
