@@ -31,6 +31,7 @@ from mlflow_on_eks.k8s_charts.rules import (
     DrainSeconds,
     GcDuration,
     HostPattern,
+    MatchLabels,
     MaxReplicas,
     MemoryMib,
     Namespace,
@@ -504,6 +505,27 @@ class ResourceSettings(StrictModel):
     )
 
 
+class MetricsScrapersSettings(StrictModel):
+    """Who may connect to the server pods' metrics port (9464), as NetworkPolicy selectors.
+    Only pods of the cluster are ever admitted: no VPC address, node or load balancer."""
+
+    namespace_labels: MatchLabels = Field(
+        default_factory=dict,
+        description="Labels (matchLabels) of the namespaces scrapers run in; empty (default): "
+        "every namespace. Every namespace carries `kubernetes.io/metadata.name: <its name>`, so "
+        "`{kubernetes.io/metadata.name: monitoring}` admits the `monitoring` namespace only. "
+        "Keys and values as Kubernetes labels (values in quotes when YAML would read a number "
+        "or a boolean).",
+    )
+    pod_labels: MatchLabels = Field(
+        default_factory=dict,
+        description="Labels (matchLabels) of the scraper pods in those namespaces, e.g. "
+        "`{app.kubernetes.io/name: prometheus}`; empty (default): every pod there. With both "
+        "empty, every pod of the cluster may scrape, and nothing outside it (the NetworkPolicy "
+        "is enforced only where a network policy engine runs).",
+    )
+
+
 class ServerSettings(StrictModel):
     """The MLflow tracking server workload."""
 
@@ -548,6 +570,7 @@ class ServerSettings(StrictModel):
         description="Load balancer deregistration delay; a terminating pod keeps serving this "
         "long (preStop) before it stops accepting, and then has 30 s to finish requests.",
     )
+    metrics_scrapers: MetricsScrapersSettings = Field(default_factory=MetricsScrapersSettings)
 
     def workload(self) -> WorkloadProps:
         """These settings as the chart takes them (the same fields, validated)."""

@@ -23,6 +23,7 @@ from mlflow_on_eks.constructs_lib.tracking_server import MlflowTrackingServer
 from mlflow_on_eks.k8s_charts import (
     ExternalLoadBalancerProps,
     GcProps,
+    MetricsScrapersProps,
     ResourceProps,
     WorkloadProps,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "ExternalLoadBalancerProps",
     "GcProps",
     "ImportedCluster",
+    "MetricsScrapersProps",
     "MlflowArtifactStore",
     "MlflowAuth",
     "MlflowDatabase",

@@ -21,7 +21,7 @@ from mlflow_on_eks.k8s_charts.mlflow_chart import (
     MlflowChartProps,
 )
 from mlflow_on_eks.k8s_charts.node_pool_chart import NodePoolChart, NodePoolChartProps
-from mlflow_on_eks.k8s_charts.workload import ResourceProps, WorkloadProps
+from mlflow_on_eks.k8s_charts.workload import MetricsScrapersProps, ResourceProps, WorkloadProps
 
 __all__ = [
     "AUTO_MODE_LOAD_BALANCER_CLASS",
@@ -32,6 +32,7 @@ __all__ = [
     "DeployCheckChartProps",
     "ExternalLoadBalancerProps",
     "GcProps",
+    "MetricsScrapersProps",
     "MlflowChart",
     "MlflowChartProps",
     "NodePoolChart",

@@ -31,7 +31,7 @@ from mlflow_on_eks.k8s_charts.hardening import (
     harden,
     small_resources,
 )
-from mlflow_on_eks.k8s_charts.policy import dns, egress, tcp
+from mlflow_on_eks.k8s_charts.policy import dns, egress, ingress, pods_in_namespaces, tcp
 from mlflow_on_eks.k8s_charts.rules import (
     AcmCertificateArn,
     Cidr,
@@ -345,23 +345,26 @@ class MlflowChart(cdk8s.Chart):
                         failure_threshold=3,
                     ),
                 ),
+                # No probe here, on purpose. A pod is Ready only when every container is, so
+                # a readiness probe on the exporter let a metrics problem (one idle connection
+                # to the old exporter) take the server out of every Service's endpoints. A
+                # liveness probe would too: the container is not ready while it restarts, and
+                # failing again it waits in CrashLoopBackOff for minutes. A stuck exporter
+                # shows where metrics are watched instead: its scrapes fail (Prometheus' `up`
+                # is 0 for the pod). Without a probe a container is ready while it runs.
+                # (`ports`, not `port_number`: with the latter cdk8s-plus adds a startup probe.)
                 kplus.ContainerProps(
                     name="metrics",
                     # The workers' counters from the shared scratch space, summed, on a port
                     # of its own (see mlflow_launcher.metrics for why not MLflow's /metrics).
                     args=["metrics"],
-                    port_number=METRICS_PORT,
+                    ports=[kplus.ContainerPort(number=METRICS_PORT)],
                     **{
                         **common,
-                        # 50 MiB measured (VmHWM of `mlflow-launcher metrics`).
+                        # 54 MiB measured (VmHWM of `mlflow-launcher metrics`, 55.5 under a
+                        # flood of connections: bench/metrics_flood.py).
                         "resources": small_resources(cpu_millis=20, memory_mib=128),
                     },
-                    readiness=kplus.Probe.from_http_get(
-                        "/metrics",
-                        port=METRICS_PORT,
-                        period_seconds=cdk8s.Duration.seconds(30),
-                        timeout_seconds=cdk8s.Duration.seconds(5),
-                    ),
                 ),
             ],
         )
@@ -482,8 +485,9 @@ class MlflowChart(cdk8s.Chart):
         )
 
     def _network_policy(self) -> None:
-        """Admit HTTP to the server and metrics ports; let pods reach only DNS, the DB and
-        HTTPS (AWS APIs)."""
+        """Admit HTTP to the server port from anywhere and to the metrics port from the
+        scrapers; let pods reach only DNS, the DB and HTTPS (AWS APIs)."""
+        scrapers = self.props.workload.metrics_scrapers
         k8s.KubeNetworkPolicy(
             self,
             "NetworkPolicy",
@@ -491,16 +495,14 @@ class MlflowChart(cdk8s.Chart):
             spec=k8s.NetworkPolicySpec(
                 pod_selector=k8s.LabelSelector(match_labels=selector_labels(self.props)),
                 policy_types=["Ingress", "Egress"],
-                # Load balancers in IP mode and in-cluster clients come from many addresses.
                 ingress=[
-                    k8s.NetworkPolicyIngressRule(
-                        ports=[
-                            k8s.NetworkPolicyPort(
-                                protocol="TCP", port=k8s.IntOrString.from_number(p)
-                            )
-                            for p in (CONTAINER_PORT, METRICS_PORT)
-                        ]
-                    )
+                    # Load balancers in IP mode and in-cluster clients come from many addresses.
+                    ingress(tcp(CONTAINER_PORT)),
+                    # The counters need no login: only the scrapers the operator names.
+                    ingress(
+                        tcp(METRICS_PORT),
+                        from_=[pods_in_namespaces(scrapers.namespace_labels, scrapers.pod_labels)],
+                    ),
                 ],
                 egress=[dns(), egress(tcp(self.props.db_port, 443))],
             ),

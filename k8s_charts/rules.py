@@ -29,11 +29,12 @@ REGION_PATTERN = r"[a-z]{2}(?:-[a-z]+)+-\d"
 """A region name such as eu-west-1 or us-gov-east-1."""
 
 RESERVED_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+"""DNS-1123 label: what Kubernetes accepts as a namespace name."""
 
 
 def _check_namespace(value: str) -> str:
-    # DNS-1123 label: what Kubernetes accepts as a namespace name.
-    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
+    if not re.fullmatch(_DNS_LABEL, value):
         raise ValueError(
             "expected a DNS-1123 label: lower-case letters, digits and '-', at most 63 "
             f"characters, starting and ending with a letter or digit (got {value!r})"
@@ -121,7 +122,61 @@ def _check_cron(value: str) -> str:
     return value
 
 
+# Label syntax, as Kubernetes documents it (Labels and Selectors, "Syntax and character
+# set"): a name (and a value, unless empty) is at most 63 characters of letters, digits, '-',
+# '_' and '.', starting and ending with a letter or digit; a key may have a prefix, a DNS
+# subdomain of at most 253 characters, and '/'.
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
+
+
+def _label_problem(key: str, value: str) -> str | None:
+    prefix, slash, name = key.rpartition("/")
+    if slash and not (len(prefix) <= 253 and _DNS_SUBDOMAIN.fullmatch(prefix)):
+        return (
+            f"label key {key!r}: the part before '/' must be a DNS subdomain "
+            "(lower-case letters, digits, '-' and '.', at most 253 characters)"
+        )
+    if not _LABEL_NAME.fullmatch(name):
+        return (
+            f"label key {key!r}: the name must be 1-63 letters, digits, '-', '_' or '.', "
+            "starting and ending with a letter or digit"
+        )
+    if value and not _LABEL_NAME.fullmatch(value):
+        return (
+            f"label {key!r}: the value {value!r} must be empty or 1-63 letters, digits, '-', "
+            "'_' or '.', starting and ending with a letter or digit"
+        )
+    return None
+
+
+def _labels_as_text(value: object) -> object:
+    """YAML reads `monitoring: true` or `tier: 1` as a boolean or a number; a selector needs
+    the text, and guessing how it was spelled ("true", "True", "yes") would be wrong."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if item is None:
+                raise ValueError(f"label {key!r} has no value; write '' for an empty one")
+            if not isinstance(item, str):
+                raise ValueError(
+                    f"label {key!r}: the value {item!r} is not text (YAML reads unquoted "
+                    "numbers and true/false so); write it in quotes"
+                )
+    return value
+
+
+def _check_labels(value: dict[str, str]) -> dict[str, str]:
+    problems = [p for key, item in value.items() if (p := _label_problem(key, item))]
+    if problems:
+        raise ValueError("; ".join(problems))
+    return value
+
+
 Namespace = Annotated[str, AfterValidator(_check_namespace)]
+MatchLabels = Annotated[
+    dict[str, str], BeforeValidator(_labels_as_text), AfterValidator(_check_labels)
+]
+"""A Kubernetes label selector's matchLabels: every label must match; empty matches all."""
 HostPattern = Annotated[str, AfterValidator(_check_host_pattern)]
 Cidr = Annotated[str, AfterValidator(_check_cidr)]
 CpuQuantity = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_check_cpu)]

@@ -17,6 +17,7 @@ from mlflow_on_eks.k8s_charts.rules import (
     CpuQuantity,
     DrainSeconds,
     HostPattern,
+    MatchLabels,
     MaxReplicas,
     MemoryMib,
     Namespace,
@@ -46,6 +47,25 @@ class ResourceProps:
 
 
 @dataclass(frozen=True)
+class MetricsScrapersProps:
+    """Who may connect to the pods' metrics port (9464): pods with `pod_labels` in namespaces
+    with `namespace_labels` (the NetworkPolicy's selectors). Nothing from outside the cluster
+    is admitted: no VPC address, node or load balancer. The server port is not affected.
+
+    Default: every pod of the cluster, nothing else.
+    """
+
+    namespace_labels: MatchLabels = field(default_factory=dict)
+    """Labels of the scrapers' namespaces; every namespace carries `kubernetes.io/metadata.name:
+    <its name>`. Default: every namespace."""
+    pod_labels: MatchLabels = field(default_factory=dict)
+    """Labels of the scraper pods. Default: every pod of those namespaces."""
+
+    def __post_init__(self) -> None:
+        validate_props(self)
+
+
+@dataclass(frozen=True)
 class WorkloadProps:
     """The MLflow server workload. Every field has the default the config file documents."""
 
@@ -69,6 +89,8 @@ class WorkloadProps:
     """Proxied transfers a pod holds at once; with the above, sizes the scratch space."""
     drain_seconds: DrainSeconds = 30
     """Load balancer deregistration delay; a terminating pod serves this long (preStop)."""
+    metrics_scrapers: MetricsScrapersProps = field(default_factory=MetricsScrapersProps)
+    """Who may scrape the pods' metrics port. Default: every pod of the cluster."""
 
     def __post_init__(self) -> None:
         validate_props(self, WORKLOAD_RULES)

@@ -212,6 +212,20 @@ MUTANTS = (
         "            pass",
         ("tests/integration/test_migrations.py", "-k", "snapshot"),
     ),
+    Mutant(
+        "metrics port open to every address",
+        "k8s_charts/mlflow_chart.py",
+        "from_=[pods_in_namespaces(scrapers.namespace_labels, scrapers.pod_labels)],",
+        "from_=None,",
+        ("tests/unit/test_stacks.py", "-k", "metrics_port_admits_only_pods"),
+    ),
+    Mutant(
+        "exporter waits for a request forever",
+        f"{LAUNCHER_SRC}metrics.py",
+        "async with asyncio.timeout(REQUEST_SECONDS):",
+        "async with asyncio.timeout(None):",
+        ("tests/integration/test_metrics.py", "-k", "surplus"),
+    ),
 )
 
 

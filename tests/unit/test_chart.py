@@ -13,6 +13,7 @@ from mlflow_on_eks.k8s_charts import (
     LB_CONTROLLER_LOAD_BALANCER_CLASS,
     AuthProps,
     ExternalLoadBalancerProps,
+    MetricsScrapersProps,
     MlflowChart,
     MlflowChartProps,
     ResourceProps,
@@ -394,12 +395,54 @@ def test_no_external_service_by_default() -> None:
 def test_network_policy_limits_egress_to_dns_db_and_https() -> None:
     policy = one(render(), "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
-    # MLflow, and the metrics container for scrapers
-    assert policy["ingress"] == [
-        {"ports": [{"port": 5000, "protocol": "TCP"}, {"port": 9464, "protocol": "TCP"}]}
-    ]
     egress = {(p["protocol"], p["port"]) for rule in policy["egress"] for p in rule["ports"]}
     assert egress == {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 443)}
+
+
+def test_metrics_port_admits_pods_of_the_cluster_only_by_default() -> None:
+    """The server port stays open to every address (IP-mode load balancers, in-cluster
+    clients); the metrics port only to pods: an empty namespaceSelector is every namespace of
+    the cluster, and a selector never matches a VPC address or a load balancer. It used to be
+    one rule admitting both ports from anywhere."""
+    policy = one(render(), "NetworkPolicy")["spec"]
+    assert policy["ingress"] == [
+        {"ports": [{"port": 5000, "protocol": "TCP"}]},
+        {"ports": [{"port": 9464, "protocol": "TCP"}], "from": [{"namespaceSelector": {}}]},
+    ]
+
+
+def test_metrics_port_admits_the_named_scrapers() -> None:
+    scrapers = MetricsScrapersProps(
+        namespace_labels={"kubernetes.io/metadata.name": "monitoring"},
+        pod_labels={"app.kubernetes.io/name": "prometheus"},
+    )
+    policy = one(render(with_workload(metrics_scrapers=scrapers)), "NetworkPolicy")["spec"]
+    server, metrics = policy["ingress"]
+    assert server == {"ports": [{"port": 5000, "protocol": "TCP"}]}
+    # One peer with both selectors: those pods in those namespaces (two peers would admit
+    # either).
+    assert metrics["from"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        }
+    ]
+    # Pod labels alone: those pods in any namespace, not only the server's own.
+    alone = MetricsScrapersProps(pod_labels={"app": "prometheus"})
+    policy = one(render(with_workload(metrics_scrapers=alone)), "NetworkPolicy")["spec"]
+    assert policy["ingress"][1]["from"] == [
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "prometheus"}}}
+    ]
+
+
+def test_no_metrics_problem_can_take_the_pod_out_of_service() -> None:
+    """A pod is Ready only when every container is: a probe on the exporter removed the
+    server from the Services' endpoints when the exporter stalled."""
+    server, exporter = pod_spec(render())["containers"]
+    assert exporter["name"] == "metrics"
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert probe not in exporter, probe
+    assert {"readinessProbe", "livenessProbe", "startupProbe"} <= set(server)
 
 
 @pytest.mark.parametrize("replicas", [1, 2])

@@ -136,6 +136,37 @@ BAD = [
     ({"server": {"architecture": "x86_64"}}, "server.architecture", "'amd64' or 'arm64'"),
     ({"server": {"max_proxied_artifact_gib": 0}}, "server.max_proxied_artifact_gib", "equal to 1"),
     ({"server": {"drain_seconds": 1}}, "server.drain_seconds", "greater than or equal to 5"),
+    # Label selectors as Kubernetes accepts them (Labels and Selectors, syntax).
+    (
+        {"server": {"metrics_scrapers": {"namespace_labels": {"team name": "ml"}}}},
+        "server.metrics_scrapers.namespace_labels",
+        "label key 'team name': the name must be 1-63",
+    ),
+    (
+        {"server": {"metrics_scrapers": {"namespace_labels": {"Example.com/team": "ml"}}}},
+        "server.metrics_scrapers.namespace_labels",
+        "before '/' must be a DNS subdomain",
+    ),
+    (
+        {"server": {"metrics_scrapers": {"pod_labels": {"app": "x" * 64}}}},
+        "server.metrics_scrapers.pod_labels",
+        "must be empty or 1-63",
+    ),
+    (
+        {"server": {"metrics_scrapers": {"pod_labels": {"app": "-prometheus"}}}},
+        "server.metrics_scrapers.pod_labels",
+        "starting and ending with a letter or digit",
+    ),
+    (
+        {"server": {"metrics_scrapers": {"namespace_labels": {"monitoring": True}}}},
+        "server.metrics_scrapers.namespace_labels",
+        "write it in quotes",
+    ),
+    (
+        {"server": {"metrics_scrapers": {"namespace_labels": "monitoring"}}},
+        "server.metrics_scrapers.namespace_labels",
+        "valid dictionary",
+    ),
     (
         {"cluster": {"endpoint_access": "private", "public_access_cidrs": ["10.0.0.0/8"]}},
         "cluster.public_access_cidrs",
@@ -513,12 +544,15 @@ def test_the_server_section_is_the_charts_workload() -> None:
     the file and the chart)."""
     from dataclasses import fields
 
-    from mlflow_on_eks.k8s_charts import ResourceProps, WorkloadProps
+    from mlflow_on_eks.k8s_charts import MetricsScrapersProps, ResourceProps, WorkloadProps
 
-    from config.settings import ResourceSettings, ServerSettings
+    from config.settings import MetricsScrapersSettings, ResourceSettings, ServerSettings
 
     assert set(ServerSettings.model_fields) == {f.name for f in fields(WorkloadProps)}
     assert set(ResourceSettings.model_fields) == {f.name for f in fields(ResourceProps)}
+    assert set(MetricsScrapersSettings.model_fields) == {
+        f.name for f in fields(MetricsScrapersProps)
+    }
     assert Settings().server.workload() == WorkloadProps()
     custom = parse_settings(
         {
@@ -530,6 +564,7 @@ def test_the_server_section_is_the_charts_workload() -> None:
                 "allowed_hosts": ["mlflow.example.com"],
                 "architecture": "arm64",
                 "drain_seconds": 45,
+                "metrics_scrapers": {"namespace_labels": {"team": "obs"}},
             }
         }
     ).server.workload()
@@ -541,4 +576,5 @@ def test_the_server_section_is_the_charts_workload() -> None:
         allowed_hosts=("mlflow.example.com",),
         architecture="arm64",
         drain_seconds=45,
+        metrics_scrapers=MetricsScrapersProps(namespace_labels={"team": "obs"}),
     )

@@ -434,6 +434,26 @@ def test_network_policy_admits_each_configs_database_port(each_config: Synth) ->
     assert egress == {("UDP", 53), ("TCP", 53), ("TCP", port), ("TCP", 443)}
 
 
+def test_metrics_port_admits_only_pods_in_each_config(each_config: Synth) -> None:
+    """The server port is open as before; the unauthenticated metrics port never to an
+    address outside the cluster (a rule with `from` selectors matches pods only)."""
+    server, metrics = each_config.object("NetworkPolicy", "mlflow")["spec"]["ingress"]
+    assert server == {"ports": [{"port": 5000, "protocol": "TCP"}]}
+    assert metrics["ports"] == [{"port": 9464, "protocol": "TCP"}]
+    [peer] = metrics["from"]
+    assert set(peer) <= {"namespaceSelector", "podSelector"} and "namespaceSelector" in peer
+
+
+def test_the_configured_scrapers_reach_the_network_policy(synth: SynthFn) -> None:
+    _, metrics = synth("test-maximal").object("NetworkPolicy", "mlflow")["spec"]["ingress"]
+    assert metrics["from"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        }
+    ]
+
+
 def test_database_port_rule_matches_the_engine(each_config: Synth) -> None:
     port = {"mysql": 3306, "postgres": 5432}[each_config.settings.database.engine]
     ingress = resources(each_config, "Mlflow", "AWS::EC2::SecurityGroupIngress")
