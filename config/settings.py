@@ -317,10 +317,10 @@ class ClusterSettings(StrictModel):
     database_client_security_group_id: SecurityGroupId | None = Field(
         None,
         description="existing, optional: a security group only MLflow's pods carry (security "
-        "groups for pods, or a node group or NodeClass only MLflow runs on); the database then "
-        "admits it alone, instead of `security_group_id`. Attach it to the pods before you set "
-        "it. Default: none: the database admits the cluster security group, so every workload "
-        "on the cluster can reach it, and synth warns (docs/operations.md, Networking).",
+        "groups for pods: a SecurityGroupPolicy for them); the database then admits it alone, "
+        "instead of `security_group_id`. Attach it to the pods before you set it. Default: "
+        "none: the database admits the cluster security group, so every workload on the "
+        "cluster can reach it, and synth warns (docs/operations.md, Who reaches the database).",
     )
 
     load_balancer_controller: Literal["auto-mode", "aws-load-balancer-controller"] = Field(

@@ -261,7 +261,8 @@ class ImportedCluster(Construct):
 
     The database admits `database_client_security_group`: the group given in
     `attributes.database_client_security_group_id`, else the cluster security group, which every
-    pod and node of the cluster carries (a warning says so; docs/operations.md, Networking).
+    pod and node of the cluster carries (a warning says so; docs/operations.md, Who reaches the
+    database).
 
     Attributes: `cluster` (id "Resource"), `kubectl_provider`, `kubectl_role`,
     `access_entry` (None when the role was given), `oidc_provider`, `security_group`,
@@ -368,9 +369,9 @@ class ImportedCluster(Construct):
             f"The database admits the cluster security group {attributes.security_group_id}, "
             "which every node and pod of the cluster carries (and the kubectl handler): every "
             "workload on the cluster can open the database port. To narrow it, give MLflow's "
-            "pods a security group of their own (security groups for pods, or a node group or "
-            "NodeClass only MLflow runs on) and name it in database_client_security_group_id "
-            "(docs/operations.md, Networking).",
+            "pods a security group of their own (security groups for pods: a "
+            "SecurityGroupPolicy) and name it in database_client_security_group_id "
+            "(docs/operations.md, Who reaches the database).",
         )
         return self.security_group
 

@@ -7,7 +7,7 @@ EKS user guide describes (automode/auto-net-pol, create-node-class, create-node-
 
 The pool is MLflow's alone: a taint keeps every other workload off its nodes, because those nodes
 carry the one security group the database admits (`database_client_security_group_id`; why a
-group on the nodes rather than on the pods: docs/operations.md, Networking).
+group on the nodes rather than on the pods: docs/operations.md, Who reaches the database).
 """
 
 from __future__ import annotations
