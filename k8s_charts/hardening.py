@@ -1,5 +1,6 @@
 """What every pod of these charts gets: the restricted Pod Security Standard, the image's user,
-and nodes of the image's architecture.
+and nodes of the image's architecture (on a new cluster: of MLflow's tainted node pool, and only
+those that carry the group the database admits).
 
 One place, so the server and the deploy check cannot drift apart: the namespace enforces
 `restricted`, and a pod that misses one field is refused at admission, not at synth.
