@@ -226,8 +226,8 @@ _IMPORT_KEYS = (
     "security_group_id",
     "vpc_id",
     "private_subnet_ids",
-    "kubectl_role_arn",
 )
+_IMPORT_OPTIONAL_KEYS = ("kubectl_role_arn", "database_client_security_group_id")
 _NEW_CLUSTER_KEYS = ("admin_role_arns", "endpoint_access", "public_access_cidrs", "network_policy")
 
 
@@ -293,8 +293,9 @@ class ClusterSettings(StrictModel):
     )
     security_group_id: SecurityGroupId | None = Field(
         None,
-        description="existing: the cluster security group (pods and nodes); the database admits "
-        "it only.",
+        description="existing: the cluster security group (every node and pod carries it); the "
+        "kubectl handler runs with it, and the database admits it unless "
+        "`database_client_security_group_id` is set.",
     )
     vpc_id: VpcId | None = Field(None, description="existing: the cluster's VPC.")
     private_subnet_ids: list[SubnetId] = Field(
@@ -313,6 +314,14 @@ class ClusterSettings(StrictModel):
         None,
         description="existing, optional: a role that already has cluster-admin access for the "
         "kubectl handler. Default: a new role with an EKS access entry.",
+    )
+    database_client_security_group_id: SecurityGroupId | None = Field(
+        None,
+        description="existing, optional: a security group only MLflow's pods carry (security "
+        "groups for pods: a SecurityGroupPolicy for them); the database then admits it alone, "
+        "instead of `security_group_id`. Attach it to the pods before you set it. Default: "
+        "none: the database admits the cluster security group, so every workload on the "
+        "cluster can reach it, and synth warns (docs/operations.md, Who reaches the database).",
     )
 
     load_balancer_controller: Literal["auto-mode", "aws-load-balancer-controller"] = Field(
@@ -379,7 +388,11 @@ class ClusterSettings(StrictModel):
                 else None
             ),
         ),
-        *_only_with("existing", _IMPORT_KEYS, "a new cluster creates its own VPC and identity"),
+        *_only_with(
+            "existing",
+            (*_IMPORT_KEYS, *_IMPORT_OPTIONAL_KEYS),
+            "a new cluster creates its own VPC and identity",
+        ),
         *_only_with(
             "new",
             _NEW_CLUSTER_KEYS,
@@ -396,7 +409,17 @@ class ClusterSettings(StrictModel):
                 ),
             )
             for key in (*_IMPORT_KEYS, "availability_zones")
-            if key != "kubectl_role_arn"
+        ),
+        Rule(
+            "database_client_security_group_id",
+            ("security_group_id", "database_client_security_group_id"),
+            lambda c: (
+                "is the cluster security group itself, which every pod of the cluster carries; "
+                "name a group only MLflow's pods carry, or leave it unset"
+                if c.database_client_security_group_id
+                and c.database_client_security_group_id == c.security_group_id
+                else None
+            ),
         ),
         Rule(
             "private_subnet_ids",

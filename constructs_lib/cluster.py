@@ -1,8 +1,8 @@
 """The EKS cluster MLflow runs on: a new Auto Mode cluster, or an existing one imported.
 
-Both shapes publish the same three things the tracking server needs: `cluster` (with a
-kubectl provider, so manifests can be applied), `oidc_provider` (IRSA) and `security_group`
-(the source of pod traffic, which the database admits).
+Both shapes publish what the tracking server needs: `cluster` (with a kubectl provider, so
+manifests can be applied), `oidc_provider` (IRSA) and `database_client_security_group` (the
+group the database admits), besides the cluster security group (`security_group`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import cdk8s
-from aws_cdk import DefaultStackSynthesizer, Fn, Stack
+from aws_cdk import Annotations, DefaultStackSynthesizer, Fn, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
@@ -28,6 +28,7 @@ from mlflow_on_eks.constructs_lib.kubernetes import (
     kubernetes_version,
 )
 from mlflow_on_eks.k8s_charts import NodePoolChart, NodePoolChartProps
+from mlflow_on_eks.k8s_charts.node_pool_chart import DATABASE_CLIENT_LABEL
 
 WORKLOAD_NODE_POOL = "mlflow"
 """Name of the NodeClass and NodePool a new cluster runs the server on."""
@@ -54,11 +55,17 @@ class AutoModeCluster(Construct):
     which whoever can `cdk deploy` this app may assume (`aws eks update-kubeconfig --role-arn`).
 
     The server's pods get a node pool of their own (`node_pool_name`): the built-in ones are
-    amd64-only and do not enforce NetworkPolicy.
+    amd64-only and do not enforce NetworkPolicy. Only the database's clients run there: the pool
+    is tainted (the charts' pods tolerate it), and its nodes alone carry
+    `database_client_security_group`, the one group the database is to admit. The cluster
+    security group, which every node of every pool and the kubectl handler carry, then reaches
+    the database no more. Pods that open the database select `node_labels`: nodes that carry
+    this very group, so a pod never starts on an older node the database does not admit.
 
-    Attributes: `cluster` (id "Resource"), `oidc_provider`, `security_group`, `secrets_key`,
-    `admin_role_arns` (tokens allowed), `node_pool_name`, `node_pool_manifest`,
-    `metrics_server` (None unless requested).
+    Attributes: `cluster` (id "Resource"), `oidc_provider`, `security_group` (the cluster
+    security group), `database_client_security_group`, `secrets_key`, `admin_role_arns` (tokens
+    allowed), `node_pool_name`, `node_labels`, `node_pool_manifest`, `metrics_server` (None
+    unless requested).
     """
 
     def __init__(
@@ -118,6 +125,9 @@ class AutoModeCluster(Construct):
                 self, "MetricsServer", cluster=self.cluster, addon_name="metrics-server"
             )
         self.node_pool_name = WORKLOAD_NODE_POOL
+        self.database_client_security_group = _database_client_group(self, vpc)
+        client_group_id = self.database_client_security_group.security_group_id
+        self.node_labels = {DATABASE_CLIENT_LABEL: client_group_id}
         self.node_pool_manifest = eks.KubernetesManifest(
             self,
             "WorkloadNodePool",
@@ -130,6 +140,7 @@ class AutoModeCluster(Construct):
                     node_role_name=self._node_role().role_name,
                     subnet_ids=tuple(s.subnet_id for s in vpc.private_subnets),
                     security_group_ids=(self.cluster.cluster_security_group_id,),
+                    database_client_security_group_id=client_group_id,
                     architecture=architecture,
                     network_policy=network_policy,
                 ),
@@ -175,6 +186,38 @@ class AutoModeCluster(Construct):
         acknowledge_kubectl_provider(provider)
 
 
+def _database_client_group(scope: Construct, vpc: ec2.IVpc) -> ec2.SecurityGroup:
+    """A group whose only use is to be admitted by the database, on the MLflow pool's nodes.
+
+    Why on the nodes, beside the cluster security group rather than instead of it or on pods:
+    - The cluster security group stays on the nodes and keeps them working: it admits the
+      control plane and the cluster's other nodes (its one ingress rule admits itself), and it
+      is the group Auto Mode's load balancer controller opens to the NLBs, as it may change only
+      groups named `eks-cluster-sg-*` (https://docs.aws.amazon.com/eks/latest/userguide/
+      auto-networking.html, load balancing; its rules: .../sec-group-reqs.html).
+    - So this group needs no rule of its own: a node's groups add up, and the cluster group
+      already allows what the pods need (all egress, DNS and the database included; ingress
+      from the load balancers, the control plane and the other nodes). No ingress, and only
+      CDK's placeholder egress rule, which matches nothing.
+    - Untagged: with two groups on an interface the load balancer controller opens the one
+      tagged `kubernetes.io/cluster/<name>` (the cluster group) and refuses when there are two
+      (https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/deploy/
+      security_groups/).
+    - Not the NodeClass's `podSecurityGroupSelectorTerms`: it comes only with
+      `podSubnetSelectorTerms` (pods on secondary interfaces in subnets of their own, fewer per
+      node), for little gain on a pool only MLflow's pods may use (create-node-class.html, pod
+      subnets). Not a SecurityGroupPolicy (.../auto-sgp.html): Auto Mode has it from Kubernetes
+      1.36 on, and 1.34 and 1.35 are supported here too.
+    """
+    return ec2.SecurityGroup(
+        scope,
+        "DatabaseClientSecurityGroup",
+        vpc=vpc,
+        allow_all_outbound=False,
+        description="MLflow node pool: admitted by the MLflow database; no rules of its own",
+    )
+
+
 def _deploy_role_arn(scope: Construct) -> str:
     """The CDK bootstrap deploy role's ARN, as the stack's synthesizer names it."""
     synthesizer = Stack.of(scope).synthesizer
@@ -199,6 +242,11 @@ class ExistingClusterAttributes:
     kubernetes_version: str
     kubectl_role_arn: str | None = None
     """A role that already has cluster access for the kubectl handler; None creates one."""
+    database_client_security_group_id: str | None = None
+    """A group only MLflow's pods carry (security groups for pods, or the nodes of a node group
+    or NodeClass only MLflow runs on), for the database to admit instead of the cluster
+    security group. None: the database admits the cluster security group, that is every pod
+    of the cluster, and synth warns."""
 
 
 class ImportedCluster(Construct):
@@ -211,8 +259,14 @@ class ImportedCluster(Construct):
     The handler runs in `subnets` with the cluster security group, which works with private
     cluster endpoints (the subnets need a route to STS and EKS: NAT or VPC endpoints).
 
+    The database admits `database_client_security_group`: the group given in
+    `attributes.database_client_security_group_id`, else the cluster security group, which every
+    pod and node of the cluster carries (a warning says so; docs/operations.md, Who reaches the
+    database).
+
     Attributes: `cluster` (id "Resource"), `kubectl_provider`, `kubectl_role`,
-    `access_entry` (None when the role was given), `oidc_provider`, `security_group`.
+    `access_entry` (None when the role was given), `oidc_provider`, `security_group`,
+    `database_client_security_group`.
     """
 
     def __init__(
@@ -236,6 +290,7 @@ class ImportedCluster(Construct):
         self.security_group = ec2.SecurityGroup.from_security_group_id(
             self, "SecurityGroup", attributes.security_group_id, mutable=False
         )
+        self.database_client_security_group = self._database_client_group(attributes)
         if attributes.kubectl_role_arn:
             self.kubectl_role = iam.Role.from_role_arn(
                 self, "KubectlRole", attributes.kubectl_role_arn, mutable=False
@@ -300,6 +355,25 @@ class ImportedCluster(Construct):
                 _LAMBDA_POLICIES_REASON,
             )
         acknowledge_kubectl_provider(self.kubectl_provider)
+
+    def _database_client_group(self, attributes: ExistingClusterAttributes) -> ec2.ISecurityGroup:
+        if attributes.database_client_security_group_id:
+            return ec2.SecurityGroup.from_security_group_id(
+                self,
+                "DatabaseClientSecurityGroup",
+                attributes.database_client_security_group_id,
+                mutable=False,
+            )
+        Annotations.of(self).add_warning_v2(
+            "mlflow:database-admits-the-cluster",
+            f"The database admits the cluster security group {attributes.security_group_id}, "
+            "which every node and pod of the cluster carries (and the kubectl handler): every "
+            "workload on the cluster can open the database port. To narrow it, give MLflow's "
+            "pods a security group of their own (security groups for pods: a "
+            "SecurityGroupPolicy) and name it in database_client_security_group_id "
+            "(docs/operations.md, Who reaches the database).",
+        )
+        return self.security_group
 
 
 _LAMBDA_POLICIES_REASON = (

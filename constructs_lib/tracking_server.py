@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,8 @@ class MlflowTrackingServer(Construct):
     Creates the IRSA role (trusted for exactly `system:serviceaccount:<namespace>:<name>` with
     the `sts.amazonaws.com` audience) with read/write on the artifact prefix and read on the
     database secret only; the server image as a CDK Docker asset (built and pushed at deploy
-    time); the database ingress from the cluster security group on the database port only;
-    and the cdk8s chart (MlflowChart) applied as one manifest.
+    time); the database's one ingress rule: from `database_client_security_group`, on the
+    database port; and the cdk8s chart (MlflowChart) applied as one manifest.
 
     Unless `deploy_check` is off, the deploy then waits for the rollout and runs a check that
     uses the server as a user would, failing the deploy with its reason (DeployCheck).
@@ -71,12 +72,13 @@ class MlflowTrackingServer(Construct):
         *,
         cluster: eks.ICluster,
         oidc_provider: iam.IOpenIdConnectProvider,
-        cluster_security_group: ec2.ISecurityGroup,
+        database_client_security_group: ec2.ISecurityGroup,
         database: MlflowDatabase,
         artifact_store: MlflowArtifactStore,
         auth: MlflowAuth | None,
         workload: WorkloadProps | None = None,
         node_pool: str | None = None,
+        node_labels: Mapping[str, str] | None = None,
         internal_load_balancer: bool = True,
         external_load_balancer: ExternalLoadBalancerProps | None = None,
         load_balancer_class: str = AUTO_MODE_LOAD_BALANCER_CLASS,
@@ -88,7 +90,10 @@ class MlflowTrackingServer(Construct):
         """
         :param cluster: the cluster, with a kubectl provider.
         :param oidc_provider: the cluster's IAM OIDC provider (IRSA trust).
-        :param cluster_security_group: source of the pods' traffic; the database admits it.
+        :param database_client_security_group: the one group the database admits, on its
+            port. Give one only the server's pods carry (AutoModeCluster's, or yours through
+            security groups for pods); the cluster security group would admit every pod of the
+            cluster.
         :param database: the backend store.
         :param artifact_store: the artifact bucket.
         :param auth: MLflow's basic-auth app with its secrets, or None for a server that
@@ -97,8 +102,11 @@ class MlflowTrackingServer(Construct):
         :param workload: how the server runs (namespace, replicas and autoscaling, workers,
             resources, allowed hosts, architecture, scratch space, drain); passed to the chart
             unchanged. Default: `WorkloadProps()`, the config file's defaults.
-        :param node_pool: run only on this Auto Mode/Karpenter NodePool. Default: any node of
-            the workload's architecture.
+        :param node_pool: run only on this Auto Mode/Karpenter NodePool, tolerating its
+            NodePoolChart taint. Default: any node of the workload's architecture.
+        :param node_labels: the pods that open the database run only on nodes with these
+            labels as well (AutoModeCluster.node_labels: nodes that carry its database client
+            group). Default: none.
         :param internal_load_balancer: an internal NLB. Default: true.
         :param external_load_balancer: an internet-facing TLS NLB. Default: none.
         :param load_balancer_class: Default: EKS Auto Mode's (`eks.amazonaws.com/nlb`).
@@ -165,9 +173,9 @@ class MlflowTrackingServer(Construct):
             allow_all_outbound=False,
         )
         database_group.add_ingress_rule(
-            cluster_security_group,
+            database_client_security_group,
             ec2.Port.tcp(database.port),
-            "MLflow server pods (EKS cluster security group)",
+            "MLflow server pods",
         )
         self.database_ingress = database_group
 
@@ -189,6 +197,7 @@ class MlflowTrackingServer(Construct):
             service_account_name=service_account_name,
             workload=workload,
             node_pool=node_pool,
+            node_labels=dict(node_labels or {}),
             internal_load_balancer=internal_load_balancer,
             external=external_load_balancer,
             load_balancer_class=load_balancer_class,

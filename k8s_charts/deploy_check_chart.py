@@ -109,7 +109,12 @@ class DeployCheckChart(cdk8s.Chart):
                 )
             ],
         )
-        harden(self.job, architecture=server.workload.architecture, node_pool=server.node_pool)
+        harden(
+            self.job,
+            architecture=server.workload.architecture,
+            node_pool=server.node_pool,
+            node_labels=server.node_labels,
+        )
         self._network_policy(server)
 
     def _network_policy(self, server: MlflowChartProps) -> None:

@@ -50,6 +50,7 @@ def add_gc_job(
     db_port: int,
     architecture: str,
     node_pool: str | None,
+    node_labels: dict[str, str],
 ) -> kplus.CronJob:
     """The CronJob, and a NetworkPolicy: DNS, the database, HTTPS (AWS APIs), the server."""
     minute, hour, day, month, week_day = gc.schedule.split()
@@ -108,6 +109,7 @@ def add_gc_job(
         job,
         architecture=architecture,
         node_pool=node_pool,
+        node_labels=node_labels,
         pod_spec="/spec/jobTemplate/spec/template/spec",
     )
     egress_only(

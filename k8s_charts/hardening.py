@@ -1,5 +1,6 @@
 """What every pod of these charts gets: the restricted Pod Security Standard, the image's user,
-and nodes of the image's architecture.
+and nodes of the image's architecture (on a new cluster: of MLflow's tainted node pool, and only
+those that carry the group the database admits).
 
 One place, so the server and the deploy check cannot drift apart: the namespace enforces
 `restricted`, and a pod that misses one field is refused at admission, not at synth.
@@ -7,8 +8,11 @@ One place, so the server and the deploy check cannot drift apart: the namespace 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import cdk8s
 import cdk8s_plus_27 as kplus
+from mlflow_on_eks.k8s_charts.node_pool_chart import DEDICATED_TAINT
 
 UID = 10001
 """The image's non-root user (image/Dockerfile creates it with this UID and GID)."""
@@ -35,12 +39,16 @@ def harden(
     *,
     architecture: str,
     node_pool: str | None,
+    node_labels: Mapping[str, str] | None = None,
     pod_spec: str = "/spec/template/spec",
 ) -> None:
     """Add what cdk8s-plus cannot set: the seccomp profile and dropped capabilities the
     restricted standard requires, on every container the pod template has, and the node
     selector (the image is built for one architecture; elsewhere it would crash-loop with
-    "exec format error")."""
+    "exec format error").
+
+    With `node_pool`, the pods run on that pool only and tolerate its taint (NodePoolChart's
+    DEDICATED_TAINT); `node_labels` narrows them to nodes with these labels as well."""
     api = cdk8s.ApiObject.of(workload)
     spec = pod_spec  # (a CronJob's is under its jobTemplate)
     api.add_json_patch(
@@ -58,6 +66,20 @@ def harden(
     selector = {"kubernetes.io/arch": architecture}
     if node_pool:
         selector["karpenter.sh/nodepool"] = node_pool
+        api.add_json_patch(
+            cdk8s.JsonPatch.add(
+                f"{spec}/tolerations",
+                [
+                    {
+                        "key": DEDICATED_TAINT,
+                        "operator": "Equal",
+                        "value": node_pool,
+                        "effect": "NoSchedule",
+                    }
+                ],
+            )
+        )
+    selector.update(node_labels or {})
     api.add_json_patch(cdk8s.JsonPatch.add(f"{spec}/nodeSelector", selector))
 
 

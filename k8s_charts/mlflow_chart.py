@@ -117,7 +117,13 @@ class MlflowChartProps:
     url_suffix: str = "amazonaws.com"
     """The partition's domain (`amazonaws.com.cn` in China); part of load balancer names."""
     node_pool: str | None = None
-    """With a value, pods run only on nodes of this Karpenter/Auto Mode NodePool."""
+    """With a value, pods run only on nodes of this Karpenter/Auto Mode NodePool (and tolerate
+    its NodePoolChart taint)."""
+    node_labels: dict[str, str] = field(default_factory=dict)
+    """The pods (server, gc, deploy check) run only on nodes with these labels as well:
+    AutoModeCluster.node_labels names the database client group its pool's nodes carry, so a
+    pod that opens the database never starts where the database does not admit it.
+    Default: none."""
     internal_load_balancer: bool = True
     """An internal NLB reachable from the VPC. Default: on."""
     external: ExternalLoadBalancerProps | None = None
@@ -236,6 +242,7 @@ class MlflowChart(cdk8s.Chart):
                 db_port=props.db_port,
                 architecture=props.workload.architecture,
                 node_pool=props.node_pool,
+                node_labels=props.node_labels,
             )
             if props.gc
             else None
@@ -386,7 +393,12 @@ class MlflowChart(cdk8s.Chart):
                 ],
             )
         )
-        harden(deployment, architecture=workload.architecture, node_pool=props.node_pool)
+        harden(
+            deployment,
+            architecture=workload.architecture,
+            node_pool=props.node_pool,
+            node_labels=props.node_labels,
+        )
         return deployment
 
     def _services(self) -> dict[str, kplus.Service]:

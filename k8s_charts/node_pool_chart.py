@@ -4,6 +4,10 @@ Auto Mode's built-in node pools cannot be changed: they are amd64-only and their
 leaves NetworkPolicy unenforced. So the server gets its own NodeClass (network policy on) and
 NodePool (the image's architecture), and the network policy controller is switched on, as the
 EKS user guide describes (automode/auto-net-pol, create-node-class, create-node-pool).
+
+The pool is MLflow's alone: a taint keeps every other workload off its nodes, because those nodes
+carry the one security group the database admits (`database_client_security_group_id`; why a
+group on the nodes rather than on the pods: docs/operations.md, Who reaches the database).
 """
 
 from __future__ import annotations
@@ -17,6 +21,14 @@ from constructs import Construct
 AUTO_MODE_NODE_CLASS_API = "eks.amazonaws.com/v1"
 KARPENTER_API = "karpenter.sh/v1"
 
+DEDICATED_TAINT = "mlflow-on-eks/dedicated"
+"""Taint key (value: the pool's name, effect NoSchedule) on the pool's nodes; `harden()` gives
+the charts' pods the matching toleration, no other pod has it."""
+DATABASE_CLIENT_LABEL = "mlflow-on-eks/database-client-group"
+"""Node label whose value is the database client group the node carries: pods that open the
+database require it, so none starts on a node the database does not admit (an older node of the
+pool, before the group existed or changed)."""
+
 
 @dataclass(frozen=True)
 class NodePoolChartProps:
@@ -28,6 +40,12 @@ class NodePoolChartProps:
     """The cluster's Auto Mode node role: EKS created its access entry with the cluster."""
     subnet_ids: tuple[str, ...]
     security_group_ids: tuple[str, ...]
+    """The nodes' security groups: the cluster security group, which lets them reach the control
+    plane and the cluster's other nodes, and which the load balancer controller opens to the load
+    balancers."""
+    database_client_security_group_id: str | None = None
+    """A further group on the nodes, whose only use is to be admitted by the database: added to
+    the selector and set as the nodes' DATABASE_CLIENT_LABEL. Default: none."""
     architecture: str = "amd64"
     network_policy: bool = True
     """Enforce NetworkPolicy on these nodes (DefaultAllow: only selected pods are fenced)."""
@@ -41,10 +59,18 @@ class NodePoolChart(cdk8s.Chart):
 
     def __init__(self, scope: Construct, id: str, *, props: NodePoolChartProps) -> None:
         super().__init__(scope, id)
+        groups = list(props.security_group_ids)
+        labels: dict[str, str] = {}
+        if props.database_client_security_group_id:
+            groups.append(props.database_client_security_group_id)
+            labels[DATABASE_CLIENT_LABEL] = props.database_client_security_group_id
         node_class_spec: dict[str, object] = {
             "role": props.node_role_name,
             "subnetSelectorTerms": [{"id": subnet} for subnet in props.subnet_ids],
-            "securityGroupSelectorTerms": [{"id": group} for group in props.security_group_ids],
+            # Terms are ORed: a node gets every group selected (Karpenter's NodeClass semantics,
+            # https://karpenter.sh/docs/concepts/nodeclasses/#specsecuritygroupselectorterms;
+            # https://docs.aws.amazon.com/eks/latest/userguide/create-node-class.html).
+            "securityGroupSelectorTerms": [{"id": group} for group in groups],
         }
         self.policy_controller: k8s.KubeConfigMap | None = None
         if props.network_policy:
@@ -66,7 +92,14 @@ class NodePoolChart(cdk8s.Chart):
             props.name,
             {
                 "template": {
+                    **({"metadata": {"labels": labels}} if labels else {}),
                     "spec": {
+                        # NoSchedule: no pod without the toleration is placed here (a running one
+                        # stays). Taints and labels of the template go on every node the pool
+                        # launches: https://karpenter.sh/docs/concepts/nodepools/
+                        "taints": [
+                            {"key": DEDICATED_TAINT, "value": props.name, "effect": "NoSchedule"}
+                        ],
                         "nodeClassRef": {
                             "group": "eks.amazonaws.com",
                             "kind": "NodeClass",
@@ -81,7 +114,7 @@ class NodePoolChart(cdk8s.Chart):
                             ),
                             _requirement("eks.amazonaws.com/instance-generation", "Gt", "4"),
                         ],
-                    }
+                    },
                 },
             },
         )

@@ -82,6 +82,7 @@ def build_deployment(scope: Construct, settings: Settings, *, allow_destroy: boo
             security_group_id=str(cluster_settings.security_group_id),
             kubernetes_version=cluster_settings.kubernetes_version,
             kubectl_role_arn=cluster_settings.kubectl_role_arn,
+            database_client_security_group_id=cluster_settings.database_client_security_group_id,
         )
     mlflow = MlflowStack(
         scope,

@@ -13,12 +13,14 @@ from mlflow_on_eks.k8s_charts import (
     LB_CONTROLLER_LOAD_BALANCER_CLASS,
     AuthProps,
     ExternalLoadBalancerProps,
+    GcProps,
     MetricsScrapersProps,
     MlflowChart,
     MlflowChartProps,
     ResourceProps,
     WorkloadProps,
 )
+from mlflow_on_eks.k8s_charts.node_pool_chart import DATABASE_CLIENT_LABEL, DEDICATED_TAINT
 
 PROPS = MlflowChartProps(
     workload=WorkloadProps(namespace="ml"),
@@ -323,11 +325,28 @@ def test_drain_outlasts_the_load_balancers_deregistration() -> None:
 def test_pods_land_on_nodes_of_the_images_architecture(architecture: str) -> None:
     spec = pod_spec(render(with_workload(architecture=architecture)))
     assert spec["nodeSelector"] == {"kubernetes.io/arch": architecture}
+    assert "tolerations" not in spec
     pinned = pod_spec(render(replace(PROPS, node_pool="mlflow")))
     assert pinned["nodeSelector"] == {
         "kubernetes.io/arch": "amd64",
         "karpenter.sh/nodepool": "mlflow",
     }
+
+
+def test_pods_tolerate_their_pools_taint_and_require_its_labels() -> None:
+    labels = {DATABASE_CLIENT_LABEL: "sg-0123456789abcdef0"}
+    props = replace(PROPS, node_pool="mlflow", node_labels=labels, gc=GcProps())
+    objects = render(props)
+    gc = one(objects, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    for spec in (pod_spec(objects), gc):
+        assert spec["nodeSelector"] == {
+            "kubernetes.io/arch": "amd64",
+            "karpenter.sh/nodepool": "mlflow",
+            **labels,
+        }
+        assert spec["tolerations"] == [
+            {"key": DEDICATED_TAINT, "operator": "Equal", "value": "mlflow", "effect": "NoSchedule"}
+        ]
 
 
 def test_resources_and_rollout() -> None:

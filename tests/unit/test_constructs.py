@@ -14,7 +14,7 @@ import pytest
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
-from aws_cdk.assertions import Match, Template
+from aws_cdk.assertions import Annotations, Match, Template
 from mlflow_on_eks.constructs_lib import (
     AutoModeCluster,
     ExistingClusterAttributes,
@@ -29,6 +29,7 @@ from mlflow_on_eks.constructs_lib import (
 )
 from mlflow_on_eks.constructs_lib.tracking_server import IMAGE_DIRECTORY
 from mlflow_on_eks.k8s_charts import ExternalLoadBalancerProps
+from mlflow_on_eks.k8s_charts.node_pool_chart import DATABASE_CLIENT_LABEL
 
 from tests.conftest import resources_of
 
@@ -167,6 +168,37 @@ def test_imported_cluster_alone(own_role: bool) -> None:
     assert resources_of(result, "AWS::Lambda::Function"), "the kubectl handler"
 
 
+@pytest.mark.parametrize("client_group", [None, "sg-0fedcba9876543210"])
+def test_imported_cluster_database_client_group(client_group: str | None) -> None:
+    stack = bare_stack()
+    attributes = replace(ATTRIBUTES, database_client_security_group_id=client_group)
+    cluster = ImportedCluster(
+        stack, "Cluster", attributes=attributes, vpc=NETWORK.import_into(stack)
+    )
+    group = cluster.database_client_security_group
+    warnings = Annotations.from_stack(stack).find_warning("*", Match.any_value())
+    if client_group:
+        assert group.security_group_id == client_group and not warnings
+    else:
+        # The cluster security group, shared by every pod of the cluster: said at synth.
+        assert group is cluster.security_group
+        assert [w.id for w in warnings] == ["/Bare/Cluster"]
+
+
+def test_auto_mode_cluster_gives_its_pool_a_database_client_group() -> None:
+    stack = bare_stack()
+    cluster = AutoModeCluster(stack, "Cluster", vpc=MlflowVpc(stack, "Network").vpc)
+    group_id = cluster.database_client_security_group.security_group_id
+    assert cluster.node_labels == {DATABASE_CLIENT_LABEL: group_id}
+    group = stack.resolve(group_id)
+    manifests = [
+        json.dumps(r["Properties"]["Manifest"])
+        for r in resources_of(template(stack), "Custom::AWSCDK-EKS-KubernetesResource").values()
+    ]
+    [node_pool] = [m for m in manifests if '\\"kind\\":\\"NodeClass\\"' in m]
+    assert [m for m in manifests if json.dumps(group) in m] == [node_pool]
+
+
 def test_tracking_server_alone_with_your_own_bucket_and_secret() -> None:
     stack = bare_stack()
     vpc = NETWORK.import_into(stack)
@@ -179,7 +211,7 @@ def test_tracking_server_alone_with_your_own_bucket_and_secret() -> None:
         "Mlflow",
         cluster=cluster.cluster,
         oidc_provider=cluster.oidc_provider,
-        cluster_security_group=cluster.security_group,
+        database_client_security_group=cluster.database_client_security_group,
         database=database,
         artifact_store=MlflowArtifactStore(stack, "Artifacts", bucket=bucket),
         auth=MlflowAuth(stack, "Auth"),
@@ -212,7 +244,7 @@ def _tracking_server(
         "Mlflow",
         cluster=cluster.cluster,
         oidc_provider=cluster.oidc_provider,
-        cluster_security_group=cluster.security_group,
+        database_client_security_group=cluster.database_client_security_group,
         database=MlflowDatabase(stack, "Database", vpc=vpc),
         artifact_store=MlflowArtifactStore(stack, "Artifacts"),
         auth=options.pop("auth", None),

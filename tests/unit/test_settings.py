@@ -233,6 +233,21 @@ BAD = [
         "pattern",
     ),
     (existing(security_group_id="sg-xyz"), "cluster.security_group_id", "pattern"),
+    (
+        existing(database_client_security_group_id="sg-12345"),
+        "cluster.database_client_security_group_id",
+        "pattern",
+    ),
+    (
+        existing(database_client_security_group_id=EXISTING["security_group_id"]),
+        "cluster.database_client_security_group_id",
+        "is the cluster security group itself",
+    ),
+    (
+        {"cluster": {"database_client_security_group_id": "sg-0123456789abcdef1"}},
+        "cluster.database_client_security_group_id",
+        "only applies with mode: existing",
+    ),
     (existing(vpc_id="vpc-123"), "cluster.vpc_id", "pattern"),
     (
         existing(private_subnet_ids=["subnet-0123456789abcdef0", "subnet-12"]),

@@ -10,14 +10,16 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
-from aws_cdk.assertions import Match
+from aws_cdk.assertions import Annotations, Match
 from mlflow_on_eks.constructs_lib import MlflowTrackingServer
 from mlflow_on_eks.constructs_lib.review import render_intrinsics
 from mlflow_on_eks.constructs_lib.tracking_server import CONFIG_DIGEST_ANNOTATION
+from mlflow_on_eks.k8s_charts.node_pool_chart import DATABASE_CLIENT_LABEL, DEDICATED_TAINT
 
-from config import Settings
+from config import Settings, load_settings
 from stacks import build_deployment
 from tests.conftest import (
+    CONFIGS,
     Synth,
     cdk_json_context,
     only_resource,
@@ -26,6 +28,9 @@ from tests.conftest import (
 )
 
 SynthFn = Callable[[str], Synth]
+NEW_CLUSTER_CONFIGS = sorted(
+    name for name, path in CONFIGS.items() if load_settings(path).cluster.mode == "new"
+)
 
 
 def resources(synth: Synth, stack: str, type_: str) -> dict[str, dict[str, Any]]:
@@ -154,21 +159,143 @@ def test_credentials_are_generated_into_secrets_manager(synth: SynthFn) -> None:
     assert "resolve:secretsmanager" in json.dumps(db["Properties"]["MasterUserPassword"])
 
 
-def test_database_security_group_admits_only_the_cluster_on_its_port(synth: SynthFn) -> None:
-    s = synth("default")
-    _, group = only(s, "Data", "AWS::EC2::SecurityGroup")
+@pytest.fixture(params=NEW_CLUSTER_CONFIGS)
+def new_cluster(request: pytest.FixtureRequest, synth: SynthFn) -> Synth:
+    """Each configuration with a new cluster, synthesized."""
+    return synth(request.param)
+
+
+def _stack_output(s: Synth, value: Any) -> tuple[str, Any]:
+    """What a weak cross-stack reference stands for: (stack id, the output's value)."""
+    reference = value["Fn::GetStackOutput"]
+    [stack] = [
+        stack
+        for stack in (s.deployment.network, s.deployment.data, s.deployment.cluster)
+        if stack is not None and stack.stack_name == reference["StackName"]
+    ]
+    return stack.node.id, s.templates[stack.node.id]["Outputs"][reference["OutputName"]]["Value"]
+
+
+def _database_ingress(s: Synth) -> list[dict[str, Any]]:
+    """Every ingress rule of the database's security group, in whichever stack."""
+    group_id, group = only(s, "Data", "AWS::EC2::SecurityGroup")
+    assert "SecurityGroupIngress" not in group["Properties"], "no inline rule"
+    rules = []
+    for template in s.templates.values():
+        for rule in resources_of(template, "AWS::EC2::SecurityGroupIngress").values():
+            target = rule["Properties"]["GroupId"]
+            if "Fn::GetStackOutput" in target:
+                target = _stack_output(s, target)[1]
+            if target == {"Fn::GetAtt": [group_id, "GroupId"]}:
+                rules.append(rule["Properties"])
+    return rules
+
+
+def _database_client_group(s: Synth) -> str:
+    """Logical ID, in the cluster stack, of the one group the database admits."""
+    [rule] = _database_ingress(s)
+    stack, value = _stack_output(s, rule["SourceSecurityGroupId"])
+    assert stack == "Cluster"
+    logical_id, attribute = value["Fn::GetAtt"]
+    assert attribute == "GroupId"
+    return str(logical_id)
+
+
+def test_database_admits_only_the_mlflow_node_pools_group_on_its_port(new_cluster: Synth) -> None:
+    s = new_cluster
+    [rule] = _database_ingress(s)
+    port = {"mysql": 3306, "postgres": 5432}[s.settings.database.engine]
+    assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", port, port)
+    assert not {"CidrIp", "CidrIpv6", "SourcePrefixListId"} & set(rule)
+    group = s.templates["Cluster"]["Resources"][_database_client_group(s)]
+    # A group of its own, not the cluster security group every pod carries; with no rules (CDK's
+    # egress placeholder matches nothing), and without the tag that would make the load
+    # balancer controller open it to the NLBs instead of the cluster group.
+    assert group["Type"] == "AWS::EC2::SecurityGroup"
     assert "SecurityGroupIngress" not in group["Properties"]
-    _, rule = only(s, "Mlflow", "AWS::EC2::SecurityGroupIngress")
-    props = rule["Properties"]
-    assert (props["IpProtocol"], props["FromPort"], props["ToPort"]) == ("tcp", 3306, 3306)
-    assert "CidrIp" not in props
-    assert "ClusterSecurityGroupId" in json.dumps(props["SourceSecurityGroupId"])
+    egress = group["Properties"]["SecurityGroupEgress"]
+    assert [r["CidrIp"] for r in egress] == ["255.255.255.255/32"]
+    tags = [t["Key"] for t in group["Properties"].get("Tags", [])]
+    assert not [t for t in tags if t.startswith("kubernetes.io/cluster/")]
 
 
-def test_existing_cluster_security_group_is_the_db_source(synth: SynthFn) -> None:
+def test_only_the_tainted_mlflow_pool_carries_the_database_client_group(new_cluster: Synth) -> None:
+    s = new_cluster
+    client = _database_client_group(s)
+    [text] = [
+        render_intrinsics(r["Properties"]["Manifest"])
+        for r in resources(s, "Cluster", "Custom::AWSCDK-EKS-KubernetesResource").values()
+        if client in json.dumps(r["Properties"]["Manifest"])
+    ]
+    objects = {o["kind"]: o for o in json.loads(text)}
+    eks_cluster, _ = only(s, "Cluster", "AWS::EKS::Cluster")
+    group = f"${{GetAtt:{client}.GroupId}}"
+    # Beside the cluster security group, which keeps the nodes in the cluster and open to the
+    # load balancers.
+    assert objects["NodeClass"]["spec"]["securityGroupSelectorTerms"] == [
+        {"id": f"${{GetAtt:{eks_cluster}.ClusterSecurityGroupId}}"},
+        {"id": group},
+    ]
+    template = objects["NodePool"]["spec"]["template"]
+    assert template["metadata"]["labels"] == {DATABASE_CLIENT_LABEL: group}
+    assert template["spec"]["taints"] == [
+        {"key": DEDICATED_TAINT, "value": "mlflow", "effect": "NoSchedule"}
+    ]
+
+
+def _pod_specs(s: Synth) -> dict[str, dict[str, Any]]:
+    """The pod spec of every workload the server stack applies, by kind/name."""
+    specs = {}
+    for obj in s.manifests:
+        if obj["kind"] in ("Deployment", "Job", "CronJob"):
+            spec = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
+            specs[f"{obj['kind']}/{obj['metadata']['name']}"] = spec["template"]["spec"]
+    return specs
+
+
+def test_pods_that_open_the_database_start_only_where_it_admits_them(new_cluster: Synth) -> None:
+    s = new_cluster
+    [rule] = _database_ingress(s)
+    group = render_intrinsics(rule["SourceSecurityGroupId"])
+    specs = _pod_specs(s)
+    # The server and gc open the database; the deploy check does not, but runs beside them.
+    kinds = sorted(name.split("/")[0] for name in specs)
+    gc, check = s.settings.gc.enabled, s.settings.deploy_check.enabled
+    assert kinds == ["CronJob"] * gc + ["Deployment"] + ["Job"] * check
+    for name, spec in specs.items():
+        # MLflow's pool, whose taint they tolerate, on nodes that carry the very group the
+        # database admits (never an older node of the pool).
+        assert spec["nodeSelector"]["karpenter.sh/nodepool"] == "mlflow", name
+        assert spec["nodeSelector"][DATABASE_CLIENT_LABEL] == group, name
+        assert spec["tolerations"] == [
+            {"key": DEDICATED_TAINT, "operator": "Equal", "value": "mlflow", "effect": "NoSchedule"}
+        ], name
+
+
+def test_existing_cluster_database_admits_only_the_given_client_group(synth: SynthFn) -> None:
     s = synth("existing-cluster")
-    _, rule = only(s, "Mlflow", "AWS::EC2::SecurityGroupIngress")
-    assert rule["Properties"]["SourceSecurityGroupId"] == s.settings.cluster.security_group_id
+    [rule] = _database_ingress(s)
+    assert rule["SourceSecurityGroupId"] == s.settings.cluster.database_client_security_group_id
+    assert rule["SourceSecurityGroupId"] != s.settings.cluster.security_group_id
+    Annotations.from_stack(s.deployment.mlflow).has_no_warning("*", Match.any_value())
+
+
+def test_existing_cluster_without_a_client_group_admits_the_cluster_and_says_so(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(CONFIGS["existing-cluster"])
+    cluster = settings.cluster.model_copy(update={"database_client_security_group_id": None})
+    s = synthesize("shared", settings.model_copy(update={"cluster": cluster}), tmp_path)
+    [rule] = _database_ingress(s)
+    assert rule["SourceSecurityGroupId"] == settings.cluster.security_group_id
+    # A warning (the synth succeeds) that says what is shared and how to narrow it.
+    annotations = Annotations.from_stack(s.deployment.mlflow)
+    [warning] = annotations.find_warning("*", Match.any_value())
+    message = str(warning.entry.data)
+    assert settings.cluster.security_group_id in message
+    assert "every workload on the cluster can open the database port" in message
+    assert "database_client_security_group_id" in message
+    annotations.has_no_error("*", Match.any_value())
 
 
 def test_bucket_is_private_encrypted_versioned_and_retained(synth: SynthFn) -> None:
@@ -415,7 +542,7 @@ def test_missing_image_directory_is_a_clear_error(tmp_path: Path) -> None:
             "Server",
             cluster=cluster.cluster,
             oidc_provider=cluster.oidc_provider,
-            cluster_security_group=cluster.security_group,
+            database_client_security_group=cluster.database_client_security_group,
             database=deployment.data.database,
             artifact_store=deployment.data.artifact_store,
             auth=deployment.data.auth,

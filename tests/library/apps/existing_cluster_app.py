@@ -34,6 +34,8 @@ cluster = ImportedCluster(
         ),
         security_group_id="sg-0123456789abcdef0",
         kubernetes_version="1.36",
+        # Only MLflow's pods carry it (security groups for pods); the database admits it alone.
+        database_client_security_group_id="sg-0123456789abcdef1",
     ),
     vpc=network.import_into(server),
 )
@@ -49,7 +51,7 @@ MlflowTrackingServer(
     "Mlflow",
     cluster=cluster.cluster,
     oidc_provider=cluster.oidc_provider,
-    cluster_security_group=cluster.security_group,
+    database_client_security_group=cluster.database_client_security_group,
     database=database,
     artifact_store=artifacts,
     auth=auth,

@@ -34,7 +34,8 @@ MlflowTrackingServer(
     "Mlflow",
     cluster=cluster,
     oidc_provider=oidc,
-    cluster_security_group=cluster.cluster_security_group,
+    # Shared: every pod of this cluster carries it (AutoModeCluster gives MLflow its own group).
+    database_client_security_group=cluster.cluster_security_group,
     database=MlflowDatabase(stack, "Database", vpc=vpc, engine="postgres"),
     artifact_store=MlflowArtifactStore(stack, "Artifacts"),
     auth=MlflowAuth(stack, "Auth"),
