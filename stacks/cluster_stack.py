@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Environment, Stack
+from aws_cdk import CfnOutput, Environment, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
@@ -53,3 +53,19 @@ class ClusterStack(Stack):
         )
         self.cluster_name_import = self.export_value(self.cluster.cluster.cluster_name)
         guard_vpc(self, vpc_id_import)
+        self._keep_retired_outputs()
+
+    def _keep_retired_outputs(self) -> None:
+        """Outputs an earlier release's server stack read (CDK's weak references,
+        Fn::GetStackOutput) and this one no longer does. This stack deploys first; if the
+        server stack's update then fails, CloudFormation rolls it back to its previous
+        template, which must still find them. tests/unit/test_published_outputs.py keeps the
+        list; drop one only a release after the last reader."""
+        retired = {
+            # Until the database admitted MLflow's own client group (issue 18, item 5).
+            "PublishOutputFnGetAttCluster9EE0221CClusterSecurityGroupId2725A2C4": (
+                self.cluster.cluster.cluster_security_group_id
+            ),
+        }
+        for logical_id, value in retired.items():
+            CfnOutput(self, logical_id, value=value)
