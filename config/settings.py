@@ -36,8 +36,11 @@ from mlflow_on_eks.k8s_charts.rules import (
     MemoryMib,
     Namespace,
     Replicas,
+    RequestBodyMib,
     Rule,
     SignInCacheSeconds,
+    SignInChecks,
+    SignInFailures,
     Workers,
     arn_region_and_account,
     broken_rules,
@@ -580,13 +583,16 @@ class ServerSettings(StrictModel):
     max_proxied_artifact_gib: ArtifactGib = Field(
         _WORKLOAD.max_proxied_artifact_gib,
         description="Largest artifact (GiB) clients send or fetch through the server; MLflow "
-        "spools each proxied transfer to the pod's scratch space. Clients >= 3.15 move files of "
-        "500 MiB and more straight to S3 in parts, so this bounds smaller files and older clients.",
+        "spools each proxied transfer to the pod's scratch space. A larger one is refused (413) "
+        "before any of it is spooled, with how to send it straight to S3: clients >= 3.15 do so "
+        "for files of 500 MiB and more (presigned multipart), and fetch downloads from S3 "
+        "directly, so this bounds smaller files, the UI's downloads and older clients.",
     )
     concurrent_artifact_transfers: ConcurrentTransfers = Field(
         _WORKLOAD.concurrent_artifact_transfers,
-        description="Proxied transfers a pod holds at once; scratch space per pod = "
-        "max_proxied_artifact_gib x this + 1 GiB (requested as ephemeral storage).",
+        description="Proxied transfers a pod holds at once, over all its workers; one more is "
+        "told to retry (503, Retry-After). Scratch space per pod = max_proxied_artifact_gib x "
+        "this + 1 GiB (requested as ephemeral storage), so a pod is never evicted for it.",
     )
     drain_seconds: DrainSeconds = Field(
         _WORKLOAD.drain_seconds,
@@ -594,6 +600,27 @@ class ServerSettings(StrictModel):
         "long (preStop) before it stops accepting, and then has 30 s to finish requests.",
     )
     metrics_scrapers: MetricsScrapersSettings = Field(default_factory=MetricsScrapersSettings)
+    max_request_body_mib: RequestBodyMib = Field(
+        _WORKLOAD.max_request_body_mib,
+        description="Largest request body (MiB, 1-1024) the server reads, artifacts aside (they "
+        "stream, bounded by max_proxied_artifact_gib); larger is refused (413) before it is "
+        "read. MLflow's own requests stay far below 8 MiB (a log_batch at its limits is under "
+        "2 MiB); raise it for large OTLP trace batches, and memory_mib with it. A request "
+        "without a login may carry 64 KiB.",
+    )
+    concurrent_sign_in_checks: SignInChecks = Field(
+        _WORKLOAD.concurrent_sign_in_checks,
+        description="Password checks each server process runs at once (1-16). MLflow checks a "
+        "password with scrypt, 32 MiB and about 67 ms of CPU each; more requests wait for a "
+        "free check (up to 10 s, then 503), so 64 wrong passwords at once cost no more memory "
+        "than this many.",
+    )
+    sign_in_failures_per_minute: SignInFailures = Field(
+        _WORKLOAD.sign_in_failures_per_minute,
+        description="Failed sign-ins one source address may make for one login in a minute, per "
+        "server process, before it gets 429 with Retry-After (and five times this over all "
+        "logins). Logins MLflow still remembers (auth.sign_in_cache_seconds) pass meanwhile.",
+    )
 
     def workload(self) -> WorkloadProps:
         """These settings as the chart takes them (the same fields, validated)."""

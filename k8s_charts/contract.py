@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlflow_on_eks.k8s_charts.rules import SignInCacheSeconds, validate_props
+from mlflow_on_eks.k8s_charts.workload import WorkloadProps
 
 CONTAINER_PORT = 5000
 METRICS_PORT = 9464
@@ -67,6 +68,18 @@ def launcher_environment(
         # write their counters here; the `metrics` container serves their sum.
         "MLFLOW_EXPOSE_PROMETHEUS": metrics_dir,
         "MLFLOW_METRICS_PORT": str(METRICS_PORT),
+    }
+
+
+def guard_environment(workload: WorkloadProps) -> dict[str, str]:
+    """The limits each server process enforces before MLflow reads a request (the launcher's
+    guard: mlflow_launcher/guard/limits.py reads these variables)."""
+    return {
+        "MLFLOW_MAX_REQUEST_BODY_MIB": str(workload.max_request_body_mib),
+        "MLFLOW_MAX_PROXIED_ARTIFACT_MIB": str(workload.max_proxied_artifact_gib * 1024),
+        "MLFLOW_CONCURRENT_ARTIFACT_TRANSFERS": str(workload.concurrent_artifact_transfers),
+        "MLFLOW_CONCURRENT_SIGN_IN_CHECKS": str(workload.concurrent_sign_in_checks),
+        "MLFLOW_SIGN_IN_FAILURES_PER_MINUTE": str(workload.sign_in_failures_per_minute),
     }
 
 

@@ -21,6 +21,7 @@ from mlflow_on_eks.k8s_charts.contract import (
     TLS_SERVICE_PORT,
     AuthProps,
     auth_environment,
+    guard_environment,
     launcher_environment,
 )
 from mlflow_on_eks.k8s_charts.gc_job import GcProps, add_gc_job
@@ -226,6 +227,7 @@ class MlflowChart(cdk8s.Chart):
                 read_host=props.db_read_host,
                 instance_id=props.db_instance_id,
             )
+            | guard_environment(props.workload)
             | (auth_environment(props.auth) if props.auth else {}),
         )
         self.deployment = self._deployment()

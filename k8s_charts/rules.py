@@ -187,6 +187,9 @@ Workers = Annotated[int, Field(ge=1, le=16)]
 Architecture = Literal["amd64", "arm64"]
 ArtifactGib = Annotated[int, Field(ge=1, le=1024)]
 ConcurrentTransfers = Annotated[int, Field(ge=1, le=64)]
+RequestBodyMib = Annotated[int, Field(ge=1, le=1024)]
+SignInChecks = Annotated[int, Field(ge=1, le=16)]
+SignInFailures = Annotated[int, Field(ge=1, le=10000)]
 DrainSeconds = Annotated[int, Field(ge=5, le=300)]
 CronSchedule = Annotated[str, AfterValidator(_check_cron)]
 SignInCacheSeconds = Annotated[int, Field(ge=0, le=3600)]
@@ -209,23 +212,36 @@ def arn_region_and_account(arn: str) -> tuple[str, str]:
 # 3.17.2, basic-auth on, PSS over the process tree after 200 requests from 8 clients): the CLI
 # process, uvicorn's supervisor and the resource tracker take about 222 MiB, each worker about
 # 225 MiB (185-192 at rest). A limit below that is an OOM kill waiting for the first requests.
-# Concurrent sign-ins come on top (werkzeug's scrypt takes 32 MiB per check in flight).
 SERVER_BASE_MIB = 222
 SERVER_MIB_PER_WORKER = 225
+# On top, per worker, what the guard lets in at once (mlflow_launcher.guard.limits; a unit test
+# holds the two together): its password checks (werkzeug's scrypt, 32 MiB each) and its budget
+# of request bodies, one of the largest allowed, which MLflow holds up to 8 times over once it
+# parses it (measured: a 15 MiB JSON array of integers grew a worker by 120 MiB).
+SCRYPT_MIB = 32
+BODY_EXPANSION = 8
 
 
-def minimum_memory_mib(workers: int) -> int:
-    """The smallest memory limit that holds `workers` uvicorn workers under load."""
-    return SERVER_BASE_MIB + SERVER_MIB_PER_WORKER * workers
+def minimum_memory_mib(workers: int, sign_in_checks: int, max_request_body_mib: int) -> int:
+    """The smallest memory limit that holds `workers` uvicorn workers under load, with what the
+    guard lets each of them take on at once."""
+    guard = sign_in_checks * SCRYPT_MIB + max_request_body_mib * BODY_EXPANSION
+    return SERVER_BASE_MIB + (SERVER_MIB_PER_WORKER + guard) * workers
 
 
-def memory_problem(memory_mib: int, workers: int) -> str | None:
-    need = minimum_memory_mib(workers)
+def memory_problem(
+    memory_mib: int, workers: int, sign_in_checks: int, max_request_body_mib: int
+) -> str | None:
+    need = minimum_memory_mib(workers, sign_in_checks, max_request_body_mib)
     if memory_mib < need:
+        guard = sign_in_checks * SCRYPT_MIB + max_request_body_mib * BODY_EXPANSION
         return (
             f"{memory_mib} MiB is too little for {workers} workers: the server takes about "
-            f"{need} MiB after its first requests ({SERVER_BASE_MIB} + {SERVER_MIB_PER_WORKER} "
-            "per worker, measured), before concurrent sign-ins; raise it or lower workers"
+            f"{need} MiB under load ({SERVER_BASE_MIB} + {SERVER_MIB_PER_WORKER} per worker, "
+            f"measured, + {guard} per worker for {sign_in_checks} concurrent sign-in checks of "
+            f"{SCRYPT_MIB} MiB and a {max_request_body_mib} MiB request body held "
+            f"{BODY_EXPANSION} times over); raise it, or lower workers, "
+            "concurrent_sign_in_checks or max_request_body_mib"
         )
     return None
 

@@ -22,7 +22,10 @@ from mlflow_on_eks.k8s_charts.rules import (
     MemoryMib,
     Namespace,
     Replicas,
+    RequestBodyMib,
     Rule,
+    SignInChecks,
+    SignInFailures,
     Workers,
     max_replicas_problem,
     memory_problem,
@@ -91,6 +94,13 @@ class WorkloadProps:
     """Load balancer deregistration delay; a terminating pod serves this long (preStop)."""
     metrics_scrapers: MetricsScrapersProps = field(default_factory=MetricsScrapersProps)
     """Who may scrape the pods' metrics port. Default: every pod of the cluster."""
+    max_request_body_mib: RequestBodyMib = 8
+    """Largest request body MLflow reads, artifacts aside (they stream); a request without a
+    login may carry 64 KiB."""
+    concurrent_sign_in_checks: SignInChecks = 2
+    """Password checks each server process runs at once (32 MiB each); more wait, then 503."""
+    sign_in_failures_per_minute: SignInFailures = 10
+    """Failed sign-ins one source may make for one login per minute and process before 429."""
 
     def __post_init__(self) -> None:
         validate_props(self, WORKLOAD_RULES)
@@ -112,8 +122,10 @@ WORKLOAD_RULES = (
     ),
     Rule(
         "resources.memory_mib",
-        ("workers", "resources"),
-        lambda w: memory_problem(w.resources.memory_mib, w.workers),
+        ("workers", "resources", "concurrent_sign_in_checks", "max_request_body_mib"),
+        lambda w: memory_problem(
+            w.resources.memory_mib, w.workers, w.concurrent_sign_in_checks, w.max_request_body_mib
+        ),
     ),
 )
 """Rules between the workload's fields (the config's `server` section checks the same)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
@@ -35,10 +36,24 @@ def require_binary(name: str) -> str:
     return path
 
 
+# Below Linux's ephemeral range (ip_local_port_range, 32768-60999 by default): the kernel never
+# hands these to outgoing connections, so a port found free stays free for the server started
+# on it, however many client connections the tests open meanwhile (they once took one: "Address
+# already in use").
+_SERVER_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port no socket uses now, on every address (servers here listen on 0.0.0.0)."""
+    for _ in range(200):
+        port = secrets.choice(_SERVER_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port in {_SERVER_PORTS} after 200 tries")
 
 
 def wait_for_port(port: int, timeout: float, what: str) -> None:

@@ -156,6 +156,12 @@ def test_config_map_is_the_launcher_contract() -> None:
         # /metrics, the workers' counters shared in the pod's scratch space
         "MLFLOW_EXPOSE_PROMETHEUS": "/tmp/prometheus",
         "MLFLOW_METRICS_PORT": "9464",
+        # The guard's limits (mlflow_launcher/guard/limits.py), from the workload's settings.
+        "MLFLOW_MAX_REQUEST_BODY_MIB": "8",
+        "MLFLOW_MAX_PROXIED_ARTIFACT_MIB": "2048",
+        "MLFLOW_CONCURRENT_ARTIFACT_TRANSFERS": "2",
+        "MLFLOW_CONCURRENT_SIGN_IN_CHECKS": "2",
+        "MLFLOW_SIGN_IN_FAILURES_PER_MINUTE": "10",
     }
 
 

@@ -257,7 +257,7 @@ def _tracking_server(
 def test_a_new_image_or_setting_runs_a_new_deploy_check(tmp_path: Path) -> None:
     base = _tracking_server(WorkloadProps()).revision
     assert _tracking_server(WorkloadProps()).revision == base, "same input, same revision"
-    assert _tracking_server(WorkloadProps(workers=3)).revision != base
+    assert _tracking_server(WorkloadProps(workers=1)).revision != base
     # A changed launcher is a new image (a new asset hash), so a new check.
     image = tmp_path / "image"
     shutil.copytree(IMAGE_DIRECTORY, image, ignore=shutil.ignore_patterns("build", "*.egg-info"))

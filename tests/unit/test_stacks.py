@@ -523,7 +523,7 @@ def test_a_settings_change_rolls_the_pods(synth: SynthFn, tmp_path: Path) -> Non
     default = synth("default")
     again = synthesize("again", default.settings, tmp_path / "again")
     more_workers = default.settings.model_copy(
-        update={"server": default.settings.server.model_copy(update={"workers": 3})}
+        update={"server": default.settings.server.model_copy(update={"workers": 1})}
     )
     changed = synthesize("changed", more_workers, tmp_path / "changed")
     assert re.fullmatch(r"[0-9a-f]{16}", digest(default))

@@ -112,7 +112,7 @@ class Guard:
                 429,
                 f"too many failed sign-ins as {login.username!r} from this address; retry in "
                 f"{outcome.retry_after:.0f} s (limit: {self.limits.sign_in_failures} per minute, "
-                "auth.sign_in_failures_per_minute)",
+                "server.sign_in_failures_per_minute)",
                 retry_after=outcome.retry_after,
             )
         else:
@@ -120,7 +120,7 @@ class Guard:
                 send,
                 503,
                 "the server is checking as many passwords as it may at once "
-                "(auth.concurrent_sign_in_checks); retry in a few seconds",
+                "(server.concurrent_sign_in_checks); retry in a few seconds",
                 error_code="TEMPORARILY_UNAVAILABLE",
                 retry_after=outcome.retry_after,
             )

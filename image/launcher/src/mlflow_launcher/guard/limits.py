@@ -55,8 +55,6 @@ SIGN_IN_QUEUE = 64
 """Requests a process lets wait for a free password check; more get 503 at once."""
 SIGN_IN_WAIT_SECONDS = 10.0
 FAILURE_WINDOW_SECONDS = 60.0
-SOURCE_FAILURES_FACTOR = 5
-"""A source may fail this many times the per-login limit over all logins (password spraying)."""
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,6 @@ from mlflow_launcher.guard.limits import (
     FAILURE_WINDOW_SECONDS,
     SIGN_IN_QUEUE,
     SIGN_IN_WAIT_SECONDS,
-    SOURCE_FAILURES_FACTOR,
     Limits,
 )
 
@@ -107,43 +106,54 @@ class Outcome:
 
 
 class Throttle:
-    """Failed checks per (source, login) and per source over a sliding window."""
+    """Failed checks per (source, login) over a sliding window, checks in flight counted as
+    failures until they end: a burst of guesses sent at once is held to the limit too.
+
+    The source is the TCP peer: behind an NLB in IP mode without client IP preservation (its
+    default for TCP/TLS target groups) that is the load balancer node, shared by its clients.
+    So it counts per login too, and never over all logins of a source: a guesser spraying many
+    logins through a shared node would otherwise stop every new sign-in behind it (their rate
+    is bounded by the checks a process runs at once, SignInGate). Logins MLflow still
+    remembers are not checked, so not slowed."""
 
     def __init__(self, per_login: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.per_login = per_login
-        self.per_source = per_login * SOURCE_FAILURES_FACTOR
         self._clock = clock
-        self._failures: OrderedDict[tuple[str, str | None], deque[float]] = OrderedDict()
+        self._failures: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
+        self._in_flight: dict[tuple[str, str], int] = {}
 
     def retry_after(self, source: str, username: str) -> float | None:
         """Seconds until this source may try this login again, or None if it may now."""
+        key = (source, username)
+        times = self._failures.get(key, deque())
         now = self._clock()
-        waits = [
-            self._wait(key, limit, now)
-            for key, limit in (
-                ((source, username), self.per_login),
-                ((source, None), self.per_source),
-            )
-        ]
-        longest = max((w for w in waits if w is not None), default=None)
-        return longest
-
-    def _wait(self, key: tuple[str, str | None], limit: int, now: float) -> float | None:
-        times = self._failures.get(key)
-        if not times:
-            return None
         while times and times[0] <= now - FAILURE_WINDOW_SECONDS:
             times.popleft()
-        if len(times) < limit:
+        in_flight = self._in_flight.get(key, 0)
+        if len(times) + in_flight < self.per_login:
             return None
-        return times[-limit] + FAILURE_WINDOW_SECONDS - now
+        if len(times) < self.per_login:  # checks still running fill the rest: one ends soon
+            return 1.0
+        return times[-self.per_login] + FAILURE_WINDOW_SECONDS - now
+
+    def begin(self, source: str, username: str) -> None:
+        key = (source, username)
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+
+    def end(self, source: str, username: str, *, failed: bool) -> None:
+        key = (source, username)
+        if self._in_flight.get(key, 0) <= 1:
+            self._in_flight.pop(key, None)
+        else:
+            self._in_flight[key] -= 1
+        if failed:
+            self.failed(source, username)
 
     def failed(self, source: str, username: str) -> None:
-        now = self._clock()
-        for key in ((source, username), (source, None)):
-            times = self._failures.pop(key, None) or deque(maxlen=self.per_source)
-            times.append(now)
-            self._failures[key] = times
+        key = (source, username)
+        times = self._failures.pop(key, None) or deque(maxlen=self.per_login)
+        times.append(self._clock())
+        self._failures[key] = times
         while len(self._failures) > MAX_TRACKED_KEYS:
             self._failures.popitem(last=False)
 
@@ -177,18 +187,20 @@ class SignInGate:
             return Outcome(Verdict.THROTTLED, wait)
         if self._waiting >= SIGN_IN_QUEUE:
             return Outcome(Verdict.BUSY, SIGN_IN_WAIT_SECONDS)
-        self._waiting += 1
+        accepted = False
+        self.throttle.begin(source, login.username)
         try:
-            await asyncio.wait_for(self._slots.acquire(), SIGN_IN_WAIT_SECONDS)
-        except TimeoutError:
-            return Outcome(Verdict.BUSY, SIGN_IN_WAIT_SECONDS)
+            self._waiting += 1
+            try:
+                await asyncio.wait_for(self._slots.acquire(), SIGN_IN_WAIT_SECONDS)
+            except TimeoutError:
+                return Outcome(Verdict.BUSY, SIGN_IN_WAIT_SECONDS)
+            finally:
+                self._waiting -= 1
+            try:
+                accepted = await asyncio.to_thread(self._check, login.username, login.password)
+            finally:
+                self._slots.release()
         finally:
-            self._waiting -= 1
-        try:
-            accepted = await asyncio.to_thread(self._check, login.username, login.password)
-        finally:
-            self._slots.release()
-        if accepted:
-            return Outcome(Verdict.ACCEPTED)
-        self.throttle.failed(source, login.username)
-        return Outcome(Verdict.REFUSED)
+            self.throttle.end(source, login.username, failed=not accepted)
+        return Outcome(Verdict.ACCEPTED if accepted else Verdict.REFUSED)
