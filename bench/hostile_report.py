@@ -60,7 +60,27 @@ def _summary(name: str, case: dict, ratio: dict, limit: int) -> str:
     ]
     if name == "idle_connections":
         parts.append(f"Connections: ours {_open(ours)}, the recipe {_open(recipe)}.")
+    if name == "one_source" and "429" not in ours["statuses"]:
+        parts.append(
+            "Ours throttled none of them (429): it counts a failure when its check ends, and "
+            "all of them had passed the throttle, queued for a check, before the first ended; "
+            "what it slows is guessing one after another (tests/integration/test_guard.py)."
+        )
     return " ".join(parts)
+
+
+def _over_at_rest(h: dict, limit: int) -> list[str]:
+    """When the recipe is over the limit before any case, its margins say little: say so."""
+    rest = {c: h["configurations"][c]["at_rest"]["pss_total_mib"] for c in SERVERS}
+    if rest["recipe"] <= limit:
+        return []
+    return [
+        f"At rest the recipe is already {_n(rest['recipe'] - limit)} MiB over the limit, its "
+        "job runner's processes included, so its margins are negative throughout; what a case "
+        "costs it is the growth. Ours rests "
+        f"{_n(limit - rest['ours'])} MiB under the limit: a case's growth must fit in that.",
+        "",
+    ]
 
 
 def _rest(r: dict) -> str:
@@ -74,7 +94,7 @@ def _rest(r: dict) -> str:
 def _margin(margin: float) -> str:
     if margin >= 0:
         return f"{_n(margin)} MiB under the limit"
-    return f"{_n(-margin)} MiB over the limit: a pod would have been killed"
+    return f"{_n(-margin)} MiB over the limit: a container with it would be OOM-killed"
 
 
 def section(h: dict) -> list[str]:
@@ -97,9 +117,10 @@ def section(h: dict) -> list[str]:
         f"{_load(m.get('loadavg_end'))} at the end, {m['date']}; MLflow {v['mlflow']}, "
         f"MariaDB {v['mariadb']}; {h['wall_s']} s for the run. No cgroup limits the servers "
         "here: the memory is the PSS of each server's process tree, which is what the "
-        f"container's memory cgroup charges, set against the chart's limit ({limit} MiB, "
-        f"{pod['memory_limit']}). Traffic comes from loopback addresses (127.0.0.0/8: each "
-        "stands for another host), sent raw (tests/integration/itest_hostile.py).",
+        "container's memory cgroup charges, set against the chart's limit for the server "
+        f"container ({pod['memory_limit']}). Traffic comes from loopback addresses "
+        "(127.0.0.0/8: each stands for another host), sent raw "
+        "(tests/integration/itest_hostile.py).",
         "",
         "Both servers run side by side on one MariaDB, with sign-in on and the pod's "
         f"{pod['workers']} workers: **ours** is the synthesized pod (ConfigMap, `migrate`, "
@@ -114,6 +135,7 @@ def section(h: dict) -> list[str]:
         "probes' 5 s timeout. `signed in after` is the status of the admin's request once the "
         "case is over.",
         "",
+        *_over_at_rest(h, limit),
         *[
             f"- {_summary(name, case, h['ratios'][name], limit)}"
             for name, case in h["cases"].items()
