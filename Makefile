@@ -83,11 +83,14 @@ mutants: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp test-servers
 # Warm `cdk synth` against a one-bucket app; then the tracking server as deployed against plain
 # `mlflow server` and MLflow's store in-process, on the test servers (10 minutes on 2 cores, plus
 # bench/artifacts.py's 1 GiB transfers when that file is present; writes
-# bench/results/server.json and docs/benchmarks.md). bench/server.py needs the dev venv
-# (moto, the integration helpers) and the image's venv (MLflow).
+# bench/results/server.json and docs/benchmarks.md); then both under hostile and careless
+# traffic (bench/hostile.py, 5 minutes more; writes bench/results/hostile.json and its section
+# of docs/benchmarks.md). The server benches need the dev venv (moto, the integration helpers)
+# and the image's venv (MLflow).
 bench: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp test-servers
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/server.py
+	$(BIN)/python bench/hostile.py
 
 lint: $(DEV)
 	$(BIN)/ruff check .

@@ -841,7 +841,10 @@ def write_outputs(results: dict, json_path: Path, markdown_path: Path) -> None:
     markdown_path.parent.mkdir(parents=True, exist_ok=True)
     from server_report import markdown
 
-    markdown_path.write_text(markdown(results))
+    # The page also carries bench/hostile.py's section: kept from its results beside these.
+    hostile_json = json_path.with_name("hostile.json")
+    hostile = json.loads(hostile_json.read_text()) if hostile_json.exists() else None
+    markdown_path.write_text(markdown(results, hostile))
 
 
 # --- standalone: its own servers ------------------------------------------------------------

@@ -1,5 +1,6 @@
 """docs/benchmarks.md from bench/server.py's results: a table per workload and engine, with
-absolute figures and ratios to the recipe and to the limit, and what each table shows."""
+absolute figures and ratios to the recipe and to the limit, and what each table shows; then
+bench/hostile.py's section (bench/hostile_report.py) when its results are there."""
 
 from __future__ import annotations
 
@@ -386,6 +387,16 @@ def sizing(r: dict) -> list[str]:
     return out
 
 
-def markdown(r: dict) -> str:
-    parts = [header(r), writes(r), search(r), start(r), memory(r), sizing(r), artifacts(r)]
+def markdown(r: dict | None, hostile: dict | None = None) -> str:
+    """The whole page: bench/server.py's sections from `r`, then bench/hostile.py's from
+    `hostile` (bench/results/hostile.json); each bench rewrites the page from both files."""
+    parts = []
+    if r is not None:
+        parts += [header(r), writes(r), search(r), start(r), memory(r), sizing(r), artifacts(r)]
+    else:
+        parts.append(["# Benchmarks: the tracking server as deployed", ""])
+    if hostile is not None:
+        from hostile_report import section
+
+        parts.append(section(hostile))
     return "\n".join(line for part in parts for line in part).rstrip() + "\n"
