@@ -6,6 +6,7 @@ import os
 import socket
 import threading
 
+import botocore.session
 import pytest
 from botocore.exceptions import ClientError, NoCredentialsError
 from mlflow_launcher import secret
@@ -134,14 +135,25 @@ def test_a_silent_secrets_manager_is_named_after_the_configured_tries(
     with pytest.raises(LauncherError) as err:
         fetch_credentials(SECRET_ID, region="eu-west-1")
     assert f"cannot reach Secrets Manager to read {SECRET_ID}" in str(err.value)
-    assert "Read timeout" in str(err.value)  # the launcher's (botocore's default is 60 s) ...
-    assert len(accepted) == 2  # ... on each of AWS_MAX_ATTEMPTS tries
+    assert "Read timeout" in str(err.value)
+    assert len(accepted) == 2  # AWS_MAX_ATTEMPTS tries
+    config = secret._client("eu-west-1").meta.config
+    assert (config.connect_timeout, config.read_timeout) == (secret.CONNECT_TIMEOUT_SECONDS, 1)
 
 
 def test_a_silent_sts_is_named_with_the_role(fresh_session, silent_endpoint, monkeypatch, tmp_path):
     """IRSA: the web-identity provider's own STS client gets the launcher's timeouts and the
     environment's tries (botocore builds it through the launcher's session)."""
     url, accepted = silent_endpoint
+    made = {}
+    create_client = botocore.session.Session.create_client
+
+    def spy(self, service_name, *args, **kwargs):
+        client = create_client(self, service_name, *args, **kwargs)
+        made[service_name] = client.meta.config
+        return client
+
+    monkeypatch.setattr(botocore.session.Session, "create_client", spy)
     token = tmp_path / "token"
     token.write_text("eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
     role = "arn:aws:iam::123456789012:role/mlflow-server"
@@ -154,3 +166,6 @@ def test_a_silent_sts_is_named_with_the_role(fresh_session, silent_endpoint, mon
     assert f"cannot reach STS (AssumeRoleWithWebIdentity for role {role})" in message
     assert SECRET_ID in message and "Read timeout" in message
     assert len(accepted) == 2
+    sts = made["sts"]
+    assert (sts.connect_timeout, sts.read_timeout) == (secret.CONNECT_TIMEOUT_SECONDS, 1)
+    assert sts.retries == {"mode": "standard", "total_max_attempts": 2}
