@@ -6,6 +6,7 @@ tests start the launcher from the ConfigMap this produces, so a rename here fail
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from mlflow_on_eks.k8s_charts.rules import SignInCacheSeconds, validate_props
@@ -18,6 +19,79 @@ SERVICE_PORT = 80
 TLS_SERVICE_PORT = 443
 RDS_CA_BUNDLE_PATH = "/etc/ssl/certs/rds-global-bundle.pem"
 """Where image/Dockerfile puts the RDS CA bundle, fetched at build time."""
+
+# ---- Bounds on every wait, and the server's start budget built from them -------------------
+# The launcher has the same numbers as its defaults (mlflow_launcher.settings, .secret); the
+# chart imports no launcher code, so tests/unit/launcher/test_start_budget.py compares the two.
+
+DB_WAIT_SECONDS = 90
+"""How long the launcher waits for the database (and its read replica) in all, counted from its
+own start (MLFLOW_DB_WAIT_SECONDS). A bit more than an RDS Multi-AZ failover usually takes
+(60-120 s): a pod that starts during one waits it out, or restarts saying why and tries again."""
+DB_CONNECT_TIMEOUT_SECONDS = 5
+"""Each database connection attempt (the database is in the pod's VPC: milliseconds)."""
+DB_NETWORK_TIMEOUT_SECONDS = 10
+"""How long a database connection may stay silent (packets dropped, no reset: a failover, a
+lost route) before it is given up: PostgreSQL's TCP keepalives and TCP_USER_TIMEOUT, and on MySQL
+the launcher's own short checks. A live server answers keepalives, so long statements are not
+cut by it."""
+DB_STATEMENT_TIMEOUT_SECONDS = 60
+"""The server's bound on one statement: PostgreSQL's statement_timeout; on MySQL PyMySQL's read
+and write timeouts, which also bound a silent connection there. Far above the slowest statement
+measured (a metric-filtered search of 10k runs: 50 ms of database CPU on MySQL, docs/benchmarks.md)
+and below the MLflow client's own 120 s request timeout, so the client gets the server's error
+and retries on a fresh connection. Migrations get no statement bound."""
+AWS_MAX_ATTEMPTS = 5
+"""Tries per AWS call, for every client in the pod (botocore's AWS_MAX_ATTEMPTS): Secrets
+Manager, STS (the IRSA credential provider's client), S3 (MLflow's), RDS (the snapshot guard)."""
+AWS_CONNECT_TIMEOUT_SECONDS = 3
+"""The launcher's Secrets Manager and STS clients (mlflow_launcher.secret)."""
+AWS_READ_TIMEOUT_SECONDS = 5
+STARTUP_PROBE_PERIOD_SECONDS = 5
+START_CPU_SECONDS = 4.5
+"""CPU the server container spends to start besides its workers: Python, the launcher's checks,
+the MLflow CLI and uvicorn's supervisor. Measured 4.0 s (process tree's user + system time at the
+first /health 200, MLflow 3.17.2, both engines, sign-in on), rounded up."""
+START_CPU_SECONDS_PER_WORKER = 2.5
+"""Each uvicorn worker's import and app start: measured 2.2 s."""
+START_MARGIN_SECONDS = 20
+
+
+def aws_call_seconds() -> float:
+    """The longest a Secrets Manager or STS call takes to give up: every attempt times out on
+    connect and read, and botocore's standard mode waits at most 1, 2, 4, ... s between
+    attempts (its backoff for throttling, capped at 20 s; other errors wait 50 ms x 2^i)."""
+    attempts = AWS_MAX_ATTEMPTS * (AWS_CONNECT_TIMEOUT_SECONDS + AWS_READ_TIMEOUT_SECONDS)
+    return attempts + sum(min(2**i, 20) for i in range(AWS_MAX_ATTEMPTS - 1))
+
+
+def start_budget(*, workers: int, cpu_millis: int) -> dict[str, float]:
+    """The longest the server container may take from its start to /health, or to the
+    launcher's message saying why it cannot, term by term (seconds).
+
+    The Secrets Manager reads come first and count against the database wait (its deadline is
+    from the launcher's start), so they add nothing unless one failing read outlasts the whole
+    wait; a connection attempt begun before the deadline may finish after it; after the wait
+    come the schema checks (the store's, the replica's, the users'), each a new connection. CPU
+    is counted at the container's CPU request, which is what it gets on a busy node.
+    """
+    attempt = DB_CONNECT_TIMEOUT_SECONDS + DB_NETWORK_TIMEOUT_SECONDS
+    cpu = (START_CPU_SECONDS + START_CPU_SECONDS_PER_WORKER * workers) / (cpu_millis / 1000)
+    return {
+        "cpu at the request": cpu,
+        "secret reads, then the database wait": max(DB_WAIT_SECONDS, aws_call_seconds()),
+        "the last connection attempt": attempt,
+        "schema checks": 3 * attempt,
+        "margin": START_MARGIN_SECONDS,
+    }
+
+
+def startup_probe_failures(*, workers: int, cpu_millis: int) -> int:
+    """The startup probe's failureThreshold: the kubelet restarts the container after that many
+    failed probes, period seconds apart from its start, so (threshold - 1) periods must cover the
+    budget."""
+    budget = sum(start_budget(workers=workers, cpu_millis=cpu_millis).values())
+    return math.ceil(budget / STARTUP_PROBE_PERIOD_SECONDS) + 1
 
 
 def launcher_environment(
@@ -64,6 +138,15 @@ def launcher_environment(
         "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN": str(graceful_shutdown_seconds),
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
+        # botocore reads these for every client it makes, the STS client of IRSA's credential
+        # provider and MLflow's S3 client included: standard mode retries throttling and
+        # connection errors with backoff (AWS SDKs' "standard" retry behaviour).
+        "AWS_RETRY_MODE": "standard",
+        "AWS_MAX_ATTEMPTS": str(AWS_MAX_ATTEMPTS),
+        "MLFLOW_DB_WAIT_SECONDS": str(DB_WAIT_SECONDS),
+        "MLFLOW_DB_CONNECT_TIMEOUT_SECONDS": str(DB_CONNECT_TIMEOUT_SECONDS),
+        "MLFLOW_DB_NETWORK_TIMEOUT_SECONDS": str(DB_NETWORK_TIMEOUT_SECONDS),
+        "MLFLOW_DB_STATEMENT_TIMEOUT_SECONDS": str(DB_STATEMENT_TIMEOUT_SECONDS),
         # `mlflow server --expose-prometheus <dir>` (its click option's variable): the workers
         # write their counters here; the `metrics` container serves their sum.
         "MLFLOW_EXPOSE_PROMETHEUS": metrics_dir,
@@ -147,6 +230,23 @@ def auth_environment(auth: AuthProps) -> dict[str, str]:
     }
 
 
+GC_TIMEOUT_SECONDS = 3000
+"""A gc run's time limit (MLFLOW_GC_TIMEOUT_SECONDS): the launcher stops it with a message
+then. Work left over (a large backlog) is the next run's: each run's deletions are kept."""
+GC_HTTP_TIMEOUT_SECONDS = 120
+"""Each of gc's requests to the tracking server (artifact deletions), MLflow's client default,
+made explicit; with GC_HTTP_RETRIES instead of MLflow's 7, one request that never gets an
+answer costs a run minutes rather than a quarter of an hour."""
+GC_HTTP_RETRIES = 2
+
+
 def gc_environment(*, older_than: str, tracking_uri: str) -> dict[str, str]:
     """What `mlflow-launcher gc` reads besides the server's ConfigMap."""
-    return {"MLFLOW_GC_OLDER_THAN": older_than, "MLFLOW_GC_TRACKING_URI": tracking_uri}
+    return {
+        "MLFLOW_GC_OLDER_THAN": older_than,
+        "MLFLOW_GC_TRACKING_URI": tracking_uri,
+        "MLFLOW_GC_TIMEOUT_SECONDS": str(GC_TIMEOUT_SECONDS),
+        # The MLflow client's own variables (mlflow.environment_variables).
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(GC_HTTP_TIMEOUT_SECONDS),
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(GC_HTTP_RETRIES),
+    }

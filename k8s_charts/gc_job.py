@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cdk8s
 import cdk8s_plus_27 as kplus
 from constructs import Construct
-from mlflow_on_eks.k8s_charts.contract import CONTAINER_PORT, gc_environment
+from mlflow_on_eks.k8s_charts.contract import CONTAINER_PORT, GC_TIMEOUT_SECONDS, gc_environment
 from mlflow_on_eks.k8s_charts.hardening import (
     CONTAINER_SECURITY,
     POD_SECURITY,
@@ -22,6 +22,16 @@ from mlflow_on_eks.k8s_charts.hardening import (
 )
 from mlflow_on_eks.k8s_charts.policy import dns, egress, egress_only, tcp
 from mlflow_on_eks.k8s_charts.rules import CronSchedule, GcDuration, validate_props
+
+GC_RETRIES = 1
+"""The Job's backoffLimit: a run that failed (the database restarting, say) gets one more try."""
+GC_POD_START_SECONDS = 300
+"""Room for each try's pod to be scheduled and pulled, and for the Job controller's retry delay."""
+GC_DEADLINE_SECONDS = (GC_RETRIES + 1) * (GC_TIMEOUT_SECONDS + GC_POD_START_SECONDS)
+"""The Job's activeDeadlineSeconds (1 h 50 min), for every try together: above each try's own
+limit, so a try ends with the launcher's message first; this catches what the launcher cannot
+(a pod that never starts). Without it a hung run would hold the CronJob forever: with
+concurrencyPolicy Forbid every later run is skipped while one is active, silently."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +86,8 @@ def add_gc_job(
         starting_deadline=cdk8s.Duration.hours(1),
         successful_jobs_retained=1,
         failed_jobs_retained=3,
-        backoff_limit=1,
+        backoff_limit=GC_RETRIES,
+        active_deadline=cdk8s.Duration.seconds(GC_DEADLINE_SECONDS),
         select=False,
         pod_metadata=cdk8s.ApiObjectMetadata(labels=labels),
         restart_policy=kplus.RestartPolicy.NEVER,

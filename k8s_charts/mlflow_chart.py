@@ -18,11 +18,13 @@ from mlflow_on_eks.k8s_charts.contract import (
     METRICS_PORT,
     RDS_CA_BUNDLE_PATH,
     SERVICE_PORT,
+    STARTUP_PROBE_PERIOD_SECONDS,
     TLS_SERVICE_PORT,
     AuthProps,
     auth_environment,
     guard_environment,
     launcher_environment,
+    startup_probe_failures,
 )
 from mlflow_on_eks.k8s_charts.gc_job import GcProps, add_gc_job
 from mlflow_on_eks.k8s_charts.hardening import (
@@ -331,11 +333,17 @@ class MlflowChart(cdk8s.Chart):
                     lifecycle=kplus.ContainerLifecycle(
                         pre_stop=kplus.Handler.from_command(["sleep", str(workload.drain_seconds)])
                     ),
+                    # Long enough for the launcher's every bounded wait and the server's start
+                    # (contract.start_budget): a start that fails ends with the launcher's
+                    # own message, not with the kubelet's restart in the middle of a wait.
                     startup=kplus.Probe.from_http_get(
                         "/health",
                         port=CONTAINER_PORT,
-                        period_seconds=cdk8s.Duration.seconds(5),
-                        failure_threshold=36,
+                        period_seconds=cdk8s.Duration.seconds(STARTUP_PROBE_PERIOD_SECONDS),
+                        failure_threshold=startup_probe_failures(
+                            workers=workload.workers,
+                            cpu_millis=_millicores(workload.resources.cpu),
+                        ),
                     ),
                     # 5 s, not the 1 s default: a worker busy with a large transfer or a slow
                     # search answers late, and a missed liveness probe would restart the pod.

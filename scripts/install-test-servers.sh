@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install the real servers the integration tests start on loopback (Debian 12 packages):
 # MariaDB 10.11 (stands in for RDS MySQL 8), PostgreSQL 15, openssl for the test CA, and tini
-# (the image's PID 1, so the SIGTERM test runs the exact ENTRYPOINT), and Chromium with its driver
-# (the UI test drives a real browser). Idempotent: installs only
+# (the image's PID 1, so the SIGTERM test runs the exact ENTRYPOINT), Chromium with its driver
+# (the UI test drives a real browser), and nftables (a test relay drops its packets as a lost
+# network does). Idempotent: installs only
 # what is missing, and does nothing (not even apt-get update) when everything is present.
 set -euo pipefail
 
@@ -15,6 +16,7 @@ declare -A wanted=(
   [util-linux]=/usr/bin/unshare
   [chromium]=/usr/bin/chromium
   [chromium-driver]=/usr/bin/chromedriver
+  [nftables]=/usr/sbin/nft
 )
 
 missing=()

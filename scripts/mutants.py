@@ -226,6 +226,55 @@ MUTANTS = (
         "async with asyncio.timeout(None):",
         ("tests/integration/test_metrics.py", "-k", "surplus"),
     ),
+    Mutant(
+        "database wait without its deadline",
+        f"{LAUNCHER_SRC}wait.py",
+        "            if attempt == policy.attempts or remaining <= 0:",
+        "            if attempt == policy.attempts:",
+        ("tests/unit/launcher/test_launcher_wait.py", "-k", "deadline"),
+    ),
+    Mutant(
+        "MySQL server connections without a statement bound",
+        f"{LAUNCHER_SRC}dburl.py",
+        '            query |= {"read_timeout": str(statement), "write_timeout": str(statement)}',
+        "            pass",
+        ("tests/unit/launcher/test_launcher_url.py", "-k", "mysql"),
+    ),
+    Mutant(
+        "PostgreSQL connections wait on a silent peer",
+        f"{LAUNCHER_SRC}dburl.py",
+        '        "tcp_user_timeout": str(network * 1000),\n',
+        "",
+        ("tests/unit/launcher/test_launcher_url.py",),
+    ),
+    Mutant(
+        "AWS clients on botocore's 60 s timeouts",
+        f"{LAUNCHER_SRC}secret.py",
+        "    core.set_default_client_config(",
+        "    (",
+        ("tests/unit/launcher/test_launcher_secret.py", "-k", "silent"),
+    ),
+    Mutant(
+        "startup probe shorter than the start budget",
+        "k8s_charts/contract.py",
+        "    return math.ceil(budget / STARTUP_PROBE_PERIOD_SECONDS) + 1",
+        "    return 36",
+        ("tests/unit/launcher/test_start_budget.py", "-k", "outlasts and default"),
+    ),
+    Mutant(
+        "gc run without a time limit",
+        f"{LAUNCHER_SRC}gc.py",
+        "    previous = signal.signal(signal.SIGALRM, expired)",
+        "    previous = signal.signal(signal.SIGALRM, signal.SIG_IGN)",
+        ("tests/unit/launcher/test_launcher_gc.py",),
+    ),
+    Mutant(
+        "gc Job without a deadline",
+        "k8s_charts/gc_job.py",
+        "        active_deadline=cdk8s.Duration.seconds(GC_DEADLINE_SECONDS),\n",
+        "",
+        ("tests/unit/test_gc_templates.py", "-k", "hung"),
+    ),
 )
 
 

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -503,6 +504,75 @@ class LateEndpoint:
                 upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
                 for src, dst in ((client, upstream), (upstream, client)):
                     threading.Thread(target=_pipe, args=(src, dst), daemon=True).start()
+
+
+# ---------------------------------------------------------------- a network that goes silent -
+
+
+class Relay:
+    """A loopback TCP relay to a server (transparent: TLS stays end to end) whose traffic can be
+    dropped without a trace, as a failover or a lost route does: no reset, no close, packets
+    just vanish, both ways, for connections open and new. Only the relay's own port is touched
+    (an nftables table of its own in the machine's firewall, root only), so the server stays
+    reachable for everything else; `silenced()` drops, and lets traffic through again after."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.nft = require_binary("nft")
+        self.port, self.upstream_port = free_port(), upstream_port
+        self._table = f"mlflow_itest_relay_{self.port}"
+        self._sockets: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._listener.settimeout(0.2)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> Relay:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._resume()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self._sockets += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(src, dst), daemon=True).start()
+
+    @contextlib.contextmanager
+    def silenced(self) -> Iterator[None]:
+        """Every packet to or from the relay's port dropped for the duration of the block."""
+        # On loopback both directions pass the input hook; the raw priority runs first.
+        _run(
+            [self.nft, "-f", "-"],
+            input=f"table inet {self._table} {{\n"
+            "  chain input {\n"
+            "    type filter hook input priority raw\n"
+            f"    tcp dport {self.port} drop\n"
+            f"    tcp sport {self.port} drop\n"
+            "  }\n"
+            "}\n",
+        )
+        try:
+            yield
+        finally:
+            self._resume()
+
+    def _resume(self) -> None:
+        subprocess.run(
+            [self.nft, "delete", "table", "inet", self._table], capture_output=True, check=False
+        )
 
 
 def _pipe(src: socket.socket, dst: socket.socket) -> None:

@@ -1,16 +1,21 @@
 """The gc CronJob's command on real servers: `mlflow-launcher gc` from the synthesized CronJob
 (its args and env, the server's ConfigMap) removes a run deleted longer ago than `older_than`,
-its rows and its artifacts in the bucket, and leaves a live run and a run deleted too recently.
+its rows and its artifacts in the bucket, and leaves a live run and a run deleted too recently;
+a run stuck on a tracking server that stopped answering ends itself at its time limit.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import itest_launcher as launcher
 import pytest
 from itest_auth import create_auth_secrets, new_login
 from itest_chart import container_env, pod, substitute_endpoints
+from itest_servers import Relay
 
 from config import parse_settings
 from tests.conftest import synthesize
@@ -43,10 +48,22 @@ def _run_ids(target) -> set[str]:
     return {row[0] for row in target.server.query(target.name, "SELECT run_uuid FROM runs")}
 
 
-@pytest.mark.parametrize("auth", [False, True], ids=["anonymous", "signed-in"])
-def test_gc_removes_what_was_deleted_long_enough_ago(
-    auth, mariadb, new_database, moto, test_ca, tmp_path
-):
+@dataclass
+class GcDeployment:
+    """The server, three seeded runs ("old" deleted two days ago), and the CronJob's command."""
+
+    server: launcher.Server
+    target: object
+    secrets: object
+    bucket: str
+    runs: dict[str, str]
+    args: list[str]
+    env: dict[str, str]
+    """The gc container's environment, its tracking URI the local server."""
+
+
+@contextlib.contextmanager
+def gc_deployment(auth, mariadb, new_database, moto, test_ca, tmp_path) -> Iterator[GcDeployment]:
     settings = parse_settings(
         {"auth": {"enabled": auth}, "gc": {"enabled": True, "older_than": "1d"}}
     )
@@ -86,31 +103,62 @@ def test_gc_removes_what_was_deleted_long_enough_ago(
             f"WHERE run_uuid = '{runs['old']}'",
             target.name,
         )
-        before = moto.objects(bucket)
-        for name, run_id in runs.items():
-            assert any(run_id in key and key.endswith(f"{name}.txt") for key in before), name
-
         gc_env = local(container_env(chart, gc_container))
         # The in-cluster Service name resolves only in the cluster; here the server is local.
         assert gc_env["MLFLOW_GC_TRACKING_URI"] == "http://mlflow.mlflow.svc.cluster.local"
         gc_env["MLFLOW_GC_TRACKING_URI"] = server.base_url
-        result = launcher.run(gc_container["args"], gc_env)
+        yield GcDeployment(server, target, secrets, bucket, runs, gc_container["args"], gc_env)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("auth", [False, True], ids=["anonymous", "signed-in"])
+def test_gc_removes_what_was_deleted_long_enough_ago(
+    auth, mariadb, new_database, moto, test_ca, tmp_path
+):
+    with gc_deployment(auth, mariadb, new_database, moto, test_ca, tmp_path) as d:
+        runs, target, secrets = d.runs, d.target, d.secrets
+        before = moto.objects(d.bucket)
+        for name, run_id in runs.items():
+            assert any(run_id in key and key.endswith(f"{name}.txt") for key in before), name
+        result = launcher.run(d.args, d.env)
         assert result.returncode == 0, result.stderr
         assert "gc done" in result.stderr
         output = result.stdout + result.stderr
         launcher.assert_no_secret(output, target.password, "gc's output")
         if secrets:
             launcher.assert_no_secret(output, secrets.admin_password, "gc's output")
-    finally:
-        server.stop()
 
     remaining = _run_ids(target)
     assert runs["old"] not in remaining, "the old deleted run's rows are gone"
     assert {runs["live"], runs["recent"]} <= remaining
-    after = moto.objects(bucket)
+    after = moto.objects(d.bucket)
     assert not [key for key in after if runs["old"] in key], "its artifacts are gone"
     for name in ("live", "recent"):
         assert [key for key in after if runs[name] in key], f"{name}'s artifacts stay"
+
+
+def test_a_stuck_gc_run_ends_itself_with_its_message(
+    mariadb, new_database, moto, test_ca, tmp_path
+):
+    """The tracking server stops answering (its packets dropped) while gc deletes artifacts
+    through it: the run stops at its time limit, says so and fails, so the Job ends and the
+    CronJob's next run is not skipped behind it."""
+    with (
+        gc_deployment(False, mariadb, new_database, moto, test_ca, tmp_path) as d,
+        Relay(d.server.port) as relay,
+    ):
+        assert d.env["MLFLOW_GC_TIMEOUT_SECONDS"] == "3000"  # the chart's; shorter here
+        env = d.env | {
+            "MLFLOW_GC_TIMEOUT_SECONDS": "45",
+            "MLFLOW_GC_TRACKING_URI": f"http://127.0.0.1:{relay.port}",
+        }
+        with relay.silenced():
+            result = launcher.run(d.args, env, timeout=600)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert "gc stopped at its time limit, MLFLOW_GC_TIMEOUT_SECONDS=45 s" in errors[-1], errors
+    assert d.runs["old"] in _run_ids(d.target), "its rows stay, for the next run to remove"
 
 
 def test_gc_refuses_a_missing_age_before_touching_anything(tmp_path: Path) -> None:

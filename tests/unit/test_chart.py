@@ -153,6 +153,14 @@ def test_config_map_is_the_launcher_contract() -> None:
         "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN": "25",
         "AWS_REGION": "eu-west-1",
         "AWS_DEFAULT_REGION": "eu-west-1",
+        # Every AWS client in the pod retries with backoff, a bounded number of times.
+        "AWS_RETRY_MODE": "standard",
+        "AWS_MAX_ATTEMPTS": "5",
+        # The launcher's bounds: its whole database wait, and each connection's timeouts.
+        "MLFLOW_DB_WAIT_SECONDS": "90",
+        "MLFLOW_DB_CONNECT_TIMEOUT_SECONDS": "5",
+        "MLFLOW_DB_NETWORK_TIMEOUT_SECONDS": "10",
+        "MLFLOW_DB_STATEMENT_TIMEOUT_SECONDS": "60",
         # /metrics, the workers' counters shared in the pod's scratch space
         "MLFLOW_EXPOSE_PROMETHEUS": "/tmp/prometheus",
         "MLFLOW_METRICS_PORT": "9464",

@@ -38,12 +38,29 @@ def test_runs_the_launcher_on_schedule_one_at_a_time(synth: SynthFn) -> None:
     assert env == {
         "MLFLOW_GC_OLDER_THAN": "7d12h",
         "MLFLOW_GC_TRACKING_URI": "http://mlflow.team-ml.svc.cluster.local",
+        "MLFLOW_GC_TIMEOUT_SECONDS": "3000",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "120",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     }
     # The server's settings (store, bucket, auth secrets) and identity (IRSA).
     assert container["envFrom"] == [{"configMapRef": {"name": "mlflow-config"}}]
     assert _pod(s)["spec"]["serviceAccountName"] == "mlflow"
     server = s.object("Deployment")["spec"]["template"]["spec"]
     assert container["image"] == server["containers"][0]["image"]
+
+
+def test_a_hung_run_cannot_hold_the_schedule(synth: SynthFn) -> None:
+    """With one run at a time (Forbid), a run that never ends would make Kubernetes skip every
+    later one. The Job has a deadline over all its tries, each try ends itself earlier with the
+    launcher's message, and the deadline is well under the schedule's period."""
+    s = synth("test-maximal")
+    job = _cron_job(s)["spec"]["jobTemplate"]["spec"]
+    [container] = _pod(s)["spec"]["containers"]
+    own_limit = int({e["name"]: e["value"] for e in container["env"]}["MLFLOW_GC_TIMEOUT_SECONDS"])
+    tries = job["backoffLimit"] + 1
+    assert job["activeDeadlineSeconds"] >= tries * own_limit + tries * 60  # pod start, each try
+    assert job["activeDeadlineSeconds"] <= 2 * 3600  # weekly here; daily by default
+    assert _cron_job(s)["spec"]["concurrencyPolicy"] == "Forbid"
 
 
 def test_meets_the_restricted_standard(synth: SynthFn) -> None:

@@ -7,8 +7,9 @@ import math
 from types import SimpleNamespace
 
 import pytest
-from mlflow_launcher import cli, schema
+from mlflow_launcher import cli, schema, wait
 from mlflow_launcher.errors import LauncherError
+from mlflow_launcher.secret import Credentials
 
 VARIABLE = "MLFLOW_MIGRATION_LOCK_TIMEOUT_SECONDS"
 
@@ -163,7 +164,9 @@ def test_cli_migrate_passes_the_variable_and_exits_2(clock, monkeypatch, tmp_pat
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     conn = FakeConn("mysql", clock, free_at=math.inf, holder=7)
-    monkeypatch.setattr(cli, "_connect", lambda db: (_engine(conn), None))
+    monkeypatch.setattr(cli, "_credentials", lambda db: Credentials("mlflow", "pw"))
+    monkeypatch.setattr(cli, "_connect", lambda db, creds: SimpleNamespace(dispose=lambda: None))
+    monkeypatch.setattr(wait, "make_engine", lambda url: _engine(conn))
 
     def migrate(engine, lock_timeout, then=None, before_change=None):  # the real lock
         assert then is None, "authentication is off here"  # (no mlflow in the dev venv)

@@ -31,6 +31,9 @@ def test_complete_environment_parses(env):
     assert db.region == "eu-west-1"
     assert db.connect_attempts == 10 and db.backoff_max_seconds == 30.0  # defaults
     assert db.migration_lock_timeout_seconds == 600.0
+    assert db.wait_seconds == 90.0
+    assert (db.connect_timeout_seconds, db.network_timeout_seconds) == (5, 10)
+    assert db.statement_timeout_seconds == 60
     assert server.allowed_hosts == ("mlflow", "mlflow.ns.svc", "*.elb.amazonaws.com")
     assert (server.port, server.workers) == (5000, 2)
 
@@ -81,6 +84,17 @@ def test_every_missing_variable_is_named_at_once(env):
         ("MLFLOW_DB_CONNECT_BACKOFF_MAX_SECONDS", "x", "MLFLOW_DB_CONNECT_BACKOFF_MAX_SECONDS"),
         ("MLFLOW_DB_CA_BUNDLE", "/nonexistent/ca.pem", "MLFLOW_DB_CA_BUNDLE must be a readable"),
         ("MLFLOW_ALLOWED_HOSTS", " , ", "MLFLOW_ALLOWED_HOSTS must be a comma-separated"),
+        ("MLFLOW_DB_WAIT_SECONDS", "inf", "MLFLOW_DB_WAIT_SECONDS must be a positive number"),
+        ("MLFLOW_DB_WAIT_SECONDS", "0", "MLFLOW_DB_WAIT_SECONDS must be a positive number"),
+    ]
+    + [
+        (var, bad, f"{var} must be a positive whole number of seconds, got {bad!r}")
+        for var in (
+            "MLFLOW_DB_CONNECT_TIMEOUT_SECONDS",
+            "MLFLOW_DB_NETWORK_TIMEOUT_SECONDS",
+            "MLFLOW_DB_STATEMENT_TIMEOUT_SECONDS",
+        )
+        for bad in ("0", "2.5", "ten")
     ]
     + [
         (LOCK, bad, f"{LOCK} must be a positive number of seconds, got {bad!r}")
@@ -92,6 +106,21 @@ def test_invalid_values_are_named(env, key, value, expected):
     with pytest.raises(LauncherError, match="invalid environment") as err:
         load_db_and_server(env)
     assert expected in str(err.value)
+
+
+def test_the_bounds_are_read_and_shared_with_the_read_replica(env):
+    env |= {
+        "MLFLOW_DB_WAIT_SECONDS": "45.5",
+        "MLFLOW_DB_CONNECT_TIMEOUT_SECONDS": "3",
+        "MLFLOW_DB_NETWORK_TIMEOUT_SECONDS": "7",
+        "MLFLOW_DB_STATEMENT_TIMEOUT_SECONDS": "300",
+        "MLFLOW_DB_READ_HOST": "replica.internal",
+    }
+    db = load_db(env)
+    for settings in (db, db.replica()):
+        assert settings.wait_seconds == 45.5
+        assert (settings.connect_timeout_seconds, settings.network_timeout_seconds) == (3, 7)
+        assert settings.statement_timeout_seconds == 300
 
 
 def test_no_read_replica_unless_its_host_is_set(env):

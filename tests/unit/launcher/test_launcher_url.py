@@ -57,7 +57,7 @@ def test_password_round_trips_through_the_uri_string(engine, password):
 def test_mysql_url_verifies_certificate_and_host_name():
     url = make_url(uri_for_mlflow(build_url(_db("mysql"), Credentials("u", "p"))))
     assert url.drivername == "mysql+pymysql"
-    assert url.query == {
+    assert {key: url.query[key] for key in ("ssl_ca", "ssl_check_hostname")} == {
         "ssl_ca": "/etc/ssl/certs/rds-global-bundle.pem",
         "ssl_check_hostname": "true",
     }
@@ -69,10 +69,49 @@ def test_mysql_url_verifies_certificate_and_host_name():
 def test_postgres_url_uses_verify_full():
     url = make_url(uri_for_mlflow(build_url(_db("postgres"), Credentials("u", "p"))))
     assert url.drivername == "postgresql+psycopg2"
-    assert url.query == {
+    assert {key: url.query[key] for key in ("sslmode", "sslrootcert")} == {
         "sslmode": "verify-full",
         "sslrootcert": "/etc/ssl/certs/rds-global-bundle.pem",
     }
+
+
+def _driver_kwargs(engine: str, statement: int | None) -> dict:
+    """What SQLAlchemy hands the driver for the URI string mlflow server gets."""
+    url = make_url(
+        uri_for_mlflow(build_url(_db(engine), Credentials("u", "p"), statement=statement))
+    )
+    return url.get_dialect()().create_connect_args(url)[1]
+
+
+def test_mysql_connections_have_connect_and_statement_timeouts():
+    kwargs = _driver_kwargs("mysql", statement=60)
+    assert (kwargs["connect_timeout"], kwargs["read_timeout"], kwargs["write_timeout"]) == (
+        5,
+        60,
+        60,
+    )
+
+
+def test_postgres_connections_drop_a_silent_peer_and_bound_statements():
+    kwargs = _driver_kwargs("postgres", statement=60)
+    assert kwargs["connect_timeout"] == "5"
+    # libpq: keepalive probes after 5 s of silence, and the kernel gives the connection up once
+    # data or probes stay unanswered 10 s (TCP_USER_TIMEOUT, in ms).
+    assert (kwargs["keepalives"], kwargs["keepalives_idle"], kwargs["tcp_user_timeout"]) == (
+        "1",
+        "5",
+        "10000",
+    )
+    assert kwargs["options"] == "-c statement_timeout=60000"
+
+
+@pytest.mark.parametrize("engine", ["mysql", "postgres"])
+def test_migrations_get_no_statement_bound_but_keep_the_network_ones(engine):
+    kwargs = _driver_kwargs(engine, statement=None)
+    assert not {"read_timeout", "write_timeout", "options"} & set(kwargs)
+    assert "connect_timeout" in kwargs
+    if engine == "postgres":
+        assert kwargs["tcp_user_timeout"] == "10000"
 
 
 def test_rendered_url_hides_password_by_default():

@@ -67,6 +67,58 @@ def test_transient_failures_are_retried_until_success():
     assert connect.calls == 4
 
 
+class Clock:
+    """Fake time: sleeping moves it on, and so does each connect (as a timeout would)."""
+
+    def __init__(self, connect_seconds: float = 0.0) -> None:
+        self.now, self.connect_seconds, self.sleeps = 0.0, connect_seconds, []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_the_wait_ends_at_its_deadline_with_one_last_try():
+    clock = Clock(connect_seconds=2.0)
+    calls = []
+
+    def connect():
+        calls.append(clock.now)
+        clock.now += clock.connect_seconds  # every try runs into its connect timeout
+        raise REFUSED
+
+    with pytest.raises(LauncherError) as err:
+        wait_for(
+            connect,
+            RetryPolicy(100, 30.0, deadline=20.0),
+            ca_bundle=CA,
+            what="database x",
+            sleep=clock.sleep,
+            clock=lambda: clock.now,
+        )
+    # Tries at 0, 3, 7, 13 (2 s each, then 1, 2, 4 s of backoff); the next wait (8 s) is cut
+    # to the 5 s left, the last try starts at the deadline, and no other comes.
+    assert calls == [0.0, 3.0, 7.0, 13.0, 20.0]
+    assert clock.sleeps == [1.0, 2.0, 4.0, 5.0]
+    assert "not reachable after 5 attempts" in str(err.value)
+    assert "MLFLOW_DB_WAIT_SECONDS" in str(err.value)
+
+
+def test_a_deadline_already_past_still_gets_one_try():
+    """Slow secret reads took the whole wait: the database is still tried once, and a database
+    that answers is used."""
+    connect = FakeConnect([])
+    wait_for(
+        connect,
+        RetryPolicy(10, 1.0, deadline=-5.0),
+        ca_bundle=CA,
+        what="database x",
+        sleep=lambda _s: pytest.fail("no wait after the deadline"),
+        clock=lambda: 0.0,
+    )
+    assert connect.calls == 1
+
+
 def test_attempts_are_bounded_then_a_clear_error(caplog):
     connect = FakeConnect([REFUSED] * 10)
     sleeps = []

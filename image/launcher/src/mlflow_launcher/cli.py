@@ -78,15 +78,26 @@ def _mask(*secrets: str) -> None:
         _redact.secrets += redaction.forms(value)
 
 
+_STARTED = wait.process_started()
+
+
 def _policy(db: settings.DbSettings) -> wait.RetryPolicy:
-    return wait.RetryPolicy(db.connect_attempts, db.backoff_max_seconds)
+    """One deadline for the whole wait (primary and replica), from this process's start."""
+    return wait.RetryPolicy(
+        db.connect_attempts, db.backoff_max_seconds, deadline=_STARTED + db.wait_seconds
+    )
 
 
-def _connect(db: settings.DbSettings) -> tuple[Engine, URL]:
-    """Secret -> URL -> engine, then wait until the database answers over verified TLS."""
+def _credentials(db: settings.DbSettings) -> secret.Credentials:
     creds = secret.fetch_credentials(db.secret_id, region=db.region)
-    url = dburl.build_url(db, creds)
-    _mask(creds.password, str(url.password))
+    _mask(creds.password, dburl.driver_password(db.engine, creds.password))
+    return creds
+
+
+def _connect(db: settings.DbSettings, creds: secret.Credentials) -> Engine:
+    """Wait until the database answers over verified TLS; the engine is for the launcher's own
+    quick checks (each statement bounded by the network timeout)."""
+    url = dburl.build_url(db, creds, statement=db.network_timeout_seconds)
     engine = wait.make_engine(url)
     log.info(
         "connecting to %s database %s:%s/%s as %s (TLS verified against %s)",
@@ -98,27 +109,33 @@ def _connect(db: settings.DbSettings) -> tuple[Engine, URL]:
         db.ca_bundle,
     )
     wait.wait_for_database(engine, _policy(db), ca_bundle=db.ca_bundle)
-    return engine, url
+    return engine
 
 
-def _read_replica_uri(db: settings.DbSettings, url: URL) -> str | None:
-    """The replica's store URI (the primary's login), once the replica is ready; None when
-    there is no replica."""
+def _read_replica_uri(db: settings.DbSettings, creds: secret.Credentials) -> str | None:
+    """The replica's store URI for MLflow (the primary's login), once the replica is ready;
+    None when there is no replica."""
     read = db.replica()
     if read is None:
         return None
-    read_url = url.set(host=read.host, port=read.port)
     log.info("read replica %s:%s: MLflow sends reads there", read.host, read.port)
-    with wait.engine_for(read_url) as engine:
+    check_url = dburl.build_url(read, creds, statement=read.network_timeout_seconds)
+    with wait.engine_for(check_url) as engine:
         replica.wait_until_ready(engine, _policy(read), ca_bundle=read.ca_bundle)
-    return dburl.uri_for_mlflow(read_url)
+    return dburl.uri_for_mlflow(
+        dburl.build_url(read, creds, statement=read.statement_timeout_seconds)
+    )
 
 
 def cmd_migrate() -> None:
     db = settings.load_db(os.environ)
     auth_settings = auth.load(os.environ)
     guard = snapshot.Guard(snapshot.load(os.environ))
-    engine, url = _connect(db)
+    creds = _credentials(db)
+    _connect(db, creds).dispose()
+    # No statement bound for the schema changes (dburl): an ALTER of a large table takes long.
+    url = dburl.build_url(db, creds)
+    engine = wait.make_engine(url)
 
     def migrate_auth() -> None:
         assert auth_settings is not None
@@ -139,33 +156,47 @@ def cmd_serve() -> None:
     db, srv = settings.load_db_and_server(os.environ)
     auth_settings = auth.load(os.environ)
     limits.load(os.environ)  # each worker reads them again; a bad one must stop the pod here
-    engine, url = _connect(db)
-    schema.require_head(engine)
-    engine.dispose()
-    read_uri = _read_replica_uri(db, url)
+    # Every secret first: the database wait's deadline counts from the launcher's start, so the
+    # time these reads take comes out of the wait instead of adding to the start.
+    creds = _credentials(db)
+    auth_secrets = _auth_secrets(auth_settings, db.region)
+    check = _connect(db, creds)
+    schema.require_head(check)
+    check.dispose()
+    read_uri = _read_replica_uri(db, creds)
+    store_url = dburl.build_url(db, creds, statement=db.statement_timeout_seconds)
     secrets = None
-    if auth_settings is None:
+    if auth_settings is None or auth_secrets is None:
         log.warning(
             "authentication is off: whoever reaches the server may read, change and delete "
             "everything"
         )
     else:
-        secrets = _auth_environment(auth_settings, url, db.region)
+        secrets = _auth_environment(auth_settings, auth_secrets, check.url, store_url)
     metrics.reset_directory(os.environ)
     log.info("starting mlflow server on %s:%s (%d workers)", srv.host, srv.port, srv.workers)
-    server.exec_server(srv, dburl.uri_for_mlflow(url), read_uri=read_uri, secrets=secrets)
+    server.exec_server(srv, dburl.uri_for_mlflow(store_url), read_uri=read_uri, secrets=secrets)
 
 
-def _auth_environment(auth_settings: auth.AuthSettings, url: URL, region: str | None) -> dict:
-    """Check the auth schema, read the secrets and write the config file MLflow reads."""
-    auth_url = auth.database_url(url, auth_settings)
-    with wait.engine_for(auth_url) as auth_engine:
-        auth.require_head(auth_engine)
+def _auth_secrets(
+    auth_settings: auth.AuthSettings | None, region: str | None
+) -> auth.AuthSecrets | None:
+    if auth_settings is None:
+        return None
     secrets = auth.fetch_secrets(auth_settings, region=region)
     _mask(*secrets.values())
+    return secrets
+
+
+def _auth_environment(
+    auth_settings: auth.AuthSettings, secrets: auth.AuthSecrets, check_url: URL, store_url: URL
+) -> dict:
+    """Check the auth schema and write the config file MLflow reads."""
+    with wait.engine_for(auth.database_url(check_url, auth_settings)) as auth_engine:
+        auth.require_head(auth_engine)
     config = auth.write_config(
         Path(tempfile.gettempdir()),
-        database_uri=dburl.uri_for_mlflow(auth_url),
+        database_uri=dburl.uri_for_mlflow(auth.database_url(store_url, auth_settings)),
         default_permission=auth_settings.default_permission,
         admin_username=secrets.admin.username,
         cache_seconds=auth_settings.cache_seconds,
@@ -184,16 +215,20 @@ def _auth_environment(auth_settings: auth.AuthSettings, url: URL, region: str | 
 def cmd_gc() -> None:
     """Permanently remove deleted runs and experiments older than MLFLOW_GC_OLDER_THAN."""
     gc_settings = gc.load(os.environ)  # first: a missing age must stop before any connection
-    db = settings.load_db(os.environ)
-    auth_settings = auth.load(os.environ)
-    engine, url = _connect(db)
-    schema.require_head(engine)
-    engine.dispose()
-    login = None
-    if auth_settings is not None:
-        login = secret.fetch_credentials(auth_settings.admin_secret_id, region=db.region)
-        _mask(login.password)
-    gc.run(dburl.uri_for_mlflow(url), gc_settings, login)
+    with gc.time_limit(gc_settings.timeout_seconds, started=_STARTED):
+        db = settings.load_db(os.environ)
+        auth_settings = auth.load(os.environ)
+        creds = _credentials(db)
+        login = None
+        if auth_settings is not None:
+            login = secret.fetch_credentials(auth_settings.admin_secret_id, region=db.region)
+            _mask(login.password)
+        check = _connect(db, creds)
+        schema.require_head(check)
+        check.dispose()
+        # No statement outlives the run's own limit (on PostgreSQL the server cancels it).
+        store_url = dburl.build_url(db, creds, statement=gc_settings.timeout_seconds)
+        gc.run(dburl.uri_for_mlflow(store_url), gc_settings, login)
 
 
 def cmd_metrics() -> None:

@@ -1,8 +1,19 @@
-"""SQLAlchemy URLs with TLS verification built in.
+"""SQLAlchemy URLs with TLS verification and timeouts built in.
 
 The URL is the only thing ``mlflow server`` receives about the database (it makes its own
-engine from it), so the TLS settings live in the URL query rather than in ``connect_args``.
-``URL.create`` takes the password verbatim: no hand quoting, any character works.
+engine from it), so the TLS settings and the timeouts live in the URL query rather than in
+``connect_args``. ``URL.create`` takes the password verbatim: no hand quoting, any character works.
+
+Timeouts, so that a connection whose packets are dropped (a failover, a lost route: no reset
+comes back) fails a request within a bound instead of holding a server worker forever:
+- connect: every connection attempt (PyMySQL's and libpq's ``connect_timeout``);
+- network silence, PostgreSQL: TCP keepalives from half that silence on, and
+  ``tcp_user_timeout`` (the kernel drops a connection whose data or keepalive probes go unanswered
+  that long). A live server answers keepalives while it works, so a long statement is not cut;
+- statement, where the caller gives one: PostgreSQL's ``statement_timeout`` (the server cancels
+  the statement); on MySQL PyMySQL's ``read_timeout``/``write_timeout``, the only bound PyMySQL
+  has on a silent connection, so it also bounds a legitimate statement. Schema migrations get
+  none: cutting an ALTER half way through on MySQL leaves a schema that no MLflow version runs.
 """
 
 from __future__ import annotations
@@ -24,6 +35,29 @@ def tls_query(engine: str, ca_bundle: str) -> dict[str, str]:
     return {"sslmode": "verify-full", "sslrootcert": ca_bundle}
 
 
+def timeout_query(
+    engine: str, *, connect: int, network: int, statement: int | None = None
+) -> dict[str, str]:
+    """Driver options bounding the connect, a silent network (PostgreSQL) and, if given, each
+    statement (seconds)."""
+    if engine == "mysql":
+        query = {"connect_timeout": str(connect)}
+        if statement is not None:
+            query |= {"read_timeout": str(statement), "write_timeout": str(statement)}
+        return query
+    query = {
+        "connect_timeout": str(connect),
+        "keepalives": "1",
+        "keepalives_idle": str(max(1, network // 2)),
+        "keepalives_interval": str(max(1, network // 4)),
+        "keepalives_count": "3",
+        "tcp_user_timeout": str(network * 1000),
+    }
+    if statement is not None:
+        query["options"] = f"-c statement_timeout={statement * 1000}"
+    return query
+
+
 def driver_password(engine: str, password: str) -> str:
     """The password as the driver must receive it to send the server its UTF-8 bytes.
 
@@ -36,7 +70,14 @@ def driver_password(engine: str, password: str) -> str:
     return password
 
 
-def build_url(db: DbSettings, credentials: Credentials) -> URL:
+def build_url(db: DbSettings, credentials: Credentials, *, statement: int | None = None) -> URL:
+    """The store's URL; `statement` bounds each statement (seconds), None for migrations."""
+    timeouts = timeout_query(
+        db.engine,
+        connect=db.connect_timeout_seconds,
+        network=db.network_timeout_seconds,
+        statement=statement,
+    )
     return URL.create(
         DRIVERS[db.engine],
         username=credentials.username,
@@ -44,7 +85,7 @@ def build_url(db: DbSettings, credentials: Credentials) -> URL:
         host=db.host,
         port=db.port,
         database=db.name,
-        query=tls_query(db.engine, db.ca_bundle),
+        query=tls_query(db.engine, db.ca_bundle) | timeouts,
     )
 
 

@@ -5,14 +5,24 @@ Deleting a run or an experiment in MLflow only marks it; its rows and artifacts 
 not as a child: its options include the store URI with the password, which must not appear in
 any process's argv. Artifacts go through the tracking server (proxied artifacts resolve only
 there), signed in as the admin when authentication is on.
+
+A run has a time limit (MLFLOW_GC_TIMEOUT_SECONDS, from the launcher's start): at it the launcher
+says so and exits, however the run is stuck (a database or tracking server that stopped
+answering), so the CronJob's Job ends with this message rather than the Job deadline's kill, and
+the next night's run is not skipped behind a hung one. What was removed stays removed (each run is
+deleted in its own transaction); the next run goes on from there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
-from collections.abc import Mapping
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from mlflow_launcher.errors import LauncherError
@@ -22,6 +32,9 @@ log = logging.getLogger(__name__)
 
 OLDER_THAN_ENV = "MLFLOW_GC_OLDER_THAN"
 TRACKING_URI_ENV = "MLFLOW_GC_TRACKING_URI"
+TIMEOUT_ENV = "MLFLOW_GC_TIMEOUT_SECONDS"
+DEFAULT_TIMEOUT_SECONDS = 3000
+"""The chart's value too (k8s_charts/gc_job.py, which sets the Job's deadline above it)."""
 # `mlflow gc --older-than`: #d#h#m#s, each part optional, numbers may have decimals.
 _DURATION = re.compile(r"(?=.)(\d+(\.\d+)?d)?(\d+(\.\d+)?h)?(\d+(\.\d+)?m)?(\d+(\.\d+)?s)?")
 
@@ -30,6 +43,7 @@ _DURATION = re.compile(r"(?=.)(\d+(\.\d+)?d)?(\d+(\.\d+)?h)?(\d+(\.\d+)?m)?(\d+(
 class GcSettings:
     older_than: str
     tracking_uri: str
+    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
 
 
 def load(env: Mapping[str, str]) -> GcSettings:
@@ -47,9 +61,51 @@ def load(env: Mapping[str, str]) -> GcSettings:
             f"{TRACKING_URI_ENV}={tracking_uri!r} is not the tracking server's http(s) URL "
             "(proxied artifacts are deleted through it)"
         )
+    timeout = env.get(TIMEOUT_ENV, "").strip() or str(DEFAULT_TIMEOUT_SECONDS)
+    if not timeout.isdigit() or int(timeout) < 1:
+        problems.append(f"{TIMEOUT_ENV}={timeout!r} is not a positive whole number of seconds")
     if problems:
         raise LauncherError("; ".join(problems))
-    return GcSettings(older_than=older_than, tracking_uri=tracking_uri)
+    return GcSettings(
+        older_than=older_than, tracking_uri=tracking_uri, timeout_seconds=int(timeout)
+    )
+
+
+def _exit(code: int) -> None:
+    sys.stderr.flush()
+    os._exit(code)
+
+
+@contextlib.contextmanager
+def time_limit(
+    seconds: float, *, started: float, stop: Callable[[int], None] = _exit
+) -> Iterator[None]:
+    """Log why and `stop` the process once `seconds` have passed since `started` (a
+    ``time.monotonic()`` value), whatever the block is waiting on.
+
+    The SIGALRM handler runs as soon as the interrupted call gives control back to Python: at
+    once for Python's own sockets (PyMySQL, MLflow's HTTP client), when libpq's call returns for
+    PostgreSQL (bounded by the URL's network and statement timeouts). It exits rather than
+    raising: unwinding would roll back over a connection that may be the one that stopped
+    answering (the database rolls back a transaction whose connection is gone)."""
+
+    def expired(_signum: int, _frame: object) -> None:
+        log.error(
+            "gc stopped at its time limit, %s=%g s from the launcher's start: what it removed "
+            "stays removed, the next run goes on from there (a database or tracking server that "
+            "stopped answering, or a backlog larger than one run: raise the limit)",
+            TIMEOUT_ENV,
+            seconds,
+        )
+        stop(LauncherError.exit_code)
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, max(started + seconds - time.monotonic(), 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def run(store_uri: str, settings: GcSettings, login: Credentials | None) -> None:

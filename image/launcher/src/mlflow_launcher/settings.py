@@ -20,6 +20,20 @@ T = TypeVar("T")
 DEFAULT_PORTS = {"mysql": 3306, "postgres": 5432}
 DEFAULT_CONNECT_ATTEMPTS = 10
 DEFAULT_BACKOFF_MAX_SECONDS = 30.0
+# The defaults below are the chart's values too (k8s_charts/contract.py sets them in the
+# ConfigMap and sizes the server's startup probe from them); tests/unit/launcher/
+# test_start_budget.py keeps the two in step.
+DB_WAIT_ENV = "MLFLOW_DB_WAIT_SECONDS"
+DEFAULT_DB_WAIT_SECONDS = 90.0
+"""The whole wait for the database (and its read replica), counted from the launcher's start:
+a bit more than an RDS Multi-AZ failover takes (typically 60-120 s: a pod that starts in one
+waits it out or restarts with this message and tries again)."""
+DEFAULT_DB_CONNECT_TIMEOUT_SECONDS = 5
+"""Per connection attempt. The database is in the pod's VPC: a connect takes milliseconds."""
+DEFAULT_DB_NETWORK_TIMEOUT_SECONDS = 10
+"""How long a connection may stay silent (packets dropped, no reset) before it is given up."""
+DEFAULT_DB_STATEMENT_TIMEOUT_SECONDS = 60
+"""The server's bound on one statement (MLflow's requests)."""
 LOCK_TIMEOUT_ENV = "MLFLOW_MIGRATION_LOCK_TIMEOUT_SECONDS"
 # Long enough for any MLflow upgrade, short enough that a lock held by a lost session shows up as
 # a failed init container within minutes instead of a pod stuck in Init for hours.
@@ -40,6 +54,10 @@ class DbSettings:
     backoff_max_seconds: float
     region: str | None
     migration_lock_timeout_seconds: float = DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS
+    wait_seconds: float = DEFAULT_DB_WAIT_SECONDS
+    connect_timeout_seconds: int = DEFAULT_DB_CONNECT_TIMEOUT_SECONDS
+    network_timeout_seconds: int = DEFAULT_DB_NETWORK_TIMEOUT_SECONDS
+    statement_timeout_seconds: int = DEFAULT_DB_STATEMENT_TIMEOUT_SECONDS
     read_host: str | None = None
     """A read replica of this database (same login, name and TLS): MLflow sends reads there."""
     read_port: int | None = None
@@ -208,17 +226,34 @@ def _db(r: _Reader) -> DbSettings | None:
         "a positive number of seconds",
         str(DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS),
     )
+    wait_seconds = r.parse(
+        DB_WAIT_ENV, _finite_seconds, "a positive number of seconds", str(DEFAULT_DB_WAIT_SECONDS)
+    )
+    timeouts = {
+        var: r.parse(var, _positive_int, "a positive whole number of seconds", str(default))
+        for var, default in (
+            ("MLFLOW_DB_CONNECT_TIMEOUT_SECONDS", DEFAULT_DB_CONNECT_TIMEOUT_SECONDS),
+            ("MLFLOW_DB_NETWORK_TIMEOUT_SECONDS", DEFAULT_DB_NETWORK_TIMEOUT_SECONDS),
+            ("MLFLOW_DB_STATEMENT_TIMEOUT_SECONDS", DEFAULT_DB_STATEMENT_TIMEOUT_SECONDS),
+        )
+    }
     # Optional: a read replica of the same instance (RDS replicas share its login and port).
     read_host = r.raw("MLFLOW_DB_READ_HOST", "")
     read_port = r.parse("MLFLOW_DB_READ_PORT", _port, "a TCP port", str(port or default_port))
     region = r.env.get("AWS_REGION") or r.env.get("AWS_DEFAULT_REGION") or None
     values = (engine, host, port, name, secret_id, ca_bundle, attempts, backoff)
-    if None in values or lock_timeout is None or read_port is None:
+    bounds = (lock_timeout, wait_seconds, read_port, *timeouts.values())
+    if None in values or None in bounds:
         return None
+    connect, network, statement = timeouts.values()
     return DbSettings(
         *values,  # type: ignore[arg-type]
         region=region,
-        migration_lock_timeout_seconds=lock_timeout,
+        migration_lock_timeout_seconds=lock_timeout,  # type: ignore[arg-type]
+        wait_seconds=wait_seconds,  # type: ignore[arg-type]
+        connect_timeout_seconds=connect,  # type: ignore[arg-type]
+        network_timeout_seconds=network,  # type: ignore[arg-type]
+        statement_timeout_seconds=statement,  # type: ignore[arg-type]
         read_host=read_host or None,
         read_port=read_port if read_host else None,
     )

@@ -1,12 +1,18 @@
-"""Wait for the database: bounded retries with exponential backoff, but no retry where waiting
-cannot help (wrong password, TLS verification failure): those fail at once with one message,
-so a bad secret does not become a retry storm that locks the account or floods the logs.
+"""Wait for the database: retries with exponential backoff until a deadline, but no retry
+where waiting cannot help (wrong password, TLS verification failure): those fail at once with
+one message, so a bad secret does not become a retry storm that locks the account or floods the
+logs.
+
+The deadline counts from the launcher's own start, so the server container's startup probe,
+sized from the same number (k8s_charts/contract.py), never kills `serve` before it says why.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +22,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import NullPool
 
 from mlflow_launcher.errors import LauncherError
+from mlflow_launcher.settings import DB_WAIT_ENV
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +40,14 @@ _TLS_MARKERS = (
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """``attempts`` tries in all; the n-th wait is ``min(max_delay, base * 2**(n-1))`` seconds."""
+    """``attempts`` tries at most; the n-th wait is ``min(max_delay, base * 2**(n-1))`` seconds,
+    cut short at ``deadline`` (a ``time.monotonic()`` value), where one last try is made; none
+    starts after it. A try is bounded by the connection's own timeouts (dburl)."""
 
     attempts: int
     max_delay: float
     base: float = 1.0
+    deadline: float = math.inf
 
     def delays(self) -> list[float]:
         return [min(self.max_delay, self.base * 2**n) for n in range(self.attempts - 1)]
@@ -86,6 +96,20 @@ def classify(exc: BaseException, ca_bundle: str) -> LauncherError | None:
     return None
 
 
+def process_started() -> float:
+    """When this process started, on the ``time.monotonic()`` clock: Python's own start and
+    the imports before any launcher code runs count against the container's startup probe
+    too. (/proc's start time is in clock ticks since boot, as CLOCK_BOOTTIME.)"""
+    now = time.monotonic()
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat:
+            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return now  # not Linux: from now on
+    return now - max(0.0, age)
+
+
 def wait_for(
     connect: Callable[[], None],
     policy: RetryPolicy,
@@ -94,9 +118,10 @@ def wait_for(
     what: str,
     state: str = "reachable",
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Call ``connect`` until it succeeds, a fatal error occurs, or the attempts run out;
-    ``state`` names what a success shows in the messages ("reachable")."""
+    """Call ``connect`` until it succeeds, a fatal error occurs, or the attempts or the time
+    run out; ``state`` names what a success shows in the messages ("reachable")."""
     delays = policy.delays()
     for attempt in range(1, policy.attempts + 1):
         try:
@@ -108,13 +133,14 @@ def wait_for(
             if fatal is not None:
                 raise fatal from None
             reason = driver_message(exc)
-            if attempt == policy.attempts:
+            remaining = policy.deadline - clock()
+            if attempt == policy.attempts or remaining <= 0:
                 raise LauncherError(
-                    f"{what} not {state} after {policy.attempts} attempts: {reason} "
-                    "(raise MLFLOW_DB_CONNECT_ATTEMPTS / MLFLOW_DB_CONNECT_BACKOFF_MAX_SECONDS "
-                    "to wait longer)"
+                    f"{what} not {state} after {attempt} attempts: {reason} (the wait is "
+                    f"bounded by MLFLOW_DB_CONNECT_ATTEMPTS tries and by {DB_WAIT_ENV} from "
+                    "the launcher's start)"
                 ) from None
-            delay = delays[attempt - 1]
+            delay = min(delays[attempt - 1], remaining)
             log.warning(
                 "%s not %s (attempt %d/%d): %s; retrying in %.1f s",
                 what,
