@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import cdk8s
-from aws_cdk import ArnFormat, CfnJson, Duration, Stack, Token
+from aws_cdk import ArnFormat, Duration, Stack, Token
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_eks_v2 as eks
@@ -23,6 +23,7 @@ from mlflow_on_eks.constructs_lib.artifact_store import MlflowArtifactStore
 from mlflow_on_eks.constructs_lib.auth import MlflowAuth
 from mlflow_on_eks.constructs_lib.database import MlflowDatabase
 from mlflow_on_eks.constructs_lib.deploy_check import DeployCheck, read_object_value
+from mlflow_on_eks.constructs_lib.irsa import irsa_principal
 from mlflow_on_eks.constructs_lib.review import resolve_for_review
 from mlflow_on_eks.k8s_charts import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
@@ -33,9 +34,9 @@ from mlflow_on_eks.k8s_charts import (
     MlflowChartProps,
     WorkloadProps,
 )
+from mlflow_on_eks.k8s_charts.contract import CONFIG_DIGEST_ANNOTATION
 from mlflow_on_eks.k8s_charts.rules import arn_region_and_account
 
-CONFIG_DIGEST_ANNOTATION = "mlflow-on-eks/config-digest"
 SNAPSHOT_PREFIX = "mlflow-before-"
 """Snapshots the launcher takes before a schema change (its snapshot module's PREFIX)."""
 
@@ -135,7 +136,7 @@ class MlflowTrackingServer(Construct):
         self.role = iam.Role(
             self,
             "Role",
-            assumed_by=_irsa_principal(self, oidc_provider, namespace, service_account_name),
+            assumed_by=irsa_principal(self, oidc_provider, namespace, service_account_name),
             description=f"MLflow server pods ({namespace}/{service_account_name}) through IRSA",
         )
         artifact_store.bucket.grant_read_write(self.role, f"{artifact_store.prefix}/*")
@@ -241,10 +242,13 @@ class MlflowTrackingServer(Construct):
                 self,
                 "DeployCheck",
                 cluster=cluster,
+                oidc_provider=oidc_provider,
                 server=props,
                 workload_manifest=self.manifest,
                 load_balancer_hosts=self.load_balancer_hosts,
                 revision=self.revision,
+                config_digest=digest[:16],
+                admin_secret=auth.admin_secret if auth else None,
             )
             if deploy_check
             else None
@@ -335,25 +339,6 @@ class MlflowTrackingServer(Construct):
         if self.deploy_check is not None:
             objects += self.deploy_check.chart.to_json()
         return list(resolve_for_review(self, objects))
-
-
-def _irsa_principal(
-    scope: Construct,
-    provider: iam.IOpenIdConnectProvider,
-    namespace: str,
-    service_account: str,
-) -> iam.IPrincipal:
-    """Web identity trust for one service account; CfnJson because the keys are tokens."""
-    issuer = provider.open_id_connect_provider_issuer
-    conditions = CfnJson(
-        scope,
-        "TrustConditions",
-        value={
-            f"{issuer}:sub": f"system:serviceaccount:{namespace}:{service_account}",
-            f"{issuer}:aud": "sts.amazonaws.com",
-        },
-    )
-    return iam.OpenIdConnectPrincipal(provider, {"StringEquals": conditions})
 
 
 def _same_place(stack: Stack, certificate_arn: str) -> None:

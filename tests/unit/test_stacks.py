@@ -348,25 +348,30 @@ def test_data_stack_has_termination_protection(each_config: Synth) -> None:
 
 
 @pytest.mark.parametrize("config", ["default", "existing-cluster"])
-def test_irsa_trust_is_for_exactly_one_service_account(synth: SynthFn, config: str) -> None:
+def test_each_irsa_trust_is_for_exactly_one_service_account(synth: SynthFn, config: str) -> None:
+    """The server's role trusts `mlflow`; the deploy check's (it signs in as the admin) trusts
+    `mlflow-verify`; each with the STS audience, from the cluster's one issuer."""
     s = synth(config)
     ns = s.settings.server.namespace
-    _, conditions = only(s, "Mlflow", "Custom::AWSCDKCfnJson")
-    value = json.loads(render_intrinsics(conditions["Properties"]["Value"]))
-    by_suffix = {key.rsplit(":", 1)[1]: v for key, v in value.items()}
-    assert by_suffix == {"sub": f"system:serviceaccount:{ns}:mlflow", "aud": "sts.amazonaws.com"}
-    issuers = {key.rsplit(":", 1)[0] for key in value}
+    conditions = resources(s, "Mlflow", "Custom::AWSCDKCfnJson")
+    trusted, issuers = {}, set()
+    for key, role in resources(s, "Mlflow", "AWS::IAM::Role").items():
+        if "AssumeRoleWithWebIdentity" not in json.dumps(role["Properties"]):
+            continue
+        [statement] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+        assert "Federated" in statement["Principal"]
+        condition = conditions[statement["Condition"]["StringEquals"]["Fn::GetAtt"][0]]
+        value = json.loads(render_intrinsics(condition["Properties"]["Value"]))
+        by_suffix = {k.rsplit(":", 1)[1]: v for k, v in value.items()}
+        assert set(by_suffix) == {"sub", "aud"} and by_suffix["aud"] == "sts.amazonaws.com"
+        trusted[key.split("Role")[0]] = by_suffix["sub"]
+        issuers |= {k.rsplit(":", 1)[0] for k in value}
+    assert trusted == {
+        "TrackingServer": f"system:serviceaccount:{ns}:mlflow",
+        "TrackingServerDeployCheck": f"system:serviceaccount:{ns}:mlflow-verify",
+    }
     assert len(issuers) == 1
-    roles = resources(s, "Mlflow", "AWS::IAM::Role")
-    [server_role] = [
-        r for r in roles.values() if "AssumeRoleWithWebIdentity" in json.dumps(r["Properties"])
-    ]
-    [statement] = server_role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
-    assert "Federated" in statement["Principal"]
-    assert statement["Condition"]["StringEquals"]["Fn::GetAtt"][0] == next(
-        iter(resources(s, "Mlflow", "Custom::AWSCDKCfnJson"))
-    )
 
 
 def test_server_policy_is_scoped_to_this_bucket_prefix_and_secret(synth: SynthFn) -> None:
