@@ -17,7 +17,7 @@ import json
 import secrets
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -392,7 +392,8 @@ class FakeKubernetes:
     requests: list[tuple[str, dict[str, list[str]], str]] = field(default_factory=list)
     """(path, query, Authorization header) of each request."""
     reads: int = 0
-    on_read: Callable[[int], None] | None = None
+    namespace: str = NAMESPACE
+    name: str = NAME
 
     def env(self) -> dict[str, str]:
         """What the pod would have: the service address and where the token and CA are."""
@@ -411,16 +412,14 @@ class FakeKubernetes:
         self.requests.append((parts.path, parse_qs(parts.query), auth))
         if auth != f"Bearer {self.token}":
             return 401, status_object(401, "Unauthorized", "Unauthorized")
-        deployment_path = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{NAME}"
+        deployment_path = f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{self.name}"
         if parts.path == deployment_path:
             state = self._state()
             self.reads += 1
-            if self.on_read is not None:
-                self.on_read(self.reads)
             if isinstance(state.deployment, tuple):
                 return state.deployment
             return 200, state.deployment
-        if parts.path == f"/api/v1/namespaces/{NAMESPACE}/pods":
+        if parts.path == f"/api/v1/namespaces/{self.namespace}/pods":
             state = self.states[min(self.reads - 1, len(self.states) - 1)]
             wanted = dict(
                 item.split("=", 1)
@@ -449,6 +448,9 @@ def fake_kubernetes(states: list[State], directory: Path) -> Iterator[FakeKubern
     account = directory / "serviceaccount"
     account.mkdir(parents=True, exist_ok=True)
     fake = FakeKubernetes(states, directory=account)
+    first = states[0].deployment
+    if isinstance(first, dict):  # where the API serves it: its own namespace and name
+        fake.namespace, fake.name = first["metadata"]["namespace"], first["metadata"]["name"]
     (account / "token").write_text(fake.token)
     (account / "ca.crt").write_bytes(tls.ca.read_bytes())
     (account / "namespace").write_text(NAMESPACE)

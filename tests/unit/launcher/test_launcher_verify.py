@@ -242,6 +242,17 @@ def test_mlflows_own_503_that_stays_is_named_in_its_words(monkeypatch):
     assert len(fake.requests) > 2
 
 
+def test_an_exception_mlflow_did_not_handle_is_asked_again(monkeypatch):
+    """The first request after a database failover can meet a pooled connection that died:
+    MLflow does not handle that exception and the server answers a bare 500; the next
+    requests get its 503, then answers."""
+    monkeypatch.setattr(retry, "RETRY_INTERVAL_SECONDS", 0.05)
+    answers = [(500, "Internal Server Error"), (503, json.dumps(MLFLOW_503)), (200, "{}")]
+    with fake_http({**HEALTHY, ("GET", verify.HOST_CHECK_PATH): answers}) as fake:
+        verify.check_host(fake.url, float("inf"), settings(), {})
+    assert len(fake.requests) == 3
+
+
 def test_the_last_transient_answer_is_in_the_reason(monkeypatch):
     monkeypatch.setattr(retry, "RETRY_INTERVAL_SECONDS", 0.05)
     routes = {("GET", "/health"): [(503, "no healthy upstream\n")]}

@@ -82,7 +82,8 @@ def _answer(
 
     Transient (retry.TRANSIENT_STATUSES): no connection; a request accepted but not answered;
     429, 502, 503 and 504, MLflow's own 503 included (it answers TEMPORARILY_UNAVAILABLE while
-    its database is unreachable, as in a Multi-AZ failover). Past the deadline the last of them
+    its database is unreachable, as in a Multi-AZ failover); a 500 that is not MLflow's own
+    error (an exception it did not handle). Past the deadline the last of them
     is the reason: in MLflow's words for its own error, "though /health answers" for a request
     that was never answered (`healthy`: the server, not the way to it, is stuck). A certificate
     that does not verify fails at once.
@@ -104,10 +105,15 @@ def _answer(
             else:
                 reason = f"{target}: no answer within {timeout:g} s (last: {note})"
         else:
-            if status not in TRANSIENT_STATUSES:
+            own_error = _mlflow_error(body) is not None
+            # A 500 without MLflow's error body is an exception MLflow did not handle: the one
+            # a database failover raises first, on a pooled connection that died (measured:
+            # then 503s, then answers). MLflow's own 500 (INTERNAL_ERROR) is a verdict.
+            unhandled = status == 500 and not own_error
+            if status not in TRANSIENT_STATUSES and not unhandled:
                 return status, body
             note = f"HTTP {status}" + (f": {first_line(body, 100)}" if body.strip() else "")
-            if _mlflow_error(body) is not None:
+            if own_error or unhandled:
                 reason = f"{target}: {method} {path} answered {status}: {first_line(body)}"
                 reason += _for(timeout)
             else:
