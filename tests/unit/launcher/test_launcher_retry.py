@@ -72,11 +72,13 @@ TOO_MANY_500 = requests.exceptions.RetryError(
             True,
         ),
         (RestException("TEMPORARILY_UNAVAILABLE: database unreachable", 503), True),
-        # MLflow answers 500 for what is broken (a bucket it cannot write).
+        # The server's 500: what a login check meets while the database fails over (a bucket
+        # it cannot write answers so too, and is reported when the deadline passes).
         (
             as_mlflow_raises(TOO_MANY_500, f"API request to {URL} failed with exception {{error}}"),
-            False,
+            True,
         ),
+        (RestException("INVALID_PARAMETER_VALUE: bad filter", 400), False),
         (RestException("RESOURCE_DOES_NOT_EXIST: no such run", 404), False),
         (RestException("PERMISSION_DENIED: admin only", 403), False),
         (

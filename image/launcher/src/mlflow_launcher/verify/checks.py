@@ -81,9 +81,9 @@ def _answer(
     (at least one try); `timeout` is the setting the reason names.
 
     Transient (retry.TRANSIENT_STATUSES): no connection; a request accepted but not answered;
-    429, 502, 503 and 504, MLflow's own 503 included (it answers TEMPORARILY_UNAVAILABLE while
-    its database is unreachable, as in a Multi-AZ failover); a 500 that is not MLflow's own
-    error (an exception it did not handle). Past the deadline the last of them
+    429, 500, 502, 503 and 504, MLflow's own included (while its database is unreachable, as in
+    a Multi-AZ failover, it answers 503 TEMPORARILY_UNAVAILABLE, or 500 where the error escapes
+    its handlers, as in the sign-in check). Past the deadline the last of them
     is the reason: in MLflow's words for its own error, "though /health answers" for a request
     that was never answered (`healthy`: the server, not the way to it, is stuck). A certificate
     that does not verify fails at once.
@@ -105,18 +105,13 @@ def _answer(
             else:
                 reason = f"{target}: no answer within {timeout:g} s (last: {note})"
         else:
-            own_error = _mlflow_error(body) is not None
-            # A 500 without MLflow's error body is an exception MLflow did not handle: the one
-            # a database failover raises first, on a pooled connection that died (measured:
-            # then 503s, then answers). MLflow's own 500 (INTERNAL_ERROR) is a verdict.
-            unhandled = status == 500 and not own_error
-            if status not in TRANSIENT_STATUSES and not unhandled:
+            if status not in TRANSIENT_STATUSES:
                 return status, body
             note = f"HTTP {status}" + (f": {first_line(body, 100)}" if body.strip() else "")
-            if own_error or unhandled:
+            if status == 500 or _mlflow_error(body) is not None:  # the server's own words
                 reason = f"{target}: {method} {path} answered {status}: {first_line(body)}"
                 reason += _for(timeout)
-            else:
+            else:  # a load balancer's or proxy's: the server itself not reached yet
                 reason = f"{target}: no answer within {timeout:g} s (last: {note})"
         if not retries.wait(note):
             raise VerificationFailed(reason)

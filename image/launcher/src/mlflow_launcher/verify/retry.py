@@ -30,10 +30,12 @@ T = TypeVar("T")
 RETRY_INTERVAL_SECONDS = 5.0
 LOG_EVERY_SECONDS = 60.0
 """A reason that stays the same is logged again this often, not on every round."""
-TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
-"""Too many requests; a proxy without a healthy target behind it; MLflow's own 503 (its
-database unreachable); a gateway timeout. Not 500: MLflow answers 500 for what is broken (a
-bucket it cannot write)."""
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+"""Too many requests; a proxy without a healthy target behind it; a gateway timeout; and the
+server's own 500 and 503, which is what MLflow answers while its database is unreachable (503
+TEMPORARILY_UNAVAILABLE from its stores; 500 where that error escapes a handler: measured with
+sign-in on, the login check meets the database first). A 500 that stays (a bucket the server
+cannot write) is reported when the deadline passes, in the same words."""
 _TOO_MANY = re.compile(r"too many (\d{3}) error responses")
 # The requests/urllib3/http.client errors for a connection that failed or went silent, by class
 # name: requests' own are OSError subclasses alongside its HTTPError, so isinstance cannot tell.
