@@ -8,6 +8,7 @@ tests pin the wiring a real deploy relies on (no machine here can run one).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,7 @@ from mlflow_on_eks.k8s_charts.deploy_check_chart import (
     TARGET_TIMEOUT_SECONDS,
 )
 
-from tests.conftest import Synth, resources_of
+from tests.conftest import ROOT, Synth, resources_of
 
 SynthFn = Callable[[str], Synth]
 OBJECT_VALUE = "Custom::AWSCDK-EKS-KubernetesObjectValue"
@@ -440,3 +441,21 @@ def test_outputs_give_the_real_addresses(synth: SynthFn, config: str, outputs: d
     )
     # No "kubectl get svc" hints left: the addresses themselves are there.
     assert not [k for k in rendered if k.endswith("ServiceName")]
+
+
+def test_the_operations_guide_gives_the_default_budgets(synth: SynthFn) -> None:
+    """docs/operations.md, "Bounds on every wait", as the default config synthesizes them."""
+    s = synth("default")
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    rows = dict(re.findall(r"^\| (.+?) \| (\d+) \|", guide, flags=re.MULTILINE))
+    job = _job(s)
+    env = _env(job["spec"]["template"]["spec"]["containers"][0])
+    _, condition = _one(s, "AWS::CloudFormation::WaitCondition")
+    deadline = s.object("Deployment")["spec"]["progressDeadlineSeconds"]
+    assert int(rows["the Deployment's `progressDeadlineSeconds`"]) == deadline
+    assert int(rows["total: `progressDeadlineSeconds`"]) == deadline
+    rollout = "the deploy check's rollout wait (`MLFLOW_VERIFY_ROLLOUT_TIMEOUT_SECONDS`)"
+    assert rows[rollout] == env["MLFLOW_VERIFY_ROLLOUT_TIMEOUT_SECONDS"]
+    job_deadline = "the deploy check Job's `activeDeadlineSeconds`"
+    assert int(rows[job_deadline]) == job["spec"]["activeDeadlineSeconds"]
+    assert rows["the wait condition's `Timeout`"] == condition["Properties"]["Timeout"]
