@@ -38,8 +38,9 @@ SIGNAL_MARGIN_SECONDS = 120
 """After the Job's deadline Kubernetes stops it; the wait condition outlives it by this much,
 so a Job that never signals (image pull error, refused at admission) still ends the wait."""
 MAX_WAIT_SECONDS = 43200
-"""The longest an AWS::CloudFormation::WaitCondition may wait (its Timeout: 12 hours, in the
-CloudFormation User Guide's resource reference); the Job's budget is cut to fit under it."""
+"""The longest an AWS::CloudFormation::WaitCondition may wait: its Timeout's maximum, 12 hours
+(CloudFormation Template Reference, AWS::CloudFormation::WaitCondition). The Job's rollout
+budget is cut so that its deadline and the margin fit under it."""
 
 
 def read_object_value(
