@@ -82,7 +82,7 @@ def wait_for_rollout(
     logged = ""
     while True:
         try:
-            state = _state(api, rollout, name)
+            state = _state(api, rollout)
         except _Persistent as exc:
             raise VerificationFailed(f"{name} {exc}") from None
         except ApiError as exc:
@@ -106,7 +106,7 @@ def wait_for_rollout(
         sleep(max(0.0, min(POLL_SECONDS, deadline - clock())))
 
 
-def _state(api: KubernetesApi, rollout: RolloutSettings, name: str) -> str | None:
+def _state(api: KubernetesApi, rollout: RolloutSettings) -> str | None:
     """None once complete, else where it stands (and what holds it up); _Persistent for what
     waiting will not change."""
     deployment = api.get(deployment_path(rollout.namespace, rollout.name))
