@@ -110,15 +110,10 @@ def launcher_environment(
     region: str,
     metrics_dir: str,
     read_host: str | None = None,
-    instance_id: str | None = None,
 ) -> dict[str, str]:
-    """The ConfigMap data both containers load with envFrom. Holds no secret: only its ARN."""
-    optional = {
-        # A read replica shares the primary's port, login and name (RDS): its host suffices.
-        "MLFLOW_DB_READ_HOST": read_host,
-        # The RDS instance `migrate` snapshots before it changes a schema that holds data.
-        "MLFLOW_DB_INSTANCE_ID": instance_id,
-    }
+    """The ConfigMap data the pods load with envFrom. Holds no secret: only its ARN."""
+    # A read replica shares the primary's port, login and name (RDS): its host suffices.
+    optional = {"MLFLOW_DB_READ_HOST": read_host}
     return {key: value for key, value in optional.items() if value} | {
         "MLFLOW_DB_ENGINE": engine,
         "MLFLOW_DB_HOST": host,
@@ -152,6 +147,20 @@ def launcher_environment(
         "MLFLOW_EXPOSE_PROMETHEUS": metrics_dir,
         "MLFLOW_METRICS_PORT": str(METRICS_PORT),
     }
+
+
+def migration_environment(
+    *, admin_secret_id: str | None, instance_id: str | None
+) -> dict[str, str]:
+    """What the migration Job adds to the ConfigMap: the master login's ARN (only it may read
+    the secret) and the RDS instance it snapshots before it changes a schema that holds data."""
+    optional = {"MLFLOW_DB_ADMIN_SECRET_ID": admin_secret_id, "MLFLOW_DB_INSTANCE_ID": instance_id}
+    return {key: value for key, value in optional.items() if value}
+
+
+def schema_wait_environment(logs_command: str) -> dict[str, str]:
+    """The server pod's init container (`wait-schema`): where the migration Job's log is."""
+    return {"MLFLOW_MIGRATION_LOGS_COMMAND": logs_command}
 
 
 def guard_environment(workload: WorkloadProps) -> dict[str, str]:

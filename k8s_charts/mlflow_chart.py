@@ -24,6 +24,8 @@ from mlflow_on_eks.k8s_charts.contract import (
     auth_environment,
     guard_environment,
     launcher_environment,
+    migration_environment,
+    schema_wait_environment,
     startup_probe_failures,
 )
 from mlflow_on_eks.k8s_charts.gc_job import GcProps, add_gc_job
@@ -34,6 +36,7 @@ from mlflow_on_eks.k8s_charts.hardening import (
     harden,
     small_resources,
 )
+from mlflow_on_eks.k8s_charts.migration_job import add_migration_job
 from mlflow_on_eks.k8s_charts.policy import dns, egress, ingress, pods_in_namespaces, tcp
 from mlflow_on_eks.k8s_charts.rules import (
     AcmCertificateArn,
@@ -104,7 +107,8 @@ class MlflowChartProps:
     db_port: int
     """Known at synth time (the database construct fixes it), as NetworkPolicy needs a number."""
     db_secret_id: str
-    """ARN of the Secrets Manager secret holding `username` and `password`."""
+    """ARN of the Secrets Manager secret holding the server's login (`username`, `password`):
+    the server, gc and the init container connect with it."""
     artifacts_destination: str
     """Where the server proxies artifacts, e.g. `s3://bucket/artifacts`."""
     region: str
@@ -141,9 +145,23 @@ class MlflowChartProps:
     """A read replica of the database (same port, login and name): MLflow's reads go there,
     its writes and the sign-in checks to the primary. Default: none."""
     db_instance_id: str | None = None
-    """The RDS instance identifier: `migrate` makes sure of a snapshot of it before it
-    changes a schema that holds data (the pods' role must be allowed to). Default: none (no
+    """The RDS instance identifier: the migration Job makes sure of a snapshot of it before it
+    changes a schema that holds data (its role must be allowed to). Default: none (no
     snapshot, a warning in the log)."""
+    db_admin_secret_id: str | None = None
+    """ARN of the instance's master login, for the migration Job only: with it the Job makes
+    the server's login (`db_secret_id`) and gives it MLflow's databases, then migrates as that
+    login. Default: none (the Job migrates with the server's login, which must then be allowed
+    to create the auth database)."""
+    migrate_role_arn: str | None = None
+    """IAM role of the migration Job (its own ServiceAccount, `<instance>-migrate`): the master
+    login and snapshots. Default: none (the Job runs as the server's ServiceAccount)."""
+    gc_role_arn: str | None = None
+    """IAM role of the gc CronJob (its own ServiceAccount, `<instance>-gc`). Default: none (as
+    the server's ServiceAccount)."""
+    migration_revision: str = "0"
+    """Part of the migration Job's name; a new value (a new image or database) runs a new Job.
+    Default: "0"."""
     extra_labels: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -159,6 +177,10 @@ class MlflowChartProps:
     @property
     def config_map_name(self) -> str:
         return f"{self.instance}-config"
+
+    @property
+    def migration_job_name(self) -> str:
+        return f"{self.instance}-migrate-{self.migration_revision}"
 
     @property
     def namespace(self) -> str:
@@ -207,6 +229,12 @@ class MlflowChart(cdk8s.Chart):
             # IRSA projects its own web-identity token; MLflow never calls the Kubernetes API.
             automount_token=False,
         )
+        self.migrate_service_account = self._workload_account(
+            "MigrateServiceAccount", "migrate", props.migrate_role_arn
+        )
+        self.gc_service_account = self._workload_account(
+            "GcServiceAccount", "gc", props.gc_role_arn
+        )
         self.config_map = kplus.ConfigMap(
             self,
             "Config",
@@ -227,10 +255,24 @@ class MlflowChart(cdk8s.Chart):
                 region=props.region,
                 metrics_dir=METRICS_DIR,
                 read_host=props.db_read_host,
-                instance_id=props.db_instance_id,
             )
             | guard_environment(props.workload)
             | (auth_environment(props.auth) if props.auth else {}),
+        )
+        self.migration = add_migration_job(
+            self,
+            name=props.migration_job_name,
+            image=props.image,
+            instance=props.instance,
+            config_map=self.config_map,
+            service_account=self.migrate_service_account,
+            environment=migration_environment(
+                admin_secret_id=props.db_admin_secret_id, instance_id=props.db_instance_id
+            ),
+            db_port=props.db_port,
+            architecture=props.workload.architecture,
+            node_pool=props.node_pool,
+            node_labels=props.node_labels,
         )
         self.deployment = self._deployment()
         self.gc = (
@@ -241,7 +283,7 @@ class MlflowChart(cdk8s.Chart):
                 instance=props.instance,
                 namespace=props.namespace,
                 config_map=self.config_map,
-                service_account=self.service_account,
+                service_account=self.gc_service_account,
                 server_labels=selector_labels(props),
                 db_port=props.db_port,
                 architecture=props.workload.architecture,
@@ -309,10 +351,17 @@ class MlflowChart(cdk8s.Chart):
             ),
             init_containers=[
                 kplus.ContainerProps(
-                    name="migrate",
-                    # Upgrades the schema under a database lock, so replicas starting
-                    # together are safe; the server container never migrates.
-                    args=["migrate"],
+                    name="wait-schema",
+                    # The migration Job migrates (it alone reads the master login); the pod
+                    # starts its server once both schemas are at head. The server container
+                    # never migrates either.
+                    args=["wait-schema"],
+                    env_variables={
+                        key: kplus.EnvValue.from_value(value)
+                        for key, value in schema_wait_environment(
+                            f"kubectl -n {props.namespace} logs job/{props.migration_job_name}"
+                        ).items()
+                    },
                     **common,
                 )
             ],
@@ -410,6 +459,22 @@ class MlflowChart(cdk8s.Chart):
             node_labels=props.node_labels,
         )
         return deployment
+
+    def _workload_account(
+        self, id: str, workload: str, role_arn: str | None
+    ) -> kplus.IServiceAccount:
+        """A workload's own ServiceAccount for its own IAM role; the server's without one."""
+        if role_arn is None:
+            return self.service_account
+        return kplus.ServiceAccount(
+            self,
+            id,
+            metadata=cdk8s.ApiObjectMetadata(
+                name=f"{self.props.instance}-{workload}",
+                annotations={"eks.amazonaws.com/role-arn": role_arn},
+            ),
+            automount_token=False,
+        )
 
     def _services(self) -> dict[str, kplus.Service]:
         props = self.props

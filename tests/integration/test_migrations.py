@@ -162,7 +162,9 @@ from alembic.script import ScriptDirectory
 from mlflow.store.db.utils import InitialBase, _get_alembic_config
 from mlflow_launcher import dburl, secret, settings, wait
 db = settings.load_db(os.environ)
-login = secret.fetch_credentials(db.secret_id, region=db.region)
+# Older releases migrated as the master login (the migration Job's MLFLOW_DB_ADMIN_SECRET_ID).
+secret_id = os.environ.get("MLFLOW_DB_ADMIN_SECRET_ID") or db.secret_id
+login = secret.fetch_credentials(secret_id, region=db.region)
 url = dburl.uri_for_mlflow(dburl.build_url(db, login))
 config = _get_alembic_config(url)
 previous = ScriptDirectory.from_config(config).get_revision("head").down_revision

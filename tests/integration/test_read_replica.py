@@ -23,7 +23,7 @@ import pytest
 from itest_auth import HOSTILE, create_auth_secrets, send
 from itest_chart import container_env, pod, substitute_endpoints
 from itest_replication import ReplicatedDb
-from itest_servers import free_port, sql_literal
+from itest_servers import RDS_MASTER_PRIVILEGES, free_port, sql_literal
 
 from config import parse_settings
 from tests.conftest import resources_of, synthesize
@@ -32,15 +32,6 @@ pytestmark = pytest.mark.integration
 
 GET_BY_NAME = "/api/2.0/mlflow/experiments/get-by-name?experiment_name="
 CREATE = "/api/2.0/mlflow/experiments/create"
-# The RDS for MySQL master user's privileges as the RDS User Guide lists them ("Master user
-# account privileges"): no SUPER, so binary logging restricts triggers, and no READ_ONLY ADMIN,
-# so the replica's read_only binds it.
-RDS_MASTER_PRIVILEGES = (
-    "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, RELOAD, PROCESS, REFERENCES, INDEX, ALTER, "
-    "SHOW DATABASES, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, REPLICATION SLAVE, "
-    "REPLICATION CLIENT, CREATE VIEW, SHOW VIEW, CREATE ROUTINE, ALTER ROUTINE, CREATE USER, "
-    "EVENT, TRIGGER"
-)
 
 
 class MasterLogin:
@@ -59,7 +50,6 @@ class MasterLogin:
             )
         else:
             pair.primary.create_database(self.name, self.user, self.password)
-            pair.primary.admin(f'ALTER ROLE "{self.user}" CREATEDB;')
         secret = {"username": self.user, "password": self.password}
         self.secret_arn = moto.create_secret(json.dumps(secret))
 

@@ -32,6 +32,9 @@ PROPS = MlflowChartProps(
     db_secret_id="arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf",
     artifacts_destination="s3://bucket/artifacts",
     region="eu-west-1",
+    db_admin_secret_id="arn:aws:secretsmanager:eu-west-1:123456789012:secret:master-AbCdEf",
+    migrate_role_arn="arn:aws:iam::123456789012:role/mlflow-migrate",
+    migration_revision="0123456789",
 )
 EXTERNAL = ExternalLoadBalancerProps(
     allowed_cidrs=("203.0.113.0/24",),
@@ -84,7 +87,10 @@ def test_default_objects() -> None:
         [
             "Namespace",
             "ServiceAccount",
+            "ServiceAccount",
             "ConfigMap",
+            "Job",
+            "NetworkPolicy",
             "Deployment",
             "Service",
             "Service",
@@ -260,21 +266,48 @@ def test_internal_only_origins_are_plain_http() -> None:
     assert not _matches(origins, f"https://{NLB_NAME}")
 
 
-def test_deployment_runs_migrate_then_serve_from_the_same_image() -> None:
-    spec = pod_spec(render())
+def test_the_job_migrates_and_the_pods_wait_for_it_then_serve_from_the_same_image() -> None:
+    objects = render()
+    job = one(objects, "Job")
+    assert job["metadata"]["name"] == "mlflow-migrate-0123456789"
+    job_spec = job["spec"]["template"]["spec"]
+    [migrate] = job_spec["containers"]
+    spec = pod_spec(objects)
     [init] = spec["initContainers"]
     server, exporter = spec["containers"]
-    assert (init["name"], init["args"]) == ("migrate", ["migrate"])
+    assert migrate["args"] == ["migrate"]
+    assert (init["name"], init["args"]) == ("wait-schema", ["wait-schema"])
+    assert env_of(init) == {
+        "MLFLOW_MIGRATION_LOGS_COMMAND": "kubectl -n ml logs job/mlflow-migrate-0123456789"
+    }
     assert (server["name"], server["args"]) == ("server", ["serve"])
     assert (exporter["name"], exporter["args"]) == ("metrics", ["metrics"])
     assert exporter["ports"] == [{"containerPort": 9464}]
-    for container in (init, server, exporter):
+    for container in (migrate, init, server, exporter):
         assert "command" not in container, "the image's entrypoint runs"
         assert container["image"] == PROPS.image
-    assert spec["serviceAccountName"] == "mlflow"
-    for container in (init, server, exporter):
         assert container["envFrom"] == [{"configMapRef": {"name": "mlflow-config"}}]
-        assert "env" not in container or not any("PASSWORD" in e["name"] for e in container["env"])
+        assert not [e for e in container.get("env", []) if "PASSWORD" in e["name"]]
+    # Each its own identity: only the Job's may read the master login.
+    assert spec["serviceAccountName"] == "mlflow"
+    assert job_spec["serviceAccountName"] == "mlflow-migrate"
+    account = one(objects, "ServiceAccount", "mlflow-migrate")
+    assert account["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": PROPS.migrate_role_arn
+    }
+    assert env_of(migrate) == {"MLFLOW_DB_ADMIN_SECRET_ID": PROPS.db_admin_secret_id}
+    assert "MLFLOW_DB_ADMIN_SECRET_ID" not in one(objects, "ConfigMap")["data"]
+    # Retried, bounded, kept a day for its log; never selected by a Service.
+    assert job["spec"]["backoffLimit"] == 2
+    assert job["spec"]["activeDeadlineSeconds"] == 3600
+    assert job["spec"]["ttlSecondsAfterFinished"] == 24 * 3600
+    assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == (
+        "mlflow-migrate"
+    )
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container.get("env", [])}
 
 
 def test_containers_are_locked_down() -> None:
@@ -426,7 +459,7 @@ def test_no_external_service_by_default() -> None:
 
 
 def test_network_policy_limits_egress_to_dns_db_and_https() -> None:
-    policy = one(render(), "NetworkPolicy")["spec"]
+    policy = one(render(), "NetworkPolicy", "mlflow")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     egress = {(p["protocol"], p["port"]) for rule in policy["egress"] for p in rule["ports"]}
     assert egress == {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 443)}
@@ -437,7 +470,7 @@ def test_metrics_port_admits_pods_of_the_cluster_only_by_default() -> None:
     clients); the metrics port only to pods: an empty namespaceSelector is every namespace of
     the cluster, and a selector never matches a VPC address or a load balancer. It used to be
     one rule admitting both ports from anywhere."""
-    policy = one(render(), "NetworkPolicy")["spec"]
+    policy = one(render(), "NetworkPolicy", "mlflow")["spec"]
     assert policy["ingress"] == [
         {"ports": [{"port": 5000, "protocol": "TCP"}]},
         {"ports": [{"port": 9464, "protocol": "TCP"}], "from": [{"namespaceSelector": {}}]},
@@ -449,7 +482,9 @@ def test_metrics_port_admits_the_named_scrapers() -> None:
         namespace_labels={"kubernetes.io/metadata.name": "monitoring"},
         pod_labels={"app.kubernetes.io/name": "prometheus"},
     )
-    policy = one(render(with_workload(metrics_scrapers=scrapers)), "NetworkPolicy")["spec"]
+    policy = one(render(with_workload(metrics_scrapers=scrapers)), "NetworkPolicy", "mlflow")[
+        "spec"
+    ]
     server, metrics = policy["ingress"]
     assert server == {"ports": [{"port": 5000, "protocol": "TCP"}]}
     # One peer with both selectors: those pods in those namespaces (two peers would admit
@@ -462,7 +497,7 @@ def test_metrics_port_admits_the_named_scrapers() -> None:
     ]
     # Pod labels alone: those pods in any namespace, not only the server's own.
     alone = MetricsScrapersProps(pod_labels={"app": "prometheus"})
-    policy = one(render(with_workload(metrics_scrapers=alone)), "NetworkPolicy")["spec"]
+    policy = one(render(with_workload(metrics_scrapers=alone)), "NetworkPolicy", "mlflow")["spec"]
     assert policy["ingress"][1]["from"] == [
         {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "prometheus"}}}
     ]
@@ -495,3 +530,15 @@ def test_autoscaler_always_owns_replicas(max_replicas: int | None, bounds: tuple
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == bounds
     assert hpa["spec"]["scaleTargetRef"]["name"] == "mlflow"
     assert "replicas" not in one(objects, "Deployment")["spec"]
+
+
+def test_the_migration_job_reaches_only_dns_the_database_and_https() -> None:
+    policy = one(render(), "NetworkPolicy", "mlflow-migrate")["spec"]
+    assert policy["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "mlflow-migrate",
+        "app.kubernetes.io/instance": "mlflow",
+    }
+    assert policy["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in policy
+    ports = sorted((p["protocol"], p["port"]) for r in policy["egress"] for p in r["ports"])
+    assert ports == [("TCP", 53), ("TCP", 443), ("TCP", 5432), ("UDP", 53)]
+    assert not [r for r in policy["egress"] if r.get("to")]

