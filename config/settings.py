@@ -452,8 +452,8 @@ class DatabaseSettings(StrictModel):
     multi_az: bool = Field(False, description="Standby in a second AZ (recommended in production).")
     read_replica: bool = Field(
         False,
-        description="An RDS read replica of the same class: MLflow's reads (searches, UI pages) "
-        "go there, its writes and sign-in checks to the primary. Doubles the database cost.",
+        description="An RDS read replica of the same class: MLflow's searches (the UI's lists) "
+        "go there, its writes and other reads to the primary. Doubles the database cost.",
     )
     snapshot_before_upgrade: bool = Field(
         True,

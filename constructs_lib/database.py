@@ -121,7 +121,7 @@ class MlflowDatabase(Construct):
             secret, retained with the data.
         :param database_name: Default: mlflow.
         :param read_replica: an RDS read replica of the same class, subnets, security group
-            and TLS-required parameters, to which MLflow sends its reads. It holds nothing the
+            and TLS-required parameters, to which MLflow sends its searches. It holds nothing the
             primary does not, so it is deleted with the stack and has no deletion protection.
             Default: false.
         """
@@ -214,7 +214,7 @@ class MlflowDatabase(Construct):
     def _read_replica(self, common: dict[str, Any]) -> rds.DatabaseInstanceReadReplica:
         # `common` keeps TLS required (the parameter group; RDS MySQL's `read_only` default
         # there is {TrueIfReplica}, so the replica refuses writes) and Multi-AZ as the primary:
-        # every UI page reads from the replica, so it needs the primary's availability. It
+        # the UI's lists read from the replica, so it needs the primary's availability. It
         # holds nothing the primary does not: no deletion protection, deleted with the stack.
         replica = rds.DatabaseInstanceReadReplica(
             self,

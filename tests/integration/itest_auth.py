@@ -401,12 +401,20 @@ def run_client(
     """A client script step (`admin`: create an experiment and log a run as the admin;
     `permissions`: a user's READ, refused write and EDIT grant) on a user's machine: no AWS,
     nothing of the server's; logins in the environment, never in argv."""
-    env = {"PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8"}
-    env["MLFLOW_TRACKING_URI"] = base_url
-    for prefix, login in (("ADMIN_", admin), ("USER_", user)):
-        if login is not None:
-            env[f"{prefix}MLFLOW_TRACKING_USERNAME"] = login[0]
-            env[f"{prefix}MLFLOW_TRACKING_PASSWORD"] = login[1]
+    env = client_env(base_url, home, ADMIN=admin, USER=user)
     if step == "admin" and admin is not None:
         env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"] = admin
     return launcher.mlflow_client(env, base_url, step, *args, code=_CLIENT)
+
+
+def client_env(base_url: str, home: str, **logins: tuple[str, str] | None) -> dict[str, str]:
+    """A user's machine (no AWS, nothing of the server's) for a client script, each login as
+    `<NAME>_MLFLOW_TRACKING_USERNAME`/`_PASSWORD`, which the script swaps into MLflow's own
+    variables to act as that user."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8"}
+    env["MLFLOW_TRACKING_URI"] = base_url
+    for name, login in logins.items():
+        if login is not None:
+            env[f"{name}_MLFLOW_TRACKING_USERNAME"] = login[0]
+            env[f"{name}_MLFLOW_TRACKING_PASSWORD"] = login[1]
+    return env
