@@ -30,8 +30,6 @@ MIGRATION_RETRIES = 2
 MIGRATION_DEADLINE_SECONDS = 3600
 """Every try together: each one waits at most for a snapshot (660 s), the lock (600 s) and the
 migrations themselves; the server pods wait for the schemas longer than one try takes."""
-KEEP_FINISHED_SECONDS = 24 * 3600
-"""A finished Job stays a day, so its log can be read after a failed deploy."""
 
 
 def migration_labels(instance: str) -> dict[str, str]:
@@ -69,7 +67,9 @@ def add_migration_job(
         metadata=cdk8s.ApiObjectMetadata(name=name),
         backoff_limit=MIGRATION_RETRIES,
         active_deadline=cdk8s.Duration.seconds(MIGRATION_DEADLINE_SECONDS),
-        ttl_after_finished=cdk8s.Duration.seconds(KEEP_FINISHED_SECONDS),
+        # No ttlSecondsAfterFinished: the Job stays until the next revision's manifest
+        # replaces it (the apply prunes it), so its log can always be read and a copy of it
+        # run again after a password rotation (docs/operations.md, Who may do what).
         select=False,
         pod_metadata=cdk8s.ApiObjectMetadata(labels=labels),
         restart_policy=kplus.RestartPolicy.NEVER,

@@ -297,10 +297,11 @@ def test_the_job_migrates_and_the_pods_wait_for_it_then_serve_from_the_same_imag
     }
     assert env_of(migrate) == {"MLFLOW_DB_ADMIN_SECRET_ID": PROPS.db_admin_secret_id}
     assert "MLFLOW_DB_ADMIN_SECRET_ID" not in one(objects, "ConfigMap")["data"]
-    # Retried, bounded, kept a day for its log; never selected by a Service.
+    # Retried, bounded, kept until the next revision replaces it (its log, a re-run after a
+    # password rotation); never selected by a Service.
     assert job["spec"]["backoffLimit"] == 2
     assert job["spec"]["activeDeadlineSeconds"] == 3600
-    assert job["spec"]["ttlSecondsAfterFinished"] == 24 * 3600
+    assert "ttlSecondsAfterFinished" not in job["spec"]
     assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == (
         "mlflow-migrate"
     )
