@@ -571,8 +571,9 @@ class ServerSettings(StrictModel):
         default_factory=list,
         description="Extra Host names MLflow answers, e.g. your DNS name; `*` patterns as MLflow "
         "matches them (`*.example.com`, `name:*` for any port). Always allowed: the Service "
-        "names, localhost (port-forward) and the load balancers' own DNS names "
-        "(`*.elb.<region>.amazonaws.com`). Browser pages of these hosts may write (CORS).",
+        "names, localhost (port-forward) and the DNS names this deployment's load balancers "
+        "got (read back at deploy time; no other load balancer's). Browser pages of these "
+        "hosts may write (CORS).",
     )
     architecture: Architecture = Field(
         _WORKLOAD.architecture,  # type: ignore[arg-type]

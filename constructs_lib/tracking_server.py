@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import cdk8s
-from aws_cdk import Duration, Stack, Token
+from aws_cdk import Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_eks_v2 as eks
@@ -19,7 +19,11 @@ from constructs import Construct
 from mlflow_on_eks.constructs_lib.artifact_store import MlflowArtifactStore
 from mlflow_on_eks.constructs_lib.auth import MlflowAuth
 from mlflow_on_eks.constructs_lib.database import MlflowDatabase
-from mlflow_on_eks.constructs_lib.deploy_check import DeployCheck, read_object_value
+from mlflow_on_eks.constructs_lib.deploy_check import (
+    DeployCheck,
+    read_again_on,
+    read_object_value,
+)
 from mlflow_on_eks.constructs_lib.review import resolve_for_review
 from mlflow_on_eks.constructs_lib.workload_roles import WorkloadRoles
 from mlflow_on_eks.k8s_charts import (
@@ -214,10 +218,16 @@ class MlflowTrackingServer(Construct):
             else None,
             gc=gc,
         )
-        props = replace(props, migration_revision=self._migration_revision(props))
-        self.auth = auth
         self.service_names = props.service_names
+        hosts = self._load_balancer_hosts(cluster)
+        props = replace(
+            props,
+            migration_revision=self._migration_revision(props),
+            load_balancer_dns_names={kind: value.value for kind, value in hosts.items()},
+        )
+        self.auth = auth
         self.chart = MlflowChart(cdk8s.App(), "Mlflow", props=props)
+        self.load_balancer_manifest = self._apply_load_balancers(cluster, hosts)
         # Pods read the ConfigMap only at start: a digest of its (resolved) data in the pod
         # template makes a settings change roll the pods, as an image change does.
         resolved = Stack.of(self).resolve(dict(self.chart.config_map.data))
@@ -234,10 +244,12 @@ class MlflowTrackingServer(Construct):
             # attempt left behind must not stop at "already exists".
             overwrite=True,
         )
+        if self.load_balancer_manifest is not None:
+            # Implied by the names in the ConfigMap; said here for the reader.
+            self.manifest.node.add_dependency(self.load_balancer_manifest)
         # Everything the manifest applies, the image included: a new value means pods change.
-        resolved = json.dumps(Stack.of(self).resolve(self.chart.to_json()), sort_keys=True)
-        self.revision = hashlib.sha256(resolved.encode()).hexdigest()[:12]
-        self.load_balancer_hosts = self._load_balancer_hosts(cluster)
+        self.revision = _revision(self, self.chart.to_json())
+        self.load_balancer_hosts = {kind: value.value for kind, value in hosts.items()}
         self.deploy_check = (
             DeployCheck(
                 self,
@@ -252,13 +264,11 @@ class MlflowTrackingServer(Construct):
             else None
         )
 
-    def _load_balancer_hosts(self, cluster: eks.ICluster) -> dict[str, str]:
-        """The DNS name each load balancer Service gets, read back at deploy time."""
-        hosts = {}
-        for kind, name in self.service_names.items():
-            if kind == "cluster":
-                continue
-            value = read_object_value(
+    def _load_balancer_hosts(self, cluster: eks.ICluster) -> dict[str, eks.KubernetesObjectValue]:
+        """Reads of the DNS name each load balancer Service gets, at deploy time; they run
+        once `_apply_load_balancers` has applied the Services."""
+        return {
+            kind: read_object_value(
                 self,
                 f"{kind.capitalize()}LoadBalancerHost",
                 cluster=cluster,
@@ -267,11 +277,35 @@ class MlflowTrackingServer(Construct):
                 namespace=self.namespace,
                 json_path=".status.loadBalancer.ingress[0].hostname",
                 timeout=LOAD_BALANCER_TIMEOUT,
-                revision=self.revision,
+                revision=None,
             )
-            value.node.add_dependency(self.manifest)
-            hosts[kind] = value.value
-        return hosts
+            for kind, name in self.service_names.items()
+            if kind != "cluster"
+        }
+
+    def _apply_load_balancers(
+        self, cluster: eks.ICluster, hosts: Mapping[str, eks.KubernetesObjectValue]
+    ) -> eks.KubernetesManifest | None:
+        """The Namespace and the load balancer Services, applied before the rest: the
+        ConfigMap the rest applies names the DNS names these get (the server allows exactly
+        those as Host and browser origin, not every load balancer of the region).
+
+        The main manifest applies the same objects again, so it keeps owning them: its
+        deletion (the stack's) removes them, and its prune removes a Service turned off. This
+        one is retained when CloudFormation removes it: in the rollback of the deploy that
+        added it, its deletion would take the namespace and every object in it."""
+        if not hosts:
+            return None
+        objects = self.chart.load_balancer_objects()
+        manifest = eks.KubernetesManifest(
+            self, "LoadBalancers", cluster=cluster, manifest=objects, overwrite=True
+        )
+        manifest.node.find_child("Resource").apply_removal_policy(RemovalPolicy.RETAIN)
+        revision = _revision(self, objects)
+        for value in hosts.values():
+            value.node.add_dependency(manifest)
+            read_again_on(value, revision)
+        return manifest
 
     def _migration_revision(self, props: MlflowChartProps) -> str:
         """What the migration Job migrates with: the image (MLflow's migrations, the
@@ -293,6 +327,11 @@ class MlflowTrackingServer(Construct):
         if self.deploy_check is not None:
             objects += self.deploy_check.chart.to_json()
         return list(resolve_for_review(self, objects))
+
+
+def _revision(scope: Construct, objects: list[dict[str, Any]]) -> str:
+    resolved = json.dumps(Stack.of(scope).resolve(objects), sort_keys=True)
+    return hashlib.sha256(resolved.encode()).hexdigest()[:12]
 
 
 def _same_place(stack: Stack, certificate_arn: str) -> None:

@@ -6,6 +6,7 @@ bucket) arrives as a plain string prop, which may be a CDK token resolved at dep
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,8 @@ LB_CONTROLLER_LOAD_BALANCER_CLASS = "service.k8s.aws/nlb"
 """The AWS Load Balancer Controller's class, for clusters that run it instead."""
 
 _LB = "service.beta.kubernetes.io/aws-load-balancer-"
+LOAD_BALANCERS_ANNOTATION = "mlflow-on-eks/load-balancers"
+"""On the pod template: the load balancers' DNS names the server allows."""
 
 METRICS_DIR = f"{TMP_PATH}/prometheus"
 """Where the uvicorn workers' Prometheus counters meet (multiprocess mode), on scratch space."""
@@ -159,6 +162,12 @@ class MlflowChartProps:
     gc_role_arn: str | None = None
     """IAM role of the gc CronJob (its own ServiceAccount, `<instance>-gc`). Default: none (as
     the server's ServiceAccount)."""
+    load_balancer_dns_names: Mapping[str, str] | None = None
+    """Service kind (`internal`, `external`) -> the DNS name its load balancer got, as a
+    deploy-time value (MlflowTrackingServer reads them back after applying
+    `load_balancer_objects()`): the server allows exactly these as Host and browser origin.
+    Default: none, which allows every NLB name of the region, any account's (a chart applied
+    on its own, whose load balancers' names are not known when the ConfigMap is written)."""
     migration_revision: str = "0"
     """Part of the migration Job's name; a new value (a new image or database) runs a new Job.
     Default: "0"."""
@@ -186,11 +195,13 @@ class MlflowChartProps:
     def namespace(self) -> str:
         return self.workload.namespace
 
-    @property
-    def load_balancer_hosts(self) -> str:
-        """The DNS names NLBs get: `<name>-<id>.elb.<region>.<url suffix>` (per AWS docs for
-        Network Load Balancers; China regions end in amazonaws.com.cn)."""
-        return f"*.elb.{self.region}.{self.url_suffix}"
+    def load_balancer_host(self, kind: str) -> str:
+        """The DNS name the load balancer of Service `kind` answers to: the one it got
+        (`load_balancer_dns_names`), else every NLB name of the region."""
+        names = self.load_balancer_dns_names or {}
+        # NLB names are `<name>-<id>.elb.<region>.<url suffix>` (AWS docs for Network Load
+        # Balancers; China regions end in amazonaws.com.cn).
+        return names.get(kind) or f"*.elb.{self.region}.{self.url_suffix}"
 
 
 class MlflowChart(cdk8s.Chart):
@@ -275,6 +286,14 @@ class MlflowChart(cdk8s.Chart):
             node_labels=props.node_labels,
         )
         self.deployment = self._deployment()
+        if props.load_balancer_dns_names:
+            # The ConfigMap's digest (MlflowTrackingServer) sees these names only as deploy-time
+            # placeholders; here, as the values they take, a new name rolls the pods, which
+            # read the ConfigMap at start only.
+            self.deployment.pod_metadata.add_annotation(
+                LOAD_BALANCERS_ANNOTATION,
+                ",".join(f"{k}={v}" for k, v in sorted(props.load_balancer_dns_names.items())),
+            )
         self.gc = (
             add_gc_job(
                 self,
@@ -476,6 +495,18 @@ class MlflowChart(cdk8s.Chart):
             automount_token=False,
         )
 
+    def load_balancer_objects(self) -> list[dict[str, Any]]:
+        """The Namespace and the load balancer Services, as they are in `to_json()`: applied
+        first (their own manifest), so their DNS names can be read back into the ConfigMap.
+        Needs none of the rest: a load balancer with no ready pod yet has no healthy targets."""
+        names = {self.props.service_names[k] for k in _load_balancer_kinds(self.props)}
+        return [
+            obj
+            for obj in self.to_json()
+            if obj["kind"] == "Namespace"
+            or (obj["kind"] == "Service" and obj["metadata"]["name"] in names)
+        ]
+
     def _services(self) -> dict[str, kplus.Service]:
         props = self.props
         names = props.service_names
@@ -641,13 +672,16 @@ def _service_hosts(props: MlflowChartProps) -> list[str]:
     return hosts
 
 
+def _load_balancer_kinds(props: MlflowChartProps) -> list[str]:
+    return [kind for kind in props.service_names if kind != "cluster"]
+
+
 def _allowed_hosts(props: MlflowChartProps) -> list[str]:
     hosts = _service_hosts(props)
     # MLflow compares the whole Host header, port included: `kubectl port-forward` sends
     # `localhost:<local port>`, while the Services listen on 80/443 (no port in the header).
     hosts += ["localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*"]
-    if "internal" in props.service_names or "external" in props.service_names:
-        hosts.append(props.load_balancer_hosts)
+    hosts += [props.load_balancer_host(kind) for kind in _load_balancer_kinds(props)]
     hosts += props.workload.allowed_hosts
     return list(dict.fromkeys(hosts))
 
@@ -661,10 +695,9 @@ def _allowed_origins(props: MlflowChartProps) -> list[str]:
     both ways, as they may front either one.
     """
     origins = [f"http://{host}" for host in _service_hosts(props)]
-    if "internal" in props.service_names:
-        origins.append(f"http://{props.load_balancer_hosts}")
-    if "external" in props.service_names:
-        origins.append(f"https://{props.load_balancer_hosts}")
+    for kind in _load_balancer_kinds(props):
+        scheme = "https" if kind == "external" else "http"
+        origins.append(f"{scheme}://{props.load_balancer_host(kind)}")
     for host in props.workload.allowed_hosts:
         origins += [f"https://{host}", f"http://{host}"]
     return list(dict.fromkeys(origins))

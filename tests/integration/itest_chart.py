@@ -22,6 +22,17 @@ PSEUDO_PARAMETERS = {
     "${Ref:AWS::URLSuffix}": "amazonaws.com",
     "${Ref:AWS::Partition}": "aws",
 }
+# The DNS names the load balancers get (read back at deploy time: MlflowTrackingServer's
+# `<Kind>LoadBalancerHost` values), in the format AWS gives NLBs, `<name>-<id>.elb.<region>.
+# amazonaws.com` (Elastic Load Balancing docs), the name as the AWS Load Balancer Controller
+# makes it (k8s-<namespace>-<service>-<hash>), in REGION.
+LOAD_BALANCER_HOSTS = {
+    "internal": "k8s-mlflow-mlflowin-4f8a2b1c9d-0123456789abcdef.elb.eu-west-1.amazonaws.com",
+    "external": "k8s-mlflow-mlflowex-7e6d5c4b3a-89abcdef01234567.elb.eu-west-1.amazonaws.com",
+}
+_LOAD_BALANCER_NAME = re.compile(
+    r"\$\{GetAtt:TrackingServer(Internal|External)LoadBalancerHost[0-9A-F]{8}\.Value\}"
+)
 # The basic-auth secrets' ARNs in the ConfigMap (k8s_charts/contract.py `auth_environment`)
 # whenever authentication is on.
 AUTH_SECRET_IDS = (
@@ -89,9 +100,10 @@ def container_env(synth, container: dict) -> dict[str, str]:
 
 
 def resolve_pseudo_parameters(value: str) -> str:
+    """The pseudo parameters, and the load balancers' DNS names read back at deploy time."""
     for placeholder, resolved in PSEUDO_PARAMETERS.items():
         value = value.replace(placeholder, resolved)
-    return value
+    return _LOAD_BALANCER_NAME.sub(lambda m: LOAD_BALANCER_HOSTS[m[1].lower()], value)
 
 
 def rds_instance(moto, instance_id: str, tags: Mapping[str, str] | None = None) -> str:

@@ -47,6 +47,8 @@ EXTERNAL = ExternalLoadBalancerProps(
 NLB_NAME = "k8s-ml-mlflowin-4f8a2b1c9d-0123456789abcdef.elb.eu-west-1.amazonaws.com"
 NLB_NAME_CN = "k8s-ml-mlflowin-4f8a2b1c9d-0123456789abcdef.elb.cn-north-1.amazonaws.com.cn"
 ALB_NAME = "k8s-ml-mlflow-4f8a2b1c9d-1234567890.eu-west-1.elb.amazonaws.com"
+EXTERNAL_NLB_NAME = "k8s-ml-mlflowex-7e6d5c4b3a-89abcdef01234567.elb.eu-west-1.amazonaws.com"
+OTHER_NLB_NAME = "k8s-tenant-web-0a1b2c3d4e-fedcba9876543210.elb.eu-west-1.amazonaws.com"
 RECOMMENDED_LABELS = {
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -71,8 +73,12 @@ def one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> di
     return found[0]
 
 
+def pod_template(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return one(objects, "Deployment")["spec"]["template"]
+
+
 def pod_spec(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    return one(objects, "Deployment")["spec"]["template"]["spec"]
+    return pod_template(objects)["spec"]
 
 
 def with_workload(props: MlflowChartProps = PROPS, /, **changes: object) -> MlflowChartProps:
@@ -223,11 +229,60 @@ def test_allowed_hosts_cover_service_names_and_extras() -> None:
     assert len(hosts) == len(set(hosts))
 
 
+def test_with_the_names_read_back_exactly_those_are_allowed() -> None:
+    names = {"internal": NLB_NAME, "external": EXTERNAL_NLB_NAME}
+    props = replace(PROPS, external=EXTERNAL, load_balancer_dns_names=names)
+    objects = render(props)
+    data = one(objects, "ConfigMap")["data"]
+    hosts = data["MLFLOW_ALLOWED_HOSTS"].split(",")
+    origins = data["MLFLOW_CORS_ALLOWED_ORIGINS"].split(",")
+    assert _matches(hosts, NLB_NAME) and _matches(hosts, EXTERNAL_NLB_NAME)
+    # Another load balancer of the same region (any account's) is neither a host nor an origin.
+    assert not _matches(hosts, OTHER_NLB_NAME)
+    assert not [h for h in hosts if "elb" in h and h not in names.values()], hosts
+    assert _matches(origins, f"http://{NLB_NAME}")  # port 80
+    assert _matches(origins, f"https://{EXTERNAL_NLB_NAME}")  # 443, TLS only
+    for origin in (
+        f"https://{NLB_NAME}",
+        f"http://{EXTERNAL_NLB_NAME}",
+        f"http://{OTHER_NLB_NAME}",
+        f"https://{OTHER_NLB_NAME}",
+    ):
+        assert not _matches(origins, origin), origin
+    # The pods read the ConfigMap at start only: the names on the pod template roll them.
+    annotations = pod_template(objects)["metadata"]["annotations"]
+    assert annotations["mlflow-on-eks/load-balancers"] == (
+        f"external={EXTERNAL_NLB_NAME},internal={NLB_NAME}"
+    )
+    assert "mlflow-on-eks/load-balancers" not in pod_template(render())["metadata"].get(
+        "annotations", {}
+    )
+
+
+def test_load_balancer_objects_are_the_namespace_and_the_load_balancer_services() -> None:
+    chart = MlflowChart(cdk8s.Testing.app(), "test", props=replace(PROPS, external=EXTERNAL))
+    objects = chart.load_balancer_objects()
+    assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
+        ("Namespace", "ml"),
+        ("Service", "mlflow-internal"),
+        ("Service", "mlflow-external"),
+    ]
+    # As the whole chart has them (labels, namespace), so either apply leaves the same objects.
+    assert all(o in chart.to_json() for o in objects)
+    alone = MlflowChart(
+        cdk8s.Testing.app(), "test", props=replace(PROPS, internal_load_balancer=False)
+    )
+    assert [o["kind"] for o in alone.load_balancer_objects()] == ["Namespace"]
+
+
 @pytest.mark.parametrize(
     ("region", "suffix", "name"),
     [("eu-west-1", "amazonaws.com", NLB_NAME), ("cn-north-1", "amazonaws.com.cn", NLB_NAME_CN)],
 )
-def test_the_load_balancers_own_names_are_allowed(region: str, suffix: str, name: str) -> None:
+def test_without_names_every_nlb_name_of_the_region_is_allowed(
+    region: str, suffix: str, name: str
+) -> None:
+    """A chart applied on its own (no names read back) cannot know its load balancers' names."""
     props = replace(PROPS, region=region, url_suffix=suffix)
     hosts = one(render(props), "ConfigMap")["data"]["MLFLOW_ALLOWED_HOSTS"].split(",")
     assert _matches(hosts, name)

@@ -378,8 +378,10 @@ def test_deployment_uses_service_account_and_asset_image(each_config: Synth) -> 
 
 def test_manifest_is_applied_in_the_server_stack(each_config: Synth) -> None:
     manifests = resources(each_config, "Mlflow", "Custom::AWSCDK-EKS-KubernetesResource")
-    # The workload, and the deploy check's Job after it.
-    assert len(manifests) == (2 if each_config.settings.deploy_check.enabled else 1)
+    # The load balancers (when there is one), the workload, and the deploy check's Job after it.
+    exposure = each_config.settings.exposure
+    expected = 1 + (exposure.internal or exposure.external.enabled)
+    assert len(manifests) == expected + each_config.settings.deploy_check.enabled
     if "Cluster" in each_config.templates:
         cluster = each_config.templates["Cluster"]["Resources"]
         assert not [
@@ -388,6 +390,48 @@ def test_manifest_is_applied_in_the_server_stack(each_config: Synth) -> None:
             if r["Type"] == "Custom::AWSCDK-EKS-KubernetesResource"
             and "Deployment" in json.dumps(r)
         ]
+
+
+def test_the_load_balancers_come_first_and_the_server_allows_their_names_only(
+    each_config: Synth,
+) -> None:
+    exposure = each_config.settings.exposure
+    kinds = ["internal"] * exposure.internal + ["external"] * exposure.external.enabled
+    template = each_config.templates["Mlflow"]["Resources"]
+    found = {k: r for k, r in template.items() if k.startswith("TrackingServerLoadBalancers")}
+    reads = {
+        k: r
+        for k, r in template.items()
+        if r["Type"] == "Custom::AWSCDK-EKS-KubernetesObjectValue" and "LoadBalancerHost" in k
+    }
+    data = each_config.object("ConfigMap", "mlflow-config")["data"]
+    hosts = data["MLFLOW_ALLOWED_HOSTS"].split(",")
+    assert not [h for h in hosts if ".elb." in h], "a pattern of names, not the names"
+    named = sorted(h for h in hosts if h.startswith("${GetAtt:"))
+    if not kinds:
+        assert (found, reads, named) == ({}, {}, [])
+        return
+    [(manifest_id, manifest)] = found.items()
+    # Retained: removing it in the rollback of the deploy that added it would delete the
+    # namespace, with everything in it.
+    assert manifest["DeletionPolicy"] == "Retain"
+    applied = json.dumps(manifest["Properties"]["Manifest"])
+    assert '\\"kind\\":\\"Namespace\\"' in applied
+    assert "Deployment" not in applied and "ConfigMap" not in applied
+    # Each name is read once its Service is applied, again whenever the Services change, and
+    # the server's allowed names are those reads: none before, none other.
+    assert sorted(
+        k.removeprefix("TrackingServer").split("LoadBalancerHost")[0].lower() for k in reads
+    ) == sorted(kinds)
+    revision = {r["Properties"]["Revision"] for r in reads.values()}
+    assert len(revision) == 1 and revision != {
+        each_config.deployment.mlflow.tracking_server.revision
+    }
+    for read in reads.values():
+        assert manifest_id in read["DependsOn"]
+    assert named == sorted(f"${{GetAtt:{k}.Value}}" for k in reads)
+    # The workload manifest after it (its logical ID unchanged: a new one would replace it).
+    assert manifest_id in template["TrackingServerManifest24C4B115"]["DependsOn"]
 
 
 def test_new_cluster_is_auto_mode_with_a_matching_kubectl_layer(synth: SynthFn) -> None:
