@@ -119,11 +119,18 @@ def _read_yaml(path: Path) -> tuple[Any, list[str]]:
         loader.dispose()
 
 
+MOVED = {
+    "exposure.external.allow_anonymous": "sign-in off is now confirmed for every way in, not "
+    "only this load balancer: remove it and list the ways in auth.allow_anonymous_through",
+}
+"""Keys of earlier releases: what replaces each."""
+
+
 def _describe(error: dict[str, Any]) -> str:
     loc = tuple(error["loc"])
     path = _dotted(loc)
     if error["type"] == "extra_forbidden":
-        hint = _did_you_mean(loc)
+        hint = f"; {MOVED[path]}" if path in MOVED else _did_you_mean(loc)
         return f"  {path}: unknown key{hint}"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] not in {"value_error", "assertion_error"} and "input" in error:

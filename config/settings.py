@@ -452,8 +452,8 @@ class DatabaseSettings(StrictModel):
     multi_az: bool = Field(False, description="Standby in a second AZ (recommended in production).")
     read_replica: bool = Field(
         False,
-        description="An RDS read replica of the same class: MLflow's reads (searches, UI pages) "
-        "go there, its writes and sign-in checks to the primary. Doubles the database cost.",
+        description="An RDS read replica of the same class: MLflow's searches (the UI's lists) "
+        "go there, its writes and other reads to the primary. Doubles the database cost.",
     )
     snapshot_before_upgrade: bool = Field(
         True,
@@ -571,8 +571,9 @@ class ServerSettings(StrictModel):
         default_factory=list,
         description="Extra Host names MLflow answers, e.g. your DNS name; `*` patterns as MLflow "
         "matches them (`*.example.com`, `name:*` for any port). Always allowed: the Service "
-        "names, localhost (port-forward) and the load balancers' own DNS names "
-        "(`*.elb.<region>.amazonaws.com`). Browser pages of these hosts may write (CORS).",
+        "names, localhost (port-forward) and the DNS names this deployment's load balancers "
+        "got (read back at deploy time; no other load balancer's). Browser pages of these "
+        "hosts may write (CORS).",
     )
     architecture: Architecture = Field(
         _WORKLOAD.architecture,  # type: ignore[arg-type]
@@ -647,10 +648,6 @@ class ExternalExposure(StrictModel):
         description="Explicit opt-in needed for allowed_cidrs that admit every IPv4 or IPv6 "
         "address: 0.0.0.0/0, ::/0, or ranges that add up to them (0.0.0.0/1 + 128.0.0.0/1).",
     )
-    allow_anonymous: bool = Field(
-        False,
-        description="Explicit opt-in needed to expose a server with auth.enabled: false.",
-    )
 
     RULES = (
         Rule(
@@ -691,6 +688,16 @@ class ExposureSettings(StrictModel):
     external: ExternalExposure = Field(default_factory=ExternalExposure)
 
 
+WayIn = Literal["cluster", "internal", "external"]
+"""A way clients reach the server: the Services (MlflowChartProps.service_names)."""
+
+_WHO_COMES_IN = {
+    "cluster": "every pod of the cluster (the in-cluster Service)",
+    "internal": "the VPC and every network routed to it (the internal load balancer)",
+    "external": "exposure.external.allowed_cidrs (the internet-facing load balancer)",
+}
+
+
 class AuthSettings(StrictModel):
     """Who may use the server: MLflow's basic-auth app (users, passwords, permissions)."""
 
@@ -708,6 +715,14 @@ class AuthSettings(StrictModel):
     admin_username: Annotated[str, StringConstraints(pattern=r"^[^\s:]{1,64}$")] = Field(
         "admin",
         description="The admin MLflow creates on first start; its password is generated.",
+    )
+    allow_anonymous_through: list[WayIn] = Field(
+        default_factory=list,
+        description="With enabled: false, every way in this deployment has, named to confirm "
+        "that whoever comes through it may read, change and delete everything: cluster (the "
+        "in-cluster Service: every pod of the cluster), internal (the internal load balancer: "
+        "the VPC and every network routed to it), external (the internet-facing one: its "
+        "allowed_cidrs). A way in not named fails the synth. Default: none.",
     )
     sign_in_cache_seconds: SignInCacheSeconds = Field(
         AuthProps.sign_in_cache_seconds,
@@ -893,6 +908,42 @@ def _disagrees(settings: Any, key: str) -> str | None:
     return "; ".join(problems) + " (they must agree)" if problems else None
 
 
+def _ways_in(exposure: ExposureSettings) -> list[str]:
+    ways = ["cluster"]
+    if exposure.internal:
+        ways.append("internal")
+    if exposure.external.enabled:
+        ways.append("external")
+    return ways
+
+
+def _anonymous(s: Any) -> str | None:
+    """Sign-in off is confirmed for each way in, so a load balancer turned on later is too."""
+    named = s.auth.allow_anonymous_through
+    if s.auth.enabled:
+        return (
+            "is set but auth.enabled is true: there is nothing anonymous to allow; remove it"
+            if named
+            else None
+        )
+    ways = _ways_in(s.exposure)
+    missing = [way for way in ways if way not in named]
+    if missing:
+        who = "; ".join(_WHO_COMES_IN[way] for way in missing)
+        return (
+            f"does not name {', '.join(missing)} while auth.enabled is false: anyone from "
+            f"{who} could read, change and delete every experiment and model. Turn auth on, "
+            f"or confirm with allow_anonymous_through: [{', '.join(ways)}]"
+        )
+    absent = [way for way in named if way not in ways]
+    if absent:
+        return (
+            f"names {', '.join(absent)}, which this deployment does not have; remove it "
+            "(a way in turned on later is confirmed then)"
+        )
+    return None
+
+
 class Settings(StrictModel):
     """The whole deployment. Every key has a default: an empty file is a complete deployment."""
 
@@ -911,28 +962,7 @@ class Settings(StrictModel):
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     RULES = (
-        Rule(
-            "exposure.external.allow_anonymous",
-            ("exposure", "auth"),
-            lambda s: (
-                "is false while auth.enabled is false and the external load balancer is "
-                "on: anyone in allowed_cidrs could read, change and delete everything. Turn auth "
-                "on, or set allow_anonymous: true to confirm"
-                if s.exposure.external.enabled
-                and not s.auth.enabled
-                and not s.exposure.external.allow_anonymous
-                else None
-            ),
-        ),
-        Rule(
-            "exposure.external.allow_anonymous",
-            ("exposure", "auth"),
-            lambda s: (
-                "is true but auth.enabled is true: there is nothing anonymous to allow; remove it"
-                if s.exposure.external.allow_anonymous and s.auth.enabled
-                else None
-            ),
-        ),
+        Rule("auth.allow_anonymous_through", ("exposure", "auth"), lambda s: _anonymous(s)),
         Rule(
             "monitoring.max_database_connections",
             ("monitoring", "database"),

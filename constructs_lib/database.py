@@ -14,6 +14,9 @@ from mlflow_on_eks.constructs_lib.acknowledgements import acknowledge
 
 Engine = Literal["mysql", "postgres"]
 
+SERVER_LOGIN = "mlflow_server"
+"""The server's database user (the master user is `mlflow`)."""
+
 
 @dataclass(frozen=True)
 class _EngineSpec:
@@ -67,9 +70,16 @@ class MlflowDatabase(Construct):
     in the given (isolated) subnets with a security group that admits nobody until a client
     is allowed in (MlflowTrackingServer admits the cluster's security group).
 
-    Attributes: `instance` (the primary child, id "Resource"), `secret`, `security_group`,
-    `parameter_group`, `port`, `engine`, `database_name`, `instance_type` (e.g. `t4g.medium`),
-    `allocated_storage_gib`, `read_replica` (or None).
+    Two logins, each in its own secret: the instance's master login (`secret`), which only
+    the migration Job reads, and the server's (`server_login_secret`, user `mlflow_server`,
+    password generated), which the Job makes and gives MLflow's databases and nothing else
+    (mlflow_launcher.dblogin); the server, gc and the check connect with it. Both are retained
+    with the data.
+
+    Attributes: `instance` (the primary child, id "Resource"), `secret`,
+    `server_login_secret`, `security_group`, `parameter_group`, `port`, `engine`,
+    `database_name`, `instance_type` (e.g. `t4g.medium`), `allocated_storage_gib`,
+    `read_replica` (or None).
     """
 
     def __init__(
@@ -111,7 +121,7 @@ class MlflowDatabase(Construct):
             secret, retained with the data.
         :param database_name: Default: mlflow.
         :param read_replica: an RDS read replica of the same class, subnets, security group
-            and TLS-required parameters, to which MLflow sends its reads. It holds nothing the
+            and TLS-required parameters, to which MLflow sends its searches. It holds nothing the
             primary does not, so it is deleted with the stack and has no deletion protection.
             Default: false.
         """
@@ -182,6 +192,7 @@ class MlflowDatabase(Construct):
         self.secret: secretsmanager.ISecret = secret
         if credentials_secret is None:
             self._keep_generated_secret(keep)
+        self.server_login_secret: secretsmanager.ISecret = self._server_login(keep)
         for instance in (self.instance, self.read_replica):
             if instance is None:
                 continue
@@ -203,7 +214,7 @@ class MlflowDatabase(Construct):
     def _read_replica(self, common: dict[str, Any]) -> rds.DatabaseInstanceReadReplica:
         # `common` keeps TLS required (the parameter group; RDS MySQL's `read_only` default
         # there is {TrueIfReplica}, so the replica refuses writes) and Multi-AZ as the primary:
-        # every UI page reads from the replica, so it needs the primary's availability. It
+        # the UI's lists read from the replica, so it needs the primary's availability. It
         # holds nothing the primary does not: no deletion protection, deleted with the stack.
         replica = rds.DatabaseInstanceReadReplica(
             self,
@@ -251,6 +262,30 @@ class MlflowDatabase(Construct):
             "rotation Lambda in the isolated subnets would need a Secrets Manager endpoint. "
             "Rotate deliberately, then restart the Deployment.",
         )
+
+    def _server_login(self, keep: bool) -> secretsmanager.Secret:
+        secret = secretsmanager.Secret(
+            self,
+            "ServerLogin",
+            description="MLflow server's database login (only MLflow's databases; the "
+            "migration Job makes it with the master login)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=f'{{"username": "{SERVER_LOGIN}"}}',
+                generate_string_key="password",
+                password_length=32,
+                # As the master password's: the launcher would quote any, but keep them plain.
+                exclude_characters="\"@/\\' ",
+            ),
+            removal_policy=RemovalPolicy.RETAIN if keep else RemovalPolicy.DESTROY,
+        )
+        acknowledge(
+            secret,
+            "AwsSolutions-SMG4",
+            "No automatic rotation: the pods read the login once, at start. Rotate by updating "
+            "the secret and deploying: the migration Job sets the new password, and new pods "
+            "use it.",
+        )
+        return secret
 
     @property
     def endpoint_address(self) -> str:

@@ -53,14 +53,11 @@ def read_object_value(
     namespace: str,
     json_path: str,
     timeout: Duration,
-    revision: str,
+    revision: str | None,
 ) -> eks.KubernetesObjectValue:
-    """A kubectl read that runs again on every deploy that changes the workload.
-
-    CloudFormation calls a custom resource again only when its properties change; these
-    properties never do, so the revision is added as one. Read only what already exists when
-    the read runs: the handler waits up to `timeout` for a value, in a rollback too (module
-    docstring)."""
+    """A kubectl read that runs again on every deploy that changes what it reads (`revision`,
+    or later through `read_again_on`). Read only what already exists when the read runs: the
+    handler waits up to `timeout` for a value, in a rollback too (module docstring)."""
     value = eks.KubernetesObjectValue(
         scope,
         id,
@@ -71,9 +68,16 @@ def read_object_value(
         json_path=json_path,
         timeout=timeout,
     )
+    if revision is not None:
+        read_again_on(value, revision)
+    return value
+
+
+def read_again_on(value: eks.KubernetesObjectValue, revision: str) -> None:
+    """CloudFormation calls a custom resource again only when its properties change; a read's
+    properties never do, so the revision of what it reads is added as one."""
     resource = value.node.find_child("Resource").node.default_child
     resource.add_property_override("Revision", revision)  # type: ignore[union-attr]
-    return value
 
 
 class DeployCheck(Construct):

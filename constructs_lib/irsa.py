@@ -12,6 +12,7 @@ def irsa_principal(
     provider: iam.IOpenIdConnectProvider,
     namespace: str,
     service_account: str,
+    id: str = "",
 ) -> iam.IPrincipal:
     """Web identity trust for exactly `system:serviceaccount:<namespace>:<service_account>`
     with the `sts.amazonaws.com` audience (Amazon EKS User Guide, "Assign IAM roles to
@@ -19,7 +20,7 @@ def irsa_principal(
     issuer = provider.open_id_connect_provider_issuer
     conditions = CfnJson(
         scope,
-        "TrustConditions",
+        f"{id}TrustConditions",
         value={
             f"{issuer}:sub": f"system:serviceaccount:{namespace}:{service_account}",
             f"{issuer}:aud": "sts.amazonaws.com",

@@ -5,26 +5,27 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import cdk8s
-from aws_cdk import ArnFormat, Duration, Stack, Token
+from aws_cdk import Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from constructs import Construct
-from mlflow_on_eks.constructs_lib.acknowledgements import (
-    acknowledge,
-    acknowledge_wildcard_resources,
-)
 from mlflow_on_eks.constructs_lib.artifact_store import MlflowArtifactStore
 from mlflow_on_eks.constructs_lib.auth import MlflowAuth
 from mlflow_on_eks.constructs_lib.database import MlflowDatabase
-from mlflow_on_eks.constructs_lib.deploy_check import DeployCheck, read_object_value
-from mlflow_on_eks.constructs_lib.irsa import irsa_principal
+from mlflow_on_eks.constructs_lib.deploy_check import (
+    DeployCheck,
+    read_again_on,
+    read_object_value,
+)
 from mlflow_on_eks.constructs_lib.review import resolve_for_review
+from mlflow_on_eks.constructs_lib.workload_roles import WorkloadRoles
 from mlflow_on_eks.k8s_charts import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
     AuthProps,
@@ -37,8 +38,9 @@ from mlflow_on_eks.k8s_charts import (
 from mlflow_on_eks.k8s_charts.contract import CONFIG_DIGEST_ANNOTATION
 from mlflow_on_eks.k8s_charts.rules import arn_region_and_account
 
-SNAPSHOT_PREFIX = "mlflow-before-"
-"""Snapshots the launcher takes before a schema change (its snapshot module's PREFIX)."""
+INSTANCE = "mlflow"
+"""The chart's instance: its objects' names and the ServiceAccounts' (`mlflow`,
+`mlflow-migrate`, `mlflow-gc`)."""
 
 LOAD_BALANCER_TIMEOUT = Duration.minutes(10)
 """A new NLB gets its DNS name within a few minutes of its Service."""
@@ -128,24 +130,22 @@ class MlflowTrackingServer(Construct):
             _same_place(Stack.of(self), external_load_balancer.certificate_arn)
         workload = workload or WorkloadProps()
         namespace = workload.namespace
-        service_account_name = "mlflow"
         self.workload = workload
         self.namespace = namespace
-        self.service_account_name = service_account_name
-
-        self.role = iam.Role(
+        self.roles = WorkloadRoles(
             self,
-            "Role",
-            assumed_by=irsa_principal(self, oidc_provider, namespace, service_account_name),
-            description=f"MLflow server pods ({namespace}/{service_account_name}) through IRSA",
+            "Roles",
+            oidc_provider=oidc_provider,
+            namespace=namespace,
+            instance=INSTANCE,
+            database=database,
+            artifact_store=artifact_store,
+            auth=auth,
+            snapshots=snapshot_before_upgrade,
+            gc=gc is not None,
         )
-        artifact_store.bucket.grant_read_write(self.role, f"{artifact_store.prefix}/*")
-        database.secret.grant_read(self.role)
-        if snapshot_before_upgrade:
-            self._grant_snapshots(database)
-        for auth_secret in auth.secrets if auth else ():
-            auth_secret.grant_read(self.role)
-        self._acknowledge_grants(artifact_store)
+        self.role = self.roles.server
+        self.service_account_name = self.roles.server_account
 
         if workload.architecture not in _PLATFORMS:
             raise ValueError(
@@ -183,11 +183,14 @@ class MlflowTrackingServer(Construct):
         props = MlflowChartProps(
             image=self.image.image_uri,
             role_arn=self.role.role_arn,
+            migrate_role_arn=self.roles.migrate.role_arn,
+            gc_role_arn=self.roles.gc.role_arn if self.roles.gc else None,
             db_engine=database.engine,
             db_host=database.endpoint_address,
             db_port=database.port,
             db_name=database.database_name,
-            db_secret_id=database.secret.secret_arn,
+            db_secret_id=database.server_login_secret.secret_arn,
+            db_admin_secret_id=database.secret.secret_arn,
             db_read_host=database.read_endpoint_address,
             db_instance_id=database.instance.instance_identifier
             if snapshot_before_upgrade
@@ -195,7 +198,8 @@ class MlflowTrackingServer(Construct):
             artifacts_destination=artifact_store.destination,
             region=Stack.of(self).region,
             url_suffix=Stack.of(self).url_suffix,
-            service_account_name=service_account_name,
+            instance=INSTANCE,
+            service_account_name=self.service_account_name,
             workload=workload,
             node_pool=node_pool,
             node_labels=dict(node_labels or {}),
@@ -214,9 +218,16 @@ class MlflowTrackingServer(Construct):
             else None,
             gc=gc,
         )
-        self.auth = auth
         self.service_names = props.service_names
+        hosts = self._load_balancer_hosts(cluster)
+        props = replace(
+            props,
+            migration_revision=self._migration_revision(props),
+            load_balancer_dns_names={kind: value.value for kind, value in hosts.items()},
+        )
+        self.auth = auth
         self.chart = MlflowChart(cdk8s.App(), "Mlflow", props=props)
+        self.load_balancer_manifest = self._apply_load_balancers(cluster, hosts)
         # Pods read the ConfigMap only at start: a digest of its (resolved) data in the pod
         # template makes a settings change roll the pods, as an image change does.
         resolved = Stack.of(self).resolve(dict(self.chart.config_map.data))
@@ -233,10 +244,12 @@ class MlflowTrackingServer(Construct):
             # attempt left behind must not stop at "already exists".
             overwrite=True,
         )
+        if self.load_balancer_manifest is not None:
+            # Implied by the names in the ConfigMap; said here for the reader.
+            self.manifest.node.add_dependency(self.load_balancer_manifest)
         # Everything the manifest applies, the image included: a new value means pods change.
-        resolved = json.dumps(Stack.of(self).resolve(self.chart.to_json()), sort_keys=True)
-        self.revision = hashlib.sha256(resolved.encode()).hexdigest()[:12]
-        self.load_balancer_hosts = self._load_balancer_hosts(cluster)
+        self.revision = _revision(self, self.chart.to_json())
+        self.load_balancer_hosts = {kind: value.value for kind, value in hosts.items()}
         self.deploy_check = (
             DeployCheck(
                 self,
@@ -254,13 +267,11 @@ class MlflowTrackingServer(Construct):
             else None
         )
 
-    def _load_balancer_hosts(self, cluster: eks.ICluster) -> dict[str, str]:
-        """The DNS name each load balancer Service gets, read back at deploy time."""
-        hosts = {}
-        for kind, name in self.service_names.items():
-            if kind == "cluster":
-                continue
-            value = read_object_value(
+    def _load_balancer_hosts(self, cluster: eks.ICluster) -> dict[str, eks.KubernetesObjectValue]:
+        """Reads of the DNS name each load balancer Service gets, at deploy time; they run
+        once `_apply_load_balancers` has applied the Services."""
+        return {
+            kind: read_object_value(
                 self,
                 f"{kind.capitalize()}LoadBalancerHost",
                 cluster=cluster,
@@ -269,68 +280,48 @@ class MlflowTrackingServer(Construct):
                 namespace=self.namespace,
                 json_path=".status.loadBalancer.ingress[0].hostname",
                 timeout=LOAD_BALANCER_TIMEOUT,
-                revision=self.revision,
+                revision=None,
             )
-            value.node.add_dependency(self.manifest)
-            hosts[kind] = value.value
-        return hosts
+            for kind, name in self.service_names.items()
+            if kind != "cluster"
+        }
 
-    def _grant_snapshots(self, database: MlflowDatabase) -> None:
-        """Find the instance's snapshots, and create and tag the launcher's own
-        (SNAPSHOT_PREFIX)."""
-        stack = Stack.of(self)
+    def _apply_load_balancers(
+        self, cluster: eks.ICluster, hosts: Mapping[str, eks.KubernetesObjectValue]
+    ) -> eks.KubernetesManifest | None:
+        """The Namespace and the load balancer Services, applied before the rest: the
+        ConfigMap the rest applies names the DNS names these get (the server allows exactly
+        those as Host and browser origin, not every load balancer of the region).
 
-        def snapshots(name: str) -> str:
-            return stack.format_arn(
-                service="rds",
-                resource="snapshot",
-                resource_name=name,
-                arn_format=ArnFormat.COLON_RESOURCE_NAME,
-            )
+        The main manifest applies the same objects again, so it keeps owning them: its
+        deletion (the stack's) removes them, and its prune removes a Service turned off. This
+        one is retained when CloudFormation removes it: in the rollback of the deploy that
+        added it, its deletion would take the namespace and every object in it."""
+        if not hosts:
+            return None
+        objects = self.chart.load_balancer_objects()
+        manifest = eks.KubernetesManifest(
+            self, "LoadBalancers", cluster=cluster, manifest=objects, overwrite=True
+        )
+        manifest.node.find_child("Resource").apply_removal_policy(RemovalPolicy.RETAIN)
+        revision = _revision(self, objects)
+        for value in hosts.values():
+            value.node.add_dependency(manifest)
+            read_again_on(value, revision)
+        return manifest
 
-        instance = database.instance.instance_arn
-        own, any_snapshot = snapshots(f"{SNAPSHOT_PREFIX}*"), snapshots("*")
-        # CreateDBSnapshot needs the instance and the new snapshot ("db*" and "snapshot*" in
-        # the Service Authorization Reference, list_amazonrds.html).
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["rds:CreateDBSnapshot"], resources=[instance, own])
-        )
-        # Tags land on the launcher's snapshots only: the instance's, copied by RDS
-        # (copy_tags_to_snapshot), are authorized as AddTagsToResource on the new snapshot,
-        # and the launcher then tags it with the upgrade it precedes. Never the instance.
-        # https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/security_iam_id-based-policy-examples-grant-permissions-tags-on-create.html
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["rds:AddTagsToResource"], resources=[own])
-        )
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["rds:DescribeDBSnapshots"], resources=[instance, any_snapshot]
-            )
-        )
-        policy = self.role.node.try_find_child("DefaultPolicy")
-        assert policy is not None
-        acknowledge_wildcard_resources(
-            policy,
-            lambda: [own, any_snapshot],
-            "Snapshots before a schema change: the launcher creates only snapshots named "
-            f"{SNAPSHOT_PREFIX}* of this instance, and lists the instance's snapshots (names it "
-            "cannot know in advance: an operator's count too); describing reads no data.",
-        )
-
-    def _acknowledge_grants(self, artifact_store: MlflowArtifactStore) -> None:
-        policy = self.role.node.try_find_child("DefaultPolicy")
-        assert policy is not None, "the grants above create the role's default policy"
-        reason = (
-            "CDK's grant_read_write on the artifact bucket: these action groups (s3:GetObject*, "
-            "s3:List*, ...) are what MLflow's artifact proxy needs to read, write, list and "
-            "delete artifacts, on this bucket and its artifact prefix only."
-        )
-        for action in ("Abort*", "DeleteObject*", "GetBucket*", "GetObject*", "List*"):
-            acknowledge(policy, f"AwsSolutions-IAM5[Action::s3:{action}]", reason)
-        bucket_arn = artifact_store.bucket.bucket_arn
-        acknowledge_wildcard_resources(
-            policy, lambda: [f"{bucket_arn}/{artifact_store.prefix}/*"], reason
-        )
+    def _migration_revision(self, props: MlflowChartProps) -> str:
+        """What the migration Job migrates with: the image (MLflow's migrations, the
+        launcher), where the databases are and who logs in. A new value, a new Job."""
+        inputs = {
+            "image": props.image,
+            "db": [props.db_engine, props.db_host, props.db_port, props.db_name],
+            "logins": [props.db_secret_id, props.db_admin_secret_id],
+            "auth": props.auth.database_name if props.auth else None,
+            "snapshot": props.db_instance_id,
+        }
+        resolved = json.dumps(Stack.of(self).resolve(inputs), sort_keys=True)
+        return hashlib.sha256(resolved.encode()).hexdigest()[:10]
 
     def review_manifests(self) -> list[dict[str, Any]]:
         """The Kubernetes objects this applies, in order (the deploy check's Job last),
@@ -339,6 +330,11 @@ class MlflowTrackingServer(Construct):
         if self.deploy_check is not None:
             objects += self.deploy_check.chart.to_json()
         return list(resolve_for_review(self, objects))
+
+
+def _revision(scope: Construct, objects: list[dict[str, Any]]) -> str:
+    resolved = json.dumps(Stack.of(scope).resolve(objects), sort_keys=True)
+    return hashlib.sha256(resolved.encode()).hexdigest()[:12]
 
 
 def _same_place(stack: Stack, certificate_arn: str) -> None:

@@ -101,8 +101,8 @@ def startup_probe_failures(*, workers: int, cpu_millis: int) -> int:
 # The Deployment's progressDeadlineSeconds is one pod's slowest way to Ready (no pod becomes
 # available, or any other progress is made, for that long): the deploy check fails when the
 # controller reports it exceeded (ProgressDeadlineExceeded). A deadline shorter than a real
-# start would fail a healthy deploy, and the rollback that follows would scale down the pod
-# that is migrating the schema, mid-migration: every term is a bound, not a typical time.
+# start would fail a healthy deploy, and the rollback that follows would prune the migration
+# Job of this revision, mid-migration: every term is a bound, not a typical time.
 
 NODE_LAUNCH_SECONDS = 300
 """A node for a pod that fits on none: on a new cluster, the first node of MLflow's NodePool
@@ -121,24 +121,41 @@ SNAPSHOT_TIMEOUT_SECONDS = 660
 MLFLOW_SNAPSHOT_TIMEOUT_SECONDS default; it then stops, and the next attempt finds it)."""
 
 
+MIGRATION_JOB_CPU_MILLIS = 250
+"""The migration Job's CPU request: it starts Python and MLflow at this share."""
+
+
 def pod_start_budget(
     *, workers: int, cpu_millis: int, first: bool, snapshot: bool
 ) -> dict[str, float]:
     """The longest a new pod of the server takes from its creation to Ready, term by term
-    (seconds): the `first` pod of a rollout also migrates (with a snapshot first, when the
-    snapshot guard is on); the others find the schema at head."""
+    (seconds). The `first` pod of a rollout that migrates waits in `wait-schema` for the
+    migration Job, which starts beside it (on the same new node, as a rule) and snapshots first
+    when the snapshot guard is on; later pods find the schemas at head after their own
+    database wait. The lock wait is left out: only another revision's Job still migrating
+    holds it."""
     attempt = DB_CONNECT_TIMEOUT_SECONDS + DB_NETWORK_TIMEOUT_SECONDS
+    database_wait = max(DB_WAIT_SECONDS, aws_call_seconds()) + attempt
     budget = {
         "a node launched for it": float(NODE_LAUNCH_SECONDS),
         "the image pulled": float(IMAGE_PULL_SECONDS),
-        "migrate: Python and MLflow started": START_CPU_SECONDS / (cpu_millis / 1000),
-        "migrate: secret reads, then the database wait": max(DB_WAIT_SECONDS, aws_call_seconds())
-        + attempt,
     }
-    if first and snapshot:
-        budget["migrate: the snapshot before the upgrade"] = float(SNAPSHOT_TIMEOUT_SECONDS)
     if first:
-        budget["migrate: the migration"] = float(MIGRATION_SECONDS)
+        budget |= {
+            "the migration Job: Python and MLflow started": START_CPU_SECONDS
+            / (MIGRATION_JOB_CPU_MILLIS / 1000),
+            "the migration Job: secret reads, then the database wait": database_wait,
+        }
+        if snapshot:
+            budget["the migration Job: the snapshot before the upgrade"] = float(
+                SNAPSHOT_TIMEOUT_SECONDS
+            )
+        budget["the migration Job: the migration"] = float(MIGRATION_SECONDS)
+    else:
+        budget |= {
+            "wait-schema: Python started": START_CPU_SECONDS / (cpu_millis / 1000),
+            "wait-schema: secret reads, then the database wait": database_wait,
+        }
     probe = startup_probe_failures(workers=workers, cpu_millis=cpu_millis)
     budget["server: the start the startup probe allows"] = float(
         (probe - 1) * STARTUP_PROBE_PERIOD_SECONDS
@@ -168,15 +185,10 @@ def launcher_environment(
     region: str,
     metrics_dir: str,
     read_host: str | None = None,
-    instance_id: str | None = None,
 ) -> dict[str, str]:
-    """The ConfigMap data both containers load with envFrom. Holds no secret: only its ARN."""
-    optional = {
-        # A read replica shares the primary's port, login and name (RDS): its host suffices.
-        "MLFLOW_DB_READ_HOST": read_host,
-        # The RDS instance `migrate` snapshots before it changes a schema that holds data.
-        "MLFLOW_DB_INSTANCE_ID": instance_id,
-    }
+    """The ConfigMap data the pods load with envFrom. Holds no secret: only its ARN."""
+    # A read replica shares the primary's port, login and name (RDS): its host suffices.
+    optional = {"MLFLOW_DB_READ_HOST": read_host}
     return {key: value for key, value in optional.items() if value} | {
         "MLFLOW_DB_ENGINE": engine,
         "MLFLOW_DB_HOST": host,
@@ -210,6 +222,20 @@ def launcher_environment(
         "MLFLOW_EXPOSE_PROMETHEUS": metrics_dir,
         "MLFLOW_METRICS_PORT": str(METRICS_PORT),
     }
+
+
+def migration_environment(
+    *, admin_secret_id: str | None, instance_id: str | None
+) -> dict[str, str]:
+    """What the migration Job adds to the ConfigMap: the master login's ARN (only it may read
+    the secret) and the RDS instance it snapshots before it changes a schema that holds data."""
+    optional = {"MLFLOW_DB_ADMIN_SECRET_ID": admin_secret_id, "MLFLOW_DB_INSTANCE_ID": instance_id}
+    return {key: value for key, value in optional.items() if value}
+
+
+def schema_wait_environment(logs_command: str) -> dict[str, str]:
+    """The server pod's init container (`wait-schema`): where the migration Job's log is."""
+    return {"MLFLOW_MIGRATION_LOGS_COMMAND": logs_command}
 
 
 def guard_environment(workload: WorkloadProps) -> dict[str, str]:

@@ -6,6 +6,7 @@ bucket) arrives as a plain string prop, which may be a CDK token resolved at dep
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,9 @@ from mlflow_on_eks.k8s_charts.contract import (
     auth_environment,
     guard_environment,
     launcher_environment,
+    migration_environment,
     progress_deadline_seconds,
+    schema_wait_environment,
     startup_probe_failures,
 )
 from mlflow_on_eks.k8s_charts.gc_job import GcProps, add_gc_job
@@ -35,6 +38,7 @@ from mlflow_on_eks.k8s_charts.hardening import (
     harden,
     small_resources,
 )
+from mlflow_on_eks.k8s_charts.migration_job import add_migration_job
 from mlflow_on_eks.k8s_charts.policy import dns, egress, ingress, pods_in_namespaces, tcp
 from mlflow_on_eks.k8s_charts.rules import (
     AcmCertificateArn,
@@ -52,6 +56,8 @@ LB_CONTROLLER_LOAD_BALANCER_CLASS = "service.k8s.aws/nlb"
 """The AWS Load Balancer Controller's class, for clusters that run it instead."""
 
 _LB = "service.beta.kubernetes.io/aws-load-balancer-"
+LOAD_BALANCERS_ANNOTATION = "mlflow-on-eks/load-balancers"
+"""On the pod template: the load balancers' DNS names the server allows."""
 
 METRICS_DIR = f"{TMP_PATH}/prometheus"
 """Where the uvicorn workers' Prometheus counters meet (multiprocess mode), on scratch space."""
@@ -105,7 +111,8 @@ class MlflowChartProps:
     db_port: int
     """Known at synth time (the database construct fixes it), as NetworkPolicy needs a number."""
     db_secret_id: str
-    """ARN of the Secrets Manager secret holding `username` and `password`."""
+    """ARN of the Secrets Manager secret holding the server's login (`username`, `password`):
+    the server, gc and the init container connect with it."""
     artifacts_destination: str
     """Where the server proxies artifacts, e.g. `s3://bucket/artifacts`."""
     region: str
@@ -142,9 +149,29 @@ class MlflowChartProps:
     """A read replica of the database (same port, login and name): MLflow's reads go there,
     its writes and the sign-in checks to the primary. Default: none."""
     db_instance_id: str | None = None
-    """The RDS instance identifier: `migrate` makes sure of a snapshot of it before it
-    changes a schema that holds data (the pods' role must be allowed to). Default: none (no
+    """The RDS instance identifier: the migration Job makes sure of a snapshot of it before it
+    changes a schema that holds data (its role must be allowed to). Default: none (no
     snapshot, a warning in the log)."""
+    db_admin_secret_id: str | None = None
+    """ARN of the instance's master login, for the migration Job only: with it the Job makes
+    the server's login (`db_secret_id`) and gives it MLflow's databases, then migrates as that
+    login. Default: none (the Job migrates with the server's login, which must then be allowed
+    to create the auth database)."""
+    migrate_role_arn: str | None = None
+    """IAM role of the migration Job (its own ServiceAccount, `<instance>-migrate`): the master
+    login and snapshots. Default: none (the Job runs as the server's ServiceAccount)."""
+    gc_role_arn: str | None = None
+    """IAM role of the gc CronJob (its own ServiceAccount, `<instance>-gc`). Default: none (as
+    the server's ServiceAccount)."""
+    load_balancer_dns_names: Mapping[str, str] | None = None
+    """Service kind (`internal`, `external`) -> the DNS name its load balancer got, as a
+    deploy-time value (MlflowTrackingServer reads them back after applying
+    `load_balancer_objects()`): the server allows exactly these as Host and browser origin.
+    Default: none, which allows every NLB name of the region, any account's (a chart applied
+    on its own, whose load balancers' names are not known when the ConfigMap is written)."""
+    migration_revision: str = "0"
+    """Part of the migration Job's name; a new value (a new image or database) runs a new Job.
+    Default: "0"."""
     extra_labels: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -162,14 +189,20 @@ class MlflowChartProps:
         return f"{self.instance}-config"
 
     @property
+    def migration_job_name(self) -> str:
+        return f"{self.instance}-migrate-{self.migration_revision}"
+
+    @property
     def namespace(self) -> str:
         return self.workload.namespace
 
-    @property
-    def load_balancer_hosts(self) -> str:
-        """The DNS names NLBs get: `<name>-<id>.elb.<region>.<url suffix>` (per AWS docs for
-        Network Load Balancers; China regions end in amazonaws.com.cn)."""
-        return f"*.elb.{self.region}.{self.url_suffix}"
+    def load_balancer_host(self, kind: str) -> str:
+        """The DNS name the load balancer of Service `kind` answers to: the one it got
+        (`load_balancer_dns_names`), else every NLB name of the region."""
+        names = self.load_balancer_dns_names or {}
+        # NLB names are `<name>-<id>.elb.<region>.<url suffix>` (AWS docs for Network Load
+        # Balancers; China regions end in amazonaws.com.cn).
+        return names.get(kind) or f"*.elb.{self.region}.{self.url_suffix}"
 
 
 class MlflowChart(cdk8s.Chart):
@@ -208,6 +241,12 @@ class MlflowChart(cdk8s.Chart):
             # IRSA projects its own web-identity token; MLflow never calls the Kubernetes API.
             automount_token=False,
         )
+        self.migrate_service_account = self._workload_account(
+            "MigrateServiceAccount", "migrate", props.migrate_role_arn
+        )
+        self.gc_service_account = self._workload_account(
+            "GcServiceAccount", "gc", props.gc_role_arn
+        )
         self.config_map = kplus.ConfigMap(
             self,
             "Config",
@@ -228,12 +267,34 @@ class MlflowChart(cdk8s.Chart):
                 region=props.region,
                 metrics_dir=METRICS_DIR,
                 read_host=props.db_read_host,
-                instance_id=props.db_instance_id,
             )
             | guard_environment(props.workload)
             | (auth_environment(props.auth) if props.auth else {}),
         )
+        self.migration = add_migration_job(
+            self,
+            name=props.migration_job_name,
+            image=props.image,
+            instance=props.instance,
+            config_map=self.config_map,
+            service_account=self.migrate_service_account,
+            environment=migration_environment(
+                admin_secret_id=props.db_admin_secret_id, instance_id=props.db_instance_id
+            ),
+            db_port=props.db_port,
+            architecture=props.workload.architecture,
+            node_pool=props.node_pool,
+            node_labels=props.node_labels,
+        )
         self.deployment = self._deployment()
+        if props.load_balancer_dns_names:
+            # The ConfigMap's digest (MlflowTrackingServer) sees these names only as deploy-time
+            # placeholders; here, as the values they take, a new name rolls the pods, which
+            # read the ConfigMap at start only.
+            self.deployment.pod_metadata.add_annotation(
+                LOAD_BALANCERS_ANNOTATION,
+                ",".join(f"{k}={v}" for k, v in sorted(props.load_balancer_dns_names.items())),
+            )
         self.gc = (
             add_gc_job(
                 self,
@@ -242,7 +303,7 @@ class MlflowChart(cdk8s.Chart):
                 instance=props.instance,
                 namespace=props.namespace,
                 config_map=self.config_map,
-                service_account=self.service_account,
+                service_account=self.gc_service_account,
                 server_labels=selector_labels(props),
                 db_port=props.db_port,
                 architecture=props.workload.architecture,
@@ -320,10 +381,17 @@ class MlflowChart(cdk8s.Chart):
             ),
             init_containers=[
                 kplus.ContainerProps(
-                    name="migrate",
-                    # Upgrades the schema under a database lock, so replicas starting
-                    # together are safe; the server container never migrates.
-                    args=["migrate"],
+                    name="wait-schema",
+                    # The migration Job migrates (it alone reads the master login); the pod
+                    # starts its server once both schemas are at head. The server container
+                    # never migrates either.
+                    args=["wait-schema"],
+                    env_variables={
+                        key: kplus.EnvValue.from_value(value)
+                        for key, value in schema_wait_environment(
+                            f"kubectl -n {props.namespace} logs job/{props.migration_job_name}"
+                        ).items()
+                    },
                     **common,
                 )
             ],
@@ -421,6 +489,34 @@ class MlflowChart(cdk8s.Chart):
             node_labels=props.node_labels,
         )
         return deployment
+
+    def _workload_account(
+        self, id: str, workload: str, role_arn: str | None
+    ) -> kplus.IServiceAccount:
+        """A workload's own ServiceAccount for its own IAM role; the server's without one."""
+        if role_arn is None:
+            return self.service_account
+        return kplus.ServiceAccount(
+            self,
+            id,
+            metadata=cdk8s.ApiObjectMetadata(
+                name=f"{self.props.instance}-{workload}",
+                annotations={"eks.amazonaws.com/role-arn": role_arn},
+            ),
+            automount_token=False,
+        )
+
+    def load_balancer_objects(self) -> list[dict[str, Any]]:
+        """The Namespace and the load balancer Services, as they are in `to_json()`: applied
+        first (their own manifest), so their DNS names can be read back into the ConfigMap.
+        Needs none of the rest: a load balancer with no ready pod yet has no healthy targets."""
+        names = {self.props.service_names[k] for k in _load_balancer_kinds(self.props)}
+        return [
+            obj
+            for obj in self.to_json()
+            if obj["kind"] == "Namespace"
+            or (obj["kind"] == "Service" and obj["metadata"]["name"] in names)
+        ]
 
     def _services(self) -> dict[str, kplus.Service]:
         props = self.props
@@ -587,13 +683,16 @@ def _service_hosts(props: MlflowChartProps) -> list[str]:
     return hosts
 
 
+def _load_balancer_kinds(props: MlflowChartProps) -> list[str]:
+    return [kind for kind in props.service_names if kind != "cluster"]
+
+
 def _allowed_hosts(props: MlflowChartProps) -> list[str]:
     hosts = _service_hosts(props)
     # MLflow compares the whole Host header, port included: `kubectl port-forward` sends
     # `localhost:<local port>`, while the Services listen on 80/443 (no port in the header).
     hosts += ["localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*"]
-    if "internal" in props.service_names or "external" in props.service_names:
-        hosts.append(props.load_balancer_hosts)
+    hosts += [props.load_balancer_host(kind) for kind in _load_balancer_kinds(props)]
     hosts += props.workload.allowed_hosts
     return list(dict.fromkeys(hosts))
 
@@ -607,10 +706,9 @@ def _allowed_origins(props: MlflowChartProps) -> list[str]:
     both ways, as they may front either one.
     """
     origins = [f"http://{host}" for host in _service_hosts(props)]
-    if "internal" in props.service_names:
-        origins.append(f"http://{props.load_balancer_hosts}")
-    if "external" in props.service_names:
-        origins.append(f"https://{props.load_balancer_hosts}")
+    for kind in _load_balancer_kinds(props):
+        scheme = "https" if kind == "external" else "http"
+        origins.append(f"{scheme}://{props.load_balancer_host(kind)}")
     for host in props.workload.allowed_hosts:
         origins += [f"https://{host}", f"http://{host}"]
     return list(dict.fromkeys(origins))

@@ -101,9 +101,16 @@ MUTANTS = (
     Mutant(
         "load balancer names of any region (the old pattern)",
         "k8s_charts/mlflow_chart.py",
-        'return f"*.elb.{self.region}.{self.url_suffix}"',
-        'return "*.elb.amazonaws.com"',
-        ("tests/unit/test_chart.py", "-k", "load_balancers_own_names"),
+        'or f"*.elb.{self.region}.{self.url_suffix}"',
+        'or "*.elb.amazonaws.com"',
+        ("tests/unit/test_chart.py", "-k", "every_nlb_name_of_the_region"),
+    ),
+    Mutant(
+        "every NLB name of the region allowed, not the deployment's own",
+        "constructs_lib/tracking_server.py",
+        "load_balancer_dns_names={kind: value.value for kind, value in hosts.items()},",
+        "load_balancer_dns_names=None,",
+        ("tests/unit/test_stacks.py", "-k", "load_balancers_come_first"),
     ),
     Mutant(
         "no browser origins",

@@ -17,7 +17,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import IConstruct
 from mlflow_on_eks.constructs_lib import acknowledgements as acknowledgements_module
 from mlflow_on_eks.constructs_lib import database as database_module
-from mlflow_on_eks.constructs_lib import tracking_server as tracking_server_module
+from mlflow_on_eks.constructs_lib import workload_roles as workload_roles_module
 from mlflow_on_eks.constructs_lib.acknowledgements import acknowledge
 
 from config import load_settings
@@ -52,7 +52,7 @@ def test_removing_acknowledgements_brings_the_findings_back(
 
     monkeypatch.setattr(database_module, "acknowledge", without_rds11)
     monkeypatch.setattr(
-        tracking_server_module,
+        workload_roles_module,
         "acknowledge_wildcard_resources",
         lambda *args, **kwargs: None,
     )
@@ -63,7 +63,8 @@ def test_removing_acknowledgements_brings_the_findings_back(
     assert "Data/Database/Resource/Resource" in report
     assert "AwsSolutions-IAM5[Resource::" in report
     assert "/artifacts/*]" in report
-    assert "Mlflow/TrackingServer/Role/DefaultPolicy/Resource" in report
+    assert "Mlflow/TrackingServer/Roles/Server/DefaultPolicy/Resource" in report
+    assert "Mlflow/TrackingServer/Roles/Migrate/DefaultPolicy/Resource" in report
     assert ":snapshot:mlflow-before-*]" in report and ":snapshot:*]" in report
     # Every other acknowledgement still applies: RDS11 and the three wildcards are all.
     assert report.count("AwsSolutions-") == 4, report

@@ -35,6 +35,8 @@ PINNED_LOGICAL_IDS = {
     "AWS::RDS::DBInstance": {"DatabaseF44359DD"},
     "AWS::SecretsManager::Secret": {
         "DataDatabaseSecretB1078AFF0db5071a5edbe9eba8e7d639f663143b",
+        # The server's login: the migration Job sets the database's password from it.
+        "DatabaseServerLogin745A1DDC",
         # The admin login MLflow's user table was created with, and the passphrase the secrets
         # MLflow stores are encrypted under (basic auth, on by default).
         "AuthAdminCredentialsC5BA2C26",

@@ -51,6 +51,7 @@ def _plant_in_manifest(directory: Path) -> None:
         r
         for r in template["Resources"].values()
         if r["Type"] == "Custom::AWSCDK-EKS-KubernetesResource"
+        and "envFrom" in json.dumps(r["Properties"]["Manifest"])
     )
     # The manifest is an Fn::Join of JSON text and deploy-time values.
     parts = manifest["Properties"]["Manifest"]["Fn::Join"][1]

@@ -148,6 +148,6 @@ def test_the_walk_sees_the_whole_model() -> None:
     """The walk reaches nested models (their leaves, not the models themselves)."""
     paths = leaf_paths()
     assert "server.resources.cpu" in paths
-    assert "exposure.external.allow_anonymous" in paths
+    assert "exposure.external.allow_internet" in paths
     assert "server.resources" not in paths
     assert all(not isinstance(value_at(Settings(), p), BaseModel) for p in paths)

@@ -93,20 +93,29 @@ def new_login(server, moto, password: str) -> Login:
     suffix = secrets.token_hex(5)
     name, user = f"mlflow_{suffix}", f"user_{suffix}"
     server.create_database(name, user, password)
-    if server.engine == "mysql":
-        server.admin(f"GRANT ALL PRIVILEGES ON *.* TO '{user}'@'%';")
-    else:
-        server.admin(f'ALTER ROLE "{user}" CREATEDB;')
     secret = {"username": user, "password": password, "engine": server.engine}
     return Login(server, name, user, password, moto.create_secret(json.dumps(secret)))
 
 
 def create_empty_database(server, name: str, owner: str) -> None:
-    """A database the operator made by hand, that nothing has migrated."""
+    """A database the operator made by hand for `owner` (the server's login), that nothing
+    has migrated."""
     if server.engine == "mysql":
-        server.admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4;")
+        server.admin(
+            f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4;"
+            f"GRANT ALL PRIVILEGES ON `{name}`.* TO '{owner}'@'%';"
+        )
     else:
         server.admin(f'CREATE DATABASE "{name}" OWNER "{owner}";')
+
+
+def let_read(server, name: str, login: str) -> None:
+    """`login` may read what another login made in database `name` (as the migration Job's
+    hand-over would give it)."""
+    if server.engine == "mysql":
+        server.admin(f"GRANT SELECT ON `{name}`.* TO '{login}'@'%';")
+    else:
+        server.admin(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{login}";', name)
 
 
 def database_exists(server, name: str) -> bool:
@@ -143,7 +152,9 @@ import os, sys
 from mlflow.server.auth.db import utils
 from mlflow_launcher import auth, dburl, secret, settings, wait
 db = settings.load_db(os.environ)
-url = dburl.build_url(db, secret.fetch_credentials(db.secret_id, region=db.region))
+# Older releases migrated as the master login (the migration Job's MLFLOW_DB_ADMIN_SECRET_ID).
+login = os.environ.get("MLFLOW_DB_ADMIN_SECRET_ID") or db.secret_id
+url = dburl.build_url(db, secret.fetch_credentials(login, region=db.region))
 config = auth.load(os.environ)
 auth.create_database(wait.make_engine(url), config.db_name)
 engine = wait.make_engine(auth.database_url(url, config))
@@ -390,12 +401,20 @@ def run_client(
     """A client script step (`admin`: create an experiment and log a run as the admin;
     `permissions`: a user's READ, refused write and EDIT grant) on a user's machine: no AWS,
     nothing of the server's; logins in the environment, never in argv."""
-    env = {"PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8"}
-    env["MLFLOW_TRACKING_URI"] = base_url
-    for prefix, login in (("ADMIN_", admin), ("USER_", user)):
-        if login is not None:
-            env[f"{prefix}MLFLOW_TRACKING_USERNAME"] = login[0]
-            env[f"{prefix}MLFLOW_TRACKING_PASSWORD"] = login[1]
+    env = client_env(base_url, home, ADMIN=admin, USER=user)
     if step == "admin" and admin is not None:
         env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"] = admin
     return launcher.mlflow_client(env, base_url, step, *args, code=_CLIENT)
+
+
+def client_env(base_url: str, home: str, **logins: tuple[str, str] | None) -> dict[str, str]:
+    """A user's machine (no AWS, nothing of the server's) for a client script, each login as
+    `<NAME>_MLFLOW_TRACKING_USERNAME`/`_PASSWORD`, which the script swaps into MLflow's own
+    variables to act as that user."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8"}
+    env["MLFLOW_TRACKING_URI"] = base_url
+    for name, login in logins.items():
+        if login is not None:
+            env[f"{name}_MLFLOW_TRACKING_USERNAME"] = login[0]
+            env[f"{name}_MLFLOW_TRACKING_PASSWORD"] = login[1]
+    return env

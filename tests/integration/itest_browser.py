@@ -13,18 +13,19 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+from itest_chart import LOAD_BALANCER_HOSTS
 
-# An NLB's DNS name, <name>-<id>.elb.<region>.amazonaws.com, with a name as the AWS Load
-# Balancer Controller gives it (k8s-<namespace>-<service>-<hash>); the region is the one
-# itest_chart resolves ${Ref:AWS::Region} to.
-NLB_HOST = "k8s-mlflow-mlflowin-4f8a2b1c9d-0123456789abcdef.elb.eu-west-1.amazonaws.com"
+# The internal NLB's DNS name, as the deploy reads it back (itest_chart).
+NLB_HOST = LOAD_BALANCER_HOSTS["internal"]
+# Another NLB of the same region: any account's, e.g. one serving an attacker's page.
+OTHER_NLB_HOST = "k8s-tenant-web-0a1b2c3d4e-fedcba9876543210.elb.eu-west-1.amazonaws.com"
 NLB_URL = f"http://{NLB_HOST}"
 ATTACKER_HOST = "attacker.example.com"
 
@@ -66,13 +67,17 @@ def require_browser() -> None:
 
 
 @contextmanager
-def chromium(profile: Path, hosts: list[str]) -> Iterator[Any]:
-    """Headless Chromium with a fresh profile; `hosts` resolve to 127.0.0.1, all else fails."""
+def chromium(
+    profile: Path, hosts: list[str], elsewhere: Mapping[str, str] | None = None
+) -> Iterator[Any]:
+    """Headless Chromium with a fresh profile; `hosts` resolve to 127.0.0.1, those in
+    `elsewhere` to their (loopback) address, all else fails."""
     require_browser()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    rules = ", ".join([*(f"MAP {h} 127.0.0.1" for h in hosts), "MAP * ~NOTFOUND"])
+    addresses = {**dict.fromkeys(hosts, "127.0.0.1"), **(elsewhere or {})}
+    rules = ", ".join([*(f"MAP {h} {a}" for h, a in addresses.items()), "MAP * ~NOTFOUND"])
     options = webdriver.ChromeOptions()
     # Both paths given: Selenium then never runs selenium-manager (which would download).
     options.binary_location = str(CHROMIUM)
@@ -180,13 +185,17 @@ class _BlankPage(http.server.BaseHTTPRequestHandler):
 
 
 @contextmanager
-def foreign_site() -> Iterator[str]:
-    """A page on another origin (http://attacker.example.com:<port>/), served on loopback."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BlankPage)
+def foreign_site(
+    host: str = ATTACKER_HOST, address: tuple[str, int] = ("127.0.0.1", 0)
+) -> Iterator[str]:
+    """A page on another origin (by default http://attacker.example.com:<port>/), served on
+    loopback at `address`; its origin is returned (no port when it listens on 80)."""
+    server = http.server.ThreadingHTTPServer(address, _BlankPage)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://{ATTACKER_HOST}:{server.server_address[1]}"
+        port = server.server_address[1]
+        yield f"http://{host}" if port == 80 else f"http://{host}:{port}"
     finally:
         server.shutdown()
         server.server_close()

@@ -6,8 +6,11 @@ chart's own ConfigMap and container args, not a hand-written copy of them.
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from itest_servers import REGION, free_port
@@ -19,6 +22,17 @@ PSEUDO_PARAMETERS = {
     "${Ref:AWS::URLSuffix}": "amazonaws.com",
     "${Ref:AWS::Partition}": "aws",
 }
+# The DNS names the load balancers get (read back at deploy time: MlflowTrackingServer's
+# `<Kind>LoadBalancerHost` values), in the format AWS gives NLBs, `<name>-<id>.elb.<region>.
+# amazonaws.com` (Elastic Load Balancing docs), the name as the AWS Load Balancer Controller
+# makes it (k8s-<namespace>-<service>-<hash>), in REGION.
+LOAD_BALANCER_HOSTS = {
+    "internal": "k8s-mlflow-mlflowin-4f8a2b1c9d-0123456789abcdef.elb.eu-west-1.amazonaws.com",
+    "external": "k8s-mlflow-mlflowex-7e6d5c4b3a-89abcdef01234567.elb.eu-west-1.amazonaws.com",
+}
+_LOAD_BALANCER_NAME = re.compile(
+    r"\$\{GetAtt:TrackingServer(Internal|External)LoadBalancerHost[0-9A-F]{8}\.Value\}"
+)
 # The basic-auth secrets' ARNs in the ConfigMap (k8s_charts/contract.py `auth_environment`)
 # whenever authentication is on.
 AUTH_SECRET_IDS = (
@@ -30,13 +44,31 @@ AUTH_PREFIX = "MLFLOW_AUTH_"
 
 
 def pod(synth) -> tuple[dict, list[dict]]:
-    """The server Deployment and the containers the launcher runs MLflow in: the init
-    container, then the server (the `metrics` container: `metrics_container`)."""
+    """The server Deployment and the containers the launcher runs MLflow in, in the order a
+    deploy runs them: the migration Job's (`migrate`, with the Job's own environment), then
+    the server (its init container: `wait_container`; the `metrics` container:
+    `metrics_container`)."""
     deployment = _server_deployment(synth)
     spec = deployment["spec"]["template"]["spec"]
     servers = [c for c in spec["containers"] if c["name"] == "server"]
     assert len(servers) == 1, "expected one container named server"
-    return deployment, [*spec["initContainers"], *servers]
+    return deployment, [migration_container(synth), *servers]
+
+
+def migration_container(synth) -> dict:
+    jobs = [
+        job
+        for job in synth.objects("Job")
+        if [c["args"] for c in job["spec"]["template"]["spec"]["containers"]] == [["migrate"]]
+    ]
+    assert len(jobs) == 1, "expected one migration Job"
+    return jobs[0]["spec"]["template"]["spec"]["containers"][0]
+
+
+def wait_container(synth) -> dict:
+    """The server pod's init container (`wait-schema`)."""
+    [init] = _server_deployment(synth)["spec"]["template"]["spec"]["initContainers"]
+    return init
 
 
 def metrics_container(synth) -> dict:
@@ -68,9 +100,10 @@ def container_env(synth, container: dict) -> dict[str, str]:
 
 
 def resolve_pseudo_parameters(value: str) -> str:
+    """The pseudo parameters, and the load balancers' DNS names read back at deploy time."""
     for placeholder, resolved in PSEUDO_PARAMETERS.items():
         value = value.replace(placeholder, resolved)
-    return value
+    return _LOAD_BALANCER_NAME.sub(lambda m: LOAD_BALANCER_HOSTS[m[1].lower()], value)
 
 
 def rds_instance(moto, instance_id: str, tags: Mapping[str, str] | None = None) -> str:
@@ -88,6 +121,30 @@ def rds_instance(moto, instance_id: str, tags: Mapping[str, str] | None = None) 
         Tags=[{"Key": key, "Value": value} for key, value in (tags or {}).items()],
     )
     return instance_id
+
+
+@dataclass(frozen=True)
+class ServerLogin:
+    username: str
+    password: str = field(repr=False)
+    secret_arn: str
+
+
+_SERVER_LOGINS: dict[str, ServerLogin] = {}
+# Characters that break SQL quoting, a URL or an ini file: the migration Job must set this
+# password (MySQL's IDENTIFIED BY, PostgreSQL's SCRAM verifier) and the server log in with it.
+_SERVER_PASSWORD_CHARACTERS = "%'\\\":@/# ?&=+-pä"
+
+
+def server_login(moto, target) -> ServerLogin:
+    """The server's login for `target`'s database, one per target: what the data stack's
+    ServerLogin secret holds (its user name, a generated password)."""
+    if target.secret_arn not in _SERVER_LOGINS:
+        username = f"{target.user}_srv"[:32]
+        password = f"srv-{_SERVER_PASSWORD_CHARACTERS}-{secrets.token_urlsafe(12)}"
+        arn = moto.create_secret(json.dumps({"username": username, "password": password}))
+        _SERVER_LOGINS[target.secret_arn] = ServerLogin(username, password, arn)
+    return _SERVER_LOGINS[target.secret_arn]
 
 
 def substitute_endpoints(
@@ -122,7 +179,11 @@ def substitute_endpoints(
         local = {key: value for key, value in local.items() if not key.startswith(AUTH_PREFIX)}
     local["MLFLOW_DB_HOST"] = "127.0.0.1"
     local["MLFLOW_DB_PORT"] = str(target.server.port)
-    local["MLFLOW_DB_SECRET_ID"] = target.secret_arn
+    # The server's own login, which the migration Job makes with the target's (RDS-master-like)
+    # login; on AWS the data stack generates both secrets.
+    local["MLFLOW_DB_SECRET_ID"] = server_login(moto, target).secret_arn
+    if "MLFLOW_DB_ADMIN_SECRET_ID" in local:
+        local["MLFLOW_DB_ADMIN_SECRET_ID"] = target.secret_arn
     if "MLFLOW_DB_INSTANCE_ID" in local:
         local["MLFLOW_DB_INSTANCE_ID"] = instance_id
     if "MLFLOW_DB_READ_HOST" in local:

@@ -23,6 +23,15 @@ from pathlib import Path
 
 import pytest
 
+# The RDS for MySQL master user's privileges as the RDS User Guide lists them ("Master user
+# account privileges"), all with GRANT OPTION: no SUPER, so binary logging restricts triggers,
+# and no READ_ONLY ADMIN, so a replica's read_only binds it.
+RDS_MASTER_PRIVILEGES = (
+    "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, RELOAD, PROCESS, REFERENCES, INDEX, ALTER, "
+    "SHOW DATABASES, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, REPLICATION SLAVE, "
+    "REPLICATION CLIENT, CREATE VIEW, SHOW VIEW, CREATE ROUTINE, ALTER ROUTINE, CREATE USER, "
+    "EVENT, TRIGGER"
+)
 MARIADB_BIN = ("mariadb-install-db", "mariadbd", "mariadb")
 PG_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
 REGION = "eu-west-1"  # any region: moto serves them all
@@ -271,18 +280,29 @@ class MariaDb:
         return _run([*cmd, *([database] if database else [])], input=sql).stdout
 
     def create_database(self, name: str, user: str, password: str) -> None:
+        """A database and a login with what RDS's master user has (it makes the server's
+        login in the migration Job)."""
         literal = sql_literal(password, backslash_escapes=True)
         self.admin(
             f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4;"
             f"CREATE USER '{user}'@'%' IDENTIFIED BY {literal};"
-            f"GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'%';"
+            f"GRANT {RDS_MASTER_PRIVILEGES} ON *.* TO '{user}'@'%' WITH GRANT OPTION;"
         )
 
     def query(self, database: str, sql: str) -> list[list[str]]:
         return [line.split("\t") for line in self.admin(sql, database).splitlines()]
 
-    def tcp_login(self, user: str, password: str, *, tls: bool) -> subprocess.CompletedProcess:
-        """A login over TCP with the CLI client, with verified TLS or without TLS."""
+    def tcp_login(
+        self,
+        user: str,
+        password: str,
+        *,
+        tls: bool,
+        sql: str = "SELECT 1",
+        database: str | None = None,
+    ) -> subprocess.CompletedProcess:
+        """A login over TCP with the CLI client, with verified TLS or without TLS, running
+        `sql` (tab-separated rows on stdout)."""
         tls_args = (
             ["--ssl", f"--ssl-ca={self.ca.ca}", "--ssl-verify-server-cert"]
             if tls
@@ -297,8 +317,11 @@ class MariaDb:
                 f"-u{user}",
                 f"-p{password}",
                 *tls_args,
+                "--batch",
+                "--skip-column-names",
                 "-e",
-                "SELECT 1",
+                sql,
+                *([database] if database else []),
             ],
             capture_output=True,
             text=True,
@@ -428,8 +451,9 @@ class Postgres:
         ).stdout
 
     def create_database(self, name: str, user: str, password: str) -> None:
+        """A database and a login with what RDS's master user has (CREATEROLE, CREATEDB)."""
         literal = sql_literal(password, backslash_escapes=False)
-        self.admin(f'CREATE USER "{user}" PASSWORD {literal};')
+        self.admin(f'CREATE USER "{user}" PASSWORD {literal} CREATEROLE CREATEDB;')
         self.admin(f'CREATE DATABASE "{name}" OWNER "{user}";')
 
     def query(self, database: str, sql: str) -> list[list[str]]:
@@ -446,14 +470,25 @@ class Postgres:
         )
         return {row[0]: (row[1] if len(row) > 1 else "") for row in rows}
 
-    def tcp_login(self, user: str, password: str, *, tls: bool) -> subprocess.CompletedProcess:
+    def tcp_login(
+        self,
+        user: str,
+        password: str,
+        *,
+        tls: bool,
+        sql: str = "SELECT 1",
+        database: str | None = None,
+    ) -> subprocess.CompletedProcess:
         ssl = f"sslmode=verify-full sslrootcert={self.ca.ca}" if tls else "sslmode=disable"
+        dbname = database or "postgres"
         return subprocess.run(
             [
                 "psql",
-                f"host=127.0.0.1 port={self.port} dbname=postgres user={user} {ssl}",
+                f"host=127.0.0.1 port={self.port} dbname={dbname} user={user} {ssl}",
+                "-AtF",
+                "\t",
                 "-c",
-                "SELECT 1",
+                sql,
             ],
             capture_output=True,
             text=True,

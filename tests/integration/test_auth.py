@@ -45,6 +45,7 @@ from itest_auth import (
     database_exists,
     environ,
     foreign_key_names,
+    let_read,
     migrate_auth_to,
     mlflow_cli,
     new_login,
@@ -60,6 +61,7 @@ from itest_chart import (
     container_env,
     pod,
     rds_instance,
+    server_login,
 )
 from itest_chart import substitute_endpoints as substitute
 
@@ -226,10 +228,13 @@ def test_migrate_creates_the_auth_database_and_serve_refuses_one_behind(deployme
         reference = pool.submit(reference_schema)
         old_env = d.env(d.init, "old-release", **{DB_NAME_ENV: behind})
         old_release = pool.submit(migrate_auth_to, old_env, history[-2])
-        create_empty_database(server, empty, d.login.user)  # as an operator would by hand
+        # As an operator would by hand, for the server's login.
+        server_user = server_login(d.moto, d.login).username
+        create_empty_database(server, empty, server_user)
 
         first = d.outputs[0]
-        assert f"created the auth database {d.auth_db}" in first, first
+        # The migration Job made the auth database with the server's login (test_db_login.py).
+        assert f"has {d.login.name} and {d.auth_db} and nothing else" in first, first
         assert f"migrated the auth schema from empty to head {head}" in first, first
         assert auth_revision(server, d.auth_db) == head
         assert d.users() == [], "no user yet: the server creates the admin"
@@ -251,6 +256,7 @@ def test_migrate_creates_the_auth_database_and_serve_refuses_one_behind(deployme
         assert "migrated the auth schema" not in again_output
         d.outputs.append(old_release.result())
         assert auth_revision(server, behind) == history[-2]
+        let_read(server, behind, server_user)  # the older release's tables are the master's
 
         # `serve` refuses auth databases not at head, and leaves them as they are.
         refusals = {
@@ -373,7 +379,8 @@ def test_replicas_accept_each_others_csrf_tokens(deployment, servers):
 
 def test_hostile_characters_in_the_passwords(deployment, servers):
     d, a = deployment, servers.a
-    for password in (d.login.password, d.auth.admin_password):
+    srv = server_login(d.moto, d.login)  # the server's own login, which MLflow runs with
+    for password in (d.login.password, srv.password, d.auth.admin_password):
         assert all(c in password for c in "%'\"\\:@/# ") and not password.isascii()
     # migrate (the fixture) and serve worked with them; MLflow reads back the database URI
     # the launcher wrote, with ConfigParser's interpolation, as the same login.
@@ -383,10 +390,10 @@ def test_hostile_characters_in_the_passwords(deployment, servers):
     assert config.read(d.home / "a" / CONFIG_FILE, encoding="utf-8")
     url = make_url(config["mlflow"]["database_uri"])
     as_the_driver_gets_it = (
-        d.login.password.encode().decode("latin-1") if d.engine == "mysql" else d.login.password
+        srv.password.encode().decode("latin-1") if d.engine == "mysql" else srv.password
     )
     assert url.password == as_the_driver_gets_it
-    assert (url.username, url.database) == (d.login.user, d.auth_db)
+    assert (url.username, url.database) == (srv.username, d.auth_db)
     assert config["mlflow"]["admin_username"] == d.auth.admin_username
     # The chart's default sign-in cache, as MLflow itself reads it from the file.
     as_mlflow_reads_it = launcher.image_python(

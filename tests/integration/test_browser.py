@@ -21,6 +21,7 @@ from itest_browser import (
     ATTACKER_HOST,
     NLB_HOST,
     NLB_URL,
+    OTHER_NLB_HOST,
     Shots,
     browser_fetch,
     chromium,
@@ -36,6 +37,7 @@ pytestmark = pytest.mark.integration
 PORT = 80  # no ":port" in Host/Origin, as behind the load balancer's listener on 80
 CREATE = "/ajax-api/2.0/mlflow/experiments/create"
 CREATE_REFUSED = f'"POST {CREATE} HTTP/1.1" 403'
+OTHER_NLB_ADDRESS = "127.0.0.2"  # another listener on port 80 than the server's 127.0.0.1
 
 # Stable hooks of the MLflow 3.17 UI: its own test ids, element ids and the user-facing label.
 CREATE_BUTTON = '[data-testid="create-experiment-button"]'
@@ -127,7 +129,11 @@ def test_ui_under_the_load_balancer_name(pod_env, tmp_path):
     assert "MLFLOW_CORS_ALLOWED_ORIGINS" in pod_env, "the chart sets no CORS origins"
     with (
         serving(pod_env, tmp_path / "server.log") as server,
-        chromium(tmp_path / "profile", [NLB_HOST, ATTACKER_HOST]) as driver,
+        chromium(
+            tmp_path / "profile",
+            [NLB_HOST, ATTACKER_HOST],
+            elsewhere={OTHER_NLB_HOST: OTHER_NLB_ADDRESS},
+        ) as driver,
     ):
         shots = Shots(driver, tmp_path, lambda: _refusals(server))
         seeded = _seed_run(server, pod_env, tmp_path / "client")
@@ -166,38 +172,12 @@ def test_ui_under_the_load_balancer_name(pod_env, tmp_path):
 
         # ---- a page of another site cannot write ----
         with foreign_site() as foreign:
-            driver.get(f"{foreign}/")
-            log_start = len(server.logs())
-            # What a script would send: JSON, so the browser asks first (preflight OPTIONS).
-            preflighted = browser_fetch(
-                driver,
-                f"{NLB_URL}{CREATE}",
-                method="POST",
-                headers={"Content-Type": "application/json"},
-                body=json.dumps({"name": "from-foreign-json"}),
-            )
-            # A "simple" request goes out without asking; only the server can stop it.
-            simple = browser_fetch(
-                driver,
-                f"{NLB_URL}{CREATE}",
-                method="POST",
-                headers={"Content-Type": "text/plain"},
-                body=json.dumps({"name": "from-foreign-simple"}),
-            )
-            shot = shots.take("foreign-page-fetches")
-            foreign_log = _log_once(server, log_start, CREATE_REFUSED)
-        assert "error" in preflighted and "error" in simple, (preflighted, simple, shot)
-        # The JSON POST never left the browser: the server refused the preflight (the origin is
-        # not listed). The simple POST was sent, and the server refused it: one 403, ours.
-        assert f'"OPTIONS {CREATE} HTTP/1.1" 400' in foreign_log, foreign_log
-        assert foreign_log.count(CREATE_REFUSED) == 1, foreign_log
-        assert f"Blocked cross-origin request from {foreign}\n" in foreign_log, foreign_log
-        for name in ("from-foreign-json", "from-foreign-simple"):
-            assert experiment_by_name(PORT, name) is None, f"{name} was created"
-        # The server refuses that origin itself, also where no browser enforces CORS.
-        status, body = send(PORT, "POST", CREATE, NLB_HOST, {"name": "replayed"}, Origin=foreign)
-        assert (status, body) == (403, "Cross-origin request blocked")
-        assert experiment_by_name(PORT, "replayed") is None
+            _foreign_page_cannot_write(driver, server, shots, foreign, "foreign")
+        # ---- nor one behind another load balancer of the region (any account can make one,
+        # and the region's every NLB name was once allowed): port 80, as behind its listener.
+        with foreign_site(OTHER_NLB_HOST, (OTHER_NLB_ADDRESS, 80)) as foreign:
+            assert foreign == f"http://{OTHER_NLB_HOST}"
+            _foreign_page_cannot_write(driver, server, shots, foreign, "other-nlb")
 
     # ---- would this catch a chart without the NLB origin? The same UI write must fail ----
     without_origins = {k: v for k, v in pod_env.items() if k != "MLFLOW_CORS_ALLOWED_ORIGINS"}
@@ -218,3 +198,40 @@ def test_ui_under_the_load_balancer_name(pod_env, tmp_path):
         assert f"Blocked cross-origin request from {NLB_URL}\n" in refusal_log, shot
         assert CREATE_REFUSED in refusal_log, f"screenshot {shot}"
         assert experiment_by_name(PORT, "created-without-origins") is None, f"screenshot {shot}"
+
+
+def _foreign_page_cannot_write(driver, server, shots: Shots, foreign: str, tag: str) -> None:
+    """From a page of `foreign`, a script's JSON POST and a simple POST to the NLB name: the
+    browser and the server refuse both, and nothing is created."""
+    driver.get(f"{foreign}/")
+    log_start = len(server.logs())
+    # What a script would send: JSON, so the browser asks first (preflight OPTIONS).
+    preflighted = browser_fetch(
+        driver,
+        f"{NLB_URL}{CREATE}",
+        method="POST",
+        headers={"Content-Type": "application/json"},
+        body=json.dumps({"name": f"from-{tag}-json"}),
+    )
+    # A "simple" request goes out without asking; only the server can stop it.
+    simple = browser_fetch(
+        driver,
+        f"{NLB_URL}{CREATE}",
+        method="POST",
+        headers={"Content-Type": "text/plain"},
+        body=json.dumps({"name": f"from-{tag}-simple"}),
+    )
+    shot = shots.take(f"{tag}-page-fetches")
+    foreign_log = _log_once(server, log_start, CREATE_REFUSED)
+    assert "error" in preflighted and "error" in simple, (preflighted, simple, shot)
+    # The JSON POST never left the browser: the server refused the preflight (the origin is
+    # not listed). The simple POST was sent, and the server refused it: one 403, ours.
+    assert f'"OPTIONS {CREATE} HTTP/1.1" 400' in foreign_log, foreign_log
+    assert foreign_log.count(CREATE_REFUSED) == 1, foreign_log
+    assert f"Blocked cross-origin request from {foreign}\n" in foreign_log, foreign_log
+    for name in (f"from-{tag}-json", f"from-{tag}-simple"):
+        assert experiment_by_name(PORT, name) is None, f"{name} was created"
+    # The server refuses that origin itself, also where no browser enforces CORS.
+    status, body = send(PORT, "POST", CREATE, NLB_HOST, {"name": "replayed"}, Origin=foreign)
+    assert (status, body) == (403, "Cross-origin request blocked")
+    assert experiment_by_name(PORT, "replayed") is None

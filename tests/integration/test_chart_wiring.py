@@ -13,7 +13,8 @@ from pathlib import Path
 
 import itest_launcher as launcher
 import pytest
-from itest_chart import container_env, pod, substitute_endpoints
+from itest_browser import OTHER_NLB_HOST
+from itest_chart import LOAD_BALANCER_HOSTS, container_env, pod, substitute_endpoints
 
 pytestmark = pytest.mark.integration
 
@@ -23,16 +24,17 @@ NASTY_PASSWORD = "@:/?#[]%&+=' \"\\ pässwörd-密码-🔑 end"
 
 
 # Host headers as clients send them, in the formats AWS and Kubernetes give the names:
-# the ClusterIP Service's FQDN, an internal NLB's DNS name (`<name>-<id>.elb.<region>.
-# amazonaws.com`, Elastic Load Balancing docs; REGION is where itest_chart deploys), and what
-# `kubectl port-forward svc/mlflow 5000:80` sends.
+# the ClusterIP Service's FQDN, the internal NLB's DNS name as the deploy reads it back
+# (itest_chart), and what `kubectl port-forward svc/mlflow 5000:80` sends.
 SERVICE_HOST = "mlflow.mlflow.svc.cluster.local"
-NLB_HOST = "k8s-mlflow-mlflowin-4f8a2b1c9d-0123456789abcdef.elb.eu-west-1.amazonaws.com"
+NLB_HOST = LOAD_BALANCER_HOSTS["internal"]
 PORT_FORWARD_HOST = "localhost:5000"
-# Refused: a foreign name, another region's NLB, and an ALB/CLB-form name the chart never makes.
+# Refused: a foreign name, another region's NLB, another NLB of this region, and an ALB/CLB-form
+# name the chart never makes.
 DENIED_HOSTS = (
     "attacker.example.com",
     NLB_HOST.replace("eu-west-1", "us-east-1"),
+    OTHER_NLB_HOST,  # another NLB of this region: the region's every name was once allowed
     "k8s-mlflow-mlflow-4f8a2b1c9d-1234567890.eu-west-1.elb.amazonaws.com",
 )
 

@@ -62,11 +62,21 @@ class GcDeployment:
     """The gc container's environment, its tracking URI the local server."""
 
 
+def _auth(enabled: bool) -> dict:
+    # Sign-in off must be confirmed for each way in the default deployment has.
+    return (
+        {"enabled": True}
+        if enabled
+        else {
+            "enabled": False,
+            "allow_anonymous_through": ["cluster", "internal"],
+        }
+    )
+
+
 @contextlib.contextmanager
 def gc_deployment(auth, mariadb, new_database, moto, test_ca, tmp_path) -> Iterator[GcDeployment]:
-    settings = parse_settings(
-        {"auth": {"enabled": auth}, "gc": {"enabled": True, "older_than": "1d"}}
-    )
+    settings = parse_settings({"auth": _auth(auth), "gc": {"enabled": True, "older_than": "1d"}})
     chart = synthesize("gc", settings, tmp_path / "synth")
     [cron_job] = chart.objects("CronJob")
     [gc_container] = cron_job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]

@@ -43,7 +43,11 @@ def _get_count(text: str) -> float:
 @pytest.fixture(scope="module")
 def chart(tmp_path_factory):
     return synthesize(
-        "metrics", parse_settings({"auth": {"enabled": False}}), tmp_path_factory.mktemp("s")
+        "metrics",
+        parse_settings(
+            {"auth": {"enabled": False, "allow_anonymous_through": ["cluster", "internal"]}}
+        ),
+        tmp_path_factory.mktemp("s"),
     )
 
 

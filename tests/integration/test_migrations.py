@@ -21,7 +21,7 @@ from itest_auth import (
     new_login,
     tables,
 )
-from itest_chart import container_env, pod, rds_instance, substitute_endpoints
+from itest_chart import container_env, pod, rds_instance, substitute_endpoints, wait_container
 
 pytestmark = pytest.mark.integration
 
@@ -164,7 +164,9 @@ from alembic.script import ScriptDirectory
 from mlflow.store.db.utils import InitialBase, _get_alembic_config
 from mlflow_launcher import dburl, secret, settings, wait
 db = settings.load_db(os.environ)
-login = secret.fetch_credentials(db.secret_id, region=db.region)
+# Older releases migrated as the master login (the migration Job's MLFLOW_DB_ADMIN_SECRET_ID).
+secret_id = os.environ.get("MLFLOW_DB_ADMIN_SECRET_ID") or db.secret_id
+login = secret.fetch_credentials(secret_id, region=db.region)
 url = dburl.uri_for_mlflow(dburl.build_url(db, login))
 config = _get_alembic_config(url)
 previous = ScriptDirectory.from_config(config).get_revision("head").down_revision
@@ -341,10 +343,11 @@ def _fingerprint(server, database: str) -> dict[str, int]:
 def test_a_schema_a_newer_mlflow_migrated_is_refused_and_left_alone(
     db_server, moto, synth, test_ca, tmp_path, schema
 ):
-    """What a rollback's old pods meet after the new release migrated: the chart's `migrate`
-    and `serve` (the default config on MariaDB, the postgres example on PostgreSQL: both with
-    authentication and snapshots), on a store or users' database stamped with a revision this
-    MLflow does not have and holding a table a newer migration would add. Both stop with the
+    """What a rollback's old pods meet after the new release migrated: the chart's `migrate`,
+    `wait-schema` and `serve` (the default config on MariaDB, the postgres example on
+    PostgreSQL: both with authentication and snapshots), on a store or users' database stamped
+    with a revision this MLflow does not have and holding a table a newer migration would
+    add. Each stops with the
     one message saying what happened and the two ways out; neither changes schema or data, and
     no snapshot is taken for an upgrade that cannot happen."""
     chart = synth("default" if db_server.engine == "mysql" else "postgres")
@@ -391,7 +394,8 @@ def test_a_schema_a_newer_mlflow_migrated_is_refused_and_left_alone(
         "restore the snapshot taken before the upgrade (docs/operations.md, Rolling back)"
     )
 
-    for container in (init, main):  # migrate, then serve, as the pod runs them
+    # migrate (the Job), then wait-schema and serve, as the server's pod runs them
+    for container in (init, wait_container(chart), main):
         result = launcher.run(container["args"], env(container), timeout=120)
         log = result.stdout + result.stderr
         assert result.returncode == 2, log

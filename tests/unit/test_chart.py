@@ -32,6 +32,9 @@ PROPS = MlflowChartProps(
     db_secret_id="arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf",
     artifacts_destination="s3://bucket/artifacts",
     region="eu-west-1",
+    db_admin_secret_id="arn:aws:secretsmanager:eu-west-1:123456789012:secret:master-AbCdEf",
+    migrate_role_arn="arn:aws:iam::123456789012:role/mlflow-migrate",
+    migration_revision="0123456789",
 )
 EXTERNAL = ExternalLoadBalancerProps(
     allowed_cidrs=("203.0.113.0/24",),
@@ -44,6 +47,8 @@ EXTERNAL = ExternalLoadBalancerProps(
 NLB_NAME = "k8s-ml-mlflowin-4f8a2b1c9d-0123456789abcdef.elb.eu-west-1.amazonaws.com"
 NLB_NAME_CN = "k8s-ml-mlflowin-4f8a2b1c9d-0123456789abcdef.elb.cn-north-1.amazonaws.com.cn"
 ALB_NAME = "k8s-ml-mlflow-4f8a2b1c9d-1234567890.eu-west-1.elb.amazonaws.com"
+EXTERNAL_NLB_NAME = "k8s-ml-mlflowex-7e6d5c4b3a-89abcdef01234567.elb.eu-west-1.amazonaws.com"
+OTHER_NLB_NAME = "k8s-tenant-web-0a1b2c3d4e-fedcba9876543210.elb.eu-west-1.amazonaws.com"
 RECOMMENDED_LABELS = {
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -68,8 +73,12 @@ def one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> di
     return found[0]
 
 
+def pod_template(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return one(objects, "Deployment")["spec"]["template"]
+
+
 def pod_spec(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    return one(objects, "Deployment")["spec"]["template"]["spec"]
+    return pod_template(objects)["spec"]
 
 
 def with_workload(props: MlflowChartProps = PROPS, /, **changes: object) -> MlflowChartProps:
@@ -84,7 +93,10 @@ def test_default_objects() -> None:
         [
             "Namespace",
             "ServiceAccount",
+            "ServiceAccount",
             "ConfigMap",
+            "Job",
+            "NetworkPolicy",
             "Deployment",
             "Service",
             "Service",
@@ -217,11 +229,60 @@ def test_allowed_hosts_cover_service_names_and_extras() -> None:
     assert len(hosts) == len(set(hosts))
 
 
+def test_with_the_names_read_back_exactly_those_are_allowed() -> None:
+    names = {"internal": NLB_NAME, "external": EXTERNAL_NLB_NAME}
+    props = replace(PROPS, external=EXTERNAL, load_balancer_dns_names=names)
+    objects = render(props)
+    data = one(objects, "ConfigMap")["data"]
+    hosts = data["MLFLOW_ALLOWED_HOSTS"].split(",")
+    origins = data["MLFLOW_CORS_ALLOWED_ORIGINS"].split(",")
+    assert _matches(hosts, NLB_NAME) and _matches(hosts, EXTERNAL_NLB_NAME)
+    # Another load balancer of the same region (any account's) is neither a host nor an origin.
+    assert not _matches(hosts, OTHER_NLB_NAME)
+    assert not [h for h in hosts if "elb" in h and h not in names.values()], hosts
+    assert _matches(origins, f"http://{NLB_NAME}")  # port 80
+    assert _matches(origins, f"https://{EXTERNAL_NLB_NAME}")  # 443, TLS only
+    for origin in (
+        f"https://{NLB_NAME}",
+        f"http://{EXTERNAL_NLB_NAME}",
+        f"http://{OTHER_NLB_NAME}",
+        f"https://{OTHER_NLB_NAME}",
+    ):
+        assert not _matches(origins, origin), origin
+    # The pods read the ConfigMap at start only: the names on the pod template roll them.
+    annotations = pod_template(objects)["metadata"]["annotations"]
+    assert annotations["mlflow-on-eks/load-balancers"] == (
+        f"external={EXTERNAL_NLB_NAME},internal={NLB_NAME}"
+    )
+    assert "mlflow-on-eks/load-balancers" not in pod_template(render())["metadata"].get(
+        "annotations", {}
+    )
+
+
+def test_load_balancer_objects_are_the_namespace_and_the_load_balancer_services() -> None:
+    chart = MlflowChart(cdk8s.Testing.app(), "test", props=replace(PROPS, external=EXTERNAL))
+    objects = chart.load_balancer_objects()
+    assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
+        ("Namespace", "ml"),
+        ("Service", "mlflow-internal"),
+        ("Service", "mlflow-external"),
+    ]
+    # As the whole chart has them (labels, namespace), so either apply leaves the same objects.
+    assert all(o in chart.to_json() for o in objects)
+    alone = MlflowChart(
+        cdk8s.Testing.app(), "test", props=replace(PROPS, internal_load_balancer=False)
+    )
+    assert [o["kind"] for o in alone.load_balancer_objects()] == ["Namespace"]
+
+
 @pytest.mark.parametrize(
     ("region", "suffix", "name"),
     [("eu-west-1", "amazonaws.com", NLB_NAME), ("cn-north-1", "amazonaws.com.cn", NLB_NAME_CN)],
 )
-def test_the_load_balancers_own_names_are_allowed(region: str, suffix: str, name: str) -> None:
+def test_without_names_every_nlb_name_of_the_region_is_allowed(
+    region: str, suffix: str, name: str
+) -> None:
+    """A chart applied on its own (no names read back) cannot know its load balancers' names."""
     props = replace(PROPS, region=region, url_suffix=suffix)
     hosts = one(render(props), "ConfigMap")["data"]["MLFLOW_ALLOWED_HOSTS"].split(",")
     assert _matches(hosts, name)
@@ -260,21 +321,49 @@ def test_internal_only_origins_are_plain_http() -> None:
     assert not _matches(origins, f"https://{NLB_NAME}")
 
 
-def test_deployment_runs_migrate_then_serve_from_the_same_image() -> None:
-    spec = pod_spec(render())
+def test_the_job_migrates_and_the_pods_wait_for_it_then_serve_from_the_same_image() -> None:
+    objects = render()
+    job = one(objects, "Job")
+    assert job["metadata"]["name"] == "mlflow-migrate-0123456789"
+    job_spec = job["spec"]["template"]["spec"]
+    [migrate] = job_spec["containers"]
+    spec = pod_spec(objects)
     [init] = spec["initContainers"]
     server, exporter = spec["containers"]
-    assert (init["name"], init["args"]) == ("migrate", ["migrate"])
+    assert migrate["args"] == ["migrate"]
+    assert (init["name"], init["args"]) == ("wait-schema", ["wait-schema"])
+    assert env_of(init) == {
+        "MLFLOW_MIGRATION_LOGS_COMMAND": "kubectl -n ml logs job/mlflow-migrate-0123456789"
+    }
     assert (server["name"], server["args"]) == ("server", ["serve"])
     assert (exporter["name"], exporter["args"]) == ("metrics", ["metrics"])
     assert exporter["ports"] == [{"containerPort": 9464}]
-    for container in (init, server, exporter):
+    for container in (migrate, init, server, exporter):
         assert "command" not in container, "the image's entrypoint runs"
         assert container["image"] == PROPS.image
-    assert spec["serviceAccountName"] == "mlflow"
-    for container in (init, server, exporter):
         assert container["envFrom"] == [{"configMapRef": {"name": "mlflow-config"}}]
-        assert "env" not in container or not any("PASSWORD" in e["name"] for e in container["env"])
+        assert not [e for e in container.get("env", []) if "PASSWORD" in e["name"]]
+    # Each its own identity: only the Job's may read the master login.
+    assert spec["serviceAccountName"] == "mlflow"
+    assert job_spec["serviceAccountName"] == "mlflow-migrate"
+    account = one(objects, "ServiceAccount", "mlflow-migrate")
+    assert account["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": PROPS.migrate_role_arn
+    }
+    assert env_of(migrate) == {"MLFLOW_DB_ADMIN_SECRET_ID": PROPS.db_admin_secret_id}
+    assert "MLFLOW_DB_ADMIN_SECRET_ID" not in one(objects, "ConfigMap")["data"]
+    # Retried, bounded, kept until the next revision replaces it (its log, a re-run after a
+    # password rotation); never selected by a Service.
+    assert job["spec"]["backoffLimit"] == 2
+    assert job["spec"]["activeDeadlineSeconds"] == 3600
+    assert "ttlSecondsAfterFinished" not in job["spec"]
+    assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == (
+        "mlflow-migrate"
+    )
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container.get("env", [])}
 
 
 def test_containers_are_locked_down() -> None:
@@ -426,7 +515,7 @@ def test_no_external_service_by_default() -> None:
 
 
 def test_network_policy_limits_egress_to_dns_db_and_https() -> None:
-    policy = one(render(), "NetworkPolicy")["spec"]
+    policy = one(render(), "NetworkPolicy", "mlflow")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     egress = {(p["protocol"], p["port"]) for rule in policy["egress"] for p in rule["ports"]}
     assert egress == {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 443)}
@@ -437,7 +526,7 @@ def test_metrics_port_admits_pods_of_the_cluster_only_by_default() -> None:
     clients); the metrics port only to pods: an empty namespaceSelector is every namespace of
     the cluster, and a selector never matches a VPC address or a load balancer. It used to be
     one rule admitting both ports from anywhere."""
-    policy = one(render(), "NetworkPolicy")["spec"]
+    policy = one(render(), "NetworkPolicy", "mlflow")["spec"]
     assert policy["ingress"] == [
         {"ports": [{"port": 5000, "protocol": "TCP"}]},
         {"ports": [{"port": 9464, "protocol": "TCP"}], "from": [{"namespaceSelector": {}}]},
@@ -449,7 +538,9 @@ def test_metrics_port_admits_the_named_scrapers() -> None:
         namespace_labels={"kubernetes.io/metadata.name": "monitoring"},
         pod_labels={"app.kubernetes.io/name": "prometheus"},
     )
-    policy = one(render(with_workload(metrics_scrapers=scrapers)), "NetworkPolicy")["spec"]
+    policy = one(render(with_workload(metrics_scrapers=scrapers)), "NetworkPolicy", "mlflow")[
+        "spec"
+    ]
     server, metrics = policy["ingress"]
     assert server == {"ports": [{"port": 5000, "protocol": "TCP"}]}
     # One peer with both selectors: those pods in those namespaces (two peers would admit
@@ -462,7 +553,7 @@ def test_metrics_port_admits_the_named_scrapers() -> None:
     ]
     # Pod labels alone: those pods in any namespace, not only the server's own.
     alone = MetricsScrapersProps(pod_labels={"app": "prometheus"})
-    policy = one(render(with_workload(metrics_scrapers=alone)), "NetworkPolicy")["spec"]
+    policy = one(render(with_workload(metrics_scrapers=alone)), "NetworkPolicy", "mlflow")["spec"]
     assert policy["ingress"][1]["from"] == [
         {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "prometheus"}}}
     ]
@@ -495,3 +586,15 @@ def test_autoscaler_always_owns_replicas(max_replicas: int | None, bounds: tuple
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == bounds
     assert hpa["spec"]["scaleTargetRef"]["name"] == "mlflow"
     assert "replicas" not in one(objects, "Deployment")["spec"]
+
+
+def test_the_migration_job_reaches_only_dns_the_database_and_https() -> None:
+    policy = one(render(), "NetworkPolicy", "mlflow-migrate")["spec"]
+    assert policy["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "mlflow-migrate",
+        "app.kubernetes.io/instance": "mlflow",
+    }
+    assert policy["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in policy
+    ports = sorted((p["protocol"], p["port"]) for r in policy["egress"] for p in r["ports"])
+    assert ports == [("TCP", 53), ("TCP", 443), ("TCP", 5432), ("UDP", 53)]
+    assert not [r for r in policy["egress"] if r.get("to")]

@@ -92,6 +92,10 @@ def test_database_on_an_imported_vpc_uses_its_private_subnets() -> None:
     assert group["Properties"]["SubnetIds"] == list(SUBNETS)
 
 
+def template_id(stack: cdk.Stack, construct: Any) -> str:
+    return stack.get_logical_id(construct.node.default_child)
+
+
 def test_database_with_your_own_security_group_and_secret() -> None:
     stack = bare_stack()
     vpc = NETWORK.import_into(stack)
@@ -102,7 +106,10 @@ def test_database_with_your_own_security_group_and_secret() -> None:
     )
     result = template(stack)
     assert not resources_of(result, "AWS::EC2::SecurityGroup")
-    assert not resources_of(result, "AWS::SecretsManager::Secret")
+    # Your master login; the server's own login is always generated.
+    assert set(resources_of(result, "AWS::SecretsManager::Secret")) == {
+        template_id(stack, database.server_login_secret)
+    }
     [instance] = resources_of(result, "AWS::RDS::DBInstance").values()
     assert instance["Properties"]["VPCSecurityGroups"] == ["sg-0fedcba9876543210"]
     assert SECRET_ARN in json.dumps(instance["Properties"]["MasterUserPassword"])
@@ -217,16 +224,17 @@ def test_tracking_server_alone_with_your_own_bucket_and_secret() -> None:
         auth=MlflowAuth(stack, "Auth"),
         workload=WorkloadProps(namespace="team-ml", replicas=3),
     )
-    [policy] = [
-        p
+    policies = {
+        key: json.dumps(p["Properties"]["PolicyDocument"]["Statement"])
         for key, p in resources_of(template(stack), "AWS::IAM::Policy").items()
-        if key.startswith("MlflowRole")
-    ]
-    statements = json.dumps(policy["Properties"]["PolicyDocument"]["Statement"])
-    # Your secret (attached to the instance, so the server reads what RDS was given) and your
-    # bucket's artifact prefix.
-    assert json.dumps(stack.resolve(database.secret.secret_arn)) in statements
-    assert "team-ml-artifacts/artifacts/*" in statements
+    }
+    [server_policy] = [v for k, v in policies.items() if k.startswith("MlflowRolesServer")]
+    [migrate_policy] = [v for k, v in policies.items() if k.startswith("MlflowRolesMigrate")]
+    # Your master login (attached to the instance, so the Job reads what RDS was given) for
+    # the migration Job only; your bucket's artifact prefix for the server.
+    master = json.dumps(stack.resolve(database.secret.secret_arn))
+    assert master in migrate_policy and master not in server_policy
+    assert "team-ml-artifacts/artifacts/*" in server_policy
     config = next(o for o in server.chart.to_json() if o["kind"] == "ConfigMap")
     assert config["metadata"]["namespace"] == "team-ml"
     assert config["data"]["MLFLOW_ARTIFACTS_DESTINATION"] == "s3://team-ml-artifacts/artifacts"
@@ -271,7 +279,8 @@ def test_deploy_check_can_be_left_out_of_a_library_stack() -> None:
     assert server.deploy_check is None
     resources = template(cdk.Stack.of(server))["Resources"]
     assert not [r for r in resources.values() if r["Type"].startswith("AWS::CloudFormation::Wait")]
-    assert [o["kind"] for o in server.review_manifests() if o["kind"] == "Job"] == []
+    jobs = [o["metadata"]["name"] for o in server.review_manifests() if o["kind"] == "Job"]
+    assert [name.rsplit("-", 1)[0] for name in jobs] == ["mlflow-migrate"]
     # The load balancer's address is still read back for the outputs.
     assert set(server.load_balancer_hosts) == {"internal"}
 

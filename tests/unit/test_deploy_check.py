@@ -54,8 +54,11 @@ def _one(synth: Synth, type_: str) -> tuple[str, dict[str, Any]]:
 def _manifests(synth: Synth) -> tuple[tuple[str, dict], tuple[str, dict]]:
     """(workload manifest, deploy check manifest), told apart by what they apply."""
     found = resources_of(synth.templates["Mlflow"], MANIFEST)
-    check = [(k, r) for k, r in found.items() if '\\"kind\\":\\"Job\\"' in json.dumps(r)]
-    workload = [(k, r) for k, r in found.items() if (k, r) not in check]
+    check = [(k, r) for k, r in found.items() if "-verify-" in json.dumps(r)]
+    # The load balancers' own manifest, applied before both, aside.
+    workload = [
+        (k, r) for k, r in found.items() if (k, r) not in check and "LoadBalancers" not in k
+    ]
     assert len(check) == 1 and len(workload) == 1, sorted(found)
     return workload[0], check[0]
 
@@ -65,7 +68,13 @@ def _depends_on(resource: dict[str, Any]) -> set[str]:
 
 
 def _job(synth: Synth) -> dict[str, Any]:
-    return synth.object("Job")
+    """The deploy check's Job (the migration Job is the chart's other one)."""
+    [job] = _verify_jobs(synth)
+    return job
+
+
+def _verify_jobs(synth: Synth) -> list[dict[str, Any]]:
+    return [j for j in synth.objects("Job") if "-verify-" in j["metadata"]["name"]]
 
 
 def _env(container: dict[str, Any]) -> dict[str, str]:
@@ -79,8 +88,10 @@ def test_the_steps_run_in_order(synth: SynthFn) -> None:
     s = synth("default")
     (workload_id, _), (check_id, check) = _manifests(s)
     internal = _values(s)["service/mlflow-internal"]
-    # The read starts only once the workload is applied.
-    assert workload_id in _depends_on(internal)
+    # The load balancer's name is read once its Service is applied (before the workload,
+    # whose ConfigMap names it).
+    [load_balancers] = [k for k in resources_of(s.templates["Mlflow"], MANIFEST) if "LoadBal" in k]
+    assert _depends_on(internal) == {load_balancers}
     # The Job is applied after the workload, with the load balancer's name in its targets.
     assert workload_id in _depends_on(check)
     targets = _env(_job(s)["spec"]["template"]["spec"]["containers"][0])["MLFLOW_VERIFY_TARGETS"]
@@ -166,7 +177,7 @@ def test_the_rollout_budget_covers_a_first_deploy(each_config: Synth) -> None:
     deployment = each_config.object("Deployment")
     spec = deployment["spec"]
     [server] = [c for c in spec["template"]["spec"]["containers"] if c["name"] == "server"]
-    [migrate] = spec["template"]["spec"]["initContainers"]
+    [wait_schema] = spec["template"]["spec"]["initContainers"]
     config = each_config.object("ConfigMap")["data"]
     snapshot = "MLFLOW_DB_INSTANCE_ID" in config
     terms = {
@@ -181,12 +192,20 @@ def test_the_rollout_budget_covers_a_first_deploy(each_config: Synth) -> None:
     )
     assert first["a node launched for it"] == contract.NODE_LAUNCH_SECONDS > 0
     assert first["the image pulled"] == contract.IMAGE_PULL_SECONDS > 0
-    assert first["migrate: the migration"] == contract.MIGRATION_SECONDS > 0
-    assert first["migrate: secret reads, then the database wait"] > float(
+    assert first["the migration Job: the migration"] == contract.MIGRATION_SECONDS > 0
+    assert first["the migration Job: secret reads, then the database wait"] > float(
         config["MLFLOW_DB_WAIT_SECONDS"]
     )
-    assert ("migrate: the snapshot before the upgrade" in first) is snapshot
-    assert migrate["args"] == ["migrate"]  # what the migrate terms are for
+    assert ("the migration Job: the snapshot before the upgrade" in first) is snapshot
+    # What the first pod waits for: the Job that migrates, with the snapshot guard's settings.
+    assert wait_schema["args"] == ["wait-schema"]
+    [job] = [j for j in each_config.objects("Job") if "-migrate-" in j["metadata"]["name"]]
+    [migrate] = job["spec"]["template"]["spec"]["containers"]
+    assert migrate["args"] == ["migrate"]
+    cpu = _millicores(migrate["resources"]["requests"]["cpu"])
+    assert first["the migration Job: Python and MLflow started"] == (
+        contract.START_CPU_SECONDS / (cpu / 1000)
+    )
     assert spec["progressDeadlineSeconds"] >= sum(first.values())
     if not each_config.settings.deploy_check.enabled:
         return
@@ -209,8 +228,10 @@ def test_every_read_and_the_job_follow_the_revision(synth: SynthFn) -> None:
     revision = s.deployment.mlflow.tracking_server.revision
     assert len(revision) == 12 and int(revision, 16) >= 0
     # CloudFormation re-runs a custom resource only when a property changes.
+    # (The load balancers' names follow their own Services: test_stacks.)
     for value in _values(s).values():
-        assert value["Properties"]["Revision"] == revision
+        if value["Properties"]["ObjectType"] != "service":
+            assert value["Properties"]["Revision"] == revision
     job = _job(s)
     assert job["metadata"]["name"] == f"mlflow-verify-{revision}"
     # Wait conditions cannot be updated: new logical IDs per revision.
@@ -242,7 +263,7 @@ def test_finished_jobs_are_removed_but_survive_a_rollback(synth: SynthFn) -> Non
 
 def test_job_is_never_selected_as_a_server(each_config: Synth) -> None:
     if not each_config.settings.deploy_check.enabled:
-        assert not each_config.objects("Job")
+        assert not _verify_jobs(each_config)
         return
     labels = _job(each_config)["spec"]["template"]["metadata"]["labels"]
     selectors = [s["spec"]["selector"] for s in each_config.objects("Service")]
@@ -334,7 +355,8 @@ def test_the_job_reads_its_rollout_as_its_own_service_account(each_config: Synth
     assert not each_config.objects("ClusterRole") and not each_config.objects("ClusterRoleBinding")
     # Applied before the Job, in the same manifest: its pod starts with its account in place.
     kinds = [o["kind"] for o in each_config.manifests]
-    job = kinds.index("Job")
+    names = [o["metadata"]["name"] for o in each_config.manifests]
+    job = names.index(_job(each_config)["metadata"]["name"])
     assert {"ServiceAccount", "Role", "RoleBinding"} <= set(
         kinds[kinds.index("HorizontalPodAutoscaler") : job]
     )
@@ -400,7 +422,8 @@ def test_turning_it_off_leaves_the_addresses(synth: SynthFn) -> None:
     assert s.settings.deploy_check.enabled is False
     assert not resources_of(s.templates["Mlflow"], "AWS::CloudFormation::WaitCondition")
     assert not resources_of(s.templates["Mlflow"], "AWS::CloudFormation::WaitConditionHandle")
-    assert not s.objects("Job") and not s.objects("Role")
+    assert not [j for j in s.objects("Job") if "-verify-" in j["metadata"]["name"]]
+    assert not s.objects("Role")
     assert "DeployCheckLogsCommand" not in s.templates["Mlflow"]["Outputs"]
     assert s.deployment.mlflow.tracking_server.deploy_check is None
 

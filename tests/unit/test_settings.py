@@ -94,12 +94,55 @@ def test_authentication_is_on_by_default() -> None:
     assert (auth.enabled, auth.default_permission, auth.admin_username) == (True, "READ", "admin")
 
 
-def test_anonymous_external_exposure_needs_the_explicit_opt_in() -> None:
+def test_sign_in_off_is_confirmed_for_every_way_in() -> None:
+    everything = ["cluster", "internal", "external"]
+    raw = {**external(), "auth": {"enabled": False, "allow_anonymous_through": everything}}
+    assert parse_settings(raw).auth.allow_anonymous_through == everything
+    # In the cluster only: the one way in is named.
+    raw = {
+        "exposure": {"internal": False},
+        "auth": {"enabled": False, "allow_anonymous_through": ["cluster"]},
+    }
+    assert parse_settings(raw).auth.enabled is False
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        # The internal load balancer alone used to pass unconfirmed: the whole VPC got in.
+        ({}, "does not name cluster, internal while auth.enabled is false"),
+        ({"allow_anonymous_through": ["cluster"]}, "the VPC and every network routed to it"),
+        ({"allow_anonymous_through": ["internal"]}, "every pod of the cluster"),
+        (
+            {**external(), "allow_anonymous_through": ["cluster", "internal"]},
+            "anyone from exposure.external.allowed_cidrs",
+        ),
+        (
+            {"allow_anonymous_through": ["cluster", "internal", "external"]},
+            "names external, which this deployment does not have",
+        ),
+    ],
+)
+def test_an_unconfirmed_way_in_fails_with_what_to_set(raw: dict, message: str) -> None:
+    exposure = raw.pop("exposure", {})
+    raw = {"exposure": exposure, "auth": {"enabled": False, **raw}}
+    with pytest.raises(ConfigError) as error:
+        parse_settings(raw)
+    assert "auth.allow_anonymous_through: " in str(error.value)
+    assert message in str(error.value)
+    if "does not name" in message:
+        assert "confirm with allow_anonymous_through: [cluster, internal" in str(error.value)
+
+
+def test_the_old_external_confirmation_says_where_it_went() -> None:
     raw = {**external(allow_anonymous=True), "auth": {"enabled": False}}
-    settings = parse_settings(raw)
-    assert settings.exposure.external.allow_anonymous is True
-    # Inside the VPC only, no confirmation is asked for.
-    assert parse_settings({"auth": {"enabled": False}}).auth.enabled is False
+    with pytest.raises(ConfigError) as error:
+        parse_settings(raw)
+    assert (
+        "exposure.external.allow_anonymous: unknown key; sign-in off is now confirmed for "
+        "every way in" in str(error.value)
+    )
+    assert "auth.allow_anonymous_through" in str(error.value)
 
 
 def test_open_internet_needs_the_explicit_opt_in() -> None:
@@ -300,10 +343,14 @@ BAD = [
     ({"auth": {"enabeld": False}}, "auth.enabeld", "did you mean 'enabled'"),
     (
         {**external(), "auth": {"enabled": False}},
-        "exposure.external.allow_anonymous",
-        "anyone in allowed_cidrs",
+        "auth.allow_anonymous_through",
+        "anyone from every pod of the cluster",
     ),
-    (external(allow_anonymous=True), "exposure.external.allow_anonymous", "nothing anonymous"),
+    (
+        {"auth": {"allow_anonymous_through": ["cluster"]}},
+        "auth.allow_anonymous_through",
+        "nothing anonymous",
+    ),
     ({"gc": {"schedule": "daily"}}, "gc.schedule", "five cron fields"),
     ({"gc": {"schedule": "17 3 * *"}}, "gc.schedule", "five cron fields"),
     ({"gc": {"older_than": "30 days"}}, "gc.older_than", "#d#h#m#s"),
@@ -501,13 +548,13 @@ def test_rules_across_sections_run_when_the_sections_are_valid() -> None:
 
 
 def test_cross_field_rules_run_beside_field_errors() -> None:
-    """A missing certificate and an open range are both reported though another field of the
-    same section is invalid, and a rule that reads an invalid field is skipped, not crashed."""
-    raw = external(allowed_cidrs=["0.0.0.0/0"], certificate_arn=None, allow_anonymous="maybe")
+    """A missing certificate and an open range are both reported though another key of the
+    same section is wrong, and a rule that reads an invalid field is skipped, not crashed."""
+    raw = external(allowed_cidrs=["0.0.0.0/0"], certificate_arn=None, allow_anonymous=True)
     with pytest.raises(ConfigError) as caught:
         parse_settings(raw)
     message = str(caught.value)
-    assert "exposure.external.allow_anonymous: Input should be a valid boolean" in message
+    assert "exposure.external.allow_anonymous: unknown key; sign-in off is now" in message
     assert "exposure.external.certificate_arn: is required with enabled: true" in message
     assert "exposure.external.allowed_cidrs: 0.0.0.0/0 opens MLflow's sign-in" in message
     with pytest.raises(ConfigError) as caught:

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from mlflow_on_eks.constructs_lib.tracking_server import SNAPSHOT_PREFIX
+from mlflow_on_eks.constructs_lib.workload_roles import SNAPSHOT_PREFIX
 
 from config import Settings
 from tests.conftest import Synth, primary_database, resources_of
@@ -32,7 +32,11 @@ def _list(value: Any) -> list[Any]:
 def test_on_by_default_with_the_primary_instance(synth: SynthFn) -> None:
     assert Settings().database.snapshot_before_upgrade is True
     s = synth("default")
-    instance_id = s.object("ConfigMap", "mlflow-config")["data"]["MLFLOW_DB_INSTANCE_ID"]
+    # The migration Job's, not the ConfigMap's: the server never snapshots.
+    assert "MLFLOW_DB_INSTANCE_ID" not in s.object("ConfigMap", "mlflow-config")["data"]
+    [job] = [j for j in s.objects("Job") if "-migrate-" in j["metadata"]["name"]]
+    [migrate] = job["spec"]["template"]["spec"]["containers"]
+    instance_id = {e["name"]: e["value"] for e in migrate["env"]}["MLFLOW_DB_INSTANCE_ID"]
     primary, _ = primary_database(s.templates["Data"])
     assert f"Ref{primary}" in instance_id  # the review form of the data stack's export
 

@@ -261,7 +261,8 @@ def test_pods_that_open_the_database_start_only_where_it_admits_them(new_cluster
     # The server and gc open the database; the deploy check does not, but runs beside them.
     kinds = sorted(name.split("/")[0] for name in specs)
     gc, check = s.settings.gc.enabled, s.settings.deploy_check.enabled
-    assert kinds == ["CronJob"] * gc + ["Deployment"] + ["Job"] * check
+    # The migration Job opens it too.
+    assert kinds == ["CronJob"] * gc + ["Deployment"] + ["Job"] * (1 + check)
     for name, spec in specs.items():
         # MLflow's pool, whose taint they tolerate, on nodes that carry the very group the
         # database admits (never an older node of the pool).
@@ -347,67 +348,6 @@ def test_data_stack_has_termination_protection(each_config: Synth) -> None:
 # --- identity -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("config", ["default", "existing-cluster"])
-def test_each_irsa_trust_is_for_exactly_one_service_account(synth: SynthFn, config: str) -> None:
-    """The server's role trusts `mlflow`; the deploy check's (it signs in as the admin) trusts
-    `mlflow-verify`; each with the STS audience, from the cluster's one issuer."""
-    s = synth(config)
-    ns = s.settings.server.namespace
-    conditions = resources(s, "Mlflow", "Custom::AWSCDKCfnJson")
-    trusted, issuers = {}, set()
-    for key, role in resources(s, "Mlflow", "AWS::IAM::Role").items():
-        if "AssumeRoleWithWebIdentity" not in json.dumps(role["Properties"]):
-            continue
-        [statement] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-        assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
-        assert "Federated" in statement["Principal"]
-        condition = conditions[statement["Condition"]["StringEquals"]["Fn::GetAtt"][0]]
-        value = json.loads(render_intrinsics(condition["Properties"]["Value"]))
-        by_suffix = {k.rsplit(":", 1)[1]: v for k, v in value.items()}
-        assert set(by_suffix) == {"sub", "aud"} and by_suffix["aud"] == "sts.amazonaws.com"
-        trusted[key.split("Role")[0]] = by_suffix["sub"]
-        issuers |= {k.rsplit(":", 1)[0] for k in value}
-    assert trusted == {
-        "TrackingServer": f"system:serviceaccount:{ns}:mlflow",
-        "TrackingServerDeployCheck": f"system:serviceaccount:{ns}:mlflow-verify",
-    }
-    assert len(issuers) == 1
-
-
-def test_server_policy_is_scoped_to_this_bucket_prefix_and_secret(synth: SynthFn) -> None:
-    s = synth("default")
-    policies = resources(s, "Mlflow", "AWS::IAM::Policy")
-    [policy] = [
-        p
-        for p in policies.values()
-        if any("TrackingServerRole" in json.dumps(r) for r in p["Properties"]["Roles"])
-    ]
-    statements = [
-        {**st, "Action": st["Action"] if isinstance(st["Action"], list) else [st["Action"]]}
-        for st in policy["Properties"]["PolicyDocument"]["Statement"]
-    ]
-    for statement in statements:
-        assert statement["Resource"] != "*"
-    s3 = [st for st in statements if any(a.startswith("s3:") for a in st["Action"])]
-    secrets = [st for st in statements if st["Action"][0].startswith("secretsmanager:")]
-    assert len(s3) == 1 and len(secrets) == 1
-    s3_resources = json.dumps(s3[0]["Resource"])
-    assert "Artifacts" in s3_resources and '"/artifacts/*"' in s3_resources
-    assert set(secrets[0]["Action"]) == {
-        "secretsmanager:GetSecretValue",
-        "secretsmanager:DescribeSecret",
-    }
-    assert "DatabaseSecret" in json.dumps(secrets[0]["Resource"])
-    all_actions = {a for st in statements for a in st["Action"]}
-    assert not any(a.startswith(("iam:", "ec2:", "kms:")) for a in all_actions)
-    # RDS: only the snapshot before a schema upgrade (tests/unit/test_snapshot_templates.py).
-    assert {a for a in all_actions if a.startswith("rds:")} == {
-        "rds:CreateDBSnapshot",
-        "rds:AddTagsToResource",
-        "rds:DescribeDBSnapshots",
-    }
-
-
 # --- image and workloads ---------------------------------------------------------------------
 
 
@@ -438,8 +378,10 @@ def test_deployment_uses_service_account_and_asset_image(each_config: Synth) -> 
 
 def test_manifest_is_applied_in_the_server_stack(each_config: Synth) -> None:
     manifests = resources(each_config, "Mlflow", "Custom::AWSCDK-EKS-KubernetesResource")
-    # The workload, and the deploy check's Job after it.
-    assert len(manifests) == (2 if each_config.settings.deploy_check.enabled else 1)
+    # The load balancers (when there is one), the workload, and the deploy check's Job after it.
+    exposure = each_config.settings.exposure
+    expected = 1 + (exposure.internal or exposure.external.enabled)
+    assert len(manifests) == expected + each_config.settings.deploy_check.enabled
     if "Cluster" in each_config.templates:
         cluster = each_config.templates["Cluster"]["Resources"]
         assert not [
@@ -448,6 +390,48 @@ def test_manifest_is_applied_in_the_server_stack(each_config: Synth) -> None:
             if r["Type"] == "Custom::AWSCDK-EKS-KubernetesResource"
             and "Deployment" in json.dumps(r)
         ]
+
+
+def test_the_load_balancers_come_first_and_the_server_allows_their_names_only(
+    each_config: Synth,
+) -> None:
+    exposure = each_config.settings.exposure
+    kinds = ["internal"] * exposure.internal + ["external"] * exposure.external.enabled
+    template = each_config.templates["Mlflow"]["Resources"]
+    found = {k: r for k, r in template.items() if k.startswith("TrackingServerLoadBalancers")}
+    reads = {
+        k: r
+        for k, r in template.items()
+        if r["Type"] == "Custom::AWSCDK-EKS-KubernetesObjectValue" and "LoadBalancerHost" in k
+    }
+    data = each_config.object("ConfigMap", "mlflow-config")["data"]
+    hosts = data["MLFLOW_ALLOWED_HOSTS"].split(",")
+    assert not [h for h in hosts if ".elb." in h], "a pattern of names, not the names"
+    named = sorted(h for h in hosts if h.startswith("${GetAtt:"))
+    if not kinds:
+        assert (found, reads, named) == ({}, {}, [])
+        return
+    [(manifest_id, manifest)] = found.items()
+    # Retained: removing it in the rollback of the deploy that added it would delete the
+    # namespace, with everything in it.
+    assert manifest["DeletionPolicy"] == "Retain"
+    applied = json.dumps(manifest["Properties"]["Manifest"])
+    assert '\\"kind\\":\\"Namespace\\"' in applied
+    assert "Deployment" not in applied and "ConfigMap" not in applied
+    # Each name is read once its Service is applied, again whenever the Services change, and
+    # the server's allowed names are those reads: none before, none other.
+    assert sorted(
+        k.removeprefix("TrackingServer").split("LoadBalancerHost")[0].lower() for k in reads
+    ) == sorted(kinds)
+    revision = {r["Properties"]["Revision"] for r in reads.values()}
+    assert len(revision) == 1 and revision != {
+        each_config.deployment.mlflow.tracking_server.revision
+    }
+    for read in reads.values():
+        assert manifest_id in read["DependsOn"]
+    assert named == sorted(f"${{GetAtt:{k}.Value}}" for k in reads)
+    # The workload manifest after it (its logical ID unchanged: a new one would replace it).
+    assert manifest_id in template["TrackingServerManifest24C4B115"]["DependsOn"]
 
 
 def test_new_cluster_is_auto_mode_with_a_matching_kubectl_layer(synth: SynthFn) -> None:
@@ -512,7 +496,13 @@ def test_config_map_carries_endpoints_but_no_secret(each_config: Synth) -> None:
     data = each_config.object("ConfigMap")["data"]
     assert data["MLFLOW_DB_ENGINE"] == each_config.settings.database.engine
     assert data["MLFLOW_DB_SECRET_ID"].startswith("${")
-    assert "DatabaseSecret" in data["MLFLOW_DB_SECRET_ID"]
+    # The server's own login; the master's is the migration Job's alone.
+    assert "DatabaseServerLogin" in data["MLFLOW_DB_SECRET_ID"]
+    assert "MLFLOW_DB_ADMIN_SECRET_ID" not in data
+    [job] = [j for j in each_config.objects("Job") if "-migrate-" in j["metadata"]["name"]]
+    [migrate] = job["spec"]["template"]["spec"]["containers"]
+    admin = {e["name"]: e["value"] for e in migrate["env"]}["MLFLOW_DB_ADMIN_SECRET_ID"]
+    assert "DatabaseSecret" in admin and "ServerLogin" not in admin
     assert data["MLFLOW_ARTIFACTS_DESTINATION"].startswith("s3://${")
     assert not any("password" in key.lower() for key in data)
     assert not each_config.objects("Secret")

@@ -42,3 +42,21 @@ def test_a_replica_that_stays_behind_fails_with_both_revisions(monkeypatch, engi
     assert "read replica" in message and "not ready after 3 attempts" in message
     assert "0584bdc529eb" in message and HEAD in message and "replication lag" in message
     assert "not ready (attempt 1/3)" in caplog.text
+
+
+def test_a_login_the_replica_has_not_replayed_yet_is_lag_too(monkeypatch, engine):
+    """The migration Job makes (or re-passwords) the server's login on the primary; a replica
+    that refuses it a moment later is behind, not a wrong secret."""
+    _revisions(monkeypatch, [HEAD])
+    refusals = iter([Exception("(1045, \"Access denied for user 'mlflow_server'@'10.0.0.9'\")")])
+
+    def probe(_engine):
+        for refusal in refusals:
+            raise refusal
+
+    monkeypatch.setattr(wait, "probe", probe)
+    sleeps = []
+    replica.wait_until_ready(
+        engine, wait.RetryPolicy(5, 8.0), ca_bundle="/ca.pem", sleep=sleeps.append
+    )
+    assert sleeps == [1.0]

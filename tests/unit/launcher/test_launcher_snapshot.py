@@ -318,6 +318,6 @@ def test_off_warns_and_lets_the_migration_go(caplog):
 
 
 def test_the_server_role_may_create_exactly_the_launchers_snapshots():
-    from mlflow_on_eks.constructs_lib.tracking_server import SNAPSHOT_PREFIX
+    from mlflow_on_eks.constructs_lib.workload_roles import SNAPSHOT_PREFIX
 
     assert snapshot.PREFIX == SNAPSHOT_PREFIX

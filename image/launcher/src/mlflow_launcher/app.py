@@ -13,9 +13,10 @@ upgrade of MLflow that moves them fails those tests instead of passing silently:
   (`_bound_password_checks`);
 - a proxied download learns the object's size before it fetches it into scratch space
   (`_bound_downloads`);
-- with a read replica, the reads MLflow's permission checks make go to the primary
-  (`_permission_reads_on_primary`): a run created a moment ago is not on the replica yet, and
-  a non-admin's write to it would otherwise be refused (403) until the replica caught up.
+- with a read replica, only searches read it (`_replica_for_searches`): a run created a
+  moment ago is not on the replica yet, and a write to it (which reads it first), the
+  permission check of a non-admin's write, and the client's read back of it would otherwise
+  fail until the replica caught up.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import posixpath
 import tempfile
 import threading
 from collections.abc import Iterator
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +48,27 @@ AUTH_ENV = "MLFLOW_ON_EKS_AUTH"
 """Set by `serve` to `basic-auth` when authentication is on; unset, the app has none."""
 BASIC_AUTH = "basic-auth"
 
-_PRIMARY_READS: ContextVar[bool] = ContextVar("mlflow_on_eks_primary_reads", default=False)
+# The Flask views (mlflow.server.handlers, named after their functions) whose reads go to the
+# replica: searches, most of the read load (the UI's lists and charts too). Any other view reads
+# the primary: a write reads what it changes (create_run its experiment, log_metric with a model
+# its run), and MLflow's client reads back one thing it just wrote (end_run the run, to print
+# its URL; log_artifact the run's artifact URI; a registry update the model, to refuse prompts).
+REPLICA_VIEWS = (
+    "_search_",
+    "_deprecated_search_",
+    "_batch_get_",
+    "_query_trace_metrics",
+    "_calculate_trace_filter_correlation",
+    "_graphql",
+    "get_metric_history_bulk_interval",
+)
 
 
 def create_app() -> Guard:
     limits = limits_module.load(os.environ)
     slots = Slots(Path(tempfile.gettempdir()) / SLOTS_DIRECTORY, limits.transfers)
     _bound_downloads()
+    _replica_for_searches()
     if os.environ.get(AUTH_ENV) != BASIC_AUTH:
         from mlflow.server.fastapi_app import app
 
@@ -62,7 +76,6 @@ def create_app() -> Guard:
 
     from mlflow.server import auth
 
-    _permission_reads_on_primary(auth)
     _bound_password_checks(auth.store, threading.BoundedSemaphore(limits.sign_in_checks))
     app = auth.create_app()
     gate = SignInGate(
@@ -161,53 +174,29 @@ def _tree_size(repository: Any, path: str | None) -> int:
     return sum(f.file_size or 0 for f in repository._iter_artifacts_recursive(path or ""))
 
 
-def _permission_reads_on_primary(auth: Any) -> None:
-    """Route the reads of MLflow's permission checks (Flask's before-request hook and the
-    FastAPI middleware's validators) to the primary; the stores' other reads still go to the
-    replica. Must run before `auth.create_app()` registers the hook, and before the first
+def _replica_for_searches() -> None:
+    """Send to the replica only the reads of the views in REPLICA_VIEWS (MLflow's permission
+    checks of them included: they read the rows the search will). Must run before the first
     store is made."""
+    from flask import has_request_context, request
     from mlflow.store.db import utils
+    from mlflow.store.model_registry import sqlalchemy_store as registry
+
+    def on_replica() -> bool:
+        return has_request_context() and (request.endpoint or "").startswith(REPLICA_VIEWS)
 
     def routing_session_maker(write_session_maker: Any, read_session_maker: Any, db_type: str):
-        # mlflow.store.db.utils._get_routing_session_maker, plus the primary-reads switch.
+        # mlflow.store.db.utils._get_routing_session_maker, with on_replica deciding reads.
         write = utils._get_managed_session_maker(write_session_maker, db_type)
         read = utils._get_managed_session_maker(read_session_maker, db_type)
 
         @contextlib.contextmanager
         def make_managed_session(read_only: bool = True) -> Iterator[Any]:
-            on_replica = read_only and not _PRIMARY_READS.get()
-            with (read if on_replica else write)(read_only=read_only) as session:
+            with (read if read_only and on_replica() else write)(read_only=read_only) as session:
                 yield session
 
         return make_managed_session
 
+    # The tracking store looks it up here when it is made; the registry store imported it.
     utils._get_routing_session_maker = routing_session_maker
-
-    before_request = auth._before_request
-
-    def _before_request() -> Any:
-        token = _PRIMARY_READS.set(True)
-        try:
-            return before_request()
-        finally:
-            _PRIMARY_READS.reset(token)
-
-    auth._before_request = _before_request
-
-    find_validator = auth._find_fastapi_validator
-
-    def _find_fastapi_validator(*args: Any, **kwargs: Any) -> Any:
-        validator = find_validator(*args, **kwargs)
-        if validator is None:
-            return None
-
-        async def on_primary(*validator_args: Any, **validator_kwargs: Any) -> Any:
-            token = _PRIMARY_READS.set(True)
-            try:
-                return await validator(*validator_args, **validator_kwargs)
-            finally:
-                _PRIMARY_READS.reset(token)
-
-        return on_primary
-
-    auth._find_fastapi_validator = _find_fastapi_validator
+    registry._get_routing_session_maker = routing_session_maker

@@ -164,7 +164,7 @@ def _migrations() -> str:
     return str(Path(spec.origin).parent / "server" / "auth" / "db" / "migrations")
 
 
-def _revisions(engine: Engine) -> tuple[str | None, str]:
+def revisions(engine: Engine) -> tuple[str | None, str]:
     """(current, head) of the auth schema (its own Alembic history and version table); a
     current revision a newer MLflow wrote is refused here (schema.refuse_newer), before
     anything changes."""
@@ -188,7 +188,7 @@ def migrate(engine: Engine, before_change: Callable[[SchemaChange], object] | No
     when existing users' schema is about to change."""
     from mlflow.server.auth.db import utils as auth_db
 
-    before, head = _revisions(engine)
+    before, head = revisions(engine)
     if before == head:
         log.info("auth schema already at head %s; nothing to migrate", head)
         return False
@@ -197,7 +197,7 @@ def migrate(engine: Engine, before_change: Callable[[SchemaChange], object] | No
     if before is None and engine.dialect.name == "mysql":
         _initial_revision_for_mysql(engine, auth_db.INITIAL_REVISION)
     auth_db.migrate(engine, head)
-    after, _ = _revisions(engine)
+    after, _ = revisions(engine)
     if after != head:
         raise LauncherError(f"auth migration ended at revision {after}, expected head {head}")
     log.info("migrated the auth schema from %s to head %s", before or "empty", head)
@@ -265,19 +265,19 @@ def require_head(engine: Engine) -> None:
     """The server never migrates the auth schema either: MLflow's workers would race."""
     name = engine.url.database
     try:
-        current, head = _revisions(engine)
+        current, head = revisions(engine)
     except SQLAlchemyError as exc:
         # Most often the database does not exist yet: `migrate` creates it.
         raise LauncherError(
             f"cannot read the auth schema's revision in database {name}: "
-            f"{driver_message(exc)}: run `mlflow-launcher migrate` first (the Deployment's "
-            "initContainer does; it creates the database)"
+            f"{driver_message(exc)}: run `mlflow-launcher migrate` first (the migration "
+            "Job does; it creates the database)"
         ) from None
     if current != head:
         raise LauncherError(
             f"auth schema in database {name} is at revision "
             f"{current or '(none: new database)'}, expected head {head}: run "
-            "`mlflow-launcher migrate` first (the Deployment's initContainer does); the server "
+            "`mlflow-launcher migrate` first (the migration Job does); the server "
             "container never migrates"
         )
     log.info("auth schema at head %s", head)

@@ -12,12 +12,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from mlflow_launcher import (
     auth,
+    dblogin,
     dburl,
     gc,
     metrics,
+    readiness,
     redaction,
     replica,
     schema,
@@ -30,6 +33,7 @@ from mlflow_launcher import (
 )
 from mlflow_launcher.errors import LauncherError
 from mlflow_launcher.guard import limits
+from mlflow_launcher.wait import driver_message
 
 log = logging.getLogger("mlflow_launcher")
 
@@ -94,8 +98,9 @@ def _policy(db: settings.DbSettings) -> wait.RetryPolicy:
     )
 
 
-def _credentials(db: settings.DbSettings) -> secret.Credentials:
-    creds = secret.fetch_credentials(db.secret_id, region=db.region)
+def _credentials(db: settings.DbSettings, secret_id: str | None = None) -> secret.Credentials:
+    """The login in `secret_id` (default: the server's, MLFLOW_DB_SECRET_ID), masked in logs."""
+    creds = secret.fetch_credentials(secret_id or db.secret_id, region=db.region)
     _mask(creds.password, dburl.driver_password(db.engine, creds.password))
     return creds
 
@@ -138,6 +143,14 @@ def cmd_migrate() -> None:
     auth_settings = auth.load(os.environ)
     guard = snapshot.Guard(snapshot.load(os.environ))
     creds = _credentials(db)
+    admin_secret_id = os.environ.get(dblogin.ADMIN_SECRET_ENV, "").strip()
+    if admin_secret_id:
+        # The migration Job: with the master login, make the server's login and give it
+        # MLflow's databases; then migrate as the server's login, which so owns what it makes.
+        admin = _connect(db, _credentials(db, admin_secret_id))
+        databases = [db.name, *([auth_settings.db_name] if auth_settings else [])]
+        dblogin.ensure(admin, creds, databases)
+        admin.dispose()
     _connect(db, creds).dispose()
     # No statement bound for the schema changes (dburl): an ALTER of a large table takes long.
     url = dburl.build_url(db, creds)
@@ -156,6 +169,59 @@ def cmd_migrate() -> None:
         then=migrate_auth if auth_settings else None,
         before_change=guard,
     )
+
+
+def cmd_wait_schema() -> None:
+    """Until the migration Job has made the server's login and brought the schemas to head
+    (the server pod's init container: the server's login, no snapshot, no migration)."""
+    db = settings.load_db(os.environ)
+    auth_settings = auth.load(os.environ)
+    wait_settings = readiness.load(os.environ)
+    creds = _credentials(db)
+    url = dburl.build_url(db, creds, statement=db.network_timeout_seconds)
+    log.info(
+        "waiting for the schemas at head on %s:%s/%s as %s",
+        db.host,
+        db.port,
+        db.name,
+        creds.username,
+    )
+    with wait.engine_for(url) as engine:
+        readiness.wait_for_head(lambda: _behind(engine, db, auth_settings), wait_settings)
+
+
+def _behind(
+    engine: Engine, db: settings.DbSettings, auth_settings: auth.AuthSettings | None
+) -> list[str]:
+    """What is not ready yet, in words; raises what waiting cannot mend (TLS)."""
+    try:
+        wait.probe(engine)
+    except Exception as exc:  # the driver's exception types vary; classify() sorts them
+        fatal = wait.classify(exc, db.ca_bundle)
+        if isinstance(fatal, wait.AuthenticationFailed):
+            # On a first deploy the Job has not made the server's login yet.
+            return [
+                f"the database refuses the server's login (not made yet?): {driver_message(exc)}"
+            ]
+        if fatal is not None:
+            raise fatal from None
+        return [f"the database does not answer: {driver_message(exc)}"]
+    pending = []
+    current, head = schema.current_revision(engine), schema.head_revision()
+    # A newer MLflow's schema is not waited for: no Job of this image will ever change it.
+    schema.refuse_newer("the database schema", current, head, schema.known_revisions())
+    if current != head:
+        pending.append(f"the tracking schema is at {current or '(empty)'}, not head {head}")
+    if auth_settings is not None:
+        try:
+            with wait.engine_for(auth.database_url(engine.url, auth_settings)) as auth_engine:
+                current, head = auth.revisions(auth_engine)
+        except SQLAlchemyError:
+            pending.append(f"the auth database {auth_settings.db_name} is not there yet")
+        else:
+            if current != head:
+                pending.append(f"the auth schema is at {current or '(empty)'}, not head {head}")
+    return pending
 
 
 def cmd_serve() -> None:
@@ -265,6 +331,7 @@ def cmd_verify() -> None:
 
 COMMANDS = {
     "migrate": (cmd_migrate, "bring the database schema to head under an advisory lock"),
+    "wait-schema": (cmd_wait_schema, "wait until the migration Job has the schemas at head"),
     "serve": (cmd_serve, "check the schemas are at head, then exec mlflow server"),
     "local": (cmd_local, "preview the server on SQLite + a local folder (no AWS)"),
     "gc": (cmd_gc, "permanently remove deleted runs and experiments (mlflow gc)"),

@@ -3,8 +3,9 @@ has replayed the primary's schema.
 
 MLflow checks the replica's schema revision once, when each worker opens its store, and stops
 the worker if it differs from head. Right after a migration an RDS replica can lag the primary
-by seconds to minutes; waiting here (bounded, like the wait for the primary) turns that lag
-into a log line instead of a crash loop.
+by seconds to minutes, the server's login (made or changed by the migration Job) included;
+waiting here (bounded, like the wait for the primary) turns that lag into a log line instead
+of a crash loop.
 """
 
 from __future__ import annotations
@@ -32,7 +33,17 @@ def wait_until_ready(
     head = schema.head_revision()
 
     def check() -> None:
-        wait.probe(engine)
+        try:
+            wait.probe(engine)
+        except Exception as exc:  # the driver's exception types vary; classify() sorts them
+            if isinstance(wait.classify(exc, ca_bundle), wait.AuthenticationFailed):
+                # The primary took this login a moment ago: the replica has not replayed the
+                # migration Job's CREATE USER / ALTER USER yet.
+                raise ReplicaBehind(
+                    "it refuses the login the primary accepts: it has not replayed the "
+                    "login's creation or new password yet (replication lag)"
+                ) from None
+            raise
         current = schema.current_revision(engine)
         if current != head:
             raise ReplicaBehind(

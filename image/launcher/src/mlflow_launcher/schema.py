@@ -215,7 +215,7 @@ def require_head(engine: Engine) -> None:
         refuse_newer("the database schema", current, head, known_revisions())
         raise LauncherError(
             f"database schema is at revision {current or '(none: empty database)'}, expected "
-            f"head {head}: run `mlflow-launcher migrate` first (the Deployment's initContainer "
-            "does); the server container never migrates"
+            f"head {head}: run `mlflow-launcher migrate` first (the migration Job does); the "
+            "server container never migrates"
         )
     log.info("schema at head %s", head)

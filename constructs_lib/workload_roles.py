@@ -1,0 +1,172 @@
+"""One IAM role per workload of the chart (IRSA), each allowed exactly what that workload does.
+
+- the server (ServiceAccount `mlflow`): read, write, list and delete objects under the artifact
+  prefix, the S3 actions named one by one (no object versions, retention, legal holds or bucket
+  settings); read the server's database login and the sign-in secrets;
+- the migration Job (`mlflow-migrate`): read the instance's master login and the server's login
+  (it makes the latter); create, tag and list the snapshots it takes before a schema change;
+- the gc CronJob (`mlflow-gc`): read the server's database login and the admin login (it
+  deletes through the server, which deletes the artifacts).
+
+The deploy check's role is DeployCheck's. tests/unit/test_least_privilege.py reads every role's
+policy from the synthesized template and fails on an action outside its workload's list.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+from mlflow_on_eks.constructs_lib.acknowledgements import acknowledge_wildcard_resources
+from mlflow_on_eks.constructs_lib.artifact_store import MlflowArtifactStore
+from mlflow_on_eks.constructs_lib.auth import MlflowAuth
+from mlflow_on_eks.constructs_lib.database import MlflowDatabase
+from mlflow_on_eks.constructs_lib.irsa import irsa_principal
+
+SNAPSHOT_PREFIX = "mlflow-before-"
+"""Snapshots the launcher takes before a schema change (its snapshot module's PREFIX)."""
+
+ARTIFACT_OBJECT_ACTIONS = (
+    "s3:GetObject",  # downloads and HeadObject; presigned download URLs
+    "s3:PutObject",  # uploads, and every step of a (presigned) multipart upload
+    "s3:DeleteObject",  # a deleted artifact's current version; versioning keeps the rest
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+)
+"""What MLflow's S3 artifact repository calls on objects (mlflow/store/artifact/
+s3_artifact_repo.py), by the IAM action each S3 operation needs (Amazon S3 API reference:
+"Policy actions for Amazon S3")."""
+ARTIFACT_BUCKET_ACTIONS = ("s3:ListBucket",)
+"""ListObjectsV2, to list a run's artifacts; under the prefix only (s3:prefix condition)."""
+
+
+class WorkloadRoles(Construct):
+    """The server's, the migration Job's and the gc CronJob's IRSA roles.
+
+    Attributes: `server`, `migrate`, `gc` (iam.Role, or None without gc), and the
+    ServiceAccount names each trusts
+    (`server_account`, `migrate_account`, `gc_account`).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        oidc_provider: iam.IOpenIdConnectProvider,
+        namespace: str,
+        instance: str,
+        database: MlflowDatabase,
+        artifact_store: MlflowArtifactStore,
+        auth: MlflowAuth | None,
+        snapshots: bool,
+        gc: bool,
+    ) -> None:
+        """
+        :param oidc_provider: the cluster's IAM OIDC provider (IRSA trust).
+        :param namespace: of the ServiceAccounts.
+        :param instance: the chart's instance name; the ServiceAccounts are `<instance>`,
+            `<instance>-migrate` and `<instance>-gc`.
+        :param snapshots: the migration Job takes snapshots before a schema change.
+        :param gc: the gc CronJob runs (it has no role otherwise).
+        """
+        super().__init__(scope, id)
+        self.server_account = instance
+        self.migrate_account = f"{instance}-migrate"
+        self.gc_account = f"{instance}-gc"
+
+        def role(id: str, account: str, what: str) -> iam.Role:
+            return iam.Role(
+                self,
+                id,
+                assumed_by=irsa_principal(self, oidc_provider, namespace, account, id),
+                description=f"MLflow {what} ({namespace}/{account}) through IRSA",
+            )
+
+        self.server = role("Server", self.server_account, "server pods")
+        self._grant_artifacts(artifact_store)
+        database.server_login_secret.grant_read(self.server)
+        for secret in auth.secrets if auth else ():
+            secret.grant_read(self.server)
+
+        self.migrate = role("Migrate", self.migrate_account, "migration Job")
+        database.secret.grant_read(self.migrate)
+        database.server_login_secret.grant_read(self.migrate)
+        if snapshots:
+            self._grant_snapshots(database)
+
+        self.gc: iam.Role | None = None
+        if gc:
+            self.gc = role("Gc", self.gc_account, "gc CronJob")
+            database.server_login_secret.grant_read(self.gc)
+            if auth:
+                auth.admin_secret.grant_read(self.gc)
+
+    def _grant_artifacts(self, artifact_store: MlflowArtifactStore) -> None:
+        bucket, prefix = artifact_store.bucket, artifact_store.prefix
+        objects = bucket.arn_for_objects(f"{prefix}/*")
+        self.server.add_to_principal_policy(
+            iam.PolicyStatement(actions=list(ARTIFACT_OBJECT_ACTIONS), resources=[objects])
+        )
+        self.server.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=list(ARTIFACT_BUCKET_ACTIONS),
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}},
+            )
+        )
+        if bucket.encryption_key is not None:  # a bucket of your own, with a KMS key
+            bucket.encryption_key.grant_encrypt_decrypt(self.server)
+        acknowledge_wildcard_resources(
+            _default_policy(self.server),
+            lambda: [objects],
+            "MLflow's artifact proxy reads, writes and deletes any artifact under the "
+            "bucket's artifact prefix (object names are run IDs and paths it cannot know in "
+            "advance); the actions are listed one by one.",
+        )
+
+    def _grant_snapshots(self, database: MlflowDatabase) -> None:
+        """Find the instance's snapshots, and create and tag the launcher's own
+        (SNAPSHOT_PREFIX)."""
+        stack = Stack.of(self)
+
+        def snapshots(name: str) -> str:
+            return stack.format_arn(
+                service="rds",
+                resource="snapshot",
+                resource_name=name,
+                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            )
+
+        instance = database.instance.instance_arn
+        own, any_snapshot = snapshots(f"{SNAPSHOT_PREFIX}*"), snapshots("*")
+        # CreateDBSnapshot needs the instance and the new snapshot ("db*" and "snapshot*" in
+        # the Service Authorization Reference, list_amazonrds.html).
+        self.migrate.add_to_principal_policy(
+            iam.PolicyStatement(actions=["rds:CreateDBSnapshot"], resources=[instance, own])
+        )
+        # Tags land on the launcher's snapshots only: the instance's, copied by RDS
+        # (copy_tags_to_snapshot), are authorized as AddTagsToResource on the new snapshot,
+        # and the launcher then tags it with the upgrade it precedes. Never the instance.
+        # https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/security_iam_id-based-policy-examples-grant-permissions-tags-on-create.html
+        self.migrate.add_to_principal_policy(
+            iam.PolicyStatement(actions=["rds:AddTagsToResource"], resources=[own])
+        )
+        self.migrate.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["rds:DescribeDBSnapshots"], resources=[instance, any_snapshot]
+            )
+        )
+        acknowledge_wildcard_resources(
+            _default_policy(self.migrate),
+            lambda: [own, any_snapshot],
+            "Snapshots before a schema change: the launcher creates only snapshots named "
+            f"{SNAPSHOT_PREFIX}* of this instance, and lists the instance's snapshots (names it "
+            "cannot know in advance: an operator's count too); describing reads no data.",
+        )
+
+
+def _default_policy(role: iam.Role) -> iam.Policy:
+    policy = role.node.try_find_child("DefaultPolicy")
+    assert isinstance(policy, iam.Policy), "a grant above creates the role's default policy"
+    return policy

@@ -1,0 +1,72 @@
+"""`wait-schema`: the server pod's init container waits for the migration Job.
+
+The schemas are migrated by a Job of their own (it alone may read the database's master login
+and take snapshots); the server pods connect with the server's login, which may change nothing
+of the instance but MLflow's databases. Until the Job has brought both schemas to head the
+pods wait here, bounded, and say what they wait for and where its log is; `serve` then checks
+once more and refuses anything but head.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from mlflow_launcher.errors import LauncherError
+
+log = logging.getLogger(__name__)
+
+WAIT_ENV = "MLFLOW_SCHEMA_WAIT_SECONDS"
+LOGS_ENV = "MLFLOW_MIGRATION_LOGS_COMMAND"
+DEFAULT_WAIT_SECONDS = 1500.0
+"""Longer than the migration Job takes when it works: a snapshot before an upgrade (at most
+MLFLOW_SNAPSHOT_TIMEOUT_SECONDS, 660), the migration lock (at most 600) and the migrations.
+After it the container fails and the kubelet starts it again, with its back-off."""
+POLL_SECONDS = 5.0
+REPORT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class ReadinessSettings:
+    wait_seconds: float
+    logs_command: str
+
+
+def load(env: Mapping[str, str]) -> ReadinessSettings:
+    raw = env.get(WAIT_ENV, "").strip() or str(DEFAULT_WAIT_SECONDS)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise LauncherError(
+            f"invalid environment: {WAIT_ENV} must be a positive number, got {raw!r}"
+        )
+    return ReadinessSettings(seconds, env.get(LOGS_ENV, "").strip())
+
+
+def wait_for_head(
+    behind: Callable[[], list[str]],
+    settings: ReadinessSettings,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Until `behind()` (what is not at head yet, in words) is empty, or the wait runs out."""
+    start = clock()
+    reported = start - REPORT_SECONDS
+    while pending := behind():
+        now = clock()
+        if now - start >= settings.wait_seconds:
+            where = f"; its log: {settings.logs_command}" if settings.logs_command else ""
+            raise LauncherError(
+                f"{'; '.join(pending)} after {settings.wait_seconds:g} s: the migration Job has "
+                f"not brought the schemas to head{where} ({WAIT_ENV} sets this wait)"
+            )
+        if now - reported >= REPORT_SECONDS:
+            log.info("waiting for the migration Job: %s", "; ".join(pending))
+            reported = now
+        sleep(POLL_SECONDS)
+    log.info("schemas at head: starting the server")

@@ -1,0 +1,151 @@
+"""Each workload's IAM role, read from the synthesized server stack: it trusts exactly its own
+ServiceAccount, and allows no action outside its workload's list, on no resource but its own.
+
+The lists are what each workload's code calls (constructs_lib/workload_roles.py says why each
+action is there); an action added to a role without adding it here fails.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from mlflow_on_eks.constructs_lib.review import render_intrinsics
+
+from tests.conftest import CONFIGS, Synth, resources_of
+
+SECRET_READ = {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
+ARTIFACT_ACTIONS = {
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+    "s3:ListBucket",
+}
+SNAPSHOT_ACTIONS = {"rds:CreateDBSnapshot", "rds:AddTagsToResource", "rds:DescribeDBSnapshots"}
+ALLOWED = {
+    "mlflow": SECRET_READ | ARTIFACT_ACTIONS,
+    "mlflow-migrate": SECRET_READ | SNAPSHOT_ACTIONS,
+    "mlflow-gc": SECRET_READ,
+    "mlflow-verify": SECRET_READ,
+}
+"""ServiceAccount -> every action its role may allow."""
+SECRETS = {
+    "mlflow": {
+        "DatabaseServerLogin",
+        "AuthAdminCredentials",
+        "AuthFlaskSecretKey",
+        "AuthKekPassphrase",
+    },
+    "mlflow-migrate": {"DatabaseServerLogin", "DatabaseSecret"},
+    "mlflow-gc": {"DatabaseServerLogin", "AuthAdminCredentials"},
+    "mlflow-verify": {"AuthAdminCredentials"},
+}
+"""ServiceAccount -> the secrets (by logical ID prefix) its role may read, with sign-in on."""
+NEVER = (
+    "s3:*",
+    "s3:DeleteObjectVersion",
+    "s3:PutObjectRetention",
+    "s3:PutObjectLegalHold",
+    "s3:BypassGovernanceRetention",
+    "s3:PutBucketPolicy",
+    "s3:PutLifecycleConfiguration",
+    "s3:PutBucketVersioning",
+)
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    actions = statement["Action"]
+    return actions if isinstance(actions, list) else [actions]
+
+
+def _roles(synth: Synth) -> dict[str, dict[str, Any]]:
+    """ServiceAccount -> {"role": id, "statements": [...]} of every IRSA role of the stack."""
+    template = synth.templates["Mlflow"]
+    trusts = {
+        logical_id: {
+            key.rsplit(":", 1)[1]: value
+            for key, value in json.loads(render_intrinsics(resource["Properties"]["Value"])).items()
+        }
+        for logical_id, resource in resources_of(template, "Custom::AWSCDKCfnJson").items()
+    }
+    found: dict[str, dict[str, Any]] = {}
+    for role_id, role in resources_of(template, "AWS::IAM::Role").items():
+        [statement] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        if statement["Action"] != "sts:AssumeRoleWithWebIdentity":
+            continue
+        trust = trusts[statement["Condition"]["StringEquals"]["Fn::GetAtt"][0]]
+        assert set(trust) == {"sub", "aud"} and trust["aud"] == "sts.amazonaws.com", trust
+        prefix = f"system:serviceaccount:{synth.settings.server.namespace}:"
+        assert trust["sub"].startswith(prefix), trust
+        account = trust["sub"].removeprefix(prefix)
+        assert account not in found, f"two roles trust {account}"
+        statements = [
+            st
+            for policy in resources_of(template, "AWS::IAM::Policy").values()
+            if {"Ref": role_id} in policy["Properties"]["Roles"]
+            for st in policy["Properties"]["PolicyDocument"]["Statement"]
+        ]
+        assert not role["Properties"].get("ManagedPolicyArns"), role_id
+        found[account] = {"role": role_id, "statements": statements}
+    return found
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_each_workload_has_its_own_role(synth, config: str) -> None:
+    s = synth(config)
+    roles = _roles(s)
+    expected = {"mlflow", "mlflow-migrate"}
+    expected |= {"mlflow-gc"} if s.settings.gc.enabled else set()
+    # The deploy check signs in as the admin: only then does it read a secret.
+    verify = s.settings.deploy_check.enabled and s.settings.auth.enabled
+    expected |= {"mlflow-verify"} if verify else set()
+    assert set(roles) == expected
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_no_role_allows_an_action_outside_its_workloads_list(synth, config: str) -> None:
+    for account, role in _roles(synth(config)).items():
+        actions = {a for st in role["statements"] for a in _actions(st)}
+        assert actions <= ALLOWED[account], (account, sorted(actions - ALLOWED[account]))
+        assert not [a for a in actions if a in NEVER or "*" in a], (account, actions)
+        for statement in role["statements"]:
+            assert statement["Effect"] == "Allow" and statement["Resource"] != "*"
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_each_role_reads_exactly_its_secrets(synth, config: str) -> None:
+    s = synth(config)
+    for account, role in _roles(s).items():
+        read = {
+            json.dumps(resource)
+            for st in role["statements"]
+            if set(_actions(st)) & SECRET_READ
+            for resource in (
+                st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+            )
+        }
+        names = {name for name in SECRETS[account] if any(name in r for r in read)}
+        expected = {n for n in SECRETS[account] if s.settings.auth.enabled or "Auth" not in n}
+        assert names == expected, (account, read)
+        assert len(read) == len(expected), (account, read)
+
+
+def test_the_server_touches_artifacts_under_its_prefix_only(synth) -> None:
+    server = _roles(synth("default"))["mlflow"]
+    s3 = [st for st in server["statements"] if _actions(st)[0].startswith("s3:")]
+    objects = [st for st in s3 if "s3:ListBucket" not in _actions(st)]
+    [listing] = [st for st in s3 if "s3:ListBucket" in _actions(st)]
+    assert all('"/artifacts/*"' in json.dumps(st["Resource"]) for st in objects)
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["artifacts", "artifacts/*"]}}
+
+
+def test_only_the_migration_job_reads_the_master_login_or_takes_snapshots(synth) -> None:
+    roles = _roles(synth("default"))
+    for account, role in roles.items():
+        text = json.dumps(role["statements"])
+        reads_master = "DatabaseSecret" in text.replace("DatabaseServerLogin", "")
+        snapshots = "rds:" in text
+        assert reads_master == snapshots == (account == "mlflow-migrate"), account
