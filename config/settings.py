@@ -763,7 +763,7 @@ class DeployCheckSettings(StrictModel):
     enabled: bool = Field(
         True,
         description=(
-            "Wait for the rollout, then run a Job that uses MLflow through the cluster Service "
+            "Run a Job that waits for the rollout, then uses MLflow through the cluster Service "
             "and the internal load balancer as a user would; the deploy fails with its reason "
             "otherwise. The Job needs HTTPS to S3 to report (NAT or an S3 gateway endpoint)."
         ),

@@ -35,9 +35,9 @@ from mlflow_on_eks.k8s_charts import (
     MlflowChartProps,
     WorkloadProps,
 )
+from mlflow_on_eks.k8s_charts.contract import CONFIG_DIGEST_ANNOTATION
 from mlflow_on_eks.k8s_charts.rules import arn_region_and_account
 
-CONFIG_DIGEST_ANNOTATION = "mlflow-on-eks/config-digest"
 INSTANCE = "mlflow"
 """The chart's instance: its objects' names and the ServiceAccounts' (`mlflow`,
 `mlflow-migrate`, `mlflow-gc`)."""
@@ -255,10 +255,13 @@ class MlflowTrackingServer(Construct):
                 self,
                 "DeployCheck",
                 cluster=cluster,
+                oidc_provider=oidc_provider,
                 server=props,
                 workload_manifest=self.manifest,
                 load_balancer_hosts=self.load_balancer_hosts,
                 revision=self.revision,
+                config_digest=digest[:16],
+                admin_secret=auth.admin_secret if auth else None,
             )
             if deploy_check
             else None

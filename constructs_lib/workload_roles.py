@@ -14,13 +14,14 @@ policy from the synthesized template and fails on an action outside its workload
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, CfnJson, Stack
+from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 from mlflow_on_eks.constructs_lib.acknowledgements import acknowledge_wildcard_resources
 from mlflow_on_eks.constructs_lib.artifact_store import MlflowArtifactStore
 from mlflow_on_eks.constructs_lib.auth import MlflowAuth
 from mlflow_on_eks.constructs_lib.database import MlflowDatabase
+from mlflow_on_eks.constructs_lib.irsa import irsa_principal
 
 SNAPSHOT_PREFIX = "mlflow-before-"
 """Snapshots the launcher takes before a schema change (its snapshot module's PREFIX)."""
@@ -169,23 +170,3 @@ def _default_policy(role: iam.Role) -> iam.Policy:
     policy = role.node.try_find_child("DefaultPolicy")
     assert isinstance(policy, iam.Policy), "a grant above creates the role's default policy"
     return policy
-
-
-def irsa_principal(
-    scope: Construct,
-    provider: iam.IOpenIdConnectProvider,
-    namespace: str,
-    service_account: str,
-    id: str = "",
-) -> iam.IPrincipal:
-    """Web identity trust for one service account; CfnJson because the keys are tokens."""
-    issuer = provider.open_id_connect_provider_issuer
-    conditions = CfnJson(
-        scope,
-        f"{id}TrustConditions",
-        value={
-            f"{issuer}:sub": f"system:serviceaccount:{namespace}:{service_account}",
-            f"{issuer}:aud": "sts.amazonaws.com",
-        },
-    )
-    return iam.OpenIdConnectPrincipal(provider, {"StringEquals": conditions})

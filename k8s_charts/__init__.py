@@ -7,11 +7,7 @@ import os
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from mlflow_on_eks.k8s_charts.contract import AuthProps
-from mlflow_on_eks.k8s_charts.deploy_check_chart import (
-    DEADLINE_SECONDS,
-    DeployCheckChart,
-    DeployCheckChartProps,
-)
+from mlflow_on_eks.k8s_charts.deploy_check_chart import DeployCheckChart, DeployCheckChartProps
 from mlflow_on_eks.k8s_charts.gc_job import GcProps
 from mlflow_on_eks.k8s_charts.mlflow_chart import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
@@ -25,7 +21,6 @@ from mlflow_on_eks.k8s_charts.workload import MetricsScrapersProps, ResourceProp
 
 __all__ = [
     "AUTO_MODE_LOAD_BALANCER_CLASS",
-    "DEADLINE_SECONDS",
     "LB_CONTROLLER_LOAD_BALANCER_CLASS",
     "AuthProps",
     "DeployCheckChart",

@@ -19,6 +19,9 @@ SERVICE_PORT = 80
 TLS_SERVICE_PORT = 443
 RDS_CA_BUNDLE_PATH = "/etc/ssl/certs/rds-global-bundle.pem"
 """Where image/Dockerfile puts the RDS CA bundle, fetched at build time."""
+CONFIG_DIGEST_ANNOTATION = "mlflow-on-eks/config-digest"
+"""On the server's pod template: a digest of its ConfigMap's data, so that a settings change
+rolls the pods (they read it at start); the deploy check knows this deploy's template by it."""
 
 # ---- Bounds on every wait, and the server's start budget built from them -------------------
 # The launcher has the same numbers as its defaults (mlflow_launcher.settings, .secret); the
@@ -92,6 +95,78 @@ def startup_probe_failures(*, workers: int, cpu_millis: int) -> int:
     budget."""
     budget = sum(start_budget(workers=workers, cpu_millis=cpu_millis).values())
     return math.ceil(budget / STARTUP_PROBE_PERIOD_SECONDS) + 1
+
+
+# ---- One pod's way from nothing to Ready, and the rollout's ---------------------------------
+# The Deployment's progressDeadlineSeconds is one pod's slowest way to Ready (no pod becomes
+# available, or any other progress is made, for that long): the deploy check fails when the
+# controller reports it exceeded (ProgressDeadlineExceeded). A deadline shorter than a real
+# start would fail a healthy deploy, and the rollback that follows would prune the migration
+# Job of this revision, mid-migration: every term is a bound, not a typical time.
+
+NODE_LAUNCH_SECONDS = 300
+"""A node for a pod that fits on none: on a new cluster, the first node of MLflow's NodePool
+(its NodeClass resolved, an instance launched and registered). Auto Mode's Karpenter launches
+and registers a node in about a minute; it deletes a NodeClaim not registered within 15
+minutes and launches another (Karpenter docs, Concepts, NodeClaims, "Registered")."""
+IMAGE_PULL_SECONDS = 300
+"""The server image pulled from ECR in the cluster's Region: about 1.1 GB unpacked (the image's
+venv measures 900 MB here, on python:3.11-slim), which a node pulls in well under a minute."""
+MIGRATION_SECONDS = 600
+"""MLflow's migrations themselves: 20 s to create the schema in an empty MariaDB (measured
+here), longer for an upgrade that rewrites a large table. Past this, read docs/operations.md,
+"Upgrading" (migrate ahead of the deploy)."""
+SNAPSHOT_TIMEOUT_SECONDS = 660
+"""How long `migrate` waits for the snapshot it takes before an upgrade (the launcher's
+MLFLOW_SNAPSHOT_TIMEOUT_SECONDS default; it then stops, and the next attempt finds it)."""
+
+
+MIGRATION_JOB_CPU_MILLIS = 250
+"""The migration Job's CPU request: it starts Python and MLflow at this share."""
+
+
+def pod_start_budget(
+    *, workers: int, cpu_millis: int, first: bool, snapshot: bool
+) -> dict[str, float]:
+    """The longest a new pod of the server takes from its creation to Ready, term by term
+    (seconds). The `first` pod of a rollout that migrates waits in `wait-schema` for the
+    migration Job, which starts beside it (on the same new node, as a rule) and snapshots first
+    when the snapshot guard is on; later pods find the schemas at head after their own
+    database wait. The lock wait is left out: only another revision's Job still migrating
+    holds it."""
+    attempt = DB_CONNECT_TIMEOUT_SECONDS + DB_NETWORK_TIMEOUT_SECONDS
+    database_wait = max(DB_WAIT_SECONDS, aws_call_seconds()) + attempt
+    budget = {
+        "a node launched for it": float(NODE_LAUNCH_SECONDS),
+        "the image pulled": float(IMAGE_PULL_SECONDS),
+    }
+    if first:
+        budget |= {
+            "the migration Job: Python and MLflow started": START_CPU_SECONDS
+            / (MIGRATION_JOB_CPU_MILLIS / 1000),
+            "the migration Job: secret reads, then the database wait": database_wait,
+        }
+        if snapshot:
+            budget["the migration Job: the snapshot before the upgrade"] = float(
+                SNAPSHOT_TIMEOUT_SECONDS
+            )
+        budget["the migration Job: the migration"] = float(MIGRATION_SECONDS)
+    else:
+        budget |= {
+            "wait-schema: Python started": START_CPU_SECONDS / (cpu_millis / 1000),
+            "wait-schema: secret reads, then the database wait": database_wait,
+        }
+    probe = startup_probe_failures(workers=workers, cpu_millis=cpu_millis)
+    budget["server: the start the startup probe allows"] = float(
+        (probe - 1) * STARTUP_PROBE_PERIOD_SECONDS
+    )
+    return budget
+
+
+def progress_deadline_seconds(*, workers: int, cpu_millis: int, snapshot: bool) -> int:
+    """The Deployment's progressDeadlineSeconds: the first pod's budget (the slowest)."""
+    budget = pod_start_budget(workers=workers, cpu_millis=cpu_millis, first=True, snapshot=snapshot)
+    return math.ceil(sum(budget.values()))
 
 
 def launcher_environment(
@@ -181,17 +256,39 @@ def verify_environment(
     timeout_seconds: int,
     signal_url: str | None,
     logs_command: str,
+    deployment: str | None = None,
+    namespace: str | None = None,
+    image: str | None = None,
+    pod_annotation: str | None = None,
+    rollout_timeout_seconds: int | None = None,
     admin_secret_id: str | None = None,
     region: str | None = None,
 ) -> dict[str, str]:
     """The environment of `mlflow-launcher verify` (the deploy check's Job). No secret: the
     signal URL only lets its holder report this one check's outcome, and with authentication
-    on, the check signs in with the admin login it reads from the secret named here."""
+    on, the check signs in with the admin login it reads from the secret named here.
+
+    With `deployment`, it first waits until that Deployment (in `namespace`) has rolled out a
+    pod template whose containers run `image` and which carries `pod_annotation`
+    (`<name>=<value>`), for at most `rollout_timeout_seconds`."""
     env = {
         "MLFLOW_VERIFY_TARGETS": ",".join(targets),
         "MLFLOW_VERIFY_TIMEOUT_SECONDS": str(timeout_seconds),
         "MLFLOW_VERIFY_LOGS_COMMAND": logs_command,
     }
+    if deployment is not None:
+        if not (namespace and image and rollout_timeout_seconds):
+            raise ValueError(
+                "verify_environment: waiting for a rollout needs its namespace, image and timeout"
+            )
+        env |= {
+            "MLFLOW_VERIFY_DEPLOYMENT": deployment,
+            "MLFLOW_VERIFY_NAMESPACE": namespace,
+            "MLFLOW_VERIFY_IMAGE": image,
+            "MLFLOW_VERIFY_ROLLOUT_TIMEOUT_SECONDS": str(rollout_timeout_seconds),
+        }
+        if pod_annotation:
+            env["MLFLOW_VERIFY_POD_ANNOTATION"] = pod_annotation
     if signal_url is not None:
         env["MLFLOW_VERIFY_SIGNAL_URL"] = signal_url
     if admin_secret_id is not None:

@@ -1,19 +1,31 @@
-"""The deploy check: a Job that uses the server the way a user does, once per deploy.
+"""The deploy check: a Job that waits for the server's rollout, then uses the server the way a
+user does, once per deploy.
 
-It runs `mlflow-launcher verify` from the server's own image against every name the
-deployment serves inside the VPC (the cluster Service, the internal load balancer), then
-signals the outcome to CloudFormation, whose deploy fails on a failure signal. The chart knows
-nothing of CloudFormation: the load balancer names and the signal URL are plain string props.
+It runs `mlflow-launcher verify` from the server's own image: it waits (through the Kubernetes
+API, as its own ServiceAccount) until the Deployment has rolled out the pod template this deploy
+applied, then checks every name the deployment serves inside the VPC (the cluster Service, the
+internal load balancer), then signals the outcome to CloudFormation, whose deploy fails on a
+failure signal. The chart knows nothing of CloudFormation: the load balancer names, the signal
+URL and the IAM role are plain string props.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cdk8s
 import cdk8s_plus_27 as kplus
+from cdk8s_plus_27 import k8s
 from constructs import Construct
-from mlflow_on_eks.k8s_charts.contract import CONTAINER_PORT, verify_environment
+from mlflow_on_eks.k8s_charts.contract import (
+    CONFIG_DIGEST_ANNOTATION,
+    CONTAINER_PORT,
+    IMAGE_PULL_SECONDS,
+    NODE_LAUNCH_SECONDS,
+    pod_start_budget,
+    verify_environment,
+)
 from mlflow_on_eks.k8s_charts.hardening import (
     CONTAINER_SECURITY,
     POD_SECURITY,
@@ -21,14 +33,18 @@ from mlflow_on_eks.k8s_charts.hardening import (
     harden,
     small_resources,
 )
-from mlflow_on_eks.k8s_charts.mlflow_chart import MlflowChartProps, selector_labels
+from mlflow_on_eks.k8s_charts.mlflow_chart import MlflowChartProps, _millicores, selector_labels
 from mlflow_on_eks.k8s_charts.policy import dns, egress, egress_only, tcp
 
 TARGET_TIMEOUT_SECONDS = 600
 """How long each target may take to answer: a new NLB's DNS name propagates and its targets
 pass health checks within a few minutes (a 30 s drain plus 3 checks of 10 s on update)."""
-DEADLINE_SECONDS = TARGET_TIMEOUT_SECONDS + 300
-"""The Job's activeDeadlineSeconds: the wait above, scheduling, an image pull and the checks."""
+CHECKS_SECONDS = 300
+"""The checks themselves once the targets answer, and the MLflow client's last request that
+may outlast a target's deadline (30 s, 3 tries, backoff)."""
+JOB_START_SECONDS = NODE_LAUNCH_SECONDS + IMAGE_PULL_SECONDS
+"""The Job's own pod scheduled (a node of MLflow's pool, maybe a new one) and its image pulled:
+activeDeadlineSeconds counts from the Job's start, before its pod runs."""
 KEEP_FINISHED_SECONDS = 24 * 3600
 """Finished Jobs stay a day, so their logs can be read after a failed deploy, then go."""
 
@@ -44,20 +60,55 @@ class DeployCheckChartProps:
     """Service kind (internal) -> the DNS name its load balancer got."""
     signal_url: str | None = None
     """Where the outcome is PUT (a CloudFormation wait condition handle). Default: none."""
+    config_digest: str | None = None
+    """The config digest this deploy put in the server's pod template (the
+    `mlflow-on-eks/config-digest` annotation): with the image, how the Job knows the
+    Deployment's template is this deploy's. Default: none (the image alone)."""
+    role_arn: str | None = None
+    """IAM role of the Job's ServiceAccount (IRSA), which may read the admin login's secret;
+    required when the server signs users in. Default: none (the Job calls no AWS API)."""
+    deadline_limit_seconds: int | None = None
+    """The Job must end within this (whoever awaits its verdict waits no longer): the rollout's
+    budget is cut to fit. Default: no limit."""
+
+    def __post_init__(self) -> None:
+        if self.server.auth and not self.role_arn:
+            raise ValueError(
+                "DeployCheckChartProps.role_arn is required with authentication on: the Job "
+                "reads the admin login from Secrets Manager through its own IRSA role"
+            )
 
 
 class DeployCheckChart(cdk8s.Chart):
-    """The verification Job and a NetworkPolicy that lets it reach only what it tests.
+    """The verification Job, its ServiceAccount with a Role to read the rollout, and a
+    NetworkPolicy that lets it reach only what it tests.
 
-    Attributes: `job`, `targets` (the base URLs it checks).
+    Attributes: `job`, `service_account`, `role`, `targets` (the base URLs it checks),
+    `rollout_timeout_seconds` (its wait for the rollout), `deadline_seconds` (the Job's).
     """
 
     def __init__(self, scope: Construct, id: str, *, props: DeployCheckChartProps) -> None:
         server = props.server
         super().__init__(scope, id, namespace=server.namespace, labels=_labels(server))
         self.targets = check_targets(server, props.load_balancer_hosts)
+        checks = len(self.targets) * TARGET_TIMEOUT_SECONDS + CHECKS_SECONDS
+        self.rollout_timeout_seconds = rollout_budget_seconds(server)
+        if props.deadline_limit_seconds is not None:
+            fixed = JOB_START_SECONDS + checks
+            room = props.deadline_limit_seconds - fixed
+            if room <= 0:
+                raise ValueError(
+                    f"deadline_limit_seconds {props.deadline_limit_seconds} leaves no time to "
+                    f"wait for the rollout (the Job's start and checks take {fixed} s)"
+                )
+            self.rollout_timeout_seconds = min(self.rollout_timeout_seconds, room)
+        self.deadline_seconds = JOB_START_SECONDS + self.rollout_timeout_seconds + checks
+        self.service_account, self.role = self._rollout_reader(server, props.role_arn)
         tmp = kplus.Volume.from_empty_dir(
             self, "TmpVolume", "tmp", size_limit=cdk8s.Size.gibibytes(1)
+        )
+        annotation = (
+            f"{CONFIG_DIGEST_ANNOTATION}={props.config_digest}" if props.config_digest else None
         )
         self.job = kplus.Job(
             self,
@@ -66,20 +117,17 @@ class DeployCheckChart(cdk8s.Chart):
             # Once: the command retries within its own deadline, and a second pod would only
             # repeat a verdict (the wait condition takes the first signal).
             backoff_limit=0,
-            active_deadline=cdk8s.Duration.seconds(DEADLINE_SECONDS),
+            active_deadline=cdk8s.Duration.seconds(self.deadline_seconds),
             ttl_after_finished=cdk8s.Duration.seconds(KEEP_FINISHED_SECONDS),
             select=False,
             pod_metadata=cdk8s.ApiObjectMetadata(labels=_labels(server)),
             restart_policy=kplus.RestartPolicy.NEVER,
-            # No Kubernetes API token: it calls none. With authentication on it reads the
-            # admin login from Secrets Manager as the server's IRSA role; otherwise it calls no
-            # AWS API either (artifact downloads use the server's presigned URLs).
-            service_account=kplus.ServiceAccount.from_service_account_name(
-                self, "ServerAccount", server.service_account_name
-            )
-            if server.auth
-            else None,
-            automount_service_account_token=False,
+            # Its own ServiceAccount, never the server's: its token may read the rollout (the
+            # Role below) and nothing else; with authentication on, its IRSA role may read the
+            # admin login's secret and nothing else (DeployCheck). Artifact downloads use the
+            # server's presigned URLs, so no other AWS access.
+            service_account=self.service_account,
+            automount_service_account_token=True,
             security_context=POD_SECURITY,
             volumes=[tmp],
             containers=[
@@ -97,6 +145,11 @@ class DeployCheckChart(cdk8s.Chart):
                             logs_command=(
                                 f"kubectl -n {server.namespace} logs job/{props.job_name}"
                             ),
+                            deployment=server.instance,
+                            namespace=server.namespace,
+                            image=server.image,
+                            pod_annotation=annotation,
+                            rollout_timeout_seconds=self.rollout_timeout_seconds,
                             admin_secret_id=server.auth.admin_secret_id if server.auth else None,
                             region=server.region,
                         ).items()
@@ -117,9 +170,53 @@ class DeployCheckChart(cdk8s.Chart):
         )
         self._network_policy(server)
 
+    def _rollout_reader(
+        self, server: MlflowChartProps, role_arn: str | None
+    ) -> tuple[kplus.ServiceAccount, k8s.KubeRole]:
+        """The Job's ServiceAccount, allowed exactly the reads of its rollout wait: get the
+        server's Deployment (by name) and list the namespace's pods (a list cannot be narrowed
+        by name; the Job reads the pods' status to say why a rollout is stuck). No secrets, no
+        writes, nothing cluster-wide."""
+        name = verify_service_account_name(server)
+        account = kplus.ServiceAccount(
+            self,
+            "ServiceAccount",
+            metadata=cdk8s.ApiObjectMetadata(
+                name=name,
+                annotations={"eks.amazonaws.com/role-arn": role_arn} if role_arn else None,
+            ),
+            # Only the Job's pod mounts the token (it asks for it); nothing else that might use
+            # this account gets one by default.
+            automount_token=False,
+        )
+        role = k8s.KubeRole(
+            self,
+            "Role",
+            metadata=k8s.ObjectMeta(name=name),
+            rules=[
+                k8s.PolicyRule(
+                    api_groups=["apps"],
+                    resources=["deployments"],
+                    resource_names=[server.instance],
+                    verbs=["get"],
+                ),
+                k8s.PolicyRule(api_groups=[""], resources=["pods"], verbs=["list"]),
+            ],
+        )
+        k8s.KubeRoleBinding(
+            self,
+            "RoleBinding",
+            metadata=k8s.ObjectMeta(name=name),
+            role_ref=k8s.RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name=name),
+            subjects=[k8s.Subject(kind="ServiceAccount", name=name, namespace=server.namespace)],
+        )
+        return account, role
+
     def _network_policy(self, server: MlflowChartProps) -> None:
         """DNS; the server pods; HTTP to the internal load balancer (its addresses are only
-        known in the VPC); HTTPS for presigned S3 downloads and the signal. Nothing inbound."""
+        known in the VPC); HTTPS for the Kubernetes API (the `kubernetes` Service's endpoints:
+        EKS's control plane ENIs, on 443), presigned S3 downloads and the signal. Nothing
+        inbound."""
         egress_only(
             self,
             "NetworkPolicy",
@@ -131,6 +228,29 @@ class DeployCheckChart(cdk8s.Chart):
                 egress(tcp(80, 443)),
             ],
         )
+
+
+def verify_service_account_name(server: MlflowChartProps) -> str:
+    """`<instance>-verify`: the name the Job's IRSA role trusts."""
+    return f"{server.instance}-verify"
+
+
+def rollout_budget_seconds(server: MlflowChartProps) -> int:
+    """How long the Job waits for the rollout: the first new pod's budget (it migrates), then
+    one more for each further replica, up to the autoscaler's maximum (maxSurge 1: the
+    Deployment replaces pods one at a time). The progress deadline stops a stuck rollout long
+    before; this ends one that keeps moving without ever completing (pods that become ready,
+    then crash)."""
+    workload = server.workload
+    replicas = workload.max_replicas or workload.replicas
+    terms = {
+        "workers": workload.workers,
+        "cpu_millis": _millicores(workload.resources.cpu),
+        "snapshot": server.db_instance_id is not None,
+    }
+    first = sum(pod_start_budget(first=True, **terms).values())
+    later = sum(pod_start_budget(first=False, **terms).values())
+    return math.ceil(first + (replicas - 1) * later)
 
 
 def check_targets(server: MlflowChartProps, load_balancer_hosts: dict[str, str]) -> list[str]:

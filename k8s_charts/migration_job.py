@@ -15,6 +15,7 @@ from __future__ import annotations
 import cdk8s
 import cdk8s_plus_27 as kplus
 from constructs import Construct
+from mlflow_on_eks.k8s_charts.contract import MIGRATION_JOB_CPU_MILLIS
 from mlflow_on_eks.k8s_charts.hardening import (
     CONTAINER_SECURITY,
     POD_SECURITY,
@@ -88,7 +89,7 @@ def add_migration_job(
                 security_context=CONTAINER_SECURITY,
                 volume_mounts=[kplus.VolumeMount(path=TMP_PATH, volume=tmp)],
                 # MLflow's migrations in-process (Alembic, SQLAlchemy): about 250 MiB.
-                resources=small_resources(cpu_millis=250, memory_mib=512),
+                resources=small_resources(cpu_millis=MIGRATION_JOB_CPU_MILLIS, memory_mib=512),
             )
         ],
     )

@@ -26,6 +26,7 @@ from mlflow_on_eks.k8s_charts.contract import (
     guard_environment,
     launcher_environment,
     migration_environment,
+    progress_deadline_seconds,
     schema_wait_environment,
     startup_probe_failures,
 )
@@ -363,6 +364,16 @@ class MlflowChart(cdk8s.Chart):
             strategy=kplus.DeploymentStrategy.rolling_update(
                 max_surge=kplus.PercentOrAbsolute.absolute(1),
                 max_unavailable=kplus.PercentOrAbsolute.absolute(0),
+            ),
+            # The deploy check fails on ProgressDeadlineExceeded: one pod's slowest way to
+            # Ready (contract.pod_start_budget), not the 600 s default, which a first node, a
+            # snapshot and a migration outlast.
+            progress_deadline=cdk8s.Duration.seconds(
+                progress_deadline_seconds(
+                    workers=workload.workers,
+                    cpu_millis=_millicores(workload.resources.cpu),
+                    snapshot=props.db_instance_id is not None,
+                )
             ),
             # Drain (preStop, while the load balancer deregisters the pod), then time to finish.
             termination_grace_period=cdk8s.Duration.seconds(

@@ -9,15 +9,22 @@ the Service and the NLB's listener, and several servers can run at once.
 
 CloudFormation: a local receiver stands in for the wait condition handle's presigned URL and
 records each request as it arrived (method, headers, body).
+
+Kubernetes: the Job first waits for the server's rollout through the API; a local fake of the
+API server (tests/fake_kubernetes.py) serves the synthesized Deployment, rolled out, with the
+image the Job expects made local only where the Deployment's own image is that same one.
 """
 
 from __future__ import annotations
 
+import copy
 import http.server
 import json
 import secrets
 import socket
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -26,14 +33,18 @@ from pathlib import Path
 import itest_launcher as launcher
 from itest_auth import create_auth_secrets
 from itest_browser import NLB_HOST
-from itest_chart import PLACEHOLDER, container_env, resolve_pseudo_parameters
+from itest_chart import PLACEHOLDER, container_env, pod, resolve_pseudo_parameters
 from itest_servers import REGION, _pipe, free_port
+
+from tests.fake_kubernetes import FakeKubernetes, State, condition, fake_kubernetes
 
 INTERNAL_HOST = "mlflow.mlflow.svc.cluster.local"
 INTERNAL_URL = f"http://{INTERNAL_HOST}"
 NLB_URL = f"http://{NLB_HOST}"
 TARGETS_ENV = "MLFLOW_VERIFY_TARGETS"
 SIGNAL_URL_ENV = "MLFLOW_VERIFY_SIGNAL_URL"
+IMAGE_ENV = "MLFLOW_VERIFY_IMAGE"
+LOCAL_IMAGE = "mlflow-on-eks-itest:local"
 LOGS_COMMAND_ENV = "MLFLOW_VERIFY_LOGS_COMMAND"
 ADMIN_SECRET_ENV = "MLFLOW_AUTH_ADMIN_SECRET_ID"
 
@@ -87,12 +98,59 @@ def verify_job(synth) -> dict:
     return jobs[0]
 
 
-def verify_env(synth, signal_url: str, admin_secret_id: str | None = None) -> dict[str, str]:
+def _job_image(synth) -> str:
+    [container] = verify_job(synth)["spec"]["template"]["spec"]["containers"]
+    return container_env(synth, container)[IMAGE_ENV]
+
+
+def rolled_out(synth) -> dict:
+    """The synthesized server Deployment as the API serves it once rolled out: the pod template
+    as applied (each image the Job's environment names made LOCAL_IMAGE, as verify_env makes
+    the Job's own), every replica updated and available."""
+    deployment = copy.deepcopy(pod(synth)[0])
+    spec = deployment["spec"]["template"]["spec"]
+    for container in [*spec["initContainers"], *spec["containers"]]:
+        if container["image"] == _job_image(synth):
+            container["image"] = LOCAL_IMAGE
+    replicas = synth.object("HorizontalPodAutoscaler")["spec"]["minReplicas"]
+    deployment["metadata"] |= {"generation": 2, "uid": "itest", "resourceVersion": "1"}
+    deployment["spec"]["replicas"] = replicas
+    deployment["status"] = {
+        "observedGeneration": 2,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+        "conditions": [
+            condition("Available", "True", "MinimumReplicasAvailable", "minimum availability"),
+            condition("Progressing", "True", "NewReplicaSetAvailable", "has progressed"),
+        ],
+    }
+    return deployment
+
+
+@contextmanager
+def kubernetes_api(synth, directory: Path) -> Iterator[FakeKubernetes]:
+    """The API server the Job asks about the rollout, the server's rollout complete."""
+    with fake_kubernetes([State(rolled_out(synth))], directory) as fake:
+        yield fake
+
+
+def verify_env(
+    synth,
+    signal_url: str,
+    admin_secret_id: str | None = None,
+    kubernetes: FakeKubernetes | None = None,
+) -> dict[str, str]:
     """The Job container's environment as Kubernetes would set it, deploy-time values made
     local: the internal load balancer's name is NLB_HOST, the signal URL the receiver's, the
-    admin login's secret (with authentication on) `admin_secret_id`."""
+    admin login's secret (with authentication on) `admin_secret_id`, the image LOCAL_IMAGE,
+    the API server `kubernetes` (its address, token and CA, as the kubelet provides them)."""
     [container] = verify_job(synth)["spec"]["template"]["spec"]["containers"]
     env = {k: resolve_pseudo_parameters(v) for k, v in container_env(synth, container).items()}
+    assert kubernetes is not None, "the Job waits for the rollout first: pass the API server"
+    env[IMAGE_ENV] = LOCAL_IMAGE
+    env |= kubernetes.env()
     # The NLB's name is read back at deploy time; resolve_pseudo_parameters made it NLB_HOST.
     assert env[TARGETS_ENV] == f"{INTERNAL_URL},{NLB_URL}", env[TARGETS_ENV]
     assert PLACEHOLDER.fullmatch(env[SIGNAL_URL_ENV]), env[SIGNAL_URL_ENV]
@@ -200,6 +258,12 @@ class Verdict:
         return errors[-1].split(" mlflow-launcher ERROR ", 1)[1]
 
 
+def _process_env(env: dict[str, str], home: Path, address: str, aws: dict[str, str]) -> dict:
+    process_env = launcher.container_env({**env, **aws}, home)
+    process_env["PYTHONPATH"] = str(resolver(home / f"resolver-{address}", address))
+    return process_env
+
+
 def run_verify(
     env: dict[str, str],
     receiver: SignalReceiver,
@@ -210,13 +274,58 @@ def run_verify(
 ) -> Verdict:
     """`verify` through the image's entrypoint, the checked names resolving to `address`;
     `aws`: how it reaches moto (Secrets Manager, for the admin login)."""
-    process_env = launcher.container_env({**env, **aws}, home)
-    process_env["PYTHONPATH"] = str(resolver(home / f"resolver-{address}", address))
     start = len(receiver.requests)
-    result = launcher.run(["verify"], process_env, timeout=timeout)
+    result = launcher.run(["verify"], _process_env(env, home, address, aws), timeout=timeout)
     sent = receiver.requests[start:]
     signals = [json.loads(r.body) for r in sent]
     return Verdict(result.returncode, result.stdout + result.stderr, signals, sent)
+
+
+class RunningVerify:
+    """`verify` as run_verify starts it, in the background, its output in a file the test can
+    watch while it changes what the check meets."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        receiver: SignalReceiver,
+        home: Path,
+        address: str,
+        aws: dict[str, str],
+    ) -> None:
+        self.receiver, self.start = receiver, len(receiver.requests)
+        self.log = home / f"verify-{secrets.token_hex(4)}.log"
+        home.mkdir(parents=True, exist_ok=True)
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [*launcher.entrypoint(), "verify"],
+                env=_process_env(env, home, address, aws),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout: float = 120) -> None:
+        """Until the output has `text` (the check is then at that point, and still running)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            assert self.proc.poll() is None, f"verify ended before {text!r}:\n{self.output()}"
+            assert time.monotonic() < deadline, f"no {text!r} within {timeout} s:\n{self.output()}"
+            time.sleep(0.2)
+
+    def finish(self, timeout: float = 300) -> Verdict:
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(
+                f"verify still running after {timeout} s:\n{self.output()}"
+            ) from None
+        sent = self.receiver.requests[self.start :]
+        return Verdict(code, self.output(), [json.loads(r.body) for r in sent], sent)
 
 
 def assert_failed(verdict: Verdict, reason: str, logs_command: str) -> None:

@@ -1,6 +1,7 @@
 """Migrations are safe under replicas: concurrent `migrate` on an empty database all succeed,
 exactly one does the work under the advisory lock, a lock held by a lost session ends `migrate`
-with a clear error instead of a pod stuck in Init, and the server container never migrates."""
+with a clear error instead of a pod stuck in Init, and the server container never migrates.
+A schema a newer MLflow migrated (what a rollback's old pods meet) is refused unchanged."""
 
 import re
 import secrets
@@ -18,8 +19,9 @@ from itest_auth import (
     create_auth_secrets,
     migrate_auth_to,
     new_login,
+    tables,
 )
-from itest_chart import container_env, pod, rds_instance, substitute_endpoints
+from itest_chart import container_env, pod, rds_instance, substitute_endpoints, wait_container
 
 pytestmark = pytest.mark.integration
 
@@ -321,3 +323,89 @@ def test_a_migration_failing_on_every_restart_takes_one_snapshot(
     assert f"migrated the auth schema from {history[0]} to head {history[-1]}" in done
     assert auth_revision(mariadb, auth_db) == history[-1]
     assert _manual_snapshots(moto, instance) == [taken]
+
+
+# A revision no MLflow release has: a newer MLflow's, as far as this image can tell.
+FUTURE_REVISION = "f00dfacecafe"
+_VERSION_TABLE = {"tracking": "alembic_version", "auth": "alembic_version_auth"}
+
+
+def _fingerprint(server, database: str) -> dict[str, int]:
+    """Every table of the database with its row count: a change of schema or data shows."""
+    counts = {}
+    for table in tables(server, database):
+        [[count]] = server.query(database, f"SELECT COUNT(*) FROM {table}")  # noqa: S608
+        counts[table] = int(count)
+    return counts
+
+
+@pytest.mark.parametrize("schema", ["tracking", "auth"])
+def test_a_schema_a_newer_mlflow_migrated_is_refused_and_left_alone(
+    db_server, moto, synth, test_ca, tmp_path, schema
+):
+    """What a rollback's old pods meet after the new release migrated: the chart's `migrate`,
+    `wait-schema` and `serve` (the default config on MariaDB, the postgres example on
+    PostgreSQL: both with authentication and snapshots), on a store or users' database stamped
+    with a revision this MLflow does not have and holding a table a newer migration would
+    add. Each stops with the
+    one message saying what happened and the two ways out; neither changes schema or data, and
+    no snapshot is taken for an upgrade that cannot happen."""
+    chart = synth("default" if db_server.engine == "mysql" else "postgres")
+    _, (init, main) = pod(chart)
+    login = new_login(db_server, moto, f"db-{secrets.token_urlsafe(12)}")
+    databases = {"tracking": login.name, "auth": f"{login.name}_auth"}
+    instance = rds_instance(moto, f"itest-{login.name.replace('_', '-')}")
+    secrets_arns = create_auth_secrets(moto).arns
+
+    def env(container: dict) -> dict[str, str]:
+        local = substitute_endpoints(
+            container_env(chart, container),
+            login,
+            moto,
+            test_ca.ca,
+            "unused",
+            auth=secrets_arns,
+            instance_id=instance,
+        )
+        names = {"MLFLOW_DB_NAME": databases["tracking"], DB_NAME_ENV: databases["auth"]}
+        return launcher.container_env({**local, **names}, tmp_path / "home")
+
+    first = launcher.run(init["args"], env(init))
+    assert first.returncode == 0, first.stderr
+    database = databases[schema]
+    version_table = _VERSION_TABLE[schema]
+    [[head]] = db_server.query(database, f"SELECT version_num FROM {version_table}")  # noqa: S608
+    db_server.admin(
+        f"UPDATE {version_table} SET version_num = '{FUTURE_REVISION}';"  # noqa: S608
+        "CREATE TABLE future_feature (id INTEGER PRIMARY KEY, note VARCHAR(40));"
+        "INSERT INTO future_feature VALUES (1, 'written by a newer MLflow');",
+        database=database,
+    )
+    before = {name: _fingerprint(db_server, name) for name in databases.values()}
+    mlflow_version = launcher.image_python(
+        "-c", "import importlib.metadata as m; print(m.version('mlflow'))"
+    ).stdout.strip()
+    what = (
+        "the database schema" if schema == "tracking" else f"the auth schema in database {database}"
+    )
+    message = (
+        f"{what} is at revision {FUTURE_REVISION}, which this image's MLflow ({mlflow_version}, "
+        f"head {head}) does not know: a newer MLflow migrated it; deploy that version again, or "
+        "restore the snapshot taken before the upgrade (docs/operations.md, Rolling back)"
+    )
+
+    # migrate (the Job), then wait-schema and serve, as the server's pod runs them
+    for container in (init, wait_container(chart), main):
+        result = launcher.run(container["args"], env(container), timeout=120)
+        log = result.stdout + result.stderr
+        assert result.returncode == 2, log
+        errors = [line.split(" ERROR ", 1)[1] for line in log.splitlines() if " ERROR " in line]
+        assert errors == [message], log
+        assert "Traceback" not in log
+        assert "snapshot" not in log.replace("restore the snapshot taken", "")
+        launcher.assert_no_secret(log, login.password, f"{container['args']} output")
+        assert {name: _fingerprint(db_server, name) for name in databases.values()} == before
+        assert db_server.query(database, f"SELECT version_num FROM {version_table}") == [  # noqa: S608
+            [FUTURE_REVISION]
+        ]
+    assert _manual_snapshots(moto, instance) == []

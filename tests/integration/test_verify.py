@@ -1,19 +1,24 @@
 """The deploy check (`mlflow-launcher verify`) against real servers: the chart's default pod
 (synthesized ConfigMap, migrate then serve) on MariaDB and moto's S3, checked by the
-synthesized Job's container under the in-cluster Service name and an NLB's name.
+synthesized Job's container under the in-cluster Service name and an NLB's name, after it has
+seen the synthesized Deployment rolled out (a local fake of the Kubernetes API serves it).
 
 Each case breaks one real thing (a Host or an origin missing from the server's settings, the
-database gone, the bucket gone, authentication without a login, nothing listening) and asserts
-the exit code, the one-line reason in the log and the same reason in the FAILURE signal
-CloudFormation would get, with the Job's logs command.
+database gone, the bucket gone, authentication without a login, nothing listening, another
+template rolled out) and asserts the exit code, the one-line reason in the log and the same
+reason in the FAILURE signal CloudFormation would get, with the Job's logs command. What passes
+by itself (a database failover, a load balancer without targets yet) is waited out: the check
+succeeds once it is over.
 """
 
 from __future__ import annotations
 
 import base64
+import http.server
 import json
 import re
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,29 +33,38 @@ from itest_servers import REGION
 from itest_verify import (
     ADMIN_SECRET_ENV,
     INTERNAL_URL,
+    LOCAL_IMAGE,
     NLB_URL,
     PRESIGNED_PATH,
     PRESIGNED_QUERY,
     Database,
     Relay,
+    RunningVerify,
     SignalReceiver,
     Verdict,
     admin_secret,
     assert_failed,
     assert_no_secrets,
     basic_auth_server,
+    kubernetes_api,
     local_auth,
     new_database,
+    rolled_out,
     run_verify,
     signal_receiver,
     verify_env,
     verify_job,
 )
 
+from tests.fake_kubernetes import FakeKubernetes, State, fake_kubernetes
+
 pytestmark = pytest.mark.integration
 
 # Each server on port 80 of its own loopback address, so that Host and Origin carry no port.
-MAIN, HOSTS_WITHOUT_LB, NO_ORIGINS, BASIC_AUTH, NOBODY = (f"127.0.0.{n}" for n in (1, 2, 3, 4, 9))
+MAIN, HOSTS_WITHOUT_LB, NO_ORIGINS, BASIC_AUTH, LATE, NOBODY = (
+    f"127.0.0.{n}" for n in (1, 2, 3, 4, 5, 9)
+)
+ROLLOUT = "deployment mlflow/mlflow"
 LOGS_COMMAND = re.compile(r"kubectl -n mlflow logs job/mlflow-verify-[0-9a-f]{12}")
 STEPS = (
     "/health answering",
@@ -79,11 +93,22 @@ class Deployment:
     """The admin login's secret in moto (the server's, with authentication on, and the Job's)."""
     logs_command: str
     moto: object
+    kubernetes: FakeKubernetes
+    """The API server the Job asks about the rollout: it serves the Deployment rolled out."""
+
+    def job_env(self, receiver: SignalReceiver, **env: str) -> dict[str, str]:
+        return verify_env(self.chart, receiver.url, self.admin["arn"], self.kubernetes) | env
 
     def verify(self, receiver: SignalReceiver, home: Path, address: str, **env: str) -> Verdict:
         """The Job's `verify` (its environment changed by `env`), its names at `address`."""
-        job_env = verify_env(self.chart, receiver.url, self.admin["arn"]) | env
-        return run_verify(job_env, receiver, home, address, self.moto.env())
+        return run_verify(self.job_env(receiver, **env), receiver, home, address, self.moto.env())
+
+    def start_verify(
+        self, receiver: SignalReceiver, home: Path, address: str, **env: str
+    ) -> RunningVerify:
+        """The same, in the background."""
+        job_env = self.job_env(receiver, **env)
+        return RunningVerify(job_env, receiver, home, address, self.moto.env())
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +134,10 @@ def deployment(synth, mariadb, moto, test_ca, tmp_path_factory) -> Iterator[Depl
     [container] = verify_job(chart)["spec"]["template"]["spec"]["containers"]
     logs_command = container_env(chart, container)["MLFLOW_VERIFY_LOGS_COMMAND"]
     assert LOGS_COMMAND.fullmatch(logs_command), logs_command
-    yield Deployment(chart, database, bucket, relay, local(main), admin, logs_command, moto)
+    with kubernetes_api(chart, tmp_path_factory.mktemp("kubernetes")) as api:
+        yield Deployment(
+            chart, database, bucket, relay, local(main), admin, logs_command, moto, api
+        )
     relay.cut()
 
 
@@ -196,7 +224,15 @@ def test_a_healthy_deployment_verifies_under_both_names(
     assert set(signal) == {"Status", "Reason", "UniqueId", "Data"}
     assert (signal["Status"], signal["UniqueId"]) == ("SUCCESS", "mlflow-verify")
     assert signal["Reason"] == f"MLflow works under {INTERNAL_URL}, {NLB_URL}"
-    assert outcomes(f"{INTERNAL_URL} ok", f"{NLB_URL} ok").fullmatch(signal["Data"]), signal
+    assert outcomes(f"{ROLLOUT} ok", f"{INTERNAL_URL} ok", f"{NLB_URL} ok").fullmatch(
+        signal["Data"]
+    ), signal
+    assert f"verify: {ROLLOUT} rolled out" in verdict.output
+    # It asked the API as the pod's ServiceAccount, over TLS against the cluster CA.
+    assert {auth for _, _, auth in deployment.kubernetes.requests} == {
+        f"Bearer {deployment.kubernetes.token}"
+    }
+    assert deployment.kubernetes.token not in verdict.output
 
     # What the check made is gone: its experiments and runs deleted, their artifacts too.
     made = {k: v for k, v in verify_experiments(deployment).items() if k not in before}
@@ -229,7 +265,7 @@ def test_a_load_balancer_name_missing_from_the_allowed_hosts(deployment, receive
     # The in-cluster name was checked in full first.
     assert f"verify {INTERNAL_URL}: ending the run ok" in verdict.output
     data = verdict.signals[0]["Data"]
-    assert outcomes(f"{INTERNAL_URL} ok", f"{NLB_URL} failed").fullmatch(data), data
+    assert outcomes(f"{ROLLOUT} ok", f"{INTERNAL_URL} ok", f"{NLB_URL} failed").fullmatch(data)
     assert_no_secrets(verdict, deployment.database.password, deployment.admin["password"])
 
 
@@ -244,29 +280,53 @@ def test_no_cors_origins_breaks_the_ui(deployment, receiver, tmp_path):
         "list it",
         deployment.logs_command,
     )
-    assert verdict.signals[0]["Data"] == f"{INTERNAL_URL} failed; {NLB_URL} not checked"
+    data = verdict.signals[0]["Data"]
+    assert outcomes(f"{ROLLOUT} ok", f"{INTERNAL_URL} failed", f"{NLB_URL} not checked").fullmatch(
+        data
+    ), data
     assert_no_secrets(verdict, deployment.database.password, deployment.admin["password"])
 
 
 # ---------------------------------------------------------------- what the server relies on --
 
 
-def test_the_database_gone(deployment, main_server, receiver, tmp_path):
+def test_a_database_failover_is_waited_out(deployment, main_server, receiver, tmp_path):
+    """The database goes away during the check (as for the minute or two of a Multi-AZ
+    failover) and comes back: MLflow answers 503 meanwhile, and the check waits it out."""
     deployment.relay.cut()
     try:
-        verdict = deployment.verify(receiver, tmp_path, MAIN)
+        running = deployment.start_verify(receiver, tmp_path, MAIN)
+        # The check has met the server's error and is retrying; then the database is back.
+        running.wait_for(f"{API_CHECK}: HTTP 50", timeout=180)
+        running.wait_for("retrying for up to", timeout=30)
+    finally:
+        deployment.relay.start()
+    verdict = running.finish()
+    assert verdict.returncode == 0, verdict.output
+    assert [s["Status"] for s in verdict.signals] == ["SUCCESS"]
+    assert_no_secrets(verdict, deployment.database.password, deployment.admin["password"])
+
+
+def test_the_database_gone_for_good(deployment, main_server, receiver, tmp_path):
+    """Past the target's deadline, the server's last answer is the reason, in its words."""
+    deployment.relay.cut()
+    try:
+        verdict = deployment.verify(receiver, tmp_path, MAIN, MLFLOW_VERIFY_TIMEOUT_SECONDS="20")
     finally:
         deployment.relay.start()
         _wait_for_the_database(main_server)
-    # The first request that needs the database is the API check: MLflow's own 503 is the
-    # reason, in its words, at once (a load balancer's 503 would be waited out instead).
     assert verdict.returncode == 3, verdict.output
     reason = verdict.reason_logged().removesuffix(f" (logs: {deployment.logs_command})")
-    assert reason.startswith(
-        f"{INTERNAL_URL}: {API_CHECK} answered 503: TEMPORARILY_UNAVAILABLE: "
-        "(pymysql.err.OperationalError) (2003, "
+    # The server's last answer: MLflow's own 503 when the request reached the tracking store,
+    # or a bare 500 when the sign-in check met the database first (it does not handle that
+    # error; a login checked in the last auth.sign_in_cache_seconds skips the database).
+    assert re.fullmatch(
+        re.escape(f"{INTERNAL_URL}: {API_CHECK} answered ")
+        + r"(503: TEMPORARILY_UNAVAILABLE: \(pymysql\.err\.OperationalError\) \(2003, "
+        + r"\"Can't connect to MySQL server .*|500: Internal Server Error) \(still after 20 s\)",
+        reason,
     ), reason
-    assert "Can't connect to MySQL server" in reason, reason
+    assert verdict.output.count("retrying for up to") >= 1
     assert_failed(verdict, reason, deployment.logs_command)
     assert_no_secrets(verdict, deployment.database.password, deployment.admin["password"])
 
@@ -285,10 +345,12 @@ def _reads(server: launcher.Server) -> bool:
 
 def test_the_database_refusing_writes(deployment, main_server, mariadb, receiver, tmp_path):
     """Reads work, writes fail (a read-only instance, a full disk): the first write is the
-    experiment the MLflow client creates, and the reason names that step."""
+    experiment the MLflow client creates, and the reason, once the deadline has passed, names
+    that step."""
     mariadb.admin("SET GLOBAL read_only = ON;")
     try:
-        verdict = deployment.verify(receiver, tmp_path, MAIN)
+        # MLflow answers 503 (a failover looks the same for a while): retried to the deadline.
+        verdict = deployment.verify(receiver, tmp_path, MAIN, MLFLOW_VERIFY_TIMEOUT_SECONDS="20")
     finally:
         mariadb.admin("SET GLOBAL read_only = OFF;")
     assert_failed(
@@ -307,7 +369,8 @@ def test_the_bucket_gone(deployment, main_server, moto, receiver, tmp_path):
     s3.delete_bucket(Bucket=deployment.bucket)
     before = verify_experiments(deployment)
     try:
-        verdict = deployment.verify(receiver, tmp_path, MAIN)
+        # The server's 500 might be a passing one (as during a failover): retried to the end.
+        verdict = deployment.verify(receiver, tmp_path, MAIN, MLFLOW_VERIFY_TIMEOUT_SECONDS="20")
     finally:
         s3.create_bucket(
             Bucket=deployment.bucket,
@@ -341,7 +404,7 @@ def auth_server(tmp_path_factory) -> Iterator[str]:
 
 
 def test_authentication_without_a_login(deployment, auth_server, receiver, tmp_path):
-    job_env = verify_env(deployment.chart, receiver.url, deployment.admin["arn"])
+    job_env = deployment.job_env(receiver)
     job_env.pop(ADMIN_SECRET_ENV, None)
     verdict = run_verify(job_env, receiver, tmp_path, BASIC_AUTH, deployment.moto.env())
     assert_failed(
@@ -383,3 +446,74 @@ def test_nothing_listening(deployment, receiver, tmp_path):
         f"{INTERNAL_URL}: no answer within 3 s (last: Connection refused)",
         deployment.logs_command,
     )
+
+
+# ---------------------------------------------------------------- still starting ------------
+
+
+@contextmanager
+def answering_503(address: str) -> Iterator[list[str]]:
+    """What a load balancer answers while no target behind it is healthy: 503 to everything,
+    on `address`:80, until the block ends; yields the paths asked."""
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            body = b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>"
+            self.send_response(503)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((address, 80), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield asked
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_server_behind_503s_that_comes_up_is_waited_for(deployment, receiver, tmp_path):
+    """503 from a load balancer without targets, then nothing listening while the server
+    starts, then the server: the check retries through both and succeeds."""
+    with answering_503(LATE) as asked:
+        running = deployment.start_verify(receiver, tmp_path, LATE)
+        running.wait_for("HTTP 503: <html><body><h1>503 Service Temporarily Unavailable", 120)
+    assert asked and set(asked) == {"/health"}
+    with serving(deployment.server_env, LATE, tmp_path / "server.log"):
+        verdict = running.finish()
+    assert verdict.returncode == 0, verdict.output
+    assert [s["Status"] for s in verdict.signals] == ["SUCCESS"]
+
+
+def test_a_deployment_on_another_template_fails_before_any_target(deployment, receiver, tmp_path):
+    """The Job expects the image and config digest its own deploy applied; a Deployment that
+    runs another (an operator's edit, a rollback) is reported at once, and nothing checked."""
+    other = rolled_out(deployment.chart)
+    template = other["spec"]["template"]
+    template["metadata"]["annotations"]["mlflow-on-eks/config-digest"] = "0000000000000000"
+    with fake_kubernetes([State(other)], tmp_path / "kubernetes") as api:
+        env = verify_env(deployment.chart, receiver.url, deployment.admin["arn"], api)
+        verdict = run_verify(env, receiver, tmp_path, NOBODY, deployment.moto.env())
+    digest = env["MLFLOW_VERIFY_POD_ANNOTATION"].split("=", 1)[1]
+    assert_failed(
+        verdict,
+        f"{ROLLOUT} runs a pod template this deploy did not apply (mlflow-on-eks/config-digest "
+        f"0000000000000000, not {digest}): another deploy, a rollback or a manual change "
+        "replaced it",
+        deployment.logs_command,
+    )
+    assert verdict.signals[0]["Data"] == (
+        f"{ROLLOUT} failed; {INTERNAL_URL} not checked; {NLB_URL} not checked"
+    )
+    assert LOCAL_IMAGE not in verdict.signals[0]["Reason"]  # the image was this deploy's

@@ -16,7 +16,7 @@ import cdk8s
 import pytest
 from mlflow_on_eks.constructs_lib import MlflowAuth
 from mlflow_on_eks.constructs_lib.review import render_intrinsics
-from mlflow_on_eks.k8s_charts import DeployCheckChart, DeployCheckChartProps
+from mlflow_on_eks.k8s_charts import AuthProps, DeployCheckChart, DeployCheckChartProps
 
 from tests.conftest import Synth, resources_of
 from tests.unit.test_chart import PROPS as CHART_PROPS
@@ -75,12 +75,15 @@ def test_pods_get_the_secret_names_never_the_values(each_config: Synth) -> None:
     assert not each_config.objects("Secret")
 
 
-def test_deploy_check_signs_in_as_admin_through_the_servers_role(synth: SynthFn) -> None:
+def test_deploy_check_signs_in_as_admin_through_its_own_role(synth: SynthFn) -> None:
     s = synth("default")
     [job] = [j for j in s.objects("Job") if "-verify-" in j["metadata"]["name"]]
     spec = job["spec"]["template"]["spec"]
-    assert spec["serviceAccountName"] == "mlflow"  # IRSA: may read the admin secret
-    assert spec["automountServiceAccountToken"] is False
+    # Not the server's account: its own, whose IRSA role may read the admin secret only
+    # (tests/unit/test_deploy_check.py shows the role).
+    assert spec["serviceAccountName"] == "mlflow-verify"
+    account = s.object("ServiceAccount", "mlflow-verify")
+    assert "DeployCheckRole" in account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
     env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
     config = s.object("ConfigMap")["data"]
     assert env["MLFLOW_AUTH_ADMIN_SECRET_ID"] == config["MLFLOW_AUTH_ADMIN_SECRET_ID"]
@@ -88,20 +91,44 @@ def test_deploy_check_signs_in_as_admin_through_the_servers_role(synth: SynthFn)
     assert not [k for k in env if "PASSWORD" in k or "USERNAME" in k]
 
 
-def test_without_auth_the_check_runs_with_no_identity() -> None:
-    server = replace(CHART_PROPS, auth=None)
+def _check_chart(server, **props) -> list[dict]:
     chart = DeployCheckChart(
         cdk8s.Testing.app(),
         "Check",
         props=DeployCheckChartProps(
-            server=server, job_name="mlflow-verify-x", load_balancer_hosts={"internal": "lb"}
+            server=server,
+            job_name="mlflow-verify-x",
+            load_balancer_hosts={"internal": "lb"},
+            **props,
         ),
     )
-    [job] = [o for o in chart.to_json() if o["kind"] == "Job"]
+    return chart.to_json()
+
+
+def test_without_auth_the_check_runs_with_no_aws_identity() -> None:
+    objects = _check_chart(replace(CHART_PROPS, auth=None))
+    [job] = [o for o in objects if o["kind"] == "Job"]
     spec = job["spec"]["template"]["spec"]
-    assert "serviceAccountName" not in spec  # the namespace's default account, no IRSA role
+    assert spec["serviceAccountName"] == "mlflow-verify"  # for the Kubernetes API only
+    [account] = [o for o in objects if o["kind"] == "ServiceAccount"]
+    assert "annotations" not in account["metadata"]  # no IRSA role
     env = {e["name"] for e in spec["containers"][0]["env"]}
     assert "MLFLOW_AUTH_ADMIN_SECRET_ID" not in env and "AWS_REGION" not in env
+
+
+def test_with_auth_the_check_needs_its_role() -> None:
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:{}-AbCdEf"
+    auth = AuthProps(
+        admin_secret_id=arn.format("admin"),
+        flask_secret_key_id=arn.format("flask"),
+        kek_passphrase_id=arn.format("kek"),
+    )
+    server = replace(CHART_PROPS, auth=auth)
+    with pytest.raises(ValueError, match="role_arn is required with authentication on"):
+        _check_chart(server)
+    role = "arn:aws:iam::123456789012:role/mlflow-verify"
+    [account] = [o for o in _check_chart(server, role_arn=role) if o["kind"] == "ServiceAccount"]
+    assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": role}
 
 
 def test_admin_credentials_command_prints_the_login(synth: SynthFn) -> None:

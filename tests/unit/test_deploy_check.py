@@ -1,4 +1,5 @@
-"""The deploy proves itself: the waits, their order and bounds, the Job and its verdict.
+"""The deploy proves itself: the Job waits for the rollout and checks the server, and its
+verdict ends the deploy; no custom resource waits for the pods, so a rollback never waits.
 
 What CloudFormation does with these resources is fixed by their types and DependsOn; these
 tests pin the wiring a real deploy relies on (no machine here can run one).
@@ -7,15 +8,21 @@ tests pin the wiring a real deploy relies on (no machine here can run one).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from mlflow_on_eks.constructs_lib.deploy_check import ROLLOUT_TIMEOUT, SIGNAL_MARGIN_SECONDS
+from mlflow_on_eks.constructs_lib.deploy_check import MAX_WAIT_SECONDS, SIGNAL_MARGIN_SECONDS
 from mlflow_on_eks.constructs_lib.review import render_intrinsics
-from mlflow_on_eks.k8s_charts import DEADLINE_SECONDS
+from mlflow_on_eks.k8s_charts import contract
+from mlflow_on_eks.k8s_charts.deploy_check_chart import (
+    CHECKS_SECONDS,
+    JOB_START_SECONDS,
+    TARGET_TIMEOUT_SECONDS,
+)
 
-from tests.conftest import Synth, resources_of
+from tests.conftest import ROOT, Synth, resources_of
 
 SynthFn = Callable[[str], Synth]
 OBJECT_VALUE = "Custom::AWSCDK-EKS-KubernetesObjectValue"
@@ -74,21 +81,19 @@ def _env(container: dict[str, Any]) -> dict[str, str]:
     return {item["name"]: item["value"] for item in container["env"]}
 
 
-# --- order: rollout, load balancers, Job, verdict ------------------------------------------
+# --- order: workload, load balancers, Job, verdict -----------------------------------------
 
 
-def test_the_waits_run_in_order(synth: SynthFn) -> None:
+def test_the_steps_run_in_order(synth: SynthFn) -> None:
     s = synth("default")
     (workload_id, _), (check_id, check) = _manifests(s)
-    values = _values(s)
-    rollout, internal = values["deployment/mlflow"], values["service/mlflow-internal"]
-    # The rollout is read once the workload is applied; the load balancer's name once its
-    # Service is (before the workload, whose ConfigMap names it).
-    assert workload_id in _depends_on(rollout)
+    internal = _values(s)["service/mlflow-internal"]
+    # The load balancer's name is read once its Service is applied (before the workload,
+    # whose ConfigMap names it).
     [load_balancers] = [k for k in resources_of(s.templates["Mlflow"], MANIFEST) if "LoadBal" in k]
     assert _depends_on(internal) == {load_balancers}
-    # The Job is applied after the rollout, with the load balancer's name in its targets.
-    assert rollout["id"] in _depends_on(check)
+    # The Job is applied after the workload, with the load balancer's name in its targets.
+    assert workload_id in _depends_on(check)
     targets = _env(_job(s)["spec"]["template"]["spec"]["containers"][0])["MLFLOW_VERIFY_TARGETS"]
     assert targets == (
         f"http://mlflow.mlflow.svc.cluster.local,http://${{GetAtt:{internal['id']}.Value}}"
@@ -105,32 +110,114 @@ def test_the_waits_run_in_order(synth: SynthFn) -> None:
     assert not [k for k, r in _mlflow(s).items() if condition_id in _depends_on(r)]
 
 
-def test_rollout_waits_for_every_new_pod(synth: SynthFn) -> None:
-    rollout = _values(synth("default"))["deployment/mlflow"]["Properties"]
-    assert rollout["ObjectNamespace"] == "mlflow"
-    # Deployment condition Progressing gets reason NewReplicaSetAvailable once the new
-    # ReplicaSet's pods are all available (Kubernetes' Deployment status documentation).
-    assert rollout["JsonPath"] == '.status.conditions[?(@.reason=="NewReplicaSetAvailable")].type'
+def test_no_custom_resource_waits_for_the_pods(each_config: Synth) -> None:
+    """A rollback calls each updated custom resource again with its previous properties
+    before the previous manifest is applied: a read that waits for the rollout then waits for
+    a template that never completes, and the stack ends in UPDATE_ROLLBACK_FAILED. The only
+    reads are of what already exists when they run: a load balancer Service's DNS name."""
+    reads = resources_of(each_config.templates["Mlflow"], OBJECT_VALUE)
+    for key, read in reads.items():
+        properties = read["Properties"]
+        assert properties["ObjectType"] == "service", (key, properties)
+        assert properties["JsonPath"] == ".status.loadBalancer.ingress[0].hostname", key
+    kinds = {r["Type"] for r in each_config.templates["Mlflow"]["Resources"].values()}
+    custom = {kind for kind in kinds if kind.startswith("Custom::")}
+    assert custom <= {OBJECT_VALUE, MANIFEST, "Custom::AWSCDKCfnJson"}, custom
 
 
-def test_each_wait_is_bounded_within_what_runs_it(synth: SynthFn) -> None:
-    s = synth("default")
-    values = _values(s)
-    for value in values.values():
+def test_the_job_waits_for_this_deploys_template(each_config: Synth) -> None:
+    """The Job's rollout wait knows this deploy's pod template by what the workload's
+    Deployment carries: its image in every container, and the config digest annotation."""
+    if not each_config.settings.deploy_check.enabled:
+        return
+    deployment = each_config.object("Deployment")
+    template = deployment["spec"]["template"]
+    env = _env(_job(each_config)["spec"]["template"]["spec"]["containers"][0])
+    assert env["MLFLOW_VERIFY_DEPLOYMENT"] == deployment["metadata"]["name"]
+    assert env["MLFLOW_VERIFY_NAMESPACE"] == deployment["metadata"]["namespace"]
+    containers = [*template["spec"]["initContainers"], *template["spec"]["containers"]]
+    assert {c["image"] for c in containers} == {env["MLFLOW_VERIFY_IMAGE"]}
+    key, value = env["MLFLOW_VERIFY_POD_ANNOTATION"].split("=", 1)
+    assert key == contract.CONFIG_DIGEST_ANNOTATION
+    assert template["metadata"]["annotations"][key] == value and len(value) == 16
+
+
+def test_each_wait_is_bounded_within_what_runs_it(each_config: Synth) -> None:
+    if not each_config.settings.deploy_check.enabled:
+        return
+    for value in _values(each_config).values():
         assert 0 < value["Properties"]["TimeoutSeconds"] < LAMBDA_LIMIT_SECONDS, value["id"]
-    assert values["deployment/mlflow"]["Properties"]["TimeoutSeconds"] == (
-        ROLLOUT_TIMEOUT.to_seconds()
-    )
-    # The wait condition outlives the Job's deadline, so a Job that is stopped, or never
-    # starts, still ends the wait (with "timed out") instead of holding the stack.
-    job = _job(s)
-    assert job["spec"]["activeDeadlineSeconds"] == DEADLINE_SECONDS
-    _, condition = _one(s, "AWS::CloudFormation::WaitCondition")
-    timeout = int(condition["Properties"]["Timeout"])
-    assert timeout == DEADLINE_SECONDS + SIGNAL_MARGIN_SECONDS
-    # The Job's own wait for its targets fits inside its deadline.
+    job = _job(each_config)
     env = _env(job["spec"]["template"]["spec"]["containers"][0])
-    assert int(env["MLFLOW_VERIFY_TIMEOUT_SECONDS"]) < DEADLINE_SECONDS
+    targets = env["MLFLOW_VERIFY_TARGETS"].split(",")
+    rollout = int(env["MLFLOW_VERIFY_ROLLOUT_TIMEOUT_SECONDS"])
+    per_target = int(env["MLFLOW_VERIFY_TIMEOUT_SECONDS"])
+    assert per_target == TARGET_TIMEOUT_SECONDS
+    # The Job's deadline: its own start, the rollout, each target, the checks.
+    deadline = job["spec"]["activeDeadlineSeconds"]
+    assert deadline == (JOB_START_SECONDS + rollout + len(targets) * per_target + CHECKS_SECONDS)
+    # The wait condition outlives the Job's deadline, so a Job that is stopped, or never
+    # starts, still ends the wait (with "timed out") instead of holding the stack; and it
+    # stays within what a wait condition allows.
+    _, condition = _one(each_config, "AWS::CloudFormation::WaitCondition")
+    timeout = int(condition["Properties"]["Timeout"])
+    assert timeout == deadline + SIGNAL_MARGIN_SECONDS <= MAX_WAIT_SECONDS == 43200
+
+
+def _millicores(quantity: str) -> int:
+    return int(quantity[:-1]) if quantity.endswith("m") else round(float(quantity) * 1000)
+
+
+def test_the_rollout_budget_covers_a_first_deploy(each_config: Synth) -> None:
+    """A new cluster's first deploy: a node of a new NodeClass launched, the image pulled, the
+    database waited for, a snapshot (with the guard on) and the migration, the server's start
+    within its startup probe. The Deployment's progress deadline is that first pod's budget
+    (the controller gives up on a rollout idle that long), and the Job waits at least as long,
+    and for one more pod's start per further replica."""
+    deployment = each_config.object("Deployment")
+    spec = deployment["spec"]
+    [server] = [c for c in spec["template"]["spec"]["containers"] if c["name"] == "server"]
+    [wait_schema] = spec["template"]["spec"]["initContainers"]
+    config = each_config.object("ConfigMap")["data"]
+    snapshot = "MLFLOW_DB_INSTANCE_ID" in config
+    terms = {
+        "workers": int(config["MLFLOW_WORKERS"]),
+        "cpu_millis": _millicores(server["resources"]["requests"]["cpu"]),
+        "snapshot": snapshot,
+    }
+    first = contract.pod_start_budget(first=True, **terms)
+    probe = server["startupProbe"]
+    assert first["server: the start the startup probe allows"] == (
+        (probe["failureThreshold"] - 1) * probe["periodSeconds"]
+    )
+    assert first["a node launched for it"] == contract.NODE_LAUNCH_SECONDS > 0
+    assert first["the image pulled"] == contract.IMAGE_PULL_SECONDS > 0
+    assert first["the migration Job: the migration"] == contract.MIGRATION_SECONDS > 0
+    assert first["the migration Job: secret reads, then the database wait"] > float(
+        config["MLFLOW_DB_WAIT_SECONDS"]
+    )
+    assert ("the migration Job: the snapshot before the upgrade" in first) is snapshot
+    # What the first pod waits for: the Job that migrates, with the snapshot guard's settings.
+    assert wait_schema["args"] == ["wait-schema"]
+    [job] = [j for j in each_config.objects("Job") if "-migrate-" in j["metadata"]["name"]]
+    [migrate] = job["spec"]["template"]["spec"]["containers"]
+    assert migrate["args"] == ["migrate"]
+    cpu = _millicores(migrate["resources"]["requests"]["cpu"])
+    assert first["the migration Job: Python and MLflow started"] == (
+        contract.START_CPU_SECONDS / (cpu / 1000)
+    )
+    assert spec["progressDeadlineSeconds"] >= sum(first.values())
+    if not each_config.settings.deploy_check.enabled:
+        return
+    env = _env(_job(each_config)["spec"]["template"]["spec"]["containers"][0])
+    later = sum(contract.pod_start_budget(first=False, **terms).values())
+    replicas = each_config.object("HorizontalPodAutoscaler")["spec"]["maxReplicas"]
+    wanted = sum(first.values()) + (replicas - 1) * later
+    rollout = int(env["MLFLOW_VERIFY_ROLLOUT_TIMEOUT_SECONDS"])
+    # All of it, unless a wait condition's 12 hours cannot hold it (then as much as they can).
+    deadline = _job(each_config)["spec"]["activeDeadlineSeconds"]
+    assert rollout >= wanted or deadline + SIGNAL_MARGIN_SECONDS == MAX_WAIT_SECONDS
+    assert rollout >= spec["progressDeadlineSeconds"]
 
 
 # --- a fresh check per revision ----------------------------------------------------------
@@ -196,7 +283,6 @@ def test_job_meets_the_restricted_pod_security_standard(each_config: Synth) -> N
     spec = _job(each_config)["spec"]["template"]["spec"]
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert spec["automountServiceAccountToken"] is False
     [container] = spec["containers"]
     context = container["securityContext"]
     assert context["allowPrivilegeEscalation"] is False
@@ -230,6 +316,104 @@ def test_job_may_reach_only_what_it_checks(each_config: Synth) -> None:
     }
 
 
+# --- the Job's identity: its own ServiceAccount, Role and IRSA role ----------------------
+
+
+def test_the_job_reads_its_rollout_as_its_own_service_account(each_config: Synth) -> None:
+    if not each_config.settings.deploy_check.enabled:
+        assert not [o for o in each_config.manifests if o["kind"] in ("Role", "RoleBinding")]
+        return
+    spec = _job(each_config)["spec"]["template"]["spec"]
+    # Its own account, never the server's; the API token mounted for this pod only.
+    assert spec["serviceAccountName"] == "mlflow-verify"
+    assert spec["automountServiceAccountToken"] is True
+    account = each_config.object("ServiceAccount", "mlflow-verify")
+    assert account["automountServiceAccountToken"] is False
+    # Exactly the reads of the wait: the server's Deployment by name, the namespace's pods.
+    namespace = each_config.settings.server.namespace
+    role = each_config.object("Role", "mlflow-verify")
+    assert role["metadata"]["namespace"] == namespace
+    assert role["rules"] == [
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments"],
+            "resourceNames": ["mlflow"],
+            "verbs": ["get"],
+        },
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    ]
+    binding = each_config.object("RoleBinding", "mlflow-verify")
+    assert binding["metadata"]["namespace"] == namespace
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "mlflow-verify",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "mlflow-verify", "namespace": namespace}
+    ]
+    assert not each_config.objects("ClusterRole") and not each_config.objects("ClusterRoleBinding")
+    # Applied before the Job, in the same manifest: its pod starts with its account in place.
+    kinds = [o["kind"] for o in each_config.manifests]
+    names = [o["metadata"]["name"] for o in each_config.manifests]
+    job = names.index(_job(each_config)["metadata"]["name"])
+    assert {"ServiceAccount", "Role", "RoleBinding"} <= set(
+        kinds[kinds.index("HorizontalPodAutoscaler") : job]
+    )
+
+
+def _trust(role: dict[str, Any]) -> dict[str, Any]:
+    [statement] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    return statement
+
+
+def test_with_authentication_the_jobs_irsa_role_reads_the_admin_login_only(
+    each_config: Synth,
+) -> None:
+    mlflow = each_config.templates["Mlflow"]
+    roles = {k: r for k, r in resources_of(mlflow, "AWS::IAM::Role").items() if "DeployCheck" in k}
+    if not (each_config.settings.deploy_check.enabled and each_config.settings.auth.enabled):
+        assert roles == {}
+        if each_config.settings.deploy_check.enabled:
+            account = each_config.object("ServiceAccount", "mlflow-verify")
+            assert "annotations" not in account["metadata"]  # no AWS identity at all
+        return
+    [(role_id, role)] = roles.items()
+    account = each_config.object("ServiceAccount", "mlflow-verify")
+    assert account["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": f"${{GetAtt:{role_id}.Arn}}"
+    }
+    # Trusted for exactly this account, with the STS audience.
+    trust = _trust(role)
+    assert trust["Action"] == "sts:AssumeRoleWithWebIdentity"
+    conditions_id = trust["Condition"]["StringEquals"]["Fn::GetAtt"][0]
+    conditions = mlflow["Resources"][conditions_id]["Properties"]["Value"]
+    values = sorted(json.loads(render_intrinsics(conditions)).values())
+    namespace = each_config.settings.server.namespace
+    assert values == ["sts.amazonaws.com", f"system:serviceaccount:{namespace}:mlflow-verify"]
+    # One policy: read the admin login's secret, nothing else.
+    policies = [
+        p
+        for p in resources_of(mlflow, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
+    [policy] = policies
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert sorted(statement["Action"]) == [
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:GetSecretValue",
+    ]
+    resource = render_intrinsics(statement["Resource"])
+    assert "AuthAdminCredentials" in resource, resource
+    env = _env(_job(each_config)["spec"]["template"]["spec"]["containers"][0])
+    config = each_config.object("ConfigMap")["data"]
+    assert env["MLFLOW_AUTH_ADMIN_SECRET_ID"] == config["MLFLOW_AUTH_ADMIN_SECRET_ID"]
+    # The manifest that starts the Job waits for the role's policy, not only for its ARN.
+    (_, _), (_, check) = _manifests(each_config)
+    policy_ids = [k for k, p in resources_of(mlflow, "AWS::IAM::Policy").items() if p is policy]
+    assert set(policy_ids) <= _depends_on(check)
+
+
 # --- settings and outputs ------------------------------------------------------------------
 
 
@@ -238,7 +422,8 @@ def test_turning_it_off_leaves_the_addresses(synth: SynthFn) -> None:
     assert s.settings.deploy_check.enabled is False
     assert not resources_of(s.templates["Mlflow"], "AWS::CloudFormation::WaitCondition")
     assert not resources_of(s.templates["Mlflow"], "AWS::CloudFormation::WaitConditionHandle")
-    assert "deployment/mlflow" not in _values(s)
+    assert not [j for j in s.objects("Job") if "-verify-" in j["metadata"]["name"]]
+    assert not s.objects("Role")
     assert "DeployCheckLogsCommand" not in s.templates["Mlflow"]["Outputs"]
     assert s.deployment.mlflow.tracking_server.deploy_check is None
 
@@ -279,3 +464,21 @@ def test_outputs_give_the_real_addresses(synth: SynthFn, config: str, outputs: d
     )
     # No "kubectl get svc" hints left: the addresses themselves are there.
     assert not [k for k in rendered if k.endswith("ServiceName")]
+
+
+def test_the_operations_guide_gives_the_default_budgets(synth: SynthFn) -> None:
+    """docs/operations.md, "Bounds on every wait", as the default config synthesizes them."""
+    s = synth("default")
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    rows = dict(re.findall(r"^\| (.+?) \| (\d+) \|", guide, flags=re.MULTILINE))
+    job = _job(s)
+    env = _env(job["spec"]["template"]["spec"]["containers"][0])
+    _, condition = _one(s, "AWS::CloudFormation::WaitCondition")
+    deadline = s.object("Deployment")["spec"]["progressDeadlineSeconds"]
+    assert int(rows["the Deployment's `progressDeadlineSeconds`"]) == deadline
+    assert int(rows["total: `progressDeadlineSeconds`"]) == deadline
+    rollout = "the deploy check's rollout wait (`MLFLOW_VERIFY_ROLLOUT_TIMEOUT_SECONDS`)"
+    assert rows[rollout] == env["MLFLOW_VERIFY_ROLLOUT_TIMEOUT_SECONDS"]
+    job_deadline = "the deploy check Job's `activeDeadlineSeconds`"
+    assert int(rows[job_deadline]) == job["spec"]["activeDeadlineSeconds"]
+    assert rows["the wait condition's `Timeout`"] == condition["Properties"]["Timeout"]

@@ -99,6 +99,9 @@ def test_each_workload_has_its_own_role(synth, config: str) -> None:
     roles = _roles(s)
     expected = {"mlflow", "mlflow-migrate"}
     expected |= {"mlflow-gc"} if s.settings.gc.enabled else set()
+    # The deploy check signs in as the admin: only then does it read a secret.
+    verify = s.settings.deploy_check.enabled and s.settings.auth.enabled
+    expected |= {"mlflow-verify"} if verify else set()
     assert set(roles) == expected
 
 

@@ -1,6 +1,7 @@
 """The password mask as the launcher wires it: `mlflow-launcher migrate` fetches the secret,
 registers every form of the password with its log filter, and a failure whose message carries
-the store URL (as a driver's may) reaches stderr masked."""
+the store URL (as a driver's may) reaches stderr, and the container's termination message,
+masked."""
 
 from types import SimpleNamespace
 from urllib.parse import quote, quote_plus
@@ -12,7 +13,7 @@ from mlflow_launcher.secret import Credentials
 PASSWORD = "pa:ss@w/rd?#[]%&+= ümlaut-and-more"
 
 
-def test_a_url_with_the_password_reaches_stderr_masked(monkeypatch, tmp_path, capfd):
+def _fail_connecting_with_the_password_in_the_message(monkeypatch, tmp_path) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     for name, value in {
@@ -36,9 +37,39 @@ def test_a_url_with_the_password_reaches_stderr_masked(monkeypatch, tmp_path, ca
     # No driver here: the engine only needs to carry the URL the launcher built.
     monkeypatch.setattr(wait, "make_engine", lambda url: SimpleNamespace(url=url))
     monkeypatch.setattr(wait, "wait_for_database", driver_echoes_its_url)
+
+
+def _forms() -> set[str]:
+    spelled = PASSWORD.encode("utf-8").decode("latin-1")  # what PyMySQL is given
+    return {PASSWORD, spelled, quote(PASSWORD, safe=""), quote_plus(PASSWORD)}
+
+
+def test_a_url_with_the_password_reaches_stderr_masked(monkeypatch, tmp_path, capfd):
+    _fail_connecting_with_the_password_in_the_message(monkeypatch, tmp_path)
     assert cli.main(["migrate"]) == 2
     err = capfd.readouterr().err
     assert "cannot connect to mysql+pymysql://mlflow:***@db.internal" in err, err
-    spelled = PASSWORD.encode("utf-8").decode("latin-1")  # what PyMySQL is given
-    for form in {PASSWORD, spelled, quote(PASSWORD, safe=""), quote_plus(PASSWORD)}:
+    for form in _forms():
         assert form not in err
+
+
+def test_the_error_is_the_containers_termination_message_masked(monkeypatch, tmp_path):
+    """The kubelet shows it in the pod's status (lastState.terminated.message), where the
+    deploy check reads why a pod of the rollout cannot start."""
+    log = tmp_path / "termination-log"
+    log.write_text("")  # the kubelet mounts it before the container starts
+    monkeypatch.setattr(cli, "TERMINATION_LOG", str(log))
+    _fail_connecting_with_the_password_in_the_message(monkeypatch, tmp_path)
+    assert cli.main(["migrate"]) == 2
+    message = log.read_text()
+    assert message.startswith("cannot connect to mysql+pymysql://mlflow:***@db.internal"), message
+    for form in _forms():
+        assert form not in message
+
+
+def test_no_termination_log_is_created_outside_a_container(monkeypatch, tmp_path):
+    missing = tmp_path / "termination-log"
+    monkeypatch.setattr(cli, "TERMINATION_LOG", str(missing))
+    _fail_connecting_with_the_password_in_the_message(monkeypatch, tmp_path)
+    assert cli.main(["migrate"]) == 2
+    assert not missing.exists()

@@ -6,7 +6,7 @@ restart in the middle of a wait. The chart imports no launcher code: this test r
 from __future__ import annotations
 
 import pytest
-from mlflow_launcher import gc, secret, settings
+from mlflow_launcher import gc, secret, settings, snapshot
 from mlflow_on_eks.k8s_charts import contract
 
 from tests.conftest import Synth
@@ -20,6 +20,8 @@ def test_the_launcher_defaults_are_the_charts_numbers():
     assert secret.CONNECT_TIMEOUT_SECONDS == contract.AWS_CONNECT_TIMEOUT_SECONDS
     assert secret.READ_TIMEOUT_SECONDS == contract.AWS_READ_TIMEOUT_SECONDS
     assert gc.DEFAULT_TIMEOUT_SECONDS == contract.GC_TIMEOUT_SECONDS
+    # The rollout's budget counts the snapshot `migrate` may wait for before an upgrade.
+    assert snapshot.DEFAULT_TIMEOUT_SECONDS == contract.SNAPSHOT_TIMEOUT_SECONDS
 
 
 def _server(synth: Synth) -> tuple[dict, dict]:

@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mlflow_launcher import secret
 from mlflow_launcher.app import AUTH_ENV, BASIC_AUTH
 from mlflow_launcher.errors import LauncherError
+from mlflow_launcher.schema import refuse_newer
 from mlflow_launcher.snapshot import SchemaChange
 from mlflow_launcher.wait import driver_message
 
@@ -164,15 +165,21 @@ def _migrations() -> str:
 
 
 def revisions(engine: Engine) -> tuple[str | None, str]:
-    """(current, head) of the auth schema (its own Alembic history and version table)."""
+    """(current, head) of the auth schema (its own Alembic history and version table); a
+    current revision a newer MLflow wrote is refused here (schema.refuse_newer), before
+    anything changes."""
     from alembic.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    head = ScriptDirectory(_migrations()).get_current_head()
+    script = ScriptDirectory(_migrations())
+    head = script.get_current_head()
     assert head is not None, "MLflow ships a linear auth migration history"
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"version_table": "alembic_version_auth"})
-        return context.get_current_revision(), head
+        current = context.get_current_revision()
+    known = frozenset(revision.revision for revision in script.walk_revisions())
+    refuse_newer(f"the auth schema in database {engine.url.database}", current, head, known)
+    return current, head
 
 
 def migrate(engine: Engine, before_change: Callable[[SchemaChange], object] | None = None) -> bool:
@@ -263,14 +270,14 @@ def require_head(engine: Engine) -> None:
         # Most often the database does not exist yet: `migrate` creates it.
         raise LauncherError(
             f"cannot read the auth schema's revision in database {name}: "
-            f"{driver_message(exc)}: run `mlflow-launcher migrate` first (the Deployment's "
-            "initContainer does; it creates the database)"
+            f"{driver_message(exc)}: run `mlflow-launcher migrate` first (the migration "
+            "Job does; it creates the database)"
         ) from None
     if current != head:
         raise LauncherError(
             f"auth schema in database {name} is at revision "
             f"{current or '(none: new database)'}, expected head {head}: run "
-            "`mlflow-launcher migrate` first (the Deployment's initContainer does); the server "
+            "`mlflow-launcher migrate` first (the migration Job does); the server "
             "container never migrates"
         )
     log.info("auth schema at head %s", head)

@@ -37,6 +37,10 @@ from mlflow_launcher.wait import driver_message
 
 log = logging.getLogger("mlflow_launcher")
 
+TERMINATION_LOG = "/dev/termination-log"
+"""The kubelet's default terminationMessagePath."""
+TERMINATION_MESSAGE_BYTES = 4096
+"""The kubelet keeps at most 4096 bytes of it (and 12 KiB over all of a pod's containers)."""
 LOCAL_DIR_ENV = "MLFLOW_LOCAL_DIR"
 LOCAL_DEFAULT_DIR = ".local-mlflow"
 LOCAL_DEFAULTS = {
@@ -55,12 +59,14 @@ class _Redact(logging.Filter):
         super().__init__()
         self.secrets: list[str] = []
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+    def mask(self, message: str) -> str:
         # Longest first: a form inside a longer one must not leave the rest of the longer one.
         for value in sorted(set(self.secrets), key=len, reverse=True):
             message = message.replace(value, "***")
-        record.msg, record.args = message, None
+        return message
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = self.mask(record.getMessage()), None
         return True
 
 
@@ -202,6 +208,8 @@ def _behind(
         return [f"the database does not answer: {driver_message(exc)}"]
     pending = []
     current, head = schema.current_revision(engine), schema.head_revision()
+    # A newer MLflow's schema is not waited for: no Job of this image will ever change it.
+    schema.refuse_newer("the database schema", current, head, schema.known_revisions())
     if current != head:
         pending.append(f"the tracking schema is at {current or '(empty)'}, not head {head}")
     if auth_settings is not None:
@@ -343,5 +351,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         COMMANDS[args.command][0]()
     except LauncherError as exc:
         log.error("%s", exc)
+        _termination_message(_redact.mask(str(exc)))
         return exc.exit_code
     return 0
+
+
+def _termination_message(message: str) -> None:
+    """The error as the container's termination message, which the API then shows in the
+    pod's status (lastState.terminated.message): the deploy check names it when a pod of the
+    rollout crash-loops. The kubelet mounts the file when the container starts (Kubernetes
+    docs, "Determine the Reason for Pod Failure"). Never created: outside a container there
+    is no such file, and writing one into /dev would be a root user's surprise."""
+    data = message.encode()[:TERMINATION_MESSAGE_BYTES]
+    try:
+        descriptor = os.open(TERMINATION_LOG, os.O_WRONLY | os.O_TRUNC)
+    except OSError:
+        return
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)

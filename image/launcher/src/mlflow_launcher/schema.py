@@ -38,10 +38,42 @@ def head_revision() -> str:
     return _get_latest_schema_revision()
 
 
+def known_revisions() -> frozenset[str]:
+    """Every revision of this MLflow's tracking migration history."""
+    from alembic.script import ScriptDirectory
+    from mlflow.store.db.utils import _get_alembic_config
+
+    script = ScriptDirectory.from_config(_get_alembic_config(db_url=""))
+    return frozenset(revision.revision for revision in script.walk_revisions())
+
+
 def current_revision(engine: Engine) -> str | None:
     from mlflow.store.db.utils import _get_schema_version
 
     return _get_schema_version(engine)
+
+
+def refuse_newer(what: str, current: str | None, head: str, known: frozenset[str]) -> None:
+    """Refuse a schema at a revision this MLflow's history lacks: a newer MLflow migrated it.
+
+    Before anything else looks at it, so that nothing changes and no snapshot is taken: MLflow
+    would otherwise try to upgrade from a revision it cannot find (Alembic's "Can't locate
+    revision"), after the snapshot guard had taken a snapshot for a change that never comes.
+    This is what a rollback meets when the release it rolls back from migrated the schema; the
+    way out is forward, or back with the data (docs/operations.md, "Rolling back")."""
+    if current is None or current in known:
+        return
+    raise LauncherError(
+        f"{what} is at revision {current}, which this image's MLflow ({_mlflow_version()}, "
+        f"head {head}) does not know: a newer MLflow migrated it; deploy that version again, "
+        "or restore the snapshot taken before the upgrade (docs/operations.md, Rolling back)"
+    )
+
+
+def _mlflow_version() -> str:
+    from importlib.metadata import version
+
+    return version("mlflow")
 
 
 def _try_lock(conn: Connection, wait: float) -> bool:
@@ -159,6 +191,7 @@ def _to_head(engine: Engine, before_change: Callable[[SchemaChange], object] | N
     if before == head:
         log.info("schema already at head %s; nothing to migrate", head)
         return False
+    refuse_newer("the database schema", before, head, known_revisions())
     if _is_empty_database(engine):
         log.info("empty database: creating the MLflow schema (revision %s)", head)
         _initialize_tables(engine)
@@ -179,9 +212,10 @@ def require_head(engine: Engine) -> None:
     head = head_revision()
     current = current_revision(engine)
     if current != head:
+        refuse_newer("the database schema", current, head, known_revisions())
         raise LauncherError(
             f"database schema is at revision {current or '(none: empty database)'}, expected "
-            f"head {head}: run `mlflow-launcher migrate` first (the Deployment's initContainer "
-            "does); the server container never migrates"
+            f"head {head}: run `mlflow-launcher migrate` first (the migration Job does); the "
+            "server container never migrates"
         )
     log.info("schema at head %s", head)

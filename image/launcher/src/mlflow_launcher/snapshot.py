@@ -39,8 +39,9 @@ PREFIX = "mlflow-before-"
 """Snapshots the launcher creates; the server role may create and tag only these."""
 TAG_PREFIX = "mlflow-on-eks:"
 DEFAULT_MAX_AGE_MINUTES = 60.0
-# Under the deploy's 13-minute wait for the rollout, so a slow snapshot fails this container
-# with its own message first. RDS keeps creating it; the next attempt waits for that one.
+# A slow snapshot fails this container with its own message; RDS keeps creating it and the next
+# attempt waits for that one. The Deployment's progress deadline counts this wait
+# (k8s_charts/contract.py SNAPSHOT_TIMEOUT_SECONDS, kept equal by a unit test).
 DEFAULT_TIMEOUT_SECONDS = 660.0
 # A few upgrades' way back, far below the 100 manual snapshots a Region allows an account by
 # default (shared by every instance in it; "Manual DB instance snapshots",

@@ -1,15 +1,20 @@
 """``mlflow-launcher verify``: after a deploy, use the server as a real user would, through
 every name it is served under, and tell CloudFormation the outcome in one line.
 
-Per target, in order: /health answers; MLflow accepts the name as Host on an API path; a
-browser page served under the name may write (its Origin is listed); the MLflow client creates
-an experiment and a run, logs params, a metric, a tag and an artifact through the server's
-artifact proxy, reads the artifact back and finds the run by its metric. The first failure
-stops the check. Its reason names the target and the step, so the stack's failure event says
-what to fix without anyone reading logs first.
+First, with MLFLOW_VERIFY_DEPLOYMENT set, it waits until the server's Deployment has rolled out
+the pod template this deploy applied (verify.rollout). Then per target, in order: /health
+answers; MLflow accepts the name as Host on an API path; a browser page served under the name
+may write (its Origin is listed); the MLflow client creates an experiment and a run, logs
+params, a metric, a tag and an artifact through the server's artifact proxy, reads the artifact
+back and finds the run by its metric. Each step is retried through what passes by itself (no
+answer yet, 502/503/504, a search that does not see the run yet) until the target's deadline;
+what cannot get better fails at once. The first failure stops the check. Its reason names the
+target and the step, so the stack's failure event says what to fix without anyone reading logs
+first.
 
-The timings tests shorten live where they are read: RETRY_INTERVAL_SECONDS and
-REQUEST_TIMEOUT_SECONDS in `checks`, SIGNAL_BACKOFF_SECONDS in `cfn_signal`.
+The timings tests shorten live where they are read: RETRY_INTERVAL_SECONDS in `retry`,
+REQUEST_TIMEOUT_SECONDS in `checks`, POLL_SECONDS in `rollout`, SIGNAL_BACKOFF_SECONDS in
+`cfn_signal`.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from mlflow_launcher.verify.checks import (
     wait_healthy,
 )
 from mlflow_launcher.verify.client import exercise_client
+from mlflow_launcher.verify.kubernetes import KubernetesApi
 from mlflow_launcher.verify.messages import first_line, one_line, short_error
+from mlflow_launcher.verify.rollout import wait_for_rollout
 from mlflow_launcher.verify.settings import (
     ADMIN_SECRET_ENV,
     LOGS_COMMAND_ENV,
@@ -105,8 +112,17 @@ def run(env: Mapping[str, str], log_secrets: MutableSequence[str]) -> None:
     # rather than leaving the stack waiting for the wait condition's own timeout.
     previous_handler = signal.signal(signal.SIGTERM, _stop)
     try:
-        settings = sign_in_as_admin(load(env), env, log_secrets)
-        outcomes.update(dict.fromkeys(settings.targets, "not checked"))
+        settings = load(env)
+        rollout = settings.rollout
+        steps = [f"deployment {rollout.namespace}/{rollout.name}"] if rollout else []
+        outcomes.update(dict.fromkeys([*steps, *settings.targets], "not checked"))
+        if rollout is not None:
+            outcomes[steps[0]] = "failed"
+            step_start = time.monotonic()
+            wait_for_rollout(KubernetesApi.in_cluster(env, log_secrets), rollout)
+            outcomes[steps[0]] = f"ok ({time.monotonic() - step_start:.1f} s)"
+        # After the rollout: a new IAM grant on the admin secret has had time to take effect.
+        settings = sign_in_as_admin(settings, env, log_secrets)
         for target in settings.targets:
             outcomes[target] = "failed"
             target_start = time.monotonic()
@@ -158,7 +174,8 @@ def _data(outcomes: Mapping[str, str]) -> str:
 
 
 def verify_target(target: str, settings: VerifySettings) -> None:
-    """The four checks on one target; VerificationFailed with the reason at the first failure."""
+    """The four checks on one target, within one deadline; VerificationFailed with the reason
+    at the first failure that is not transient, or at the deadline with the last one."""
     deadline = time.monotonic() + settings.timeout_seconds
     auth = _auth_headers(settings.credentials)
     with _step(target, "/health answering"):
@@ -167,4 +184,4 @@ def verify_target(target: str, settings: VerifySettings) -> None:
         check_host(target, deadline, settings, auth)
     with _step(target, "browser-style write accepted"):
         check_browser_write(target, deadline, settings, auth)
-    exercise_client(target)
+    exercise_client(target, deadline)

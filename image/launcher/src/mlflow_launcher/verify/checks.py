@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from mlflow_launcher.errors import VerificationFailed
 from mlflow_launcher.verify.messages import _cause, _mlflow_error, first_line, short_error
+from mlflow_launcher.verify.retry import TRANSIENT_STATUSES, Retries
 from mlflow_launcher.verify.settings import (
     ADMIN_SECRET_ENV,
     PASSWORD_ENV,
@@ -25,11 +26,7 @@ from mlflow_launcher.verify.settings import (
 
 log = logging.getLogger(__name__)
 
-RETRY_INTERVAL_SECONDS = 5.0
 REQUEST_TIMEOUT_SECONDS = 30.0
-# What a load balancer, or a Service without ready pods behind it, answers while starting.
-# (MLflow itself answers 503 when its database is unreachable: that is a verdict, see _answer.)
-TRANSIENT_STATUSES = frozenset({502, 503, 504})
 
 # An /api/ path: MLflow exempts /health and /version from its Host check.
 HOST_CHECK_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
@@ -83,34 +80,45 @@ def _answer(
     """The first answer that is not transient, retrying every few seconds until `deadline`
     (at least one try); `timeout` is the setting the reason names.
 
-    An error MLflow itself answers (its JSON error body) is final, 503 included: MLflow
-    answers 503 when its database is unreachable, and that reason should be reported now, in
-    MLflow's words, not after minutes as "no answer". So is a request accepted but never
-    answered once /health answers (`healthy`): the server, not the way to it, is stuck (MLflow
-    retries a database it cannot reach for minutes on the first request of a worker).
+    Transient (retry.TRANSIENT_STATUSES): no connection; a request accepted but not answered;
+    429, 500, 502, 503 and 504, MLflow's own included (while its database is unreachable, as in
+    a Multi-AZ failover, it answers 503 TEMPORARILY_UNAVAILABLE, or 500 where the error escapes
+    its handlers, as in the sign-in check). Past the deadline the last of them
+    is the reason: in MLflow's words for its own error, "though /health answers" for a request
+    that was never answered (`healthy`: the server, not the way to it, is stuck). A certificate
+    that does not verify fails at once.
     """
+    method = request.get("method", "GET")
+    retries = Retries(target, f"{method} {path}", deadline)
     while True:
         try:
             status, body = _request(f"{target}{path}", **request)
         except (OSError, http.client.HTTPException) as exc:
             if isinstance(_cause(exc), ssl.SSLCertVerificationError):
-                # A certificate that does not verify will not start verifying by waiting.
                 raise VerificationFailed(f"{target}: TLS: {short_error(exc)}") from exc
+            note = short_error(exc)
             if healthy and isinstance(exc, TimeoutError):  # connected, sent, no answer
-                method = request.get("method", "GET")
-                raise VerificationFailed(
+                reason = (
                     f"{target}: {method} {path} got no answer within "
-                    f"{REQUEST_TIMEOUT_SECONDS:g} s, though /health answers"
-                ) from exc
-            last = short_error(exc)
+                    f"{REQUEST_TIMEOUT_SECONDS:g} s, though /health answers{_for(timeout)}"
+                )
+            else:
+                reason = f"{target}: no answer within {timeout:g} s (last: {note})"
         else:
-            if status not in TRANSIENT_STATUSES or _mlflow_error(body) is not None:
+            if status not in TRANSIENT_STATUSES:
                 return status, body
-            last = f"HTTP {status}" + (f": {first_line(body, 100)}" if body.strip() else "")
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise VerificationFailed(f"{target}: no answer within {timeout:g} s (last: {last})")
-        time.sleep(min(RETRY_INTERVAL_SECONDS, remaining))
+            note = f"HTTP {status}" + (f": {first_line(body, 100)}" if body.strip() else "")
+            if status == 500 or _mlflow_error(body) is not None:  # the server's own words
+                reason = f"{target}: {method} {path} answered {status}: {first_line(body)}"
+                reason += _for(timeout)
+            else:  # a load balancer's or proxy's: the server itself not reached yet
+                reason = f"{target}: no answer within {timeout:g} s (last: {note})"
+        if not retries.wait(note):
+            raise VerificationFailed(reason)
+
+
+def _for(timeout: float) -> str:
+    return f" (still after {timeout:g} s)"
 
 
 def wait_healthy(target: str, deadline: float, settings: VerifySettings) -> None:

@@ -6,7 +6,7 @@ import base64
 import math
 import os
 from collections.abc import Mapping, MutableSequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, urlsplit
 
 from mlflow_launcher import redaction, secret
@@ -19,9 +19,30 @@ SIGNAL_URL_ENV = "MLFLOW_VERIFY_SIGNAL_URL"
 LOGS_COMMAND_ENV = "MLFLOW_VERIFY_LOGS_COMMAND"
 USERNAME_ENV = "MLFLOW_TRACKING_USERNAME"
 PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"  # noqa: S105 - a variable's name
+# The rollout the check waits for first (the chart sets all of them, or none for a check of
+# whatever serves the targets now).
+DEPLOYMENT_ENV = "MLFLOW_VERIFY_DEPLOYMENT"
+NAMESPACE_ENV = "MLFLOW_VERIFY_NAMESPACE"
+IMAGE_ENV = "MLFLOW_VERIFY_IMAGE"
+POD_ANNOTATION_ENV = "MLFLOW_VERIFY_POD_ANNOTATION"
+ROLLOUT_TIMEOUT_ENV = "MLFLOW_VERIFY_ROLLOUT_TIMEOUT_SECONDS"
 
 # Load balancer targets register, DNS propagates and pods start within minutes of a deploy.
 DEFAULT_TIMEOUT_SECONDS = 600.0
+DEFAULT_ROLLOUT_TIMEOUT_SECONDS = 1800.0
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    """The Deployment this deploy applied, and how long its rollout may take."""
+
+    namespace: str
+    name: str
+    image: str
+    """Every container of this deploy's pod template runs it (the asset's content hash)."""
+    annotation: tuple[str, str] | None
+    """A pod template annotation this deploy set (the config digest): name and value."""
+    timeout_seconds: float
 
 
 @dataclass(frozen=True)
@@ -35,6 +56,8 @@ class VerifySettings:
     MLFLOW_TRACKING_PASSWORD itself."""
     credentials_from: str = f"{USERNAME_ENV}/{PASSWORD_ENV}"
     """Where they came from, for a reason that says which login was refused."""
+    rollout: RolloutSettings | None = None
+    """The rollout to wait for before the targets are checked. Default: none."""
 
 
 def secret_forms(env: Mapping[str, str]) -> list[str]:
@@ -100,20 +123,46 @@ def load(env: Mapping[str, str]) -> VerifySettings:
             problems.append(f"{TARGETS_ENV}: {shown} {exc}")
         else:
             targets.append(target)
-    timeout = DEFAULT_TIMEOUT_SECONDS
-    raw_timeout = env.get(TIMEOUT_ENV, "").strip()
-    if raw_timeout:
-        try:
-            timeout = float(raw_timeout)
-        except ValueError:
-            timeout = math.nan
-        if not (math.isfinite(timeout) and timeout > 0):
-            problems.append(f"{TIMEOUT_ENV}={raw_timeout!r} is not a positive number of seconds")
+    timeout = _seconds(env, TIMEOUT_ENV, DEFAULT_TIMEOUT_SECONDS, problems)
+    rollout = _rollout(env, problems)
     if problems:
         raise LauncherError("; ".join(problems))
     username, password = env.get(USERNAME_ENV, ""), env.get(PASSWORD_ENV, "")
     credentials = (username, password) if username or password else None
-    return VerifySettings(tuple(dict.fromkeys(targets)), timeout, credentials)
+    return VerifySettings(tuple(dict.fromkeys(targets)), timeout, credentials, rollout=rollout)
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, problems: list[str]) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        problems.append(f"{name}={raw!r} is not a positive number of seconds")
+    return value
+
+
+def _rollout(env: Mapping[str, str], problems: list[str]) -> RolloutSettings | None:
+    """None without MLFLOW_VERIFY_DEPLOYMENT: the check then uses whatever answers now."""
+    name = env.get(DEPLOYMENT_ENV, "").strip()
+    if not name:
+        return None
+    values = {key: env.get(key, "").strip() for key in (NAMESPACE_ENV, IMAGE_ENV)}
+    for key, value in values.items():
+        if not value:
+            problems.append(f"{key} is not set ({DEPLOYMENT_ENV} names a Deployment to wait for)")
+    annotation = None
+    raw = env.get(POD_ANNOTATION_ENV, "").strip()
+    if raw:
+        key, equals, value = raw.partition("=")
+        if not (equals and key and value):
+            problems.append(f"{POD_ANNOTATION_ENV}={raw!r} is not <annotation>=<value>")
+        annotation = (key, value)
+    timeout = _seconds(env, ROLLOUT_TIMEOUT_ENV, DEFAULT_ROLLOUT_TIMEOUT_SECONDS, problems)
+    return RolloutSettings(values[NAMESPACE_ENV], name, values[IMAGE_ENV], annotation, timeout)
 
 
 def sign_in_as_admin(
@@ -132,9 +181,8 @@ def sign_in_as_admin(
         raise LauncherError(f"reading the admin login ({ADMIN_SECRET_ENV}): {exc}") from None
     log_secrets.extend(secret_forms({USERNAME_ENV: login.username, PASSWORD_ENV: login.password}))
     os.environ[USERNAME_ENV], os.environ[PASSWORD_ENV] = login.username, login.password
-    return VerifySettings(
-        settings.targets,
-        settings.timeout_seconds,
-        (login.username, login.password),
-        f"the admin login in {ADMIN_SECRET_ENV}",
+    return replace(
+        settings,
+        credentials=(login.username, login.password),
+        credentials_from=f"the admin login in {ADMIN_SECRET_ENV}",
     )
