@@ -25,10 +25,16 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 RUNTIME := $(BIN)/.stamp-runtime
 DEV := $(BIN)/.stamp-dev
 
-$(RUNTIME): requirements.txt pyproject.toml
+# The library is installed editable in strict mode: a tree of links to this checkout's files
+# under build/, on a plain path that type checkers and IDEs resolve (the default mode's import
+# hook they cannot follow). A module added or removed needs the tree made again: the folders'
+# own timestamps (they change when an entry does) are prerequisites.
+LIBRARY_DIRS := $(shell find constructs_lib k8s_charts image -type d -not -name __pycache__ -not -path '*/build*' -not -path '*.egg-info*' 2>/dev/null)
+
+$(RUNTIME): requirements.txt pyproject.toml $(LIBRARY_DIRS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements.txt
-	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/pip install -q --no-deps -e . --config-settings editable_mode=strict
 	touch $@
 
 # requirements-dev.txt includes requirements.txt (-r), so the runtime pins hold here too.

@@ -18,9 +18,9 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import aws_cdk as cdk
 import yaml
-from mlflow_on_eks.constructs_lib.review import review_header
 
 from config import ConfigError, check_context, load_settings
+from mlflow_on_eks.constructs_lib.review import review_header
 from stacks import DESTROY_FLAG, Deployment, build_deployment
 
 

@@ -13,6 +13,20 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Annotated, Any, ClassVar, Literal
 
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
 from mlflow_on_eks.constructs_lib.auth import PERMISSIONS
 from mlflow_on_eks.constructs_lib.kubernetes import DEFAULT_VERSION, SUPPORTED_VERSIONS
 from mlflow_on_eks.constructs_lib.monitoring import default_max_connections
@@ -46,19 +60,6 @@ from mlflow_on_eks.k8s_charts.rules import (
     broken_rules,
 )
 from mlflow_on_eks.k8s_charts.workload import WORKLOAD_RULES
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ModelWrapValidatorHandler,
-    StringConstraints,
-    TypeAdapter,
-    ValidationError,
-    model_validator,
-)
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 # One list of versions, kept where the kubectl layers are.
 SUPPORTED_KUBERNETES_VERSIONS = SUPPORTED_VERSIONS

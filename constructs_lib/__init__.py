@@ -6,27 +6,26 @@ import os
 # of a jsii package (aws_cdk, cdk8s); an app that imports this package first does not show it.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from mlflow_on_eks.constructs_lib.artifact_store import MlflowArtifactStore
-from mlflow_on_eks.constructs_lib.auth import MlflowAuth
-from mlflow_on_eks.constructs_lib.cluster import (
-    AutoModeCluster,
-    ExistingClusterAttributes,
-    ImportedCluster,
-)
-from mlflow_on_eks.constructs_lib.database import MlflowDatabase
-from mlflow_on_eks.constructs_lib.kubernetes import SUPPORTED_VERSIONS
-from mlflow_on_eks.constructs_lib.monitoring import MlflowMonitoring
-from mlflow_on_eks.constructs_lib.network import ExistingVpc, MlflowVpc
-from mlflow_on_eks.constructs_lib.tracking_server import MlflowTrackingServer
-
 # Props MlflowTrackingServer takes (`workload`, `external_load_balancer`, `gc`), re-exported.
-from mlflow_on_eks.k8s_charts import (
+from ..k8s_charts import (
     ExternalLoadBalancerProps,
     GcProps,
     MetricsScrapersProps,
     ResourceProps,
     WorkloadProps,
 )
+from .artifact_store import MlflowArtifactStore
+from .auth import MlflowAuth
+from .cluster import (
+    AutoModeCluster,
+    ExistingClusterAttributes,
+    ImportedCluster,
+)
+from .database import MlflowDatabase
+from .kubernetes import SUPPORTED_VERSIONS
+from .monitoring import MlflowMonitoring
+from .network import ExistingVpc, MlflowVpc
+from .tracking_server import MlflowTrackingServer
 
 __all__ = [
     "SUPPORTED_VERSIONS",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
-from mlflow_on_eks.constructs_lib.acknowledgements import acknowledge
+
+from .acknowledgements import acknowledge
 
 DEFAULT_NONCURRENT_EXPIRATION = Duration.days(90)
 

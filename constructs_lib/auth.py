@@ -21,8 +21,9 @@ from typing import Literal, get_args
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
-from mlflow_on_eks.constructs_lib.acknowledgements import acknowledge
-from mlflow_on_eks.k8s_charts import AuthProps
+
+from ..k8s_charts import AuthProps
+from .acknowledgements import acknowledge
 
 Permission = Literal["READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS"]
 """What every signed-in user may do where no grant says otherwise (mlflow.server.auth's

@@ -17,18 +17,19 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
-from mlflow_on_eks.constructs_lib.acknowledgements import (
+
+from ..k8s_charts import NodePoolChart, NodePoolChartProps
+from ..k8s_charts.node_pool_chart import DATABASE_CLIENT_LABEL
+from .acknowledgements import (
     acknowledge,
     acknowledge_managed_policies,
     acknowledge_wildcard_resources,
 )
-from mlflow_on_eks.constructs_lib.kubernetes import (
+from .kubernetes import (
     DEFAULT_VERSION,
     kubectl_layer,
     kubernetes_version,
 )
-from mlflow_on_eks.k8s_charts import NodePoolChart, NodePoolChartProps
-from mlflow_on_eks.k8s_charts.node_pool_chart import DATABASE_CLIENT_LABEL
 
 WORKLOAD_NODE_POOL = "mlflow"
 """Name of the NodeClass and NodePool a new cluster runs the server on."""

@@ -10,7 +10,8 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
-from mlflow_on_eks.constructs_lib.acknowledgements import acknowledge
+
+from .acknowledgements import acknowledge
 
 Engine = Literal["mysql", "postgres"]
 

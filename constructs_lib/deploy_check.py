@@ -30,9 +30,10 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
-from mlflow_on_eks.constructs_lib.irsa import irsa_principal
-from mlflow_on_eks.k8s_charts import DeployCheckChart, DeployCheckChartProps, MlflowChartProps
-from mlflow_on_eks.k8s_charts.deploy_check_chart import verify_service_account_name
+
+from ..k8s_charts import DeployCheckChart, DeployCheckChartProps, MlflowChartProps
+from ..k8s_charts.deploy_check_chart import verify_service_account_name
+from .irsa import irsa_principal
 
 SIGNAL_MARGIN_SECONDS = 120
 """After the Job's deadline Kubernetes stops it; the wait condition outlives it by this much,

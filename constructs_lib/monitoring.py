@@ -22,7 +22,8 @@ from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_sns as sns
 from constructs import Construct
-from mlflow_on_eks.constructs_lib.database import MlflowDatabase
+
+from .database import MlflowDatabase
 
 CPU_PERCENT = 80
 """Sustained for 15 minutes: past this, queries queue and the UI slows for everyone."""

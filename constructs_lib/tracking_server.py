@@ -16,17 +16,8 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from constructs import Construct
-from mlflow_on_eks.constructs_lib.artifact_store import MlflowArtifactStore
-from mlflow_on_eks.constructs_lib.auth import MlflowAuth
-from mlflow_on_eks.constructs_lib.database import MlflowDatabase
-from mlflow_on_eks.constructs_lib.deploy_check import (
-    DeployCheck,
-    read_again_on,
-    read_object_value,
-)
-from mlflow_on_eks.constructs_lib.review import resolve_for_review
-from mlflow_on_eks.constructs_lib.workload_roles import WorkloadRoles
-from mlflow_on_eks.k8s_charts import (
+
+from ..k8s_charts import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
     AuthProps,
     ExternalLoadBalancerProps,
@@ -35,8 +26,18 @@ from mlflow_on_eks.k8s_charts import (
     MlflowChartProps,
     WorkloadProps,
 )
-from mlflow_on_eks.k8s_charts.contract import CONFIG_DIGEST_ANNOTATION
-from mlflow_on_eks.k8s_charts.rules import arn_region_and_account
+from ..k8s_charts.contract import CONFIG_DIGEST_ANNOTATION
+from ..k8s_charts.rules import arn_region_and_account
+from .artifact_store import MlflowArtifactStore
+from .auth import MlflowAuth
+from .database import MlflowDatabase
+from .deploy_check import (
+    DeployCheck,
+    read_again_on,
+    read_object_value,
+)
+from .review import resolve_for_review
+from .workload_roles import WorkloadRoles
 
 INSTANCE = "mlflow"
 """The chart's instance: its objects' names and the ServiceAccounts' (`mlflow`,

@@ -17,11 +17,12 @@ from __future__ import annotations
 from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
-from mlflow_on_eks.constructs_lib.acknowledgements import acknowledge_wildcard_resources
-from mlflow_on_eks.constructs_lib.artifact_store import MlflowArtifactStore
-from mlflow_on_eks.constructs_lib.auth import MlflowAuth
-from mlflow_on_eks.constructs_lib.database import MlflowDatabase
-from mlflow_on_eks.constructs_lib.irsa import irsa_principal
+
+from .acknowledgements import acknowledge_wildcard_resources
+from .artifact_store import MlflowArtifactStore
+from .auth import MlflowAuth
+from .database import MlflowDatabase
+from .irsa import irsa_principal
 
 SNAPSHOT_PREFIX = "mlflow-before-"
 """Snapshots the launcher takes before a schema change (its snapshot module's PREFIX)."""

@@ -6,18 +6,18 @@ import os
 # of a jsii package (aws_cdk, cdk8s); an app that imports this package first does not show it.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from mlflow_on_eks.k8s_charts.contract import AuthProps
-from mlflow_on_eks.k8s_charts.deploy_check_chart import DeployCheckChart, DeployCheckChartProps
-from mlflow_on_eks.k8s_charts.gc_job import GcProps
-from mlflow_on_eks.k8s_charts.mlflow_chart import (
+from .contract import AuthProps
+from .deploy_check_chart import DeployCheckChart, DeployCheckChartProps
+from .gc_job import GcProps
+from .mlflow_chart import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
     LB_CONTROLLER_LOAD_BALANCER_CLASS,
     ExternalLoadBalancerProps,
     MlflowChart,
     MlflowChartProps,
 )
-from mlflow_on_eks.k8s_charts.node_pool_chart import NodePoolChart, NodePoolChartProps
-from mlflow_on_eks.k8s_charts.workload import MetricsScrapersProps, ResourceProps, WorkloadProps
+from .node_pool_chart import NodePoolChart, NodePoolChartProps
+from .workload import MetricsScrapersProps, ResourceProps, WorkloadProps
 
 __all__ = [
     "AUTO_MODE_LOAD_BALANCER_CLASS",

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mlflow_on_eks.k8s_charts.rules import SignInCacheSeconds, validate_props
-from mlflow_on_eks.k8s_charts.workload import WorkloadProps
+from .rules import SignInCacheSeconds, validate_props
+from .workload import WorkloadProps
 
 CONTAINER_PORT = 5000
 METRICS_PORT = 9464

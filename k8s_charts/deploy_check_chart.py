@@ -18,7 +18,8 @@ import cdk8s
 import cdk8s_plus_27 as kplus
 from cdk8s_plus_27 import k8s
 from constructs import Construct
-from mlflow_on_eks.k8s_charts.contract import (
+
+from .contract import (
     CONFIG_DIGEST_ANNOTATION,
     CONTAINER_PORT,
     IMAGE_PULL_SECONDS,
@@ -26,15 +27,15 @@ from mlflow_on_eks.k8s_charts.contract import (
     pod_start_budget,
     verify_environment,
 )
-from mlflow_on_eks.k8s_charts.hardening import (
+from .hardening import (
     CONTAINER_SECURITY,
     POD_SECURITY,
     TMP_PATH,
     harden,
     small_resources,
 )
-from mlflow_on_eks.k8s_charts.mlflow_chart import MlflowChartProps, _millicores, selector_labels
-from mlflow_on_eks.k8s_charts.policy import dns, egress, egress_only, tcp
+from .mlflow_chart import MlflowChartProps, _millicores, selector_labels
+from .policy import dns, egress, egress_only, tcp
 
 TARGET_TIMEOUT_SECONDS = 600
 """How long each target may take to answer: a new NLB's DNS name propagates and its targets

@@ -12,16 +12,17 @@ from dataclasses import dataclass
 import cdk8s
 import cdk8s_plus_27 as kplus
 from constructs import Construct
-from mlflow_on_eks.k8s_charts.contract import CONTAINER_PORT, GC_TIMEOUT_SECONDS, gc_environment
-from mlflow_on_eks.k8s_charts.hardening import (
+
+from .contract import CONTAINER_PORT, GC_TIMEOUT_SECONDS, gc_environment
+from .hardening import (
     CONTAINER_SECURITY,
     POD_SECURITY,
     TMP_PATH,
     harden,
     small_resources,
 )
-from mlflow_on_eks.k8s_charts.policy import dns, egress, egress_only, tcp
-from mlflow_on_eks.k8s_charts.rules import CronSchedule, GcDuration, validate_props
+from .policy import dns, egress, egress_only, tcp
+from .rules import CronSchedule, GcDuration, validate_props
 
 GC_RETRIES = 1
 """The Job's backoffLimit: a run that failed (the database restarting, say) gets one more try."""

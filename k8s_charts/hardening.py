@@ -12,7 +12,8 @@ from collections.abc import Mapping
 
 import cdk8s
 import cdk8s_plus_27 as kplus
-from mlflow_on_eks.k8s_charts.node_pool_chart import DEDICATED_TAINT
+
+from .node_pool_chart import DEDICATED_TAINT
 
 UID = 10001
 """The image's non-root user (image/Dockerfile creates it with this UID and GID)."""

@@ -15,15 +15,16 @@ from __future__ import annotations
 import cdk8s
 import cdk8s_plus_27 as kplus
 from constructs import Construct
-from mlflow_on_eks.k8s_charts.contract import MIGRATION_JOB_CPU_MILLIS
-from mlflow_on_eks.k8s_charts.hardening import (
+
+from .contract import MIGRATION_JOB_CPU_MILLIS
+from .hardening import (
     CONTAINER_SECURITY,
     POD_SECURITY,
     TMP_PATH,
     harden,
     small_resources,
 )
-from mlflow_on_eks.k8s_charts.policy import dns, egress, egress_only, tcp
+from .policy import dns, egress, egress_only, tcp
 
 MIGRATION_RETRIES = 2
 """Another pod after a failed one (a database restarting, the lock held by a lost session):

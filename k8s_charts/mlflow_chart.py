@@ -14,7 +14,8 @@ import cdk8s
 import cdk8s_plus_27 as kplus
 from cdk8s_plus_27 import k8s
 from constructs import Construct
-from mlflow_on_eks.k8s_charts.contract import (
+
+from .contract import (
     CONTAINER_PORT,
     METRICS_PORT,
     RDS_CA_BUNDLE_PATH,
@@ -30,17 +31,17 @@ from mlflow_on_eks.k8s_charts.contract import (
     schema_wait_environment,
     startup_probe_failures,
 )
-from mlflow_on_eks.k8s_charts.gc_job import GcProps, add_gc_job
-from mlflow_on_eks.k8s_charts.hardening import (
+from .gc_job import GcProps, add_gc_job
+from .hardening import (
     CONTAINER_SECURITY,
     POD_SECURITY,
     TMP_PATH,
     harden,
     small_resources,
 )
-from mlflow_on_eks.k8s_charts.migration_job import add_migration_job
-from mlflow_on_eks.k8s_charts.policy import dns, egress, ingress, pods_in_namespaces, tcp
-from mlflow_on_eks.k8s_charts.rules import (
+from .migration_job import add_migration_job
+from .policy import dns, egress, ingress, pods_in_namespaces, tcp
+from .rules import (
     AcmCertificateArn,
     Cidr,
     Rule,
@@ -48,7 +49,7 @@ from mlflow_on_eks.k8s_charts.rules import (
     internet_problem,
     validate_props,
 )
-from mlflow_on_eks.k8s_charts.workload import WorkloadProps
+from .workload import WorkloadProps
 
 AUTO_MODE_LOAD_BALANCER_CLASS = "eks.amazonaws.com/nlb"
 """EKS Auto Mode's own load balancer controller claims Services of this class."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mlflow_on_eks.k8s_charts.rules import (
+from .rules import (
     Architecture,
     ArtifactGib,
     ConcurrentTransfers,

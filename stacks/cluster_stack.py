@@ -6,9 +6,9 @@ from aws_cdk import CfnOutput, Environment, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
-from mlflow_on_eks.constructs_lib import AutoModeCluster
 
 from config.settings import ClusterSettings, ServerSettings
+from mlflow_on_eks.constructs_lib import AutoModeCluster
 from stacks.network_stack import guard_vpc
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from aws_cdk import Annotations, Duration, Environment, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
+
+from config.settings import ArtifactSettings, AuthSettings, DatabaseSettings
 from mlflow_on_eks.constructs_lib import (
     ExistingVpc,
     MlflowArtifactStore,
     MlflowAuth,
     MlflowDatabase,
 )
-
-from config.settings import ArtifactSettings, AuthSettings, DatabaseSettings
 from stacks.network_stack import guard_vpc
 
 DESTROY_FLAG = "allow_data_destroy"

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from aws_cdk import Environment
 from constructs import Construct
-from mlflow_on_eks.constructs_lib import ExistingClusterAttributes, ExistingVpc
 
 from config.settings import Settings
+from mlflow_on_eks.constructs_lib import ExistingClusterAttributes, ExistingVpc
 from stacks.cluster_stack import ClusterStack
 from stacks.data_stack import DataStack
 from stacks.mlflow_stack import MlflowStack

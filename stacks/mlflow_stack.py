@@ -7,6 +7,8 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
+
+from config.settings import ExposureSettings, MonitoringSettings, ServerSettings
 from mlflow_on_eks.constructs_lib import (
     AutoModeCluster,
     ExistingClusterAttributes,
@@ -23,8 +25,6 @@ from mlflow_on_eks.k8s_charts import (
     ExternalLoadBalancerProps,
     GcProps,
 )
-
-from config.settings import ExposureSettings, MonitoringSettings, ServerSettings
 
 _LOAD_BALANCER_CLASSES = {
     "auto-mode": AUTO_MODE_LOAD_BALANCER_CLASS,

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from aws_cdk import Acknowledgment, CfnOutput, Environment, Stack, Validations
 from constructs import Construct
+
 from mlflow_on_eks.constructs_lib import MlflowVpc
 
 

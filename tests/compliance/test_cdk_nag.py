@@ -15,12 +15,12 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_s3 as s3
 from constructs import IConstruct
+
+from config import load_settings
 from mlflow_on_eks.constructs_lib import acknowledgements as acknowledgements_module
 from mlflow_on_eks.constructs_lib import database as database_module
 from mlflow_on_eks.constructs_lib import workload_roles as workload_roles_module
 from mlflow_on_eks.constructs_lib.acknowledgements import acknowledge
-
-from config import load_settings
 from stacks import build_deployment
 from tests.compliance.conftest import VALIDATION_REPORT, NagFindings, synth_with_nag
 from tests.conftest import CONFIGS, cdk_json_context

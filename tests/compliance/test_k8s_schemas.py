@@ -11,8 +11,8 @@ import copy
 
 import kubernetes_validate
 import pytest
-from mlflow_on_eks.constructs_lib import SUPPORTED_VERSIONS
 
+from mlflow_on_eks.constructs_lib import SUPPORTED_VERSIONS
 from tests.conftest import Synth
 
 

@@ -14,10 +14,10 @@ from typing import Any
 import aws_cdk as cdk
 import cdk8s
 import pytest
+
 from mlflow_on_eks.constructs_lib import MlflowAuth
 from mlflow_on_eks.constructs_lib.review import render_intrinsics
 from mlflow_on_eks.k8s_charts import AuthProps, DeployCheckChart, DeployCheckChartProps
-
 from tests.conftest import Synth, resources_of
 from tests.unit.test_chart import PROPS as CHART_PROPS
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import cdk8s
 import pytest
+
 from mlflow_on_eks.k8s_charts import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
     LB_CONTROLLER_LOAD_BALANCER_CLASS,

@@ -15,6 +15,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk.assertions import Annotations, Match, Template
+
 from mlflow_on_eks.constructs_lib import (
     AutoModeCluster,
     ExistingClusterAttributes,
@@ -30,7 +31,6 @@ from mlflow_on_eks.constructs_lib import (
 from mlflow_on_eks.constructs_lib.tracking_server import IMAGE_DIRECTORY
 from mlflow_on_eks.k8s_charts import ExternalLoadBalancerProps
 from mlflow_on_eks.k8s_charts.node_pool_chart import DATABASE_CLIENT_LABEL
-
 from tests.conftest import resources_of
 
 ENV = cdk.Environment(account="111122223333", region="eu-west-1")

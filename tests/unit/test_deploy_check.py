@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from mlflow_on_eks.constructs_lib.deploy_check import MAX_WAIT_SECONDS, SIGNAL_MARGIN_SECONDS
 from mlflow_on_eks.constructs_lib.review import render_intrinsics
 from mlflow_on_eks.k8s_charts import contract
@@ -21,7 +22,6 @@ from mlflow_on_eks.k8s_charts.deploy_check_chart import (
     JOB_START_SECONDS,
     TARGET_TIMEOUT_SECONDS,
 )
-
 from tests.conftest import ROOT, Synth, resources_of
 
 SynthFn = Callable[[str], Synth]

@@ -11,8 +11,8 @@ import json
 from typing import Any
 
 import pytest
-from mlflow_on_eks.constructs_lib.review import render_intrinsics
 
+from mlflow_on_eks.constructs_lib.review import render_intrinsics
 from tests.conftest import CONFIGS, Synth, resources_of
 
 SECRET_READ = {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}

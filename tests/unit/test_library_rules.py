@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
 from mlflow_on_eks.k8s_charts import (
     ExternalLoadBalancerProps,
     GcProps,
@@ -14,7 +15,6 @@ from mlflow_on_eks.k8s_charts import (
     WorkloadProps,
 )
 from mlflow_on_eks.k8s_charts.rules import InvalidProps
-
 from tests.unit.test_settings import BAD, CERT
 
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from aws_cdk import aws_ec2 as ec2
-from mlflow_on_eks.constructs_lib import MlflowDatabase, MlflowMonitoring
-from mlflow_on_eks.constructs_lib.monitoring import default_max_connections, instance_memory_gib
 
 from config import Settings
+from mlflow_on_eks.constructs_lib import MlflowDatabase, MlflowMonitoring
+from mlflow_on_eks.constructs_lib.monitoring import default_max_connections, instance_memory_gib
 from tests.conftest import Synth, primary_database, resources_of
 from tests.unit.test_constructs import NETWORK, bare_stack, template
 

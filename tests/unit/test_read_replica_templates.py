@@ -7,9 +7,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from mlflow_on_eks.constructs_lib import MlflowDatabase, MlflowVpc
-
 from config import Settings
+from mlflow_on_eks.constructs_lib import MlflowDatabase, MlflowVpc
 from tests.conftest import Synth, primary_database, resources_of
 from tests.unit.test_constructs import bare_stack, template
 

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 import yaml
+
+from app import write_review_manifests
 from mlflow_on_eks.constructs_lib.review import (
     PLACEHOLDERS,
     placeholder_forms,
     render_intrinsics,
     review_header,
 )
-
-from app import write_review_manifests
 from tests.conftest import CONFIGS, Synth
 
 SynthFn = Callable[[str], Synth]

@@ -606,9 +606,8 @@ def test_the_server_section_is_the_charts_workload() -> None:
     the file and the chart)."""
     from dataclasses import fields
 
-    from mlflow_on_eks.k8s_charts import MetricsScrapersProps, ResourceProps, WorkloadProps
-
     from config.settings import MetricsScrapersSettings, ResourceSettings, ServerSettings
+    from mlflow_on_eks.k8s_charts import MetricsScrapersProps, ResourceProps, WorkloadProps
 
     assert set(ServerSettings.model_fields) == {f.name for f in fields(WorkloadProps)}
     assert set(ResourceSettings.model_fields) == {f.name for f in fields(ResourceProps)}

@@ -7,9 +7,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from mlflow_on_eks.constructs_lib.workload_roles import SNAPSHOT_PREFIX
-
 from config import Settings
+from mlflow_on_eks.constructs_lib.workload_roles import SNAPSHOT_PREFIX
 from tests.conftest import Synth, primary_database, resources_of
 
 SynthFn = Callable[[str], Synth]

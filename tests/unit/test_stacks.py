@@ -11,12 +11,12 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Annotations, Match
+
+from config import Settings, load_settings
 from mlflow_on_eks.constructs_lib import MlflowTrackingServer
 from mlflow_on_eks.constructs_lib.review import render_intrinsics
 from mlflow_on_eks.constructs_lib.tracking_server import CONFIG_DIGEST_ANNOTATION
 from mlflow_on_eks.k8s_charts.node_pool_chart import DATABASE_CLIENT_LABEL, DEDICATED_TAINT
-
-from config import Settings, load_settings
 from stacks import build_deployment
 from tests.conftest import (
     CONFIGS,

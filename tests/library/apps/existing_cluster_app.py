@@ -1,6 +1,7 @@
 """MLflow on an existing EKS cluster and VPC, from the mlflow-on-eks wheel."""
 
 import aws_cdk as cdk
+
 from mlflow_on_eks.constructs_lib import (
     ExistingClusterAttributes,
     ExistingVpc,

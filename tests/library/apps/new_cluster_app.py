@@ -4,6 +4,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk.lambda_layer_kubectl_v36 import KubectlV36Layer
+
 from mlflow_on_eks.constructs_lib import (
     MlflowArtifactStore,
     MlflowAuth,

@@ -5,13 +5,14 @@ import configparser
 import stat
 
 import pytest
-from mlflow_launcher import auth, secret
-from mlflow_launcher.errors import LauncherError
-from mlflow_launcher.server import server_env as full_server_env
 from sqlalchemy import ForeignKeyConstraint
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.schema import CreateTable
+
+from mlflow_launcher import auth, secret
+from mlflow_launcher.errors import LauncherError
+from mlflow_launcher.server import server_env as full_server_env
 
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mlflow-auth-{}"
 SETTINGS = {

@@ -5,6 +5,7 @@ import logging
 import time
 
 import pytest
+
 from mlflow_launcher import gc
 from mlflow_launcher.errors import LauncherError
 

@@ -11,6 +11,7 @@ import json
 import threading
 
 import pytest
+
 from mlflow_launcher.errors import LauncherError
 from mlflow_launcher.guard import limits
 from mlflow_launcher.guard.asgi import Guard

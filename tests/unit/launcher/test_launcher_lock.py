@@ -7,6 +7,7 @@ import math
 from types import SimpleNamespace
 
 import pytest
+
 from mlflow_launcher import cli, schema, wait
 from mlflow_launcher.errors import LauncherError
 from mlflow_launcher.secret import Credentials

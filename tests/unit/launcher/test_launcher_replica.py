@@ -2,9 +2,10 @@
 within the retry bound, then named."""
 
 import pytest
+from sqlalchemy import create_engine
+
 from mlflow_launcher import replica, schema, wait
 from mlflow_launcher.errors import LauncherError
-from sqlalchemy import create_engine
 
 HEAD = "1b5f0d9ad7c1"  # stands in for MLflow's head (mlflow is not in the dev venv)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import requests
 import urllib3
+
 from mlflow_launcher.errors import VerificationFailed
 from mlflow_launcher.verify import retry
 

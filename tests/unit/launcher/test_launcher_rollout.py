@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 
 import pytest
+
 from mlflow_launcher import cli
 from mlflow_launcher.errors import LauncherError, VerificationFailed
 from mlflow_launcher.verify import rollout, settings
 from mlflow_launcher.verify.kubernetes import KubernetesApi
-
 from tests.fake_kubernetes import (
     ANNOTATION,
     IMAGE,

@@ -9,6 +9,7 @@ import threading
 import botocore.session
 import pytest
 from botocore.exceptions import ClientError, NoCredentialsError
+
 from mlflow_launcher import secret
 from mlflow_launcher.errors import LauncherError
 from mlflow_launcher.secret import fetch_credentials

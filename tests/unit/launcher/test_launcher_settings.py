@@ -1,6 +1,7 @@
 """A bad ConfigMap is reported in one message that names every variable at fault."""
 
 import pytest
+
 from mlflow_launcher.errors import LauncherError
 from mlflow_launcher.settings import load_db, load_db_and_server, load_local_server
 

@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from moto import mock_aws
+
 from mlflow_launcher import snapshot
 from mlflow_launcher.errors import LauncherError
-from moto import mock_aws
 
 REGION = "eu-west-1"
 INSTANCE = "mlflow-data-database"

@@ -2,10 +2,11 @@
 verification is part of the URL itself, since mlflow builds its own engine from it."""
 
 import pytest
+from sqlalchemy.engine import make_url
+
 from mlflow_launcher.dburl import build_url, uri_for_mlflow
 from mlflow_launcher.secret import Credentials
 from mlflow_launcher.settings import DbSettings
-from sqlalchemy.engine import make_url
 
 NASTY_PASSWORDS = [
     "p@ss",

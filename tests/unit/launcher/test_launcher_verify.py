@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from mlflow_launcher import cli, verify
 from mlflow_launcher.errors import LauncherError, VerificationFailed
 from mlflow_launcher.verify import cfn_signal, checks, retry

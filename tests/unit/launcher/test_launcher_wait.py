@@ -1,6 +1,8 @@
 """Retry policy with a fake connect: bounded, exponential backoff, no retry on auth/TLS failure."""
 
 import pytest
+from sqlalchemy.exc import OperationalError
+
 from mlflow_launcher.errors import LauncherError
 from mlflow_launcher.wait import (
     AuthenticationFailed,
@@ -9,7 +11,6 @@ from mlflow_launcher.wait import (
     probe,
     wait_for,
 )
-from sqlalchemy.exc import OperationalError
 
 CA = "/etc/ssl/certs/test-ca.pem"
 

@@ -6,9 +6,9 @@ restart in the middle of a wait. The chart imports no launcher code: this test r
 from __future__ import annotations
 
 import pytest
+
 from mlflow_launcher import gc, secret, settings, snapshot
 from mlflow_on_eks.k8s_charts import contract
-
 from tests.conftest import Synth
 
 
