@@ -18,6 +18,7 @@ from .artifact_store import MlflowArtifactStore
 from .auth import MlflowAuth
 from .cluster import (
     AutoModeCluster,
+    ClusterHandle,
     ExistingClusterAttributes,
     ImportedCluster,
 )
@@ -30,6 +31,7 @@ from .tracking_server import MlflowTrackingServer
 __all__ = [
     "SUPPORTED_VERSIONS",
     "AutoModeCluster",
+    "ClusterHandle",
     "ExistingClusterAttributes",
     "ExistingVpc",
     "ExternalLoadBalancerProps",

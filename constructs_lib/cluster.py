@@ -1,13 +1,15 @@
 """The EKS cluster MLflow runs on: a new Auto Mode cluster, or an existing one imported.
 
-Both shapes publish what the tracking server needs: `cluster` (with a kubectl provider, so
-manifests can be applied), `oidc_provider` (IRSA) and `database_client_security_group` (the
-group the database admits), besides the cluster security group (`security_group`).
+Both shapes give the tracking server one `ClusterHandle`: the cluster (with a kubectl provider,
+so manifests can be applied), its OIDC provider (IRSA), the group the database admits, and
+where MLflow's pods run. `handle_in(scope, vpc)` gets it from either, so a stack that takes
+"a new cluster or an existing one" does not ask which.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import cdk8s
 from aws_cdk import Annotations, DefaultStackSynthesizer, Fn, Stack
@@ -30,6 +32,31 @@ from .kubernetes import (
     kubectl_layer,
     kubernetes_version,
 )
+
+
+@dataclass(frozen=True)
+class ClusterHandle:
+    """What the tracking server needs of the cluster it runs on, however the cluster came to
+    be: `AutoModeCluster.handle`, `ImportedCluster.handle`, or one you build for a cluster of
+    your own."""
+
+    cluster: eks.ICluster
+    """The cluster, with a kubectl provider that can apply manifests."""
+    oidc_provider: iam.IOpenIdConnectProvider
+    """The cluster's IAM OIDC provider: each workload's IRSA role trusts it."""
+    database_client_security_group: ec2.ISecurityGroup
+    """The one group the database admits, on its port. Give one only the server's pods carry
+    (AutoModeCluster's, or yours through security groups for pods); the cluster security group
+    would admit every pod of the cluster."""
+    node_pool: str | None = None
+    """Run MLflow's pods only on this Auto Mode/Karpenter NodePool, tolerating its
+    NodePoolChart taint. Default: any node of the workload's architecture."""
+    node_labels: Mapping[str, str] = field(default_factory=dict)
+    """The pods that open the database run only on nodes with these labels as well
+    (AutoModeCluster's: nodes that carry its database client group). Default: none."""
+    admin_role_arns: tuple[str, ...] = ()
+    """IAM roles with cluster-admin access (the kubeconfig output names the first)."""
+
 
 WORKLOAD_NODE_POOL = "mlflow"
 """Name of the NodeClass and NodePool a new cluster runs the server on."""
@@ -156,6 +183,22 @@ class AutoModeCluster(Construct):
         self.security_group: ec2.ISecurityGroup = self.cluster.cluster_security_group
         self._acknowledge_findings()
 
+    @property
+    def handle(self) -> ClusterHandle:
+        """The tracking server's view: MLflow's node pool, its labels and admin roles."""
+        return ClusterHandle(
+            cluster=self.cluster,
+            oidc_provider=self.oidc_provider,
+            database_client_security_group=self.database_client_security_group,
+            node_pool=self.node_pool_name,
+            node_labels=dict(self.node_labels),
+            admin_role_arns=tuple(self.admin_role_arns),
+        )
+
+    def handle_in(self, scope: Construct, vpc: ec2.IVpc) -> ClusterHandle:
+        """This cluster's handle (already in the app: nothing to import into `scope`)."""
+        return self.handle
+
     def _node_role(self) -> iam.IRole:
         # aws_eks_v2 names the Auto Mode node role after the cluster's id and publishes no
         # attribute for it.
@@ -248,6 +291,11 @@ class ExistingClusterAttributes:
     or NodeClass only MLflow runs on), for the database to admit instead of the cluster
     security group. None: the database admits the cluster security group, that is every pod
     of the cluster, and synth warns."""
+
+    def handle_in(self, scope: Construct, vpc: ec2.IVpc) -> ClusterHandle:
+        """Imports the cluster into `scope` (an ImportedCluster with id "Cluster") and gives
+        its handle."""
+        return ImportedCluster(scope, "Cluster", attributes=self, vpc=vpc).handle
 
 
 class ImportedCluster(Construct):
@@ -356,6 +404,15 @@ class ImportedCluster(Construct):
                 _LAMBDA_POLICIES_REASON,
             )
         acknowledge_kubectl_provider(self.kubectl_provider)
+
+    @property
+    def handle(self) -> ClusterHandle:
+        """The tracking server's view: any node (no node pool of MLflow's own here)."""
+        return ClusterHandle(
+            cluster=self.cluster,
+            oidc_provider=self.oidc_provider,
+            database_client_security_group=self.database_client_security_group,
+        )
 
     def _database_client_group(self, attributes: ExistingClusterAttributes) -> ec2.ISecurityGroup:
         if attributes.database_client_security_group_id:

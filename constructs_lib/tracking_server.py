@@ -14,7 +14,6 @@ from aws_cdk import Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_eks_v2 as eks
-from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from ..k8s_charts import (
@@ -30,6 +29,7 @@ from ..k8s_charts.contract import CONFIG_DIGEST_ANNOTATION
 from ..k8s_charts.rules import arn_region_and_account
 from .artifact_store import MlflowArtifactStore
 from .auth import MlflowAuth
+from .cluster import ClusterHandle
 from .database import MlflowDatabase
 from .deploy_check import (
     DeployCheck,
@@ -74,15 +74,11 @@ class MlflowTrackingServer(Construct):
         scope: Construct,
         id: str,
         *,
-        cluster: eks.ICluster,
-        oidc_provider: iam.IOpenIdConnectProvider,
-        database_client_security_group: ec2.ISecurityGroup,
+        cluster: ClusterHandle,
         database: MlflowDatabase,
         artifact_store: MlflowArtifactStore,
         auth: MlflowAuth | None,
         workload: WorkloadProps | None = None,
-        node_pool: str | None = None,
-        node_labels: Mapping[str, str] | None = None,
         internal_load_balancer: bool = True,
         external_load_balancer: ExternalLoadBalancerProps | None = None,
         load_balancer_class: str = AUTO_MODE_LOAD_BALANCER_CLASS,
@@ -92,12 +88,9 @@ class MlflowTrackingServer(Construct):
         snapshot_before_upgrade: bool = True,
     ) -> None:
         """
-        :param cluster: the cluster, with a kubectl provider.
-        :param oidc_provider: the cluster's IAM OIDC provider (IRSA trust).
-        :param database_client_security_group: the one group the database admits, on its
-            port. Give one only the server's pods carry (AutoModeCluster's, or yours through
-            security groups for pods); the cluster security group would admit every pod of the
-            cluster.
+        :param cluster: the cluster and what runs there (ClusterHandle: its kubectl-ready
+            cluster, OIDC provider, the one group the database admits, MLflow's node pool and
+            labels), from `AutoModeCluster.handle`, `ImportedCluster.handle` or your own.
         :param database: the backend store.
         :param artifact_store: the artifact bucket.
         :param auth: MLflow's basic-auth app with its secrets, or None for a server that
@@ -106,11 +99,6 @@ class MlflowTrackingServer(Construct):
         :param workload: how the server runs (namespace, replicas and autoscaling, workers,
             resources, allowed hosts, architecture, scratch space, drain); passed to the chart
             unchanged. Default: `WorkloadProps()`, the config file's defaults.
-        :param node_pool: run only on this Auto Mode/Karpenter NodePool, tolerating its
-            NodePoolChart taint. Default: any node of the workload's architecture.
-        :param node_labels: the pods that open the database run only on nodes with these
-            labels as well (AutoModeCluster.node_labels: nodes that carry its database client
-            group). Default: none.
         :param internal_load_balancer: an internal NLB. Default: true.
         :param external_load_balancer: an internet-facing TLS NLB. Default: none.
         :param load_balancer_class: Default: EKS Auto Mode's (`eks.amazonaws.com/nlb`).
@@ -136,7 +124,7 @@ class MlflowTrackingServer(Construct):
         self.roles = WorkloadRoles(
             self,
             "Roles",
-            oidc_provider=oidc_provider,
+            oidc_provider=cluster.oidc_provider,
             namespace=namespace,
             instance=INSTANCE,
             database=database,
@@ -175,7 +163,7 @@ class MlflowTrackingServer(Construct):
             allow_all_outbound=False,
         )
         database_group.add_ingress_rule(
-            database_client_security_group,
+            cluster.database_client_security_group,
             ec2.Port.tcp(database.port),
             "MLflow server pods",
         )
@@ -202,8 +190,8 @@ class MlflowTrackingServer(Construct):
             instance=INSTANCE,
             service_account_name=self.service_account_name,
             workload=workload,
-            node_pool=node_pool,
-            node_labels=dict(node_labels or {}),
+            node_pool=cluster.node_pool,
+            node_labels=dict(cluster.node_labels),
             internal_load_balancer=internal_load_balancer,
             external=external_load_balancer,
             load_balancer_class=load_balancer_class,
@@ -220,7 +208,7 @@ class MlflowTrackingServer(Construct):
             gc=gc,
         )
         self.service_names = props.service_names
-        hosts = self._load_balancer_hosts(cluster)
+        hosts = self._load_balancer_hosts(cluster.cluster)
         props = replace(
             props,
             migration_revision=self._migration_revision(props),
@@ -228,7 +216,7 @@ class MlflowTrackingServer(Construct):
         )
         self.auth = auth
         self.chart = MlflowChart(cdk8s.App(), "Mlflow", props=props)
-        self.load_balancer_manifest = self._apply_load_balancers(cluster, hosts)
+        self.load_balancer_manifest = self._apply_load_balancers(cluster.cluster, hosts)
         # Pods read the ConfigMap only at start: a digest of its (resolved) data in the pod
         # template makes a settings change roll the pods, as an image change does.
         resolved = Stack.of(self).resolve(dict(self.chart.config_map.data))
@@ -239,7 +227,7 @@ class MlflowTrackingServer(Construct):
         self.manifest = eks.KubernetesManifest(
             self,
             "Manifest",
-            cluster=cluster,
+            cluster=cluster.cluster,
             manifest=self.chart.to_json(),
             # `kubectl apply` on create too: a re-deploy over objects an earlier, failed
             # attempt left behind must not stop at "already exists".
@@ -255,8 +243,8 @@ class MlflowTrackingServer(Construct):
             DeployCheck(
                 self,
                 "DeployCheck",
-                cluster=cluster,
-                oidc_provider=oidc_provider,
+                cluster=cluster.cluster,
+                oidc_provider=cluster.oidc_provider,
                 server=props,
                 workload_manifest=self.manifest,
                 load_balancer_hosts=self.load_balancer_hosts,

@@ -12,7 +12,6 @@ from config.settings import ExposureSettings, MonitoringSettings, ServerSettings
 from mlflow_on_eks.constructs_lib import (
     AutoModeCluster,
     ExistingClusterAttributes,
-    ImportedCluster,
     MlflowArtifactStore,
     MlflowAuth,
     MlflowDatabase,
@@ -71,29 +70,19 @@ class MlflowStack(Stack):
             env=env,
             description="MLflow on EKS: tracking server (IRSA role, image, Kubernetes workloads)",
         )
-        source = (
-            ImportedCluster(self, "Cluster", attributes=cluster, vpc=vpc)
-            if isinstance(cluster, ExistingClusterAttributes)
-            else cluster
-        )
-        self.cluster = source.cluster
+        handle = cluster.handle_in(self, vpc)
+        self.cluster = handle.cluster
         self._cluster_name = cluster_name or self.cluster.cluster_name
-        self._admin_role_arns = (
-            cluster.admin_role_arns if isinstance(cluster, AutoModeCluster) else ()
-        )
+        self._admin_role_arns = handle.admin_role_arns
         external = exposure.external
         self.tracking_server = MlflowTrackingServer(
             self,
             "TrackingServer",
-            cluster=source.cluster,
-            oidc_provider=source.oidc_provider,
-            database_client_security_group=source.database_client_security_group,
+            cluster=handle,
             database=database,
             artifact_store=artifact_store,
             auth=auth,
             workload=server.workload(),
-            node_pool=cluster.node_pool_name if isinstance(cluster, AutoModeCluster) else None,
-            node_labels=cluster.node_labels if isinstance(cluster, AutoModeCluster) else None,
             internal_load_balancer=exposure.internal,
             external_load_balancer=ExternalLoadBalancerProps(
                 allowed_cidrs=tuple(external.allowed_cidrs),

@@ -206,6 +206,27 @@ def test_auto_mode_cluster_gives_its_pool_a_database_client_group() -> None:
     assert [m for m in manifests if json.dumps(group) in m] == [node_pool]
 
 
+def test_both_cluster_shapes_hand_the_server_what_it_needs() -> None:
+    """A new cluster hands over MLflow's own pool, its labels and admins; an imported one any
+    node; `handle_in` gives either without the caller asking which it has."""
+    stack = bare_stack()
+    vpc = MlflowVpc(stack, "Network").vpc
+    new = AutoModeCluster(stack, "New", vpc=vpc)
+    handle = new.handle_in(stack, vpc)
+    assert handle.cluster is new.cluster and handle.oidc_provider is new.oidc_provider
+    assert handle.database_client_security_group is new.database_client_security_group
+    assert handle.node_pool == new.node_pool_name == "mlflow"
+    assert handle.node_labels == new.node_labels
+    assert handle.admin_role_arns == tuple(new.admin_role_arns)
+    other = bare_stack()
+    imported = ATTRIBUTES.handle_in(other, NETWORK.import_into(other))
+    cluster = other.node.find_child("Cluster")
+    assert isinstance(cluster, ImportedCluster) and imported.cluster is cluster.cluster
+    assert imported.database_client_security_group is cluster.database_client_security_group
+    assert imported.node_pool is None and imported.node_labels == {}
+    assert imported.admin_role_arns == ()
+
+
 def test_tracking_server_alone_with_your_own_bucket_and_secret() -> None:
     stack = bare_stack()
     vpc = NETWORK.import_into(stack)
@@ -216,9 +237,7 @@ def test_tracking_server_alone_with_your_own_bucket_and_secret() -> None:
     server = MlflowTrackingServer(
         stack,
         "Mlflow",
-        cluster=cluster.cluster,
-        oidc_provider=cluster.oidc_provider,
-        database_client_security_group=cluster.database_client_security_group,
+        cluster=cluster.handle,
         database=database,
         artifact_store=MlflowArtifactStore(stack, "Artifacts", bucket=bucket),
         auth=MlflowAuth(stack, "Auth"),
@@ -250,9 +269,7 @@ def _tracking_server(
     return MlflowTrackingServer(
         stack,
         "Mlflow",
-        cluster=cluster.cluster,
-        oidc_provider=cluster.oidc_provider,
-        database_client_security_group=cluster.database_client_security_group,
+        cluster=cluster.handle,
         database=MlflowDatabase(stack, "Database", vpc=vpc),
         artifact_store=MlflowArtifactStore(stack, "Artifacts"),
         auth=options.pop("auth", None),

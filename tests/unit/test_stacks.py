@@ -535,9 +535,7 @@ def test_missing_image_directory_is_a_clear_error(tmp_path: Path) -> None:
         MlflowTrackingServer(
             cdk.Stack(app, "ImageCheck"),
             "Server",
-            cluster=cluster.cluster,
-            oidc_provider=cluster.oidc_provider,
-            database_client_security_group=cluster.database_client_security_group,
+            cluster=cluster.handle,
             database=deployment.data.database,
             artifact_store=deployment.data.artifact_store,
             auth=deployment.data.auth,

@@ -50,9 +50,7 @@ auth = MlflowAuth(data, "Auth", default_permission="READ")
 MlflowTrackingServer(
     server,
     "Mlflow",
-    cluster=cluster.cluster,
-    oidc_provider=cluster.oidc_provider,
-    database_client_security_group=cluster.database_client_security_group,
+    cluster=cluster.handle,
     database=database,
     artifact_store=artifacts,
     auth=auth,

@@ -6,6 +6,7 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk.lambda_layer_kubectl_v36 import KubectlV36Layer
 
 from mlflow_on_eks.constructs_lib import (
+    ClusterHandle,
     MlflowArtifactStore,
     MlflowAuth,
     MlflowDatabase,
@@ -33,10 +34,12 @@ oidc = eks.OidcProviderNative(stack, "Oidc", url=cluster.cluster_open_id_connect
 MlflowTrackingServer(
     stack,
     "Mlflow",
-    cluster=cluster,
-    oidc_provider=oidc,
-    # Shared: every pod of this cluster carries it (AutoModeCluster gives MLflow its own group).
-    database_client_security_group=cluster.cluster_security_group,
+    cluster=ClusterHandle(
+        cluster=cluster,
+        oidc_provider=oidc,
+        # Shared: every pod of this cluster carries it (AutoModeCluster gives MLflow its own).
+        database_client_security_group=cluster.cluster_security_group,
+    ),
     database=MlflowDatabase(stack, "Database", vpc=vpc, engine="postgres"),
     artifact_store=MlflowArtifactStore(stack, "Artifacts"),
     auth=MlflowAuth(stack, "Auth"),
