@@ -639,7 +639,8 @@ class ExternalExposure(StrictModel):
     enabled: bool = Field(False, description="Create an internet-facing load balancer.")
     allowed_cidrs: list[Cidr] = Field(
         default_factory=list,
-        description="Source ranges allowed to reach it (loadBalancerSourceRanges); required.",
+        description="Source ranges allowed to reach it (loadBalancerSourceRanges); required. "
+        "IPv4 only: the load balancer has no IPv6 address.",
     )
     certificate_arn: AcmCertificateArn | None = Field(
         None, description="ACM certificate for TLS on port 443; required when enabled."

@@ -47,6 +47,7 @@ from .rules import (
     Rule,
     cidrs_needed_problem,
     internet_problem,
+    ipv6_problem,
     validate_props,
 )
 from .workload import WorkloadProps
@@ -90,6 +91,7 @@ class ExternalLoadBalancerProps:
 
 EXTERNAL_RULES = (
     Rule("allowed_cidrs", ("allowed_cidrs",), lambda e: cidrs_needed_problem(e.allowed_cidrs)),
+    Rule("allowed_cidrs", ("allowed_cidrs",), lambda e: ipv6_problem(e.allowed_cidrs)),
     Rule(
         "allowed_cidrs",
         ("allowed_cidrs", "allow_internet"),

@@ -265,6 +265,21 @@ def internet_problem(cidrs: Iterable[str], allow_internet: bool) -> str | None:
     return None
 
 
+def ipv6_problem(cidrs: Iterable[str]) -> str | None:
+    """The load balancers are IPv4 only (no dual-stack address type), and the AWS Load Balancer
+    Controller refuses their Service with an IPv6 source range: "unsupported v6 cidr ... when
+    lb is not dualstack" (kubernetes-sigs/aws-load-balancer-controller,
+    pkg/service/model_build_load_balancer.go). Found at synth instead of after the deploy."""
+    ipv6 = [c for c in cidrs if ipaddress.ip_network(c).version == 6]
+    if ipv6:
+        return (
+            f"{', '.join(ipv6)}: IPv6 ranges cannot reach the load balancer, which has IPv4 "
+            "addresses only (the AWS Load Balancer Controller would refuse the Service: "
+            '"unsupported v6 cidr ... when lb is not dualstack"); list IPv4 ranges'
+        )
+    return None
+
+
 def cidrs_needed_problem(cidrs: Iterable[str]) -> str | None:
     if not list(cidrs):
         return (

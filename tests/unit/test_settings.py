@@ -400,6 +400,12 @@ BAD = [
         "exposure.external.allowed_cidrs",
         "together cover ::/0",
     ),
+    # The load balancers are IPv4 only; the controller would refuse the Service after deploy.
+    (
+        external(allowed_cidrs=["10.0.0.0/8", "2001:db8::/32"], allow_internet=True),
+        "exposure.external.allowed_cidrs",
+        "2001:db8::/32: IPv6 ranges cannot reach the load balancer",
+    ),
     # Places that contradict aws.region/aws.account, or each other.
     (
         {"aws": {"region": "us-east-1"}, "cluster": {"availability_zones": ZONES_EU}},
