@@ -194,12 +194,18 @@ class MlflowStack(Stack):
             CfnOutput(self, key, value=value, description=description)
 
     def _kubeconfig_command(self) -> tuple[str, str]:
-        command = f"aws eks update-kubeconfig --name {self._cluster_name}"
+        # The region named: the CLI's default region may be another, where the cluster's name
+        # is not found. The CLI calls eks:DescribeCluster with the caller's own credentials
+        # (awscli customizations/eks/update_kubeconfig.py); --role-arn only goes into the
+        # kubeconfig, for the token kubectl gets later.
+        command = f"aws eks update-kubeconfig --region {self.region} --name {self._cluster_name}"
+        needs = "needs eks:DescribeCluster on this cluster for your own identity"
         if not self._admin_role_arns:
-            return command, "Point kubectl at the cluster (your principal needs an access entry)"
+            return command, (f"Point kubectl at the cluster ({needs}, and an access entry for it)")
         # A new cluster admits only the roles granted cluster-admin; assume one of them.
         return (
             f"{command} --role-arn {self._admin_role_arns[0]}",
             "Point kubectl at the cluster as its admin role (cluster.admin_role_arns; by "
-            "default the CDK deploy role, which whoever can deploy this app may assume)",
+            "default the CDK deploy role, which whoever can deploy this app may assume); "
+            f"{needs}, which the role does not lend",
         )

@@ -12,6 +12,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from config import parse_settings
+from mlflow_on_eks.constructs_lib.review import render_intrinsics
 from tests.conftest import Synth, only_resource, resources_of, synthesize
 
 SynthFn = Callable[[str], Synth]
@@ -66,8 +67,19 @@ def test_kubeconfig_output_assumes_an_admin_role(synth: SynthFn, variant: Synth)
     assert "--role-arn" in json.dumps(default) and "deploy-role" in json.dumps(default)
     chosen = variant.templates["Mlflow"]["Outputs"]["KubeconfigCommand"]["Value"]
     assert ADMIN in json.dumps(chosen)
-    existing = synth("existing-cluster").templates["Mlflow"]["Outputs"]["KubeconfigCommand"]
-    assert existing["Value"] == "aws eks update-kubeconfig --name platform-prod"
+    imported = synth("existing-cluster")
+    existing = imported.templates["Mlflow"]["Outputs"]["KubeconfigCommand"]
+    # The stack's region named: the CLI's default region may be another.
+    assert render_intrinsics(existing["Value"]) == (
+        f"aws eks update-kubeconfig --region {imported.settings.aws.region} --name platform-prod"
+    )
+    assert "--region ${Ref:AWS::Region} --name" in render_intrinsics(default)
+    # The CLI reads the cluster with the caller's own credentials before any role is used.
+    for output in (existing, synth("default").templates["Mlflow"]["Outputs"]["KubeconfigCommand"]):
+        assert (
+            "needs eks:DescribeCluster on this cluster for your own identity"
+            in (output["Description"])
+        )
 
 
 def test_endpoint_access_follows_the_setting(synth: SynthFn, variant: Synth) -> None:
