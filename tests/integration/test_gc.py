@@ -42,9 +42,10 @@ client.delete_run(runs["recent"])
 print(json.dumps(runs))
 """
 DAY_MS = 24 * 3600 * 1000
-SHORT_GC_TIMEOUT_SECONDS = 25
-"""The stuck run's limit here (the chart's is 3000): past the launcher's start and MLflow's
-import on a loaded machine, so that it strikes while gc waits on the silent server."""
+SHORT_GC_TIMEOUT_SECONDS = 10
+"""The stuck run's limit here (the chart's is 3000), counted from the launcher's start: `mlflow
+gc` began 2.5 s after it on this machine under a load of 15, so the limit strikes while gc waits
+on the silent server (the test checks it did)."""
 
 
 def _run_ids(target) -> set[str]:
