@@ -84,7 +84,7 @@ def pod_spec(objects: list[dict[str, Any]]) -> dict[str, Any]:
 
 def with_workload(props: MlflowChartProps = PROPS, /, **changes: object) -> MlflowChartProps:
     """`props` with some workload settings changed."""
-    return replace(props, workload=replace(props.workload, **changes))
+    return replace(props, workload=props.workload.replace(**changes))
 
 
 def test_default_objects() -> None:
