@@ -29,8 +29,6 @@ from mlflow_on_eks.k8s_charts.rules import (
     REGION_PATTERN,
     AcmCertificateArn,
     Cidr,
-    CronSchedule,
-    GcDuration,
     Rule,
     SignInCacheSeconds,
     arn_region_and_account,
@@ -110,7 +108,6 @@ KubernetesVersion = Annotated[
     Literal[SUPPORTED_KUBERNETES_VERSIONS],  # type: ignore[valid-type]
     BeforeValidator(_version_as_text),
 ]
-_GC = GcProps()
 
 
 # Frozen, unknown keys refused, every problem in one run: the library's settings base
@@ -521,26 +518,6 @@ class AuthSettings(StrictModel):
     )
 
 
-class GcSettings(StrictModel):
-    """Permanent removal of what users deleted (MLflow only marks deleted runs)."""
-
-    enabled: bool = Field(
-        False,
-        description=(
-            "A CronJob runs `mlflow gc`: runs and experiments deleted longer ago than "
-            "older_than go for good, with their artifacts. Off: deleted stays restorable."
-        ),
-    )
-    schedule: CronSchedule = Field(_GC.schedule, description="Five-field cron expression (UTC).")
-    older_than: GcDuration = Field(
-        _GC.older_than,
-        description="How long deleted things stay restorable (#d#h#m#s, e.g. 30d or 1d12h).",
-    )
-
-    def props(self) -> GcProps | None:
-        return GcProps(schedule=self.schedule, older_than=self.older_than) if self.enabled else None
-
-
 class DeployCheckSettings(StrictModel):
     """What `cdk deploy` proves before it succeeds."""
 
@@ -741,7 +718,7 @@ class Settings(StrictModel):
     server: WorkloadProps = Field(default_factory=WorkloadProps)
     exposure: ExposureSettings = Field(default_factory=ExposureSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
-    gc: GcSettings = Field(default_factory=GcSettings)
+    gc: GcProps = Field(default_factory=GcProps)
     deploy_check: DeployCheckSettings = Field(default_factory=DeployCheckSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
