@@ -66,6 +66,9 @@ def _describe_type(annotation: Any) -> str:
         return " or ".join("null" if a is type(None) else _describe_type(a) for a in args)
     if origin is list:
         return f"list of {_describe_type(args[0])}"
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        # A library model stores a YAML list as a tuple (frozen); the file still gives a list.
+        return f"list of {_describe_type(args[0])}"
     if origin is dict:
         return f"map of {_describe_type(args[0])} to {_describe_type(args[1])}"
     return getattr(annotation, "__name__", str(annotation))

@@ -7,59 +7,32 @@ from it), so say the default and the why there.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable
-from types import SimpleNamespace
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
-    ModelWrapValidatorHandler,
     StringConstraints,
-    TypeAdapter,
-    ValidationError,
-    model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from mlflow_on_eks.constructs_lib.auth import PERMISSIONS
 from mlflow_on_eks.constructs_lib.kubernetes import DEFAULT_VERSION, SUPPORTED_VERSIONS
 from mlflow_on_eks.constructs_lib.monitoring import default_max_connections
-from mlflow_on_eks.k8s_charts import AuthProps, GcProps, ResourceProps, WorkloadProps
+from mlflow_on_eks.k8s_charts import AuthProps, GcProps, WorkloadProps
 from mlflow_on_eks.k8s_charts.mlflow_chart import EXTERNAL_RULES
+from mlflow_on_eks.k8s_charts.model import SettingsModel
 from mlflow_on_eks.k8s_charts.rules import (
     PARTITION_PATTERN,
     REGION_PATTERN,
     AcmCertificateArn,
-    Architecture,
-    ArtifactGib,
     Cidr,
-    ConcurrentTransfers,
-    CpuQuantity,
-    CronSchedule,
-    DrainSeconds,
-    GcDuration,
-    HostPattern,
-    MatchLabels,
-    MaxReplicas,
-    MemoryMib,
-    Namespace,
-    Replicas,
-    RequestBodyMib,
     Rule,
     SignInCacheSeconds,
-    SignInChecks,
-    SignInFailures,
-    Workers,
     arn_region_and_account,
-    broken_rules,
 )
-from mlflow_on_eks.k8s_charts.workload import WORKLOAD_RULES
 
 # One list of versions, kept where the kubectl layers are.
 SUPPORTED_KUBERNETES_VERSIONS = SUPPORTED_VERSIONS
@@ -135,77 +108,11 @@ KubernetesVersion = Annotated[
     Literal[SUPPORTED_KUBERNETES_VERSIONS],  # type: ignore[valid-type]
     BeforeValidator(_version_as_text),
 ]
-_GC = GcProps()
 
 
-def _rule_error(key: str, why: str, data: object) -> InitErrorDetails:
-    return InitErrorDetails(
-        type=PydanticCustomError("value_error", "{msg}", {"msg": why}),
-        loc=tuple(key.split(".")),
-        input=data,
-    )
-
-
-class StrictModel(BaseModel):
-    """Frozen, and unknown keys are errors (a typo must not silently keep a default).
-
-    `RULES` are the rules between a model's fields. They run on the valid fields even when
-    others are not, so one run reports every problem: a wrong type in one field and a missing
-    certificate in another come out together.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
-    RULES: ClassVar[tuple[Rule, ...]] = ()
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _every_problem(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
-        if not cls.RULES:
-            return handler(data)
-        try:
-            model = handler(data)
-        except ValidationError as error:
-            if not isinstance(data, dict):
-                raise
-            errors = error.errors()
-            invalid = {str(e["loc"][0]) for e in errors if e["loc"]}
-            values = cls._valid_fields(data, invalid)
-            broken = broken_rules(values, cls.RULES, invalid, set(data))
-            if not broken:
-                raise
-            # The errors as they were (type, message, place), with the broken rules added.
-            lines = [
-                InitErrorDetails(
-                    type=PydanticCustomError(e["type"], "{msg}", {"msg": e["msg"]}),
-                    loc=e["loc"],
-                    input=e["input"],
-                )
-                for e in errors
-            ]
-            raise ValidationError.from_exception_data(
-                cls.__name__, [*lines, *(_rule_error(k, w, data) for k, w in broken)]
-            ) from None
-        broken = broken_rules(model, cls.RULES, set(), model.model_fields_set)
-        if broken:
-            raise ValidationError.from_exception_data(
-                cls.__name__, [_rule_error(k, w, data) for k, w in broken]
-            )
-        return model
-
-    @classmethod
-    def _valid_fields(cls, data: dict[str, Any], invalid: set[str]) -> SimpleNamespace:
-        """The fields that passed, validated on their own (defaults for those not given)."""
-        values = {}
-        for name, field in cls.model_fields.items():
-            if name in invalid:
-                continue
-            if name in data:
-                kind = field.annotation
-                adapter = TypeAdapter(Annotated[kind, *field.metadata] if field.metadata else kind)
-                values[name] = adapter.validate_python(data[name])
-            else:
-                values[name] = field.get_default(call_default_factory=True)
-        return SimpleNamespace(**values)
+# Frozen, unknown keys refused, every problem in one run: the library's settings base
+# (k8s_charts/model.py), which the server's section (WorkloadProps) is made of too.
+StrictModel = SettingsModel
 
 
 class AwsSettings(StrictModel):
@@ -504,134 +411,6 @@ class ArtifactSettings(StrictModel):
     )
 
 
-_WORKLOAD = WorkloadProps()
-"""Where the server's defaults live (k8s_charts/workload.py); the fields below take them."""
-
-
-def _as_props(model: BaseModel, props_type: type) -> object:
-    """The dataclass of the same fields (nested models and lists converted), for the chart."""
-    values = {}
-    for item in dataclasses.fields(props_type):
-        value = getattr(model, item.name)
-        if isinstance(value, BaseModel):
-            value = _as_props(value, type(getattr(_WORKLOAD, item.name)))
-        values[item.name] = tuple(value) if isinstance(value, list) else value
-    return props_type(**values)
-
-
-class ResourceSettings(StrictModel):
-    """Requests (and the memory limit) of the server container."""
-
-    cpu: CpuQuantity = Field(
-        ResourceProps.cpu, description="CPU request (Kubernetes quantity: '500m', '1', '1.5')."
-    )
-    memory_mib: MemoryMib = Field(
-        ResourceProps.memory_mib,
-        description="Memory request and limit in MiB (256-65536, limit = request); at least "
-        "what server.workers take under load.",
-    )
-
-
-class MetricsScrapersSettings(StrictModel):
-    """Who may connect to the server pods' metrics port (9464), as NetworkPolicy selectors.
-    Only pods of the cluster are ever admitted: no VPC address, node or load balancer."""
-
-    namespace_labels: MatchLabels = Field(
-        default_factory=dict,
-        description="Labels (matchLabels) of the namespaces scrapers run in; empty (default): "
-        "every namespace. Every namespace carries `kubernetes.io/metadata.name: <its name>`, so "
-        "`{kubernetes.io/metadata.name: monitoring}` admits the `monitoring` namespace only. "
-        "Keys and values as Kubernetes labels (values in quotes when YAML would read a number "
-        "or a boolean).",
-    )
-    pod_labels: MatchLabels = Field(
-        default_factory=dict,
-        description="Labels (matchLabels) of the scraper pods in those namespaces, e.g. "
-        "`{app.kubernetes.io/name: prometheus}`; empty (default): every pod there. With both "
-        "empty, every pod of the cluster may scrape, and nothing outside it (the NetworkPolicy "
-        "is enforced only where a network policy engine runs).",
-    )
-
-
-class ServerSettings(StrictModel):
-    """The MLflow tracking server workload."""
-
-    namespace: Namespace = Field(_WORKLOAD.namespace, description="Kubernetes namespace (created).")
-    replicas: Replicas = Field(
-        _WORKLOAD.replicas,
-        description="Server pods (1-50; >= 2 keeps it up through node drains).",
-    )
-    max_replicas: MaxReplicas | None = Field(
-        _WORKLOAD.max_replicas,
-        description="Upper bound for CPU autoscaling; null (default) pins the pod count at "
-        "replicas.",
-    )
-    workers: Workers = Field(_WORKLOAD.workers, description="uvicorn workers per pod (1-16).")
-    resources: ResourceSettings = Field(default_factory=ResourceSettings)
-    allowed_hosts: list[HostPattern] = Field(
-        default_factory=list,
-        description="Extra Host names MLflow answers, e.g. your DNS name; `*` patterns as MLflow "
-        "matches them (`*.example.com`, `name:*` for any port). Always allowed: the Service "
-        "names, localhost (port-forward) and the DNS names this deployment's load balancers "
-        "got (read back at deploy time; no other load balancer's). Browser pages of these "
-        "hosts may write (CORS).",
-    )
-    architecture: Architecture = Field(
-        _WORKLOAD.architecture,  # type: ignore[arg-type]
-        description="CPU architecture of the image and of the nodes the pods run on. `arm64` "
-        "(Graviton) costs less; a new cluster gets a node pool for it, an existing one must "
-        "offer arm64 nodes.",
-    )
-    max_proxied_artifact_gib: ArtifactGib = Field(
-        _WORKLOAD.max_proxied_artifact_gib,
-        description="Largest artifact (GiB) clients send or fetch through the server; MLflow "
-        "spools each proxied transfer to the pod's scratch space. A larger one is refused (413) "
-        "before any of it is spooled, with how to send it straight to S3: clients >= 3.15 do so "
-        "for files of 500 MiB and more (presigned multipart), and fetch downloads from S3 "
-        "directly, so this bounds smaller files, the UI's downloads and older clients.",
-    )
-    concurrent_artifact_transfers: ConcurrentTransfers = Field(
-        _WORKLOAD.concurrent_artifact_transfers,
-        description="Proxied transfers a pod holds at once, over all its workers; one more is "
-        "told to retry (503, Retry-After). Scratch space per pod = max_proxied_artifact_gib x "
-        "this + 1 GiB (requested as ephemeral storage), so a pod is never evicted for it.",
-    )
-    drain_seconds: DrainSeconds = Field(
-        _WORKLOAD.drain_seconds,
-        description="Load balancer deregistration delay; a terminating pod keeps serving this "
-        "long (preStop) before it stops accepting, and then has 30 s to finish requests.",
-    )
-    metrics_scrapers: MetricsScrapersSettings = Field(default_factory=MetricsScrapersSettings)
-    max_request_body_mib: RequestBodyMib = Field(
-        _WORKLOAD.max_request_body_mib,
-        description="Largest request body (MiB, 1-1024) the server reads, artifacts aside (they "
-        "stream, bounded by max_proxied_artifact_gib); larger is refused (413) before it is "
-        "read. MLflow's own requests stay far below 8 MiB (a log_batch at its limits is under "
-        "2 MiB); raise it for large OTLP trace batches, and memory_mib with it. A request "
-        "without a login may carry 64 KiB.",
-    )
-    concurrent_sign_in_checks: SignInChecks = Field(
-        _WORKLOAD.concurrent_sign_in_checks,
-        description="Password checks each server process runs at once (1-16). MLflow checks a "
-        "password with scrypt, 32 MiB and about 67 ms of CPU each; more requests wait for a "
-        "free check (up to 10 s, then 503), so 64 wrong passwords at once cost no more memory "
-        "than this many.",
-    )
-    sign_in_failures_per_minute: SignInFailures = Field(
-        _WORKLOAD.sign_in_failures_per_minute,
-        description="Failed sign-ins one source address may make for one login in a minute, per "
-        "server process, before it gets 429 with Retry-After (and five times this over all "
-        "logins). Logins MLflow still remembers (auth.sign_in_cache_seconds) pass meanwhile.",
-    )
-
-    def workload(self) -> WorkloadProps:
-        """These settings as the chart takes them (the same fields, validated)."""
-        return _as_props(self, WorkloadProps)  # type: ignore[return-value]
-
-    # The chart's own rules between these fields (max_replicas, memory for the workers).
-    RULES = WORKLOAD_RULES
-
-
 class ExternalExposure(StrictModel):
     """An internet-facing load balancer, off by default: the sign-in page and the API are then
     open to password guessing from every listed network."""
@@ -737,26 +516,6 @@ class AuthSettings(StrictModel):
             "this long to reach the other workers and pods."
         ),
     )
-
-
-class GcSettings(StrictModel):
-    """Permanent removal of what users deleted (MLflow only marks deleted runs)."""
-
-    enabled: bool = Field(
-        False,
-        description=(
-            "A CronJob runs `mlflow gc`: runs and experiments deleted longer ago than "
-            "older_than go for good, with their artifacts. Off: deleted stays restorable."
-        ),
-    )
-    schedule: CronSchedule = Field(_GC.schedule, description="Five-field cron expression (UTC).")
-    older_than: GcDuration = Field(
-        _GC.older_than,
-        description="How long deleted things stay restorable (#d#h#m#s, e.g. 30d or 1d12h).",
-    )
-
-    def props(self) -> GcProps | None:
-        return GcProps(schedule=self.schedule, older_than=self.older_than) if self.enabled else None
 
 
 class DeployCheckSettings(StrictModel):
@@ -956,10 +715,10 @@ class Settings(StrictModel):
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
-    server: ServerSettings = Field(default_factory=ServerSettings)
+    server: WorkloadProps = Field(default_factory=WorkloadProps)
     exposure: ExposureSettings = Field(default_factory=ExposureSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
-    gc: GcSettings = Field(default_factory=GcSettings)
+    gc: GcProps = Field(default_factory=GcProps)
     deploy_check: DeployCheckSettings = Field(default_factory=DeployCheckSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 

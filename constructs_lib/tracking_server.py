@@ -105,9 +105,9 @@ class MlflowTrackingServer(Construct):
         :param image_directory: Docker build context. Default: this repository's image/.
         :param deploy_check: wait for the rollout and verify the server through its names
             before the deploy succeeds. Default: true.
-        :param gc: a CronJob that permanently removes runs and experiments deleted longer ago
-            than `gc.older_than`, with their artifacts. Default: none (deleted stays
-            recoverable).
+        :param gc: with `gc.enabled` (the config file's `gc` section), a CronJob that
+            permanently removes runs and experiments deleted longer ago than `gc.older_than`,
+            with their artifacts. Default: none (deleted stays recoverable).
         :param snapshot_before_upgrade: before a migration changes a schema that holds data,
             the `migrate` init container makes sure of a manual snapshot of the database
             instance (one taken before the same upgrade, however old; else an operator's from
@@ -131,7 +131,7 @@ class MlflowTrackingServer(Construct):
             artifact_store=artifact_store,
             auth=auth,
             snapshots=snapshot_before_upgrade,
-            gc=gc is not None,
+            gc=gc is not None and gc.enabled,
         )
         self.role = self.roles.server
         self.service_account_name = self.roles.server_account

@@ -7,11 +7,10 @@ database secret, the bucket through IRSA) and deletes artifacts through the in-c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cdk8s
 import cdk8s_plus_27 as kplus
 from constructs import Construct
+from pydantic import Field
 
 from .contract import CONTAINER_PORT, GC_TIMEOUT_SECONDS, gc_environment
 from .hardening import (
@@ -21,8 +20,9 @@ from .hardening import (
     harden,
     small_resources,
 )
+from .model import Props
 from .policy import dns, egress, egress_only, tcp
-from .rules import CronSchedule, GcDuration, validate_props
+from .rules import CronSchedule, GcDuration
 
 GC_RETRIES = 1
 """The Job's backoffLimit: a run that failed (the database restarting, say) gets one more try."""
@@ -35,17 +35,22 @@ limit, so a try ends with the launcher's message first; this catches what the la
 concurrencyPolicy Forbid every later run is skipped while one is active, silently."""
 
 
-@dataclass(frozen=True)
-class GcProps:
-    """When and what the CronJob removes."""
+class GcProps(Props):
+    """Permanent removal of what users deleted (MLflow only marks deleted runs): the config
+    file's `gc` section, and MlflowTrackingServer's `gc`."""
 
-    schedule: CronSchedule = "17 3 * * *"
-    """Five-field cron expression, in the cluster's time zone (UTC on EKS)."""
-    older_than: GcDuration = "30d"
-    """Only what was deleted longer ago than this (`mlflow gc --older-than`, #d#h#m#s)."""
-
-    def __post_init__(self) -> None:
-        validate_props(self)
+    enabled: bool = Field(
+        False,
+        description=(
+            "A CronJob runs `mlflow gc`: runs and experiments deleted longer ago than "
+            "older_than go for good, with their artifacts. Off: deleted stays restorable."
+        ),
+    )
+    schedule: CronSchedule = Field("17 3 * * *", description="Five-field cron expression (UTC).")
+    older_than: GcDuration = Field(
+        "30d",
+        description="How long deleted things stay restorable (#d#h#m#s, e.g. 30d or 1d12h).",
+    )
 
 
 def add_gc_job(

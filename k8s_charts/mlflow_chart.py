@@ -147,7 +147,8 @@ class MlflowChartProps:
     """MLflow's basic-auth app. Default: none (anyone who reaches the server may do anything;
     MlflowTrackingServer makes its callers choose)."""
     gc: GcProps | None = None
-    """A CronJob that permanently removes deleted runs and experiments. Default: none."""
+    """A CronJob that permanently removes deleted runs and experiments, when `gc.enabled`.
+    Default: none."""
     db_read_host: str | None = None
     """A read replica of the database (same port, login and name): MLflow's reads go there,
     its writes and the sign-in checks to the primary. Default: none."""
@@ -313,7 +314,7 @@ class MlflowChart(cdk8s.Chart):
                 node_pool=props.node_pool,
                 node_labels=props.node_labels,
             )
-            if props.gc
+            if props.gc and props.gc.enabled
             else None
         )
         self.services = self._services()

@@ -1,15 +1,16 @@
-"""How the server runs: the settings a user tunes, in one typed object.
+"""How the server runs: the settings a user tunes, in one typed model.
 
-The config file's `server` section is this object (config/settings.py declares the same fields,
-takes its defaults from here and a test holds the two together), and MlflowTrackingServer hands
-it to the chart unchanged: a new setting touches the settings model, this, the chart and the
-generated docs, and nothing in between.
+`WorkloadProps` is at once the config file's `server` section (config/settings.py uses it as
+is), MlflowTrackingServer's `workload` and the chart's: each field's type, default, bounds and
+description are here only. A new server setting touches this model, the code that uses it and
+the generated docs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pydantic import Field
 
+from .model import Props
 from .rules import (
     Architecture,
     ArtifactGib,
@@ -29,89 +30,44 @@ from .rules import (
     Workers,
     max_replicas_problem,
     memory_problem,
-    validate_props,
 )
 
 SCRATCH_OVERHEAD_GIB = 1
 """Scratch space beyond proxied transfers: caches, the UI's temp files, logs of a crash."""
 
 
-@dataclass(frozen=True)
-class ResourceProps:
-    """Requests of the server container (memory: limit = request)."""
+class ResourceProps(Props):
+    """Requests (and the memory limit) of the server container."""
 
-    cpu: CpuQuantity = "500m"
-    """CPU request, a Kubernetes quantity ("500m", "1.5")."""
-    memory_mib: MemoryMib = 1024
-    """Memory request and limit in MiB: an OOM kill is better than starving neighbours."""
-
-    def __post_init__(self) -> None:
-        validate_props(self)
-
-
-@dataclass(frozen=True)
-class MetricsScrapersProps:
-    """Who may connect to the pods' metrics port (9464): pods with `pod_labels` in namespaces
-    with `namespace_labels` (the NetworkPolicy's selectors). Nothing from outside the cluster
-    is admitted: no VPC address, node or load balancer. The server port is not affected.
-
-    Default: every pod of the cluster, nothing else.
-    """
-
-    namespace_labels: MatchLabels = field(default_factory=dict)
-    """Labels of the scrapers' namespaces; every namespace carries `kubernetes.io/metadata.name:
-    <its name>`. Default: every namespace."""
-    pod_labels: MatchLabels = field(default_factory=dict)
-    """Labels of the scraper pods. Default: every pod of those namespaces."""
-
-    def __post_init__(self) -> None:
-        validate_props(self)
+    cpu: CpuQuantity = Field(
+        "500m", description="CPU request (Kubernetes quantity: '500m', '1', '1.5')."
+    )
+    memory_mib: MemoryMib = Field(
+        1024,
+        description="Memory request and limit in MiB (256-65536, limit = request); at least "
+        "what server.workers take under load.",
+    )
 
 
-@dataclass(frozen=True)
-class WorkloadProps:
-    """The MLflow server workload. Every field has the default the config file documents."""
+class MetricsScrapersProps(Props):
+    """Who may connect to the server pods' metrics port (9464), as NetworkPolicy selectors.
+    Only pods of the cluster are ever admitted: no VPC address, node or load balancer."""
 
-    namespace: Namespace = "mlflow"
-    """Created for the workloads (a DNS-1123 label)."""
-    replicas: Replicas = 2
-    """Pods; >= 2 keeps the server up through node drains."""
-    max_replicas: MaxReplicas | None = None
-    """With a value, the autoscaler scales on CPU between replicas and this; else it pins."""
-    workers: Workers = 2
-    """uvicorn workers per pod."""
-    resources: ResourceProps = field(default_factory=ResourceProps)
-    allowed_hosts: tuple[HostPattern, ...] = ()
-    """Host names (or `*` patterns) MLflow answers besides the Service names, localhost and
-    the load balancers' DNS names; browser pages served under them may write (CORS)."""
-    architecture: Architecture = "amd64"
-    """The image's architecture, and so the nodes' (`amd64` or `arm64`)."""
-    max_proxied_artifact_gib: ArtifactGib = 2
-    """Largest artifact proxied through a pod (MLflow spools it to scratch space)."""
-    concurrent_artifact_transfers: ConcurrentTransfers = 2
-    """Proxied transfers a pod holds at once; with the above, sizes the scratch space."""
-    drain_seconds: DrainSeconds = 30
-    """Load balancer deregistration delay; a terminating pod serves this long (preStop)."""
-    metrics_scrapers: MetricsScrapersProps = field(default_factory=MetricsScrapersProps)
-    """Who may scrape the pods' metrics port. Default: every pod of the cluster."""
-    max_request_body_mib: RequestBodyMib = 8
-    """Largest request body MLflow reads, artifacts aside (they stream); a request without a
-    login may carry 64 KiB."""
-    concurrent_sign_in_checks: SignInChecks = 2
-    """Password checks each server process runs at once (32 MiB each); more wait, then 503."""
-    sign_in_failures_per_minute: SignInFailures = 10
-    """Failed sign-ins one source may make for one login per minute and process before 429."""
-
-    def __post_init__(self) -> None:
-        validate_props(self, WORKLOAD_RULES)
-
-    @property
-    def scratch_gib(self) -> int:
-        """The pod's scratch emptyDir: every proxied transfer at once, plus overhead."""
-        return (
-            self.max_proxied_artifact_gib * self.concurrent_artifact_transfers
-            + SCRATCH_OVERHEAD_GIB
-        )
+    namespace_labels: MatchLabels = Field(
+        default_factory=dict,
+        description="Labels (matchLabels) of the namespaces scrapers run in; empty (default): "
+        "every namespace. Every namespace carries `kubernetes.io/metadata.name: <its name>`, so "
+        "`{kubernetes.io/metadata.name: monitoring}` admits the `monitoring` namespace only. "
+        "Keys and values as Kubernetes labels (values in quotes when YAML would read a number "
+        "or a boolean).",
+    )
+    pod_labels: MatchLabels = Field(
+        default_factory=dict,
+        description="Labels (matchLabels) of the scraper pods in those namespaces, e.g. "
+        "`{app.kubernetes.io/name: prometheus}`; empty (default): every pod there. With both "
+        "empty, every pod of the cluster may scrape, and nothing outside it (the NetworkPolicy "
+        "is enforced only where a network policy engine runs).",
+    )
 
 
 WORKLOAD_RULES = (
@@ -128,4 +84,85 @@ WORKLOAD_RULES = (
         ),
     ),
 )
-"""Rules between the workload's fields (the config's `server` section checks the same)."""
+"""Rules between the workload's fields."""
+
+
+class WorkloadProps(Props):
+    """The MLflow tracking server workload: the config file's `server` section."""
+
+    RULES = WORKLOAD_RULES
+
+    namespace: Namespace = Field("mlflow", description="Kubernetes namespace (created).")
+    replicas: Replicas = Field(
+        2, description="Server pods (1-50; >= 2 keeps it up through node drains)."
+    )
+    max_replicas: MaxReplicas | None = Field(
+        None,
+        description="Upper bound for CPU autoscaling; null (default) pins the pod count at "
+        "replicas.",
+    )
+    workers: Workers = Field(2, description="uvicorn workers per pod (1-16).")
+    resources: ResourceProps = Field(default_factory=ResourceProps)
+    allowed_hosts: tuple[HostPattern, ...] = Field(
+        (),
+        description="Extra Host names MLflow answers, e.g. your DNS name; `*` patterns as MLflow "
+        "matches them (`*.example.com`, `name:*` for any port). Always allowed: the Service "
+        "names, localhost (port-forward) and the DNS names this deployment's load balancers "
+        "got (read back at deploy time; no other load balancer's). Browser pages of these "
+        "hosts may write (CORS).",
+    )
+    architecture: Architecture = Field(
+        "amd64",
+        description="CPU architecture of the image and of the nodes the pods run on. `arm64` "
+        "(Graviton) costs less; a new cluster gets a node pool for it, an existing one must "
+        "offer arm64 nodes.",
+    )
+    max_proxied_artifact_gib: ArtifactGib = Field(
+        2,
+        description="Largest artifact (GiB) clients send or fetch through the server; MLflow "
+        "spools each proxied transfer to the pod's scratch space. A larger one is refused (413) "
+        "before any of it is spooled, with how to send it straight to S3: clients >= 3.15 do so "
+        "for files of 500 MiB and more (presigned multipart), and fetch downloads from S3 "
+        "directly, so this bounds smaller files, the UI's downloads and older clients.",
+    )
+    concurrent_artifact_transfers: ConcurrentTransfers = Field(
+        2,
+        description="Proxied transfers a pod holds at once, over all its workers; one more is "
+        "told to retry (503, Retry-After). Scratch space per pod = max_proxied_artifact_gib x "
+        "this + 1 GiB (requested as ephemeral storage), so a pod is never evicted for it.",
+    )
+    drain_seconds: DrainSeconds = Field(
+        30,
+        description="Load balancer deregistration delay; a terminating pod keeps serving this "
+        "long (preStop) before it stops accepting, and then has 30 s to finish requests.",
+    )
+    metrics_scrapers: MetricsScrapersProps = Field(default_factory=MetricsScrapersProps)
+    max_request_body_mib: RequestBodyMib = Field(
+        8,
+        description="Largest request body (MiB, 1-1024) the server reads, artifacts aside (they "
+        "stream, bounded by max_proxied_artifact_gib); larger is refused (413) before it is "
+        "read. MLflow's own requests stay far below 8 MiB (a log_batch at its limits is under "
+        "2 MiB); raise it for large OTLP trace batches, and memory_mib with it. A request "
+        "without a login may carry 64 KiB.",
+    )
+    concurrent_sign_in_checks: SignInChecks = Field(
+        2,
+        description="Password checks each server process runs at once (1-16). MLflow checks a "
+        "password with scrypt, 32 MiB and about 67 ms of CPU each; more requests wait for a "
+        "free check (up to 10 s, then 503), so 64 wrong passwords at once cost no more memory "
+        "than this many.",
+    )
+    sign_in_failures_per_minute: SignInFailures = Field(
+        10,
+        description="Failed sign-ins one source address may make for one login in a minute, per "
+        "server process, before it gets 429 with Retry-After (and five times this over all "
+        "logins). Logins MLflow still remembers (auth.sign_in_cache_seconds) pass meanwhile.",
+    )
+
+    @property
+    def scratch_gib(self) -> int:
+        """The pod's scratch emptyDir: every proxied transfer at once, plus overhead."""
+        return (
+            self.max_proxied_artifact_gib * self.concurrent_artifact_transfers
+            + SCRATCH_OVERHEAD_GIB
+        )

@@ -7,8 +7,8 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
-from config.settings import ClusterSettings, ServerSettings
-from mlflow_on_eks.constructs_lib import AutoModeCluster
+from config.settings import ClusterSettings
+from mlflow_on_eks.constructs_lib import AutoModeCluster, WorkloadProps
 from stacks.network_stack import guard_vpc
 
 
@@ -27,7 +27,7 @@ class ClusterStack(Stack):
         stack_name: str,
         vpc: ec2.IVpc,
         cluster: ClusterSettings,
-        server: ServerSettings,
+        server: WorkloadProps,
         vpc_id_import: str | None = None,
         env: Environment | None = None,
     ) -> None:

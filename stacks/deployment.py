@@ -97,7 +97,7 @@ def build_deployment(scope: Construct, settings: Settings, *, allow_destroy: boo
         server=settings.server,
         exposure=settings.exposure,
         deploy_check=settings.deploy_check.enabled,
-        gc=settings.gc.props(),
+        gc=settings.gc,
         monitoring=settings.monitoring,
         snapshot_before_upgrade=settings.database.snapshot_before_upgrade,
         load_balancer_controller=cluster_settings.load_balancer_controller,

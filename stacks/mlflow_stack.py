@@ -8,7 +8,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from config.settings import ExposureSettings, MonitoringSettings, ServerSettings
+from config.settings import ExposureSettings, MonitoringSettings
 from mlflow_on_eks.constructs_lib import (
     AutoModeCluster,
     ExistingClusterAttributes,
@@ -23,6 +23,7 @@ from mlflow_on_eks.k8s_charts import (
     LB_CONTROLLER_LOAD_BALANCER_CLASS,
     ExternalLoadBalancerProps,
     GcProps,
+    WorkloadProps,
 )
 
 _LOAD_BALANCER_CLASSES = {
@@ -54,7 +55,7 @@ class MlflowStack(Stack):
         database: MlflowDatabase,
         artifact_store: MlflowArtifactStore,
         auth: MlflowAuth | None,
-        server: ServerSettings,
+        server: WorkloadProps,
         exposure: ExposureSettings,
         deploy_check: bool = True,
         gc: GcProps | None = None,
@@ -82,7 +83,7 @@ class MlflowStack(Stack):
             database=database,
             artifact_store=artifact_store,
             auth=auth,
-            workload=server.workload(),
+            workload=server,
             internal_load_balancer=exposure.internal,
             external_load_balancer=ExternalLoadBalancerProps(
                 allowed_cidrs=tuple(external.allowed_cidrs),

@@ -84,7 +84,7 @@ def pod_spec(objects: list[dict[str, Any]]) -> dict[str, Any]:
 
 def with_workload(props: MlflowChartProps = PROPS, /, **changes: object) -> MlflowChartProps:
     """`props` with some workload settings changed."""
-    return replace(props, workload=replace(props.workload, **changes))
+    return replace(props, workload=props.workload.replace(**changes))
 
 
 def test_default_objects() -> None:
@@ -439,7 +439,7 @@ def test_pods_land_on_nodes_of_the_images_architecture(architecture: str) -> Non
 
 def test_pods_tolerate_their_pools_taint_and_require_its_labels() -> None:
     labels = {DATABASE_CLIENT_LABEL: "sg-0123456789abcdef0"}
-    props = replace(PROPS, node_pool="mlflow", node_labels=labels, gc=GcProps())
+    props = replace(PROPS, node_pool="mlflow", node_labels=labels, gc=GcProps(enabled=True))
     objects = render(props)
     gc = one(objects, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     for spec in (pod_spec(objects), gc):

@@ -44,18 +44,20 @@ def test_values_are_stored_in_their_normal_form() -> None:
     props = WorkloadProps(allowed_hosts=["mlflow.example.com"], resources=ResourceProps(cpu=1))
     assert props.allowed_hosts == ("mlflow.example.com",)
     assert props.resources.cpu == "1"
-    assert dataclasses.replace(props, replicas=3).replicas == 3
+    assert props.replace(replicas=3).replicas == 3
+    with pytest.raises(InvalidProps, match="replicas: Input should be greater"):
+        props.replace(replicas=0)
     with pytest.raises(InvalidProps, match="schedule: expected five cron fields"):
         GcProps(schedule="daily")
 
 
 def _server_cases() -> list[tuple[dict, str, str]]:
-    """The config matrix's bad `server` values (not the unknown-key ones: a dataclass has no
-    did-you-mean, Python's TypeError names the argument)."""
+    """The config matrix's bad `server` values, unknown keys included: the section is the
+    model the library takes."""
     return [
         (raw["server"], path.removeprefix("server."), why)
         for raw, path, why in BAD
-        if list(raw) == ["server"] and "unknown key" not in why and "did you mean" not in why
+        if list(raw) == ["server"]
     ]
 
 

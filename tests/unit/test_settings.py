@@ -77,7 +77,7 @@ def test_existing_cluster_is_accepted() -> None:
 def test_host_patterns_mlflow_accepts() -> None:
     hosts = ["mlflow.example.com", "*.example.com", "mlflow.example.com:8443", "mlflow:*"]
     settings = parse_settings({"server": {"allowed_hosts": hosts}})
-    assert settings.server.allowed_hosts == hosts
+    assert settings.server.allowed_hosts == tuple(hosts)
 
 
 def test_new_cluster_defaults_are_stated() -> None:
@@ -607,20 +607,12 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 
 def test_the_server_section_is_the_charts_workload() -> None:
-    """One place per fact: the `server` section has exactly the workload's fields, takes its
-    defaults from it, and converts to it unchanged (a new setting cannot be forgotten between
-    the file and the chart)."""
-    from dataclasses import fields
-
-    from config.settings import MetricsScrapersSettings, ResourceSettings, ServerSettings
+    """One definition: the `server` section is the library's WorkloadProps itself, which the
+    construct and the chart take as they are."""
     from mlflow_on_eks.k8s_charts import MetricsScrapersProps, ResourceProps, WorkloadProps
 
-    assert set(ServerSettings.model_fields) == {f.name for f in fields(WorkloadProps)}
-    assert set(ResourceSettings.model_fields) == {f.name for f in fields(ResourceProps)}
-    assert set(MetricsScrapersSettings.model_fields) == {
-        f.name for f in fields(MetricsScrapersProps)
-    }
-    assert Settings().server.workload() == WorkloadProps()
+    assert Settings.model_fields["server"].annotation is WorkloadProps
+    assert Settings().server == WorkloadProps()
     custom = parse_settings(
         {
             "server": {
@@ -634,7 +626,7 @@ def test_the_server_section_is_the_charts_workload() -> None:
                 "metrics_scrapers": {"namespace_labels": {"team": "obs"}},
             }
         }
-    ).server.workload()
+    ).server
     assert custom == WorkloadProps(
         namespace="team-ml",
         replicas=3,
