@@ -22,12 +22,11 @@ from mlflow_on_eks.constructs_lib.auth import PERMISSIONS
 from mlflow_on_eks.constructs_lib.kubernetes import DEFAULT_VERSION, SUPPORTED_VERSIONS
 from mlflow_on_eks.constructs_lib.monitoring import default_max_connections
 from mlflow_on_eks.k8s_charts import AuthProps, GcProps, WorkloadProps
-from mlflow_on_eks.k8s_charts.mlflow_chart import EXTERNAL_RULES
+from mlflow_on_eks.k8s_charts.mlflow_chart import ExternalLoadBalancerProps
 from mlflow_on_eks.k8s_charts.model import SettingsModel
 from mlflow_on_eks.k8s_charts.rules import (
     PARTITION_PATTERN,
     REGION_PATTERN,
-    AcmCertificateArn,
     Cidr,
     Rule,
     SignInCacheSeconds,
@@ -411,62 +410,11 @@ class ArtifactSettings(StrictModel):
     )
 
 
-class ExternalExposure(StrictModel):
-    """An internet-facing load balancer, off by default: the sign-in page and the API are then
-    open to password guessing from every listed network."""
-
-    enabled: bool = Field(False, description="Create an internet-facing load balancer.")
-    allowed_cidrs: list[Cidr] = Field(
-        default_factory=list,
-        description="Source ranges allowed to reach it (loadBalancerSourceRanges); required. "
-        "IPv4 only: the load balancer has no IPv6 address.",
-    )
-    certificate_arn: AcmCertificateArn | None = Field(
-        None, description="ACM certificate for TLS on port 443; required when enabled."
-    )
-    allow_internet: bool = Field(
-        False,
-        description="Explicit opt-in needed for allowed_cidrs that admit every IPv4 or IPv6 "
-        "address: 0.0.0.0/0, ::/0, or ranges that add up to them (0.0.0.0/1 + 128.0.0.0/1).",
-    )
-
-    RULES = (
-        Rule(
-            "enabled",
-            ("enabled", "allowed_cidrs", "certificate_arn"),
-            lambda e: (
-                "is false but allowed_cidrs/certificate_arn are set; set enabled: true or "
-                "remove them"
-                if not e.enabled and (e.allowed_cidrs or e.certificate_arn)
-                else None
-            ),
-        ),
-        Rule(
-            "certificate_arn",
-            ("enabled", "certificate_arn"),
-            lambda e: (
-                "is required with enabled: true; the external load balancer serves HTTPS only"
-                if e.enabled and e.certificate_arn is None
-                else None
-            ),
-        ),
-        # The load balancer's own rules (ExternalLoadBalancerProps), when there is one.
-        *(
-            Rule(
-                rule.key,
-                ("enabled", *rule.reads),
-                lambda e, rule=rule: rule.check(e) if e.enabled else None,
-            )
-            for rule in EXTERNAL_RULES
-        ),
-    )
-
-
 class ExposureSettings(StrictModel):
     """How clients reach the server besides the in-cluster ClusterIP service."""
 
     internal: bool = Field(True, description="An internal (VPC-only) network load balancer.")
-    external: ExternalExposure = Field(default_factory=ExternalExposure)
+    external: ExternalLoadBalancerProps = Field(default_factory=ExternalLoadBalancerProps)
 
 
 WayIn = Literal["cluster", "internal", "external"]

@@ -100,7 +100,8 @@ class MlflowTrackingServer(Construct):
             resources, allowed hosts, architecture, scratch space, drain); passed to the chart
             unchanged. Default: `WorkloadProps()`, the config file's defaults.
         :param internal_load_balancer: an internal NLB. Default: true.
-        :param external_load_balancer: an internet-facing TLS NLB. Default: none.
+        :param external_load_balancer: with `enabled` (the config file's `exposure.external`
+            section), an internet-facing TLS NLB. Default: none.
         :param load_balancer_class: Default: EKS Auto Mode's (`eks.amazonaws.com/nlb`).
         :param image_directory: Docker build context. Default: this repository's image/.
         :param deploy_check: wait for the rollout and verify the server through its names
@@ -115,7 +116,9 @@ class MlflowTrackingServer(Construct):
             and does not migrate without one. Default: true.
         """
         super().__init__(scope, id)
-        if external_load_balancer:
+        if external_load_balancer is not None and not external_load_balancer.enabled:
+            external_load_balancer = None
+        if external_load_balancer and external_load_balancer.certificate_arn:
             _same_place(Stack.of(self), external_load_balancer.certificate_arn)
         workload = workload or WorkloadProps()
         namespace = workload.namespace

@@ -14,6 +14,7 @@ import cdk8s
 import cdk8s_plus_27 as kplus
 from cdk8s_plus_27 import k8s
 from constructs import Construct
+from pydantic import Field
 
 from .contract import (
     CONTAINER_PORT,
@@ -40,6 +41,7 @@ from .hardening import (
     small_resources,
 )
 from .migration_job import add_migration_job
+from .model import Props
 from .policy import dns, egress, ingress, pods_in_namespaces, tcp
 from .rules import (
     AcmCertificateArn,
@@ -48,7 +50,6 @@ from .rules import (
     cidrs_needed_problem,
     internet_problem,
     ipv6_problem,
-    validate_props,
 )
 from .workload import WorkloadProps
 
@@ -74,30 +75,69 @@ SHUTDOWN_SECONDS = 30
 """What a pod gets after its drain delay to finish in-flight requests before SIGKILL."""
 
 
-@dataclass(frozen=True)
-class ExternalLoadBalancerProps:
-    """An internet-facing load balancer that terminates TLS and admits listed sources only."""
-
-    allowed_cidrs: tuple[Cidr, ...]
-    """Source ranges (loadBalancerSourceRanges). Required: no empty default."""
-    certificate_arn: AcmCertificateArn
-    """ACM certificate served on port 443 (in the stack's account and region)."""
-    allow_internet: bool = False
-    """Confirms ranges that admit every address (0.0.0.0/0, ::/0, or several that add up)."""
-
-    def __post_init__(self) -> None:
-        validate_props(self, EXTERNAL_RULES)
+def _when_enabled(rule: Rule) -> Rule:
+    return Rule(rule.key, ("enabled", *rule.reads), lambda e: rule.check(e) if e.enabled else None)
 
 
 EXTERNAL_RULES = (
-    Rule("allowed_cidrs", ("allowed_cidrs",), lambda e: cidrs_needed_problem(e.allowed_cidrs)),
-    Rule("allowed_cidrs", ("allowed_cidrs",), lambda e: ipv6_problem(e.allowed_cidrs)),
     Rule(
-        "allowed_cidrs",
-        ("allowed_cidrs", "allow_internet"),
-        lambda e: internet_problem(e.allowed_cidrs, e.allow_internet),
+        "enabled",
+        ("enabled", "allowed_cidrs", "certificate_arn"),
+        lambda e: (
+            "is false but allowed_cidrs/certificate_arn are set; set enabled: true or remove them"
+            if not e.enabled and (e.allowed_cidrs or e.certificate_arn)
+            else None
+        ),
+    ),
+    Rule(
+        "certificate_arn",
+        ("enabled", "certificate_arn"),
+        lambda e: (
+            "is required with enabled: true; the external load balancer serves HTTPS only"
+            if e.enabled and e.certificate_arn is None
+            else None
+        ),
+    ),
+    *map(
+        _when_enabled,
+        (
+            Rule(
+                "allowed_cidrs", ("allowed_cidrs",), lambda e: cidrs_needed_problem(e.allowed_cidrs)
+            ),
+            Rule("allowed_cidrs", ("allowed_cidrs",), lambda e: ipv6_problem(e.allowed_cidrs)),
+            Rule(
+                "allowed_cidrs",
+                ("allowed_cidrs", "allow_internet"),
+                lambda e: internet_problem(e.allowed_cidrs, e.allow_internet),
+            ),
+        ),
     ),
 )
+"""Rules between the external load balancer's fields."""
+
+
+class ExternalLoadBalancerProps(Props):
+    """An internet-facing load balancer, off by default: the sign-in page and the API are then
+    open to password guessing from every listed network. It terminates TLS and admits the
+    listed sources only. The config file's `exposure.external` section, and
+    MlflowTrackingServer's `external_load_balancer`."""
+
+    RULES = EXTERNAL_RULES
+
+    enabled: bool = Field(False, description="Create an internet-facing load balancer.")
+    allowed_cidrs: tuple[Cidr, ...] = Field(
+        (),
+        description="Source ranges allowed to reach it (loadBalancerSourceRanges); required. "
+        "IPv4 only: the load balancer has no IPv6 address.",
+    )
+    certificate_arn: AcmCertificateArn | None = Field(
+        None, description="ACM certificate for TLS on port 443; required when enabled."
+    )
+    allow_internet: bool = Field(
+        False,
+        description="Explicit opt-in needed for allowed_cidrs that admit every IPv4 or IPv6 "
+        "address: 0.0.0.0/0, ::/0, or ranges that add up to them (0.0.0.0/1 + 128.0.0.0/1).",
+    )
 
 
 @dataclass(frozen=True)

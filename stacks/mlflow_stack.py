@@ -21,7 +21,6 @@ from mlflow_on_eks.constructs_lib import (
 from mlflow_on_eks.k8s_charts import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
     LB_CONTROLLER_LOAD_BALANCER_CLASS,
-    ExternalLoadBalancerProps,
     GcProps,
     WorkloadProps,
 )
@@ -75,7 +74,6 @@ class MlflowStack(Stack):
         self.cluster = handle.cluster
         self._cluster_name = cluster_name or self.cluster.cluster_name
         self._admin_role_arns = handle.admin_role_arns
-        external = exposure.external
         self.tracking_server = MlflowTrackingServer(
             self,
             "TrackingServer",
@@ -85,13 +83,7 @@ class MlflowStack(Stack):
             auth=auth,
             workload=server,
             internal_load_balancer=exposure.internal,
-            external_load_balancer=ExternalLoadBalancerProps(
-                allowed_cidrs=tuple(external.allowed_cidrs),
-                certificate_arn=external.certificate_arn,
-                allow_internet=external.allow_internet,
-            )
-            if external.enabled and external.certificate_arn
-            else None,
+            external_load_balancer=exposure.external,
             load_balancer_class=_LOAD_BALANCER_CLASSES[load_balancer_controller],
             deploy_check=deploy_check,
             gc=gc,

@@ -38,6 +38,7 @@ PROPS = MlflowChartProps(
     migration_revision="0123456789",
 )
 EXTERNAL = ExternalLoadBalancerProps(
+    enabled=True,
     allowed_cidrs=("203.0.113.0/24",),
     certificate_arn=(
         "arn:aws:acm:eu-west-1:123456789012:certificate/0f8e7d6c-5b4a-4321-9abc-def012345678"

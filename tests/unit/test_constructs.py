@@ -310,10 +310,14 @@ def test_a_certificate_of_another_region_or_account_is_refused_at_synth() -> Non
         (cert.format("us-east-1", ENV.account), "in region us-east-1, the stack in eu-west-1"),
         (cert.format(ENV.region, "999988887777"), "in account 999988887777, the stack in 1111"),
     ):
-        external = ExternalLoadBalancerProps(allowed_cidrs=("10.0.0.0/8",), certificate_arn=arn)
+        external = ExternalLoadBalancerProps(
+            enabled=True, allowed_cidrs=("10.0.0.0/8",), certificate_arn=arn
+        )
         with pytest.raises(ValueError, match=expected):
             _tracking_server(WorkloadProps(), external_load_balancer=external)
     external = ExternalLoadBalancerProps(
-        allowed_cidrs=("10.0.0.0/8",), certificate_arn=cert.format(ENV.region, ENV.account)
+        enabled=True,
+        allowed_cidrs=("10.0.0.0/8",),
+        certificate_arn=cert.format(ENV.region, ENV.account),
     )
     assert _tracking_server(WorkloadProps(), external_load_balancer=external).chart

@@ -4,8 +4,6 @@ only at deploy (a namespace Kubernetes rejects) or never (0.0.0.0/0 without the 
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from mlflow_on_eks.k8s_charts import (
@@ -30,13 +28,18 @@ def test_bad_props_fail_with_every_problem_named() -> None:
 
 def test_an_open_load_balancer_needs_the_opt_in_and_a_real_certificate() -> None:
     with pytest.raises(InvalidProps) as caught:
-        ExternalLoadBalancerProps(allowed_cidrs=("0.0.0.0/0",), certificate_arn="not-an-arn")
+        ExternalLoadBalancerProps(
+            enabled=True, allowed_cidrs=("0.0.0.0/0",), certificate_arn="not-an-arn"
+        )
     message = str(caught.value)
     assert "certificate_arn: String should match pattern" in message
     assert "allowed_cidrs: 0.0.0.0/0 opens MLflow's sign-in and API" in message
     confirmed = ExternalLoadBalancerProps(
-        allowed_cidrs=["0.0.0.0/0"], certificate_arn=CERT, allow_internet=True
+        enabled=True, allowed_cidrs=["0.0.0.0/0"], certificate_arn=CERT, allow_internet=True
     )
+    # The section's own rules come along: addresses given to a load balancer left off.
+    with pytest.raises(InvalidProps, match="enabled: is false but allowed_cidrs"):
+        ExternalLoadBalancerProps(allowed_cidrs=["10.0.0.0/8"])
     assert confirmed.allowed_cidrs == ("0.0.0.0/0",)
 
 
@@ -75,7 +78,7 @@ def test_workload_props_refuse_what_the_config_refuses(server: dict, key: str, w
 
 def _external_cases() -> list[tuple[dict, str, str]]:
     """The config matrix's bad values of what the load balancer props hold."""
-    names = {f.name for f in dataclasses.fields(ExternalLoadBalancerProps)}
+    names = set(ExternalLoadBalancerProps.model_fields)
     cases = []
     for raw, path, why in BAD:
         external = raw.get("exposure", {}).get("external", {}) if list(raw) == ["exposure"] else {}
@@ -93,7 +96,7 @@ def _external_cases() -> list[tuple[dict, str, str]]:
 def test_load_balancer_props_refuse_what_the_config_refuses(
     external: dict, key: str, why: str
 ) -> None:
-    names = {f.name for f in dataclasses.fields(ExternalLoadBalancerProps)}
+    names = set(ExternalLoadBalancerProps.model_fields)
     with pytest.raises(InvalidProps) as caught:
         ExternalLoadBalancerProps(**{k: v for k, v in external.items() if k in names})
     assert any(line.strip().startswith(key) for line in str(caught.value).splitlines())

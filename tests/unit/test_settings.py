@@ -147,7 +147,7 @@ def test_the_old_external_confirmation_says_where_it_went() -> None:
 
 def test_open_internet_needs_the_explicit_opt_in() -> None:
     settings = parse_settings(external(allowed_cidrs=["0.0.0.0/0"], allow_internet=True))
-    assert settings.exposure.external.allowed_cidrs == ["0.0.0.0/0"]
+    assert settings.exposure.external.allowed_cidrs == ("0.0.0.0/0",)
 
 
 ZONES_EU = ["eu-west-1a", "eu-west-1b"]
