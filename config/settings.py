@@ -709,7 +709,7 @@ class AuthSettings(StrictModel):
         ),
     )
     default_permission: Literal[PERMISSIONS] = Field(  # type: ignore[valid-type]
-        "READ",
+        AuthProps.default_permission,
         description="What a signed-in user may do on what others created, unless granted more.",
     )
     admin_username: Annotated[str, StringConstraints(pattern=r"^[^\s:]{1,64}$")] = Field(
