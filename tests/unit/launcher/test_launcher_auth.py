@@ -37,7 +37,7 @@ def test_no_variable_means_authentication_off():
 
 
 def test_all_variables_give_the_settings():
-    assert auth.load(SETTINGS) == auth.AuthSettings(
+    assert auth.load(SETTINGS) == auth.AuthEnvironment(
         admin_secret_id=ARN.format("admin"),
         flask_secret_id=ARN.format("flask"),
         kek_secret_id=ARN.format("kek"),

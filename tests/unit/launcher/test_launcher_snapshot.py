@@ -23,14 +23,14 @@ AUTH_CHANGE = snapshot.SchemaChange("auth", "e5f6a7b8c9d0", "f1a2b3c4d5e6")
 RDS_IDENTIFIER = re.compile(r"[A-Za-z](?!.*--)[A-Za-z0-9-]{0,254}(?<!-)")
 
 
-def _settings(**changes) -> snapshot.SnapshotSettings:
+def _settings(**changes) -> snapshot.SnapshotEnvironment:
     values = {
         "instance_id": INSTANCE,
         "max_age": timedelta(minutes=60),
         "timeout_seconds": 30.0,
         "region": REGION,
     }
-    return snapshot.SnapshotSettings(**{**values, **changes})
+    return snapshot.SnapshotEnvironment(**{**values, **changes})
 
 
 @pytest.fixture

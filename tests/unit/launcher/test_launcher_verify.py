@@ -105,9 +105,9 @@ HEALTHY = {("GET", "/health"): [(200, "OK")]}
 HANG = "<answer after a second>"
 
 
-def settings(**overrides) -> verify.VerifySettings:
+def settings(**overrides) -> verify.VerifyEnvironment:
     values = {"targets": (), "timeout_seconds": 2.0, "credentials": None, **overrides}
-    return verify.VerifySettings(**values)
+    return verify.VerifyEnvironment(**values)
 
 
 # ---------------------------------------------------------------- settings -------------------

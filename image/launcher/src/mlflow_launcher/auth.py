@@ -48,7 +48,7 @@ CONFIG_FILE = "mlflow-auth/basic_auth.ini"
 
 
 @dataclass(frozen=True)
-class AuthSettings:
+class AuthEnvironment:
     admin_secret_id: str
     flask_secret_id: str
     kek_secret_id: str
@@ -68,7 +68,7 @@ class AuthSecrets:
         return [self.admin.password, self.flask_secret_key, self.kek_passphrase]
 
 
-def load(env: Mapping[str, str]) -> AuthSettings | None:
+def load(env: Mapping[str, str]) -> AuthEnvironment | None:
     """None when authentication is off (none of the variables set); all or nothing."""
     present = {key: env[key] for key in SETTINGS_ENV if env.get(key)}
     if not present:
@@ -90,7 +90,7 @@ def load(env: Mapping[str, str]) -> AuthSettings | None:
         raise LauncherError(
             f"{DB_NAME_ENV}={name!r} is not a plain database name (letters, digits, _)"
         )
-    return AuthSettings(
+    return AuthEnvironment(
         admin_secret_id=present[ADMIN_SECRET_ENV],
         flask_secret_id=present[FLASK_SECRET_ENV],
         kek_secret_id=present[KEK_SECRET_ENV],
@@ -108,7 +108,7 @@ def _cache_seconds(text: str) -> int:
     return int(text)
 
 
-def fetch_secrets(auth: AuthSettings, *, region: str | None) -> AuthSecrets:
+def fetch_secrets(auth: AuthEnvironment, *, region: str | None) -> AuthSecrets:
     return AuthSecrets(
         admin=secret.fetch_credentials(auth.admin_secret_id, region=region),
         flask_secret_key=secret.fetch_string(auth.flask_secret_id, region=region),
@@ -116,7 +116,7 @@ def fetch_secrets(auth: AuthSettings, *, region: str | None) -> AuthSecrets:
     )
 
 
-def database_url(store_url: URL, auth: AuthSettings) -> URL:
+def database_url(store_url: URL, auth: AuthEnvironment) -> URL:
     """The auth database: the backend store's server, login and TLS, another database."""
     return store_url.set(database=auth.db_name)
 

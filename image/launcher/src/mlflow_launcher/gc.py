@@ -40,13 +40,13 @@ _DURATION = re.compile(r"(?=.)(\d+(\.\d+)?d)?(\d+(\.\d+)?h)?(\d+(\.\d+)?m)?(\d+(
 
 
 @dataclass(frozen=True)
-class GcSettings:
+class GcEnvironment:
     older_than: str
     tracking_uri: str
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
 
 
-def load(env: Mapping[str, str]) -> GcSettings:
+def load(env: Mapping[str, str]) -> GcEnvironment:
     """Both variables, checked as `mlflow gc` would, before anything connects."""
     older_than = env.get(OLDER_THAN_ENV, "").strip()
     tracking_uri = env.get(TRACKING_URI_ENV, "").strip()
@@ -66,7 +66,7 @@ def load(env: Mapping[str, str]) -> GcSettings:
         problems.append(f"{TIMEOUT_ENV}={timeout!r} is not a positive whole number of seconds")
     if problems:
         raise LauncherError("; ".join(problems))
-    return GcSettings(
+    return GcEnvironment(
         older_than=older_than, tracking_uri=tracking_uri, timeout_seconds=int(timeout)
     )
 
@@ -108,7 +108,7 @@ def time_limit(
         signal.signal(signal.SIGALRM, previous)
 
 
-def run(store_uri: str, settings: GcSettings, login: Credentials | None) -> None:
+def run(store_uri: str, settings: GcEnvironment, login: Credentials | None) -> None:
     """Run `mlflow gc --older-than ...` against the store, artifacts through the server."""
     os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
     if login is not None:

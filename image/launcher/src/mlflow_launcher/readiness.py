@@ -29,12 +29,12 @@ REPORT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
-class ReadinessSettings:
+class ReadinessEnvironment:
     wait_seconds: float
     logs_command: str
 
 
-def load(env: Mapping[str, str]) -> ReadinessSettings:
+def load(env: Mapping[str, str]) -> ReadinessEnvironment:
     raw = env.get(WAIT_ENV, "").strip() or str(DEFAULT_WAIT_SECONDS)
     try:
         seconds = float(raw)
@@ -44,12 +44,12 @@ def load(env: Mapping[str, str]) -> ReadinessSettings:
         raise LauncherError(
             f"invalid environment: {WAIT_ENV} must be a positive number, got {raw!r}"
         )
-    return ReadinessSettings(seconds, env.get(LOGS_ENV, "").strip())
+    return ReadinessEnvironment(seconds, env.get(LOGS_ENV, "").strip())
 
 
 def wait_for_head(
     behind: Callable[[], list[str]],
-    settings: ReadinessSettings,
+    settings: ReadinessEnvironment,
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,

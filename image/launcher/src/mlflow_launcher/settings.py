@@ -41,7 +41,7 @@ DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
-class DbSettings:
+class DbEnvironment:
     """Where the database is and how hard to try reaching it."""
 
     engine: str  # "mysql" | "postgres"
@@ -62,7 +62,7 @@ class DbSettings:
     """A read replica of this database (same login, name and TLS): MLflow sends reads there."""
     read_port: int | None = None
 
-    def replica(self) -> DbSettings | None:
+    def replica(self) -> DbEnvironment | None:
         """The read replica's settings, or None when there is none."""
         if self.read_host is None:
             return None
@@ -70,7 +70,7 @@ class DbSettings:
 
 
 @dataclass(frozen=True)
-class ServerSettings:
+class ServerEnvironment:
     """What ``mlflow server`` is started with (everything but the store URI goes to argv)."""
 
     host: str
@@ -172,7 +172,7 @@ def _readable_file(value: str) -> str:
     return value
 
 
-def _server(r: _Reader, defaults: Mapping[str, str]) -> ServerSettings | None:
+def _server(r: _Reader, defaults: Mapping[str, str]) -> ServerEnvironment | None:
     host = r.raw("MLFLOW_HOST", defaults.get("MLFLOW_HOST", "0.0.0.0"))  # noqa: S104 - pod IP
     port = r.parse("MLFLOW_PORT", _port, "a TCP port", defaults.get("MLFLOW_PORT", "5000"))
     workers = r.parse(
@@ -196,10 +196,10 @@ def _server(r: _Reader, defaults: Mapping[str, str]) -> ServerSettings | None:
     )
     if None in (host, port, workers, destination, allowed, origins):
         return None
-    return ServerSettings(host, port, workers, destination, allowed, origins)  # type: ignore[arg-type]
+    return ServerEnvironment(host, port, workers, destination, allowed, origins)  # type: ignore[arg-type]
 
 
-def _db(r: _Reader) -> DbSettings | None:
+def _db(r: _Reader) -> DbEnvironment | None:
     engine = r.parse("MLFLOW_DB_ENGINE", _engine, '"mysql" or "postgres"')
     host = r.raw("MLFLOW_DB_HOST")
     # An invalid engine is already reported; its port default does not matter then.
@@ -246,7 +246,7 @@ def _db(r: _Reader) -> DbSettings | None:
     if None in values or None in bounds:
         return None
     connect, network, statement = timeouts.values()
-    return DbSettings(
+    return DbEnvironment(
         *values,  # type: ignore[arg-type]
         region=region,
         migration_lock_timeout_seconds=lock_timeout,  # type: ignore[arg-type]
@@ -259,7 +259,7 @@ def _db(r: _Reader) -> DbSettings | None:
     )
 
 
-def load_db(env: Mapping[str, str]) -> DbSettings:
+def load_db(env: Mapping[str, str]) -> DbEnvironment:
     """Settings for ``migrate``."""
     reader = _Reader(env)
     db = _db(reader)
@@ -268,7 +268,7 @@ def load_db(env: Mapping[str, str]) -> DbSettings:
     return db
 
 
-def load_db_and_server(env: Mapping[str, str]) -> tuple[DbSettings, ServerSettings]:
+def load_db_and_server(env: Mapping[str, str]) -> tuple[DbEnvironment, ServerEnvironment]:
     """Settings for ``serve`` (validated together, so every problem shows in one message)."""
     reader = _Reader(env)
     db = _db(reader)
@@ -278,7 +278,7 @@ def load_db_and_server(env: Mapping[str, str]) -> tuple[DbSettings, ServerSettin
     return db, server
 
 
-def load_local_server(env: Mapping[str, str], defaults: Mapping[str, str]) -> ServerSettings:
+def load_local_server(env: Mapping[str, str], defaults: Mapping[str, str]) -> ServerEnvironment:
     """Settings for ``local``: the embedded defaults apply where the environment is silent."""
     reader = _Reader(env)
     server = _server(reader, defaults)

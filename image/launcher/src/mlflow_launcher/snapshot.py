@@ -83,7 +83,7 @@ class SchemaChange:
 
 
 @dataclass(frozen=True)
-class SnapshotSettings:
+class SnapshotEnvironment:
     instance_id: str
     max_age: timedelta
     timeout_seconds: float
@@ -91,7 +91,7 @@ class SnapshotSettings:
     max_count: int = DEFAULT_MAX_COUNT
 
 
-def load(env: Mapping[str, str]) -> SnapshotSettings | None:
+def load(env: Mapping[str, str]) -> SnapshotEnvironment | None:
     """None when the ConfigMap names no instance (the guard is off)."""
     instance_id = env.get(INSTANCE_ENV, "").strip()
     if not instance_id:
@@ -112,7 +112,7 @@ def load(env: Mapping[str, str]) -> SnapshotSettings | None:
     if problems:
         raise LauncherError("invalid environment: " + "; ".join(problems))
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
-    return SnapshotSettings(
+    return SnapshotEnvironment(
         instance_id,
         timedelta(minutes=numbers[MAX_AGE_ENV]),
         numbers[TIMEOUT_ENV],
@@ -127,7 +127,7 @@ class Guard:
 
     def __init__(
         self,
-        settings: SnapshotSettings | None,
+        settings: SnapshotEnvironment | None,
         *,
         client: Any = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -159,7 +159,7 @@ class Guard:
             self._client = _rds_client(self.settings.region)
         return self._client
 
-    def _ensure(self, settings: SnapshotSettings, change: SchemaChange) -> Mapping[str, Any]:
+    def _ensure(self, settings: SnapshotEnvironment, change: SchemaChange) -> Mapping[str, Any]:
         instance = settings.instance_id
         try:
             client = self._rds()
@@ -183,7 +183,10 @@ class Guard:
         return found
 
     def _choose(
-        self, settings: SnapshotSettings, snapshots: list[Mapping[str, Any]], change: SchemaChange
+        self,
+        settings: SnapshotEnvironment,
+        snapshots: list[Mapping[str, Any]],
+        change: SchemaChange,
     ) -> Mapping[str, Any] | None:
         """The newest usable snapshot taken before this same change, whatever its age; else
         the newest taken within the maximum age."""
@@ -214,7 +217,7 @@ class Guard:
 
     def _take(
         self,
-        settings: SnapshotSettings,
+        settings: SnapshotEnvironment,
         client: Any,
         snapshots: list[Mapping[str, Any]],
         change: SchemaChange,
@@ -262,7 +265,7 @@ class Guard:
                 _reason(exc),
             )
 
-    def _wait_available(self, settings: SnapshotSettings, client: Any, snapshot: str) -> None:
+    def _wait_available(self, settings: SnapshotEnvironment, client: Any, snapshot: str) -> None:
         deadline = time.monotonic() + settings.timeout_seconds
         while True:
             [found] = client.describe_db_snapshots(DBSnapshotIdentifier=snapshot)["DBSnapshots"]

@@ -33,7 +33,7 @@ DEFAULT_ROLLOUT_TIMEOUT_SECONDS = 1800.0
 
 
 @dataclass(frozen=True)
-class RolloutSettings:
+class RolloutEnvironment:
     """The Deployment this deploy applied, and how long its rollout may take."""
 
     namespace: str
@@ -46,7 +46,7 @@ class RolloutSettings:
 
 
 @dataclass(frozen=True)
-class VerifySettings:
+class VerifyEnvironment:
     targets: tuple[str, ...]
     """Base URLs, without credentials and without a default port (as browsers send Host)."""
     timeout_seconds: float
@@ -56,7 +56,7 @@ class VerifySettings:
     MLFLOW_TRACKING_PASSWORD itself."""
     credentials_from: str = f"{USERNAME_ENV}/{PASSWORD_ENV}"
     """Where they came from, for a reason that says which login was refused."""
-    rollout: RolloutSettings | None = None
+    rollout: RolloutEnvironment | None = None
     """The rollout to wait for before the targets are checked. Default: none."""
 
 
@@ -108,7 +108,7 @@ def parse_target(value: str) -> str:
     return f"{parts.scheme}://{host}{parts.path.rstrip('/')}"
 
 
-def load(env: Mapping[str, str]) -> VerifySettings:
+def load(env: Mapping[str, str]) -> VerifyEnvironment:
     """Every problem at once, each naming its variable."""
     problems: list[str] = []
     targets: list[str] = []
@@ -129,7 +129,7 @@ def load(env: Mapping[str, str]) -> VerifySettings:
         raise LauncherError("; ".join(problems))
     username, password = env.get(USERNAME_ENV, ""), env.get(PASSWORD_ENV, "")
     credentials = (username, password) if username or password else None
-    return VerifySettings(tuple(dict.fromkeys(targets)), timeout, credentials, rollout=rollout)
+    return VerifyEnvironment(tuple(dict.fromkeys(targets)), timeout, credentials, rollout=rollout)
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float, problems: list[str]) -> float:
@@ -145,7 +145,7 @@ def _seconds(env: Mapping[str, str], name: str, default: float, problems: list[s
     return value
 
 
-def _rollout(env: Mapping[str, str], problems: list[str]) -> RolloutSettings | None:
+def _rollout(env: Mapping[str, str], problems: list[str]) -> RolloutEnvironment | None:
     """None without MLFLOW_VERIFY_DEPLOYMENT: the check then uses whatever answers now."""
     name = env.get(DEPLOYMENT_ENV, "").strip()
     if not name:
@@ -162,12 +162,12 @@ def _rollout(env: Mapping[str, str], problems: list[str]) -> RolloutSettings | N
             problems.append(f"{POD_ANNOTATION_ENV}={raw!r} is not <annotation>=<value>")
         annotation = (key, value)
     timeout = _seconds(env, ROLLOUT_TIMEOUT_ENV, DEFAULT_ROLLOUT_TIMEOUT_SECONDS, problems)
-    return RolloutSettings(values[NAMESPACE_ENV], name, values[IMAGE_ENV], annotation, timeout)
+    return RolloutEnvironment(values[NAMESPACE_ENV], name, values[IMAGE_ENV], annotation, timeout)
 
 
 def sign_in_as_admin(
-    settings: VerifySettings, env: Mapping[str, str], log_secrets: MutableSequence[str]
-) -> VerifySettings:
+    settings: VerifyEnvironment, env: Mapping[str, str], log_secrets: MutableSequence[str]
+) -> VerifyEnvironment:
     """With authentication on, the chart names the admin login's secret instead of giving a
     login: read it (as the server does) and hand it to the MLflow client. A login given in
     MLFLOW_TRACKING_USERNAME/PASSWORD wins."""
