@@ -306,8 +306,8 @@ def test_the_rollout_settings_are_read_and_checked_all_at_once():
         f"{settings.NAMESPACE_ENV} is not set ({settings.DEPLOYMENT_ENV} names a Deployment to "
         f"wait for); {settings.IMAGE_ENV} is not set ({settings.DEPLOYMENT_ENV} names a "
         f"Deployment to wait for); {settings.POD_ANNOTATION_ENV}='no-equals-sign' is not "
-        f"<annotation>=<value>; {settings.ROLLOUT_TIMEOUT_ENV}='-1' is not a positive number of "
-        "seconds"
+        f"<annotation>=<value>; {settings.ROLLOUT_TIMEOUT_ENV} must be a positive number of "
+        "seconds, got '-1'"
     )
     env |= {
         settings.NAMESPACE_ENV: NAMESPACE,

@@ -87,11 +87,9 @@ def test_settings_from_the_environment_and_their_problems():
                 snapshot.MAX_COUNT_ENV: "0",
             }
         )
-    assert f"{snapshot.MAX_AGE_ENV} must be a positive number, got '0'" in str(err.value)
-    assert f"{snapshot.TIMEOUT_ENV} must be a positive number, got 'x'" in str(err.value)
-    assert f"{snapshot.MAX_COUNT_ENV} must be a whole number of at least 1, got '0'" in str(
-        err.value
-    )
+    assert f"{snapshot.MAX_AGE_ENV} must be a positive number of minutes, got '0'" in str(err.value)
+    assert f"{snapshot.TIMEOUT_ENV} must be a positive number of seconds, got 'x'" in str(err.value)
+    assert f"{snapshot.MAX_COUNT_ENV} must be a positive whole number, got '0'" in str(err.value)
     for bad in ("2.5", "-1", "five"):
         with pytest.raises(LauncherError, match=snapshot.MAX_COUNT_ENV):
             snapshot.load({snapshot.INSTANCE_ENV: INSTANCE, snapshot.MAX_COUNT_ENV: bad})

@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mlflow_launcher import (
     auth,
+    contract,
     dblogin,
     dburl,
     gc,
@@ -44,11 +45,11 @@ TERMINATION_MESSAGE_BYTES = 4096
 LOCAL_DIR_ENV = "MLFLOW_LOCAL_DIR"
 LOCAL_DEFAULT_DIR = ".local-mlflow"
 LOCAL_DEFAULTS = {
-    "MLFLOW_HOST": "127.0.0.1",
-    "MLFLOW_PORT": "5000",
-    "MLFLOW_WORKERS": "1",
-    "MLFLOW_ALLOWED_HOSTS": "localhost,localhost:*,127.0.0.1,127.0.0.1:*",
+    contract.HOST.name: "127.0.0.1",
+    contract.WORKERS.name: "1",
+    contract.ALLOWED_HOSTS.name: "localhost,localhost:*,127.0.0.1,127.0.0.1:*",
 }
+"""Where `local` differs from the contract's defaults (a laptop: loopback, one worker)."""
 
 
 class _Redact(logging.Filter):

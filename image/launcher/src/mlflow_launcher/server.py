@@ -12,7 +12,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
-from mlflow_launcher import app, guard
+from mlflow_launcher import app, contract, guard
 from mlflow_launcher.settings import ServerEnvironment
 
 # The envvars ``mlflow server --backend-store-uri`` and ``--read-replica-backend-store-uri``
@@ -20,11 +20,14 @@ from mlflow_launcher.settings import ServerEnvironment
 BACKEND_STORE_URI_ENV = "MLFLOW_BACKEND_STORE_URI"
 READ_REPLICA_URI_ENV = "MLFLOW_READ_REPLICA_BACKEND_STORE_URI"
 # Launcher-only variables the server has no use for; dropped so they do not leak into workers.
-_LAUNCHER_ONLY = (
-    "MLFLOW_DB_SECRET_ID",
-    "MLFLOW_AUTH_ADMIN_SECRET_ID",
-    "MLFLOW_AUTH_FLASK_SECRET_ID",
-    "MLFLOW_AUTH_KEK_SECRET_ID",
+_LAUNCHER_ONLY = tuple(
+    variable.name
+    for variable in (
+        contract.DB_SECRET_ID,
+        contract.AUTH_ADMIN_SECRET_ID,
+        contract.AUTH_FLASK_SECRET_ID,
+        contract.AUTH_KEK_SECRET_ID,
+    )
 )
 # Server defaults the environment may still override. MLflow's job execution (GenAI jobs) starts
 # a runner and seven huey consumers per pod with their queue in the pod's /dev/shm: per-replica

@@ -3,33 +3,28 @@
 from __future__ import annotations
 
 import base64
-import math
 import os
 from collections.abc import Mapping, MutableSequence
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, urlsplit
 
-from mlflow_launcher import redaction, secret
+from mlflow_launcher import contract, redaction, secret
 from mlflow_launcher.auth import ADMIN_SECRET_ENV
 from mlflow_launcher.errors import LauncherError
 
-TARGETS_ENV = "MLFLOW_VERIFY_TARGETS"
-TIMEOUT_ENV = "MLFLOW_VERIFY_TIMEOUT_SECONDS"
-SIGNAL_URL_ENV = "MLFLOW_VERIFY_SIGNAL_URL"
-LOGS_COMMAND_ENV = "MLFLOW_VERIFY_LOGS_COMMAND"
+TARGETS_ENV = contract.VERIFY_TARGETS.name
+TIMEOUT_ENV = contract.VERIFY_TIMEOUT_SECONDS.name
+SIGNAL_URL_ENV = contract.VERIFY_SIGNAL_URL.name
+LOGS_COMMAND_ENV = contract.VERIFY_LOGS_COMMAND.name
 USERNAME_ENV = "MLFLOW_TRACKING_USERNAME"
 PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"  # noqa: S105 - a variable's name
 # The rollout the check waits for first (the chart sets all of them, or none for a check of
 # whatever serves the targets now).
-DEPLOYMENT_ENV = "MLFLOW_VERIFY_DEPLOYMENT"
-NAMESPACE_ENV = "MLFLOW_VERIFY_NAMESPACE"
-IMAGE_ENV = "MLFLOW_VERIFY_IMAGE"
-POD_ANNOTATION_ENV = "MLFLOW_VERIFY_POD_ANNOTATION"
-ROLLOUT_TIMEOUT_ENV = "MLFLOW_VERIFY_ROLLOUT_TIMEOUT_SECONDS"
-
-# Load balancer targets register, DNS propagates and pods start within minutes of a deploy.
-DEFAULT_TIMEOUT_SECONDS = 600.0
-DEFAULT_ROLLOUT_TIMEOUT_SECONDS = 1800.0
+DEPLOYMENT_ENV = contract.VERIFY_DEPLOYMENT.name
+NAMESPACE_ENV = contract.VERIFY_NAMESPACE.name
+IMAGE_ENV = contract.VERIFY_IMAGE.name
+POD_ANNOTATION_ENV = contract.VERIFY_POD_ANNOTATION.name
+ROLLOUT_TIMEOUT_ENV = contract.VERIFY_ROLLOUT_TIMEOUT_SECONDS.name
 
 
 @dataclass(frozen=True)
@@ -123,7 +118,7 @@ def load(env: Mapping[str, str]) -> VerifyEnvironment:
             problems.append(f"{TARGETS_ENV}: {shown} {exc}")
         else:
             targets.append(target)
-    timeout = _seconds(env, TIMEOUT_ENV, DEFAULT_TIMEOUT_SECONDS, problems)
+    timeout = _seconds(env, contract.VERIFY_TIMEOUT_SECONDS, problems)
     rollout = _rollout(env, problems)
     if problems:
         raise LauncherError("; ".join(problems))
@@ -132,17 +127,14 @@ def load(env: Mapping[str, str]) -> VerifyEnvironment:
     return VerifyEnvironment(tuple(dict.fromkeys(targets)), timeout, credentials, rollout=rollout)
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float, problems: list[str]) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
+def _seconds(
+    env: Mapping[str, str], variable: contract.Number, problems: list[str]
+) -> float | None:
     try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        problems.append(f"{name}={raw!r} is not a positive number of seconds")
-    return value
+        return variable.parse(env)
+    except contract.ContractError as error:
+        problems.append(str(error))
+        return None
 
 
 def _rollout(env: Mapping[str, str], problems: list[str]) -> RolloutEnvironment | None:
@@ -161,7 +153,7 @@ def _rollout(env: Mapping[str, str], problems: list[str]) -> RolloutEnvironment 
         if not (equals and key and value):
             problems.append(f"{POD_ANNOTATION_ENV}={raw!r} is not <annotation>=<value>")
         annotation = (key, value)
-    timeout = _seconds(env, ROLLOUT_TIMEOUT_ENV, DEFAULT_ROLLOUT_TIMEOUT_SECONDS, problems)
+    timeout = _seconds(env, contract.VERIFY_ROLLOUT_TIMEOUT_SECONDS, problems)
     return RolloutEnvironment(values[NAMESPACE_ENV], name, values[IMAGE_ENV], annotation, timeout)
 
 
