@@ -144,7 +144,10 @@ class Number(Variable[float]):
         return value
 
     def format(self, value: float) -> str:
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
+        # 90.0 as "90": what the chart wrote before it rendered through this.
+        if isinstance(value, int | float) and float(value).is_integer():
+            return str(int(value))
+        return str(value)
 
 
 @dataclass(frozen=True, kw_only=True)
