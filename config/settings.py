@@ -17,6 +17,7 @@ from mlflow_on_eks.constructs_lib.auth import PERMISSIONS
 from mlflow_on_eks.constructs_lib.kubernetes import DEFAULT_VERSION, SUPPORTED_VERSIONS
 from mlflow_on_eks.constructs_lib.monitoring import default_max_connections
 from mlflow_on_eks.k8s_charts import AuthProps, GcProps, ResourceProps, WorkloadProps
+from mlflow_on_eks.k8s_charts.launcher_contract import launcher
 from mlflow_on_eks.k8s_charts.mlflow_chart import EXTERNAL_RULES
 from mlflow_on_eks.k8s_charts.rules import (
     PARTITION_PATTERN,
@@ -504,6 +505,13 @@ class ArtifactSettings(StrictModel):
 
 
 _WORKLOAD = WorkloadProps()
+
+
+def _range(variable: Any) -> str:
+    """A bound of the launcher's contract, as the reference states it: `1-16`."""
+    return f"{variable.low}-{variable.high}"
+
+
 """Where the server's defaults live (k8s_charts/workload.py); the fields below take them."""
 
 
@@ -565,7 +573,9 @@ class ServerSettings(StrictModel):
         description="Upper bound for CPU autoscaling; null (default) pins the pod count at "
         "replicas.",
     )
-    workers: Workers = Field(_WORKLOAD.workers, description="uvicorn workers per pod (1-16).")
+    workers: Workers = Field(
+        _WORKLOAD.workers, description=f"uvicorn workers per pod ({_range(launcher.WORKERS)})."
+    )
     resources: ResourceSettings = Field(default_factory=ResourceSettings)
     allowed_hosts: list[HostPattern] = Field(
         default_factory=list,
@@ -603,7 +613,8 @@ class ServerSettings(StrictModel):
     metrics_scrapers: MetricsScrapersSettings = Field(default_factory=MetricsScrapersSettings)
     max_request_body_mib: RequestBodyMib = Field(
         _WORKLOAD.max_request_body_mib,
-        description="Largest request body (MiB, 1-1024) the server reads, artifacts aside (they "
+        description="Largest request body "
+        f"(MiB, {_range(launcher.MAX_REQUEST_BODY_MIB)}) the server reads, artifacts aside (they "
         "stream, bounded by max_proxied_artifact_gib); larger is refused (413) before it is "
         "read. MLflow's own requests stay far below 8 MiB (a log_batch at its limits is under "
         "2 MiB); raise it for large OTLP trace batches, and memory_mib with it. A request "
@@ -611,7 +622,8 @@ class ServerSettings(StrictModel):
     )
     concurrent_sign_in_checks: SignInChecks = Field(
         _WORKLOAD.concurrent_sign_in_checks,
-        description="Password checks each server process runs at once (1-16). MLflow checks a "
+        description="Password checks each server process runs at once "
+        f"({_range(launcher.CONCURRENT_SIGN_IN_CHECKS)}). MLflow checks a "
         "password with scrypt, 32 MiB and about 67 ms of CPU each; more requests wait for a "
         "free check (up to 10 s, then 503), so 64 wrong passwords at once cost no more memory "
         "than this many.",
@@ -727,8 +739,9 @@ class AuthSettings(StrictModel):
     sign_in_cache_seconds: SignInCacheSeconds = Field(
         AuthProps.sign_in_cache_seconds,
         description=(
-            "How long each server process remembers a successful password check (0-3600; 0: "
-            "never). MLflow checks passwords with a deliberately slow hash on every request "
+            "How long each server process remembers a successful password check "
+            f"({_range(launcher.AUTH_CACHE_SECONDS)}; 0: never). "
+            "MLflow checks passwords with a deliberately slow hash on every request "
             "(measured: 67 ms of CPU and 32 MiB each; a tracking run took 0.7 s of server CPU "
             "instead of 0.05 s). "
             "The price: a changed password, a deleted user or a removed admin flag takes up to "

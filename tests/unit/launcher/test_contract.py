@@ -7,6 +7,7 @@ the module stays loadable where the chart loads it (standard library only)."""
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from typing import Any
 
@@ -16,7 +17,7 @@ from mlflow_launcher import settings
 from mlflow_launcher.errors import LauncherError
 from mlflow_on_eks.k8s_charts.launcher_contract import CONTRACT_PATH, launcher
 
-from tests.conftest import Synth
+from tests.conftest import ROOT, Synth
 
 VARIABLES = launcher.declared()
 C = launcher
@@ -169,3 +170,19 @@ def test_the_module_imports_only_the_standard_library():
 def test_the_chart_loads_the_file_the_image_ships():
     assert CONTRACT_PATH.samefile(launcher_side.__file__)
     assert launcher.__name__ != launcher_side.__name__  # a private name: no clash with the image's
+
+
+def _stated_defaults() -> list[tuple[str, str]]:
+    """(variable, default) as docs/operations.md states them, in prose ("`NAME` (default 5)",
+    "`NAME`, default 30") and in its tables ("| `NAME` | 90 |"), for declared variables."""
+    text = (ROOT / "docs" / "operations.md").read_text()
+    prose = re.findall(r"`([A-Z][A-Z0-9_]+)`,? \(?default (\d+)", text)
+    rows = re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| (\d+) \|", text, flags=re.MULTILINE)
+    return [(name, value) for name, value in prose + rows if name in VARIABLES]
+
+
+def test_the_defaults_the_operations_guide_states_are_the_declared_ones():
+    stated = _stated_defaults()
+    assert len(stated) >= 8  # the bounds table and the prose both found
+    wrong = {n: v for n, v in stated if VARIABLES[n].render(VARIABLES[n].default) != v}
+    assert not wrong, "docs/operations.md states other defaults than the contract declares"
