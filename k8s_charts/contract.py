@@ -15,7 +15,8 @@ from mlflow_on_eks.k8s_charts.launcher_contract import launcher
 from mlflow_on_eks.k8s_charts.rules import Permission, SignInCacheSeconds, validate_props
 from mlflow_on_eks.k8s_charts.workload import WorkloadProps
 
-CONTAINER_PORT = 5000
+CONTAINER_PORT: int = launcher.PORT.default
+"""The server's port in the pod (MLFLOW_PORT): the launcher's default, written out all the same."""
 METRICS_PORT = 9464
 """The pod's `metrics` container (Prometheus exporters' customary port range)."""
 SERVICE_PORT = 80
