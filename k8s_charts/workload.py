@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mlflow_on_eks.k8s_charts.launcher_contract import launcher
 from mlflow_on_eks.k8s_charts.rules import (
     Architecture,
     ArtifactGib,
@@ -78,7 +79,7 @@ class WorkloadProps:
     """Pods; >= 2 keeps the server up through node drains."""
     max_replicas: MaxReplicas | None = None
     """With a value, the autoscaler scales on CPU between replicas and this; else it pins."""
-    workers: Workers = 2
+    workers: Workers = launcher.WORKERS.default
     """uvicorn workers per pod."""
     resources: ResourceProps = field(default_factory=ResourceProps)
     allowed_hosts: tuple[HostPattern, ...] = ()
@@ -86,20 +87,22 @@ class WorkloadProps:
     the load balancers' DNS names; browser pages served under them may write (CORS)."""
     architecture: Architecture = "amd64"
     """The image's architecture, and so the nodes' (`amd64` or `arm64`)."""
-    max_proxied_artifact_gib: ArtifactGib = 2
+    max_proxied_artifact_gib: ArtifactGib = launcher.MAX_PROXIED_ARTIFACT_MIB.default // 1024
     """Largest artifact proxied through a pod (MLflow spools it to scratch space)."""
-    concurrent_artifact_transfers: ConcurrentTransfers = 2
+    concurrent_artifact_transfers: ConcurrentTransfers = (
+        launcher.CONCURRENT_ARTIFACT_TRANSFERS.default
+    )
     """Proxied transfers a pod holds at once; with the above, sizes the scratch space."""
     drain_seconds: DrainSeconds = 30
     """Load balancer deregistration delay; a terminating pod serves this long (preStop)."""
     metrics_scrapers: MetricsScrapersProps = field(default_factory=MetricsScrapersProps)
     """Who may scrape the pods' metrics port. Default: every pod of the cluster."""
-    max_request_body_mib: RequestBodyMib = 8
+    max_request_body_mib: RequestBodyMib = launcher.MAX_REQUEST_BODY_MIB.default
     """Largest request body MLflow reads, artifacts aside (they stream); a request without a
     login may carry 64 KiB."""
-    concurrent_sign_in_checks: SignInChecks = 2
+    concurrent_sign_in_checks: SignInChecks = launcher.CONCURRENT_SIGN_IN_CHECKS.default
     """Password checks each server process runs at once (32 MiB each); more wait, then 503."""
-    sign_in_failures_per_minute: SignInFailures = 10
+    sign_in_failures_per_minute: SignInFailures = launcher.SIGN_IN_FAILURES_PER_MINUTE.default
     """Failed sign-ins one source may make for one login per minute and process before 429."""
 
     def __post_init__(self) -> None:
