@@ -313,7 +313,7 @@ def cmd_local() -> None:
     """Preview the server as configured, on a SQLite file and a local artifact folder."""
     base = Path(os.environ.get(LOCAL_DIR_ENV) or LOCAL_DEFAULT_DIR).resolve()
     (base / "artifacts").mkdir(parents=True, exist_ok=True)
-    defaults = {**LOCAL_DEFAULTS, "MLFLOW_ARTIFACTS_DESTINATION": str(base / "artifacts")}
+    defaults = {**LOCAL_DEFAULTS, contract.ARTIFACTS_DESTINATION.name: str(base / "artifacts")}
     srv = settings.load_local_server(os.environ, defaults)
     limits.load(os.environ)
     url = URL.create("sqlite", database=str(base / "mlflow.db"))
