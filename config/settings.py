@@ -22,6 +22,7 @@ from mlflow_on_eks.constructs_lib.auth import PERMISSIONS
 from mlflow_on_eks.constructs_lib.kubernetes import DEFAULT_VERSION, SUPPORTED_VERSIONS
 from mlflow_on_eks.constructs_lib.monitoring import default_max_connections
 from mlflow_on_eks.k8s_charts import AuthProps, GcProps, WorkloadProps
+from mlflow_on_eks.k8s_charts.launcher_contract import bounds, launcher
 from mlflow_on_eks.k8s_charts.mlflow_chart import ExternalLoadBalancerProps
 from mlflow_on_eks.k8s_charts.model import SettingsModel
 from mlflow_on_eks.k8s_charts.rules import (
@@ -438,7 +439,7 @@ class AuthSettings(StrictModel):
         ),
     )
     default_permission: Literal[PERMISSIONS] = Field(  # type: ignore[valid-type]
-        "READ",
+        AuthProps.default_permission,
         description="What a signed-in user may do on what others created, unless granted more.",
     )
     admin_username: Annotated[str, StringConstraints(pattern=r"^[^\s:]{1,64}$")] = Field(
@@ -456,8 +457,9 @@ class AuthSettings(StrictModel):
     sign_in_cache_seconds: SignInCacheSeconds = Field(
         AuthProps.sign_in_cache_seconds,
         description=(
-            "How long each server process remembers a successful password check (0-3600; 0: "
-            "never). MLflow checks passwords with a deliberately slow hash on every request "
+            "How long each server process remembers a successful password check "
+            f"({bounds(launcher.AUTH_CACHE_SECONDS)}; 0: never). "
+            "MLflow checks passwords with a deliberately slow hash on every request "
             "(measured: 67 ms of CPU and 32 MiB each; a tracking run took 0.7 s of server CPU "
             "instead of 0.05 s). "
             "The price: a changed password, a deleted user or a removed admin flag takes up to "

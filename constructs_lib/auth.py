@@ -16,19 +16,19 @@ stack and are retained with the database unless it is destroyed.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import get_args
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from ..k8s_charts import AuthProps
+from ..k8s_charts.rules import Permission
 from .acknowledgements import acknowledge
 
-Permission = Literal["READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS"]
-"""What every signed-in user may do where no grant says otherwise (mlflow.server.auth's
-permissions; DENY exists only as an explicit grant)."""
 PERMISSIONS: tuple[str, ...] = get_args(Permission)
+"""What every signed-in user may do where no grant says otherwise (mlflow.server.auth's
+permissions, as the launcher's contract lists them; DENY exists only as an explicit grant)."""
 
 # MLflow's store refuses passwords shorter than 12 characters; length is what makes these
 # strong, and every printable ASCII character is allowed (the launcher and MLflow's client send
@@ -54,8 +54,8 @@ class MlflowAuth(Construct):
         id: str,
         *,
         admin_username: str = "admin",
-        default_permission: Permission = "READ",
-        database_name: str = "mlflow_auth",
+        default_permission: Permission = AuthProps.default_permission,
+        database_name: str = AuthProps.database_name,
         sign_in_cache_seconds: int = AuthProps.sign_in_cache_seconds,
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
     ) -> None:

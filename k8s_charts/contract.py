@@ -1,7 +1,9 @@
 """The contract between the chart and the image: ports, paths and the launcher's environment.
 
-image/launcher reads exactly these variables (see its settings module); the integration
-tests start the launcher from the ConfigMap this produces, so a rename here fails them.
+Every variable written here is declared once, in the launcher's contract module
+(image/launcher/src/mlflow_launcher/contract.py, loaded by launcher_contract): its name, type,
+default and bounds. Values are rendered through those declarations, so the chart cannot write
+one the launcher would refuse, and the defaults the budgets below count are the launcher's own.
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .rules import SignInCacheSeconds, validate_props
+from .launcher_contract import launcher
+from .rules import Permission, SignInCacheSeconds, validate_props
 from .workload import WorkloadProps
 
-CONTAINER_PORT = 5000
+CONTAINER_PORT: int = launcher.PORT.default
+"""The server's port in the pod (MLFLOW_PORT): the launcher's default, written out all the same."""
 METRICS_PORT = 9464
 """The pod's `metrics` container (Prometheus exporters' customary port range)."""
 SERVICE_PORT = 80
@@ -24,32 +28,31 @@ CONFIG_DIGEST_ANNOTATION = "mlflow-on-eks/config-digest"
 rolls the pods (they read it at start); the deploy check knows this deploy's template by it."""
 
 # ---- Bounds on every wait, and the server's start budget built from them -------------------
-# The launcher has the same numbers as its defaults (mlflow_launcher.settings, .secret); the
-# chart imports no launcher code, so tests/unit/launcher/test_start_budget.py compares the two.
+# The chart gives the launcher its own defaults (the contract's), and counts them here.
 
-DB_WAIT_SECONDS = 90
+DB_WAIT_SECONDS: float = launcher.DB_WAIT_SECONDS.default
 """How long the launcher waits for the database (and its read replica) in all, counted from its
 own start (MLFLOW_DB_WAIT_SECONDS). A bit more than an RDS Multi-AZ failover usually takes
 (60-120 s): a pod that starts during one waits it out, or restarts saying why and tries again."""
-DB_CONNECT_TIMEOUT_SECONDS = 5
+DB_CONNECT_TIMEOUT_SECONDS: int = launcher.DB_CONNECT_TIMEOUT_SECONDS.default
 """Each database connection attempt (the database is in the pod's VPC: milliseconds)."""
-DB_NETWORK_TIMEOUT_SECONDS = 10
+DB_NETWORK_TIMEOUT_SECONDS: int = launcher.DB_NETWORK_TIMEOUT_SECONDS.default
 """How long a database connection may stay silent (packets dropped, no reset: a failover, a
 lost route) before it is given up: PostgreSQL's TCP keepalives and TCP_USER_TIMEOUT, and on MySQL
 the launcher's own short checks. A live server answers keepalives, so long statements are not
 cut by it."""
-DB_STATEMENT_TIMEOUT_SECONDS = 60
+DB_STATEMENT_TIMEOUT_SECONDS: int = launcher.DB_STATEMENT_TIMEOUT_SECONDS.default
 """The server's bound on one statement: PostgreSQL's statement_timeout; on MySQL PyMySQL's read
 and write timeouts, which also bound a silent connection there. Far above the slowest statement
 measured (a metric-filtered search of 10k runs: 50 ms of database CPU on MySQL, docs/benchmarks.md)
 and below the MLflow client's own 120 s request timeout, so the client gets the server's error
 and retries on a fresh connection. Migrations get no statement bound."""
-AWS_MAX_ATTEMPTS = 5
+AWS_MAX_ATTEMPTS: int = launcher.AWS_MAX_ATTEMPTS.default
 """Tries per AWS call, for every client in the pod (botocore's AWS_MAX_ATTEMPTS): Secrets
 Manager, STS (the IRSA credential provider's client), S3 (MLflow's), RDS (the snapshot guard)."""
-AWS_CONNECT_TIMEOUT_SECONDS = 3
+AWS_CONNECT_TIMEOUT_SECONDS: int = launcher.AWS_CONNECT_TIMEOUT_SECONDS
 """The launcher's Secrets Manager and STS clients (mlflow_launcher.secret)."""
-AWS_READ_TIMEOUT_SECONDS = 5
+AWS_READ_TIMEOUT_SECONDS: int = launcher.AWS_READ_TIMEOUT_SECONDS
 STARTUP_PROBE_PERIOD_SECONDS = 5
 START_CPU_SECONDS = 4.5
 """CPU the server container spends to start besides its workers: Python, the launcher's checks,
@@ -116,7 +119,7 @@ MIGRATION_SECONDS = 600
 """MLflow's migrations themselves: 20 s to create the schema in an empty MariaDB (measured
 here), longer for an upgrade that rewrites a large table. Past this, read docs/operations.md,
 "Upgrading" (migrate ahead of the deploy)."""
-SNAPSHOT_TIMEOUT_SECONDS = 660
+SNAPSHOT_TIMEOUT_SECONDS: float = launcher.SNAPSHOT_TIMEOUT_SECONDS.default
 """How long `migrate` waits for the snapshot it takes before an upgrade (the launcher's
 MLFLOW_SNAPSHOT_TIMEOUT_SECONDS default; it then stops, and the next attempt finds it)."""
 
@@ -187,41 +190,44 @@ def launcher_environment(
     read_host: str | None = None,
 ) -> dict[str, str]:
     """The ConfigMap data the pods load with envFrom. Holds no secret: only its ARN."""
-    # A read replica shares the primary's port, login and name (RDS): its host suffices.
-    optional = {"MLFLOW_DB_READ_HOST": read_host}
-    return {key: value for key, value in optional.items() if value} | {
-        "MLFLOW_DB_ENGINE": engine,
-        "MLFLOW_DB_HOST": host,
-        "MLFLOW_DB_PORT": str(port),
-        "MLFLOW_DB_NAME": name,
-        "MLFLOW_DB_SECRET_ID": secret_id,
-        "MLFLOW_DB_CA_BUNDLE": ca_bundle,
-        "MLFLOW_ARTIFACTS_DESTINATION": artifacts_destination,
-        "MLFLOW_HOST": "0.0.0.0",  # noqa: S104 - the pod's port is the service's target
-        "MLFLOW_PORT": str(CONTAINER_PORT),
-        "MLFLOW_WORKERS": str(workers),
-        "MLFLOW_ALLOWED_HOSTS": ",".join(allowed_hosts),
-        "MLFLOW_CORS_ALLOWED_ORIGINS": ",".join(cors_allowed_origins),
-        # uvicorn (started by `mlflow server`) reads its options from UVICORN_* variables. By
-        # default it waits for in-flight requests without limit, and the kubelet's SIGKILL
-        # would end them mid-transfer; with a bound it cancels them itself, logged.
-        "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN": str(graceful_shutdown_seconds),
-        "AWS_REGION": region,
-        "AWS_DEFAULT_REGION": region,
-        # botocore reads these for every client it makes, the STS client of IRSA's credential
-        # provider and MLflow's S3 client included: standard mode retries throttling and
-        # connection errors with backoff (AWS SDKs' "standard" retry behaviour).
-        "AWS_RETRY_MODE": "standard",
-        "AWS_MAX_ATTEMPTS": str(AWS_MAX_ATTEMPTS),
-        "MLFLOW_DB_WAIT_SECONDS": str(DB_WAIT_SECONDS),
-        "MLFLOW_DB_CONNECT_TIMEOUT_SECONDS": str(DB_CONNECT_TIMEOUT_SECONDS),
-        "MLFLOW_DB_NETWORK_TIMEOUT_SECONDS": str(DB_NETWORK_TIMEOUT_SECONDS),
-        "MLFLOW_DB_STATEMENT_TIMEOUT_SECONDS": str(DB_STATEMENT_TIMEOUT_SECONDS),
-        # `mlflow server --expose-prometheus <dir>` (its click option's variable): the workers
-        # write their counters here; the `metrics` container serves their sum.
-        "MLFLOW_EXPOSE_PROMETHEUS": metrics_dir,
-        "MLFLOW_METRICS_PORT": str(METRICS_PORT),
-    }
+    v = launcher
+    return v.render(
+        {
+            # A read replica shares the primary's port, login and name (RDS): its host suffices.
+            v.DB_READ_HOST: read_host or None,
+            v.DB_ENGINE: engine,
+            v.DB_HOST: host,
+            v.DB_PORT: port,
+            v.DB_NAME: name,
+            v.DB_SECRET_ID: secret_id,
+            v.DB_CA_BUNDLE: ca_bundle,
+            v.ARTIFACTS_DESTINATION: artifacts_destination,
+            v.HOST: "0.0.0.0",  # noqa: S104 - the pod's port is the service's target
+            v.PORT: CONTAINER_PORT,
+            v.WORKERS: workers,
+            v.ALLOWED_HOSTS: tuple(allowed_hosts),
+            v.CORS_ALLOWED_ORIGINS: tuple(cors_allowed_origins),
+            # uvicorn (started by `mlflow server`) reads its options from UVICORN_* variables.
+            # By default it waits for in-flight requests without limit, and the kubelet's
+            # SIGKILL would end them mid-transfer; with a bound it cancels them itself, logged.
+            v.UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN: graceful_shutdown_seconds,
+            v.AWS_REGION: region,
+            v.AWS_DEFAULT_REGION: region,
+            # botocore reads these for every client it makes, the STS client of IRSA's
+            # credential provider and MLflow's S3 client included: standard mode retries
+            # throttling and connection errors with backoff (AWS SDKs' "standard" behaviour).
+            v.AWS_RETRY_MODE: "standard",
+            v.AWS_MAX_ATTEMPTS: AWS_MAX_ATTEMPTS,
+            v.DB_WAIT_SECONDS: DB_WAIT_SECONDS,
+            v.DB_CONNECT_TIMEOUT_SECONDS: DB_CONNECT_TIMEOUT_SECONDS,
+            v.DB_NETWORK_TIMEOUT_SECONDS: DB_NETWORK_TIMEOUT_SECONDS,
+            v.DB_STATEMENT_TIMEOUT_SECONDS: DB_STATEMENT_TIMEOUT_SECONDS,
+            # `mlflow server --expose-prometheus <dir>` (its click option's variable): the
+            # workers write their counters here; the `metrics` container serves their sum.
+            v.EXPOSE_PROMETHEUS: metrics_dir,
+            v.METRICS_PORT: METRICS_PORT,
+        }
+    )
 
 
 def migration_environment(
@@ -229,25 +235,32 @@ def migration_environment(
 ) -> dict[str, str]:
     """What the migration Job adds to the ConfigMap: the master login's ARN (only it may read
     the secret) and the RDS instance it snapshots before it changes a schema that holds data."""
-    optional = {"MLFLOW_DB_ADMIN_SECRET_ID": admin_secret_id, "MLFLOW_DB_INSTANCE_ID": instance_id}
-    return {key: value for key, value in optional.items() if value}
+    return launcher.render(
+        {
+            launcher.DB_ADMIN_SECRET_ID: admin_secret_id or None,
+            launcher.DB_INSTANCE_ID: instance_id or None,
+        }
+    )
 
 
 def schema_wait_environment(logs_command: str) -> dict[str, str]:
     """The server pod's init container (`wait-schema`): where the migration Job's log is."""
-    return {"MLFLOW_MIGRATION_LOGS_COMMAND": logs_command}
+    return launcher.render({launcher.MIGRATION_LOGS_COMMAND: logs_command})
 
 
 def guard_environment(workload: WorkloadProps) -> dict[str, str]:
     """The limits each server process enforces before MLflow reads a request (the launcher's
     guard: mlflow_launcher/guard/limits.py reads these variables)."""
-    return {
-        "MLFLOW_MAX_REQUEST_BODY_MIB": str(workload.max_request_body_mib),
-        "MLFLOW_MAX_PROXIED_ARTIFACT_MIB": str(workload.max_proxied_artifact_gib * 1024),
-        "MLFLOW_CONCURRENT_ARTIFACT_TRANSFERS": str(workload.concurrent_artifact_transfers),
-        "MLFLOW_CONCURRENT_SIGN_IN_CHECKS": str(workload.concurrent_sign_in_checks),
-        "MLFLOW_SIGN_IN_FAILURES_PER_MINUTE": str(workload.sign_in_failures_per_minute),
-    }
+    v = launcher
+    return v.render(
+        {
+            v.MAX_REQUEST_BODY_MIB: workload.max_request_body_mib,
+            v.MAX_PROXIED_ARTIFACT_MIB: workload.max_proxied_artifact_gib * 1024,
+            v.CONCURRENT_ARTIFACT_TRANSFERS: workload.concurrent_artifact_transfers,
+            v.CONCURRENT_SIGN_IN_CHECKS: workload.concurrent_sign_in_checks,
+            v.SIGN_IN_FAILURES_PER_MINUTE: workload.sign_in_failures_per_minute,
+        }
+    )
 
 
 def verify_environment(
@@ -271,10 +284,11 @@ def verify_environment(
     With `deployment`, it first waits until that Deployment (in `namespace`) has rolled out a
     pod template whose containers run `image` and which carries `pod_annotation`
     (`<name>=<value>`), for at most `rollout_timeout_seconds`."""
+    v = launcher
     env = {
-        "MLFLOW_VERIFY_TARGETS": ",".join(targets),
-        "MLFLOW_VERIFY_TIMEOUT_SECONDS": str(timeout_seconds),
-        "MLFLOW_VERIFY_LOGS_COMMAND": logs_command,
+        v.VERIFY_TARGETS: tuple(targets),
+        v.VERIFY_TIMEOUT_SECONDS: timeout_seconds,
+        v.VERIFY_LOGS_COMMAND: logs_command,
     }
     if deployment is not None:
         if not (namespace and image and rollout_timeout_seconds):
@@ -282,21 +296,19 @@ def verify_environment(
                 "verify_environment: waiting for a rollout needs its namespace, image and timeout"
             )
         env |= {
-            "MLFLOW_VERIFY_DEPLOYMENT": deployment,
-            "MLFLOW_VERIFY_NAMESPACE": namespace,
-            "MLFLOW_VERIFY_IMAGE": image,
-            "MLFLOW_VERIFY_ROLLOUT_TIMEOUT_SECONDS": str(rollout_timeout_seconds),
+            v.VERIFY_DEPLOYMENT: deployment,
+            v.VERIFY_NAMESPACE: namespace,
+            v.VERIFY_IMAGE: image,
+            v.VERIFY_ROLLOUT_TIMEOUT_SECONDS: rollout_timeout_seconds,
+            v.VERIFY_POD_ANNOTATION: pod_annotation or None,
         }
-        if pod_annotation:
-            env["MLFLOW_VERIFY_POD_ANNOTATION"] = pod_annotation
-    if signal_url is not None:
-        env["MLFLOW_VERIFY_SIGNAL_URL"] = signal_url
+    env[v.VERIFY_SIGNAL_URL] = signal_url
     if admin_secret_id is not None:
         if not region:
             raise ValueError("verify_environment: reading the admin secret needs the region")
-        env["MLFLOW_AUTH_ADMIN_SECRET_ID"] = admin_secret_id
-        env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = region
-    return env
+        env |= {v.AUTH_ADMIN_SECRET_ID: admin_secret_id, v.AWS_REGION: region}
+        env[v.AWS_DEFAULT_REGION] = region
+    return v.render(env)
 
 
 @dataclass(frozen=True)
@@ -309,10 +321,10 @@ class AuthProps:
     """Secret holding MLFLOW_FLASK_SERVER_SECRET_KEY (the same on every replica)."""
     kek_passphrase_id: str
     """Secret holding MLFLOW_CRYPTO_KEK_PASSPHRASE."""
-    default_permission: str = "READ"
-    database_name: str = "mlflow_auth"
+    default_permission: Permission = launcher.AUTH_DEFAULT_PERMISSION.default
+    database_name: str = launcher.AUTH_DB_NAME.default
     """The users' database, on the backend store's instance."""
-    sign_in_cache_seconds: SignInCacheSeconds = 30
+    sign_in_cache_seconds: SignInCacheSeconds = launcher.AUTH_CACHE_SECONDS.default
     """How long each server process remembers a successful password check (MLflow's
     auth_cache_ttl_seconds; 0: never). MLflow checks passwords with scrypt, slow on purpose:
     measured here 67 ms of CPU and 32 MiB per check, every request, which made a tracking run
@@ -326,33 +338,39 @@ class AuthProps:
 
 def auth_environment(auth: AuthProps) -> dict[str, str]:
     """What the launcher needs to run MLflow's basic-auth app: names and ARNs, no secret."""
-    return {
-        "MLFLOW_AUTH_ADMIN_SECRET_ID": auth.admin_secret_id,
-        "MLFLOW_AUTH_FLASK_SECRET_ID": auth.flask_secret_key_id,
-        "MLFLOW_AUTH_KEK_SECRET_ID": auth.kek_passphrase_id,
-        "MLFLOW_AUTH_DEFAULT_PERMISSION": auth.default_permission,
-        "MLFLOW_AUTH_DB_NAME": auth.database_name,
-        "MLFLOW_AUTH_CACHE_SECONDS": str(auth.sign_in_cache_seconds),
-    }
+    v = launcher
+    return v.render(
+        {
+            v.AUTH_ADMIN_SECRET_ID: auth.admin_secret_id,
+            v.AUTH_FLASK_SECRET_ID: auth.flask_secret_key_id,
+            v.AUTH_KEK_SECRET_ID: auth.kek_passphrase_id,
+            v.AUTH_DEFAULT_PERMISSION: auth.default_permission,
+            v.AUTH_DB_NAME: auth.database_name,
+            v.AUTH_CACHE_SECONDS: auth.sign_in_cache_seconds,
+        }
+    )
 
 
-GC_TIMEOUT_SECONDS = 3000
+GC_TIMEOUT_SECONDS: int = launcher.GC_TIMEOUT_SECONDS.default
 """A gc run's time limit (MLFLOW_GC_TIMEOUT_SECONDS): the launcher stops it with a message
 then. Work left over (a large backlog) is the next run's: each run's deletions are kept."""
-GC_HTTP_TIMEOUT_SECONDS = 120
+GC_HTTP_TIMEOUT_SECONDS: int = launcher.HTTP_REQUEST_TIMEOUT.default
 """Each of gc's requests to the tracking server (artifact deletions), MLflow's client default,
 made explicit; with GC_HTTP_RETRIES instead of MLflow's 7, one request that never gets an
 answer costs a run minutes rather than a quarter of an hour."""
-GC_HTTP_RETRIES = 2
+GC_HTTP_RETRIES: int = launcher.HTTP_REQUEST_MAX_RETRIES.default
 
 
 def gc_environment(*, older_than: str, tracking_uri: str) -> dict[str, str]:
     """What `mlflow-launcher gc` reads besides the server's ConfigMap."""
-    return {
-        "MLFLOW_GC_OLDER_THAN": older_than,
-        "MLFLOW_GC_TRACKING_URI": tracking_uri,
-        "MLFLOW_GC_TIMEOUT_SECONDS": str(GC_TIMEOUT_SECONDS),
-        # The MLflow client's own variables (mlflow.environment_variables).
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(GC_HTTP_TIMEOUT_SECONDS),
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(GC_HTTP_RETRIES),
-    }
+    v = launcher
+    return v.render(
+        {
+            v.GC_OLDER_THAN: older_than,
+            v.GC_TRACKING_URI: tracking_uri,
+            v.GC_TIMEOUT_SECONDS: GC_TIMEOUT_SECONDS,
+            # The MLflow client's own variables (mlflow.environment_variables).
+            v.HTTP_REQUEST_TIMEOUT: GC_HTTP_TIMEOUT_SECONDS,
+            v.HTTP_REQUEST_MAX_RETRIES: GC_HTTP_RETRIES,
+        }
+    )

@@ -34,12 +34,14 @@ from .hardening import (
     harden,
     small_resources,
 )
+from .launcher_contract import launcher
 from .mlflow_chart import MlflowChartProps, _millicores, selector_labels
 from .policy import dns, egress, egress_only, tcp
 
-TARGET_TIMEOUT_SECONDS = 600
-"""How long each target may take to answer: a new NLB's DNS name propagates and its targets
-pass health checks within a few minutes (a 30 s drain plus 3 checks of 10 s on update)."""
+TARGET_TIMEOUT_SECONDS = int(launcher.VERIFY_TIMEOUT_SECONDS.default)
+"""How long each target may take to answer (`verify`'s own default): a new NLB's DNS name
+propagates and its targets pass health checks within a few minutes (a 30 s drain plus 3 checks
+of 10 s on update)."""
 CHECKS_SECONDS = 300
 """The checks themselves once the targets answer, and the MLflow client's last request that
 may outlast a target's deadline (30 s, 3 tries, backoff)."""

@@ -23,6 +23,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
 
+from .launcher_contract import launcher
+
 PARTITION_PATTERN = r"arn:aws(?:-[a-z]+)*"
 """The start of an ARN in any partition (aws, aws-cn, aws-us-gov)."""
 REGION_PATTERN = r"[a-z]{2}(?:-[a-z]+)+-\d"
@@ -183,16 +185,25 @@ CpuQuantity = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_c
 MemoryMib = Annotated[int, Field(ge=256, le=65536)]
 Replicas = Annotated[int, Field(ge=1, le=50)]
 MaxReplicas = Annotated[int, Field(ge=1, le=100)]
-Workers = Annotated[int, Field(ge=1, le=16)]
+
+
+def _bounds(variable: Any, scale: int = 1) -> Any:
+    """The bounds the launcher's contract declares for `variable` (in units of `scale`)."""
+    return Field(ge=variable.low, le=variable.high // scale)
+
+
+Workers = Annotated[int, _bounds(launcher.WORKERS)]
 Architecture = Literal["amd64", "arm64"]
-ArtifactGib = Annotated[int, Field(ge=1, le=1024)]
-ConcurrentTransfers = Annotated[int, Field(ge=1, le=64)]
-RequestBodyMib = Annotated[int, Field(ge=1, le=1024)]
-SignInChecks = Annotated[int, Field(ge=1, le=16)]
-SignInFailures = Annotated[int, Field(ge=1, le=10000)]
+ArtifactGib = Annotated[int, _bounds(launcher.MAX_PROXIED_ARTIFACT_MIB, scale=1024)]
+ConcurrentTransfers = Annotated[int, _bounds(launcher.CONCURRENT_ARTIFACT_TRANSFERS)]
+RequestBodyMib = Annotated[int, _bounds(launcher.MAX_REQUEST_BODY_MIB)]
+SignInChecks = Annotated[int, _bounds(launcher.CONCURRENT_SIGN_IN_CHECKS)]
+SignInFailures = Annotated[int, _bounds(launcher.SIGN_IN_FAILURES_PER_MINUTE)]
 DrainSeconds = Annotated[int, Field(ge=5, le=300)]
 CronSchedule = Annotated[str, AfterValidator(_check_cron)]
-SignInCacheSeconds = Annotated[int, Field(ge=0, le=3600)]
+SignInCacheSeconds = Annotated[int, _bounds(launcher.AUTH_CACHE_SECONDS)]
+Permission = Literal[launcher.AUTH_DEFAULT_PERMISSION.choices]  # type: ignore[valid-type]
+"""What every signed-in user may do where no grant says otherwise (the contract's list)."""
 GcDuration = Annotated[str, AfterValidator(_check_duration)]
 AcmCertificateArn = Annotated[
     str,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from .launcher_contract import bounds, launcher
 from .model import Props
 from .rules import (
     Architecture,
@@ -101,7 +102,10 @@ class WorkloadProps(Props):
         description="Upper bound for CPU autoscaling; null (default) pins the pod count at "
         "replicas.",
     )
-    workers: Workers = Field(2, description="uvicorn workers per pod (1-16).")
+    workers: Workers = Field(
+        launcher.WORKERS.default,
+        description=f"uvicorn workers per pod ({bounds(launcher.WORKERS)}).",
+    )
     resources: ResourceProps = Field(default_factory=ResourceProps)
     allowed_hosts: tuple[HostPattern, ...] = Field(
         (),
@@ -118,7 +122,7 @@ class WorkloadProps(Props):
         "offer arm64 nodes.",
     )
     max_proxied_artifact_gib: ArtifactGib = Field(
-        2,
+        launcher.MAX_PROXIED_ARTIFACT_MIB.default // 1024,
         description="Largest artifact (GiB) clients send or fetch through the server; MLflow "
         "spools each proxied transfer to the pod's scratch space. A larger one is refused (413) "
         "before any of it is spooled, with how to send it straight to S3: clients >= 3.15 do so "
@@ -126,7 +130,7 @@ class WorkloadProps(Props):
         "directly, so this bounds smaller files, the UI's downloads and older clients.",
     )
     concurrent_artifact_transfers: ConcurrentTransfers = Field(
-        2,
+        launcher.CONCURRENT_ARTIFACT_TRANSFERS.default,
         description="Proxied transfers a pod holds at once, over all its workers; one more is "
         "told to retry (503, Retry-After). Scratch space per pod = max_proxied_artifact_gib x "
         "this + 1 GiB (requested as ephemeral storage), so a pod is never evicted for it.",
@@ -138,22 +142,24 @@ class WorkloadProps(Props):
     )
     metrics_scrapers: MetricsScrapersProps = Field(default_factory=MetricsScrapersProps)
     max_request_body_mib: RequestBodyMib = Field(
-        8,
-        description="Largest request body (MiB, 1-1024) the server reads, artifacts aside (they "
+        launcher.MAX_REQUEST_BODY_MIB.default,
+        description=f"Largest request body (MiB, {bounds(launcher.MAX_REQUEST_BODY_MIB)}) the "
+        "server reads, artifacts aside (they "
         "stream, bounded by max_proxied_artifact_gib); larger is refused (413) before it is "
         "read. MLflow's own requests stay far below 8 MiB (a log_batch at its limits is under "
         "2 MiB); raise it for large OTLP trace batches, and memory_mib with it. A request "
         "without a login may carry 64 KiB.",
     )
     concurrent_sign_in_checks: SignInChecks = Field(
-        2,
-        description="Password checks each server process runs at once (1-16). MLflow checks a "
+        launcher.CONCURRENT_SIGN_IN_CHECKS.default,
+        description="Password checks each server process runs at once "
+        f"({bounds(launcher.CONCURRENT_SIGN_IN_CHECKS)}). MLflow checks a "
         "password with scrypt, 32 MiB and about 67 ms of CPU each; more requests wait for a "
         "free check (up to 10 s, then 503), so 64 wrong passwords at once cost no more memory "
         "than this many.",
     )
     sign_in_failures_per_minute: SignInFailures = Field(
-        10,
+        launcher.SIGN_IN_FAILURES_PER_MINUTE.default,
         description="Failed sign-ins one source address may make for one login in a minute, per "
         "server process, before it gets 429 with Retry-After (and five times this over all "
         "logins). Logins MLflow still remembers (auth.sign_in_cache_seconds) pass meanwhile.",

@@ -38,7 +38,7 @@ def test_no_variable_means_authentication_off():
 
 
 def test_all_variables_give_the_settings():
-    assert auth.load(SETTINGS) == auth.AuthSettings(
+    assert auth.load(SETTINGS) == auth.AuthEnvironment(
         admin_secret_id=ARN.format("admin"),
         flask_secret_id=ARN.format("flask"),
         kek_secret_id=ARN.format("kek"),
@@ -77,7 +77,13 @@ def test_mlflow_permissions_are_accepted(permission):
     assert settings is not None and settings.default_permission == permission
 
 
-@pytest.mark.parametrize("permission", ["read", "DENY", "ALL", "READ ", "EDIT,READ"])
+def test_a_permission_is_read_without_surrounding_spaces():
+    """As every variable of the contract: a stray space in a hand-edited ConfigMap."""
+    settings = auth.load({**SETTINGS, "MLFLOW_AUTH_DEFAULT_PERMISSION": " EDIT "})
+    assert settings is not None and settings.default_permission == "EDIT"
+
+
+@pytest.mark.parametrize("permission", ["read", "DENY", "ALL", "RE AD", "EDIT,READ"])
 def test_other_permissions_are_refused(permission):
     with pytest.raises(LauncherError) as err:
         auth.load({**SETTINGS, "MLFLOW_AUTH_DEFAULT_PERMISSION": permission})
@@ -162,14 +168,20 @@ def test_the_sign_in_cache_reaches_mlflow_as_its_ttl(tmp_path):
         cache_seconds=settings.cache_seconds,
     )
     assert _read_as_mlflow_does(path)["auth_cache_ttl_seconds"] == "30"
-    # Without the variable (a ConfigMap from before the setting): no cache, as MLflow's default.
-    assert auth.load(SETTINGS).cache_seconds == 0
+    # Without the variable, the contract's one default: the chart's too (it was 0 here, 30
+    # in the chart, until both read the declaration).
+    assert auth.load(SETTINGS).cache_seconds == 30
 
 
 @pytest.mark.parametrize("value", ["-1", "30s", "1.5", "3601"])
 def test_a_bad_sign_in_cache_is_refused(value):
-    with pytest.raises(LauncherError, match=f"MLFLOW_AUTH_CACHE_SECONDS={value!r} is not"):
+    expected = (
+        f"MLFLOW_AUTH_CACHE_SECONDS must be a whole number of seconds from 0 to 3600, got {value!r}"
+    )
+    with pytest.raises(LauncherError) as err:
         auth.load({**SETTINGS, auth.CACHE_ENV: value})
+    assert expected in str(err.value)
+    assert err.value.exit_code == 2
 
 
 def test_config_is_private_and_rewritten_on_each_start(tmp_path):

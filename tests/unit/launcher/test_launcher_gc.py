@@ -19,8 +19,11 @@ def test_the_time_limit_is_read_with_the_other_settings():
 
 @pytest.mark.parametrize("bad", ["0", "-5", "1.5", "an hour"])
 def test_a_bad_time_limit_is_named(bad):
-    with pytest.raises(LauncherError, match=f"MLFLOW_GC_TIMEOUT_SECONDS={bad!r} is not a"):
+    with pytest.raises(LauncherError) as err:
         gc.load({**ENV, "MLFLOW_GC_TIMEOUT_SECONDS": bad})
+    assert f"MLFLOW_GC_TIMEOUT_SECONDS must be a positive whole number of seconds, got {bad!r}" in (
+        str(err.value)
+    )
 
 
 class Stopped(Exception):

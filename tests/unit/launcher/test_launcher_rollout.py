@@ -34,7 +34,7 @@ from tests.fake_kubernetes import (
 )
 from tests.unit.launcher.test_launcher_verify import QUERY, _run_cli, fake_http
 
-SETTINGS = settings.RolloutSettings(NAMESPACE, NAME, IMAGE, ANNOTATION, timeout_seconds=600)
+SETTINGS = settings.RolloutEnvironment(NAMESPACE, NAME, IMAGE, ANNOTATION, timeout_seconds=600)
 ROLLING = "deployment mlflow/mlflow"
 MIGRATE_ERROR = (
     "2026-05-20 14:19:33,120 mlflow-launcher ERROR the database schema is at revision "
@@ -201,7 +201,7 @@ def test_unschedulable_pods_are_named_when_the_budget_ends(tmp_path):
         "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
     )
     pending = pod("mlflow-5d4f8c9b7-a1", unschedulable=message)
-    short = settings.RolloutSettings(NAMESPACE, NAME, IMAGE, ANNOTATION, timeout_seconds=30)
+    short = settings.RolloutEnvironment(NAMESPACE, NAME, IMAGE, ANNOTATION, timeout_seconds=30)
     stuck = State(deployment(updated=1, current=3, available=2), [pending])
     _, clock, error = wait([stuck], tmp_path, short)
     assert error == (
@@ -219,7 +219,7 @@ def test_pods_that_cannot_be_created_are_named(tmp_path):
         'pods "mlflow-5d4f8c9b7-x" is forbidden: violates PodSecurity "restricted:latest"',
     )
     stuck = deployment(updated=0, current=2, available=2, extra_conditions=[refused])
-    short = settings.RolloutSettings(NAMESPACE, NAME, IMAGE, ANNOTATION, timeout_seconds=5)
+    short = settings.RolloutEnvironment(NAMESPACE, NAME, IMAGE, ANNOTATION, timeout_seconds=5)
     _, _, error = wait([State(stuck)], tmp_path, short)
     assert error is not None
     assert "0 of 2 new pods created (pods cannot be created: pods " in error
@@ -306,8 +306,8 @@ def test_the_rollout_settings_are_read_and_checked_all_at_once():
         f"{settings.NAMESPACE_ENV} is not set ({settings.DEPLOYMENT_ENV} names a Deployment to "
         f"wait for); {settings.IMAGE_ENV} is not set ({settings.DEPLOYMENT_ENV} names a "
         f"Deployment to wait for); {settings.POD_ANNOTATION_ENV}='no-equals-sign' is not "
-        f"<annotation>=<value>; {settings.ROLLOUT_TIMEOUT_ENV}='-1' is not a positive number of "
-        "seconds"
+        f"<annotation>=<value>; {settings.ROLLOUT_TIMEOUT_ENV} must be a positive number of "
+        "seconds, got '-1'"
     )
     env |= {
         settings.NAMESPACE_ENV: NAMESPACE,
@@ -316,7 +316,7 @@ def test_the_rollout_settings_are_read_and_checked_all_at_once():
         settings.ROLLOUT_TIMEOUT_ENV: "2400",
     }
     loaded = settings.load(env).rollout
-    assert loaded == settings.RolloutSettings(NAMESPACE, NAME, IMAGE, ANNOTATION, 2400.0)
+    assert loaded == settings.RolloutEnvironment(NAMESPACE, NAME, IMAGE, ANNOTATION, 2400.0)
     assert settings.load({settings.TARGETS_ENV: "http://x"}).rollout is None
 
 

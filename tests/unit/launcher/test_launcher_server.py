@@ -9,12 +9,12 @@ from mlflow_launcher.server import (
     server_argv,
     server_env,
 )
-from mlflow_launcher.settings import ServerSettings
+from mlflow_launcher.settings import ServerEnvironment
 
 PASSWORD = "pa:ss@w/rd?#"
 URI = "mysql+pymysql://u:pa%3Ass%40w%2Frd%3F%23@db:3306/mlflow?ssl_ca=/ca.pem"
 
-SERVER = ServerSettings(
+SERVER = ServerEnvironment(
     host="0.0.0.0",
     port=5000,
     workers=2,

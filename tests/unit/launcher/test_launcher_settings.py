@@ -77,10 +77,14 @@ def test_every_missing_variable_is_named_at_once(env):
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("MLFLOW_DB_ENGINE", "oracle", 'MLFLOW_DB_ENGINE must be "mysql" or "postgres"'),
+        (
+            "MLFLOW_DB_ENGINE",
+            "oracle",
+            "MLFLOW_DB_ENGINE must be one of mysql, postgres, got 'oracle'",
+        ),
         ("MLFLOW_DB_PORT", "abc", "MLFLOW_DB_PORT must be a TCP port, got 'abc'"),
         ("MLFLOW_DB_PORT", "70000", "MLFLOW_DB_PORT must be a TCP port"),
-        ("MLFLOW_WORKERS", "0", "MLFLOW_WORKERS must be a positive integer"),
+        ("MLFLOW_WORKERS", "0", "MLFLOW_WORKERS must be a whole number from 1 to 16"),
         ("MLFLOW_DB_CONNECT_ATTEMPTS", "-1", "MLFLOW_DB_CONNECT_ATTEMPTS must be a positive"),
         ("MLFLOW_DB_CONNECT_BACKOFF_MAX_SECONDS", "x", "MLFLOW_DB_CONNECT_BACKOFF_MAX_SECONDS"),
         ("MLFLOW_DB_CA_BUNDLE", "/nonexistent/ca.pem", "MLFLOW_DB_CA_BUNDLE must be a readable"),

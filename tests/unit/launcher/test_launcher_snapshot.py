@@ -24,14 +24,14 @@ AUTH_CHANGE = snapshot.SchemaChange("auth", "e5f6a7b8c9d0", "f1a2b3c4d5e6")
 RDS_IDENTIFIER = re.compile(r"[A-Za-z](?!.*--)[A-Za-z0-9-]{0,254}(?<!-)")
 
 
-def _settings(**changes) -> snapshot.SnapshotSettings:
+def _settings(**changes) -> snapshot.SnapshotEnvironment:
     values = {
         "instance_id": INSTANCE,
         "max_age": timedelta(minutes=60),
         "timeout_seconds": 30.0,
         "region": REGION,
     }
-    return snapshot.SnapshotSettings(**{**values, **changes})
+    return snapshot.SnapshotEnvironment(**{**values, **changes})
 
 
 @pytest.fixture
@@ -88,11 +88,9 @@ def test_settings_from_the_environment_and_their_problems():
                 snapshot.MAX_COUNT_ENV: "0",
             }
         )
-    assert f"{snapshot.MAX_AGE_ENV} must be a positive number, got '0'" in str(err.value)
-    assert f"{snapshot.TIMEOUT_ENV} must be a positive number, got 'x'" in str(err.value)
-    assert f"{snapshot.MAX_COUNT_ENV} must be a whole number of at least 1, got '0'" in str(
-        err.value
-    )
+    assert f"{snapshot.MAX_AGE_ENV} must be a positive number of minutes, got '0'" in str(err.value)
+    assert f"{snapshot.TIMEOUT_ENV} must be a positive number of seconds, got 'x'" in str(err.value)
+    assert f"{snapshot.MAX_COUNT_ENV} must be a positive whole number, got '0'" in str(err.value)
     for bad in ("2.5", "-1", "five"):
         with pytest.raises(LauncherError, match=snapshot.MAX_COUNT_ENV):
             snapshot.load({snapshot.INSTANCE_ENV: INSTANCE, snapshot.MAX_COUNT_ENV: bad})

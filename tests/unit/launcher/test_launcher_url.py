@@ -6,7 +6,7 @@ from sqlalchemy.engine import make_url
 
 from mlflow_launcher.dburl import build_url, uri_for_mlflow
 from mlflow_launcher.secret import Credentials
-from mlflow_launcher.settings import DbSettings
+from mlflow_launcher.settings import DbEnvironment
 
 NASTY_PASSWORDS = [
     "p@ss",
@@ -26,8 +26,8 @@ NASTY_PASSWORDS = [
 ]
 
 
-def _db(engine: str) -> DbSettings:
-    return DbSettings(
+def _db(engine: str) -> DbEnvironment:
+    return DbEnvironment(
         engine=engine,
         host="db.example.internal",
         port=3306 if engine == "mysql" else 5432,

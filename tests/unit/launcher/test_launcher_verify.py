@@ -106,9 +106,9 @@ HEALTHY = {("GET", "/health"): [(200, "OK")]}
 HANG = "<answer after a second>"
 
 
-def settings(**overrides) -> verify.VerifySettings:
+def settings(**overrides) -> verify.VerifyEnvironment:
     values = {"targets": (), "timeout_seconds": 2.0, "credentials": None, **overrides}
-    return verify.VerifySettings(**values)
+    return verify.VerifyEnvironment(**values)
 
 
 # ---------------------------------------------------------------- settings -------------------
@@ -153,7 +153,9 @@ def test_every_problem_is_reported_at_once():
     with pytest.raises(LauncherError) as caught:
         verify.load(env)
     assert verify.TARGETS_ENV in str(caught.value)
-    assert f"{verify.TIMEOUT_ENV}='soon' is not a positive number" in str(caught.value)
+    assert f"{verify.TIMEOUT_ENV} must be a positive number of seconds, got 'soon'" in str(
+        caught.value
+    )
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "inf", "nan"])

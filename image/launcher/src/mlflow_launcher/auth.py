@@ -13,7 +13,6 @@ import configparser
 import importlib.util
 import logging
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from mlflow_launcher import secret
+from mlflow_launcher import contract, secret, settings
 from mlflow_launcher.app import AUTH_ENV, BASIC_AUTH
 from mlflow_launcher.errors import LauncherError
 from mlflow_launcher.schema import refuse_newer
@@ -32,29 +31,21 @@ from mlflow_launcher.wait import driver_message
 
 log = logging.getLogger(__name__)
 
-ADMIN_SECRET_ENV = "MLFLOW_AUTH_ADMIN_SECRET_ID"  # noqa: S105 - names of variables holding ARNs
-FLASK_SECRET_ENV = "MLFLOW_AUTH_FLASK_SECRET_ID"  # noqa: S105
-KEK_SECRET_ENV = "MLFLOW_AUTH_KEK_SECRET_ID"  # noqa: S105
-PERMISSION_ENV = "MLFLOW_AUTH_DEFAULT_PERMISSION"
-DB_NAME_ENV = "MLFLOW_AUTH_DB_NAME"
-SETTINGS_ENV = (ADMIN_SECRET_ENV, FLASK_SECRET_ENV, KEK_SECRET_ENV, PERMISSION_ENV, DB_NAME_ENV)
-CACHE_ENV = "MLFLOW_AUTH_CACHE_SECONDS"
+ADMIN_SECRET_ENV = contract.AUTH_ADMIN_SECRET_ID.name
+CACHE_ENV = contract.AUTH_CACHE_SECONDS.name
 """Optional: how long each server process remembers a successful sign-in check (0: never)."""
-MAX_CACHE_SECONDS = 3600
-# mlflow.server.auth.permissions; DENY is for explicit grants only.
-PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS")
 CONFIG_FILE = "mlflow-auth/basic_auth.ini"
 """Under TMPDIR (the pod's emptyDir): the only writable place, and private to the pod."""
 
 
 @dataclass(frozen=True)
-class AuthSettings:
+class AuthEnvironment:
     admin_secret_id: str
     flask_secret_id: str
     kek_secret_id: str
     default_permission: str
     db_name: str
-    cache_seconds: int = 0
+    cache_seconds: int = contract.AUTH_CACHE_SECONDS.default  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -68,47 +59,31 @@ class AuthSecrets:
         return [self.admin.password, self.flask_secret_key, self.kek_passphrase]
 
 
-def load(env: Mapping[str, str]) -> AuthSettings | None:
+def load(env: Mapping[str, str]) -> AuthEnvironment | None:
     """None when authentication is off (none of the variables set); all or nothing."""
-    present = {key: env[key] for key in SETTINGS_ENV if env.get(key)}
+    names = [variable.name for variable in contract.AUTH]
+    present = [name for name in names if env.get(name, "").strip()]
     if not present:
         return None
-    missing = [key for key in SETTINGS_ENV if key not in present]
+    missing = [name for name in names if name not in present]
     if missing:
         raise LauncherError(
             f"authentication is half configured: {', '.join(missing)} unset (the chart sets "
             "all of the MLFLOW_AUTH_* variables, or none to run without authentication)"
         )
-    permission = present[PERMISSION_ENV]
-    if permission not in PERMISSIONS:
-        raise LauncherError(
-            f"{PERMISSION_ENV}={permission!r} is not one of {', '.join(PERMISSIONS)}"
-        )
-    name = present[DB_NAME_ENV]
-    # Created with a quoted identifier; keep it one that needs no quoting anywhere.
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name):
-        raise LauncherError(
-            f"{DB_NAME_ENV}={name!r} is not a plain database name (letters, digits, _)"
-        )
-    return AuthSettings(
-        admin_secret_id=present[ADMIN_SECRET_ENV],
-        flask_secret_id=present[FLASK_SECRET_ENV],
-        kek_secret_id=present[KEK_SECRET_ENV],
-        default_permission=permission,
-        db_name=name,
-        cache_seconds=_cache_seconds(env.get(CACHE_ENV) or "0"),
+    values = settings.parse(env, *contract.AUTH, contract.AUTH_CACHE_SECONDS)
+    v = contract
+    return AuthEnvironment(
+        admin_secret_id=values[v.AUTH_ADMIN_SECRET_ID.name],
+        flask_secret_id=values[v.AUTH_FLASK_SECRET_ID.name],
+        kek_secret_id=values[v.AUTH_KEK_SECRET_ID.name],
+        default_permission=values[v.AUTH_DEFAULT_PERMISSION.name],
+        db_name=values[v.AUTH_DB_NAME.name],
+        cache_seconds=values[v.AUTH_CACHE_SECONDS.name],
     )
 
 
-def _cache_seconds(text: str) -> int:
-    if not text.isdigit() or int(text) > MAX_CACHE_SECONDS:
-        raise LauncherError(
-            f"{CACHE_ENV}={text!r} is not a whole number of seconds from 0 to {MAX_CACHE_SECONDS}"
-        )
-    return int(text)
-
-
-def fetch_secrets(auth: AuthSettings, *, region: str | None) -> AuthSecrets:
+def fetch_secrets(auth: AuthEnvironment, *, region: str | None) -> AuthSecrets:
     return AuthSecrets(
         admin=secret.fetch_credentials(auth.admin_secret_id, region=region),
         flask_secret_key=secret.fetch_string(auth.flask_secret_id, region=region),
@@ -116,7 +91,7 @@ def fetch_secrets(auth: AuthSettings, *, region: str | None) -> AuthSecrets:
     )
 
 
-def database_url(store_url: URL, auth: AuthSettings) -> URL:
+def database_url(store_url: URL, auth: AuthEnvironment) -> URL:
     """The auth database: the backend store's server, login and TLS, another database."""
     return store_url.set(database=auth.db_name)
 

@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mlflow_launcher import (
     auth,
+    contract,
     dblogin,
     dburl,
     gc,
@@ -44,11 +45,11 @@ TERMINATION_MESSAGE_BYTES = 4096
 LOCAL_DIR_ENV = "MLFLOW_LOCAL_DIR"
 LOCAL_DEFAULT_DIR = ".local-mlflow"
 LOCAL_DEFAULTS = {
-    "MLFLOW_HOST": "127.0.0.1",
-    "MLFLOW_PORT": "5000",
-    "MLFLOW_WORKERS": "1",
-    "MLFLOW_ALLOWED_HOSTS": "localhost,localhost:*,127.0.0.1,127.0.0.1:*",
+    contract.HOST.name: "127.0.0.1",
+    contract.WORKERS.name: "1",
+    contract.ALLOWED_HOSTS.name: "localhost,localhost:*,127.0.0.1,127.0.0.1:*",
 }
+"""Where `local` differs from the contract's defaults (a laptop: loopback, one worker)."""
 
 
 class _Redact(logging.Filter):
@@ -91,21 +92,21 @@ def _mask(*secrets: str) -> None:
 _STARTED = wait.process_started()
 
 
-def _policy(db: settings.DbSettings) -> wait.RetryPolicy:
+def _policy(db: settings.DbEnvironment) -> wait.RetryPolicy:
     """One deadline for the whole wait (primary and replica), from this process's start."""
     return wait.RetryPolicy(
         db.connect_attempts, db.backoff_max_seconds, deadline=_STARTED + db.wait_seconds
     )
 
 
-def _credentials(db: settings.DbSettings, secret_id: str | None = None) -> secret.Credentials:
+def _credentials(db: settings.DbEnvironment, secret_id: str | None = None) -> secret.Credentials:
     """The login in `secret_id` (default: the server's, MLFLOW_DB_SECRET_ID), masked in logs."""
     creds = secret.fetch_credentials(secret_id or db.secret_id, region=db.region)
     _mask(creds.password, dburl.driver_password(db.engine, creds.password))
     return creds
 
 
-def _connect(db: settings.DbSettings, creds: secret.Credentials) -> Engine:
+def _connect(db: settings.DbEnvironment, creds: secret.Credentials) -> Engine:
     """Wait until the database answers over verified TLS; the engine is for the launcher's own
     quick checks (each statement bounded by the network timeout)."""
     url = dburl.build_url(db, creds, statement=db.network_timeout_seconds)
@@ -123,7 +124,7 @@ def _connect(db: settings.DbSettings, creds: secret.Credentials) -> Engine:
     return engine
 
 
-def _read_replica_uri(db: settings.DbSettings, creds: secret.Credentials) -> str | None:
+def _read_replica_uri(db: settings.DbEnvironment, creds: secret.Credentials) -> str | None:
     """The replica's store URI for MLflow (the primary's login), once the replica is ready;
     None when there is no replica."""
     read = db.replica()
@@ -191,7 +192,7 @@ def cmd_wait_schema() -> None:
 
 
 def _behind(
-    engine: Engine, db: settings.DbSettings, auth_settings: auth.AuthSettings | None
+    engine: Engine, db: settings.DbEnvironment, auth_settings: auth.AuthEnvironment | None
 ) -> list[str]:
     """What is not ready yet, in words; raises what waiting cannot mend (TLS)."""
     try:
@@ -251,7 +252,7 @@ def cmd_serve() -> None:
 
 
 def _auth_secrets(
-    auth_settings: auth.AuthSettings | None, region: str | None
+    auth_settings: auth.AuthEnvironment | None, region: str | None
 ) -> auth.AuthSecrets | None:
     if auth_settings is None:
         return None
@@ -261,7 +262,7 @@ def _auth_secrets(
 
 
 def _auth_environment(
-    auth_settings: auth.AuthSettings, secrets: auth.AuthSecrets, check_url: URL, store_url: URL
+    auth_settings: auth.AuthEnvironment, secrets: auth.AuthSecrets, check_url: URL, store_url: URL
 ) -> dict:
     """Check the auth schema and write the config file MLflow reads."""
     with wait.engine_for(auth.database_url(check_url, auth_settings)) as auth_engine:
@@ -312,7 +313,7 @@ def cmd_local() -> None:
     """Preview the server as configured, on a SQLite file and a local artifact folder."""
     base = Path(os.environ.get(LOCAL_DIR_ENV) or LOCAL_DEFAULT_DIR).resolve()
     (base / "artifacts").mkdir(parents=True, exist_ok=True)
-    defaults = {**LOCAL_DEFAULTS, "MLFLOW_ARTIFACTS_DESTINATION": str(base / "artifacts")}
+    defaults = {**LOCAL_DEFAULTS, contract.ARTIFACTS_DESTINATION.name: str(base / "artifacts")}
     srv = settings.load_local_server(os.environ, defaults)
     limits.load(os.environ)
     url = URL.create("sqlite", database=str(base / "mlflow.db"))

@@ -31,14 +31,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from mlflow_launcher import wait
+from mlflow_launcher import contract, wait
 from mlflow_launcher.errors import LauncherError
 from mlflow_launcher.secret import Credentials
 from mlflow_launcher.wait import driver_message
 
 log = logging.getLogger(__name__)
 
-ADMIN_SECRET_ENV = "MLFLOW_DB_ADMIN_SECRET_ID"  # noqa: S105 - the variable's name
+ADMIN_SECRET_ENV = contract.DB_ADMIN_SECRET_ID.name
 """The instance's master login (RDS-generated secret); set for the migration Job only."""
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")

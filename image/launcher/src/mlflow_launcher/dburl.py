@@ -21,7 +21,7 @@ from __future__ import annotations
 from sqlalchemy.engine import URL
 
 from mlflow_launcher.secret import Credentials
-from mlflow_launcher.settings import DbSettings
+from mlflow_launcher.settings import DbEnvironment
 
 DRIVERS = {"mysql": "mysql+pymysql", "postgres": "postgresql+psycopg2"}
 
@@ -70,7 +70,7 @@ def driver_password(engine: str, password: str) -> str:
     return password
 
 
-def build_url(db: DbSettings, credentials: Credentials, *, statement: int | None = None) -> URL:
+def build_url(db: DbEnvironment, credentials: Credentials, *, statement: int | None = None) -> URL:
     """The store's URL; `statement` bounds each statement (seconds), None for migrations."""
     timeouts = timeout_query(
         db.engine,

@@ -18,56 +18,41 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
+from mlflow_launcher import contract, settings
 from mlflow_launcher.errors import LauncherError
 from mlflow_launcher.secret import Credentials
 
 log = logging.getLogger(__name__)
 
-OLDER_THAN_ENV = "MLFLOW_GC_OLDER_THAN"
-TRACKING_URI_ENV = "MLFLOW_GC_TRACKING_URI"
-TIMEOUT_ENV = "MLFLOW_GC_TIMEOUT_SECONDS"
-DEFAULT_TIMEOUT_SECONDS = 3000
+OLDER_THAN_ENV = contract.GC_OLDER_THAN.name
+TRACKING_URI_ENV = contract.GC_TRACKING_URI.name
+TIMEOUT_ENV = contract.GC_TIMEOUT_SECONDS.name
+DEFAULT_TIMEOUT_SECONDS: int = contract.GC_TIMEOUT_SECONDS.default
 """The chart's value too (k8s_charts/gc_job.py, which sets the Job's deadline above it)."""
-# `mlflow gc --older-than`: #d#h#m#s, each part optional, numbers may have decimals.
-_DURATION = re.compile(r"(?=.)(\d+(\.\d+)?d)?(\d+(\.\d+)?h)?(\d+(\.\d+)?m)?(\d+(\.\d+)?s)?")
 
 
 @dataclass(frozen=True)
-class GcSettings:
+class GcEnvironment:
     older_than: str
     tracking_uri: str
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
 
 
-def load(env: Mapping[str, str]) -> GcSettings:
+def load(env: Mapping[str, str]) -> GcEnvironment:
     """Both variables, checked as `mlflow gc` would, before anything connects."""
-    older_than = env.get(OLDER_THAN_ENV, "").strip()
-    tracking_uri = env.get(TRACKING_URI_ENV, "").strip()
-    problems = []
-    if not _DURATION.fullmatch(older_than):
-        problems.append(
-            f"{OLDER_THAN_ENV}={older_than!r} is not a duration such as 30d or 1d12h "
-            "(#d#h#m#s); without one, gc would remove every deleted run at once"
-        )
-    if not tracking_uri.startswith(("http://", "https://")):
-        problems.append(
-            f"{TRACKING_URI_ENV}={tracking_uri!r} is not the tracking server's http(s) URL "
-            "(proxied artifacts are deleted through it)"
-        )
-    timeout = env.get(TIMEOUT_ENV, "").strip() or str(DEFAULT_TIMEOUT_SECONDS)
-    if not timeout.isdigit() or int(timeout) < 1:
-        problems.append(f"{TIMEOUT_ENV}={timeout!r} is not a positive whole number of seconds")
-    if problems:
-        raise LauncherError("; ".join(problems))
-    return GcSettings(
-        older_than=older_than, tracking_uri=tracking_uri, timeout_seconds=int(timeout)
+    values = settings.parse(
+        env, contract.GC_OLDER_THAN, contract.GC_TRACKING_URI, contract.GC_TIMEOUT_SECONDS
+    )
+    return GcEnvironment(
+        older_than=values[OLDER_THAN_ENV],
+        tracking_uri=values[TRACKING_URI_ENV],
+        timeout_seconds=values[TIMEOUT_ENV],
     )
 
 
@@ -108,7 +93,7 @@ def time_limit(
         signal.signal(signal.SIGALRM, previous)
 
 
-def run(store_uri: str, settings: GcSettings, login: Credentials | None) -> None:
+def run(store_uri: str, settings: GcEnvironment, login: Credentials | None) -> None:
     """Run `mlflow gc --older-than ...` against the store, artifacts through the server."""
     os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
     if login is not None:

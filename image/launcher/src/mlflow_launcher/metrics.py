@@ -36,6 +36,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlflow_launcher import contract, settings
 from mlflow_launcher.errors import LauncherError
 
 if TYPE_CHECKING:  # prometheus_client comes with MLflow; other commands never import it
@@ -43,8 +44,8 @@ if TYPE_CHECKING:  # prometheus_client comes with MLflow; other commands never i
 
 log = logging.getLogger(__name__)
 
-METRICS_DIR_ENV = "MLFLOW_EXPOSE_PROMETHEUS"
-PORT_ENV = "MLFLOW_METRICS_PORT"
+METRICS_DIR_ENV = contract.EXPOSE_PROMETHEUS.name
+PORT_ENV = contract.METRICS_PORT.name
 PATH = "/metrics"
 
 REQUEST_SECONDS = 5.0
@@ -237,12 +238,12 @@ async def _serve(port: int, exporter: Exporter) -> None:
 
 def serve(env: Mapping[str, str]) -> None:
     """Serve the workers' summed counters on 0.0.0.0:MLFLOW_METRICS_PORT until SIGTERM."""
-    directory = env.get(METRICS_DIR_ENV, "").strip()
-    raw_port = env.get(PORT_ENV, "").strip()
-    if not directory or not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
+    values = settings.parse(env, contract.EXPOSE_PROMETHEUS, contract.METRICS_PORT)
+    directory, port = values[METRICS_DIR_ENV], values[PORT_ENV]
+    if not directory or port is None:
         raise LauncherError(
             f"{METRICS_DIR_ENV} (the counters directory) and {PORT_ENV} (a port) must be set; "
-            f"got {directory!r} and {raw_port!r}"
+            f"got {directory!r} and {port!r}"
         )
     Path(directory).mkdir(parents=True, exist_ok=True)  # the server may not have started yet
     from prometheus_client import CollectorRegistry
@@ -253,6 +254,6 @@ def serve(env: Mapping[str, str]) -> None:
     MultiProcessCollector(registry, path=directory)
     exporter = Exporter(registry)
     try:
-        asyncio.run(_serve(int(raw_port), exporter))
+        asyncio.run(_serve(port, exporter))
     finally:
         exporter.close()

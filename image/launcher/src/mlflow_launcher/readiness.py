@@ -14,42 +14,32 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from mlflow_launcher import contract, settings
 from mlflow_launcher.errors import LauncherError
 
 log = logging.getLogger(__name__)
 
-WAIT_ENV = "MLFLOW_SCHEMA_WAIT_SECONDS"
-LOGS_ENV = "MLFLOW_MIGRATION_LOGS_COMMAND"
-DEFAULT_WAIT_SECONDS = 1500.0
-"""Longer than the migration Job takes when it works: a snapshot before an upgrade (at most
-MLFLOW_SNAPSHOT_TIMEOUT_SECONDS, 660), the migration lock (at most 600) and the migrations.
-After it the container fails and the kubelet starts it again, with its back-off."""
+WAIT_ENV = contract.SCHEMA_WAIT_SECONDS.name
+"""After this wait the container fails and the kubelet starts it again, with its back-off."""
+LOGS_ENV = contract.MIGRATION_LOGS_COMMAND.name
 POLL_SECONDS = 5.0
 REPORT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
-class ReadinessSettings:
+class ReadinessEnvironment:
     wait_seconds: float
     logs_command: str
 
 
-def load(env: Mapping[str, str]) -> ReadinessSettings:
-    raw = env.get(WAIT_ENV, "").strip() or str(DEFAULT_WAIT_SECONDS)
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds < float("inf"):
-        raise LauncherError(
-            f"invalid environment: {WAIT_ENV} must be a positive number, got {raw!r}"
-        )
-    return ReadinessSettings(seconds, env.get(LOGS_ENV, "").strip())
+def load(env: Mapping[str, str]) -> ReadinessEnvironment:
+    values = settings.parse(env, contract.SCHEMA_WAIT_SECONDS, contract.MIGRATION_LOGS_COMMAND)
+    return ReadinessEnvironment(values[WAIT_ENV], values[LOGS_ENV] or "")
 
 
 def wait_for_head(
     behind: Callable[[], list[str]],
-    settings: ReadinessSettings,
+    settings: ReadinessEnvironment,
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,

@@ -25,13 +25,15 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from mlflow_launcher import contract
 from mlflow_launcher.errors import LauncherError
 
 REQUIRED_KEYS = ("username", "password")
 # botocore's defaults are 60 s each, per attempt. Secrets Manager and STS answer in well under a
-# second from inside the region; these still leave room for a slow answer.
-CONNECT_TIMEOUT_SECONDS = 3
-READ_TIMEOUT_SECONDS = 5
+# second from inside the region; these still leave room for a slow answer. In the contract: the
+# chart counts them in the server's start budget.
+CONNECT_TIMEOUT_SECONDS = contract.AWS_CONNECT_TIMEOUT_SECONDS
+READ_TIMEOUT_SECONDS = contract.AWS_READ_TIMEOUT_SECONDS
 
 _CLIENT_ERROR_HINTS = {
     "ResourceNotFoundException": "does not exist (check MLFLOW_DB_SECRET_ID and the region)",

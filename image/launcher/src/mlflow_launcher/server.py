@@ -12,19 +12,22 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
-from mlflow_launcher import app, guard
-from mlflow_launcher.settings import ServerSettings
+from mlflow_launcher import app, contract, guard
+from mlflow_launcher.settings import ServerEnvironment
 
 # The envvars ``mlflow server --backend-store-uri`` and ``--read-replica-backend-store-uri``
 # read (click option envvars in mlflow.cli).
 BACKEND_STORE_URI_ENV = "MLFLOW_BACKEND_STORE_URI"
 READ_REPLICA_URI_ENV = "MLFLOW_READ_REPLICA_BACKEND_STORE_URI"
 # Launcher-only variables the server has no use for; dropped so they do not leak into workers.
-_LAUNCHER_ONLY = (
-    "MLFLOW_DB_SECRET_ID",
-    "MLFLOW_AUTH_ADMIN_SECRET_ID",
-    "MLFLOW_AUTH_FLASK_SECRET_ID",
-    "MLFLOW_AUTH_KEK_SECRET_ID",
+_LAUNCHER_ONLY = tuple(
+    variable.name
+    for variable in (
+        contract.DB_SECRET_ID,
+        contract.AUTH_ADMIN_SECRET_ID,
+        contract.AUTH_FLASK_SECRET_ID,
+        contract.AUTH_KEK_SECRET_ID,
+    )
 )
 # Server defaults the environment may still override. MLflow's job execution (GenAI jobs) starts
 # a runner and seven huey consumers per pod with their queue in the pod's /dev/shm: per-replica
@@ -35,7 +38,7 @@ SERVER_DEFAULTS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 SERVER_FIXED = {"UVICORN_HTTP": guard.PROTOCOL}
 
 
-def server_argv(server: ServerSettings) -> list[str]:
+def server_argv(server: ServerEnvironment) -> list[str]:
     """MLflow's app behind the guard (mlflow_launcher.app), with or without sign-in."""
     argv = [
         sys.executable,
@@ -80,7 +83,7 @@ def server_env(
 
 
 def exec_server(
-    server: ServerSettings,
+    server: ServerEnvironment,
     store_uri: str,
     *,
     read_uri: str | None = None,
@@ -95,7 +98,7 @@ def exec_server(
     os.execve(argv[0], argv, env)  # noqa: S606 - no shell
 
 
-def run_in_foreground(server: ServerSettings, store_uri: str) -> int:
+def run_in_foreground(server: ServerEnvironment, store_uri: str) -> int:
     """Run ``mlflow server`` as a child in a session of its own, and stop it with one SIGTERM
     on the first Ctrl-C (or SIGTERM); a second one kills it. Returns its exit status, 0 when
     it stopped as asked.

@@ -6,42 +6,24 @@ round trip rather than one crash-loop per variable.
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
+from mlflow_launcher import contract
 from mlflow_launcher.errors import LauncherError
 
-T = TypeVar("T")
-
-DEFAULT_PORTS = {"mysql": 3306, "postgres": 5432}
-DEFAULT_CONNECT_ATTEMPTS = 10
-DEFAULT_BACKOFF_MAX_SECONDS = 30.0
-# The defaults below are the chart's values too (k8s_charts/contract.py sets them in the
-# ConfigMap and sizes the server's startup probe from them); tests/unit/launcher/
-# test_start_budget.py keeps the two in step.
-DB_WAIT_ENV = "MLFLOW_DB_WAIT_SECONDS"
-DEFAULT_DB_WAIT_SECONDS = 90.0
-"""The whole wait for the database (and its read replica), counted from the launcher's start:
-a bit more than an RDS Multi-AZ failover takes (typically 60-120 s: a pod that starts in one
-waits it out or restarts with this message and tries again)."""
-DEFAULT_DB_CONNECT_TIMEOUT_SECONDS = 5
-"""Per connection attempt. The database is in the pod's VPC: a connect takes milliseconds."""
-DEFAULT_DB_NETWORK_TIMEOUT_SECONDS = 10
-"""How long a connection may stay silent (packets dropped, no reset) before it is given up."""
-DEFAULT_DB_STATEMENT_TIMEOUT_SECONDS = 60
-"""The server's bound on one statement (MLflow's requests)."""
-LOCK_TIMEOUT_ENV = "MLFLOW_MIGRATION_LOCK_TIMEOUT_SECONDS"
-# Long enough for any MLflow upgrade, short enough that a lock held by a lost session shows up as
-# a failed init container within minutes instead of a pod stuck in Init for hours.
-DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS = 600.0
+# The names, defaults and bounds are the contract's (the chart renders the same declarations).
+DEFAULT_PORTS = contract.DB_DEFAULT_PORTS
+DB_WAIT_ENV = contract.DB_WAIT_SECONDS.name
+LOCK_TIMEOUT_ENV = contract.MIGRATION_LOCK_TIMEOUT_SECONDS.name
+DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS: float = contract.MIGRATION_LOCK_TIMEOUT_SECONDS.default
 
 
 @dataclass(frozen=True)
-class DbSettings:
+class DbEnvironment:
     """Where the database is and how hard to try reaching it."""
 
     engine: str  # "mysql" | "postgres"
@@ -54,15 +36,15 @@ class DbSettings:
     backoff_max_seconds: float
     region: str | None
     migration_lock_timeout_seconds: float = DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS
-    wait_seconds: float = DEFAULT_DB_WAIT_SECONDS
-    connect_timeout_seconds: int = DEFAULT_DB_CONNECT_TIMEOUT_SECONDS
-    network_timeout_seconds: int = DEFAULT_DB_NETWORK_TIMEOUT_SECONDS
-    statement_timeout_seconds: int = DEFAULT_DB_STATEMENT_TIMEOUT_SECONDS
+    wait_seconds: float = contract.DB_WAIT_SECONDS.default  # type: ignore[assignment]
+    connect_timeout_seconds: int = contract.DB_CONNECT_TIMEOUT_SECONDS.default  # type: ignore[assignment]
+    network_timeout_seconds: int = contract.DB_NETWORK_TIMEOUT_SECONDS.default  # type: ignore[assignment]
+    statement_timeout_seconds: int = contract.DB_STATEMENT_TIMEOUT_SECONDS.default  # type: ignore[assignment]
     read_host: str | None = None
     """A read replica of this database (same login, name and TLS): MLflow sends reads there."""
     read_port: int | None = None
 
-    def replica(self) -> DbSettings | None:
+    def replica(self) -> DbEnvironment | None:
         """The read replica's settings, or None when there is none."""
         if self.read_host is None:
             return None
@@ -70,7 +52,7 @@ class DbSettings:
 
 
 @dataclass(frozen=True)
-class ServerSettings:
+class ServerEnvironment:
     """What ``mlflow server`` is started with (everything but the store URI goes to argv)."""
 
     host: str
@@ -82,206 +64,106 @@ class ServerSettings:
     """Origins (besides localhost) whose browser pages may send state-changing API requests."""
 
 
-class _Reader:
-    """Reads variables and collects every problem instead of stopping at the first."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[str] = []
-
-    def raw(self, name: str, default: str | None = None) -> str | None:
-        value = self.env.get(name, "").strip()
-        if value:
-            return value
-        if default is None:
-            self.problems.append(f"{name} is not set")
-        return default
-
-    def parse(
-        self, name: str, convert: Callable[[str], T], what: str, default: str | None = None
-    ) -> T | None:
-        value = self.raw(name, default)
-        if value is None:
-            return None
-        try:
-            return convert(value)
-        except ValueError:
-            self.problems.append(f"{name} must be {what}, got {value!r}")
-            return None
-
-    def check(self) -> None:
-        if self.problems:
-            raise LauncherError("invalid environment: " + "; ".join(self.problems))
-
-
-def _engine(value: str) -> str:
-    if value not in DEFAULT_PORTS:
-        raise ValueError(value)
-    return value
-
-
-def _port(value: str) -> int:
-    port = int(value)
-    if not 0 < port < 65536:
-        raise ValueError(value)
-    return port
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
-    return number
-
-
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise ValueError(value)
-    return number
-
-
-def _finite_seconds(value: str) -> float:
-    number = _positive_float(value)
-    if not math.isfinite(number):  # "inf" would bring back the endless wait
-        raise ValueError(value)
-    return number
-
-
-def _hosts(value: str) -> tuple[str, ...]:
-    hosts = tuple(h.strip() for h in value.split(",") if h.strip())
-    if not hosts:
-        raise ValueError(value)
-    return hosts
-
-
-def _origins(value: str) -> tuple[str, ...]:
-    origins = tuple(o.strip() for o in value.split(",") if o.strip())
-    # MLflow compares scheme://host[:port] exactly (or with fnmatch when a `*` is present);
-    # a path or a missing scheme would never match what a browser sends.
-    for origin in origins:
-        scheme, sep, rest = origin.partition("://")
-        if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
-            raise ValueError(origin)
-    return origins
-
-
-def _readable_file(value: str) -> str:
-    if not Path(value).is_file() or not os.access(value, os.R_OK):
-        raise ValueError(value)
-    return value
-
-
-def _server(r: _Reader, defaults: Mapping[str, str]) -> ServerSettings | None:
-    host = r.raw("MLFLOW_HOST", defaults.get("MLFLOW_HOST", "0.0.0.0"))  # noqa: S104 - pod IP
-    port = r.parse("MLFLOW_PORT", _port, "a TCP port", defaults.get("MLFLOW_PORT", "5000"))
-    workers = r.parse(
-        "MLFLOW_WORKERS", _positive_int, "a positive integer", defaults.get("MLFLOW_WORKERS", "2")
-    )
-    destination = r.raw(
-        "MLFLOW_ARTIFACTS_DESTINATION", defaults.get("MLFLOW_ARTIFACTS_DESTINATION")
-    )
-    allowed = r.parse(
-        "MLFLOW_ALLOWED_HOSTS",
-        _hosts,
-        "a comma-separated list of Host patterns",
-        defaults.get("MLFLOW_ALLOWED_HOSTS"),
-    )
-    # Optional: without it MLflow admits browser writes from localhost pages only.
-    origins = r.parse(
-        "MLFLOW_CORS_ALLOWED_ORIGINS",
-        _origins,
-        "a comma-separated list of origins such as https://mlflow.example.com",
-        defaults.get("MLFLOW_CORS_ALLOWED_ORIGINS", ""),
-    )
-    if None in (host, port, workers, destination, allowed, origins):
-        return None
-    return ServerSettings(host, port, workers, destination, allowed, origins)  # type: ignore[arg-type]
-
-
-def _db(r: _Reader) -> DbSettings | None:
-    engine = r.parse("MLFLOW_DB_ENGINE", _engine, '"mysql" or "postgres"')
-    host = r.raw("MLFLOW_DB_HOST")
-    # An invalid engine is already reported; its port default does not matter then.
-    default_port = str(DEFAULT_PORTS.get(engine or "mysql"))
-    port = r.parse("MLFLOW_DB_PORT", _port, "a TCP port", default_port)
-    name = r.raw("MLFLOW_DB_NAME", "mlflow")
-    secret_id = r.raw("MLFLOW_DB_SECRET_ID")
-    ca_bundle = r.parse("MLFLOW_DB_CA_BUNDLE", _readable_file, "a readable CA bundle file")
-    attempts = r.parse(
-        "MLFLOW_DB_CONNECT_ATTEMPTS",
-        _positive_int,
-        "a positive integer",
-        str(DEFAULT_CONNECT_ATTEMPTS),
-    )
-    backoff = r.parse(
-        "MLFLOW_DB_CONNECT_BACKOFF_MAX_SECONDS",
-        _positive_float,
-        "a positive number of seconds",
-        str(DEFAULT_BACKOFF_MAX_SECONDS),
-    )
-    lock_timeout = r.parse(
-        LOCK_TIMEOUT_ENV,
-        _finite_seconds,
-        "a positive number of seconds",
-        str(DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS),
-    )
-    wait_seconds = r.parse(
-        DB_WAIT_ENV, _finite_seconds, "a positive number of seconds", str(DEFAULT_DB_WAIT_SECONDS)
-    )
-    timeouts = {
-        var: r.parse(var, _positive_int, "a positive whole number of seconds", str(default))
-        for var, default in (
-            ("MLFLOW_DB_CONNECT_TIMEOUT_SECONDS", DEFAULT_DB_CONNECT_TIMEOUT_SECONDS),
-            ("MLFLOW_DB_NETWORK_TIMEOUT_SECONDS", DEFAULT_DB_NETWORK_TIMEOUT_SECONDS),
-            ("MLFLOW_DB_STATEMENT_TIMEOUT_SECONDS", DEFAULT_DB_STATEMENT_TIMEOUT_SECONDS),
+def parse(env: Mapping[str, str], *variables: contract.Variable[Any]) -> dict[str, Any]:
+    """The contract's values of `variables` by name; every problem in one LauncherError (exit
+    code 2), each naming its variable."""
+    problems = []
+    try:
+        values = contract.parse(env, variables)
+    except contract.ContractError as error:
+        problems.append(str(error))
+    # The one check the chart cannot make: the file is the image's.
+    bundle = env.get(contract.DB_CA_BUNDLE.name, "").strip()
+    if contract.DB_CA_BUNDLE in variables and bundle and not _readable(bundle):
+        problems.append(
+            f"{contract.DB_CA_BUNDLE.name} must be a readable CA bundle file, got {bundle!r}"
         )
-    }
-    # Optional: a read replica of the same instance (RDS replicas share its login and port).
-    read_host = r.raw("MLFLOW_DB_READ_HOST", "")
-    read_port = r.parse("MLFLOW_DB_READ_PORT", _port, "a TCP port", str(port or default_port))
-    region = r.env.get("AWS_REGION") or r.env.get("AWS_DEFAULT_REGION") or None
-    values = (engine, host, port, name, secret_id, ca_bundle, attempts, backoff)
-    bounds = (lock_timeout, wait_seconds, read_port, *timeouts.values())
-    if None in values or None in bounds:
-        return None
-    connect, network, statement = timeouts.values()
-    return DbSettings(
-        *values,  # type: ignore[arg-type]
-        region=region,
-        migration_lock_timeout_seconds=lock_timeout,  # type: ignore[arg-type]
-        wait_seconds=wait_seconds,  # type: ignore[arg-type]
-        connect_timeout_seconds=connect,  # type: ignore[arg-type]
-        network_timeout_seconds=network,  # type: ignore[arg-type]
-        statement_timeout_seconds=statement,  # type: ignore[arg-type]
-        read_host=read_host or None,
-        read_port=read_port if read_host else None,
+    if problems:
+        raise LauncherError("invalid environment: " + "; ".join(problems))
+    return values
+
+
+def _readable(path: str) -> bool:
+    return Path(path).is_file() and os.access(path, os.R_OK)
+
+
+_SERVER = (
+    contract.HOST,
+    contract.PORT,
+    contract.WORKERS,
+    contract.ARTIFACTS_DESTINATION,
+    contract.ALLOWED_HOSTS,
+    contract.CORS_ALLOWED_ORIGINS,
+)
+_DB = (
+    contract.DB_ENGINE,
+    contract.DB_HOST,
+    contract.DB_PORT,
+    contract.DB_NAME,
+    contract.DB_SECRET_ID,
+    contract.DB_CA_BUNDLE,
+    contract.DB_CONNECT_ATTEMPTS,
+    contract.DB_CONNECT_BACKOFF_MAX_SECONDS,
+    contract.MIGRATION_LOCK_TIMEOUT_SECONDS,
+    contract.DB_WAIT_SECONDS,
+    contract.DB_CONNECT_TIMEOUT_SECONDS,
+    contract.DB_NETWORK_TIMEOUT_SECONDS,
+    contract.DB_STATEMENT_TIMEOUT_SECONDS,
+    contract.DB_READ_HOST,
+    contract.DB_READ_PORT,
+)
+
+
+def _server(values: Mapping[str, Any]) -> ServerEnvironment:
+    v = contract
+    return ServerEnvironment(
+        host=values[v.HOST.name],
+        port=values[v.PORT.name],
+        workers=values[v.WORKERS.name],
+        artifacts_destination=values[v.ARTIFACTS_DESTINATION.name],
+        allowed_hosts=values[v.ALLOWED_HOSTS.name],
+        cors_allowed_origins=values[v.CORS_ALLOWED_ORIGINS.name],
     )
 
 
-def load_db(env: Mapping[str, str]) -> DbSettings:
+def _db(env: Mapping[str, str], values: Mapping[str, Any]) -> DbEnvironment:
+    v = contract
+    engine = values[v.DB_ENGINE.name]
+    port = values[v.DB_PORT.name] or DEFAULT_PORTS[engine]
+    # Optional: a read replica of the same instance (RDS replicas share its login and port).
+    read_host = values[v.DB_READ_HOST.name]
+    return DbEnvironment(
+        engine=engine,
+        host=values[v.DB_HOST.name],
+        port=port,
+        name=values[v.DB_NAME.name],
+        secret_id=values[v.DB_SECRET_ID.name],
+        ca_bundle=values[v.DB_CA_BUNDLE.name],
+        connect_attempts=values[v.DB_CONNECT_ATTEMPTS.name],
+        backoff_max_seconds=values[v.DB_CONNECT_BACKOFF_MAX_SECONDS.name],
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+        migration_lock_timeout_seconds=values[v.MIGRATION_LOCK_TIMEOUT_SECONDS.name],
+        wait_seconds=values[v.DB_WAIT_SECONDS.name],
+        connect_timeout_seconds=values[v.DB_CONNECT_TIMEOUT_SECONDS.name],
+        network_timeout_seconds=values[v.DB_NETWORK_TIMEOUT_SECONDS.name],
+        statement_timeout_seconds=values[v.DB_STATEMENT_TIMEOUT_SECONDS.name],
+        read_host=read_host,
+        read_port=(values[v.DB_READ_PORT.name] or port) if read_host else None,
+    )
+
+
+def load_db(env: Mapping[str, str]) -> DbEnvironment:
     """Settings for ``migrate``."""
-    reader = _Reader(env)
-    db = _db(reader)
-    reader.check()
-    assert db is not None
-    return db
+    return _db(env, parse(env, *_DB))
 
 
-def load_db_and_server(env: Mapping[str, str]) -> tuple[DbSettings, ServerSettings]:
+def load_db_and_server(env: Mapping[str, str]) -> tuple[DbEnvironment, ServerEnvironment]:
     """Settings for ``serve`` (validated together, so every problem shows in one message)."""
-    reader = _Reader(env)
-    db = _db(reader)
-    server = _server(reader, {})
-    reader.check()
-    assert db is not None and server is not None
-    return db, server
+    values = parse(env, *_DB, *_SERVER)
+    return _db(env, values), _server(values)
 
 
-def load_local_server(env: Mapping[str, str], defaults: Mapping[str, str]) -> ServerSettings:
+def load_local_server(env: Mapping[str, str], defaults: Mapping[str, str]) -> ServerEnvironment:
     """Settings for ``local``: the embedded defaults apply where the environment is silent."""
-    reader = _Reader(env)
-    server = _server(reader, defaults)
-    reader.check()
-    assert server is not None
-    return server
+    given = {name: value for name, value in env.items() if value.strip()}
+    return _server(parse({**defaults, **given}, *_SERVER))

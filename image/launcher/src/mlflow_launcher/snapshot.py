@@ -27,26 +27,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from mlflow_launcher import contract, settings
 from mlflow_launcher.errors import LauncherError
 
 log = logging.getLogger(__name__)
 
-INSTANCE_ENV = "MLFLOW_DB_INSTANCE_ID"
-MAX_AGE_ENV = "MLFLOW_SNAPSHOT_MAX_AGE_MINUTES"
-TIMEOUT_ENV = "MLFLOW_SNAPSHOT_TIMEOUT_SECONDS"
-MAX_COUNT_ENV = "MLFLOW_SNAPSHOT_MAX_COUNT"
+INSTANCE_ENV = contract.DB_INSTANCE_ID.name
+MAX_AGE_ENV = contract.SNAPSHOT_MAX_AGE_MINUTES.name
+TIMEOUT_ENV = contract.SNAPSHOT_TIMEOUT_SECONDS.name
+MAX_COUNT_ENV = contract.SNAPSHOT_MAX_COUNT.name
 PREFIX = "mlflow-before-"
 """Snapshots the launcher creates; the server role may create and tag only these."""
 TAG_PREFIX = "mlflow-on-eks:"
-DEFAULT_MAX_AGE_MINUTES = 60.0
 # A slow snapshot fails this container with its own message; RDS keeps creating it and the next
-# attempt waits for that one. The Deployment's progress deadline counts this wait
-# (k8s_charts/contract.py SNAPSHOT_TIMEOUT_SECONDS, kept equal by a unit test).
-DEFAULT_TIMEOUT_SECONDS = 660.0
-# A few upgrades' way back, far below the 100 manual snapshots a Region allows an account by
-# default (shared by every instance in it; "Manual DB instance snapshots",
+# attempt waits for that one. The Deployment's progress deadline counts this wait (the chart
+# reads the same declaration). The count: far below the 100 manual snapshots a Region allows an
+# account by default (shared by every instance in it; "Manual DB instance snapshots",
 # https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/CHAP_Limits.html).
-DEFAULT_MAX_COUNT = 5
+DEFAULT_TIMEOUT_SECONDS: float = contract.SNAPSHOT_TIMEOUT_SECONDS.default
+DEFAULT_MAX_COUNT: int = contract.SNAPSHOT_MAX_COUNT.default
 QUOTA_NOTE = "100 manual DB instance snapshots per Region by default"
 POLL_SECONDS = 15.0
 _USABLE = ("available", "creating")
@@ -83,7 +82,7 @@ class SchemaChange:
 
 
 @dataclass(frozen=True)
-class SnapshotSettings:
+class SnapshotEnvironment:
     instance_id: str
     max_age: timedelta
     timeout_seconds: float
@@ -91,33 +90,24 @@ class SnapshotSettings:
     max_count: int = DEFAULT_MAX_COUNT
 
 
-def load(env: Mapping[str, str]) -> SnapshotSettings | None:
+def load(env: Mapping[str, str]) -> SnapshotEnvironment | None:
     """None when the ConfigMap names no instance (the guard is off)."""
     instance_id = env.get(INSTANCE_ENV, "").strip()
     if not instance_id:
         return None
-    problems, numbers = [], {}
-    defaults = {MAX_AGE_ENV: DEFAULT_MAX_AGE_MINUTES, TIMEOUT_ENV: DEFAULT_TIMEOUT_SECONDS}
-    for name, default in defaults.items():
-        raw = env.get(name, "").strip() or str(default)
-        try:
-            numbers[name] = float(raw)
-        except ValueError:
-            numbers[name] = -1.0
-        if not 0 < numbers[name] < float("inf"):
-            problems.append(f"{name} must be a positive number, got {raw!r}")
-    count = env.get(MAX_COUNT_ENV, "").strip() or str(DEFAULT_MAX_COUNT)
-    if not (count.isascii() and count.isdigit() and int(count) >= 1):
-        problems.append(f"{MAX_COUNT_ENV} must be a whole number of at least 1, got {count!r}")
-    if problems:
-        raise LauncherError("invalid environment: " + "; ".join(problems))
+    values = settings.parse(
+        env,
+        contract.SNAPSHOT_MAX_AGE_MINUTES,
+        contract.SNAPSHOT_TIMEOUT_SECONDS,
+        contract.SNAPSHOT_MAX_COUNT,
+    )
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
-    return SnapshotSettings(
+    return SnapshotEnvironment(
         instance_id,
-        timedelta(minutes=numbers[MAX_AGE_ENV]),
-        numbers[TIMEOUT_ENV],
+        timedelta(minutes=values[MAX_AGE_ENV]),
+        values[TIMEOUT_ENV],
         region,
-        int(count),
+        values[MAX_COUNT_ENV],
     )
 
 
@@ -127,7 +117,7 @@ class Guard:
 
     def __init__(
         self,
-        settings: SnapshotSettings | None,
+        settings: SnapshotEnvironment | None,
         *,
         client: Any = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -159,7 +149,7 @@ class Guard:
             self._client = _rds_client(self.settings.region)
         return self._client
 
-    def _ensure(self, settings: SnapshotSettings, change: SchemaChange) -> Mapping[str, Any]:
+    def _ensure(self, settings: SnapshotEnvironment, change: SchemaChange) -> Mapping[str, Any]:
         instance = settings.instance_id
         try:
             client = self._rds()
@@ -183,7 +173,10 @@ class Guard:
         return found
 
     def _choose(
-        self, settings: SnapshotSettings, snapshots: list[Mapping[str, Any]], change: SchemaChange
+        self,
+        settings: SnapshotEnvironment,
+        snapshots: list[Mapping[str, Any]],
+        change: SchemaChange,
     ) -> Mapping[str, Any] | None:
         """The newest usable snapshot taken before this same change, whatever its age; else
         the newest taken within the maximum age."""
@@ -214,7 +207,7 @@ class Guard:
 
     def _take(
         self,
-        settings: SnapshotSettings,
+        settings: SnapshotEnvironment,
         client: Any,
         snapshots: list[Mapping[str, Any]],
         change: SchemaChange,
@@ -262,7 +255,7 @@ class Guard:
                 _reason(exc),
             )
 
-    def _wait_available(self, settings: SnapshotSettings, client: Any, snapshot: str) -> None:
+    def _wait_available(self, settings: SnapshotEnvironment, client: Any, snapshot: str) -> None:
         deadline = time.monotonic() + settings.timeout_seconds
         while True:
             [found] = client.describe_db_snapshots(DBSnapshotIdentifier=snapshot)["DBSnapshots"]

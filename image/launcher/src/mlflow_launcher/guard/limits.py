@@ -10,28 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mlflow_launcher.errors import LauncherError
+from mlflow_launcher import contract, settings
 
 MIB = 1024 * 1024
 
-MAX_BODY_ENV = "MLFLOW_MAX_REQUEST_BODY_MIB"
-MAX_ARTIFACT_ENV = "MLFLOW_MAX_PROXIED_ARTIFACT_MIB"
-TRANSFERS_ENV = "MLFLOW_CONCURRENT_ARTIFACT_TRANSFERS"
-SIGN_IN_CHECKS_ENV = "MLFLOW_CONCURRENT_SIGN_IN_CHECKS"
-SIGN_IN_FAILURES_ENV = "MLFLOW_SIGN_IN_FAILURES_PER_MINUTE"
-HEADER_TIMEOUT_ENV = "MLFLOW_HEADER_TIMEOUT_SECONDS"
-"""Not in the ConfigMap: the default suits every deployment; tests shorten it."""
-
-DEFAULT_MAX_BODY_MIB = 8
-"""A signed-in request's body, artifacts aside (they stream). MLflow's largest ordinary
-requests are far smaller: a log_batch at MLflow's own limits (1000 metrics, 100 params of 6000
-characters, 100 tags) is under 2 MiB."""
-DEFAULT_MAX_ARTIFACT_MIB = 2048
-DEFAULT_TRANSFERS = 2
-DEFAULT_SIGN_IN_CHECKS = 2
-"""Password checks a process runs at once. werkzeug's scrypt takes 32 MiB and about 67 ms of
-CPU per check (measured, bench/server.py); more at once only queues them on the CPU."""
-DEFAULT_SIGN_IN_FAILURES = 10
+# Names, defaults and bounds: the contract's (its declarations say why each default).
+MAX_BODY_ENV = contract.MAX_REQUEST_BODY_MIB.name
+MAX_ARTIFACT_ENV = contract.MAX_PROXIED_ARTIFACT_MIB.name
+TRANSFERS_ENV = contract.CONCURRENT_ARTIFACT_TRANSFERS.name
+SIGN_IN_CHECKS_ENV = contract.CONCURRENT_SIGN_IN_CHECKS.name
+SIGN_IN_FAILURES_ENV = contract.SIGN_IN_FAILURES_PER_MINUTE.name
+HEADER_TIMEOUT_ENV = contract.HEADER_TIMEOUT_SECONDS.name
 
 ANONYMOUS_BODY_BYTES = 64 * 1024
 """What a request without a login may carry while auth is on: MLflow refuses it anyway, but
@@ -42,9 +31,8 @@ one more gets a 503 to retry. Once MLflow has a body it costs several times its 
 bridge holds two copies, and parsing JSON multiplies it (measured: a 15 MiB JSON array of
 integers sent to log-batch grew a worker by 120 MiB, BODY_EXPANSION)."""
 BODY_EXPANSION = 8
-HEADER_TIMEOUT_SECONDS = 20
-"""A connection must complete its request line and headers this long after it opens or after
-its previous response: uvicorn waits forever by default, so idle or dribbling connections
+HEADER_TIMEOUT_SECONDS: int = contract.HEADER_TIMEOUT_SECONDS.default
+"""uvicorn waits forever for a request's headers by default, so idle or dribbling connections
 would pile up until the process runs out of file descriptors or memory."""
 LINGER_BYTES = 64 * MIB
 LINGER_SECONDS = 10.0
@@ -61,12 +49,12 @@ FAILURE_WINDOW_SECONDS = 60.0
 class Limits:
     """What one server process enforces (see docs/operations.md, "Limits")."""
 
-    max_body_bytes: int = DEFAULT_MAX_BODY_MIB * MIB
-    max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_MIB * MIB
-    transfers: int = DEFAULT_TRANSFERS
+    max_body_bytes: int = contract.MAX_REQUEST_BODY_MIB.default * MIB
+    max_artifact_bytes: int = contract.MAX_PROXIED_ARTIFACT_MIB.default * MIB
+    transfers: int = contract.CONCURRENT_ARTIFACT_TRANSFERS.default
     """Proxied artifact transfers per pod (all its processes together)."""
-    sign_in_checks: int = DEFAULT_SIGN_IN_CHECKS
-    sign_in_failures: int = DEFAULT_SIGN_IN_FAILURES
+    sign_in_checks: int = contract.CONCURRENT_SIGN_IN_CHECKS.default
+    sign_in_failures: int = contract.SIGN_IN_FAILURES_PER_MINUTE.default
     """Failed password checks per minute for one login from one source before 429."""
     header_timeout_seconds: int = HEADER_TIMEOUT_SECONDS
 
@@ -75,38 +63,17 @@ class Limits:
         return self.max_body_bytes * BODY_BUDGET_REQUESTS
 
 
-_BOUNDS = {
-    MAX_BODY_ENV: (1, 1024),
-    MAX_ARTIFACT_ENV: (1, 1024 * 1024),
-    TRANSFERS_ENV: (1, 64),
-    SIGN_IN_CHECKS_ENV: (1, 16),
-    SIGN_IN_FAILURES_ENV: (1, 10000),
-    HEADER_TIMEOUT_ENV: (1, 600),
-}
-
-
 def load(env: Mapping[str, str]) -> Limits:
     """The limits, defaults where a variable is unset; every bad value in one error."""
-    defaults = Limits()
-    values = {
-        MAX_BODY_ENV: defaults.max_body_bytes // MIB,
-        MAX_ARTIFACT_ENV: defaults.max_artifact_bytes // MIB,
-        TRANSFERS_ENV: defaults.transfers,
-        SIGN_IN_CHECKS_ENV: defaults.sign_in_checks,
-        SIGN_IN_FAILURES_ENV: defaults.sign_in_failures,
-        HEADER_TIMEOUT_ENV: defaults.header_timeout_seconds,
-    }
-    problems = []
-    for name, (low, high) in _BOUNDS.items():
-        raw = env.get(name, "").strip()
-        if not raw:
-            continue
-        if not raw.isdigit() or not low <= int(raw) <= high:
-            problems.append(f"{name} must be a whole number from {low} to {high}, got {raw!r}")
-            continue
-        values[name] = int(raw)
-    if problems:
-        raise LauncherError("invalid environment: " + "; ".join(problems))
+    values = settings.parse(
+        env,
+        contract.MAX_REQUEST_BODY_MIB,
+        contract.MAX_PROXIED_ARTIFACT_MIB,
+        contract.CONCURRENT_ARTIFACT_TRANSFERS,
+        contract.CONCURRENT_SIGN_IN_CHECKS,
+        contract.SIGN_IN_FAILURES_PER_MINUTE,
+        contract.HEADER_TIMEOUT_SECONDS,
+    )
     return Limits(
         max_body_bytes=values[MAX_BODY_ENV] * MIB,
         max_artifact_bytes=values[MAX_ARTIFACT_ENV] * MIB,

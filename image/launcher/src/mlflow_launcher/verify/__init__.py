@@ -47,7 +47,7 @@ from mlflow_launcher.verify.settings import (
     TARGETS_ENV,
     TIMEOUT_ENV,
     USERNAME_ENV,
-    VerifySettings,
+    VerifyEnvironment,
     load,
     load_signal_url,
     parse_target,
@@ -66,7 +66,7 @@ __all__ = [
     "TIMEOUT_ENV",
     "UNIQUE_ID",
     "USERNAME_ENV",
-    "VerifySettings",
+    "VerifyEnvironment",
     "check_browser_write",
     "check_host",
     "exercise_client",
@@ -173,7 +173,7 @@ def _data(outcomes: Mapping[str, str]) -> str:
     return "; ".join(f"{target} {outcome}" for target, outcome in outcomes.items())
 
 
-def verify_target(target: str, settings: VerifySettings) -> None:
+def verify_target(target: str, settings: VerifyEnvironment) -> None:
     """The four checks on one target, within one deadline; VerificationFailed with the reason
     at the first failure that is not transient, or at the deadline with the last one."""
     deadline = time.monotonic() + settings.timeout_seconds

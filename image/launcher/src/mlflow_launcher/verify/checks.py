@@ -21,7 +21,7 @@ from mlflow_launcher.verify.settings import (
     ADMIN_SECRET_ENV,
     PASSWORD_ENV,
     USERNAME_ENV,
-    VerifySettings,
+    VerifyEnvironment,
 )
 
 log = logging.getLogger(__name__)
@@ -121,13 +121,13 @@ def _for(timeout: float) -> str:
     return f" (still after {timeout:g} s)"
 
 
-def wait_healthy(target: str, deadline: float, settings: VerifySettings) -> None:
+def wait_healthy(target: str, deadline: float, settings: VerifyEnvironment) -> None:
     status, body = _answer(target, "/health", deadline, settings.timeout_seconds, healthy=False)
     if status != 200:
         raise VerificationFailed(f"{target}: GET /health answered {status}: {first_line(body)}")
 
 
-def check_host(target: str, deadline: float, settings: VerifySettings, auth: dict) -> None:
+def check_host(target: str, deadline: float, settings: VerifyEnvironment, auth: dict) -> None:
     status, body = _answer(
         target, HOST_CHECK_PATH, deadline, settings.timeout_seconds, headers=auth
     )
@@ -151,7 +151,9 @@ def check_host(target: str, deadline: float, settings: VerifySettings, auth: dic
     )
 
 
-def check_browser_write(target: str, deadline: float, settings: VerifySettings, auth: dict) -> None:
+def check_browser_write(
+    target: str, deadline: float, settings: VerifyEnvironment, auth: dict
+) -> None:
     """What the UI's first write-method call sends from a page served under this name."""
     parts = urlsplit(target)
     origin = f"{parts.scheme}://{parts.netloc}"

@@ -41,7 +41,7 @@ from mlflow_launcher.verify.kubernetes import (
     pods_path,
 )
 from mlflow_launcher.verify.messages import one_line, short_error
-from mlflow_launcher.verify.settings import RolloutSettings
+from mlflow_launcher.verify.settings import RolloutEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class _Progress:
 
 def wait_for_rollout(
     api: KubernetesApi,
-    rollout: RolloutSettings,
+    rollout: RolloutEnvironment,
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
@@ -106,7 +106,7 @@ def wait_for_rollout(
         sleep(max(0.0, min(POLL_SECONDS, deadline - clock())))
 
 
-def _state(api: KubernetesApi, rollout: RolloutSettings) -> str | None:
+def _state(api: KubernetesApi, rollout: RolloutEnvironment) -> str | None:
     """None once complete, else where it stands (and what holds it up); _Persistent for what
     waiting will not change."""
     deployment = api.get(deployment_path(rollout.namespace, rollout.name))
@@ -196,14 +196,14 @@ def _images(spec: Mapping[str, Any]) -> set[str]:
     return {c.get("image", "") for c in containers}
 
 
-def _other_template(deployment: Mapping[str, Any], rollout: RolloutSettings) -> str:
+def _other_template(deployment: Mapping[str, Any], rollout: RolloutEnvironment) -> str:
     """What differs between the Deployment's pod template and this deploy's ('' if nothing)."""
     template = deployment.get("spec", {}).get("template", {})
     return _differences(template.get("metadata", {}), template.get("spec", {}), rollout)
 
 
 def _differences(
-    metadata: Mapping[str, Any], spec: Mapping[str, Any], rollout: RolloutSettings
+    metadata: Mapping[str, Any], spec: Mapping[str, Any], rollout: RolloutEnvironment
 ) -> str:
     found = []
     images = _images(spec)
@@ -217,7 +217,7 @@ def _differences(
     return "; ".join(found)
 
 
-def _new_pods(pods: Iterable[Mapping[str, Any]], rollout: RolloutSettings) -> list[dict]:
+def _new_pods(pods: Iterable[Mapping[str, Any]], rollout: RolloutEnvironment) -> list[dict]:
     """The pods of this deploy's template: a pod carries its template's annotations and
     images, so no ReplicaSet needs reading (nor the permission to)."""
     return [

@@ -3,37 +3,32 @@
 from __future__ import annotations
 
 import base64
-import math
 import os
 from collections.abc import Mapping, MutableSequence
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, urlsplit
 
-from mlflow_launcher import redaction, secret
+from mlflow_launcher import contract, redaction, secret
 from mlflow_launcher.auth import ADMIN_SECRET_ENV
 from mlflow_launcher.errors import LauncherError
 
-TARGETS_ENV = "MLFLOW_VERIFY_TARGETS"
-TIMEOUT_ENV = "MLFLOW_VERIFY_TIMEOUT_SECONDS"
-SIGNAL_URL_ENV = "MLFLOW_VERIFY_SIGNAL_URL"
-LOGS_COMMAND_ENV = "MLFLOW_VERIFY_LOGS_COMMAND"
+TARGETS_ENV = contract.VERIFY_TARGETS.name
+TIMEOUT_ENV = contract.VERIFY_TIMEOUT_SECONDS.name
+SIGNAL_URL_ENV = contract.VERIFY_SIGNAL_URL.name
+LOGS_COMMAND_ENV = contract.VERIFY_LOGS_COMMAND.name
 USERNAME_ENV = "MLFLOW_TRACKING_USERNAME"
 PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"  # noqa: S105 - a variable's name
 # The rollout the check waits for first (the chart sets all of them, or none for a check of
 # whatever serves the targets now).
-DEPLOYMENT_ENV = "MLFLOW_VERIFY_DEPLOYMENT"
-NAMESPACE_ENV = "MLFLOW_VERIFY_NAMESPACE"
-IMAGE_ENV = "MLFLOW_VERIFY_IMAGE"
-POD_ANNOTATION_ENV = "MLFLOW_VERIFY_POD_ANNOTATION"
-ROLLOUT_TIMEOUT_ENV = "MLFLOW_VERIFY_ROLLOUT_TIMEOUT_SECONDS"
-
-# Load balancer targets register, DNS propagates and pods start within minutes of a deploy.
-DEFAULT_TIMEOUT_SECONDS = 600.0
-DEFAULT_ROLLOUT_TIMEOUT_SECONDS = 1800.0
+DEPLOYMENT_ENV = contract.VERIFY_DEPLOYMENT.name
+NAMESPACE_ENV = contract.VERIFY_NAMESPACE.name
+IMAGE_ENV = contract.VERIFY_IMAGE.name
+POD_ANNOTATION_ENV = contract.VERIFY_POD_ANNOTATION.name
+ROLLOUT_TIMEOUT_ENV = contract.VERIFY_ROLLOUT_TIMEOUT_SECONDS.name
 
 
 @dataclass(frozen=True)
-class RolloutSettings:
+class RolloutEnvironment:
     """The Deployment this deploy applied, and how long its rollout may take."""
 
     namespace: str
@@ -46,7 +41,7 @@ class RolloutSettings:
 
 
 @dataclass(frozen=True)
-class VerifySettings:
+class VerifyEnvironment:
     targets: tuple[str, ...]
     """Base URLs, without credentials and without a default port (as browsers send Host)."""
     timeout_seconds: float
@@ -56,7 +51,7 @@ class VerifySettings:
     MLFLOW_TRACKING_PASSWORD itself."""
     credentials_from: str = f"{USERNAME_ENV}/{PASSWORD_ENV}"
     """Where they came from, for a reason that says which login was refused."""
-    rollout: RolloutSettings | None = None
+    rollout: RolloutEnvironment | None = None
     """The rollout to wait for before the targets are checked. Default: none."""
 
 
@@ -108,7 +103,7 @@ def parse_target(value: str) -> str:
     return f"{parts.scheme}://{host}{parts.path.rstrip('/')}"
 
 
-def load(env: Mapping[str, str]) -> VerifySettings:
+def load(env: Mapping[str, str]) -> VerifyEnvironment:
     """Every problem at once, each naming its variable."""
     problems: list[str] = []
     targets: list[str] = []
@@ -123,29 +118,26 @@ def load(env: Mapping[str, str]) -> VerifySettings:
             problems.append(f"{TARGETS_ENV}: {shown} {exc}")
         else:
             targets.append(target)
-    timeout = _seconds(env, TIMEOUT_ENV, DEFAULT_TIMEOUT_SECONDS, problems)
+    timeout = _seconds(env, contract.VERIFY_TIMEOUT_SECONDS, problems)
     rollout = _rollout(env, problems)
     if problems:
         raise LauncherError("; ".join(problems))
     username, password = env.get(USERNAME_ENV, ""), env.get(PASSWORD_ENV, "")
     credentials = (username, password) if username or password else None
-    return VerifySettings(tuple(dict.fromkeys(targets)), timeout, credentials, rollout=rollout)
+    return VerifyEnvironment(tuple(dict.fromkeys(targets)), timeout, credentials, rollout=rollout)
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float, problems: list[str]) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
+def _seconds(
+    env: Mapping[str, str], variable: contract.Number, problems: list[str]
+) -> float | None:
     try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        problems.append(f"{name}={raw!r} is not a positive number of seconds")
-    return value
+        return variable.parse(env)
+    except contract.ContractError as error:
+        problems.append(str(error))
+        return None
 
 
-def _rollout(env: Mapping[str, str], problems: list[str]) -> RolloutSettings | None:
+def _rollout(env: Mapping[str, str], problems: list[str]) -> RolloutEnvironment | None:
     """None without MLFLOW_VERIFY_DEPLOYMENT: the check then uses whatever answers now."""
     name = env.get(DEPLOYMENT_ENV, "").strip()
     if not name:
@@ -161,13 +153,13 @@ def _rollout(env: Mapping[str, str], problems: list[str]) -> RolloutSettings | N
         if not (equals and key and value):
             problems.append(f"{POD_ANNOTATION_ENV}={raw!r} is not <annotation>=<value>")
         annotation = (key, value)
-    timeout = _seconds(env, ROLLOUT_TIMEOUT_ENV, DEFAULT_ROLLOUT_TIMEOUT_SECONDS, problems)
-    return RolloutSettings(values[NAMESPACE_ENV], name, values[IMAGE_ENV], annotation, timeout)
+    timeout = _seconds(env, contract.VERIFY_ROLLOUT_TIMEOUT_SECONDS, problems)
+    return RolloutEnvironment(values[NAMESPACE_ENV], name, values[IMAGE_ENV], annotation, timeout)
 
 
 def sign_in_as_admin(
-    settings: VerifySettings, env: Mapping[str, str], log_secrets: MutableSequence[str]
-) -> VerifySettings:
+    settings: VerifyEnvironment, env: Mapping[str, str], log_secrets: MutableSequence[str]
+) -> VerifyEnvironment:
     """With authentication on, the chart names the admin login's secret instead of giving a
     login: read it (as the server does) and hand it to the MLflow client. A login given in
     MLFLOW_TRACKING_USERNAME/PASSWORD wins."""
