@@ -181,7 +181,7 @@ class MlflowChartProps:
     internal_load_balancer: bool = True
     """An internal NLB reachable from the VPC. Default: on."""
     external: ExternalLoadBalancerProps | None = None
-    """An internet-facing NLB. Default: none."""
+    """An internet-facing NLB, when `external.enabled`. Default: none."""
     load_balancer_class: str = AUTO_MODE_LOAD_BALANCER_CLASS
     auth: AuthProps | None = None
     """MLflow's basic-auth app. Default: none (anyone who reaches the server may do anything;
@@ -224,7 +224,7 @@ class MlflowChartProps:
         names = {"cluster": self.instance}
         if self.internal_load_balancer:
             names["internal"] = f"{self.instance}-internal"
-        if self.external is not None:
+        if self.external is not None and self.external.enabled:
             names["external"] = f"{self.instance}-external"
         return names
 
@@ -581,7 +581,8 @@ class MlflowChart(cdk8s.Chart):
                     f"{_LB}target-group-attributes": self._target_group_attributes(),
                 },
             )
-        if props.external is not None:
+        external = props.external
+        if external is not None and external.enabled:
             services["external"] = self._service(
                 "ExternalService",
                 names["external"],
@@ -590,13 +591,13 @@ class MlflowChart(cdk8s.Chart):
                 annotations={
                     f"{_LB}scheme": "internet-facing",
                     f"{_LB}nlb-target-type": "ip",
-                    f"{_LB}ssl-cert": props.external.certificate_arn,
+                    f"{_LB}ssl-cert": external.certificate_arn,
                     f"{_LB}ssl-ports": str(TLS_SERVICE_PORT),
                     f"{_LB}ssl-negotiation-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
                     f"{_LB}backend-protocol": "tcp",
                     f"{_LB}target-group-attributes": self._target_group_attributes(),
                 },
-                source_ranges=list(props.external.allowed_cidrs),
+                source_ranges=list(external.allowed_cidrs),
             )
         return services
 

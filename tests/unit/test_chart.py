@@ -261,6 +261,16 @@ def test_with_the_names_read_back_exactly_those_are_allowed() -> None:
     )
 
 
+def test_an_external_load_balancer_left_off_makes_no_service() -> None:
+    """The config section and the prop are one model: `enabled: false` is no load balancer,
+    wherever the model is handed over."""
+    off = ExternalLoadBalancerProps()
+    chart = MlflowChart(cdk8s.Testing.app(), "test", props=replace(PROPS, external=off))
+    services = [o["metadata"]["name"] for o in chart.to_json() if o["kind"] == "Service"]
+    assert "mlflow-external" not in services
+    assert "external" not in replace(PROPS, external=off).service_names
+
+
 def test_load_balancer_objects_are_the_namespace_and_the_load_balancer_services() -> None:
     chart = MlflowChart(cdk8s.Testing.app(), "test", props=replace(PROPS, external=EXTERNAL))
     objects = chart.load_balancer_objects()
