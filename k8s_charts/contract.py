@@ -185,6 +185,7 @@ def launcher_environment(
     allowed_hosts: list[str],
     cors_allowed_origins: list[str],
     graceful_shutdown_seconds: int,
+    log_level: str,
     region: str,
     metrics_dir: str,
     read_host: str | None = None,
@@ -205,6 +206,7 @@ def launcher_environment(
             v.HOST: "0.0.0.0",  # noqa: S104 - the pod's port is the service's target
             v.PORT: CONTAINER_PORT,
             v.WORKERS: workers,
+            v.LOG_LEVEL: log_level,
             v.ALLOWED_HOSTS: tuple(allowed_hosts),
             v.CORS_ALLOWED_ORIGINS: tuple(cors_allowed_origins),
             # uvicorn (started by `mlflow server`) reads its options from UVICORN_* variables.

@@ -304,6 +304,7 @@ class MlflowChart(cdk8s.Chart):
                 ca_bundle=RDS_CA_BUNDLE_PATH,
                 artifacts_destination=props.artifacts_destination,
                 workers=props.workload.workers,
+                log_level=props.workload.log_level,
                 allowed_hosts=_allowed_hosts(props),
                 cors_allowed_origins=_allowed_origins(props),
                 # Finish before the grace period ends, with a margin for the process exit.

@@ -8,6 +8,8 @@ the generated docs.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from .launcher_contract import bounds, launcher
@@ -32,6 +34,9 @@ from .rules import (
     max_replicas_problem,
     memory_problem,
 )
+
+LogLevel = Literal[launcher.LOG_LEVEL.choices]  # type: ignore[valid-type]
+"""The levels the launcher's contract admits (MLFLOW_LOG_LEVEL)."""
 
 SCRATCH_OVERHEAD_GIB = 1
 """Scratch space beyond proxied transfers: caches, the UI's temp files, logs of a crash."""
@@ -105,6 +110,12 @@ class WorkloadProps(Props):
     workers: Workers = Field(
         launcher.WORKERS.default,
         description=f"uvicorn workers per pod ({bounds(launcher.WORKERS)}).",
+    )
+    log_level: LogLevel = Field(
+        launcher.LOG_LEVEL.default,
+        description="How much the server logs, MLflow's loggers and uvicorn's alike: `info` "
+        "has a line per request, `warning` keeps only what needs a look, `debug` adds MLflow's "
+        "debug messages.",
     )
     resources: ResourceProps = Field(default_factory=ResourceProps)
     allowed_hosts: tuple[HostPattern, ...] = Field(

@@ -145,6 +145,7 @@ def test_config_map_is_the_launcher_contract() -> None:
         "MLFLOW_HOST": "0.0.0.0",
         "MLFLOW_PORT": "5000",
         "MLFLOW_WORKERS": "2",
+        "MLFLOW_LOG_LEVEL": "info",
         # Explicit, in the forms clients send (no comparison of the ConfigMap with itself).
         "MLFLOW_ALLOWED_HOSTS": ",".join(
             [

@@ -70,3 +70,23 @@ def test_log_filter_masks_registered_password(caplog):
     assert redact.filter(record)
     assert PASSWORD not in record.getMessage()
     assert "***" in record.getMessage()
+
+
+def test_one_log_level_reaches_mlflow_and_uvicorn():
+    """MLflow's loggers read MLFLOW_LOGGING_LEVEL (upper case), the uvicorn CLI that `mlflow
+    server` runs reads UVICORN_LOG_LEVEL; the pod's MLFLOW_LOG_LEVEL sets both, over anything
+    the environment held."""
+    from mlflow_launcher import settings
+
+    env = {"MLFLOW_LOGGING_LEVEL": "DEBUG", "UVICORN_LOG_LEVEL": "trace"}
+    quiet = server_env(env, URI, log_level="warning")
+    assert (quiet["MLFLOW_LOGGING_LEVEL"], quiet["UVICORN_LOG_LEVEL"]) == ("WARNING", "warning")
+    default = server_env({}, URI)
+    assert (default["MLFLOW_LOGGING_LEVEL"], default["UVICORN_LOG_LEVEL"]) == ("INFO", "info")
+    pod = {
+        "MLFLOW_ARTIFACTS_DESTINATION": "s3://bucket/artifacts",
+        "MLFLOW_ALLOWED_HOSTS": "mlflow",
+        "MLFLOW_LOG_LEVEL": "debug",
+    }
+    assert settings.load_local_server(pod, {}).log_level == "debug"
+    assert settings.load_local_server({}, pod | {"MLFLOW_LOG_LEVEL": ""}).log_level == "info"

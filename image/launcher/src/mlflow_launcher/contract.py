@@ -322,6 +322,13 @@ HOST = Text(
 )
 PORT = Port(name="MLFLOW_PORT", doc="Its port.", default=5000)
 WORKERS = Integer(name="MLFLOW_WORKERS", doc="uvicorn workers per pod.", default=2, high=16)
+LOG_LEVEL = Choice(
+    name="MLFLOW_LOG_LEVEL",
+    doc="How much the server logs: the launcher sets MLflow's loggers (MLFLOW_LOGGING_LEVEL) and "
+    "uvicorn's (UVICORN_LOG_LEVEL) from it.",
+    choices=("debug", "info", "warning", "error"),
+    default="info",
+)
 ARTIFACTS_DESTINATION = Text(
     name="MLFLOW_ARTIFACTS_DESTINATION",
     doc="Where the server stores artifacts (s3://bucket/prefix).",

@@ -19,6 +19,8 @@ from mlflow_launcher.settings import ServerEnvironment
 # read (click option envvars in mlflow.cli).
 BACKEND_STORE_URI_ENV = "MLFLOW_BACKEND_STORE_URI"
 READ_REPLICA_URI_ENV = "MLFLOW_READ_REPLICA_BACKEND_STORE_URI"
+LOGGING_LEVEL_ENV = "MLFLOW_LOGGING_LEVEL"
+UVICORN_LOG_LEVEL_ENV = "UVICORN_LOG_LEVEL"
 # Launcher-only variables the server has no use for; dropped so they do not leak into workers.
 _LAUNCHER_ONLY = tuple(
     variable.name
@@ -69,12 +71,17 @@ def server_env(
     store_uri: str,
     secrets: Mapping[str, str] | None = None,
     read_uri: str | None = None,
+    log_level: str = contract.LOG_LEVEL.default,  # type: ignore[assignment]
 ) -> dict[str, str]:
     """The server's environment: the pod's, plus the store URIs (the replica's too, if any)
     and `secrets` (the auth app's keys), which MLflow reads from here; argv would show them to
     anyone who lists processes."""
     env = {**SERVER_DEFAULTS, **{k: v for k, v in base.items() if k not in _LAUNCHER_ONLY}}
     env.update(SERVER_FIXED)
+    # One level for both: MLflow's loggers read MLFLOW_LOGGING_LEVEL (mlflow.utils.
+    # logging_utils), the uvicorn CLI that `mlflow server` starts reads UVICORN_LOG_LEVEL.
+    env[LOGGING_LEVEL_ENV] = log_level.upper()
+    env[UVICORN_LOG_LEVEL_ENV] = log_level
     env[BACKEND_STORE_URI_ENV] = store_uri
     if read_uri is not None:
         env[READ_REPLICA_URI_ENV] = read_uri
@@ -92,7 +99,7 @@ def exec_server(
     """Replace this process with ``mlflow server`` (never returns). `secrets`: the auth app's
     environment (auth.server_env), None without authentication."""
     argv = server_argv(server)
-    env = server_env(os.environ, store_uri, secrets, read_uri)
+    env = server_env(os.environ, store_uri, secrets, read_uri, server.log_level)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(argv[0], argv, env)  # noqa: S606 - no shell
@@ -108,7 +115,9 @@ def run_in_foreground(server: ServerEnvironment, store_uri: str) -> int:
     again, and uvicorn, cut off in its shutdown, prints a CancelledError traceback.
     """
     child = subprocess.Popen(
-        server_argv(server), env=server_env(os.environ, store_uri), start_new_session=True
+        server_argv(server),
+        env=server_env(os.environ, store_uri, log_level=server.log_level),
+        start_new_session=True,
     )
     stopping = False
 

@@ -62,6 +62,8 @@ class ServerEnvironment:
     allowed_hosts: tuple[str, ...]
     cors_allowed_origins: tuple[str, ...] = ()
     """Origins (besides localhost) whose browser pages may send state-changing API requests."""
+    log_level: str = "info"
+    """MLflow's and uvicorn's log level (debug, info, warning, error)."""
 
 
 def parse(env: Mapping[str, str], *variables: contract.Variable[Any]) -> dict[str, Any]:
@@ -94,6 +96,7 @@ _SERVER = (
     contract.ARTIFACTS_DESTINATION,
     contract.ALLOWED_HOSTS,
     contract.CORS_ALLOWED_ORIGINS,
+    contract.LOG_LEVEL,
 )
 _DB = (
     contract.DB_ENGINE,
@@ -123,6 +126,7 @@ def _server(values: Mapping[str, Any]) -> ServerEnvironment:
         artifacts_destination=values[v.ARTIFACTS_DESTINATION.name],
         allowed_hosts=values[v.ALLOWED_HOSTS.name],
         cors_allowed_origins=values[v.CORS_ALLOWED_ORIGINS.name],
+        log_level=values[v.LOG_LEVEL.name],
     )
 
 
