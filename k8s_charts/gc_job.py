@@ -14,10 +14,9 @@ from pydantic import Field
 
 from .contract import CONTAINER_PORT, GC_TIMEOUT_SECONDS, gc_environment
 from .hardening import (
-    CONTAINER_SECURITY,
     POD_SECURITY,
-    TMP_PATH,
     harden,
+    launcher_container,
     small_resources,
 )
 from .model import Props
@@ -102,21 +101,15 @@ def add_gc_job(
         security_context=POD_SECURITY,
         volumes=[tmp],
         containers=[
-            kplus.ContainerProps(
+            launcher_container(
                 name="gc",
                 image=image,
-                image_pull_policy=kplus.ImagePullPolicy.IF_NOT_PRESENT,
-                args=["gc"],
-                env_from=[kplus.Env.from_config_map(config_map)],
-                env_variables={
-                    key: kplus.EnvValue.from_value(value)
-                    for key, value in gc_environment(
-                        older_than=gc.older_than,
-                        tracking_uri=f"http://{instance}.{namespace}.svc.cluster.local",
-                    ).items()
-                },
-                security_context=CONTAINER_SECURITY,
-                volume_mounts=[kplus.VolumeMount(path=TMP_PATH, volume=tmp)],
+                config_map=config_map,
+                environment=gc_environment(
+                    older_than=gc.older_than,
+                    tracking_uri=f"http://{instance}.{namespace}.svc.cluster.local",
+                ),
+                tmp=tmp,
                 # MLflow and its store in-process, a page of deleted runs at a time.
                 resources=small_resources(cpu_millis=100, memory_mib=512),
             )

@@ -84,6 +84,30 @@ def harden(
     api.add_json_patch(cdk8s.JsonPatch.add(f"{spec}/nodeSelector", selector))
 
 
+def launcher_container(
+    *,
+    name: str,
+    image: str,
+    config_map: kplus.ConfigMap,
+    environment: Mapping[str, str],
+    tmp: kplus.Volume,
+    resources: kplus.ContainerResources,
+) -> kplus.ContainerProps:
+    """A Job's one container: the launcher command `name` of the server's image, with the
+    server's ConfigMap and `environment` on top, hardened, /tmp its only writable path."""
+    return kplus.ContainerProps(
+        name=name,
+        image=image,
+        image_pull_policy=kplus.ImagePullPolicy.IF_NOT_PRESENT,
+        args=[name],
+        env_from=[kplus.Env.from_config_map(config_map)],
+        env_variables={k: kplus.EnvValue.from_value(v) for k, v in environment.items()},
+        security_context=CONTAINER_SECURITY,
+        volume_mounts=[kplus.VolumeMount(path=TMP_PATH, volume=tmp)],
+        resources=resources,
+    )
+
+
 def small_resources(cpu_millis: int, memory_mib: int) -> kplus.ContainerResources:
     """Requests (memory: limit = request) of a helper container, with 1 GiB of scratch space
     (the /tmp emptyDir counts against ephemeral storage; cdk8s-plus renders whole GiB)."""

@@ -18,10 +18,9 @@ from constructs import Construct
 
 from .contract import MIGRATION_JOB_CPU_MILLIS
 from .hardening import (
-    CONTAINER_SECURITY,
     POD_SECURITY,
-    TMP_PATH,
     harden,
+    launcher_container,
     small_resources,
 )
 from .policy import dns, egress, egress_only, tcp
@@ -80,15 +79,12 @@ def add_migration_job(
         security_context=POD_SECURITY,
         volumes=[tmp],
         containers=[
-            kplus.ContainerProps(
+            launcher_container(
                 name="migrate",
                 image=image,
-                image_pull_policy=kplus.ImagePullPolicy.IF_NOT_PRESENT,
-                args=["migrate"],
-                env_from=[kplus.Env.from_config_map(config_map)],
-                env_variables={k: kplus.EnvValue.from_value(v) for k, v in environment.items()},
-                security_context=CONTAINER_SECURITY,
-                volume_mounts=[kplus.VolumeMount(path=TMP_PATH, volume=tmp)],
+                config_map=config_map,
+                environment=environment,
+                tmp=tmp,
                 # MLflow's migrations in-process (Alembic, SQLAlchemy): about 250 MiB.
                 resources=small_resources(cpu_millis=MIGRATION_JOB_CPU_MILLIS, memory_mib=512),
             )
