@@ -551,13 +551,12 @@ def _oidc_place(arn: str) -> tuple[str | None, str | None]:
 
 
 # The settings that imply a region and/or an account, in the order they are trusted when
-# aws.region/aws.account are not set: (key, its section, (region, account) from its value).
-_PLACED: tuple[tuple[str, str, Callable[[Any], tuple[str | None, str | None]]], ...] = (
-    ("aws.region", "aws", lambda s: (s.aws.region, None)),
-    ("aws.account", "aws", lambda s: (None, s.aws.account)),
+# aws.region/aws.account are not set: (key, (region, account) from its value).
+_PLACED: tuple[tuple[str, Callable[[Any], tuple[str | None, str | None]]], ...] = (
+    ("aws.region", lambda s: (s.aws.region, None)),
+    ("aws.account", lambda s: (None, s.aws.account)),
     (
         "cluster.availability_zones",
-        "cluster",
         lambda s: (
             (s.cluster.availability_zones[0][:-1], None)
             if s.cluster.availability_zones
@@ -566,7 +565,6 @@ _PLACED: tuple[tuple[str, str, Callable[[Any], tuple[str | None, str | None]]], 
     ),
     (
         "cluster.oidc_provider_arn",
-        "cluster",
         lambda s: (
             _oidc_place(s.cluster.oidc_provider_arn)
             if s.cluster.oidc_provider_arn
@@ -576,7 +574,6 @@ _PLACED: tuple[tuple[str, str, Callable[[Any], tuple[str | None, str | None]]], 
     # The kubectl handler's Lambda execution role: Lambda takes roles of its own account.
     (
         "cluster.kubectl_role_arn",
-        "cluster",
         lambda s: (
             (None, arn_region_and_account(s.cluster.kubectl_role_arn)[1])
             if s.cluster.kubectl_role_arn
@@ -586,7 +583,6 @@ _PLACED: tuple[tuple[str, str, Callable[[Any], tuple[str | None, str | None]]], 
     # A load balancer serves ACM certificates of its own account and region only.
     (
         "exposure.external.certificate_arn",
-        "exposure",
         lambda s: (
             arn_region_and_account(s.exposure.external.certificate_arn)
             if s.exposure.external.certificate_arn
@@ -596,16 +592,17 @@ _PLACED: tuple[tuple[str, str, Callable[[Any], tuple[str | None, str | None]]], 
 )
 
 
-def _sections_up_to(key: str) -> tuple[str, ...]:
-    keys = [k for k, _, _ in _PLACED]
-    return tuple(dict.fromkeys(section for _, section, _ in _PLACED[: keys.index(key) + 1]))
+def _keys_up_to(key: str) -> tuple[str, ...]:
+    """What the rule about `key` reads: it and the settings trusted before it."""
+    keys = [k for k, _ in _PLACED]
+    return tuple(keys[: keys.index(key) + 1])
 
 
 def _disagrees(settings: Any, key: str) -> str | None:
     """Whether `key` names another region or account than aws.region/aws.account or, without
     those, than the first setting before it that names one."""
     placed = []
-    for other, _, place in _PLACED:
+    for other, place in _PLACED:
         placed.append((other, place(settings)))
         if other == key:
             break
@@ -673,14 +670,28 @@ class Settings(StrictModel):
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     RULES = (
-        Rule("auth.allow_anonymous_through", ("exposure", "auth"), lambda s: _anonymous(s)),
+        Rule(
+            "auth.allow_anonymous_through",
+            (
+                "exposure.internal",
+                "exposure.external.enabled",
+                "auth.enabled",
+                "auth.allow_anonymous_through",
+            ),
+            lambda s: _anonymous(s),
+        ),
         Rule(
             "monitoring.max_database_connections",
-            ("monitoring", "database"),
+            (
+                "monitoring.enabled",
+                "monitoring.max_database_connections",
+                "database.engine",
+                "database.instance_type",
+            ),
             lambda s: _connections_problem(s.monitoring, s.database),
         ),
         *(
-            Rule(key, _sections_up_to(key), lambda s, key=key: _disagrees(s, key))
-            for key, _, _ in _PLACED[2:]
+            Rule(key, _keys_up_to(key), lambda s, key=key: _disagrees(s, key))
+            for key, _ in _PLACED[2:]
         ),
     )

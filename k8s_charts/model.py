@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from .rules import InvalidProps, Rule, broken_rules
+from .rules import InvalidProps, Path, Rule, broken_rules
 
 
 def _rule_error(key: str, why: str, data: object) -> InitErrorDetails:
@@ -52,7 +52,7 @@ class SettingsModel(BaseModel):
             if not isinstance(data, dict):
                 raise
             errors = error.errors()
-            invalid = {str(e["loc"][0]) for e in errors if e["loc"]}
+            invalid = {tuple(str(part) for part in e["loc"]) for e in errors if e["loc"]}
             values = cls._valid_fields(data, invalid)
             broken = broken_rules(values, cls.RULES, invalid, set(data))
             if not broken:
@@ -77,18 +77,29 @@ class SettingsModel(BaseModel):
         return model
 
     @classmethod
-    def _valid_fields(cls, data: dict[str, Any], invalid: set[str]) -> SimpleNamespace:
-        """The fields that passed, validated on their own (defaults for those not given)."""
+    def _valid_fields(cls, data: dict[str, Any], invalid: set[Path]) -> SimpleNamespace:
+        """The fields that passed, validated on their own (defaults for those not given); of
+        a section with invalid fields, its valid ones, so a rule between sections still runs
+        on them."""
         values = {}
         for name, field in cls.model_fields.items():
-            if name in invalid:
-                continue
-            if name in data:
-                kind = field.annotation
-                adapter = TypeAdapter(Annotated[kind, *field.metadata] if field.metadata else kind)
-                values[name] = adapter.validate_python(data[name])
-            else:
-                values[name] = field.get_default(call_default_factory=True)
+            inside = {path[1:] for path in invalid if path[:1] == (name,)}
+            section = field.annotation
+            if not inside:
+                if name in data:
+                    kind = field.annotation
+                    metadata = field.metadata
+                    adapter = TypeAdapter(Annotated[kind, *metadata] if metadata else kind)
+                    values[name] = adapter.validate_python(data[name])
+                else:
+                    values[name] = field.get_default(call_default_factory=True)
+            elif (
+                () not in inside
+                and isinstance(section, type)
+                and issubclass(section, SettingsModel)
+                and isinstance(data.get(name, {}), dict)
+            ):
+                values[name] = section._valid_fields(data.get(name, {}), inside)
         return SimpleNamespace(**values)
 
 

@@ -308,11 +308,19 @@ def max_replicas_problem(replicas: int, max_replicas: int | None) -> str | None:
 
 @dataclass(frozen=True)
 class Rule:
-    """A rule between fields: reported at `key`, checked only when all of `reads` are valid."""
+    """A rule between fields: reported at `key`, checked only when all of `reads` are valid.
+
+    A read is a field's name or, for a rule between sections, its dotted path
+    (`cluster.availability_zones`): the rule then still runs when another field of the same
+    section is invalid."""
 
     key: str
     reads: tuple[str, ...]
     check: Callable[[Any], str | None]
+
+
+Path = tuple[str, ...]
+"""Where a value is: its field names from the model down (an error's `loc`)."""
 
 
 class _Reads:
@@ -320,7 +328,8 @@ class _Reads:
     the rule would otherwise run on an invalid value in the one-run-reports-all path)."""
 
     def __init__(self, values: object, names: tuple[str, ...], given: set[str]) -> None:
-        self._values, self._names, self._given = values, names, given
+        self._values, self._given = values, given
+        self._names = {name.split(".")[0] for name in names}
 
     def __getattr__(self, name: str) -> Any:
         if name not in self._names:
@@ -332,13 +341,20 @@ class _Reads:
         return name in self._given
 
 
+def _touches(read: str, invalid: Iterable[Path]) -> bool:
+    """Whether an invalid value is at `read`, inside it, or around it."""
+    path = tuple(read.split("."))
+    return any(p[: len(path)] == path or path[: len(p)] == p for p in invalid)
+
+
 def broken_rules(
-    values: object, rules: Iterable[Rule], invalid: set[str], given: set[str]
+    values: object, rules: Iterable[Rule], invalid: Iterable[Path], given: set[str]
 ) -> list[tuple[str, str]]:
-    """(key, problem) for each rule that fails among those whose fields are all valid."""
+    """(key, problem) for each rule that fails among those whose reads are all valid."""
+    invalid = list(invalid)
     broken = []
     for rule in rules:
-        if invalid.intersection(rule.reads):
+        if any(_touches(read, invalid) for read in rule.reads):
             continue
         problem = rule.check(_Reads(values, rule.reads, given))
         if problem:
@@ -364,12 +380,12 @@ def validate_props(props: object, rules: Iterable[Rule] = ()) -> None:
     Raises InvalidProps naming every field that breaks a rule.
     """
     problems: list[tuple[str, str]] = []
-    invalid: set[str] = set()
+    invalid: set[Path] = set()
     for name, adapter in _field_adapters(type(props)).items():
         try:
             value = adapter.validate_python(getattr(props, name))
         except ValidationError as error:
-            invalid.add(name)
+            invalid.add((name,))
             for item in error.errors(include_url=False):
                 where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"])
                 message = item["msg"].removeprefix("Value error, ")
