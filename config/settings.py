@@ -18,11 +18,10 @@ from pydantic import (
     StringConstraints,
 )
 
-from mlflow_on_eks.constructs_lib.auth import PERMISSIONS
 from mlflow_on_eks.constructs_lib.kubernetes import DEFAULT_VERSION, SUPPORTED_VERSIONS
 from mlflow_on_eks.constructs_lib.monitoring import default_max_connections
 from mlflow_on_eks.k8s_charts import AuthProps, GcProps, WorkloadProps
-from mlflow_on_eks.k8s_charts.launcher_contract import bounds, launcher
+from mlflow_on_eks.k8s_charts.auth import anonymous_problem
 from mlflow_on_eks.k8s_charts.mlflow_chart import ExternalLoadBalancerProps
 from mlflow_on_eks.k8s_charts.model import SettingsModel
 from mlflow_on_eks.k8s_charts.rules import (
@@ -30,7 +29,6 @@ from mlflow_on_eks.k8s_charts.rules import (
     REGION_PATTERN,
     Cidr,
     Rule,
-    SignInCacheSeconds,
     arn_region_and_account,
 )
 
@@ -418,56 +416,6 @@ class ExposureSettings(StrictModel):
     external: ExternalLoadBalancerProps = Field(default_factory=ExternalLoadBalancerProps)
 
 
-WayIn = Literal["cluster", "internal", "external"]
-"""A way clients reach the server: the Services (MlflowChartProps.service_names)."""
-
-_WHO_COMES_IN = {
-    "cluster": "every pod of the cluster (the in-cluster Service)",
-    "internal": "the VPC and every network routed to it (the internal load balancer)",
-    "external": "exposure.external.allowed_cidrs (the internet-facing load balancer)",
-}
-
-
-class AuthSettings(StrictModel):
-    """Who may use the server: MLflow's basic-auth app (users, passwords, permissions)."""
-
-    enabled: bool = Field(
-        True,
-        description=(
-            "Sign-in required for the UI and the API. Off, anyone who reaches a load balancer "
-            "can read, change and delete every experiment and model."
-        ),
-    )
-    default_permission: Literal[PERMISSIONS] = Field(  # type: ignore[valid-type]
-        AuthProps.default_permission,
-        description="What a signed-in user may do on what others created, unless granted more.",
-    )
-    admin_username: Annotated[str, StringConstraints(pattern=r"^[^\s:]{1,64}$")] = Field(
-        "admin",
-        description="The admin MLflow creates on first start; its password is generated.",
-    )
-    allow_anonymous_through: list[WayIn] = Field(
-        default_factory=list,
-        description="With enabled: false, every way in this deployment has, named to confirm "
-        "that whoever comes through it may read, change and delete everything: cluster (the "
-        "in-cluster Service: every pod of the cluster), internal (the internal load balancer: "
-        "the VPC and every network routed to it), external (the internet-facing one: its "
-        "allowed_cidrs). A way in not named fails the synth. Default: none.",
-    )
-    sign_in_cache_seconds: SignInCacheSeconds = Field(
-        AuthProps.sign_in_cache_seconds,
-        description=(
-            "How long each server process remembers a successful password check "
-            f"({bounds(launcher.AUTH_CACHE_SECONDS)}; 0: never). "
-            "MLflow checks passwords with a deliberately slow hash on every request "
-            "(measured: 67 ms of CPU and 32 MiB each; a tracking run took 0.7 s of server CPU "
-            "instead of 0.05 s). "
-            "The price: a changed password, a deleted user or a removed admin flag takes up to "
-            "this long to reach the other workers and pods."
-        ),
-    )
-
-
 class DeployCheckSettings(StrictModel):
     """What `cdk deploy` proves before it succeeds."""
 
@@ -627,29 +575,7 @@ def _ways_in(exposure: ExposureSettings) -> list[str]:
 
 def _anonymous(s: Any) -> str | None:
     """Sign-in off is confirmed for each way in, so a load balancer turned on later is too."""
-    named = s.auth.allow_anonymous_through
-    if s.auth.enabled:
-        return (
-            "is set but auth.enabled is true: there is nothing anonymous to allow; remove it"
-            if named
-            else None
-        )
-    ways = _ways_in(s.exposure)
-    missing = [way for way in ways if way not in named]
-    if missing:
-        who = "; ".join(_WHO_COMES_IN[way] for way in missing)
-        return (
-            f"does not name {', '.join(missing)} while auth.enabled is false: anyone from "
-            f"{who} could read, change and delete every experiment and model. Turn auth on, "
-            f"or confirm with allow_anonymous_through: [{', '.join(ways)}]"
-        )
-    absent = [way for way in named if way not in ways]
-    if absent:
-        return (
-            f"names {', '.join(absent)}, which this deployment does not have; remove it "
-            "(a way in turned on later is confirmed then)"
-        )
-    return None
+    return anonymous_problem(s.auth, _ways_in(s.exposure))
 
 
 class Settings(StrictModel):
@@ -664,7 +590,7 @@ class Settings(StrictModel):
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
     server: WorkloadProps = Field(default_factory=WorkloadProps)
     exposure: ExposureSettings = Field(default_factory=ExposureSettings)
-    auth: AuthSettings = Field(default_factory=AuthSettings)
+    auth: AuthProps = Field(default_factory=AuthProps)
     gc: GcProps = Field(default_factory=GcProps)
     deploy_check: DeployCheckSettings = Field(default_factory=DeployCheckSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)

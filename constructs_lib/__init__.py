@@ -6,8 +6,10 @@ import os
 # of a jsii package (aws_cdk, cdk8s); an app that imports this package first does not show it.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-# Props MlflowTrackingServer takes (`workload`, `external_load_balancer`, `gc`), re-exported.
+# Props MlflowTrackingServer takes (`auth`, `workload`, `external_load_balancer`, `gc`),
+# re-exported.
 from ..k8s_charts import (
+    AuthProps,
     ExternalLoadBalancerProps,
     GcProps,
     MetricsScrapersProps,
@@ -30,6 +32,7 @@ from .tracking_server import MlflowTrackingServer
 
 __all__ = [
     "SUPPORTED_VERSIONS",
+    "AuthProps",
     "AutoModeCluster",
     "ClusterHandle",
     "ExistingClusterAttributes",

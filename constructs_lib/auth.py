@@ -1,6 +1,6 @@
 """MlflowAuth: who may use the server. MLflow's basic-auth app, its secrets generated here.
 
-The users and their permissions live in a database of their own (`database_name`) on the
+The users and their permissions live in a database of their own (`mlflow_auth`) on the
 backend store's RDS instance, created and migrated by the server's `migrate` init container.
 This construct holds what must never appear in a template, a manifest or argv, each generated
 into Secrets Manager and read by the launcher at pod start:
@@ -16,19 +16,12 @@ stack and are retained with the database unless it is destroyed.
 
 from __future__ import annotations
 
-from typing import get_args
-
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from ..k8s_charts import AuthProps
-from ..k8s_charts.rules import Permission
+from ..k8s_charts import AuthProps, AuthSecretIds
 from .acknowledgements import acknowledge
-
-PERMISSIONS: tuple[str, ...] = get_args(Permission)
-"""What every signed-in user may do where no grant says otherwise (mlflow.server.auth's
-permissions, as the launcher's contract lists them; DENY exists only as an explicit grant)."""
 
 # MLflow's store refuses passwords shorter than 12 characters; length is what makes these
 # strong, and every printable ASCII character is allowed (the launcher and MLflow's client send
@@ -41,11 +34,13 @@ _ROTATION_REASON = (
 
 
 class MlflowAuth(Construct):
-    """The basic-auth app's settings and its three generated secrets.
+    """The sign-in secrets: the admin login, the Flask secret key and the KEK passphrase.
 
-    Attributes: `admin_secret` (JSON `username`, `password`), `flask_secret_key`,
-    `kek_passphrase` (plain strings), `default_permission`, `database_name`, `admin_username`,
-    `sign_in_cache_seconds`.
+    What the server does with sign-in (default permission, the sign-in cache) is not here: it
+    is MlflowTrackingServer's `auth`, the same `AuthProps`, given to the server directly.
+
+    Attributes: `props`, `admin_secret` (JSON `username`, `password`), `flask_secret_key`,
+    `kek_passphrase` (plain strings), `secret_ids` (their ARNs, as the chart takes them).
     """
 
     def __init__(
@@ -53,38 +48,25 @@ class MlflowAuth(Construct):
         scope: Construct,
         id: str,
         *,
-        admin_username: str = "admin",
-        default_permission: Permission = AuthProps.default_permission,
-        database_name: str = AuthProps.database_name,
-        sign_in_cache_seconds: int = AuthProps.sign_in_cache_seconds,
+        props: AuthProps | None = None,
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
     ) -> None:
         """
-        :param admin_username: the user MLflow creates, with a generated password, on first
-            start. Default: `admin`.
-        :param default_permission: what a signed-in user may do on what others created, unless
-            granted more. Default: READ.
-        :param database_name: the auth database on the backend store's instance.
-            Default: `mlflow_auth`.
-        :param sign_in_cache_seconds: how long each server process remembers a successful
-            password check (0: never); a changed password or deleted user takes up to this long
-            to reach the other processes. Default: 30 (see `AuthProps`).
+        :param props: the sign-in settings (the config file's `auth` section); this construct
+            uses `admin_username`, the user MLflow creates with the generated password on first
+            start. Default: `AuthProps()`.
         :param removal_policy: of the secrets; keep them as long as the database.
             Default: RETAIN.
         """
         super().__init__(scope, id)
-        if default_permission not in PERMISSIONS:
+        props = props or AuthProps()
+        if not props.enabled:
             raise ValueError(
-                f"default_permission must be one of {', '.join(PERMISSIONS)}, "
-                f"got {default_permission!r}"
+                "MlflowAuth: props.enabled is false; with sign-in off there are no secrets to "
+                "make: leave MlflowAuth out"
             )
-        if not admin_username or any(c.isspace() or c == ":" for c in admin_username):
-            # Basic auth joins user and password with ':'; MLflow cannot sign such a user in.
-            raise ValueError(f"admin_username {admin_username!r} is empty or has ':' or spaces")
-        self.admin_username = admin_username
-        self.default_permission = default_permission
-        self.database_name = database_name
-        self.sign_in_cache_seconds = sign_in_cache_seconds
+        self.props = props
+        admin_username = props.admin_username
         self.admin_secret = self._secret(
             "AdminCredentials",
             "MLflow admin login (basic auth): username and generated password",
@@ -135,6 +117,14 @@ class MlflowAuth(Construct):
         )
         acknowledge(secret, "AwsSolutions-SMG4", _ROTATION_REASON.format(what=why_not_rotated))
         return secret
+
+    @property
+    def secret_ids(self) -> AuthSecretIds:
+        return AuthSecretIds(
+            admin=self.admin_secret.secret_arn,
+            flask_secret_key=self.flask_secret_key.secret_arn,
+            kek_passphrase=self.kek_passphrase.secret_arn,
+        )
 
     @property
     def secrets(self) -> tuple[secretsmanager.ISecret, ...]:

@@ -115,11 +115,11 @@ class DeployCheck(Construct):
         :param config_digest: the config digest in the server's pod template, by which the Job
             knows this deploy's template. Default: none (the image alone).
         :param admin_secret: the admin login the Job signs in with; required when
-            `server.auth` is set. Default: none.
+            sign-in is on (`server.sign_in`). Default: none.
         """
         super().__init__(scope, id)
-        if server.auth and admin_secret is None:
-            raise ValueError("DeployCheck: admin_secret is required with server.auth set")
+        if server.sign_in and admin_secret is None:
+            raise ValueError("DeployCheck: admin_secret is required with sign-in on")
         self.role: iam.Role | None = None
         if admin_secret is not None:
             account = verify_service_account_name(server)

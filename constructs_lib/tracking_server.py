@@ -25,6 +25,7 @@ from ..k8s_charts import (
     MlflowChartProps,
     WorkloadProps,
 )
+from ..k8s_charts.auth import AUTH_DATABASE_NAME, anonymous_problem
 from ..k8s_charts.contract import CONFIG_DIGEST_ANNOTATION
 from ..k8s_charts.rules import arn_region_and_account
 from .artifact_store import MlflowArtifactStore
@@ -65,7 +66,7 @@ class MlflowTrackingServer(Construct):
     uses the server as a user would, failing the deploy with its reason (DeployCheck).
 
     Attributes: `role`, `image`, `chart`, `manifest`, `database_ingress`, `workload`,
-    `namespace`, `service_account_name`, `service_names`, `auth`, `revision`,
+    `namespace`, `service_account_name`, `service_names`, `auth`, `auth_secrets`, `revision`,
     `load_balancer_hosts` (kind -> DNS name, resolved at deploy time), `deploy_check` (or None).
     """
 
@@ -77,7 +78,8 @@ class MlflowTrackingServer(Construct):
         cluster: ClusterHandle,
         database: MlflowDatabase,
         artifact_store: MlflowArtifactStore,
-        auth: MlflowAuth | None,
+        auth: AuthProps | None = None,
+        auth_secrets: MlflowAuth | None = None,
         workload: WorkloadProps | None = None,
         internal_load_balancer: bool = True,
         external_load_balancer: ExternalLoadBalancerProps | None = None,
@@ -93,9 +95,12 @@ class MlflowTrackingServer(Construct):
             labels), from `AutoModeCluster.handle`, `ImportedCluster.handle` or your own.
         :param database: the backend store.
         :param artifact_store: the artifact bucket.
-        :param auth: MLflow's basic-auth app with its secrets, or None for a server that
-            lets anyone who reaches it read, change and delete everything. Required, so that
-            leaving authentication out is a decision.
+        :param auth: sign-in (the config file's `auth` section). Default: `AuthProps()`, on.
+            With `enabled: false`, anyone who reaches the server may read, change and delete
+            everything: `allow_anonymous_through` must then name every way in the server has
+            (cluster, internal, external), so leaving sign-in out is a decision.
+        :param auth_secrets: the sign-in secrets (an MlflowAuth, usually in the data stack),
+            required with `auth.enabled`. MLflow's admin is the one its secret names.
         :param workload: how the server runs (namespace, replicas and autoscaling, workers,
             resources, allowed hosts, architecture, scratch space, drain); passed to the chart
             unchanged. Default: `WorkloadProps()`, the config file's defaults.
@@ -120,6 +125,14 @@ class MlflowTrackingServer(Construct):
             external_load_balancer = None
         if external_load_balancer and external_load_balancer.certificate_arn:
             _same_place(Stack.of(self), external_load_balancer.certificate_arn)
+        auth = auth or AuthProps()
+        if auth.enabled and auth_secrets is None:
+            raise ValueError(
+                "auth_secrets is required with auth.enabled: an MlflowAuth (the sign-in "
+                "secrets, usually made in the data stack)"
+            )
+        if not auth.enabled and auth_secrets is not None:
+            raise ValueError("auth_secrets is given but auth.enabled is false: leave it out")
         workload = workload or WorkloadProps()
         namespace = workload.namespace
         self.workload = workload
@@ -132,7 +145,7 @@ class MlflowTrackingServer(Construct):
             instance=INSTANCE,
             database=database,
             artifact_store=artifact_store,
-            auth=auth,
+            auth=auth_secrets,
             snapshots=snapshot_before_upgrade,
             gc=gc is not None and gc.enabled,
         )
@@ -198,18 +211,13 @@ class MlflowTrackingServer(Construct):
             internal_load_balancer=internal_load_balancer,
             external=external_load_balancer,
             load_balancer_class=load_balancer_class,
-            auth=AuthProps(
-                admin_secret_id=auth.admin_secret.secret_arn,
-                flask_secret_key_id=auth.flask_secret_key.secret_arn,
-                kek_passphrase_id=auth.kek_passphrase.secret_arn,
-                default_permission=auth.default_permission,
-                database_name=auth.database_name,
-                sign_in_cache_seconds=auth.sign_in_cache_seconds,
-            )
-            if auth
-            else None,
+            auth=auth,
+            auth_secrets=auth_secrets.secret_ids if auth_secrets else None,
             gc=gc,
         )
+        anonymous = anonymous_problem(auth, list(props.service_names))
+        if anonymous:
+            raise ValueError(f"auth.allow_anonymous_through {anonymous}")
         self.service_names = props.service_names
         hosts = self._load_balancer_hosts(cluster.cluster)
         props = replace(
@@ -218,6 +226,7 @@ class MlflowTrackingServer(Construct):
             load_balancer_dns_names={kind: value.value for kind, value in hosts.items()},
         )
         self.auth = auth
+        self.auth_secrets = auth_secrets
         self.chart = MlflowChart(cdk8s.App(), "Mlflow", props=props)
         self.load_balancer_manifest = self._apply_load_balancers(cluster.cluster, hosts)
         # Pods read the ConfigMap only at start: a digest of its (resolved) data in the pod
@@ -253,7 +262,7 @@ class MlflowTrackingServer(Construct):
                 load_balancer_hosts=self.load_balancer_hosts,
                 revision=self.revision,
                 config_digest=digest[:16],
-                admin_secret=auth.admin_secret if auth else None,
+                admin_secret=auth_secrets.admin_secret if auth_secrets else None,
             )
             if deploy_check
             else None
@@ -309,7 +318,7 @@ class MlflowTrackingServer(Construct):
             "image": props.image,
             "db": [props.db_engine, props.db_host, props.db_port, props.db_name],
             "logins": [props.db_secret_id, props.db_admin_secret_id],
-            "auth": props.auth.database_name if props.auth else None,
+            "auth": AUTH_DATABASE_NAME if props.sign_in else None,
             "snapshot": props.db_instance_id,
         }
         resolved = json.dumps(Stack.of(self).resolve(inputs), sort_keys=True)

@@ -6,7 +6,7 @@ import os
 # of a jsii package (aws_cdk, cdk8s); an app that imports this package first does not show it.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from .contract import AuthProps
+from .auth import AuthProps, AuthSecretIds
 from .deploy_check_chart import DeployCheckChart, DeployCheckChartProps
 from .gc_job import GcProps
 from .mlflow_chart import (
@@ -23,6 +23,7 @@ __all__ = [
     "AUTO_MODE_LOAD_BALANCER_CLASS",
     "LB_CONTROLLER_LOAD_BALANCER_CLASS",
     "AuthProps",
+    "AuthSecretIds",
     "DeployCheckChart",
     "DeployCheckChartProps",
     "ExternalLoadBalancerProps",

@@ -9,10 +9,8 @@ one the launcher would refuse, and the defaults the budgets below count are the 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from .launcher_contract import launcher
-from .rules import Permission, SignInCacheSeconds, validate_props
 from .workload import WorkloadProps
 
 CONTAINER_PORT: int = launcher.PORT.default
@@ -311,46 +309,6 @@ def verify_environment(
         env |= {v.AUTH_ADMIN_SECRET_ID: admin_secret_id, v.AWS_REGION: region}
         env[v.AWS_DEFAULT_REGION] = region
     return v.render(env)
-
-
-@dataclass(frozen=True)
-class AuthProps:
-    """MLflow's basic-auth app. Secrets travel as ARNs; the launcher reads them at start."""
-
-    admin_secret_id: str
-    """Secret with JSON `username` and `password`: the admin MLflow creates on first start."""
-    flask_secret_key_id: str
-    """Secret holding MLFLOW_FLASK_SERVER_SECRET_KEY (the same on every replica)."""
-    kek_passphrase_id: str
-    """Secret holding MLFLOW_CRYPTO_KEK_PASSPHRASE."""
-    default_permission: Permission = launcher.AUTH_DEFAULT_PERMISSION.default
-    database_name: str = launcher.AUTH_DB_NAME.default
-    """The users' database, on the backend store's instance."""
-    sign_in_cache_seconds: SignInCacheSeconds = launcher.AUTH_CACHE_SECONDS.default
-    """How long each server process remembers a successful password check (MLflow's
-    auth_cache_ttl_seconds; 0: never). MLflow checks passwords with scrypt, slow on purpose:
-    measured here 67 ms of CPU and 32 MiB per check, every request, which made a tracking run
-    (create, log_batch, end) cost about 0.7 s of server CPU against 0.05 s without sign-in
-    (bench/server.py). The cost of remembering: a changed password, a deleted user or a removed
-    admin flag takes up to this long to reach the other processes and pods."""
-
-    def __post_init__(self) -> None:
-        validate_props(self)
-
-
-def auth_environment(auth: AuthProps) -> dict[str, str]:
-    """What the launcher needs to run MLflow's basic-auth app: names and ARNs, no secret."""
-    v = launcher
-    return v.render(
-        {
-            v.AUTH_ADMIN_SECRET_ID: auth.admin_secret_id,
-            v.AUTH_FLASK_SECRET_ID: auth.flask_secret_key_id,
-            v.AUTH_KEK_SECRET_ID: auth.kek_passphrase_id,
-            v.AUTH_DEFAULT_PERMISSION: auth.default_permission,
-            v.AUTH_DB_NAME: auth.database_name,
-            v.AUTH_CACHE_SECONDS: auth.sign_in_cache_seconds,
-        }
-    )
 
 
 GC_TIMEOUT_SECONDS: int = launcher.GC_TIMEOUT_SECONDS.default

@@ -75,7 +75,7 @@ class DeployCheckChartProps:
     budget is cut to fit. Default: no limit."""
 
     def __post_init__(self) -> None:
-        if self.server.auth and not self.role_arn:
+        if self.server.sign_in and not self.role_arn:
             raise ValueError(
                 "DeployCheckChartProps.role_arn is required with authentication on: the Job "
                 "reads the admin login from Secrets Manager through its own IRSA role"
@@ -153,7 +153,11 @@ class DeployCheckChart(cdk8s.Chart):
                             image=server.image,
                             pod_annotation=annotation,
                             rollout_timeout_seconds=self.rollout_timeout_seconds,
-                            admin_secret_id=server.auth.admin_secret_id if server.auth else None,
+                            admin_secret_id=(
+                                server.auth_secrets.admin
+                                if server.sign_in and server.auth_secrets
+                                else None
+                            ),
                             region=server.region,
                         ).items()
                     },

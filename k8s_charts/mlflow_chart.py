@@ -16,6 +16,7 @@ from cdk8s_plus_27 import k8s
 from constructs import Construct
 from pydantic import Field
 
+from .auth import AuthProps, AuthSecretIds, auth_environment
 from .contract import (
     CONTAINER_PORT,
     METRICS_PORT,
@@ -23,8 +24,6 @@ from .contract import (
     SERVICE_PORT,
     STARTUP_PROBE_PERIOD_SECONDS,
     TLS_SERVICE_PORT,
-    AuthProps,
-    auth_environment,
     guard_environment,
     launcher_environment,
     migration_environment,
@@ -46,6 +45,7 @@ from .policy import dns, egress, ingress, pods_in_namespaces, tcp
 from .rules import (
     AcmCertificateArn,
     Cidr,
+    InvalidProps,
     Rule,
     cidrs_needed_problem,
     internet_problem,
@@ -184,8 +184,11 @@ class MlflowChartProps:
     """An internet-facing NLB, when `external.enabled`. Default: none."""
     load_balancer_class: str = AUTO_MODE_LOAD_BALANCER_CLASS
     auth: AuthProps | None = None
-    """MLflow's basic-auth app. Default: none (anyone who reaches the server may do anything;
-    MlflowTrackingServer makes its callers choose)."""
+    """MLflow's basic-auth app, when `auth.enabled` (then with `auth_secrets`). Default: none
+    (anyone who reaches the server may do anything; MlflowTrackingServer makes its callers
+    confirm that for each way in)."""
+    auth_secrets: AuthSecretIds | None = None
+    """The ARNs of the sign-in secrets (MlflowAuth's), needed with `auth.enabled`."""
     gc: GcProps | None = None
     """A CronJob that permanently removes deleted runs and experiments, when `gc.enabled`.
     Default: none."""
@@ -217,6 +220,18 @@ class MlflowChartProps:
     """Part of the migration Job's name; a new value (a new image or database) runs a new Job.
     Default: "0"."""
     extra_labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.sign_in and self.auth_secrets is None:
+            raise InvalidProps(
+                "MlflowChartProps: auth_secrets is required with auth.enabled (the ARNs of "
+                "MlflowAuth's secrets, which the launcher reads at start)"
+            )
+
+    @property
+    def sign_in(self) -> bool:
+        """Whether MLflow's basic-auth app runs (`auth` given and enabled)."""
+        return self.auth is not None and self.auth.enabled
 
     @property
     def service_names(self) -> dict[str, str]:
@@ -314,7 +329,11 @@ class MlflowChart(cdk8s.Chart):
                 read_host=props.db_read_host,
             )
             | guard_environment(props.workload)
-            | (auth_environment(props.auth) if props.auth else {}),
+            | (
+                auth_environment(props.auth, props.auth_secrets)
+                if props.auth and props.auth.enabled and props.auth_secrets
+                else {}
+            ),
         )
         self.migration = add_migration_job(
             self,

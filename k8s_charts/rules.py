@@ -12,16 +12,13 @@ when those are valid, so one run reports every problem) and a check that returns
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import ipaddress
 import re
-import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from .launcher_contract import launcher
 
@@ -364,36 +361,3 @@ def broken_rules(
 
 class InvalidProps(ValueError):
     """Construct props that break the rules; the message lists every problem."""
-
-
-@functools.cache
-def _field_adapters(cls: type) -> dict[str, TypeAdapter[Any]]:
-    hints = typing.get_type_hints(cls, include_extras=True)
-    return {f.name: TypeAdapter(hints[f.name]) for f in dataclasses.fields(cls)}
-
-
-def validate_props(props: object, rules: Iterable[Rule] = ()) -> None:
-    """Check a frozen props dataclass against its field types and `rules`, all at once.
-
-    Each field is validated with its declared type (the config file's rules); a valid value
-    is stored in its normal form (a list becomes the declared tuple, `cpu=1` becomes "1").
-    Raises InvalidProps naming every field that breaks a rule.
-    """
-    problems: list[tuple[str, str]] = []
-    invalid: set[Path] = set()
-    for name, adapter in _field_adapters(type(props)).items():
-        try:
-            value = adapter.validate_python(getattr(props, name))
-        except ValidationError as error:
-            invalid.add((name,))
-            for item in error.errors(include_url=False):
-                where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"])
-                message = item["msg"].removeprefix("Value error, ")
-                problems.append((f"{name}{where}", f"{message} (got {item['input']!r})"))
-        else:
-            object.__setattr__(props, name, value)
-    given = {f.name for f in dataclasses.fields(props)}  # type: ignore[arg-type]
-    problems += broken_rules(props, rules, invalid, given)
-    if problems:
-        lines = "\n".join(f"  {key}: {why}" for key, why in problems)
-        raise InvalidProps(f"{type(props).__name__}: invalid props\n{lines}")

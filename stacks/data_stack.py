@@ -6,13 +6,14 @@ from aws_cdk import Annotations, Duration, Environment, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
-from config.settings import ArtifactSettings, AuthSettings, DatabaseSettings
+from config.settings import ArtifactSettings, DatabaseSettings
 from mlflow_on_eks.constructs_lib import (
     ExistingVpc,
     MlflowArtifactStore,
     MlflowAuth,
     MlflowDatabase,
 )
+from mlflow_on_eks.k8s_charts import AuthProps
 from stacks.network_stack import guard_vpc
 
 DESTROY_FLAG = "allow_data_destroy"
@@ -41,7 +42,7 @@ class DataStack(Stack):
         vpc: ec2.IVpc | ExistingVpc,
         database: DatabaseSettings,
         artifacts: ArtifactSettings,
-        auth: AuthSettings,
+        auth: AuthProps,
         allow_destroy: bool = False,
         vpc_id_import: str | None = None,
         env: Environment | None = None,
@@ -92,9 +93,7 @@ class DataStack(Stack):
             MlflowAuth(
                 self,
                 "Auth",
-                admin_username=auth.admin_username,
-                default_permission=auth.default_permission,
-                sign_in_cache_seconds=auth.sign_in_cache_seconds,
+                props=auth,
                 removal_policy=RemovalPolicy.DESTROY
                 if database_removal == RemovalPolicy.DESTROY
                 else RemovalPolicy.RETAIN,

@@ -21,6 +21,7 @@ from mlflow_on_eks.constructs_lib import (
 from mlflow_on_eks.k8s_charts import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
     LB_CONTROLLER_LOAD_BALANCER_CLASS,
+    AuthProps,
     GcProps,
     WorkloadProps,
 )
@@ -53,7 +54,8 @@ class MlflowStack(Stack):
         cluster_name: str | None = None,
         database: MlflowDatabase,
         artifact_store: MlflowArtifactStore,
-        auth: MlflowAuth | None,
+        auth: AuthProps,
+        auth_secrets: MlflowAuth | None,
         server: WorkloadProps,
         exposure: ExposureSettings,
         deploy_check: bool = True,
@@ -81,6 +83,7 @@ class MlflowStack(Stack):
             database=database,
             artifact_store=artifact_store,
             auth=auth,
+            auth_secrets=auth_secrets,
             workload=server,
             internal_load_balancer=exposure.internal,
             external_load_balancer=exposure.external,
@@ -165,10 +168,10 @@ class MlflowStack(Stack):
                 "Point the certificate's DNS name here (CNAME or alias); clients then use "
                 "https://<that name>",
             )
-        if server.auth is not None:
+        if server.auth_secrets is not None:
             values["AdminCredentialsCommand"] = (
                 "aws secretsmanager get-secret-value --query SecretString --output text "
-                f"--secret-id {server.auth.admin_secret.secret_arn}",
+                f"--secret-id {server.auth_secrets.admin_secret.secret_arn}",
                 "Prints the admin login (JSON username, password); sign in with it and create "
                 "users (docs/operations.md, Authentication)",
             )

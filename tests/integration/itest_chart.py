@@ -33,7 +33,7 @@ LOAD_BALANCER_HOSTS = {
 _LOAD_BALANCER_NAME = re.compile(
     r"\$\{GetAtt:TrackingServer(Internal|External)LoadBalancerHost[0-9A-F]{8}\.Value\}"
 )
-# The basic-auth secrets' ARNs in the ConfigMap (k8s_charts/contract.py `auth_environment`)
+# The basic-auth secrets' ARNs in the ConfigMap (k8s_charts/auth.py `auth_environment`)
 # whenever authentication is on.
 AUTH_SECRET_IDS = (
     "MLFLOW_AUTH_ADMIN_SECRET_ID",

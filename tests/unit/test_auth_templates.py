@@ -17,7 +17,13 @@ import pytest
 
 from mlflow_on_eks.constructs_lib import MlflowAuth
 from mlflow_on_eks.constructs_lib.review import render_intrinsics
-from mlflow_on_eks.k8s_charts import AuthProps, DeployCheckChart, DeployCheckChartProps
+from mlflow_on_eks.k8s_charts import (
+    AuthProps,
+    AuthSecretIds,
+    DeployCheckChart,
+    DeployCheckChartProps,
+)
+from mlflow_on_eks.k8s_charts.rules import InvalidProps
 from tests.conftest import Synth, resources_of
 from tests.unit.test_chart import PROPS as CHART_PROPS
 
@@ -118,12 +124,12 @@ def test_without_auth_the_check_runs_with_no_aws_identity() -> None:
 
 def test_with_auth_the_check_needs_its_role() -> None:
     arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:{}-AbCdEf"
-    auth = AuthProps(
-        admin_secret_id=arn.format("admin"),
-        flask_secret_key_id=arn.format("flask"),
-        kek_passphrase_id=arn.format("kek"),
+    secrets = AuthSecretIds(
+        admin=arn.format("admin"),
+        flask_secret_key=arn.format("flask"),
+        kek_passphrase=arn.format("kek"),
     )
-    server = replace(CHART_PROPS, auth=auth)
+    server = replace(CHART_PROPS, auth=AuthProps(), auth_secrets=secrets)
     with pytest.raises(ValueError, match="role_arn is required with authentication on"):
         _check_chart(server)
     role = "arn:aws:iam::123456789012:role/mlflow-verify"
@@ -143,11 +149,29 @@ def test_admin_credentials_command_prints_the_login(synth: SynthFn) -> None:
 @pytest.mark.parametrize(
     ("options", "why"),
     [
-        ({"default_permission": "WRITE"}, "default_permission must be one of READ"),
-        ({"admin_username": ""}, "admin_username"),
-        ({"admin_username": "a:b"}, "admin_username"),
+        ({"default_permission": "WRITE"}, "default_permission: Input should be 'READ'"),
+        ({"admin_username": ""}, "admin_username: String should match pattern"),
+        ({"admin_username": "a:b"}, "admin_username: String should match pattern"),
+        ({"enabled": False, "allow_anonymous_through": ["cluster"], "admin_username": "a"}, None),
+        ({"allow_anonymous_through": ["cluster"]}, "is set but enabled is true"),
     ],
 )
-def test_construct_refuses_what_mlflow_cannot_use(options: dict, why: str) -> None:
-    with pytest.raises(ValueError, match=why):
-        MlflowAuth(cdk.Stack(cdk.App(), "S"), "Auth", **options)
+def test_props_refuse_what_mlflow_cannot_use(options: dict, why: str | None) -> None:
+    """The same model is the config's `auth` section: a library user gets the same refusal."""
+    if why is None:
+        with pytest.raises(ValueError, match="with sign-in off there are no secrets to make"):
+            MlflowAuth(cdk.Stack(cdk.App(), "S"), "Auth", props=AuthProps(**options))
+        return
+    with pytest.raises(InvalidProps, match=why):
+        AuthProps(**options)
+
+
+def test_the_admin_secret_names_the_configured_admin() -> None:
+    stack = cdk.Stack(cdk.App(), "S")
+    MlflowAuth(stack, "Auth", props=AuthProps(admin_username="platform-admin"))
+    secrets = resources_of(
+        cdk.assertions.Template.from_stack(stack).to_json(), "AWS::SecretsManager::Secret"
+    )
+    [admin] = [r for key, r in secrets.items() if key.startswith("AuthAdminCredentials")]
+    template = admin["Properties"]["GenerateSecretString"]["SecretStringTemplate"]
+    assert json.loads(template) == {"username": "platform-admin"}

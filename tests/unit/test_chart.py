@@ -13,6 +13,7 @@ from mlflow_on_eks.k8s_charts import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
     LB_CONTROLLER_LOAD_BALANCER_CLASS,
     AuthProps,
+    AuthSecretIds,
     ExternalLoadBalancerProps,
     GcProps,
     MetricsScrapersProps,
@@ -22,6 +23,7 @@ from mlflow_on_eks.k8s_charts import (
     WorkloadProps,
 )
 from mlflow_on_eks.k8s_charts.node_pool_chart import DATABASE_CLIENT_LABEL, DEDICATED_TAINT
+from mlflow_on_eks.k8s_charts.rules import InvalidProps
 
 PROPS = MlflowChartProps(
     workload=WorkloadProps(namespace="ml"),
@@ -189,18 +191,24 @@ def test_config_map_is_the_launcher_contract() -> None:
 
 
 def test_auth_adds_only_names_and_arns_to_the_config_map() -> None:
-    auth = AuthProps(
-        admin_secret_id="arn:aws:secretsmanager:eu-west-1:123456789012:secret:admin-AbCdEf",
-        flask_secret_key_id="arn:aws:secretsmanager:eu-west-1:123456789012:secret:flask-AbCdEf",
-        kek_passphrase_id="arn:aws:secretsmanager:eu-west-1:123456789012:secret:kek-AbCdEf",
-        default_permission="EDIT",
+    secrets = AuthSecretIds(
+        admin="arn:aws:secretsmanager:eu-west-1:123456789012:secret:admin-AbCdEf",
+        flask_secret_key="arn:aws:secretsmanager:eu-west-1:123456789012:secret:flask-AbCdEf",
+        kek_passphrase="arn:aws:secretsmanager:eu-west-1:123456789012:secret:kek-AbCdEf",
     )
+    auth = AuthProps(default_permission="EDIT")
     plain = one(render(), "ConfigMap", "mlflow-config")["data"]
-    data = one(render(replace(PROPS, auth=auth)), "ConfigMap", "mlflow-config")["data"]
+    with_auth = replace(PROPS, auth=auth, auth_secrets=secrets)
+    data = one(render(with_auth), "ConfigMap", "mlflow-config")["data"]
+    # Sign-in turned off in the same model renders as none.
+    off = replace(with_auth, auth=auth.replace(enabled=False))
+    assert one(render(off), "ConfigMap", "mlflow-config")["data"] == plain
+    with pytest.raises(InvalidProps, match=r"auth_secrets is required with auth\.enabled"):
+        replace(PROPS, auth=auth)
     assert {k: v for k, v in data.items() if k not in plain} == {
-        "MLFLOW_AUTH_ADMIN_SECRET_ID": auth.admin_secret_id,
-        "MLFLOW_AUTH_FLASK_SECRET_ID": auth.flask_secret_key_id,
-        "MLFLOW_AUTH_KEK_SECRET_ID": auth.kek_passphrase_id,
+        "MLFLOW_AUTH_ADMIN_SECRET_ID": secrets.admin,
+        "MLFLOW_AUTH_FLASK_SECRET_ID": secrets.flask_secret_key,
+        "MLFLOW_AUTH_KEK_SECRET_ID": secrets.kek_passphrase,
         "MLFLOW_AUTH_DEFAULT_PERMISSION": "EDIT",
         "MLFLOW_AUTH_DB_NAME": "mlflow_auth",
         "MLFLOW_AUTH_CACHE_SECONDS": "30",

@@ -29,7 +29,7 @@ from mlflow_on_eks.constructs_lib import (
     WorkloadProps,
 )
 from mlflow_on_eks.constructs_lib.tracking_server import IMAGE_DIRECTORY
-from mlflow_on_eks.k8s_charts import ExternalLoadBalancerProps
+from mlflow_on_eks.k8s_charts import AuthProps, ExternalLoadBalancerProps
 from mlflow_on_eks.k8s_charts.node_pool_chart import DATABASE_CLIENT_LABEL
 from tests.conftest import resources_of
 
@@ -240,7 +240,7 @@ def test_tracking_server_alone_with_your_own_bucket_and_secret() -> None:
         cluster=cluster.handle,
         database=database,
         artifact_store=MlflowArtifactStore(stack, "Artifacts", bucket=bucket),
-        auth=MlflowAuth(stack, "Auth"),
+        auth_secrets=MlflowAuth(stack, "Auth"),
         workload=WorkloadProps(namespace="team-ml", replicas=3),
     )
     policies = {
@@ -259,6 +259,10 @@ def test_tracking_server_alone_with_your_own_bucket_and_secret() -> None:
     assert config["data"]["MLFLOW_ARTIFACTS_DESTINATION"] == "s3://team-ml-artifacts/artifacts"
 
 
+ANONYMOUS = AuthProps(enabled=False, allow_anonymous_through=["cluster", "internal"])
+"""Sign-in off, confirmed for the server's two ways in (the in-cluster and internal Services)."""
+
+
 def _tracking_server(
     workload: WorkloadProps, image_directory: Path | None = None, **options: Any
 ) -> MlflowTrackingServer:
@@ -272,7 +276,7 @@ def _tracking_server(
         cluster=cluster.handle,
         database=MlflowDatabase(stack, "Database", vpc=vpc),
         artifact_store=MlflowArtifactStore(stack, "Artifacts"),
-        auth=options.pop("auth", None),
+        auth=options.pop("auth", ANONYMOUS),
         workload=workload,
         **extra,
         **options,
@@ -289,6 +293,23 @@ def test_a_new_image_or_setting_runs_a_new_deploy_check(tmp_path: Path) -> None:
     copy = _tracking_server(WorkloadProps(), image).revision
     (image / "launcher" / "src" / "mlflow_launcher" / "__init__.py").write_text("# changed\n")
     assert _tracking_server(WorkloadProps(), image).revision != copy
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        # Sign-in off must be confirmed for every way in, as the config file asks.
+        ({"auth": AuthProps(enabled=False)}, "allow_anonymous_through does not name cluster, "),
+        (
+            {"auth": AuthProps(enabled=False, allow_anonymous_through=["cluster"])},
+            "does not name internal while auth.enabled is false",
+        ),
+        ({"auth": AuthProps()}, "auth_secrets is required with auth.enabled"),
+    ],
+)
+def test_a_library_server_without_sign_in_is_a_confirmed_decision(options: dict, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        _tracking_server(WorkloadProps(), **options)
 
 
 def test_deploy_check_can_be_left_out_of_a_library_stack() -> None:
@@ -320,4 +341,6 @@ def test_a_certificate_of_another_region_or_account_is_refused_at_synth() -> Non
         allowed_cidrs=("10.0.0.0/8",),
         certificate_arn=cert.format(ENV.region, ENV.account),
     )
-    assert _tracking_server(WorkloadProps(), external_load_balancer=external).chart
+    all_ways = ANONYMOUS.replace(allow_anonymous_through=["cluster", "internal", "external"])
+    server = _tracking_server(WorkloadProps(), external_load_balancer=external, auth=all_ways)
+    assert server.chart

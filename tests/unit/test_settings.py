@@ -115,7 +115,7 @@ def test_sign_in_off_is_confirmed_for_every_way_in() -> None:
         ({"allow_anonymous_through": ["internal"]}, "every pod of the cluster"),
         (
             {**external(), "allow_anonymous_through": ["cluster", "internal"]},
-            "anyone from exposure.external.allowed_cidrs",
+            "anyone from the external load balancer's allowed_cidrs",
         ),
         (
             {"allow_anonymous_through": ["cluster", "internal", "external"]},

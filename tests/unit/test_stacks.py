@@ -538,7 +538,7 @@ def test_missing_image_directory_is_a_clear_error(tmp_path: Path) -> None:
             cluster=cluster.handle,
             database=deployment.data.database,
             artifact_store=deployment.data.artifact_store,
-            auth=deployment.data.auth,
+            auth_secrets=deployment.data.auth,
             image_directory=tmp_path,
         )
 

@@ -3,6 +3,7 @@
 import aws_cdk as cdk
 
 from mlflow_on_eks.constructs_lib import (
+    AuthProps,
     ExistingClusterAttributes,
     ExistingVpc,
     ImportedCluster,
@@ -45,7 +46,8 @@ cluster = ImportedCluster(
 # The sign-in secrets go with the data: the users they open live in the database.
 database = MlflowDatabase(data, "Database", vpc=network.import_into(data))
 artifacts = MlflowArtifactStore(data, "Artifacts")
-auth = MlflowAuth(data, "Auth", default_permission="READ")
+sign_in = AuthProps(default_permission="READ")
+secrets = MlflowAuth(data, "Auth", props=sign_in)
 
 MlflowTrackingServer(
     server,
@@ -53,7 +55,8 @@ MlflowTrackingServer(
     cluster=cluster.handle,
     database=database,
     artifact_store=artifacts,
-    auth=auth,
+    auth=sign_in,
+    auth_secrets=secrets,
     workload=WorkloadProps(replicas=3, allowed_hosts=("mlflow.example.com",)),
 )
 

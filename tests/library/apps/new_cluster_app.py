@@ -42,7 +42,7 @@ MlflowTrackingServer(
     ),
     database=MlflowDatabase(stack, "Database", vpc=vpc, engine="postgres"),
     artifact_store=MlflowArtifactStore(stack, "Artifacts"),
-    auth=MlflowAuth(stack, "Auth"),
+    auth_secrets=MlflowAuth(stack, "Auth"),
 )
 
 app.synth()

@@ -102,15 +102,14 @@ def test_the_launcher_reports_a_bad_value_as_an_invalid_environment_with_exit_co
 def test_the_bounds_the_issue_names_are_the_configs_too():
     """The sign-in cache's 3600, the workers' 16 and the permission list: the config model
     refuses what the launcher would (it reads the same declarations)."""
-    from mlflow_on_eks.constructs_lib.auth import PERMISSIONS
     from mlflow_on_eks.k8s_charts import AuthProps, WorkloadProps
+    from mlflow_on_eks.k8s_charts.auth import PERMISSIONS
 
     assert launcher.AUTH_DEFAULT_PERMISSION.choices == PERMISSIONS
-    base = {"admin_secret_id": "a", "flask_secret_key_id": "f", "kek_passphrase_id": "k"}
-    assert AuthProps(**base).sign_in_cache_seconds == 30  # the launcher's default: one number
-    assert AuthProps(**base, sign_in_cache_seconds=3600).sign_in_cache_seconds == 3600
+    assert AuthProps().sign_in_cache_seconds == 30  # the launcher's default: one number
+    assert AuthProps(sign_in_cache_seconds=3600).sign_in_cache_seconds == 3600
     with pytest.raises(ValueError, match="sign_in_cache_seconds"):
-        AuthProps(**base, sign_in_cache_seconds=3601)
+        AuthProps(sign_in_cache_seconds=3601)
     with pytest.raises(ValueError, match="workers"):
         WorkloadProps(workers=17)
     assert WorkloadProps().workers == launcher.WORKERS.default
