@@ -22,7 +22,7 @@ from mlflow_on_eks.constructs_lib.kubernetes import DEFAULT_VERSION, SUPPORTED_V
 from mlflow_on_eks.constructs_lib.monitoring import default_max_connections
 from mlflow_on_eks.k8s_charts import AuthProps, GcProps, WorkloadProps
 from mlflow_on_eks.k8s_charts.auth import anonymous_problem
-from mlflow_on_eks.k8s_charts.mlflow_chart import ExternalLoadBalancerProps
+from mlflow_on_eks.k8s_charts.mlflow_chart import ExposureProps, LoadBalancerController, ways_in
 from mlflow_on_eks.k8s_charts.model import SettingsModel
 from mlflow_on_eks.k8s_charts.rules import (
     PARTITION_PATTERN,
@@ -233,7 +233,7 @@ class ClusterSettings(StrictModel):
         "cluster can reach it, and synth warns (docs/operations.md, Who reaches the database).",
     )
 
-    load_balancer_controller: Literal["auto-mode", "aws-load-balancer-controller"] = Field(
+    load_balancer_controller: LoadBalancerController = Field(
         "auto-mode",
         description="Which controller provisions the load balancers: EKS Auto Mode's own, or the "
         "AWS Load Balancer Controller (existing clusters without Auto Mode).",
@@ -409,13 +409,6 @@ class ArtifactSettings(StrictModel):
     )
 
 
-class ExposureSettings(StrictModel):
-    """How clients reach the server besides the in-cluster ClusterIP service."""
-
-    internal: bool = Field(True, description="An internal (VPC-only) network load balancer.")
-    external: ExternalLoadBalancerProps = Field(default_factory=ExternalLoadBalancerProps)
-
-
 class DeployCheckSettings(StrictModel):
     """What `cdk deploy` proves before it succeeds."""
 
@@ -564,18 +557,9 @@ def _disagrees(settings: Any, key: str) -> str | None:
     return "; ".join(problems) + " (they must agree)" if problems else None
 
 
-def _ways_in(exposure: ExposureSettings) -> list[str]:
-    ways = ["cluster"]
-    if exposure.internal:
-        ways.append("internal")
-    if exposure.external.enabled:
-        ways.append("external")
-    return ways
-
-
 def _anonymous(s: Any) -> str | None:
     """Sign-in off is confirmed for each way in, so a load balancer turned on later is too."""
-    return anonymous_problem(s.auth, _ways_in(s.exposure))
+    return anonymous_problem(s.auth, ways_in(s.exposure))
 
 
 class Settings(StrictModel):
@@ -589,7 +573,7 @@ class Settings(StrictModel):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
     server: WorkloadProps = Field(default_factory=WorkloadProps)
-    exposure: ExposureSettings = Field(default_factory=ExposureSettings)
+    exposure: ExposureProps = Field(default_factory=ExposureProps)
     auth: AuthProps = Field(default_factory=AuthProps)
     gc: GcProps = Field(default_factory=GcProps)
     deploy_check: DeployCheckSettings = Field(default_factory=DeployCheckSettings)

@@ -6,10 +6,10 @@ import os
 # of a jsii package (aws_cdk, cdk8s); an app that imports this package first does not show it.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-# Props MlflowTrackingServer takes (`auth`, `workload`, `external_load_balancer`, `gc`),
-# re-exported.
+# Props MlflowTrackingServer takes (`auth`, `workload`, `exposure`, `gc`), re-exported.
 from ..k8s_charts import (
     AuthProps,
+    ExposureProps,
     ExternalLoadBalancerProps,
     GcProps,
     MetricsScrapersProps,
@@ -37,6 +37,7 @@ __all__ = [
     "ClusterHandle",
     "ExistingClusterAttributes",
     "ExistingVpc",
+    "ExposureProps",
     "ExternalLoadBalancerProps",
     "GcProps",
     "ImportedCluster",

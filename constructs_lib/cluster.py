@@ -20,7 +20,13 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from ..k8s_charts import NodePoolChart, NodePoolChartProps
+from ..k8s_charts import (
+    AUTO_MODE_LOAD_BALANCER_CLASS,
+    LOAD_BALANCER_CLASSES,
+    NodePoolChart,
+    NodePoolChartProps,
+)
+from ..k8s_charts.mlflow_chart import LoadBalancerController
 from ..k8s_charts.node_pool_chart import DATABASE_CLIENT_LABEL
 from .acknowledgements import (
     acknowledge,
@@ -56,6 +62,9 @@ class ClusterHandle:
     (AutoModeCluster's: nodes that carry its database client group). Default: none."""
     admin_role_arns: tuple[str, ...] = ()
     """IAM roles with cluster-admin access (the kubeconfig output names the first)."""
+    load_balancer_class: str = AUTO_MODE_LOAD_BALANCER_CLASS
+    """The Services' loadBalancerClass: the controller that provisions load balancers on this
+    cluster. Default: EKS Auto Mode's (`eks.amazonaws.com/nlb`)."""
 
 
 WORKLOAD_NODE_POOL = "mlflow"
@@ -286,6 +295,9 @@ class ExistingClusterAttributes:
     kubernetes_version: str
     kubectl_role_arn: str | None = None
     """A role that already has cluster access for the kubectl handler; None creates one."""
+    load_balancer_controller: LoadBalancerController = "auto-mode"
+    """Which controller provisions load balancers: EKS Auto Mode's, or the AWS Load Balancer
+    Controller (a cluster without Auto Mode). Default: `auto-mode`."""
     database_client_security_group_id: str | None = None
     """A group only MLflow's pods carry (security groups for pods, or the nodes of a node group
     or NodeClass only MLflow runs on), for the database to admit instead of the cluster
@@ -313,7 +325,7 @@ class ImportedCluster(Construct):
     pod and node of the cluster carries (a warning says so; docs/operations.md, Who reaches the
     database).
 
-    Attributes: `cluster` (id "Resource"), `kubectl_provider`, `kubectl_role`,
+    Attributes: `attributes`, `cluster` (id "Resource"), `kubectl_provider`, `kubectl_role`,
     `access_entry` (None when the role was given), `oidc_provider`, `security_group`,
     `database_client_security_group`.
     """
@@ -339,6 +351,7 @@ class ImportedCluster(Construct):
         self.security_group = ec2.SecurityGroup.from_security_group_id(
             self, "SecurityGroup", attributes.security_group_id, mutable=False
         )
+        self.attributes = attributes
         self.database_client_security_group = self._database_client_group(attributes)
         if attributes.kubectl_role_arn:
             self.kubectl_role = iam.Role.from_role_arn(
@@ -412,6 +425,7 @@ class ImportedCluster(Construct):
             cluster=self.cluster,
             oidc_provider=self.oidc_provider,
             database_client_security_group=self.database_client_security_group,
+            load_balancer_class=LOAD_BALANCER_CLASSES[self.attributes.load_balancer_controller],
         )
 
     def _database_client_group(self, attributes: ExistingClusterAttributes) -> ec2.ISecurityGroup:

@@ -17,9 +17,8 @@ from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
 from ..k8s_charts import (
-    AUTO_MODE_LOAD_BALANCER_CLASS,
     AuthProps,
-    ExternalLoadBalancerProps,
+    ExposureProps,
     GcProps,
     MlflowChart,
     MlflowChartProps,
@@ -81,9 +80,7 @@ class MlflowTrackingServer(Construct):
         auth: AuthProps | None = None,
         auth_secrets: MlflowAuth | None = None,
         workload: WorkloadProps | None = None,
-        internal_load_balancer: bool = True,
-        external_load_balancer: ExternalLoadBalancerProps | None = None,
-        load_balancer_class: str = AUTO_MODE_LOAD_BALANCER_CLASS,
+        exposure: ExposureProps | None = None,
         image_directory: Path = IMAGE_DIRECTORY,
         deploy_check: bool = True,
         gc: GcProps | None = None,
@@ -104,10 +101,10 @@ class MlflowTrackingServer(Construct):
         :param workload: how the server runs (namespace, replicas and autoscaling, workers,
             resources, allowed hosts, architecture, scratch space, drain); passed to the chart
             unchanged. Default: `WorkloadProps()`, the config file's defaults.
-        :param internal_load_balancer: an internal NLB. Default: true.
-        :param external_load_balancer: with `enabled` (the config file's `exposure.external`
-            section), an internet-facing TLS NLB. Default: none.
-        :param load_balancer_class: Default: EKS Auto Mode's (`eks.amazonaws.com/nlb`).
+        :param exposure: the load balancers (the config file's `exposure` section): an
+            internal NLB, and with `external.enabled` an internet-facing TLS NLB; the cluster's
+            controller (`cluster.load_balancer_class`) provisions them. Default:
+            `ExposureProps()`, the internal one only.
         :param image_directory: Docker build context. Default: this repository's image/.
         :param deploy_check: wait for the rollout and verify the server through its names
             before the deploy succeeds. Default: true.
@@ -121,10 +118,10 @@ class MlflowTrackingServer(Construct):
             and does not migrate without one. Default: true.
         """
         super().__init__(scope, id)
-        if external_load_balancer is not None and not external_load_balancer.enabled:
-            external_load_balancer = None
-        if external_load_balancer and external_load_balancer.certificate_arn:
-            _same_place(Stack.of(self), external_load_balancer.certificate_arn)
+        exposure = exposure or ExposureProps()
+        external = exposure.external
+        if external.enabled and external.certificate_arn:
+            _same_place(Stack.of(self), external.certificate_arn)
         auth = auth or AuthProps()
         if auth.enabled and auth_secrets is None:
             raise ValueError(
@@ -208,9 +205,8 @@ class MlflowTrackingServer(Construct):
             workload=workload,
             node_pool=cluster.node_pool,
             node_labels=dict(cluster.node_labels),
-            internal_load_balancer=internal_load_balancer,
-            external=external_load_balancer,
-            load_balancer_class=load_balancer_class,
+            exposure=exposure,
+            load_balancer_class=cluster.load_balancer_class,
             auth=auth,
             auth_secrets=auth_secrets.secret_ids if auth_secrets else None,
             gc=gc,
@@ -349,6 +345,6 @@ def _same_place(stack: Stack, certificate_arn: str) -> None:
     ):
         if not Token.is_unresolved(ours) and ours != theirs:
             raise ValueError(
-                f"external_load_balancer.certificate_arn is in {kind} {theirs}, the stack in "
+                f"exposure.external.certificate_arn is in {kind} {theirs}, the stack in "
                 f"{ours}: the load balancer can serve certificates of its own {kind} only"
             )

@@ -12,6 +12,8 @@ from .gc_job import GcProps
 from .mlflow_chart import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
     LB_CONTROLLER_LOAD_BALANCER_CLASS,
+    LOAD_BALANCER_CLASSES,
+    ExposureProps,
     ExternalLoadBalancerProps,
     MlflowChart,
     MlflowChartProps,
@@ -22,10 +24,12 @@ from .workload import MetricsScrapersProps, ResourceProps, WorkloadProps
 __all__ = [
     "AUTO_MODE_LOAD_BALANCER_CLASS",
     "LB_CONTROLLER_LOAD_BALANCER_CLASS",
+    "LOAD_BALANCER_CLASSES",
     "AuthProps",
     "AuthSecretIds",
     "DeployCheckChart",
     "DeployCheckChartProps",
+    "ExposureProps",
     "ExternalLoadBalancerProps",
     "GcProps",
     "MetricsScrapersProps",

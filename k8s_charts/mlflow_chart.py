@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import cdk8s
 import cdk8s_plus_27 as kplus
@@ -57,6 +57,12 @@ AUTO_MODE_LOAD_BALANCER_CLASS = "eks.amazonaws.com/nlb"
 """EKS Auto Mode's own load balancer controller claims Services of this class."""
 LB_CONTROLLER_LOAD_BALANCER_CLASS = "service.k8s.aws/nlb"
 """The AWS Load Balancer Controller's class, for clusters that run it instead."""
+LoadBalancerController = Literal["auto-mode", "aws-load-balancer-controller"]
+"""Which controller provisions a cluster's load balancers (the config's and the attributes')."""
+LOAD_BALANCER_CLASSES: dict[str, str] = {
+    "auto-mode": AUTO_MODE_LOAD_BALANCER_CLASS,
+    "aws-load-balancer-controller": LB_CONTROLLER_LOAD_BALANCER_CLASS,
+}
 
 _LB = "service.beta.kubernetes.io/aws-load-balancer-"
 LOAD_BALANCERS_ANNOTATION = "mlflow-on-eks/load-balancers"
@@ -119,8 +125,7 @@ EXTERNAL_RULES = (
 class ExternalLoadBalancerProps(Props):
     """An internet-facing load balancer, off by default: the sign-in page and the API are then
     open to password guessing from every listed network. It terminates TLS and admits the
-    listed sources only. The config file's `exposure.external` section, and
-    MlflowTrackingServer's `external_load_balancer`."""
+    listed sources only. The config file's `exposure.external` section."""
 
     RULES = EXTERNAL_RULES
 
@@ -138,6 +143,26 @@ class ExternalLoadBalancerProps(Props):
         description="Explicit opt-in needed for allowed_cidrs that admit every IPv4 or IPv6 "
         "address: 0.0.0.0/0, ::/0, or ranges that add up to them (0.0.0.0/1 + 128.0.0.0/1).",
     )
+
+
+class ExposureProps(Props):
+    """How clients reach the server besides the in-cluster ClusterIP service: the config
+    file's `exposure` section, and MlflowTrackingServer's and the chart's `exposure`."""
+
+    internal: bool = Field(True, description="An internal (VPC-only) network load balancer.")
+    external: ExternalLoadBalancerProps = Field(default_factory=ExternalLoadBalancerProps)
+
+
+def ways_in(exposure: ExposureProps) -> list[str]:
+    """The Services clients come through: `cluster` always, `internal` and `external` as
+    `exposure` asks. `exposure` may be any value with its fields (the config's rules pass
+    the valid fields of an otherwise invalid section)."""
+    ways = ["cluster"]
+    if exposure.internal:
+        ways.append("internal")
+    if exposure.external.enabled:
+        ways.append("external")
+    return ways
 
 
 @dataclass(frozen=True)
@@ -178,10 +203,9 @@ class MlflowChartProps:
     AutoModeCluster.node_labels names the database client group its pool's nodes carry, so a
     pod that opens the database never starts where the database does not admit it.
     Default: none."""
-    internal_load_balancer: bool = True
-    """An internal NLB reachable from the VPC. Default: on."""
-    external: ExternalLoadBalancerProps | None = None
-    """An internet-facing NLB, when `external.enabled`. Default: none."""
+    exposure: ExposureProps = field(default_factory=ExposureProps)
+    """The load balancers: an internal NLB reachable from the VPC (default: on) and an
+    internet-facing one, when `external.enabled` (default: none)."""
     load_balancer_class: str = AUTO_MODE_LOAD_BALANCER_CLASS
     auth: AuthProps | None = None
     """MLflow's basic-auth app, when `auth.enabled` (then with `auth_secrets`). Default: none
@@ -236,12 +260,10 @@ class MlflowChartProps:
     @property
     def service_names(self) -> dict[str, str]:
         """Service kind → metadata.name, for the outputs and the allowed Host list."""
-        names = {"cluster": self.instance}
-        if self.internal_load_balancer:
-            names["internal"] = f"{self.instance}-internal"
-        if self.external is not None and self.external.enabled:
-            names["external"] = f"{self.instance}-external"
-        return names
+        return {
+            way: self.instance if way == "cluster" else f"{self.instance}-{way}"
+            for way in ways_in(self.exposure)
+        }
 
     @property
     def config_map_name(self) -> str:
@@ -590,7 +612,7 @@ class MlflowChart(cdk8s.Chart):
                 "ClusterService", names["cluster"], kplus.ServiceType.CLUSTER_IP
             )
         }
-        if props.internal_load_balancer:
+        if "internal" in names:
             services["internal"] = self._service(
                 "InternalService",
                 names["internal"],
@@ -601,8 +623,8 @@ class MlflowChart(cdk8s.Chart):
                     f"{_LB}target-group-attributes": self._target_group_attributes(),
                 },
             )
-        external = props.external
-        if external is not None and external.enabled:
+        external = props.exposure.external
+        if "external" in names:
             services["external"] = self._service(
                 "ExternalService",
                 names["external"],

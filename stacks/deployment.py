@@ -83,6 +83,7 @@ def build_deployment(scope: Construct, settings: Settings, *, allow_destroy: boo
             kubernetes_version=cluster_settings.kubernetes_version,
             kubectl_role_arn=cluster_settings.kubectl_role_arn,
             database_client_security_group_id=cluster_settings.database_client_security_group_id,
+            load_balancer_controller=cluster_settings.load_balancer_controller,
         )
     mlflow = MlflowStack(
         scope,
@@ -101,7 +102,6 @@ def build_deployment(scope: Construct, settings: Settings, *, allow_destroy: boo
         gc=settings.gc,
         monitoring=settings.monitoring,
         snapshot_before_upgrade=settings.database.snapshot_before_upgrade,
-        load_balancer_controller=cluster_settings.load_balancer_controller,
         env=env,
     )
     return Deployment(network=network, data=data, cluster=cluster_stack, mlflow=mlflow)

@@ -8,7 +8,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from config.settings import ExposureSettings, MonitoringSettings
+from config.settings import MonitoringSettings
 from mlflow_on_eks.constructs_lib import (
     AutoModeCluster,
     ExistingClusterAttributes,
@@ -19,17 +19,11 @@ from mlflow_on_eks.constructs_lib import (
     MlflowTrackingServer,
 )
 from mlflow_on_eks.k8s_charts import (
-    AUTO_MODE_LOAD_BALANCER_CLASS,
-    LB_CONTROLLER_LOAD_BALANCER_CLASS,
     AuthProps,
+    ExposureProps,
     GcProps,
     WorkloadProps,
 )
-
-_LOAD_BALANCER_CLASSES = {
-    "auto-mode": AUTO_MODE_LOAD_BALANCER_CLASS,
-    "aws-load-balancer-controller": LB_CONTROLLER_LOAD_BALANCER_CLASS,
-}
 
 
 class MlflowStack(Stack):
@@ -57,12 +51,11 @@ class MlflowStack(Stack):
         auth: AuthProps,
         auth_secrets: MlflowAuth | None,
         server: WorkloadProps,
-        exposure: ExposureSettings,
+        exposure: ExposureProps,
         deploy_check: bool = True,
         gc: GcProps | None = None,
         monitoring: MonitoringSettings | None = None,
         snapshot_before_upgrade: bool = True,
-        load_balancer_controller: str = "auto-mode",
         env: Environment | None = None,
     ) -> None:
         super().__init__(
@@ -85,9 +78,7 @@ class MlflowStack(Stack):
             auth=auth,
             auth_secrets=auth_secrets,
             workload=server,
-            internal_load_balancer=exposure.internal,
-            external_load_balancer=exposure.external,
-            load_balancer_class=_LOAD_BALANCER_CLASSES[load_balancer_controller],
+            exposure=exposure,
             deploy_check=deploy_check,
             gc=gc,
             snapshot_before_upgrade=snapshot_before_upgrade,

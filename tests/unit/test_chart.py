@@ -14,6 +14,7 @@ from mlflow_on_eks.k8s_charts import (
     LB_CONTROLLER_LOAD_BALANCER_CLASS,
     AuthProps,
     AuthSecretIds,
+    ExposureProps,
     ExternalLoadBalancerProps,
     GcProps,
     MetricsScrapersProps,
@@ -230,7 +231,10 @@ def _matches(patterns: list[str], value: str) -> bool:
 
 
 def test_allowed_hosts_cover_service_names_and_extras() -> None:
-    props = with_workload(replace(PROPS, external=EXTERNAL), allowed_hosts=("mlflow.example.com",))
+    props = with_workload(
+        replace(PROPS, exposure=ExposureProps(external=EXTERNAL)),
+        allowed_hosts=("mlflow.example.com",),
+    )
     hosts = one(render(props), "ConfigMap")["data"]["MLFLOW_ALLOWED_HOSTS"].split(",")
     for name in ("mlflow", "mlflow-internal", "mlflow-external"):
         for host in (name, f"{name}.ml", f"{name}.ml.svc", f"{name}.ml.svc.cluster.local"):
@@ -242,7 +246,7 @@ def test_allowed_hosts_cover_service_names_and_extras() -> None:
 
 def test_with_the_names_read_back_exactly_those_are_allowed() -> None:
     names = {"internal": NLB_NAME, "external": EXTERNAL_NLB_NAME}
-    props = replace(PROPS, external=EXTERNAL, load_balancer_dns_names=names)
+    props = replace(PROPS, exposure=ExposureProps(external=EXTERNAL), load_balancer_dns_names=names)
     objects = render(props)
     data = one(objects, "ConfigMap")["data"]
     hosts = data["MLFLOW_ALLOWED_HOSTS"].split(",")
@@ -274,14 +278,18 @@ def test_an_external_load_balancer_left_off_makes_no_service() -> None:
     """The config section and the prop are one model: `enabled: false` is no load balancer,
     wherever the model is handed over."""
     off = ExternalLoadBalancerProps()
-    chart = MlflowChart(cdk8s.Testing.app(), "test", props=replace(PROPS, external=off))
+    chart = MlflowChart(
+        cdk8s.Testing.app(), "test", props=replace(PROPS, exposure=ExposureProps(external=off))
+    )
     services = [o["metadata"]["name"] for o in chart.to_json() if o["kind"] == "Service"]
     assert "mlflow-external" not in services
-    assert "external" not in replace(PROPS, external=off).service_names
+    assert "external" not in replace(PROPS, exposure=ExposureProps(external=off)).service_names
 
 
 def test_load_balancer_objects_are_the_namespace_and_the_load_balancer_services() -> None:
-    chart = MlflowChart(cdk8s.Testing.app(), "test", props=replace(PROPS, external=EXTERNAL))
+    chart = MlflowChart(
+        cdk8s.Testing.app(), "test", props=replace(PROPS, exposure=ExposureProps(external=EXTERNAL))
+    )
     objects = chart.load_balancer_objects()
     assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
         ("Namespace", "ml"),
@@ -291,7 +299,7 @@ def test_load_balancer_objects_are_the_namespace_and_the_load_balancer_services(
     # As the whole chart has them (labels, namespace), so either apply leaves the same objects.
     assert all(o in chart.to_json() for o in objects)
     alone = MlflowChart(
-        cdk8s.Testing.app(), "test", props=replace(PROPS, internal_load_balancer=False)
+        cdk8s.Testing.app(), "test", props=replace(PROPS, exposure=ExposureProps(internal=False))
     )
     assert [o["kind"] for o in alone.load_balancer_objects()] == ["Namespace"]
 
@@ -314,14 +322,17 @@ def test_without_names_every_nlb_name_of_the_region_is_allowed(
 
 
 def test_no_load_balancer_names_without_load_balancers() -> None:
-    hosts = one(render(replace(PROPS, internal_load_balancer=False)), "ConfigMap")["data"][
-        "MLFLOW_ALLOWED_HOSTS"
-    ].split(",")
+    hosts = one(render(replace(PROPS, exposure=ExposureProps(internal=False))), "ConfigMap")[
+        "data"
+    ]["MLFLOW_ALLOWED_HOSTS"].split(",")
     assert not _matches(hosts, NLB_NAME)
 
 
 def test_browser_origins_follow_the_served_names() -> None:
-    props = with_workload(replace(PROPS, external=EXTERNAL), allowed_hosts=("mlflow.example.com",))
+    props = with_workload(
+        replace(PROPS, exposure=ExposureProps(external=EXTERNAL)),
+        allowed_hosts=("mlflow.example.com",),
+    )
     origins = one(render(props), "ConfigMap")["data"]["MLFLOW_CORS_ALLOWED_ORIGINS"].split(",")
     for origin in (
         "http://mlflow.ml.svc.cluster.local",
@@ -426,7 +437,9 @@ def test_probes_use_health() -> None:
 
 
 def test_drain_outlasts_the_load_balancers_deregistration() -> None:
-    objects = render(with_workload(replace(PROPS, external=EXTERNAL), drain_seconds=45))
+    objects = render(
+        with_workload(replace(PROPS, exposure=ExposureProps(external=EXTERNAL)), drain_seconds=45)
+    )
     spec = pod_spec(objects)
     server = spec["containers"][0]
     assert server["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", "45"]}}}
@@ -508,13 +521,17 @@ def test_default_services_cluster_ip_and_internal_nlb() -> None:
 
 
 def test_no_internal_load_balancer_when_disabled() -> None:
-    services = by_kind(render(replace(PROPS, internal_load_balancer=False)), "Service")
+    services = by_kind(render(replace(PROPS, exposure=ExposureProps(internal=False))), "Service")
     assert [s["metadata"]["name"] for s in services] == ["mlflow"]
 
 
 def test_external_service_is_tls_and_source_restricted() -> None:
     objects = render(
-        replace(PROPS, external=EXTERNAL, load_balancer_class=LB_CONTROLLER_LOAD_BALANCER_CLASS)
+        replace(
+            PROPS,
+            exposure=ExposureProps(external=EXTERNAL),
+            load_balancer_class=LB_CONTROLLER_LOAD_BALANCER_CLASS,
+        )
     )
     external = one(objects, "Service", "mlflow-external")
     spec = external["spec"]

@@ -29,7 +29,7 @@ from mlflow_on_eks.constructs_lib import (
     WorkloadProps,
 )
 from mlflow_on_eks.constructs_lib.tracking_server import IMAGE_DIRECTORY
-from mlflow_on_eks.k8s_charts import AuthProps, ExternalLoadBalancerProps
+from mlflow_on_eks.k8s_charts import AuthProps, ExposureProps, ExternalLoadBalancerProps
 from mlflow_on_eks.k8s_charts.node_pool_chart import DATABASE_CLIENT_LABEL
 from tests.conftest import resources_of
 
@@ -335,12 +335,14 @@ def test_a_certificate_of_another_region_or_account_is_refused_at_synth() -> Non
             enabled=True, allowed_cidrs=("10.0.0.0/8",), certificate_arn=arn
         )
         with pytest.raises(ValueError, match=expected):
-            _tracking_server(WorkloadProps(), external_load_balancer=external)
+            _tracking_server(WorkloadProps(), exposure=ExposureProps(external=external))
     external = ExternalLoadBalancerProps(
         enabled=True,
         allowed_cidrs=("10.0.0.0/8",),
         certificate_arn=cert.format(ENV.region, ENV.account),
     )
     all_ways = ANONYMOUS.replace(allow_anonymous_through=["cluster", "internal", "external"])
-    server = _tracking_server(WorkloadProps(), external_load_balancer=external, auth=all_ways)
+    server = _tracking_server(
+        WorkloadProps(), exposure=ExposureProps(external=external), auth=all_ways
+    )
     assert server.chart
