@@ -12,12 +12,12 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BeforeValidator,
     Field,
     StringConstraints,
 )
 
+from mlflow_on_eks.constructs_lib.database_props import DatabaseProps
 from mlflow_on_eks.constructs_lib.kubernetes import DEFAULT_VERSION, SUPPORTED_VERSIONS
 from mlflow_on_eks.constructs_lib.monitoring import default_max_connections
 from mlflow_on_eks.k8s_charts import AuthProps, GcProps, WorkloadProps
@@ -65,14 +65,6 @@ VpcId = Annotated[str, StringConstraints(pattern=r"^vpc-[0-9a-f]{8}(?:[0-9a-f]{9
 AvailabilityZone = Annotated[str, StringConstraints(pattern=rf"^{REGION_PATTERN}[a-z]$")]
 
 
-def _check_instance_type(value: str) -> str:
-    if value.startswith("db."):
-        raise ValueError(f"write the instance type without the 'db.' prefix: {value[3:]!r}")
-    if not re.fullmatch(r"[a-z][a-z0-9-]*\.[a-z0-9]+", value):
-        raise ValueError("expected an instance class and size such as 't4g.medium'")
-    return value
-
-
 def _account_as_text(value: object) -> object:
     """YAML reads an unquoted account ID as a number; twelve digits mean the same as text."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -98,7 +90,6 @@ def _version_as_text(value: object) -> object:
     return value
 
 
-InstanceType = Annotated[str, AfterValidator(_check_instance_type)]
 AccountId = Annotated[
     str, BeforeValidator(_account_as_text), StringConstraints(pattern=r"^\d{12}$")
 ]
@@ -343,41 +334,6 @@ class ClusterSettings(StrictModel):
     )
 
 
-class DatabaseSettings(StrictModel):
-    """The RDS backend store."""
-
-    engine: Literal["mysql", "postgres"] = Field(
-        "mysql", description="`mysql` (MySQL 8.4) or `postgres` (PostgreSQL 17)."
-    )
-    instance_type: InstanceType = Field(
-        "t4g.medium", description="RDS instance class without the `db.` prefix."
-    )
-    allocated_storage_gib: int = Field(
-        20, ge=20, le=65536, description="Initial storage (GiB, 20-65536); autoscaling doubles it."
-    )
-    multi_az: bool = Field(False, description="Standby in a second AZ (recommended in production).")
-    read_replica: bool = Field(
-        False,
-        description="An RDS read replica of the same class: MLflow's searches (the UI's lists) "
-        "go there, its writes and other reads to the primary. Doubles the database cost.",
-    )
-    snapshot_before_upgrade: bool = Field(
-        True,
-        description="Before a migration changes the schema of existing data, the migrate step "
-        "makes sure of a manual snapshot (one taken before the same upgrade, however old; else "
-        "yours from the last hour; else one it takes and waits for, at most 5 of its own "
-        "`mlflow-before-*` at a time) and does not migrate without one.",
-    )
-    backup_retention_days: int = Field(
-        7, ge=1, le=35, description="Automated backups kept (1-35 days; 0 would disable them)."
-    )
-    removal_policy: Literal["snapshot", "destroy"] = Field(
-        "snapshot",
-        description="On stack deletion: keep a final snapshot (default), or `destroy`, which also "
-        "needs `-c allow_data_destroy=true` (otherwise a warning and a snapshot).",
-    )
-
-
 class ArtifactSettings(StrictModel):
     """The S3 artifact store."""
 
@@ -473,7 +429,7 @@ class MonitoringSettings(StrictModel):
     )
 
 
-def _connections_problem(monitoring: MonitoringSettings, database: DatabaseSettings) -> str | None:
+def _connections_problem(monitoring: MonitoringSettings, database: DatabaseProps) -> str | None:
     if (
         monitoring.enabled
         and monitoring.max_database_connections is None
@@ -570,7 +526,7 @@ class Settings(StrictModel):
     )
     aws: AwsSettings = Field(default_factory=AwsSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
-    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    database: DatabaseProps = Field(default_factory=DatabaseProps)
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
     server: WorkloadProps = Field(default_factory=WorkloadProps)
     exposure: ExposureProps = Field(default_factory=ExposureProps)

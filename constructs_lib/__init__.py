@@ -25,6 +25,7 @@ from .cluster import (
     ImportedCluster,
 )
 from .database import MlflowDatabase
+from .database_props import DatabaseProps
 from .kubernetes import SUPPORTED_VERSIONS
 from .monitoring import MlflowMonitoring
 from .network import ExistingVpc, MlflowVpc
@@ -35,6 +36,7 @@ __all__ = [
     "AuthProps",
     "AutoModeCluster",
     "ClusterHandle",
+    "DatabaseProps",
     "ExistingClusterAttributes",
     "ExistingVpc",
     "ExposureProps",

@@ -84,7 +84,6 @@ class MlflowTrackingServer(Construct):
         image_directory: Path = IMAGE_DIRECTORY,
         deploy_check: bool = True,
         gc: GcProps | None = None,
-        snapshot_before_upgrade: bool = True,
     ) -> None:
         """
         :param cluster: the cluster and what runs there (ClusterHandle: its kubectl-ready
@@ -111,11 +110,6 @@ class MlflowTrackingServer(Construct):
         :param gc: with `gc.enabled` (the config file's `gc` section), a CronJob that
             permanently removes runs and experiments deleted longer ago than `gc.older_than`,
             with their artifacts. Default: none (deleted stays recoverable).
-        :param snapshot_before_upgrade: before a migration changes a schema that holds data,
-            the `migrate` init container makes sure of a manual snapshot of the database
-            instance (one taken before the same upgrade, however old; else an operator's from
-            the last hour; else one it takes and waits for, at most 5 of its own at a time),
-            and does not migrate without one. Default: true.
         """
         super().__init__(scope, id)
         exposure = exposure or ExposureProps()
@@ -143,7 +137,7 @@ class MlflowTrackingServer(Construct):
             database=database,
             artifact_store=artifact_store,
             auth=auth_secrets,
-            snapshots=snapshot_before_upgrade,
+            snapshots=database.props.snapshot_before_upgrade,
             gc=gc is not None and gc.enabled,
         )
         self.role = self.roles.server
@@ -195,7 +189,7 @@ class MlflowTrackingServer(Construct):
             db_admin_secret_id=database.secret.secret_arn,
             db_read_host=database.read_endpoint_address,
             db_instance_id=database.instance.instance_identifier
-            if snapshot_before_upgrade
+            if database.props.snapshot_before_upgrade
             else None,
             artifacts_destination=artifact_store.destination,
             region=Stack.of(self).region,

@@ -6,13 +6,14 @@ from aws_cdk import Annotations, Duration, Environment, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
-from config.settings import ArtifactSettings, DatabaseSettings
+from config.settings import ArtifactSettings
 from mlflow_on_eks.constructs_lib import (
     ExistingVpc,
     MlflowArtifactStore,
     MlflowAuth,
     MlflowDatabase,
 )
+from mlflow_on_eks.constructs_lib.database_props import DatabaseProps
 from mlflow_on_eks.k8s_charts import AuthProps
 from stacks.network_stack import guard_vpc
 
@@ -40,7 +41,7 @@ class DataStack(Stack):
         *,
         stack_name: str,
         vpc: ec2.IVpc | ExistingVpc,
-        database: DatabaseSettings,
+        database: DatabaseProps,
         artifacts: ArtifactSettings,
         auth: AuthProps,
         allow_destroy: bool = False,
@@ -70,13 +71,12 @@ class DataStack(Stack):
             self,
             "Database",
             vpc=self.vpc,
-            engine=database.engine,
-            instance_type=ec2.InstanceType(database.instance_type),
-            allocated_storage_gib=database.allocated_storage_gib,
-            multi_az=database.multi_az,
-            backup_retention=Duration.days(database.backup_retention_days),
-            removal_policy=database_removal,
-            read_replica=database.read_replica,
+            # `destroy` only with the context flag as well (a warning otherwise, above).
+            props=database.replace(
+                removal_policy="destroy"
+                if database_removal == RemovalPolicy.DESTROY
+                else "snapshot"
+            ),
         )
         self.artifact_store = MlflowArtifactStore(
             self,

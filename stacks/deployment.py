@@ -101,7 +101,6 @@ def build_deployment(scope: Construct, settings: Settings, *, allow_destroy: boo
         deploy_check=settings.deploy_check.enabled,
         gc=settings.gc,
         monitoring=settings.monitoring,
-        snapshot_before_upgrade=settings.database.snapshot_before_upgrade,
         env=env,
     )
     return Deployment(network=network, data=data, cluster=cluster_stack, mlflow=mlflow)

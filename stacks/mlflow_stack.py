@@ -18,6 +18,7 @@ from mlflow_on_eks.constructs_lib import (
     MlflowMonitoring,
     MlflowTrackingServer,
 )
+from mlflow_on_eks.constructs_lib.engine_version import EngineVersionReading
 from mlflow_on_eks.k8s_charts import (
     AuthProps,
     ExposureProps,
@@ -55,7 +56,6 @@ class MlflowStack(Stack):
         deploy_check: bool = True,
         gc: GcProps | None = None,
         monitoring: MonitoringSettings | None = None,
-        snapshot_before_upgrade: bool = True,
         env: Environment | None = None,
     ) -> None:
         super().__init__(
@@ -81,7 +81,6 @@ class MlflowStack(Stack):
             exposure=exposure,
             deploy_check=deploy_check,
             gc=gc,
-            snapshot_before_upgrade=snapshot_before_upgrade,
         )
         monitoring = monitoring or MonitoringSettings()
         self.alarm_topic = self._alarm_topic(monitoring)
@@ -127,6 +126,14 @@ class MlflowStack(Stack):
             "KubeconfigCommand": self._kubeconfig_command(),
             "ArtifactBucketName": (artifact_store.bucket.bucket_name, "S3 artifact bucket"),
             "DatabaseEndpoint": (database.endpoint_address, "RDS endpoint (TLS required)"),
+            "DatabaseEngineVersion": (
+                EngineVersionReading(
+                    self, "EngineVersion", database=database, read_on=server.revision
+                ).version,
+                "The engine version RDS runs, as of this deploy: the template names the major "
+                "version only, RDS picks and patches the minor (docs/operations.md, Database "
+                "engine versions)",
+            ),
             # MLflow's schema migrations are not transactional on MySQL: a snapshot first is
             # the way back (docs/operations.md, Upgrading).
             "SnapshotCommand": (

@@ -8,10 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aws_cdk import aws_ec2 as ec2
 
 from config import Settings
-from mlflow_on_eks.constructs_lib import MlflowDatabase, MlflowMonitoring
+from mlflow_on_eks.constructs_lib import DatabaseProps, MlflowDatabase, MlflowMonitoring
 from mlflow_on_eks.constructs_lib.monitoring import default_max_connections, instance_memory_gib
 from tests.conftest import Synth, primary_database, resources_of
 from tests.unit.test_constructs import NETWORK, bare_stack, template
@@ -178,7 +177,7 @@ def test_monitoring_alone_in_another_app() -> None:
     stack = bare_stack()
     vpc = NETWORK.import_into(stack)
     database = MlflowDatabase(
-        stack, "Database", vpc=vpc, instance_type=ec2.InstanceType("x2g.large")
+        stack, "Database", vpc=vpc, props=DatabaseProps(instance_type="x2g.large")
     )
     with pytest.raises(ValueError, match="max_database_connections: the instance class"):
         MlflowMonitoring(stack, "Unsized", database=database, load_balancer_hosts={})

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from config import Settings
-from mlflow_on_eks.constructs_lib import MlflowDatabase, MlflowVpc
+from mlflow_on_eks.constructs_lib import DatabaseProps, MlflowDatabase, MlflowVpc
 from tests.conftest import Synth, primary_database, resources_of
 from tests.unit.test_constructs import bare_stack, template
 
@@ -72,7 +72,7 @@ def test_the_launcher_gets_the_replica_endpoint(synth: SynthFn) -> None:
 def test_replica_alone_shares_the_security_group_and_isolated_subnets() -> None:
     stack = bare_stack()
     vpc = MlflowVpc(stack, "Network").vpc
-    database = MlflowDatabase(stack, "Database", vpc=vpc, read_replica=True)
+    database = MlflowDatabase(stack, "Database", vpc=vpc, props=DatabaseProps(read_replica=True))
     assert database.read_replica is not None
     resources = template(stack)
     groups = resources_of(resources, "AWS::RDS::DBSubnetGroup").values()

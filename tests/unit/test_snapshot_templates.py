@@ -15,10 +15,12 @@ SynthFn = Callable[[str], Synth]
 
 
 def _rds_statements(synth: Synth) -> list[dict[str, Any]]:
-    policies = resources_of(synth.templates["Mlflow"], "AWS::IAM::Policy").values()
+    policies = resources_of(synth.templates["Mlflow"], "AWS::IAM::Policy")
     return [
         statement
-        for policy in policies
+        # The DatabaseEngineVersion output's reader is not the migration's (test_stacks).
+        for key, policy in policies.items()
+        if not key.startswith("EngineVersion")
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
         if any(a.startswith("rds:") for a in _list(statement["Action"]))
     ]

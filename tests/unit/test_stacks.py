@@ -23,6 +23,7 @@ from tests.conftest import (
     Synth,
     cdk_json_context,
     only_resource,
+    primary_database,
     resources_of,
     synthesize,
 )
@@ -490,6 +491,39 @@ def test_outputs_tell_how_to_connect_and_never_a_secret_value(each_config: Synth
         command = render_intrinsics(outputs["AdminCredentialsCommand"]["Value"])
         assert command.startswith("aws secretsmanager get-secret-value ")
         assert "AuthAdminCredentials" in command
+
+
+def test_the_engine_version_is_the_major_and_the_running_one_is_an_output(
+    each_config: Synth,
+) -> None:
+    """The template names the major version only (a retired minor would fail fresh deploys);
+    RDS's answer for the running instance is read at deploy time, re-read with each new
+    server revision, by a role that may only describe this instance."""
+    engine = each_config.settings.database.engine
+    key, resource = primary_database(each_config.templates["Data"])
+    database = resource["Properties"]
+    assert database["EngineVersion"] == {"mysql": "8.4", "postgres": "17"}[engine]
+    assert database["AutoMinorVersionUpgrade"] is True
+    mlflow = each_config.templates["Mlflow"]
+    [reading] = resources_of(mlflow, "Custom::AWS").values()
+    # The call's JSON with the instance's identifier (a reference to the data stack's output
+    # of the primary instance) in its place.
+    parts = reading["Properties"]["Create"]["Fn::Join"][1]
+    reference = json.dumps(parts[1])
+    create = json.loads("".join(p if isinstance(p, str) else "ID" for p in parts))
+    assert create["service"] == "RDS" and create["action"] == "describeDBInstances"
+    assert create["parameters"] == {"DBInstanceIdentifier": "ID"} and key in reference
+    revision = each_config.deployment.mlflow.tracking_server.revision
+    assert create["physicalResourceId"] == {"id": revision}
+    assert create["outputPaths"] == ["DBInstances.0.EngineVersion"]
+    output = mlflow["Outputs"]["DatabaseEngineVersion"]["Value"]
+    assert output["Fn::GetAtt"][1] == "DBInstances.0.EngineVersion"
+    policies = resources_of(mlflow, "AWS::IAM::Policy")
+    [policy] = [p for k, p in policies.items() if k.startswith("EngineVersion")]
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "rds:DescribeDBInstances"
+    arn = statement["Resource"]["Fn::Join"][1]
+    assert ":db:" in arn[-2] and json.dumps(arn[-1]) == reference
 
 
 def test_config_map_carries_endpoints_but_no_secret(each_config: Synth) -> None:

@@ -7,6 +7,7 @@ from aws_cdk.lambda_layer_kubectl_v36 import KubectlV36Layer
 
 from mlflow_on_eks.constructs_lib import (
     ClusterHandle,
+    DatabaseProps,
     MlflowArtifactStore,
     MlflowAuth,
     MlflowDatabase,
@@ -40,7 +41,7 @@ MlflowTrackingServer(
         # Shared: every pod of this cluster carries it (AutoModeCluster gives MLflow its own).
         database_client_security_group=cluster.cluster_security_group,
     ),
-    database=MlflowDatabase(stack, "Database", vpc=vpc, engine="postgres"),
+    database=MlflowDatabase(stack, "Database", vpc=vpc, props=DatabaseProps(engine="postgres")),
     artifact_store=MlflowArtifactStore(stack, "Artifacts"),
     auth_secrets=MlflowAuth(stack, "Auth"),
 )
