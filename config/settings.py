@@ -24,6 +24,7 @@ from mlflow_on_eks.k8s_charts import AuthProps, GcProps, WorkloadProps
 from mlflow_on_eks.k8s_charts.auth import anonymous_problem
 from mlflow_on_eks.k8s_charts.mlflow_chart import ExposureProps, LoadBalancerController, ways_in
 from mlflow_on_eks.k8s_charts.model import SettingsModel
+from mlflow_on_eks.k8s_charts.node_pool_chart import ephemeral_problem
 from mlflow_on_eks.k8s_charts.rules import (
     PARTITION_PATTERN,
     REGION_PATTERN,
@@ -545,6 +546,15 @@ class Settings(StrictModel):
                 "auth.allow_anonymous_through",
             ),
             lambda s: _anonymous(s),
+        ),
+        Rule(
+            "server.concurrent_artifact_transfers",
+            (
+                "cluster.mode",
+                "server.max_proxied_artifact_gib",
+                "server.concurrent_artifact_transfers",
+            ),
+            lambda s: ephemeral_problem(s.server) if s.cluster.mode == "new" else None,
         ),
         Rule(
             "monitoring.max_database_connections",

@@ -25,9 +25,15 @@ from ..k8s_charts import (
     LOAD_BALANCER_CLASSES,
     NodePoolChart,
     NodePoolChartProps,
+    WorkloadProps,
 )
 from ..k8s_charts.mlflow_chart import LoadBalancerController
-from ..k8s_charts.node_pool_chart import DATABASE_CLIENT_LABEL
+from ..k8s_charts.node_pool_chart import (
+    DATABASE_CLIENT_LABEL,
+    ephemeral_problem,
+    node_ephemeral_gib,
+    node_pool_limits,
+)
 from .acknowledgements import (
     acknowledge,
     acknowledge_managed_policies,
@@ -114,7 +120,7 @@ class AutoModeCluster(Construct):
         version: str = DEFAULT_VERSION,
         admin_role_arns: tuple[str, ...] = (),
         endpoint_access: eks.EndpointAccess = eks.EndpointAccess.PUBLIC_AND_PRIVATE,
-        architecture: str = "amd64",
+        workload: WorkloadProps | None = None,
         network_policy: bool = True,
         metrics_server: bool = True,
     ) -> None:
@@ -125,12 +131,19 @@ class AutoModeCluster(Construct):
             Default: the CDK bootstrap deploy role (needs the DefaultStackSynthesizer).
         :param endpoint_access: the API endpoint; the kubectl handler runs in the VPC either
             way. Default: public (IAM-authenticated, any source) and private.
-        :param architecture: of the server's node pool, `amd64` or `arm64`. Default: amd64.
+        :param workload: the server's settings (the config file's `server` section), which
+            size its node pool: the nodes' architecture, a node volume that holds a server
+            pod's scratch space, and the pool's ceiling (`node_pool_limits`: four times the pods at
+            the autoscaler's maximum, plus room for the Jobs). Default: `WorkloadProps()`.
         :param network_policy: enforce NetworkPolicy on the server's node pool. Default: true.
         :param metrics_server: install the EKS metrics-server add-on, which CPU autoscaling
             needs (Auto Mode ships none). Default: true.
         """
         super().__init__(scope, id)
+        workload = workload or WorkloadProps()
+        problem = ephemeral_problem(workload)
+        if problem:
+            raise ValueError(f"workload: {problem}")
         self.secrets_key = kms.Key(
             self, "SecretsKey", enable_key_rotation=True, description="EKS secrets encryption"
         )
@@ -178,8 +191,10 @@ class AutoModeCluster(Construct):
                     subnet_ids=tuple(s.subnet_id for s in vpc.private_subnets),
                     security_group_ids=(self.cluster.cluster_security_group_id,),
                     database_client_security_group_id=client_group_id,
-                    architecture=architecture,
+                    architecture=workload.architecture,
                     network_policy=network_policy,
+                    ephemeral_storage_gib=node_ephemeral_gib(workload),
+                    limits=node_pool_limits(workload),
                 ),
             ).to_json(),
             # `kubectl apply` on create: the amazon-vpc-cni ConfigMap may exist already.

@@ -12,11 +12,15 @@ group on the nodes rather than on the pods: docs/operations.md, Who reaches the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cdk8s
 from cdk8s_plus_27 import k8s
 from constructs import Construct
+
+from .rules import cpu_millicores
+from .workload import WorkloadProps, pod_ephemeral_gib
 
 AUTO_MODE_NODE_CLASS_API = "eks.amazonaws.com/v1"
 KARPENTER_API = "karpenter.sh/v1"
@@ -28,6 +32,57 @@ DATABASE_CLIENT_LABEL = "mlflow-on-eks/database-client-group"
 """Node label whose value is the database client group the node carries: pods that open the
 database require it, so none starts on a node the database does not admit (an older node of the
 pool, before the group existed or changed)."""
+
+
+AUTO_MODE_EPHEMERAL_GIB = 80
+"""A NodeClass's ephemeral storage (the node's root volume) when it names none; the range it
+takes is 1-59000Gi (EKS user guide, Create a Node Class for Amazon EKS, "Node Class
+Specification")."""
+MAX_EPHEMERAL_GIB = 59000
+NODE_SYSTEM_GIB = 30
+"""Room on a node's volume beside the server pod's requests: the OS, the images (MLflow's is
+about 1.5 GiB compressed), the kubelet's and containers' logs, other pods' small requests."""
+POOL_FLOOR = (16, 64)
+"""(vCPU, GiB) the pool may always hold: a few nodes of the c, m and r families it draws from,
+enough for a small server's pods, the migration, gc and check Jobs, and a node replacement."""
+
+
+def ephemeral_problem(workload: WorkloadProps) -> str | None:
+    """Whether one server pod's scratch space fits on the largest node volume Auto Mode gives
+    (`workload`: any value with the fields pod_ephemeral_gib reads)."""
+    pod = pod_ephemeral_gib(workload)
+    if pod + NODE_SYSTEM_GIB <= MAX_EPHEMERAL_GIB:
+        return None
+    return (
+        f"max_proxied_artifact_gib x concurrent_artifact_transfers asks for "
+        f"{pod} GiB of ephemeral storage per pod; a node of a new cluster "
+        f"holds at most {MAX_EPHEMERAL_GIB} GiB of ephemeral storage (EKS Auto Mode NodeClass), "
+        f"{NODE_SYSTEM_GIB} GiB of it for the system: lower one of them (clients of MLflow "
+        ">= 3.15 send large files straight to S3)"
+    )
+
+
+def node_ephemeral_gib(workload: WorkloadProps) -> int | None:
+    """The NodeClass's volume when Auto Mode's default cannot hold one server pod beside the
+    system; None keeps the default (and leaves a NodeClass of an earlier deploy unchanged,
+    which would otherwise replace every node of the pool)."""
+    need = workload.pod_ephemeral_gib + NODE_SYSTEM_GIB
+    return need if need > AUTO_MODE_EPHEMERAL_GIB else None
+
+
+def node_pool_limits(workload: WorkloadProps) -> dict[str, str]:
+    """The pool's ceiling (Karpenter's `spec.limits`, on the nodes' summed capacity): four
+    times what the server's pods request at the autoscaler's maximum, at least POOL_FLOOR.
+    Four: the pods, a rollout's surge pod, a node replacement (drift, Auto Mode's node expiry:
+    the new node comes up before the old one goes), and Karpenter's rounding to the instance
+    sizes it picks. A runaway scale-up stops there instead of buying a fleet."""
+    pods = workload.max_replicas or workload.replicas
+    # The server container and the metrics container (20m, 128 MiB: mlflow_chart).
+    cpu = cpu_millicores(workload.resources.cpu) + 20
+    memory_mib = workload.resources.memory_mib + 128
+    vcpu = max(POOL_FLOOR[0], math.ceil(4 * pods * cpu / 1000))
+    gib = max(POOL_FLOOR[1], math.ceil(4 * pods * memory_mib / 1024))
+    return {"cpu": str(vcpu), "memory": f"{gib}Gi"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +104,10 @@ class NodePoolChartProps:
     architecture: str = "amd64"
     network_policy: bool = True
     """Enforce NetworkPolicy on these nodes (DefaultAllow: only selected pods are fenced)."""
+    ephemeral_storage_gib: int | None = None
+    """Each node's volume (node_ephemeral_gib). Default: Auto Mode's, 80 GiB."""
+    limits: dict[str, str] | None = None
+    """The pool's `spec.limits` (node_pool_limits). Default: none (no ceiling)."""
 
 
 class NodePoolChart(cdk8s.Chart):
@@ -72,6 +131,8 @@ class NodePoolChart(cdk8s.Chart):
             # https://docs.aws.amazon.com/eks/latest/userguide/create-node-class.html).
             "securityGroupSelectorTerms": [{"id": group} for group in groups],
         }
+        if props.ephemeral_storage_gib:
+            node_class_spec["ephemeralStorage"] = {"size": f"{props.ephemeral_storage_gib}Gi"}
         self.policy_controller: k8s.KubeConfigMap | None = None
         if props.network_policy:
             node_class_spec["networkPolicy"] = "DefaultAllow"
@@ -116,6 +177,7 @@ class NodePoolChart(cdk8s.Chart):
                         ],
                     },
                 },
+                **({"limits": props.limits} if props.limits else {}),
             },
         )
 

@@ -42,6 +42,16 @@ SCRATCH_OVERHEAD_GIB = 1
 """Scratch space beyond proxied transfers: caches, the UI's temp files, logs of a crash."""
 
 
+def pod_ephemeral_gib(workload: WorkloadProps) -> int:
+    """Ephemeral storage one server pod requests: the server container's scratch space (every
+    proxied transfer at once, plus SCRATCH_OVERHEAD_GIB) and 1 GiB for its logs, and the
+    metrics container's 1 GiB (hardening.small_resources); the init container's 1 GiB runs
+    before them and adds nothing. `workload` may be any value with the two fields read (the
+    config's rules pass the valid fields of an otherwise invalid section)."""
+    transfers = workload.max_proxied_artifact_gib * workload.concurrent_artifact_transfers
+    return transfers + SCRATCH_OVERHEAD_GIB + 1 + 1
+
+
 class ResourceProps(Props):
     """Requests (and the memory limit) of the server container."""
 
@@ -144,7 +154,9 @@ class WorkloadProps(Props):
         launcher.CONCURRENT_ARTIFACT_TRANSFERS.default,
         description="Proxied transfers a pod holds at once, over all its workers; one more is "
         "told to retry (503, Retry-After). Scratch space per pod = max_proxied_artifact_gib x "
-        "this + 1 GiB (requested as ephemeral storage), so a pod is never evicted for it.",
+        "this + 1 GiB (requested as ephemeral storage), so a pod is never evicted for it; a "
+        "new cluster's nodes get a volume that holds it (Auto Mode's 80 GiB, or the pod's "
+        "needs + 30 GiB, at most 59000 GiB).",
     )
     drain_seconds: DrainSeconds = Field(
         30,
@@ -175,6 +187,11 @@ class WorkloadProps(Props):
         "server process, before it gets 429 with Retry-After (and five times this over all "
         "logins). Logins MLflow still remembers (auth.sign_in_cache_seconds) pass meanwhile.",
     )
+
+    @property
+    def pod_ephemeral_gib(self) -> int:
+        """Ephemeral storage one server pod requests (pod_ephemeral_gib)."""
+        return pod_ephemeral_gib(self)
 
     @property
     def scratch_gib(self) -> int:

@@ -45,7 +45,7 @@ class ClusterStack(Stack):
                 if cluster.endpoint_access == "private"
                 else eks.EndpointAccess.PUBLIC_AND_PRIVATE.only_from(*cluster.public_access_cidrs)
             ),
-            architecture=server.architecture,
+            workload=server,
             network_policy=cluster.network_policy,
             # Always: the server's autoscaler exists even when pinned (min = max), and without
             # metrics it logs a FailedGetResourceMetric event every 15 s.

@@ -227,6 +227,13 @@ def test_both_cluster_shapes_hand_the_server_what_it_needs() -> None:
     assert imported.admin_role_arns == ()
 
 
+def test_a_new_cluster_refuses_a_pod_no_node_can_hold() -> None:
+    stack = bare_stack()
+    huge = WorkloadProps(max_proxied_artifact_gib=1024, concurrent_artifact_transfers=64)
+    with pytest.raises(ValueError, match="65539 GiB of ephemeral storage per pod"):
+        AutoModeCluster(stack, "Cluster", vpc=MlflowVpc(stack, "Network").vpc, workload=huge)
+
+
 def test_tracking_server_alone_with_your_own_bucket_and_secret() -> None:
     stack = bare_stack()
     vpc = NETWORK.import_into(stack)

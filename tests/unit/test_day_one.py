@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
-from config import parse_settings
+from config import ConfigError, parse_settings
 from mlflow_on_eks.constructs_lib.review import render_intrinsics
+from mlflow_on_eks.k8s_charts.node_pool_chart import node_pool_limits
 from tests.conftest import Synth, only_resource, resources_of, synthesize
+from tests.unit.test_settings import EXISTING
 
 SynthFn = Callable[[str], Synth]
 ADMIN = "arn:aws:iam::111122223333:role/platform-admins"
@@ -177,3 +179,61 @@ def test_destroying_the_cluster_takes_the_server_stack_first(synth: SynthFn) -> 
     manifest = json.loads((synth("default").outdir / "manifest.json").read_text())
     server = next(a for a in manifest["artifacts"].values() if a.get("displayName") == "Mlflow")
     assert any("Cluster" in dependency for dependency in server["dependencies"])
+
+
+def _node_pool_objects(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The NodeClass and NodePool the cluster stack applies, by kind."""
+    manifest = json.loads(_manifest_text(template, "WorkloadNodePool"))
+    # With tokens inside string values, the manifest is an Fn::Join of JSON fragments.
+    parts = manifest["Fn::Join"][1] if isinstance(manifest, dict) else [manifest]
+    text = "".join(p if isinstance(p, str) else "TOKEN" for p in parts)
+    return {o["kind"]: o for o in json.loads(text)}
+
+
+def _pod_ephemeral_requests(deployment: dict[str, Any]) -> int:
+    """GiB of ephemeral storage the server pod's (long-running) containers request."""
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    quantities = [c["resources"]["requests"]["ephemeral-storage"] for c in containers]
+    assert all(q.endswith("Gi") for q in quantities), quantities
+    return sum(int(q.removesuffix("Gi")) for q in quantities)
+
+
+@pytest.mark.parametrize(
+    ("server", "volume_gib"),
+    [
+        # The default pod (7 GiB) fits on Auto Mode's 80 GiB volume: the NodeClass names none.
+        ({}, None),
+        # 64 GiB x 2 transfers + 1 GiB of overhead: 131 GiB per pod, and the system's 30.
+        ({"max_proxied_artifact_gib": 64}, 161),
+    ],
+)
+def test_a_new_clusters_nodes_hold_the_pod_and_the_pool_has_a_ceiling(
+    server: dict[str, Any], volume_gib: int | None, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    settings = parse_settings({"server": {"max_replicas": 4, **server}})
+    result = synthesize("sized", settings, tmp_path_factory.mktemp("sized"))
+    pod_gib = _pod_ephemeral_requests(result.object("Deployment", "mlflow"))
+    assert pod_gib == settings.server.pod_ephemeral_gib  # one formula for both
+    objects = _node_pool_objects(result.templates["Cluster"])
+    storage = objects["NodeClass"]["spec"].get("ephemeralStorage")
+    if volume_gib is None:
+        assert storage is None and pod_gib + 30 <= 80
+    else:
+        assert storage == {"size": f"{volume_gib}Gi"} and pod_gib + 30 == volume_gib
+    # Four times the pods at the autoscaler's maximum (4 x 520m, 1152 MiB), at least 16 vCPU
+    # and 64 GiB.
+    assert objects["NodePool"]["spec"]["limits"] == {"cpu": "16", "memory": "64Gi"}
+    bigger = settings.server.replace(max_replicas=20)
+    assert node_pool_limits(bigger) == {"cpu": "42", "memory": "90Gi"}
+
+
+def test_a_pod_no_node_volume_can_hold_fails_the_synth_with_the_key() -> None:
+    raw = {"server": {"max_proxied_artifact_gib": 1024, "concurrent_artifact_transfers": 64}}
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw)
+    message = str(caught.value)
+    assert "server.concurrent_artifact_transfers: max_proxied_artifact_gib x " in message
+    assert "65539 GiB of ephemeral storage per pod" in message
+    # An existing cluster's nodes are the user's: the rule is a new cluster's.
+    existing = parse_settings({**raw, "cluster": EXISTING})
+    assert existing.server.pod_ephemeral_gib == 65539
