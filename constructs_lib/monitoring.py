@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from aws_cdk import Duration, Fn
+from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_rds as rds
@@ -24,6 +24,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from .database import MlflowDatabase
+from .load_balancer_dimension import LoadBalancerDimension
 
 CPU_PERCENT = 80
 """Sustained for 15 minutes: past this, queries queue and the UI slows for everyone."""
@@ -64,15 +65,6 @@ def default_max_connections(engine: str, instance_type: str) -> int | None:
         return None
     connections = memory * 2**30 // _BYTES_PER_CONNECTION[engine]
     return min(connections, _POSTGRES_MAX_CONNECTIONS) if engine == "postgres" else connections
-
-
-def nlb_dimension(dns_name: str) -> str:
-    """`net/<name>/<id>` from an NLB's DNS name `k8s-<ns>-<svc>-<hash>-<id>.elb...` (a token
-    at synth time, so CloudFormation functions do the splitting)."""
-    label = Fn.select(0, Fn.split(".", dns_name))
-    part = Fn.split("-", label)
-    name = Fn.join("-", [Fn.select(i, part) for i in range(4)])
-    return Fn.join("", ["net/", name, "/", Fn.select(4, part)])
 
 
 class MlflowMonitoring(Construct):
@@ -150,9 +142,15 @@ class MlflowMonitoring(Construct):
                 periods=2,
                 what=f"read replica {REPLICA_LAG_SECONDS} s or more behind for 10 minutes",
             )
-        for kind, host in load_balancer_hosts.items():
-            self._load_balancer_alarms(kind, nlb_dimension(host))
-        self.dashboard = self._dashboard(database, load_balancer_hosts)
+        dimensions = {
+            kind: LoadBalancerDimension(
+                self, f"{kind.capitalize()}Dimension", dns_name=host
+            ).dimension
+            for kind, host in load_balancer_hosts.items()
+        }
+        for kind, dimension in dimensions.items():
+            self._load_balancer_alarms(kind, dimension)
+        self.dashboard = self._dashboard(database, dimensions)
 
     def _alarm(
         self,
@@ -205,7 +203,7 @@ class MlflowMonitoring(Construct):
         )
 
     def _dashboard(
-        self, database: MlflowDatabase, load_balancer_hosts: Mapping[str, str]
+        self, database: MlflowDatabase, load_balancer_dimensions: Mapping[str, str]
     ) -> cloudwatch.Dashboard:
         instance = database.instance
         period = Duration.minutes(5)
@@ -230,11 +228,11 @@ class MlflowMonitoring(Construct):
             (
                 f"{kind.capitalize()} load balancer targets",
                 [
-                    _nlb_query("SUM(HealthyHostCount)", nlb_dimension(host), "healthy"),
-                    _nlb_query("MAX(UnHealthyHostCount)", nlb_dimension(host), "unhealthy"),
+                    _nlb_query("SUM(HealthyHostCount)", dimension, "healthy"),
+                    _nlb_query("MAX(UnHealthyHostCount)", dimension, "unhealthy"),
                 ],
             )
-            for kind, host in load_balancer_hosts.items()
+            for kind, dimension in load_balancer_dimensions.items()
         ]
         dashboard.add_widgets(
             *(

@@ -115,21 +115,112 @@ def test_max_connections_follow_rds_defaults() -> None:
 
 
 def test_load_balancer_alarms_find_the_nlb_by_its_dns_name(synth: SynthFn) -> None:
-    alarms = _alarms(synth("default"))
-    host = {"TrackingServerInternalLoadBalancerHost": NLB_HOST}
+    """The dimension is what ELB answers for the DNS name the Service got (the handler's
+    tests below), not a cut of the name by hyphen positions."""
+    result = synth("default")
+    alarms = _alarms(result)
+    [(lookup_id, lookup)] = resources_of(
+        result.templates["Mlflow"], "Custom::LoadBalancerDimension"
+    ).items()
+    host_read = lookup["Properties"]["DnsName"]["Fn::GetAtt"]
+    assert host_read[0].startswith("TrackingServerInternalLoadBalancerHost")
+    assert host_read[1] == "Value"
+    answer = {lookup_id: NLB_DIMENSION}
     for name, aggregate in (
         ("InternalLoadBalancerUnhealthyTargets", "MAX(UnHealthyHostCount)"),
         ("InternalLoadBalancerNoHealthyTarget", "SUM(HealthyHostCount)"),
     ):
         [query] = alarms[name]["Metrics"]
         assert query["Period"] == 60
-        assert _evaluate(query["Expression"], host) == (
+        assert _evaluate(query["Expression"], answer) == (
             f'SELECT {aggregate} FROM SCHEMA("AWS/NetworkELB", LoadBalancer, TargetGroup) '  # noqa: S608
             f"WHERE LoadBalancer = '{NLB_DIMENSION}'"
         )
     # A load balancer that reports nothing has nothing healthy behind it (or a wrong name).
     assert alarms["InternalLoadBalancerNoHealthyTarget"]["TreatMissingData"] == "breaching"
     assert alarms["InternalLoadBalancerUnhealthyTargets"]["TreatMissingData"] == "notBreaching"
+
+
+def _elb_with(*names: str) -> tuple[Any, dict[str, str]]:
+    """A moto ELB with NLBs of these names: the client and name -> (DNS name, ARN)."""
+    import boto3
+
+    ec2 = boto3.client("ec2", region_name="eu-west-1")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
+    elb = boto3.client("elbv2", region_name="eu-west-1")
+    made = {}
+    for name in names:
+        [balancer] = elb.create_load_balancer(
+            Name=name, Subnets=[subnet], Type="network", Scheme="internal"
+        )["LoadBalancers"]
+        made[name] = (balancer["DNSName"], balancer["LoadBalancerArn"])
+    return elb, made
+
+
+def _event(kind: str, dns_name: str, physical_id: str | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = {"RequestType": kind, "ResourceProperties": {"DnsName": dns_name}}
+    if physical_id:
+        event["PhysicalResourceId"] = physical_id
+    return event
+
+
+def test_the_lookup_answers_any_name_shape_and_fails_with_a_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moto import mock_aws
+
+    from mlflow_on_eks.constructs_lib import load_balancer_handler as handler
+
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(variable, "testing")
+    with mock_aws():
+        # The controller's shape, a name of the user's with more hyphens, and a decoy.
+        elb, made = _elb_with("k8s-mlflow-mlflowin-4f8a2b1c9d", "team-a-ml-flow-lb", "other")
+        for name, (dns_name, arn) in made.items():
+            if name == "other":
+                continue
+            expected = arn.split(":loadbalancer/")[1]
+            assert expected.split("/")[1] == name  # (moto says app/ where ELB says net/)
+            status, physical, data, _ = handler.handle(_event("Create", dns_name.upper()), elb)
+            assert (status, physical, data) == ("SUCCESS", expected, {"Dimension": expected})
+            status, _, data, _ = handler.handle(_event("Update", dns_name, expected), elb)
+            assert data == {"Dimension": expected}
+        gone = "k8s-mlflow-mlflowin-0000000000-ffffffffffffffff.elb.eu-west-1.amazonaws.com"
+        status, _, data, reason = handler.handle(_event("Create", gone), elb)
+        assert status == "FAILED" and data == {}
+        assert f"no load balancer of this account and region has the DNS name {gone}" in reason
+        # Deleting the lookup leaves the load balancer alone: nothing to call.
+        assert handler.handle(_event("Delete", gone, "net/x/y"), None)[0] == "SUCCESS"
+
+
+def test_the_lookup_function_is_inline_small_and_may_only_describe(synth: SynthFn) -> None:
+    from mlflow_on_eks.constructs_lib.load_balancer_dimension import _HANDLER
+
+    assert len(_HANDLER.read_bytes()) < 4096  # Lambda's limit for inline code
+    mlflow = synth("test-maximal").templates["Mlflow"]
+    # One function for both load balancers.
+    [(function_id, function)] = [
+        (k, f)
+        for k, f in resources_of(mlflow, "AWS::Lambda::Function").items()
+        if k.startswith("LoadBalancerDimensionLookup")
+    ]
+    assert function["Properties"]["Code"]["ZipFile"] == _HANDLER.read_text()
+    assert len(resources_of(mlflow, "Custom::LoadBalancerDimension")) == 2
+    [policy] = [
+        p
+        for k, p in resources_of(mlflow, "AWS::IAM::Policy").items()
+        if k.startswith("LoadBalancerDimensionLookupRole")
+    ]
+    actions = sorted(
+        a for st in policy["Properties"]["PolicyDocument"]["Statement"] for a in st["Action"]
+    )
+    assert actions == [
+        "elasticloadbalancing:DescribeLoadBalancers",
+        "logs:CreateLogGroup",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    ]
 
 
 def test_replica_lag_and_notices_to_an_existing_topic(synth: SynthFn) -> None:
@@ -192,4 +283,10 @@ def test_monitoring_alone_in_another_app() -> None:
     alarms = resources_of(template(stack), "AWS::CloudWatch::Alarm").values()
     props = [a["Properties"] for a in alarms]
     expressions = [p["Metrics"][0]["Expression"] for p in props if "Metrics" in p]
-    assert expressions and all(f"LoadBalancer = '{NLB_DIMENSION}'" in e for e in expressions)
+    resources = template(stack)
+    [(lookup_id, lookup)] = resources_of(resources, "Custom::LoadBalancerDimension").items()
+    assert lookup["Properties"]["DnsName"] == NLB_HOST
+    answer = {lookup_id: NLB_DIMENSION}
+    assert expressions and all(
+        f"LoadBalancer = '{NLB_DIMENSION}'" in _evaluate(e, answer) for e in expressions
+    )
