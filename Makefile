@@ -16,7 +16,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: synth test unit snapshots docs mutants test-servers lint bench local deploy diff destroy clean
+.PHONY: synth test unit snapshots docs mutants test-servers lint bench local deploy diff destroy clean verify
 
 # Two stamps in one .venv. RUNTIME is what the app needs to synthesize (requirements.txt and
 # this checkout, editable): `make synth`, `docs`, `deploy` stop there. DEV adds the
@@ -101,6 +101,12 @@ bench: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp test-servers
 lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The deploy check again, now, against the live deployment: kubectl must point at its cluster
+# (the KubeconfigCommand output). scripts/verify.py says what it does.
+verify: $(RUNTIME)
+	$(REQUIRE_CONFIG)
+	$(BIN)/python scripts/verify.py $(CONFIG)
 
 deploy diff: $(RUNTIME) node_modules/.stamp
 	$(REQUIRE_CONFIG)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import cdk8s
 import cdk8s_plus_27 as kplus
@@ -113,6 +114,10 @@ class DeployCheckChart(cdk8s.Chart):
         annotation = (
             f"{CONFIG_DIGEST_ANNOTATION}={props.config_digest}" if props.config_digest else None
         )
+        admin_secret_id = (
+            server.auth_secrets.admin if server.sign_in and server.auth_secrets else None
+        )
+        # After a deploy: wait for this deploy's rollout, then check, and signal the verdict.
         self.job = kplus.Job(
             self,
             "Job",
@@ -122,44 +127,89 @@ class DeployCheckChart(cdk8s.Chart):
             backoff_limit=0,
             active_deadline=cdk8s.Duration.seconds(self.deadline_seconds),
             ttl_after_finished=cdk8s.Duration.seconds(KEEP_FINISHED_SECONDS),
-            select=False,
-            pod_metadata=cdk8s.ApiObjectMetadata(labels=_labels(server)),
-            restart_policy=kplus.RestartPolicy.NEVER,
+            **self._pod(
+                server,
+                tmp,
+                verify_environment(
+                    targets=self.targets,
+                    timeout_seconds=TARGET_TIMEOUT_SECONDS,
+                    signal_url=props.signal_url,
+                    logs_command=f"kubectl -n {server.namespace} logs job/{props.job_name}",
+                    deployment=server.instance,
+                    namespace=server.namespace,
+                    image=server.image,
+                    pod_annotation=annotation,
+                    rollout_timeout_seconds=self.rollout_timeout_seconds,
+                    admin_secret_id=admin_secret_id,
+                    region=server.region,
+                ),
+            ),
+        )
+        # On demand (`make verify`, the VerifyCommand output): the same checks of the server as
+        # it runs now, after a change made outside CDK; no rollout wait, no signal. A
+        # suspended CronJob that never fires is Kubernetes' template for `kubectl create job
+        # --from=cronjob/...`.
+        self.on_demand = kplus.CronJob(
+            self,
+            "OnDemand",
+            metadata=cdk8s.ApiObjectMetadata(name=on_demand_name(server.instance)),
+            schedule=cdk8s.Cron.schedule(minute="0", hour="0", day="31", month="2"),
+            suspend=True,
+            backoff_limit=0,
+            active_deadline=cdk8s.Duration.seconds(JOB_START_SECONDS + checks),
+            ttl_after_finished=cdk8s.Duration.seconds(KEEP_FINISHED_SECONDS),
+            **self._pod(
+                server,
+                tmp,
+                verify_environment(
+                    targets=self.targets,
+                    timeout_seconds=TARGET_TIMEOUT_SECONDS,
+                    signal_url=None,
+                    logs_command=(
+                        f"kubectl -n {server.namespace} logs --selector=job-name=<the Job>"
+                    ),
+                    admin_secret_id=admin_secret_id,
+                    region=server.region,
+                ),
+            ),
+        )
+        for workload, pod_spec in (
+            (self.job, "/spec/template/spec"),
+            (self.on_demand, "/spec/jobTemplate/spec/template/spec"),
+        ):
+            harden(
+                workload,
+                architecture=server.workload.architecture,
+                node_pool=server.node_pool,
+                node_labels=server.node_labels,
+                pod_spec=pod_spec,
+            )
+        self._network_policy(server)
+
+    def _pod(
+        self, server: MlflowChartProps, tmp: kplus.Volume, environment: dict[str, str]
+    ) -> dict[str, Any]:
+        """The check's pod, as the Job and the on-demand CronJob share it."""
+        return {
+            "select": False,
+            "pod_metadata": cdk8s.ApiObjectMetadata(labels=_labels(server)),
+            "restart_policy": kplus.RestartPolicy.NEVER,
             # Its own ServiceAccount, never the server's: its token may read the rollout (the
             # Role below) and nothing else; with authentication on, its IRSA role may read the
             # admin login's secret and nothing else (DeployCheck). Artifact downloads use the
             # server's presigned URLs, so no other AWS access.
-            service_account=self.service_account,
-            automount_service_account_token=True,
-            security_context=POD_SECURITY,
-            volumes=[tmp],
-            containers=[
+            "service_account": self.service_account,
+            "automount_service_account_token": True,
+            "security_context": POD_SECURITY,
+            "volumes": [tmp],
+            "containers": [
                 kplus.ContainerProps(
                     name="verify",
                     image=server.image,
                     image_pull_policy=kplus.ImagePullPolicy.IF_NOT_PRESENT,
                     args=["verify"],
                     env_variables={
-                        key: kplus.EnvValue.from_value(value)
-                        for key, value in verify_environment(
-                            targets=self.targets,
-                            timeout_seconds=TARGET_TIMEOUT_SECONDS,
-                            signal_url=props.signal_url,
-                            logs_command=(
-                                f"kubectl -n {server.namespace} logs job/{props.job_name}"
-                            ),
-                            deployment=server.instance,
-                            namespace=server.namespace,
-                            image=server.image,
-                            pod_annotation=annotation,
-                            rollout_timeout_seconds=self.rollout_timeout_seconds,
-                            admin_secret_id=(
-                                server.auth_secrets.admin
-                                if server.sign_in and server.auth_secrets
-                                else None
-                            ),
-                            region=server.region,
-                        ).items()
+                        key: kplus.EnvValue.from_value(value) for key, value in environment.items()
                     },
                     security_context=CONTAINER_SECURITY,
                     volume_mounts=[kplus.VolumeMount(path=TMP_PATH, volume=tmp)],
@@ -168,14 +218,7 @@ class DeployCheckChart(cdk8s.Chart):
                     resources=small_resources(cpu_millis=100, memory_mib=384),
                 )
             ],
-        )
-        harden(
-            self.job,
-            architecture=server.workload.architecture,
-            node_pool=server.node_pool,
-            node_labels=server.node_labels,
-        )
-        self._network_policy(server)
+        }
 
     def _rollout_reader(
         self, server: MlflowChartProps, role_arn: str | None
@@ -240,6 +283,11 @@ class DeployCheckChart(cdk8s.Chart):
 def verify_service_account_name(server: MlflowChartProps) -> str:
     """`<instance>-verify`: the name the Job's IRSA role trusts."""
     return f"{server.instance}-verify"
+
+
+def on_demand_name(instance: str) -> str:
+    """`<instance>-verify`: the suspended CronJob `make verify` creates a check Job from."""
+    return f"{instance}-verify"
 
 
 def rollout_budget_seconds(server: MlflowChartProps) -> int:

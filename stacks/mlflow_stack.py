@@ -19,12 +19,14 @@ from mlflow_on_eks.constructs_lib import (
     MlflowTrackingServer,
 )
 from mlflow_on_eks.constructs_lib.engine_version import EngineVersionReading
+from mlflow_on_eks.constructs_lib.tracking_server import INSTANCE
 from mlflow_on_eks.k8s_charts import (
     AuthProps,
     ExposureProps,
     GcProps,
     WorkloadProps,
 )
+from mlflow_on_eks.k8s_charts.deploy_check_chart import on_demand_name
 
 
 class MlflowStack(Stack):
@@ -180,6 +182,12 @@ class MlflowStack(Stack):
                 "Alarms)",
             )
         if server.deploy_check is not None:
+            values["VerifyCommand"] = (
+                f"kubectl -n {namespace} create job --from=cronjob/{on_demand_name(INSTANCE)} "
+                f"{on_demand_name(INSTANCE)}-manual-$(date +%s)",
+                "Run the deploy check again now, after a change outside CDK (or: make verify "
+                "CONFIG=...); then kubectl logs job/<that name>",
+            )
             values["DeployCheckLogsCommand"] = (
                 server.deploy_check.logs_command,
                 "What the deploy check did (kept a day)",

@@ -82,7 +82,7 @@ def _auth(enabled: bool) -> dict:
 def gc_deployment(auth, mariadb, new_database, moto, test_ca, tmp_path) -> Iterator[GcDeployment]:
     settings = parse_settings({"auth": _auth(auth), "gc": {"enabled": True, "older_than": "1d"}})
     chart = synthesize("gc", settings, tmp_path / "synth")
-    [cron_job] = chart.objects("CronJob")
+    cron_job = chart.object("CronJob", "mlflow-gc")
     [gc_container] = cron_job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert gc_container["args"] == ["gc"]
     _, (init, main) = pod(chart)

@@ -23,7 +23,9 @@ def _pod(synth: Synth) -> dict[str, Any]:
 def test_off_by_default(each_config: Synth) -> None:
     assert Settings().gc.enabled is False
     if not each_config.settings.gc.enabled:
-        assert each_config.objects("CronJob") == []
+        # Only the deploy check's on-demand template (suspended) remains.
+        names = [c["metadata"]["name"] for c in each_config.objects("CronJob")]
+        assert names == ["mlflow-verify"] * each_config.settings.deploy_check.enabled
 
 
 def test_runs_the_launcher_on_schedule_one_at_a_time(synth: SynthFn) -> None:

@@ -200,8 +200,8 @@ def test_the_lookup_function_is_inline_small_and_may_only_describe(synth: SynthF
     assert len(_HANDLER.read_bytes()) < 4096  # Lambda's limit for inline code
     mlflow = synth("test-maximal").templates["Mlflow"]
     # One function for both load balancers.
-    [(function_id, function)] = [
-        (k, f)
+    [function] = [
+        f
         for k, f in resources_of(mlflow, "AWS::Lambda::Function").items()
         if k.startswith("LoadBalancerDimensionLookup")
     ]
