@@ -17,6 +17,7 @@ from pydantic import (
     StringConstraints,
 )
 
+from mlflow_on_eks.constructs_lib.artifact_store import ArtifactProps
 from mlflow_on_eks.constructs_lib.database_props import DatabaseProps
 from mlflow_on_eks.constructs_lib.kubernetes import DEFAULT_VERSION, SUPPORTED_VERSIONS
 from mlflow_on_eks.constructs_lib.monitoring import default_max_connections
@@ -335,37 +336,6 @@ class ClusterSettings(StrictModel):
     )
 
 
-class ArtifactSettings(StrictModel):
-    """The S3 artifact store."""
-
-    versioned: bool = Field(True, description="S3 versioning: an overwritten artifact is kept.")
-    noncurrent_version_expiration_days: int | None = Field(
-        90,
-        ge=1,
-        le=3650,
-        description="Days an overwritten or deleted version is kept; null keeps them forever.",
-    )
-    removal_policy: Literal["retain", "destroy"] = Field(
-        "retain",
-        description="On stack deletion: keep the bucket (default), or `destroy` (empties it), "
-        "which also needs `-c allow_data_destroy=true`.",
-    )
-
-    RULES = (
-        Rule(
-            "noncurrent_version_expiration_days",
-            ("versioned", "noncurrent_version_expiration_days"),
-            lambda a: (
-                "applies only with versioned: true"
-                if not a.versioned
-                and a.given("noncurrent_version_expiration_days")
-                and a.noncurrent_version_expiration_days
-                else None
-            ),
-        ),
-    )
-
-
 class DeployCheckSettings(StrictModel):
     """What `cdk deploy` proves before it succeeds."""
 
@@ -528,7 +498,7 @@ class Settings(StrictModel):
     aws: AwsSettings = Field(default_factory=AwsSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     database: DatabaseProps = Field(default_factory=DatabaseProps)
-    artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
+    artifacts: ArtifactProps = Field(default_factory=ArtifactProps)
     server: WorkloadProps = Field(default_factory=WorkloadProps)
     exposure: ExposureProps = Field(default_factory=ExposureProps)
     auth: AuthProps = Field(default_factory=AuthProps)

@@ -16,7 +16,7 @@ from ..k8s_charts import (
     ResourceProps,
     WorkloadProps,
 )
-from .artifact_store import MlflowArtifactStore
+from .artifact_store import ArtifactProps, MlflowArtifactStore
 from .auth import MlflowAuth
 from .cluster import (
     AutoModeCluster,
@@ -33,6 +33,7 @@ from .tracking_server import MlflowTrackingServer
 
 __all__ = [
     "SUPPORTED_VERSIONS",
+    "ArtifactProps",
     "AuthProps",
     "AutoModeCluster",
     "ClusterHandle",

@@ -2,13 +2,48 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
+from pydantic import Field
 
+from ..k8s_charts.model import Props
+from ..k8s_charts.rules import Rule
 from .acknowledgements import acknowledge
 
-DEFAULT_NONCURRENT_EXPIRATION = Duration.days(90)
+
+class ArtifactProps(Props):
+    """The S3 artifact store: the config file's `artifacts` section and MlflowArtifactStore's
+    props (for a bucket it creates)."""
+
+    versioned: bool = Field(True, description="S3 versioning: an overwritten artifact is kept.")
+    noncurrent_version_expiration_days: int | None = Field(
+        90,
+        ge=1,
+        le=3650,
+        description="Days an overwritten or deleted version is kept; null keeps them forever.",
+    )
+    removal_policy: Literal["retain", "destroy"] = Field(
+        "retain",
+        description="On stack deletion: keep the bucket (default), or `destroy` (empties it). "
+        "This app also needs `-c allow_data_destroy=true` for `destroy`.",
+    )
+
+    RULES = (
+        Rule(
+            "noncurrent_version_expiration_days",
+            ("versioned", "noncurrent_version_expiration_days"),
+            lambda a: (
+                "applies only with versioned: true"
+                if not a.versioned
+                and a.given("noncurrent_version_expiration_days")
+                and a.noncurrent_version_expiration_days
+                else None
+            ),
+        ),
+    )
 
 
 class MlflowArtifactStore(Construct):
@@ -21,7 +56,7 @@ class MlflowArtifactStore(Construct):
     Or bring your own bucket (`bucket=`): it is used as is, under `prefix`, and nothing is
     created; its protections are yours.
 
-    Attributes: `bucket` (the primary child, id "Resource", when created), `prefix`,
+    Attributes: `props`, `bucket` (the primary child, id "Resource", when created), `prefix`,
     `destination` (the `s3://` URI the server writes under).
     """
 
@@ -30,34 +65,32 @@ class MlflowArtifactStore(Construct):
         scope: Construct,
         id: str,
         *,
-        versioned: bool = True,
-        noncurrent_version_expiration: Duration | None = DEFAULT_NONCURRENT_EXPIRATION,
-        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+        props: ArtifactProps | None = None,
         prefix: str = "artifacts",
         bucket: s3.IBucket | None = None,
     ) -> None:
         """
-        :param versioned: Keep overwritten and deleted objects. Default: true.
-        :param noncurrent_version_expiration: How long such versions are kept; None keeps
-            them forever. Default: 90 days. Ignored when not versioned.
-        :param removal_policy: RETAIN (default) keeps the bucket when the stack is deleted;
-            DESTROY empties and deletes it.
+        :param props: the config file's `artifacts` section: versioning, how long
+            overwritten versions are kept, and `removal_policy` (`retain` keeps the bucket
+            when the stack is deleted, `destroy` empties and deletes it).
+            Default: `ArtifactProps()`.
         :param prefix: Key prefix of the artifacts. Default: artifacts.
         :param bucket: an existing bucket to use instead of a new one (the settings above
             then do not apply). Default: a new bucket.
         """
         super().__init__(scope, id)
+        props = props or ArtifactProps()
+        self.props = props
         self.prefix = prefix
         if bucket is not None:
             self.bucket: s3.IBucket = bucket
             self.destination = f"s3://{bucket.bucket_name}/{prefix}"
             return
         rules = [s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(7))]
-        if versioned and noncurrent_version_expiration is not None:
-            rules.append(
-                s3.LifecycleRule(noncurrent_version_expiration=noncurrent_version_expiration)
-            )
-        destroy = removal_policy == RemovalPolicy.DESTROY
+        days = props.noncurrent_version_expiration_days
+        if props.versioned and days is not None:
+            rules.append(s3.LifecycleRule(noncurrent_version_expiration=Duration.days(days)))
+        destroy = props.removal_policy == "destroy"
         self.bucket = s3.Bucket(
             self,
             "Resource",
@@ -66,9 +99,9 @@ class MlflowArtifactStore(Construct):
             enforce_ssl=True,
             minimum_tls_version=1.2,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            versioned=versioned,
+            versioned=props.versioned,
             lifecycle_rules=rules,
-            removal_policy=removal_policy,
+            removal_policy=RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN,
             auto_delete_objects=destroy,
         )
         acknowledge(

@@ -118,8 +118,11 @@ class Props(SettingsModel):
     __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     def replace(self, **changes: Any) -> Self:
-        """A copy with `changes`, checked as a new one is (pydantic's model_copy is not)."""
-        return type(self)(**{**dict(self), **changes})
+        """A copy with `changes`, checked as a new one is (pydantic's model_copy is not).
+        Only the fields set on this one are passed on, so a rule about a field the user left
+        at its default (`given`) judges the copy as it judged the original."""
+        given = {name: getattr(self, name) for name in self.model_fields_set}
+        return type(self)(**{**given, **changes})
 
 
 def describe(name: str, error: ValidationError) -> str:

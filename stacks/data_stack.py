@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from aws_cdk import Annotations, Duration, Environment, RemovalPolicy, Stack
+from aws_cdk import Annotations, Environment, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
-from config.settings import ArtifactSettings
 from mlflow_on_eks.constructs_lib import (
     ExistingVpc,
     MlflowArtifactStore,
     MlflowAuth,
     MlflowDatabase,
 )
+from mlflow_on_eks.constructs_lib.artifact_store import ArtifactProps
 from mlflow_on_eks.constructs_lib.database_props import DatabaseProps
 from mlflow_on_eks.k8s_charts import AuthProps
 from stacks.network_stack import guard_vpc
@@ -42,7 +42,7 @@ class DataStack(Stack):
         stack_name: str,
         vpc: ec2.IVpc | ExistingVpc,
         database: DatabaseProps,
-        artifacts: ArtifactSettings,
+        artifacts: ArtifactProps,
         auth: AuthProps,
         allow_destroy: bool = False,
         vpc_id_import: str | None = None,
@@ -81,13 +81,10 @@ class DataStack(Stack):
         self.artifact_store = MlflowArtifactStore(
             self,
             "Artifacts",
-            versioned=artifacts.versioned,
-            noncurrent_version_expiration=(
-                Duration.days(artifacts.noncurrent_version_expiration_days)
-                if artifacts.noncurrent_version_expiration_days is not None
-                else None
+            # `destroy` only with the context flag as well (a warning otherwise, above).
+            props=artifacts.replace(
+                removal_policy="destroy" if artifacts_removal == RemovalPolicy.DESTROY else "retain"
             ),
-            removal_policy=artifacts_removal,
         )
         self.auth = (
             MlflowAuth(

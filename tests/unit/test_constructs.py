@@ -17,6 +17,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk.assertions import Annotations, Match, Template
 
 from mlflow_on_eks.constructs_lib import (
+    ArtifactProps,
     AutoModeCluster,
     ExistingClusterAttributes,
     ExistingVpc,
@@ -31,6 +32,7 @@ from mlflow_on_eks.constructs_lib import (
 from mlflow_on_eks.constructs_lib.tracking_server import IMAGE_DIRECTORY
 from mlflow_on_eks.k8s_charts import AuthProps, ExposureProps, ExternalLoadBalancerProps
 from mlflow_on_eks.k8s_charts.node_pool_chart import DATABASE_CLIENT_LABEL
+from mlflow_on_eks.k8s_charts.rules import InvalidProps
 from tests.conftest import resources_of
 
 ENV = cdk.Environment(account="111122223333", region="eu-west-1")
@@ -127,6 +129,22 @@ def test_artifact_store_alone() -> None:
         },
     )
     assert store.destination.startswith("s3://") and store.destination.endswith("/artifacts")
+
+
+def test_artifact_store_takes_the_configs_section() -> None:
+    """ArtifactProps is the config file's `artifacts` section: the same rule refuses the same
+    value, and a checked copy keeps what the user left at its default as a default."""
+    with pytest.raises(InvalidProps, match="applies only with versioned: true"):
+        ArtifactProps(versioned=False, noncurrent_version_expiration_days=30)
+    unversioned = ArtifactProps(versioned=False)
+    assert unversioned.replace(removal_policy="destroy").removal_policy == "destroy"
+    stack = bare_stack()
+    MlflowArtifactStore(stack, "Artifacts", props=unversioned.replace(removal_policy="destroy"))
+    [bucket] = resources_of(template(stack), "AWS::S3::Bucket").values()
+    assert bucket["DeletionPolicy"] == "Delete"
+    assert "VersioningConfiguration" not in bucket["Properties"]
+    rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert [r for r in rules if "NoncurrentVersionExpiration" in r] == []
 
 
 def test_artifact_store_with_your_own_bucket() -> None:
