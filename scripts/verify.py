@@ -85,6 +85,13 @@ def main(argv: list[str]) -> int:
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
+    except FileNotFoundError as error:
+        print(
+            f"{error.filename} not found: make verify runs kubectl, pointed at the cluster "
+            "(the KubeconfigCommand output); KUBECTL names another command",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

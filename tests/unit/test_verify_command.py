@@ -101,6 +101,23 @@ def test_without_the_cronjob_it_says_why(tmp_path: Path) -> None:
     assert "was this version deployed?" in result.stderr
 
 
+def test_without_kubectl_it_says_so(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "verify.py")],
+        capture_output=True,
+        text=True,
+        env={"KUBECTL": str(tmp_path / "no-kubectl"), "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "no-kubectl not found: make verify runs kubectl, pointed at the cluster" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
 def test_the_configs_namespace_and_a_bad_config(tmp_path: Path) -> None:
     config = tmp_path / "team.yaml"
     config.write_text("server:\n  namespace: team-ml\n")
