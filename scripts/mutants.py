@@ -175,8 +175,8 @@ MUTANTS = (
     Mutant(
         "deploy check does not wait for the rollout",
         "k8s_charts/deploy_check_chart.py",
-        "                            deployment=server.instance,\n",
-        "                            deployment=None,\n",
+        "                    deployment=server.instance,\n",
+        "                    deployment=None,\n",
         ("tests/unit/test_deploy_check.py", "-k", "this_deploys_template and default"),
     ),
     Mutant(
@@ -311,6 +311,27 @@ MUTANTS = (
         "        active_deadline=cdk8s.Duration.seconds(GC_DEADLINE_SECONDS),\n",
         "",
         ("tests/unit/test_gc_templates.py", "-k", "hung"),
+    ),
+    Mutant(
+        "load balancer alarms watch whichever load balancer comes first",
+        "constructs_lib/load_balancer_handler.py",
+        '            if balancer["DNSName"].lower() == wanted:',
+        "            if balancer:",
+        ("tests/unit/test_monitoring_templates.py", "-k", "any_name_shape"),
+    ),
+    Mutant(
+        "a database engine's minor version pinned again",
+        "constructs_lib/database_props.py",
+        'ENGINE_MAJOR_VERSIONS: dict[str, str] = {"mysql": "8.4", "postgres": "17"}',
+        'ENGINE_MAJOR_VERSIONS: dict[str, str] = {"mysql": "8.4.10", "postgres": "17"}',
+        ("tests/unit/test_stacks.py", "-k", "engine_version and default"),
+    ),
+    Mutant(
+        "a new cluster's node pool without a ceiling",
+        "k8s_charts/node_pool_chart.py",
+        '                **({"limits": props.limits} if props.limits else {}),',
+        "",
+        ("tests/unit/test_day_one.py", "-k", "ceiling"),
     ),
 )
 
