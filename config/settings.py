@@ -21,6 +21,7 @@ from mlflow_on_eks.constructs_lib.artifact_store import ArtifactProps
 from mlflow_on_eks.constructs_lib.database_props import DatabaseProps
 from mlflow_on_eks.constructs_lib.kubernetes import DEFAULT_VERSION, SUPPORTED_VERSIONS
 from mlflow_on_eks.constructs_lib.monitoring import default_max_connections
+from mlflow_on_eks.constructs_lib.monitoring_props import MonitoringProps
 from mlflow_on_eks.k8s_charts import AuthProps, GcProps, WorkloadProps
 from mlflow_on_eks.k8s_charts.auth import anonymous_problem
 from mlflow_on_eks.k8s_charts.mlflow_chart import ExposureProps, LoadBalancerController, ways_in
@@ -53,14 +54,6 @@ IamRoleArn = Annotated[
     str,
     StringConstraints(pattern=rf"^{PARTITION_PATTERN}:iam::\d{{12}}:role/[A-Za-z0-9_+=,.@/-]+$"),
 ]
-# An SNS standard topic (CloudWatch alarm actions cannot publish to FIFO topics).
-SnsTopicArn = Annotated[
-    str,
-    StringConstraints(
-        pattern=rf"^{PARTITION_PATTERN}:sns:{REGION_PATTERN}:\d{{12}}:[A-Za-z0-9_-]{{1,256}}$"
-    ),
-]
-EmailAddress = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 SubnetId = Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8}(?:[0-9a-f]{9})?$")]
 SecurityGroupId = Annotated[str, StringConstraints(pattern=r"^sg-[0-9a-f]{8}(?:[0-9a-f]{9})?$")]
 VpcId = Annotated[str, StringConstraints(pattern=r"^vpc-[0-9a-f]{8}(?:[0-9a-f]{9})?$")]
@@ -349,58 +342,7 @@ class DeployCheckSettings(StrictModel):
     )
 
 
-class MonitoringSettings(StrictModel):
-    """CloudWatch alarms and a dashboard: what should page a platform team."""
-
-    enabled: bool = Field(
-        True,
-        description=(
-            "Alarms on the database's CPU, connections, free storage and replica lag and on the "
-            "load balancers' targets, and a dashboard with them."
-        ),
-    )
-    alarm_email: EmailAddress | None = Field(
-        None,
-        description=(
-            "Send alarms and recoveries to this address through a new SNS topic (AWS e-mails a "
-            "confirmation link first). Default: none, the alarms show in the console only."
-        ),
-    )
-    alarm_topic_arn: SnsTopicArn | None = Field(
-        None, description="Or to this existing SNS standard topic (e.g. your pager's)."
-    )
-    max_database_connections: int | None = Field(
-        None,
-        ge=1,
-        description=(
-            "The database's max_connections, for the connections alarm. Default: estimated "
-            "from database.instance_type (t, m and r classes); required for other classes."
-        ),
-    )
-
-    RULES = (
-        Rule(
-            "alarm_topic_arn",
-            ("alarm_email", "alarm_topic_arn"),
-            lambda m: (
-                "and alarm_email are both set: choose one"
-                if m.alarm_email and m.alarm_topic_arn
-                else None
-            ),
-        ),
-        Rule(
-            "enabled",
-            ("enabled", "alarm_email", "alarm_topic_arn"),
-            lambda m: (
-                "is false but an alarm destination is set: there are no alarms to send"
-                if not m.enabled and (m.alarm_email or m.alarm_topic_arn)
-                else None
-            ),
-        ),
-    )
-
-
-def _connections_problem(monitoring: MonitoringSettings, database: DatabaseProps) -> str | None:
+def _connections_problem(monitoring: MonitoringProps, database: DatabaseProps) -> str | None:
     if (
         monitoring.enabled
         and monitoring.max_database_connections is None
@@ -504,7 +446,7 @@ class Settings(StrictModel):
     auth: AuthProps = Field(default_factory=AuthProps)
     gc: GcProps = Field(default_factory=GcProps)
     deploy_check: DeployCheckSettings = Field(default_factory=DeployCheckSettings)
-    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    monitoring: MonitoringProps = Field(default_factory=MonitoringProps)
 
     RULES = (
         Rule(

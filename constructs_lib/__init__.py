@@ -28,6 +28,7 @@ from .database import MlflowDatabase
 from .database_props import DatabaseProps
 from .kubernetes import SUPPORTED_VERSIONS
 from .monitoring import MlflowMonitoring
+from .monitoring_props import MonitoringProps
 from .network import ExistingVpc, MlflowVpc
 from .tracking_server import MlflowTrackingServer
 
@@ -51,6 +52,7 @@ __all__ = [
     "MlflowMonitoring",
     "MlflowTrackingServer",
     "MlflowVpc",
+    "MonitoringProps",
     "ResourceProps",
     "WorkloadProps",
 ]

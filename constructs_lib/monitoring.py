@@ -25,6 +25,7 @@ from constructs import Construct
 
 from .database import MlflowDatabase
 from .load_balancer_dimension import LoadBalancerDimension
+from .monitoring_props import MonitoringProps
 
 CPU_PERCENT = 80
 """Sustained for 15 minutes: past this, queries queue and the UI slows for everyone."""
@@ -85,7 +86,7 @@ class MlflowMonitoring(Construct):
         database: MlflowDatabase,
         load_balancer_hosts: Mapping[str, str],
         alarm_topic: sns.ITopic | None = None,
-        max_database_connections: int | None = None,
+        props: MonitoringProps | None = None,
     ) -> None:
         """
         :param database: the backend store (and its read replica, if any); its class sizes
@@ -94,10 +95,15 @@ class MlflowMonitoring(Construct):
             `load_balancer_hosts`).
         :param alarm_topic: where alarms and recoveries are sent. Default: none (the alarms
             show in the console only).
-        :param max_database_connections: the database's max_connections, when its class is
-            not a t, m or r class or its parameter group changes the default.
+        :param props: the config file's `monitoring` section; its `max_database_connections`
+            is needed when the database class is not a t, m or r class or its parameter group
+            changes the default (`alarm_topic(scope, props)` makes the topic it names; its
+            `enabled` is the app's switch for making this construct at all).
+            Default: `MonitoringProps()`.
         """
         super().__init__(scope, id)
+        props = props or MonitoringProps()
+        max_database_connections = props.max_database_connections
         self._topic = alarm_topic
         self.alarms: dict[str, cloudwatch.Alarm] = {}
         instance = database.instance

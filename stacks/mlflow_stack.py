@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from aws_cdk import CfnOutput, Environment, Stack
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from config.settings import MonitoringSettings
 from mlflow_on_eks.constructs_lib import (
     AutoModeCluster,
     ExistingClusterAttributes,
@@ -19,6 +16,7 @@ from mlflow_on_eks.constructs_lib import (
     MlflowTrackingServer,
 )
 from mlflow_on_eks.constructs_lib.engine_version import EngineVersionReading
+from mlflow_on_eks.constructs_lib.monitoring_props import MonitoringProps, alarm_topic
 from mlflow_on_eks.constructs_lib.tracking_server import INSTANCE
 from mlflow_on_eks.k8s_charts import (
     AuthProps,
@@ -57,7 +55,7 @@ class MlflowStack(Stack):
         exposure: ExposureProps,
         deploy_check: bool = True,
         gc: GcProps | None = None,
-        monitoring: MonitoringSettings | None = None,
+        monitoring: MonitoringProps | None = None,
         env: Environment | None = None,
     ) -> None:
         super().__init__(
@@ -84,8 +82,10 @@ class MlflowStack(Stack):
             deploy_check=deploy_check,
             gc=gc,
         )
-        monitoring = monitoring or MonitoringSettings()
-        self.alarm_topic = self._alarm_topic(monitoring)
+        monitoring = monitoring or MonitoringProps()
+        # The topic is the stack's child, as before the model moved: the same logical ID,
+        # so e-mail subscribers need not confirm again.
+        self.alarm_topic = alarm_topic(self, monitoring)
         self.monitoring = (
             MlflowMonitoring(
                 self,
@@ -93,23 +93,12 @@ class MlflowStack(Stack):
                 database=database,
                 load_balancer_hosts=self.tracking_server.load_balancer_hosts,
                 alarm_topic=self.alarm_topic,
-                max_database_connections=monitoring.max_database_connections,
+                props=monitoring,
             )
             if monitoring.enabled
             else None
         )
         self._outputs(database, artifact_store)
-
-    def _alarm_topic(self, monitoring: MonitoringSettings) -> sns.ITopic | None:
-        if monitoring.alarm_topic_arn:
-            return sns.Topic.from_topic_arn(self, "AlarmTopic", monitoring.alarm_topic_arn)
-        if not monitoring.alarm_email:
-            return None
-        # No KMS key: the messages are CloudWatch alarm notices (alarm name, metric,
-        # threshold), no MLflow data, and a key would need a policy admitting CloudWatch.
-        topic = sns.Topic(self, "AlarmTopic", display_name="MLflow alarms", enforce_ssl=True)
-        topic.add_subscription(subscriptions.EmailSubscription(monitoring.alarm_email))
-        return topic
 
     def _outputs(self, database: MlflowDatabase, artifact_store: MlflowArtifactStore) -> None:
         server = self.tracking_server

@@ -12,6 +12,8 @@ import pytest
 from config import Settings
 from mlflow_on_eks.constructs_lib import DatabaseProps, MlflowDatabase, MlflowMonitoring
 from mlflow_on_eks.constructs_lib.monitoring import default_max_connections, instance_memory_gib
+from mlflow_on_eks.constructs_lib.monitoring_props import MonitoringProps, alarm_topic
+from mlflow_on_eks.k8s_charts.rules import InvalidProps
 from tests.conftest import Synth, primary_database, resources_of
 from tests.unit.test_constructs import NETWORK, bare_stack, template
 
@@ -264,6 +266,19 @@ def test_off_leaves_no_alarm(synth: SynthFn) -> None:
     assert "DashboardName" not in s.templates["Mlflow"]["Outputs"]
 
 
+def test_the_configs_section_is_the_constructs_props() -> None:
+    """MonitoringProps refuses what the config file refuses, and names the topic the same."""
+    topic = "arn:aws:sns:eu-west-1:111122223333:pager"
+    with pytest.raises(InvalidProps, match="alarm_topic_arn: and alarm_email are both set"):
+        MonitoringProps(alarm_email="team@example.com", alarm_topic_arn=topic)
+    stack = bare_stack()
+    assert alarm_topic(stack, MonitoringProps()) is None
+    alarm_topic(stack, MonitoringProps(alarm_email="team@example.com"))
+    [(key, subscription)] = resources_of(template(stack), "AWS::SNS::Subscription").items()
+    assert key.startswith("AlarmTopic")  # the stack's child, as the app's topic always was
+    assert subscription["Properties"]["Endpoint"] == "team@example.com"
+
+
 def test_monitoring_alone_in_another_app() -> None:
     stack = bare_stack()
     vpc = NETWORK.import_into(stack)
@@ -277,7 +292,7 @@ def test_monitoring_alone_in_another_app() -> None:
         "Monitoring",
         database=database,
         load_balancer_hosts={"internal": NLB_HOST},
-        max_database_connections=1000,
+        props=MonitoringProps(max_database_connections=1000),
     )
     assert monitoring.alarms["DatabaseConnections"].node.default_child is not None
     alarms = resources_of(template(stack), "AWS::CloudWatch::Alarm").values()
