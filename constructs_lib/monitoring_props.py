@@ -11,7 +11,7 @@ from constructs import Construct
 from pydantic import Field, StringConstraints
 
 from ..k8s_charts.model import Props
-from ..k8s_charts.rules import PARTITION_PATTERN, REGION_PATTERN, Rule
+from ..k8s_charts.rules import PARTITION_PATTERN, REGION_PATTERN, Rule, set_while_off
 
 # An SNS standard topic (CloudWatch alarm actions cannot publish to FIFO topics).
 SnsTopicArn = Annotated[
@@ -63,14 +63,9 @@ class MonitoringProps(Props):
                 else None
             ),
         ),
-        Rule(
-            "enabled",
-            ("enabled", "alarm_email", "alarm_topic_arn"),
-            lambda m: (
-                "is false but an alarm destination is set: there are no alarms to send"
-                if not m.enabled and (m.alarm_email or m.alarm_topic_arn)
-                else None
-            ),
+        set_while_off(
+            ("alarm_email", "alarm_topic_arn"),
+            "an alarm destination is set: there are no alarms to send",
         ),
     )
 

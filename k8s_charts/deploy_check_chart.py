@@ -114,9 +114,15 @@ class DeployCheckChart(cdk8s.Chart):
         annotation = (
             f"{CONFIG_DIGEST_ANNOTATION}={props.config_digest}" if props.config_digest else None
         )
-        admin_secret_id = (
-            server.auth_secrets.admin if server.sign_in and server.auth_secrets else None
-        )
+        # What both the Job and the on-demand CronJob check, and how they sign in.
+        checks_environment: dict[str, Any] = {
+            "targets": self.targets,
+            "timeout_seconds": TARGET_TIMEOUT_SECONDS,
+            "admin_secret_id": (
+                server.auth_secrets.admin if server.sign_in and server.auth_secrets else None
+            ),
+            "region": server.region,
+        }
         # After a deploy: wait for this deploy's rollout, then check, and signal the verdict.
         self.job = kplus.Job(
             self,
@@ -131,8 +137,7 @@ class DeployCheckChart(cdk8s.Chart):
                 server,
                 tmp,
                 verify_environment(
-                    targets=self.targets,
-                    timeout_seconds=TARGET_TIMEOUT_SECONDS,
+                    **checks_environment,
                     signal_url=props.signal_url,
                     logs_command=f"kubectl -n {server.namespace} logs job/{props.job_name}",
                     deployment=server.instance,
@@ -140,8 +145,6 @@ class DeployCheckChart(cdk8s.Chart):
                     image=server.image,
                     pod_annotation=annotation,
                     rollout_timeout_seconds=self.rollout_timeout_seconds,
-                    admin_secret_id=admin_secret_id,
-                    region=server.region,
                 ),
             ),
         )
@@ -162,14 +165,11 @@ class DeployCheckChart(cdk8s.Chart):
                 server,
                 tmp,
                 verify_environment(
-                    targets=self.targets,
-                    timeout_seconds=TARGET_TIMEOUT_SECONDS,
+                    **checks_environment,
                     signal_url=None,
                     logs_command=(
                         f"kubectl -n {server.namespace} logs --selector=job-name=<the Job>"
                     ),
-                    admin_secret_id=admin_secret_id,
-                    region=server.region,
                 ),
             ),
         )

@@ -50,6 +50,7 @@ from .rules import (
     cidrs_needed_problem,
     internet_problem,
     ipv6_problem,
+    set_while_off,
 )
 from .workload import WorkloadProps
 
@@ -86,14 +87,9 @@ def _when_enabled(rule: Rule) -> Rule:
 
 
 EXTERNAL_RULES = (
-    Rule(
-        "enabled",
-        ("enabled", "allowed_cidrs", "certificate_arn"),
-        lambda e: (
-            "is false but allowed_cidrs/certificate_arn are set; set enabled: true or remove them"
-            if not e.enabled and (e.allowed_cidrs or e.certificate_arn)
-            else None
-        ),
+    set_while_off(
+        ("allowed_cidrs", "certificate_arn"),
+        "allowed_cidrs/certificate_arn are set; set enabled: true or remove them",
     ),
     Rule(
         "certificate_arn",

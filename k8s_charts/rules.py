@@ -316,6 +316,20 @@ class Rule:
     check: Callable[[Any], str | None]
 
 
+def set_while_off(fields: tuple[str, ...], problem: str) -> Rule:
+    """A rule, reported at `enabled`, refusing any of `fields` set while the group's
+    `enabled` is false: "is false but <problem>"."""
+    return Rule(
+        "enabled",
+        ("enabled", *fields),
+        lambda group: (
+            f"is false but {problem}"
+            if not group.enabled and any(getattr(group, name) for name in fields)
+            else None
+        ),
+    )
+
+
 Path = tuple[str, ...]
 """Where a value is: its field names from the model down (an error's `loc`)."""
 

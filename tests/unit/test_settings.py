@@ -553,6 +553,13 @@ def test_rules_across_sections_run_when_the_sections_are_valid() -> None:
     assert "exposure.external.certificate_arn: is required" in str(caught.value)
 
 
+def _problems(raw: dict[str, object]) -> str:
+    """What the config loader says of `raw`, which must be refused."""
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw)
+    return str(caught.value)
+
+
 def test_rules_across_sections_run_beside_an_invalid_field_of_the_section() -> None:
     """The issue's case: an existing cluster's AZs in another region than aws.region are
     reported beside a malformed OIDC provider ARN of the same section, and a rule whose own
@@ -562,9 +569,7 @@ def test_rules_across_sections_run_beside_an_invalid_field_of_the_section() -> N
         **existing(oidc_provider_arn="arn:aws:iam::111122223333:oidc-provider/nonsense"),
         "auth": {"enabled": False, "allow_anonymous_through": ["cluster"]},
     }
-    with pytest.raises(ConfigError) as caught:
-        parse_settings(raw)
-    message = str(caught.value)
+    message = _problems(raw)
     assert "cluster.oidc_provider_arn: " in message
     assert "cluster.availability_zones: is in region eu-west-1, but aws.region says" in message
     # exposure is valid, auth too: the rule between them runs though cluster is not.
@@ -576,9 +581,7 @@ def test_cross_field_rules_run_beside_field_errors() -> None:
     """A missing certificate and an open range are both reported though another key of the
     same section is wrong, and a rule that reads an invalid field is skipped, not crashed."""
     raw = external(allowed_cidrs=["0.0.0.0/0"], certificate_arn=None, allow_anonymous=True)
-    with pytest.raises(ConfigError) as caught:
-        parse_settings(raw)
-    message = str(caught.value)
+    message = _problems(raw)
     assert "exposure.external.allow_anonymous: unknown key; sign-in off is now" in message
     assert "exposure.external.certificate_arn: is required with enabled: true" in message
     assert "exposure.external.allowed_cidrs: 0.0.0.0/0 opens MLflow's sign-in" in message
