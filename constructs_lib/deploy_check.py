@@ -32,7 +32,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from ..k8s_charts import DeployCheckChart, DeployCheckChartProps, MlflowChartProps
-from ..k8s_charts.deploy_check_chart import verify_service_account_name
+from ..k8s_charts.deploy_check_chart import on_demand_name, verify_service_account_name
 from .irsa import irsa_principal
 
 SIGNAL_MARGIN_SECONDS = 120
@@ -88,7 +88,8 @@ class DeployCheck(Construct):
     role (`role`), trusted for exactly `system:serviceaccount:<namespace>:<instance>-verify`
     and allowed to read the admin login's secret only.
 
-    Attributes: `chart`, `job_name`, `manifest`, `role` (or None), `condition`, `logs_command`.
+    Attributes: `chart`, `job_name`, `manifest`, `role` (or None), `condition`, `logs_command`,
+    `verify_command` (the kubectl line that runs the check again, from its on-demand CronJob).
     """
 
     def __init__(
@@ -136,6 +137,11 @@ class DeployCheck(Construct):
         handle = cfn.CfnWaitConditionHandle(self, f"Signal{revision}")
         self.job_name = f"{server.instance}-verify-{revision}"
         self.logs_command = f"kubectl -n {server.namespace} logs job/{self.job_name}"
+        on_demand = on_demand_name(server.instance)
+        self.verify_command = (
+            f"kubectl -n {server.namespace} create job --from=cronjob/{on_demand} "
+            f"{on_demand}-manual-$(date +%s)"
+        )
         self.chart = DeployCheckChart(
             cdk8s.App(),
             "DeployCheck",

@@ -87,9 +87,8 @@ class SettingsModel(BaseModel):
             section = field.annotation
             if not inside:
                 if name in data:
-                    kind = field.annotation
                     metadata = field.metadata
-                    adapter = TypeAdapter(Annotated[kind, *metadata] if metadata else kind)
+                    adapter = TypeAdapter(Annotated[section, *metadata] if metadata else section)
                     values[name] = adapter.validate_python(data[name])
                 else:
                     values[name] = field.get_default(call_default_factory=True)

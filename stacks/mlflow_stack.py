@@ -17,14 +17,12 @@ from mlflow_on_eks.constructs_lib import (
 )
 from mlflow_on_eks.constructs_lib.engine_version import EngineVersionReading
 from mlflow_on_eks.constructs_lib.monitoring_props import MonitoringProps, alarm_topic
-from mlflow_on_eks.constructs_lib.tracking_server import INSTANCE
 from mlflow_on_eks.k8s_charts import (
     AuthProps,
     ExposureProps,
     GcProps,
     WorkloadProps,
 )
-from mlflow_on_eks.k8s_charts.deploy_check_chart import on_demand_name
 
 
 class MlflowStack(Stack):
@@ -172,8 +170,7 @@ class MlflowStack(Stack):
             )
         if server.deploy_check is not None:
             values["VerifyCommand"] = (
-                f"kubectl -n {namespace} create job --from=cronjob/{on_demand_name(INSTANCE)} "
-                f"{on_demand_name(INSTANCE)}-manual-$(date +%s)",
+                server.deploy_check.verify_command,
                 "Run the deploy check again now, after a change outside CDK (or: make verify "
                 "CONFIG=...); then kubectl logs job/<that name>",
             )
