@@ -487,3 +487,17 @@ def test_the_operations_guide_gives_the_default_budgets(synth: SynthFn) -> None:
     job_deadline = "the deploy check Job's `activeDeadlineSeconds`"
     assert int(rows[job_deadline]) == job["spec"]["activeDeadlineSeconds"]
     assert rows["the wait condition's `Timeout`"] == condition["Properties"]["Timeout"]
+    # README's first-deploy table states the same four bounds.
+    readme = (ROOT / "README.md").read_text()
+    stated = re.search(
+        r"the first pod (\d+) s, the whole rollout wait (\d+) s, the Job (\d+) s, "
+        r"the wait condition (\d+) s",
+        readme,
+    )
+    assert stated, "README's first-deploy table lost the check's bounds"
+    assert stated.groups() == (
+        str(deadline),
+        env["MLFLOW_VERIFY_ROLLOUT_TIMEOUT_SECONDS"],
+        str(job["spec"]["activeDeadlineSeconds"]),
+        condition["Properties"]["Timeout"],
+    )
