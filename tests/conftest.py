@@ -36,6 +36,75 @@ setting to a non-default value (tests/compliance/test_settings_coverage.py), so 
 sees them."""
 
 
+# `make test` runs the suite on two pytest-xdist workers with `--dist loadgroup`: tests are
+# handed out one by one, except those of one xdist_group, which run on one worker in a row. Each
+# worker has its own session fixtures (synths, database servers, moto), so a fixture built for
+# several tests is built once only where all of them are in one group.
+SHARED_SESSION_FIXTURES = ("cli_synths", "nag_synth", "replicated_db")
+"""Session fixtures costly enough to keep their tests on one worker: every configuration
+through the CDK CLI, every configuration with cdk-nag, the primary-and-replica pairs."""
+XDIST_GROUPS = "xdist-groups.json"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Groups every test of a module that uses a module-scoped fixture (built once, not once
+    per worker) or one of SHARED_SESSION_FIXTURES; a group a module names itself (the
+    port-80 modules' `PORT_80`) is kept. A worker also writes the groups where the
+    controller's scheduler reads them (`pytest_xdist_make_scheduler`)."""
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    for module, its_items in modules.items():
+        if any(item.get_closest_marker("xdist_group") for item in its_items):
+            continue
+        group = None
+        for item in its_items:
+            defs = item._fixtureinfo.name2fixturedefs  # pytest offers no public view of these
+            shared = sorted(set(SHARED_SESSION_FIXTURES) & set(defs))
+            if shared:
+                group = shared[0]
+                break
+            if any(d.scope in ("module", "class") for fds in defs.values() for d in fds):
+                group = module
+        if group:
+            for item in its_items:
+                item.add_marker(pytest.mark.xdist_group(group))
+    if hasattr(config, "workerinput"):
+        groups = {
+            item.nodeid: str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+            for item in items
+            if (mark := item.get_closest_marker("xdist_group"))
+        }
+        # Each worker collects the same tests: the last to write writes what the first wrote.
+        shared_dir = config._tmp_path_factory.getbasetemp().parent  # type: ignore[attr-defined]
+        written = shared_dir / f".{XDIST_GROUPS}.{config.workerinput['workerid']}"
+        written.write_text(json.dumps(groups))
+        written.replace(shared_dir / XDIST_GROUPS)
+
+
+@pytest.hookimpl(optionalhook=True)  # only with pytest-xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup` that reads the groups from the workers' file. xdist 3.8 hands the
+    groups to its scheduler as a suffix of each test's id, which pytest 9.2 no longer lets
+    it change (pytest-xdist issue 1386: the groups are silently ignored)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    path = config._tmp_path_factory.getbasetemp() / XDIST_GROUPS  # type: ignore[attr-defined]
+
+    class FileGroupScheduling(LoadGroupScheduling):
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:  # first asked once every worker has collected
+                self.groups = json.loads(path.read_text())
+            return self.groups.get(nodeid) or super()._split_scope(nodeid)
+
+    return FileGroupScheduling(config, log)
+
+
 def cdk_json_context() -> dict[str, Any]:
     """The feature flags from cdk.json, so in-process synths match `cdk synth`."""
     return dict(json.loads((ROOT / "cdk.json").read_text())["context"])

@@ -35,6 +35,9 @@ RDS_MASTER_PRIVILEGES = (
 MARIADB_BIN = ("mariadb-install-db", "mariadbd", "mariadb")
 PG_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
 REGION = "eu-west-1"  # any region: moto serves them all
+PORT_80 = pytest.mark.xdist_group("port-80")
+"""For the modules that serve on port 80 (as behind a load balancer's listener): under
+pytest-xdist they run on one worker, one after the other, never two at once."""
 INSTALL_HINT = "run scripts/install-test-servers.sh (as root) to install it"
 
 

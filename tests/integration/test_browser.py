@@ -31,8 +31,9 @@ from itest_browser import (
     send,
 )
 from itest_chart import container_env, pod, substitute_endpoints
+from itest_servers import PORT_80
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, PORT_80]
 
 PORT = 80  # no ":port" in Host/Origin, as behind the load balancer's listener on 80
 CREATE = "/ajax-api/2.0/mlflow/experiments/create"

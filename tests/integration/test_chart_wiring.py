@@ -15,8 +15,9 @@ import itest_launcher as launcher
 import pytest
 from itest_browser import OTHER_NLB_HOST
 from itest_chart import LOAD_BALANCER_HOSTS, container_env, pod, substitute_endpoints
+from itest_servers import PORT_80
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, PORT_80]
 
 CONFIG_FOR_ENGINE = {"mysql": "default", "postgres": "postgres"}
 # Every character the contract names, plus non-ASCII (4-byte UTF-8 included).

@@ -29,7 +29,7 @@ import itest_launcher as launcher
 import pytest
 from itest_browser import NLB_HOST, send
 from itest_chart import container_env, pod, substitute_endpoints
-from itest_servers import REGION
+from itest_servers import PORT_80, REGION
 from itest_verify import (
     ADMIN_SECRET_ENV,
     INTERNAL_URL,
@@ -58,7 +58,7 @@ from itest_verify import (
 
 from tests.fake_kubernetes import FakeKubernetes, State, fake_kubernetes
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, PORT_80]
 
 # Each server on port 80 of its own loopback address, so that Host and Origin carry no port.
 MAIN, HOSTS_WITHOUT_LB, NO_ORIGINS, BASIC_AUTH, LATE, NOBODY = (
