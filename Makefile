@@ -78,9 +78,8 @@ synth: $(RUNTIME) node_modules/.stamp
 test-servers:
 	bash scripts/install-test-servers.sh
 
-# Two pytest-xdist workers, CI's two cores: most of the integration tests' time is spent
-# waiting on servers and subprocesses, which the other worker fills (docs/testing.md, "How long
-# the suite takes"). TEST_WORKERS=0 runs it in one process.
+# Two pytest-xdist workers for CI's two cores: in one process the suite keeps about one core
+# busy (docs/testing.md, "How long the suite takes"). TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
 test: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp $(AWSCLI_VENV)/.stamp test-servers
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
