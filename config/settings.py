@@ -431,6 +431,18 @@ def _anonymous(s: Any) -> str | None:
     return anonymous_problem(s.auth, ways_in(s.exposure))
 
 
+def _workspace_grant(s: Any) -> str | None:
+    """The grant's default (true) does nothing without workspaces and sign-in; a `false` set
+    there says the user expects a restriction that is not in force."""
+    if s.auth.grant_default_workspace_access:
+        return None
+    if not s.server.workspaces:
+        return "is false but server.workspaces is off: there is only the default workspace"
+    if not s.auth.enabled:
+        return "is false but auth.enabled is false: without sign-in nothing is granted"
+    return None
+
+
 class Settings(StrictModel):
     """The whole deployment. Every key has a default: an empty file is a complete deployment."""
 
@@ -458,6 +470,11 @@ class Settings(StrictModel):
                 "auth.allow_anonymous_through",
             ),
             lambda s: _anonymous(s),
+        ),
+        Rule(
+            "auth.grant_default_workspace_access",
+            ("auth.grant_default_workspace_access", "auth.enabled", "server.workspaces"),
+            lambda s: _workspace_grant(s),
         ),
         Rule(
             "server.concurrent_artifact_transfers",

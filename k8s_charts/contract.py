@@ -187,6 +187,7 @@ def launcher_environment(
     region: str,
     metrics_dir: str,
     read_host: str | None = None,
+    workspaces: bool = False,
 ) -> dict[str, str]:
     """The ConfigMap data the pods load with envFrom. Holds no secret: only its ARN."""
     v = launcher
@@ -226,6 +227,10 @@ def launcher_environment(
             # workers write their counters here; the `metrics` container serves their sum.
             v.EXPOSE_PROMETHEUS: metrics_dir,
             v.METRICS_PORT: METRICS_PORT,
+            # Written only when on: a ConfigMap that changes rolls the pods, and off is the
+            # launcher's (and MLflow's) default. Every pod reads it: the server, the migration
+            # Job, and gc, which must then clean every workspace.
+            v.ENABLE_WORKSPACES: True if workspaces else None,
         }
     )
 

@@ -356,10 +356,13 @@ class MlflowChart(cdk8s.Chart):
                 region=props.region,
                 metrics_dir=METRICS_DIR,
                 read_host=props.db_read_host,
+                workspaces=props.workload.workspaces,
             )
             | guard_environment(props.workload)
             | (
-                auth_environment(props.auth, props.auth_secrets)
+                auth_environment(
+                    props.auth, props.auth_secrets, workspaces=props.workload.workspaces
+                )
                 if props.auth and props.auth.enabled and props.auth_secrets
                 else {}
             ),

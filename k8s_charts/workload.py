@@ -164,6 +164,17 @@ class WorkloadProps(Props):
         "long (preStop) before it stops accepting, and then has 30 s to finish requests.",
     )
     metrics_scrapers: MetricsScrapersProps = Field(default_factory=MetricsScrapersProps)
+    workspaces: bool = Field(
+        launcher.ENABLE_WORKSPACES.default,
+        description="MLflow's workspaces: experiments, models, prompts and datasets each belong "
+        "to one, chosen per request by the `X-MLFLOW-WORKSPACE` header (absent: `default`, "
+        "where everything made before lives); artifacts of workspace `<ws>` go under "
+        "`<artifacts prefix>/workspaces/<ws>/`. Only admins create workspaces; with sign-in, "
+        "users see a workspace through a role in it (auth.grant_default_workspace_access). A "
+        "one-way door: once something lives outside `default`, turning this off stops the "
+        "server from starting until `mlflow db migrate-to-default-workspace` has moved it "
+        "back (docs/operations.md, Workspaces).",
+    )
     max_request_body_mib: RequestBodyMib = Field(
         launcher.MAX_REQUEST_BODY_MIB.default,
         description=f"Largest request body (MiB, {bounds(launcher.MAX_REQUEST_BODY_MIB)}) the "

@@ -462,6 +462,24 @@ BAD = [
     ({"auth": {"admin_username": 42}}, "auth.admin_username", "write it in quotes"),
     ({"auth": {"sign_in_cache_seconds": -1}}, "auth.sign_in_cache_seconds", "greater than or"),
     ({"auth": {"sign_in_cache_seconds": 7200}}, "auth.sign_in_cache_seconds", "less than or"),
+    # A workspace restriction where there are no workspaces, or no sign-in to restrict.
+    (
+        {"auth": {"grant_default_workspace_access": False}},
+        "auth.grant_default_workspace_access",
+        "server.workspaces is off",
+    ),
+    (
+        {
+            "server": {"workspaces": True},
+            "auth": {
+                "enabled": False,
+                "allow_anonymous_through": ["cluster", "internal"],
+                "grant_default_workspace_access": False,
+            },
+        },
+        "auth.grant_default_workspace_access",
+        "without sign-in nothing is granted",
+    ),
 ]
 
 

@@ -32,6 +32,7 @@ from mlflow_launcher import (
     sso_secret,
     verify,
     wait,
+    workspaces,
 )
 from mlflow_launcher.errors import LauncherError
 from mlflow_launcher.guard import limits
@@ -236,6 +237,10 @@ def cmd_serve() -> None:
     auth_secrets = _auth_secrets(auth_settings, db.region)
     check = _connect(db, creds)
     schema.require_head(check)
+    if srv.workspaces:
+        log.info("workspaces on (X-MLFLOW-WORKSPACE; absent: the default workspace)")
+    else:
+        workspaces.refuse_hidden(check)
     check.dispose()
     read_uri = _read_replica_uri(db, creds)
     store_url = dburl.build_url(db, creds, statement=db.statement_timeout_seconds)
@@ -274,6 +279,7 @@ def _auth_environment(
         default_permission=auth_settings.default_permission,
         admin_username=secrets.admin.username,
         cache_seconds=auth_settings.cache_seconds,
+        grant_default_workspace_access=auth_settings.grant_default_workspace_access,
     )
     log.info(
         "authentication on (basic-auth): users in database %s, default permission %s, admin %s, "

@@ -97,6 +97,22 @@ class Choice(Variable[str]):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Flag(Variable[bool]):
+    """`true` or `false` (MLflow's own boolean variables admit these too)."""
+
+    def what(self) -> str:
+        return "true or false"
+
+    def convert(self, text: str) -> bool:
+        if text.lower() not in ("true", "false"):
+            raise ValueError(text)
+        return text.lower() == "true"
+
+    def format(self, value: bool) -> str:
+        return "true" if value else "false"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Integer(Variable[int]):
     low: int = 1
     high: int | None = None
@@ -361,6 +377,14 @@ EXPOSE_PROMETHEUS = Text(
     read_by="MLflow and the launcher",
 )
 METRICS_PORT = Port(name="MLFLOW_METRICS_PORT", doc="The `metrics` container's port.")
+ENABLE_WORKSPACES = Flag(
+    name="MLFLOW_ENABLE_WORKSPACES",
+    doc="MLflow's workspaces (`mlflow server --enable-workspaces`; `mlflow gc` reads it too): "
+    "experiments, models, prompts and datasets scoped by the X-MLFLOW-WORKSPACE header. Off, "
+    "the server refuses to start while any of them lives outside the `default` workspace.",
+    default=False,
+    read_by="MLflow and the launcher",
+)
 
 # ---- AWS clients (botocore reads these for every client, IRSA's STS client included) ---------
 
@@ -423,6 +447,13 @@ AUTH_CACHE_SECONDS = Integer(
     high=3600,
     unit="seconds",
 )
+AUTH_GRANT_DEFAULT_WORKSPACE_ACCESS = Flag(
+    name="MLFLOW_AUTH_GRANT_DEFAULT_WORKSPACE_ACCESS",
+    doc="With workspaces on: whether a user with no role in the `default` workspace gets "
+    "MLFLOW_AUTH_DEFAULT_PERMISSION there (MLflow's grant_default_workspace_access). Without "
+    "it, only users given a role there see anything in it.",
+    default=True,
+)
 AUTH = (
     AUTH_ADMIN_SECRET_ID,
     AUTH_FLASK_SECRET_ID,
@@ -430,7 +461,7 @@ AUTH = (
     AUTH_DEFAULT_PERMISSION,
     AUTH_DB_NAME,
 )
-"""All set, or none (authentication off). The cache is optional."""
+"""All set, or none (authentication off). The cache and the workspace grant are optional."""
 
 # ---- The guard's limits (each server process, before MLflow reads a request) -----------------
 

@@ -63,6 +63,9 @@ def server_argv(server: ServerEnvironment) -> list[str]:
         # Browsers send Origin on every POST, same-origin included; MLflow refuses
         # state-changing API calls from origins it does not list (the UI lists runs by POST).
         argv += ["--cors-allowed-origins", ",".join(server.cors_allowed_origins)]
+    if server.workspaces:
+        # In argv, not only in the environment: `ps` shows the mode the server runs in.
+        argv.append("--enable-workspaces")
     return [*argv, "--app-name", app.APP_NAME]
 
 

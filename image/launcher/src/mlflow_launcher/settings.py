@@ -64,6 +64,8 @@ class ServerEnvironment:
     """Origins (besides localhost) whose browser pages may send state-changing API requests."""
     log_level: str = "info"
     """MLflow's and uvicorn's log level (debug, info, warning, error)."""
+    workspaces: bool = False
+    """MLflow's workspaces (`--enable-workspaces`)."""
 
 
 def parse(env: Mapping[str, str], *variables: contract.Variable[Any]) -> dict[str, Any]:
@@ -97,6 +99,7 @@ _SERVER = (
     contract.ALLOWED_HOSTS,
     contract.CORS_ALLOWED_ORIGINS,
     contract.LOG_LEVEL,
+    contract.ENABLE_WORKSPACES,
 )
 _DB = (
     contract.DB_ENGINE,
@@ -127,6 +130,7 @@ def _server(values: Mapping[str, Any]) -> ServerEnvironment:
         allowed_hosts=values[v.ALLOWED_HOSTS.name],
         cors_allowed_origins=values[v.CORS_ALLOWED_ORIGINS.name],
         log_level=values[v.LOG_LEVEL.name],
+        workspaces=values[v.ENABLE_WORKSPACES.name],
     )
 
 
