@@ -34,7 +34,7 @@ def engine(tmp_path):
     with engine.begin() as conn:
         for table in workspaces.SCOPED_TABLES:
             conn.execute(text(f"CREATE TABLE {table} (id INTEGER, workspace VARCHAR(63))"))
-            conn.execute(text(f"INSERT INTO {table} VALUES (1, 'default')"))
+            conn.execute(text(f"INSERT INTO {table} VALUES (1, 'default')"))  # noqa: S608
     return engine
 
 

@@ -36,6 +36,7 @@ CACHE_ENV = contract.AUTH_CACHE_SECONDS.name
 """Optional: how long each server process remembers a successful sign-in check (0: never)."""
 CONFIG_FILE = "mlflow-auth/basic_auth.ini"
 """Under TMPDIR (the pod's emptyDir): the only writable place, and private to the pod."""
+GRANT_DEFAULT_WORKSPACE_ACCESS: bool = contract.AUTH_GRANT_DEFAULT_WORKSPACE_ACCESS.default  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class AuthEnvironment:
     default_permission: str
     db_name: str
     cache_seconds: int = contract.AUTH_CACHE_SECONDS.default  # type: ignore[assignment]
-    grant_default_workspace_access: bool = contract.AUTH_GRANT_DEFAULT_WORKSPACE_ACCESS.default  # type: ignore[assignment]
+    grant_default_workspace_access: bool = GRANT_DEFAULT_WORKSPACE_ACCESS
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,10 @@ def load(env: Mapping[str, str]) -> AuthEnvironment | None:
             "all of the MLFLOW_AUTH_* variables, or none to run without authentication)"
         )
     values = settings.parse(
-        env, *contract.AUTH, contract.AUTH_CACHE_SECONDS, contract.AUTH_GRANT_DEFAULT_WORKSPACE_ACCESS
+        env,
+        *contract.AUTH,
+        contract.AUTH_CACHE_SECONDS,
+        contract.AUTH_GRANT_DEFAULT_WORKSPACE_ACCESS,
     )
     v = contract
     return AuthEnvironment(

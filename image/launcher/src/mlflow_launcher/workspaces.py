@@ -65,5 +65,5 @@ def refuse_hidden(engine: Engine) -> None:
         "would hide them. Either turn workspaces back on, or move everything into the default "
         "workspace first with `mlflow db migrate-to-default-workspace <database URI>` (it "
         "refuses when two workspaces hold resources of the same name; back up the database "
-        "first; docs/operations.md, \"Workspaces\")"
+        'first; docs/operations.md, "Workspaces")'
     )
