@@ -32,6 +32,8 @@ class Team:
     workspace: str
     login: tuple[str, str]
     experiment_id: str = ""
+    run_id: str = ""
+    """Of the run that logged an artifact."""
 
 
 @dataclass
@@ -161,6 +163,7 @@ def test_artifacts_land_under_the_workspace_inside_the_prefix(running, moto, tmp
     # The chart's artifacts prefix (the IRSA policy's grant), then MLflow's workspace layout.
     expected = f"artifacts/workspaces/{a.workspace}/{a.experiment_id}/{out['run_id']}/"
     assert keys == [f"{expected}artifacts/weights.txt"], (keys, out)
+    a.run_id = out["run_id"]
 
 
 def test_workspaces_turned_off_refuse_to_start_naming_the_way_back(running):
@@ -187,7 +190,18 @@ commands.main(
 """
 
 
-def test_moved_back_into_default_it_starts_without_workspaces(running):
+_DOWNLOAD = r"""
+import json, pathlib, sys
+import mlflow
+
+path = pathlib.Path(
+    mlflow.artifacts.download_artifacts(run_id=sys.argv[1], artifact_path="weights.txt")
+)
+print(json.dumps({path.name: path.read_text()}))
+"""
+
+
+def test_moved_back_into_default_it_starts_without_workspaces(running, tmp_path):
     """Last: it changes the deployment's data. The way out of the one-way door."""
     d = running.deployment
     off = d.env(d.main, "moved-back")
@@ -199,7 +213,14 @@ def test_moved_back_into_default_it_starts_without_workspaces(running):
         search = f"{EXPERIMENTS_API}/search?max_results=100"
         listed = send(server.base_url, "GET", search, login=d.auth.admin_login())
         names = {e["name"] for e in json.loads(listed.body)["experiments"]}
-        # Nothing hidden: every team's experiment is in the one workspace there is.
+        # Nothing hidden: every team's experiment is in the one workspace there is, and the
+        # artifact logged in a workspace is found where it was written.
         assert {f"experiment-of-{t.workspace}" for t in running.teams} <= names, names
+        env = client_env(server.base_url, str(tmp_path))
+        env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"] = d.auth.admin_login()
+        run_id = running.teams[0].run_id
+        assert run_id, "test_artifacts_land_under_the_workspace_inside_the_prefix runs first"
+        out = launcher.mlflow_client(env, run_id, code=_DOWNLOAD)
+        assert out == {"weights.txt": "w"}
     finally:
         server.stop()
