@@ -25,6 +25,7 @@ HEADER = "X-MLFLOW-WORKSPACE"
 WORKSPACE_API = "/api/3.0/mlflow/workspaces"
 ROLES_API = "/api/3.0/mlflow/roles"
 EXPERIMENTS_API = "/api/2.0/mlflow/experiments"
+DAY_MS = 24 * 3600 * 1000
 
 
 @dataclass
@@ -83,6 +84,12 @@ def running(db_server, synth, moto, test_ca, tmp_path_factory) -> Iterator[Runni
             assign = {"username": team.login[0], "role_id": role["id"]}
             assigned = running.call("POST", f"{ROLES_API}/assign", admin, body=assign)
             assert assigned.status == 200, assigned
+            # The user's experiment, in the workspace the header names.
+            body = {"name": f"experiment-of-{team.workspace}"}
+            create = f"{EXPERIMENTS_API}/create"
+            created = running.call("POST", create, team.login, team.workspace, body)
+            assert created.status == 200, created
+            team.experiment_id = json.loads(created.body)["experiment_id"]
             running.teams.append(team)
         yield running
     finally:
@@ -97,20 +104,14 @@ def test_the_migrations_make_workspaces_under_the_lock(running):
     assert "migrated the auth schema from empty to head" in output
     server = d.login.server
     assert ["default"] in server.query(d.login.name, "SELECT name FROM workspaces")
-    [[roles]] = server.query(d.auth_db, "SELECT COUNT(*) FROM roles")
+    seeded = "SELECT COUNT(*) FROM roles WHERE name IN ('admin', 'user')"
+    [[roles]] = server.query(d.auth_db, seeded)
     assert int(roles) == 4, "two seeded roles in each of the two new workspaces"
 
 
 def test_each_user_works_in_their_workspace_only(running):
     a, b = running.teams
     for team in running.teams:
-        name = f"experiment-of-{team.workspace}"
-        body = {"name": name}
-        created = running.call(
-            "POST", f"{EXPERIMENTS_API}/create", team.login, team.workspace, body
-        )
-        assert created.status == 200, created
-        team.experiment_id = json.loads(created.body)["experiment_id"]
         got = running.call(
             "GET",
             f"{EXPERIMENTS_API}/get?experiment_id={team.experiment_id}",
@@ -150,20 +151,51 @@ print(json.dumps({"artifact_uri": run.info.artifact_uri, "run_id": run.info.run_
 """
 
 
+def log_artifact(running: Running, team: Team, home) -> dict:
+    """A run with an artifact in `team`'s experiment, by the real client as that team's user
+    in its workspace (MLFLOW_WORKSPACE, which the client sends as X-MLFLOW-WORKSPACE)."""
+    env = client_env(running.server.base_url, str(home))
+    env |= {
+        "MLFLOW_TRACKING_USERNAME": team.login[0],
+        "MLFLOW_TRACKING_PASSWORD": team.login[1],
+        "MLFLOW_WORKSPACE": team.workspace,
+    }
+    base_url = running.server.base_url
+    return launcher.mlflow_client(env, base_url, team.experiment_id, code=_LOG_ARTIFACT)
+
+
 def test_artifacts_land_under_the_workspace_inside_the_prefix(running, moto, tmp_path):
     a = running.teams[0]
-    env = client_env(running.server.base_url, str(tmp_path))
-    env |= {
-        "MLFLOW_TRACKING_USERNAME": a.login[0],
-        "MLFLOW_TRACKING_PASSWORD": a.login[1],
-        "MLFLOW_WORKSPACE": a.workspace,
-    }
-    out = launcher.mlflow_client(env, running.server.base_url, a.experiment_id, code=_LOG_ARTIFACT)
+    out = log_artifact(running, a, tmp_path)
     keys = [k for k in moto.objects(running.deployment.bucket) if k.endswith("weights.txt")]
     # The chart's artifacts prefix (the IRSA policy's grant), then MLflow's workspace layout.
     expected = f"artifacts/workspaces/{a.workspace}/{a.experiment_id}/{out['run_id']}/"
     assert keys == [f"{expected}artifacts/weights.txt"], (keys, out)
     a.run_id = out["run_id"]
+
+
+def test_gc_removes_what_was_deleted_in_any_workspace(running, moto, tmp_path):
+    """The CronJob's command with the ConfigMap's MLFLOW_ENABLE_WORKSPACES: MLflow's gc alone
+    would clean `default` only."""
+    d, b = running.deployment, running.teams[1]
+    run_id = log_artifact(running, b, tmp_path)["run_id"]
+    deleted = running.call(
+        "POST", "/api/2.0/mlflow/runs/delete", b.login, b.workspace, {"run_id": run_id}
+    )
+    assert deleted.status == 200, deleted
+    # Two days pass: its deletion time, as MLflow recorded it, moves back.
+    d.login.server.admin(
+        f"UPDATE runs SET deleted_time = deleted_time - {2 * DAY_MS} "  # noqa: S608
+        f"WHERE run_uuid = '{run_id}'",
+        d.login.name,
+    )
+    env = d.env(d.main, "gc", **WORKSPACES_ON)
+    env |= {"MLFLOW_GC_OLDER_THAN": "1d", "MLFLOW_GC_TRACKING_URI": running.server.base_url}
+    result = launcher.run(["gc"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = d.login.server.query(d.login.name, "SELECT run_uuid FROM runs")
+    assert [run_id] not in rows, "its rows are gone"
+    assert not [key for key in moto.objects(d.bucket) if run_id in key], "its artifacts too"
 
 
 def test_workspaces_turned_off_refuse_to_start_naming_the_way_back(running):
