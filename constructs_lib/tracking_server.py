@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import cdk8s
-from aws_cdk import Duration, RemovalPolicy, Stack, Token
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_eks_v2 as eks
@@ -36,6 +36,7 @@ from .deploy_check import (
     read_again_on,
     read_object_value,
 )
+from .placement import same_place
 from .review import resolve_for_review
 from .workload_roles import WorkloadRoles
 
@@ -115,7 +116,15 @@ class MlflowTrackingServer(Construct):
         exposure = exposure or ExposureProps()
         external = exposure.external
         if external.enabled and external.certificate_arn:
-            _same_place(Stack.of(self), external.certificate_arn)
+            # A load balancer serves ACM certificates of its own account and region only.
+            region, account = arn_region_and_account(external.certificate_arn)
+            same_place(
+                Stack.of(self),
+                "exposure.external.certificate_arn",
+                "the load balancer can serve certificates of its own account and region only",
+                region=region,
+                account=account,
+            )
         auth = auth or AuthProps()
         if auth.enabled and auth_secrets is None:
             raise ValueError(
@@ -326,19 +335,3 @@ class MlflowTrackingServer(Construct):
 def _revision(scope: Construct, objects: list[dict[str, Any]]) -> str:
     resolved = json.dumps(Stack.of(scope).resolve(objects), sort_keys=True)
     return hashlib.sha256(resolved.encode()).hexdigest()[:12]
-
-
-def _same_place(stack: Stack, certificate_arn: str) -> None:
-    """A load balancer serves ACM certificates of its own account and region only; where the
-    stack's environment is known at synth, a certificate from elsewhere is refused here rather
-    than by the load balancer controller after the deploy."""
-    region, account = arn_region_and_account(certificate_arn)
-    for kind, ours, theirs in (
-        ("region", stack.region, region),
-        ("account", stack.account, account),
-    ):
-        if not Token.is_unresolved(ours) and ours != theirs:
-            raise ValueError(
-                f"exposure.external.certificate_arn is in {kind} {theirs}, the stack in "
-                f"{ours}: the load balancer can serve certificates of its own {kind} only"
-            )
