@@ -98,12 +98,12 @@ class ExistingBucket(Props):
     )
     prefix: KeyPrefix = Field(
         DEFAULT_PREFIX,
-        description="existing: the key prefix MLflow writes under (`s3://<bucket_name>/<prefix>`; "
+        description="The key prefix MLflow writes under (`s3://<bucket_name>/<prefix>`; "
         "no leading or trailing `/`, S3's safe characters).",
     )
     kms_key_arn: KmsKeyArn | None = Field(
         None,
-        description="existing, optional: the customer-managed KMS key of the bucket's default "
+        description="Optional: the customer-managed KMS key of the bucket's default "
         "encryption (SSE-KMS); the server's role may then generate data keys and decrypt with "
         "it, through S3 only. Default: none (SSE-S3 or the AWS-managed `aws/s3` key).",
     )

@@ -148,25 +148,27 @@ class ExistingDatabase(Props):
         None,
         ge=RDS_PORT_RANGE[0],
         le=RDS_PORT_RANGE[1],
-        description="existing: the instance's port (1150-65535). Default: the engine's "
+        description="The instance's port (1150-65535). Default: the engine's "
         "(3306 for mysql, 5432 for postgres).",
     )
     secret_arn: SecretArn | None = Field(
         None,
-        description="existing: the complete ARN of a Secrets Manager secret holding a JSON "
-        "object with `username` and `password` (other keys are ignored): the master login, or "
-        "one allowed to create databases and logins. Only the migration Job reads it.",
+        description="Needed with `endpoint`: the complete ARN of a Secrets Manager secret "
+        "with a JSON object with `username` and `password` (other keys are ignored): the master "
+        "login, or one allowed to create databases and logins. Only the migration Job reads "
+        "it.",
     )
     secret_kms_key_arn: KmsKeyArn | None = Field(
         None,
-        description="existing, optional: the customer-managed KMS key that encrypts the "
+        description="Optional: the customer-managed KMS key that encrypts the "
         "secret; the migration Job's role may then decrypt with it, through Secrets Manager "
         "only. Default: none (the AWS-managed `aws/secretsmanager` key needs no grant).",
     )
     security_group_id: SecurityGroupId | None = Field(
         None,
-        description="existing: a security group of the instance; the server stack adds one "
-        "ingress rule to it, from the cluster's database client group on the port.",
+        description="Needed with `endpoint`: a security group of the instance; the server "
+        "stack adds one ingress rule to it, from the cluster's database client group on the "
+        "port.",
     )
 
     RULES = (
