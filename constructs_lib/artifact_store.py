@@ -7,7 +7,6 @@ import re
 from typing import Annotated, Literal
 
 from aws_cdk import Duration, RemovalPolicy
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 from pydantic import AfterValidator, Field
@@ -15,6 +14,7 @@ from pydantic import AfterValidator, Field
 from ..k8s_charts.model import Props
 from ..k8s_charts.rules import KmsKeyArn, Rule, refused_while
 from .acknowledgements import acknowledge
+from .references import imported_key
 
 DEFAULT_PREFIX = "artifacts"
 """The key prefix artifacts go under when none is given."""
@@ -210,9 +210,7 @@ class MlflowArtifactStore(Construct):
                 self,
                 "Bucket",
                 bucket_name=existing.bucket_name,
-                encryption_key=kms.Key.from_key_arn(self, "Key", existing.kms_key_arn)
-                if existing.kms_key_arn
-                else None,
+                encryption_key=imported_key(self, "Key", existing.kms_key_arn),
             )
             prefix = existing.prefix
         prefix = prefix or DEFAULT_PREFIX

@@ -7,7 +7,6 @@ from typing import Any
 
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
@@ -22,7 +21,7 @@ from .database_props import (
     endpoint_region,
     instance_identifier,
 )
-from .placement import same_place
+from .references import imported_key, same_place
 
 SERVER_LOGIN = "mlflow_server"
 """The server's database user (the master user is `mlflow`)."""
@@ -209,10 +208,8 @@ class MlflowDatabase(Construct):
             self,
             "Secret",
             secret_complete_arn=existing.secret_arn,
-            # With the key, grant_read allows kms:Decrypt through Secrets Manager only.
-            encryption_key=kms.Key.from_key_arn(self, "SecretKey", existing.secret_kms_key_arn)
-            if existing.secret_kms_key_arn
-            else None,
+            # WorkloadRoles lets the migration Job decrypt with it, through Secrets Manager only.
+            encryption_key=imported_key(self, "SecretKey", existing.secret_kms_key_arn),
         )
 
     def _create(

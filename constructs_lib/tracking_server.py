@@ -36,7 +36,7 @@ from .deploy_check import (
     read_again_on,
     read_object_value,
 )
-from .placement import same_place
+from .references import same_place
 from .review import resolve_for_review
 from .workload_roles import WorkloadRoles
 

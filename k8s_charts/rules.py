@@ -232,33 +232,39 @@ _KMS_KEY_ARN = re.compile(
 )
 
 
-def _check_secret_arn(value: str) -> str:
-    if _SECRET_ARN.fullmatch(value):
-        return value
-    if re.fullmatch(rf"{PARTITION_PATTERN}:secretsmanager:[^:]+:\d{{12}}:secret:[^:]+", value):
-        raise ValueError(
-            "give the complete ARN, with the '-' and six characters Secrets Manager adds to "
-            "the name (aws secretsmanager describe-secret --secret-id NAME --query ARN): a "
-            "partial ARN would grant read on every secret whose name starts the same"
-        )
-    raise ValueError(
-        "expected a Secrets Manager secret ARN such as "
-        "arn:aws:secretsmanager:us-east-1:123456789012:secret:SecretName-AbCdEf"
-    )
+def _arn_check(
+    pattern: re.Pattern[str], near: str, near_why: str, example: str
+) -> Callable[[str], str]:
+    """A check that takes ARNs matching `pattern`, says `near_why` of one matching the looser
+    `near` (a common mistake), and shows `example` otherwise."""
+
+    def check(value: str) -> str:
+        if pattern.fullmatch(value):
+            return value
+        if re.fullmatch(near, value):
+            raise ValueError(near_why)
+        raise ValueError(f"expected {example}")
+
+    return check
 
 
-def _check_kms_key_arn(value: str) -> str:
-    if _KMS_KEY_ARN.fullmatch(value):
-        return value
-    if re.fullmatch(rf"{PARTITION_PATTERN}:kms:[^:]+:\d{{12}}:alias/.+", value):
-        raise ValueError(
-            "an alias ARN: IAM policies allow a key by its key ARN "
-            "(aws kms describe-key --key-id ALIAS --query KeyMetadata.Arn)"
-        )
-    raise ValueError(
-        "expected a KMS key ARN such as "
-        "arn:aws:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-    )
+_check_secret_arn = _arn_check(
+    _SECRET_ARN,
+    rf"{PARTITION_PATTERN}:secretsmanager:[^:]+:\d{{12}}:secret:[^:]+",
+    "give the complete ARN, with the '-' and six characters Secrets Manager adds to the name "
+    "(aws secretsmanager describe-secret --secret-id NAME --query ARN): a partial ARN would "
+    "grant read on every secret whose name starts the same",
+    "a Secrets Manager secret ARN such as "
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:SecretName-AbCdEf",
+)
+_check_kms_key_arn = _arn_check(
+    _KMS_KEY_ARN,
+    rf"{PARTITION_PATTERN}:kms:[^:]+:\d{{12}}:alias/.+",
+    "an alias ARN: IAM policies allow a key by its key ARN "
+    "(aws kms describe-key --key-id ALIAS --query KeyMetadata.Arn)",
+    "a KMS key ARN such as "
+    "arn:aws:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+)
 
 
 SecretArn = Annotated[str, AfterValidator(_check_secret_arn)]

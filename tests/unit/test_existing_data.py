@@ -274,45 +274,33 @@ def test_prefixes_of_safe_characters_are_accepted(prefix: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "value"),
+    ("section", "key", "value"),
     [
-        ("instance_type", "m7g.large"),
-        ("allocated_storage_gib", 100),
-        ("multi_az", True),
-        ("read_replica", True),
-        ("backup_retention_days", 14),
-        ("removal_policy", "destroy"),
+        ("database", "instance_type", "m7g.large"),
+        ("database", "allocated_storage_gib", 100),
+        ("database", "multi_az", True),
+        ("database", "read_replica", True),
+        ("database", "backup_retention_days", 14),
+        ("database", "removal_policy", "destroy"),
         # Written at its default, still a setting of an instance this app would create.
-        ("multi_az", False),
+        ("database", "multi_az", False),
+        ("artifacts", "versioned", False),
+        ("artifacts", "noncurrent_version_expiration_days", 30),
+        ("artifacts", "noncurrent_version_expiration_days", None),
+        ("artifacts", "removal_policy", "destroy"),
     ],
 )
-def test_settings_of_a_created_instance_are_refused_with_an_existing_one(
-    key: str, value: object
+def test_settings_of_what_the_app_creates_are_refused_with_an_existing_one(
+    section: str, key: str, value: object
 ) -> None:
-    lines = _refused(with_database(**{key: value}))
-    assert any(
-        line.strip().startswith(f"database.{key}: applies only to an instance this app creates")
-        for line in lines
-    ), lines
-
-
-@pytest.mark.parametrize(
-    ("key", "value"),
-    [
-        ("versioned", False),
-        ("noncurrent_version_expiration_days", 30),
-        ("noncurrent_version_expiration_days", None),
-        ("removal_policy", "destroy"),
-    ],
-)
-def test_settings_of_a_created_bucket_are_refused_with_an_existing_one(
-    key: str, value: object
-) -> None:
-    lines = _refused(with_bucket(**{key: value}))
-    assert any(
-        line.strip().startswith(f"artifacts.{key}: applies only to a bucket this app creates")
-        for line in lines
-    ), lines
+    raw, what = (
+        (with_database(**{key: value}), "an instance")
+        if section == "database"
+        else (with_bucket(**{key: value}), "a bucket")
+    )
+    lines = _refused(raw)
+    expected = f"{section}.{key}: applies only to {what} this app creates"
+    assert any(line.strip().startswith(expected) for line in lines), lines
 
 
 def test_what_still_applies_to_an_existing_instance_is_accepted() -> None:

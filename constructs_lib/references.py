@@ -1,8 +1,11 @@
-"""Where a value given by name lives, checked against the stack that uses it, at synth time."""
+"""Resources given by name (an ARN, an ID): where they live, checked against the stack that
+uses them at synth time, and their imports."""
 
 from __future__ import annotations
 
 from aws_cdk import Stack, Token
+from aws_cdk import aws_kms as kms
+from constructs import Construct
 
 
 def same_place(
@@ -17,3 +20,8 @@ def same_place(
     ):
         if theirs and not Token.is_unresolved(ours) and ours != theirs:
             raise ValueError(f"{key} is in {kind} {theirs}, the stack in {ours}: {why}")
+
+
+def imported_key(scope: Construct, id: str, key_arn: str | None) -> kms.IKey | None:
+    """The KMS key of `key_arn`, imported as `scope`'s child `id`; None without one."""
+    return kms.Key.from_key_arn(scope, id, key_arn) if key_arn else None
