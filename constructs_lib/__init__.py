@@ -16,7 +16,7 @@ from ..k8s_charts import (
     ResourceProps,
     WorkloadProps,
 )
-from .artifact_store import ArtifactProps, MlflowArtifactStore
+from .artifact_store import ArtifactProps, ExistingBucket, MlflowArtifactStore
 from .auth import MlflowAuth
 from .cluster import (
     AutoModeCluster,
@@ -25,7 +25,7 @@ from .cluster import (
     ImportedCluster,
 )
 from .database import MlflowDatabase
-from .database_props import DatabaseProps
+from .database_props import DatabaseProps, ExistingDatabase
 from .kubernetes import SUPPORTED_VERSIONS
 from .monitoring import MlflowMonitoring
 from .monitoring_props import MonitoringProps
@@ -39,7 +39,9 @@ __all__ = [
     "AutoModeCluster",
     "ClusterHandle",
     "DatabaseProps",
+    "ExistingBucket",
     "ExistingClusterAttributes",
+    "ExistingDatabase",
     "ExistingVpc",
     "ExposureProps",
     "ExternalLoadBalancerProps",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import cdk8s
-from aws_cdk import Duration, RemovalPolicy, Stack, Token
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_eks_v2 as eks
@@ -38,6 +38,7 @@ from .deploy_check import (
     read_object_value,
 )
 from .load_balancer_dimension import LoadBalancerDimension
+from .references import same_place
 from .review import resolve_for_review
 from .workload_roles import WorkloadRoles
 
@@ -117,11 +118,11 @@ class MlflowTrackingServer(Construct):
         exposure = exposure or ExposureProps()
         external = exposure.external
         if external.enabled and external.certificate_arn:
-            _same_place(Stack.of(self), external.certificate_arn, "exposure.external")
+            _certificate_here(Stack.of(self), external.certificate_arn, "exposure.external")
         auth = auth or AuthProps()
         sso = auth.sso if auth.enabled and auth.sso.enabled else None
         if sso is not None and sso.certificate_arn:
-            _same_place(Stack.of(self), sso.certificate_arn, "auth.sso")
+            _certificate_here(Stack.of(self), sso.certificate_arn, "auth.sso")
         if auth.enabled and auth_secrets is None:
             raise ValueError(
                 "auth_secrets is required with auth.enabled: an MlflowAuth (the sign-in "
@@ -360,17 +361,15 @@ def _revision(scope: Construct, objects: list[dict[str, Any]]) -> str:
     return hashlib.sha256(resolved.encode()).hexdigest()[:12]
 
 
-def _same_place(stack: Stack, certificate_arn: str, section: str) -> None:
+def _certificate_here(stack: Stack, certificate_arn: str, section: str) -> None:
     """A load balancer serves ACM certificates of its own account and region only; where the
-    stack's environment is known at synth, a certificate from elsewhere is refused here rather
-    than by the load balancer controller after the deploy."""
+    stack's environment is known at synth, one from elsewhere is refused here rather than by
+    the load balancer controller after the deploy."""
     region, account = arn_region_and_account(certificate_arn)
-    for kind, ours, theirs in (
-        ("region", stack.region, region),
-        ("account", stack.account, account),
-    ):
-        if not Token.is_unresolved(ours) and ours != theirs:
-            raise ValueError(
-                f"{section}.certificate_arn is in {kind} {theirs}, the stack in "
-                f"{ours}: the load balancer can serve certificates of its own {kind} only"
-            )
+    same_place(
+        stack,
+        f"{section}.certificate_arn",
+        "the load balancer can serve certificates of its own account and region only",
+        region=region,
+        account=account,
+    )

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
 from .launcher_contract import launcher
 
@@ -210,16 +210,67 @@ AcmCertificateArn = Annotated[
 ]
 
 
-SecretsManagerArn = Annotated[
-    str,
-    # Secrets Manager appends a hyphen and six random characters to the name in the ARN
-    # (https://docs.aws.amazon.com/secretsmanager/latest/userguide/reference_iam-permissions.html,
-    # "Secret ARN"); name characters: letters, digits and /_+=.@-.
-    Field(
-        pattern=rf"^{PARTITION_PATTERN}:secretsmanager:{REGION_PATTERN}:\d{{12}}:secret:"
-        r"[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$"
-    ),
-]
+SecurityGroupId = Annotated[str, StringConstraints(pattern=r"^sg-[0-9a-f]{8}(?:[0-9a-f]{9})?$")]
+"""`sg-` and 8 or 17 hexadecimal digits (EC2's older and newer resource IDs)."""
+
+# Secrets Manager adds '-' and six random characters to the name in a secret's ARN
+# (arn:aws:secretsmanager:us-east-1:123456789012:secret:SecretName-6RandomCharacters); a name is
+# 1-512 ASCII letters, digits and /_+=.@- ("The secret name can contain ASCII letters, numbers,
+# and the following characters: /_+=.@-", CreateSecret, Name:
+# https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_CreateSecret.html), and '!'
+# in the secrets other services manage, named `<service>!...` (RDS's master user secrets:
+# `rds!db-<id>`; https://docs.aws.amazon.com/secretsmanager/latest/userguide/service-linked-secrets.html).
+_SECRET_ARN = re.compile(
+    rf"{PARTITION_PATTERN}:secretsmanager:({REGION_PATTERN}):(\d{{12}}):secret:"
+    r"([A-Za-z0-9/_+=.@!-]{1,512})-[A-Za-z0-9]{6}"
+)
+# A KMS key ARN: arn:aws:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab, or
+# key/mrk-1234abcd12ab34cd56ef1234567890ab for a multi-Region key (AWS KMS API reference, KeyId).
+_KMS_KEY_ARN = re.compile(
+    rf"{PARTITION_PATTERN}:kms:({REGION_PATTERN}):(\d{{12}}):key/"
+    r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})"
+)
+
+
+def _arn_check(
+    pattern: re.Pattern[str], near: str, near_why: str, example: str
+) -> Callable[[str], str]:
+    """A check that takes ARNs matching `pattern`, says `near_why` of one matching the looser
+    `near` (a common mistake), and shows `example` otherwise."""
+
+    def check(value: str) -> str:
+        if pattern.fullmatch(value):
+            return value
+        if re.fullmatch(near, value):
+            raise ValueError(near_why)
+        raise ValueError(f"expected {example}")
+
+    return check
+
+
+_check_secret_arn = _arn_check(
+    _SECRET_ARN,
+    rf"{PARTITION_PATTERN}:secretsmanager:[^:]+:\d{{12}}:secret:[^:]+",
+    "give the complete ARN, with the '-' and six characters Secrets Manager adds to the name "
+    "(aws secretsmanager describe-secret --secret-id NAME --query ARN): a partial ARN would "
+    "grant read on every secret whose name starts the same",
+    "a Secrets Manager secret ARN such as "
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:SecretName-AbCdEf",
+)
+_check_kms_key_arn = _arn_check(
+    _KMS_KEY_ARN,
+    rf"{PARTITION_PATTERN}:kms:[^:]+:\d{{12}}:alias/.+",
+    "an alias ARN: IAM policies allow a key by its key ARN "
+    "(aws kms describe-key --key-id ALIAS --query KeyMetadata.Arn)",
+    "a KMS key ARN such as "
+    "arn:aws:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+)
+
+
+SecretArn = Annotated[str, AfterValidator(_check_secret_arn)]
+"""A Secrets Manager secret's complete ARN (with the six characters Secrets Manager adds)."""
+KmsKeyArn = Annotated[str, AfterValidator(_check_kms_key_arn)]
+"""A KMS key's ARN (not an alias's)."""
 
 
 def _check_dns_name(value: str) -> str:
@@ -364,6 +415,26 @@ def set_while_off(fields: tuple[str, ...], problem: str) -> Rule:
             if not group.enabled and any(getattr(group, name) for name in fields)
             else None
         ),
+    )
+
+
+def _at(group: Any, path: str) -> Any:
+    value = group
+    for name in path.split("."):
+        value = getattr(value, name)
+    return value
+
+
+def refused_while(switch: str, fields: tuple[str, ...], problem: str) -> tuple[Rule, ...]:
+    """Rules, one reported at each of `fields`, refusing a field the user set while the value
+    at `switch` (a field, or a dotted path into a nested group) is set: "<problem>"."""
+    return tuple(
+        Rule(
+            name,
+            (switch, name),
+            lambda group, name=name: problem if _at(group, switch) and group.given(name) else None,
+        )
+        for name in fields
     )
 
 

@@ -354,6 +354,34 @@ MUTANTS = (
         'f"{command} --assume-role-arn {self._admin_role_arns[0]}",',
         ("tests/integration/test_kubeconfig.py", "-k", "as_its_admin and maximal"),
     ),
+    Mutant(
+        "a user's KMS key usable outside its service",
+        "constructs_lib/workload_roles.py",
+        '"kms:ViaService": f"{service}.{Stack.of(role).region}.amazonaws.com"',
+        '"aws:ViaAWSService": "true"',
+        ("tests/unit/test_least_privilege.py", "-k", "keys_are_used"),
+    ),
+    Mutant(
+        "an existing bucket's prefix may hold an IAM wildcard",
+        "constructs_lib/artifact_store.py",
+        """_PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9!_.'()-]+")""",
+        """_PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9!_.'()*-]+")""",
+        ("tests/unit/test_settings.py", "-k", "bad_values and prefix"),
+    ),
+    Mutant(
+        "a partial secret ARN, which grants every secret of that name's prefix",
+        "k8s_charts/rules.py",
+        'r"([A-Za-z0-9/_+=.@!-]{1,512})-[A-Za-z0-9]{6}"',
+        'r"([A-Za-z0-9/_+=.@!-]{1,512})(?:-[A-Za-z0-9]{6})?"',
+        ("tests/unit/test_settings.py", "-k", "bad_values and secret_arn"),
+    ),
+    Mutant(
+        "the master login connects to MLflow's database, which an existing instance lacks",
+        f"{LAUNCHER_SRC}cli.py",
+        "            replace(db, name=dblogin.MAINTENANCE_DATABASE[db.engine]),",
+        "            db,",
+        ("tests/integration/test_db_login.py", "-k", "existing_instance and mysql"),
+    ),
 )
 
 

@@ -279,15 +279,19 @@ class MariaDb:
         ]
         return _run([*cmd, *([database] if database else [])], input=sql).stdout
 
-    def create_database(self, name: str, user: str, password: str) -> None:
-        """A database and a login with what RDS's master user has (it makes the server's
-        login in the migration Job)."""
+    def create_login(self, user: str, password: str) -> None:
+        """A login with what RDS's master user has (it makes the server's login in the
+        migration Job), and no database."""
         literal = sql_literal(password, backslash_escapes=True)
         self.admin(
-            f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4;"
             f"CREATE USER '{user}'@'%' IDENTIFIED BY {literal};"
             f"GRANT {RDS_MASTER_PRIVILEGES} ON *.* TO '{user}'@'%' WITH GRANT OPTION;"
         )
+
+    def create_database(self, name: str, user: str, password: str) -> None:
+        """A database and a login with what RDS's master user has."""
+        self.admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4;")
+        self.create_login(user, password)
 
     def query(self, database: str, sql: str) -> list[list[str]]:
         return [line.split("\t") for line in self.admin(sql, database).splitlines()]
@@ -450,10 +454,14 @@ class Postgres:
             input=sql,
         ).stdout
 
-    def create_database(self, name: str, user: str, password: str) -> None:
-        """A database and a login with what RDS's master user has (CREATEROLE, CREATEDB)."""
+    def create_login(self, user: str, password: str) -> None:
+        """A login with what RDS's master user has (CREATEROLE, CREATEDB), and no database."""
         literal = sql_literal(password, backslash_escapes=False)
         self.admin(f'CREATE USER "{user}" PASSWORD {literal} CREATEROLE CREATEDB;')
+
+    def create_database(self, name: str, user: str, password: str) -> None:
+        """A database and a login with what RDS's master user has."""
+        self.create_login(user, password)
         self.admin(f'CREATE DATABASE "{name}" OWNER "{user}";')
 
     def query(self, database: str, sql: str) -> list[list[str]]:

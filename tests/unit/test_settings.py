@@ -8,6 +8,7 @@ import pytest
 
 from config import ConfigError, Settings, load_settings, parse_settings
 from tests.conftest import EXAMPLES
+from tests.unit.test_existing_data import EXISTING_DATA_BAD
 
 CERT = "arn:aws:acm:eu-west-1:111122223333:certificate/01234567-89ab-cdef-0123-456789abcdef"
 EXISTING = {
@@ -462,6 +463,8 @@ BAD = [
     ({"auth": {"admin_username": 42}}, "auth.admin_username", "write it in quotes"),
     ({"auth": {"sign_in_cache_seconds": -1}}, "auth.sign_in_cache_seconds", "greater than or"),
     ({"auth": {"sign_in_cache_seconds": 7200}}, "auth.sign_in_cache_seconds", "less than or"),
+    # An existing instance and bucket: one wrong value per rule (test_existing_data.py).
+    *EXISTING_DATA_BAD,
 ]
 
 

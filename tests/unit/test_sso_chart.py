@@ -196,7 +196,7 @@ def test_without_sso_there_are_no_sign_in_objects() -> None:
         (
             {"client_secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:oidc"},
             "client_secret_arn",
-            "pattern",
+            "complete ARN",
         ),
         (
             {"certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/nope"},

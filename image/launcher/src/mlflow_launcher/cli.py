@@ -9,6 +9,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy.engine import URL, Engine
@@ -149,7 +150,10 @@ def cmd_migrate() -> None:
     if admin_secret_id:
         # The migration Job: with the master login, make the server's login and give it
         # MLflow's databases; then migrate as the server's login, which so owns what it makes.
-        admin = _connect(db, _credentials(db, admin_secret_id))
+        admin = _connect(
+            replace(db, name=dblogin.MAINTENANCE_DATABASE[db.engine]),
+            _credentials(db, admin_secret_id),
+        )
         databases = [db.name, *([auth_settings.db_name] if auth_settings else [])]
         dblogin.ensure(admin, creds, databases)
         admin.dispose()
