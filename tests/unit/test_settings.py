@@ -46,7 +46,9 @@ def test_defaults_are_a_complete_new_deployment() -> None:
     assert settings == Settings()
     assert settings.cluster.mode == "new"
     assert settings.database.engine == "mysql"
-    assert settings.exposure.internal is True
+    assert settings.exposure.internal.enabled is True
+    # Plain HTTP inside the VPC unless a certificate is given (synth warns with sign-in on).
+    assert settings.exposure.internal.tls is False
     assert settings.exposure.external.enabled is False
     assert settings.database.removal_policy == "snapshot"
     assert settings.artifacts.removal_policy == "retain"
