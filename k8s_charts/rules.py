@@ -296,7 +296,9 @@ def _check_ca_bundle(value: str) -> str:
     try:
         context.load_verify_locations(cadata=value)
     except ssl.SSLError as error:
-        raise ValueError(f"is not valid PEM certificates ({error.reason or error})") from None
+        raise ValueError(
+            f"could not be read as PEM certificates (OpenSSL: {error.reason or error})"
+        ) from None
     stats = context.cert_store_stats()
     if stats["x509_ca"] != stats["x509"]:
         raise ValueError(
