@@ -165,7 +165,8 @@ def _hostname_problem(certificate_arn: str | None, hostname: str | None) -> str 
     if certificate_arn is not None and hostname is None:
         return (
             "is required with certificate_arn: the DNS name clients use, which the certificate "
-            "must cover (no certificate can name the load balancer's own DNS name)"
+            "must cover (the load balancer's own DNS name is known only after the deploy, and "
+            "no public certificate can name it)"
         )
     return None
 

@@ -430,7 +430,7 @@ def test_manifest_is_applied_in_the_server_stack(each_config: Synth) -> None:
     manifests = resources(each_config, "Mlflow", "Custom::AWSCDK-EKS-KubernetesResource")
     # The load balancers (when there is one), the workload, and the deploy check's Job after it.
     exposure = each_config.settings.exposure
-    expected = 1 + (exposure.internal or exposure.external.enabled)
+    expected = 1 + (exposure.internal.enabled or exposure.external.enabled)
     assert len(manifests) == expected + each_config.settings.deploy_check.enabled
     if "Cluster" in each_config.templates:
         cluster = each_config.templates["Cluster"]["Resources"]
@@ -446,7 +446,7 @@ def test_the_load_balancers_come_first_and_the_server_allows_their_names_only(
     each_config: Synth,
 ) -> None:
     exposure = each_config.settings.exposure
-    kinds = ["internal"] * exposure.internal + ["external"] * exposure.external.enabled
+    kinds = ["internal"] * exposure.internal.enabled + ["external"] * exposure.external.enabled
     template = each_config.templates["Mlflow"]["Resources"]
     found = {k: r for k, r in template.items() if k.startswith("TrackingServerLoadBalancers")}
     reads = {
