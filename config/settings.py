@@ -24,7 +24,7 @@ from mlflow_on_eks.constructs_lib.monitoring import default_max_connections
 from mlflow_on_eks.constructs_lib.monitoring_props import MonitoringProps
 from mlflow_on_eks.k8s_charts import AuthProps, GcProps, WorkloadProps
 from mlflow_on_eks.k8s_charts.auth import anonymous_problem
-from mlflow_on_eks.k8s_charts.mlflow_chart import ExposureProps, LoadBalancerController, ways_in
+from mlflow_on_eks.k8s_charts.exposure import ExposureProps, LoadBalancerController, ways_in
 from mlflow_on_eks.k8s_charts.model import SettingsModel
 from mlflow_on_eks.k8s_charts.node_pool_chart import ephemeral_problem
 from mlflow_on_eks.k8s_charts.rules import (
@@ -404,7 +404,16 @@ _PLACED: tuple[tuple[str, Callable[[Any], tuple[str | None, str | None]]], ...] 
             else (None, None)
         ),
     ),
-    # A load balancer serves ACM certificates of its own account and region only.
+    # A load balancer serves ACM certificates of its own account and region only (ACM User
+    # Guide, "Services integrated with ACM": Elastic Load Balancing).
+    (
+        "exposure.internal.certificate_arn",
+        lambda s: (
+            arn_region_and_account(s.exposure.internal.certificate_arn)
+            if s.exposure.internal.certificate_arn
+            else (None, None)
+        ),
+    ),
     (
         "exposure.external.certificate_arn",
         lambda s: (
@@ -466,7 +475,7 @@ class Settings(StrictModel):
         Rule(
             "auth.allow_anonymous_through",
             (
-                "exposure.internal",
+                "exposure.internal.enabled",
                 "exposure.external.enabled",
                 "auth.enabled",
                 "auth.allow_anonymous_through",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import cdk8s
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Annotations, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_eks_v2 as eks
@@ -46,6 +46,16 @@ INSTANCE = "mlflow"
 """The chart's instance: its objects' names and the ServiceAccounts' (`mlflow`,
 `mlflow-migrate`, `mlflow-gc`)."""
 
+PLAIN_HTTP_SIGN_IN = "mlflow:sign-in-over-plain-http"
+"""The warning's ID: a CDK app that accepts plain HTTP inside its VPC acknowledges it by this
+(`Annotations.of(server).acknowledge_warning(...)`)."""
+PLAIN_HTTP_SIGN_IN_WARNING = (
+    "Sign-in is on (auth.enabled) but the internal load balancer serves plain HTTP: every "
+    "request's basic-auth password crosses the VPC in clear. Set "
+    "exposure.internal.certificate_arn (an ACM certificate, public or from AWS Private CA) and "
+    "exposure.internal.hostname to serve HTTPS (docs/operations.md, TLS on the load balancers)."
+)
+
 LOAD_BALANCER_TIMEOUT = Duration.minutes(10)
 """A new NLB gets its DNS name within a few minutes of its Service."""
 
@@ -68,8 +78,9 @@ class MlflowTrackingServer(Construct):
     uses the server as a user would, failing the deploy with its reason (DeployCheck).
 
     Attributes: `role`, `image`, `chart`, `manifest`, `database_ingress`, `workload`,
-    `namespace`, `service_account_name`, `service_names`, `auth`, `auth_secrets`, `revision`,
-    `load_balancer_hosts` (kind -> DNS name, resolved at deploy time), `deploy_check` (or None).
+    `namespace`, `service_account_name`, `service_names`, `exposure`, `auth`, `auth_secrets`,
+    `revision`, `load_balancer_hosts` (kind -> DNS name, resolved at deploy time),
+    `deploy_check` (or None).
     """
 
     def __init__(
@@ -104,9 +115,10 @@ class MlflowTrackingServer(Construct):
             resources, allowed hosts, architecture, scratch space, drain); passed to the chart
             unchanged. Default: `WorkloadProps()`, the config file's defaults.
         :param exposure: the load balancers (the config file's `exposure` section): an
-            internal NLB, and with `external.enabled` an internet-facing TLS NLB; the cluster's
-            controller (`cluster.load_balancer_class`) provisions them. Default:
-            `ExposureProps()`, the internal one only.
+            internal NLB (plain HTTP, or HTTPS with `internal.certificate_arn`; with sign-in on
+            over plain HTTP, synth warns: PLAIN_HTTP_SIGN_IN), and with `external.enabled` an
+            internet-facing TLS NLB; the cluster's controller (`cluster.load_balancer_class`)
+            provisions them. Default: `ExposureProps()`, the internal one only, plain HTTP.
         :param image_directory: Docker build context. Default: this repository's image/.
         :param deploy_check: wait for the rollout and verify the server through its names
             before the deploy succeeds. Default: true.
@@ -116,9 +128,9 @@ class MlflowTrackingServer(Construct):
         """
         super().__init__(scope, id)
         exposure = exposure or ExposureProps()
-        external = exposure.external
-        if external.enabled and external.certificate_arn:
-            _certificate_here(Stack.of(self), external.certificate_arn, "exposure.external")
+        for key, section in (("internal", exposure.internal), ("external", exposure.external)):
+            if section.enabled and section.certificate_arn:
+                _certificate_here(Stack.of(self), section.certificate_arn, f"exposure.{key}")
         auth = auth or AuthProps()
         sso = auth.sso if auth.enabled and auth.sso.enabled else None
         if sso is not None and sso.certificate_arn:
@@ -216,7 +228,10 @@ class MlflowTrackingServer(Construct):
         anonymous = anonymous_problem(auth, list(props.service_names))
         if anonymous:
             raise ValueError(f"auth.allow_anonymous_through {anonymous}")
+        if props.sign_in and "internal" in props.service_names and not exposure.internal.tls:
+            Annotations.of(self).add_warning_v2(PLAIN_HTTP_SIGN_IN, PLAIN_HTTP_SIGN_IN_WARNING)
         self.service_names = props.service_names
+        self.exposure = exposure
         hosts = self._load_balancer_hosts(cluster.cluster)
         self.sso_host = self._sso_host(cluster.cluster) if sso else None
         props = replace(

@@ -276,6 +276,8 @@ def verify_environment(
     rollout_timeout_seconds: int | None = None,
     admin_secret_id: str | None = None,
     region: str | None = None,
+    connect_to: dict[str, str] | None = None,
+    ca_bundle: str | None = None,
 ) -> dict[str, str]:
     """The environment of `mlflow-launcher verify` (the deploy check's Job). No secret: the
     signal URL only lets its holder report this one check's outcome, and with authentication
@@ -283,12 +285,20 @@ def verify_environment(
 
     With `deployment`, it first waits until that Deployment (in `namespace`) has rolled out a
     pod template whose containers run `image` and which carries `pod_annotation`
-    (`<name>=<value>`), for at most `rollout_timeout_seconds`."""
+    (`<name>=<value>`), for at most `rollout_timeout_seconds`. `connect_to`: target name ->
+    the address it is reached at (its name kept for TLS and Host); `ca_bundle`: the CAs https
+    targets must chain to (PEM), instead of the public roots."""
     v = launcher
     env = {
         v.VERIFY_TARGETS: tuple(targets),
         v.VERIFY_TIMEOUT_SECONDS: timeout_seconds,
         v.VERIFY_LOGS_COMMAND: logs_command,
+        v.VERIFY_CONNECT_TO: (
+            tuple(f"{name}={address}" for name, address in connect_to.items())
+            if connect_to
+            else None
+        ),
+        v.VERIFY_CA_BUNDLE: ca_bundle,
     }
     if deployment is not None:
         if not (namespace and image and rollout_timeout_seconds):

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import cdk8s
 import cdk8s_plus_27 as kplus
 from cdk8s_plus_27 import k8s
 from constructs import Construct
-from pydantic import Field
 
 from .auth import AuthProps, AuthSecretIds, auth_environment
 from .contract import (
@@ -31,6 +30,13 @@ from .contract import (
     schema_wait_environment,
     startup_probe_failures,
 )
+from .exposure import (
+    AUTO_MODE_LOAD_BALANCER_CLASS,
+    LB_ANNOTATION,
+    ExposureProps,
+    tls_annotations,
+    ways_in,
+)
 from .gc_job import GcProps, add_gc_job
 from .hardening import (
     CONTAINER_SECURITY,
@@ -40,34 +46,12 @@ from .hardening import (
     small_resources,
 )
 from .migration_job import add_migration_job
-from .model import Props
 from .policy import dns, egress, ingress, pods_in_namespaces, tcp
-from .rules import (
-    AcmCertificateArn,
-    Cidr,
-    InvalidProps,
-    Rule,
-    cidrs_needed_problem,
-    internet_problem,
-    ipv6_problem,
-    set_while_off,
-)
+from .rules import InvalidProps
 from .sso import SsoProps
 from .sso_chart import SsoNames, add_sso
 from .workload import WorkloadProps
 
-AUTO_MODE_LOAD_BALANCER_CLASS = "eks.amazonaws.com/nlb"
-"""EKS Auto Mode's own load balancer controller claims Services of this class."""
-LB_CONTROLLER_LOAD_BALANCER_CLASS = "service.k8s.aws/nlb"
-"""The AWS Load Balancer Controller's class, for clusters that run it instead."""
-LoadBalancerController = Literal["auto-mode", "aws-load-balancer-controller"]
-"""Which controller provisions a cluster's load balancers (the config's and the attributes')."""
-LOAD_BALANCER_CLASSES: dict[str, str] = {
-    "auto-mode": AUTO_MODE_LOAD_BALANCER_CLASS,
-    "aws-load-balancer-controller": LB_CONTROLLER_LOAD_BALANCER_CLASS,
-}
-
-_LB = "service.beta.kubernetes.io/aws-load-balancer-"
 LOAD_BALANCERS_ANNOTATION = "mlflow-on-eks/load-balancers"
 """On the pod template: the load balancers' DNS names the server allows."""
 
@@ -82,85 +66,6 @@ SCRAPE_ANNOTATIONS = {
 
 SHUTDOWN_SECONDS = 30
 """What a pod gets after its drain delay to finish in-flight requests before SIGKILL."""
-
-
-def _when_enabled(rule: Rule) -> Rule:
-    return Rule(rule.key, ("enabled", *rule.reads), lambda e: rule.check(e) if e.enabled else None)
-
-
-EXTERNAL_RULES = (
-    set_while_off(
-        ("allowed_cidrs", "certificate_arn"),
-        "allowed_cidrs/certificate_arn are set; set enabled: true or remove them",
-    ),
-    Rule(
-        "certificate_arn",
-        ("enabled", "certificate_arn"),
-        lambda e: (
-            "is required with enabled: true; the external load balancer serves HTTPS only"
-            if e.enabled and e.certificate_arn is None
-            else None
-        ),
-    ),
-    *map(
-        _when_enabled,
-        (
-            Rule(
-                "allowed_cidrs", ("allowed_cidrs",), lambda e: cidrs_needed_problem(e.allowed_cidrs)
-            ),
-            Rule("allowed_cidrs", ("allowed_cidrs",), lambda e: ipv6_problem(e.allowed_cidrs)),
-            Rule(
-                "allowed_cidrs",
-                ("allowed_cidrs", "allow_internet"),
-                lambda e: internet_problem(e.allowed_cidrs, e.allow_internet),
-            ),
-        ),
-    ),
-)
-"""Rules between the external load balancer's fields."""
-
-
-class ExternalLoadBalancerProps(Props):
-    """An internet-facing load balancer, off by default: the sign-in page and the API are then
-    open to password guessing from every listed network. It terminates TLS and admits the
-    listed sources only. The config file's `exposure.external` section."""
-
-    RULES = EXTERNAL_RULES
-
-    enabled: bool = Field(False, description="Create an internet-facing load balancer.")
-    allowed_cidrs: tuple[Cidr, ...] = Field(
-        (),
-        description="Source ranges allowed to reach it (loadBalancerSourceRanges); required. "
-        "IPv4 only: the load balancer has no IPv6 address.",
-    )
-    certificate_arn: AcmCertificateArn | None = Field(
-        None, description="ACM certificate for TLS on port 443; required when enabled."
-    )
-    allow_internet: bool = Field(
-        False,
-        description="Explicit opt-in needed for allowed_cidrs that admit every IPv4 or IPv6 "
-        "address: 0.0.0.0/0, ::/0, or ranges that add up to them (0.0.0.0/1 + 128.0.0.0/1).",
-    )
-
-
-class ExposureProps(Props):
-    """How clients reach the server besides the in-cluster ClusterIP service: the config
-    file's `exposure` section, and MlflowTrackingServer's and the chart's `exposure`."""
-
-    internal: bool = Field(True, description="An internal (VPC-only) network load balancer.")
-    external: ExternalLoadBalancerProps = Field(default_factory=ExternalLoadBalancerProps)
-
-
-def ways_in(exposure: ExposureProps) -> list[str]:
-    """The Services clients come through: `cluster` always, `internal` and `external` as
-    `exposure` asks. `exposure` may be any value with its fields (the config's rules pass
-    the valid fields of an otherwise invalid section)."""
-    ways = ["cluster"]
-    if exposure.internal:
-        ways.append("internal")
-    if exposure.external.enabled:
-        ways.append("external")
-    return ways
 
 
 @dataclass(frozen=True)
@@ -645,36 +550,47 @@ class MlflowChart(cdk8s.Chart):
                 "ClusterService", names["cluster"], kplus.ServiceType.CLUSTER_IP
             )
         }
+        internal, external = props.exposure.internal, props.exposure.external
         if "internal" in names:
             services["internal"] = self._service(
                 "InternalService",
                 names["internal"],
                 kplus.ServiceType.LOAD_BALANCER,
-                annotations={
-                    f"{_LB}scheme": "internal",
-                    f"{_LB}nlb-target-type": "ip",
-                    f"{_LB}target-group-attributes": self._target_group_attributes(),
-                },
+                # HTTPS only with a certificate: no plain listener beside it that a client
+                # could send its password to.
+                port=TLS_SERVICE_PORT if internal.tls else SERVICE_PORT,
+                annotations=self._load_balancer_annotations(
+                    "internal", internal.certificate_arn, internal.ssl_policy
+                ),
             )
-        external = props.exposure.external
         if "external" in names:
             services["external"] = self._service(
                 "ExternalService",
                 names["external"],
                 kplus.ServiceType.LOAD_BALANCER,
                 port=TLS_SERVICE_PORT,
-                annotations={
-                    f"{_LB}scheme": "internet-facing",
-                    f"{_LB}nlb-target-type": "ip",
-                    f"{_LB}ssl-cert": external.certificate_arn,
-                    f"{_LB}ssl-ports": str(TLS_SERVICE_PORT),
-                    f"{_LB}ssl-negotiation-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
-                    f"{_LB}backend-protocol": "tcp",
-                    f"{_LB}target-group-attributes": self._target_group_attributes(),
-                },
+                annotations=self._load_balancer_annotations(
+                    "internet-facing", external.certificate_arn, external.ssl_policy
+                ),
                 source_ranges=list(external.allowed_cidrs),
             )
         return services
+
+    def _load_balancer_annotations(
+        self, scheme: str, certificate_arn: str | None, ssl_policy: str
+    ) -> dict[str, str]:
+        """An NLB of `scheme` with pods as its targets; TLS terminated there with a certificate."""
+        annotations = {
+            f"{LB_ANNOTATION}scheme": scheme,
+            f"{LB_ANNOTATION}nlb-target-type": "ip",
+        }
+        if certificate_arn is not None:
+            annotations |= tls_annotations(
+                certificate_arn, ssl_policy, self.props.load_balancer_class
+            )
+        return annotations | {
+            f"{LB_ANNOTATION}target-group-attributes": self._target_group_attributes()
+        }
 
     def _service(
         self,
@@ -807,12 +723,19 @@ def _load_balancer_kinds(props: MlflowChartProps) -> list[str]:
     return [kind for kind in props.service_names if kind != "cluster"]
 
 
+def _internal_hostname(props: MlflowChartProps) -> list[str]:
+    """The certificate's name clients reach the internal load balancer by, with TLS on."""
+    internal = props.exposure.internal
+    return [internal.hostname] if "internal" in props.service_names and internal.hostname else []
+
+
 def _allowed_hosts(props: MlflowChartProps) -> list[str]:
     hosts = _service_hosts(props)
     # MLflow compares the whole Host header, port included: `kubectl port-forward` sends
     # `localhost:<local port>`, while the Services listen on 80/443 (no port in the header).
     hosts += ["localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*"]
     hosts += [props.load_balancer_host(kind) for kind in _load_balancer_kinds(props)]
+    hosts += _internal_hostname(props)
     hosts += props.workload.allowed_hosts
     if props.sso:
         hosts.append(str(props.sso.hostname))
@@ -822,15 +745,18 @@ def _allowed_hosts(props: MlflowChartProps) -> list[str]:
 def _allowed_origins(props: MlflowChartProps) -> list[str]:
     """Origins whose pages may send MLflow state-changing requests: those of the served names.
 
-    Browsers send `Origin` (scheme://host[:port]) on every POST, and MLflow refuses one it
-    does not list, unless it is localhost (port-forward needs nothing here). Plain HTTP for the
-    in-cluster and internal names, HTTPS for the external load balancer; the user's own names
-    both ways, as they may front either one.
+    Browsers send `Origin` (scheme://host[:port], the port left out when it is the scheme's
+    default: RFC 6454, 6.1) on every POST, and MLflow refuses one it does not list (equal
+    strings: mlflow/server/security_utils.py, should_block_cors_request), unless it is
+    localhost (port-forward needs nothing here). Plain HTTP for the in-cluster names, each load
+    balancer's name with the scheme it serves (HTTPS for the external one, and for the internal
+    one with a certificate, whose name is listed too); the user's own names both ways, as they
+    may front either one.
     """
     origins = [f"http://{host}" for host in _service_hosts(props)]
     for kind in _load_balancer_kinds(props):
-        scheme = "https" if kind == "external" else "http"
-        origins.append(f"{scheme}://{props.load_balancer_host(kind)}")
+        origins.append(f"{props.exposure.scheme(kind)}://{props.load_balancer_host(kind)}")
+    origins += [f"https://{host}" for host in _internal_hostname(props)]
     for host in props.workload.allowed_hosts:
         origins += [f"https://{host}", f"http://{host}"]
     if props.sso:  # HTTPS only: the ALB has no other listener

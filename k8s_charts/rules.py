@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -208,6 +209,109 @@ AcmCertificateArn = Annotated[
         pattern=rf"^{PARTITION_PATTERN}:acm:{REGION_PATTERN}:\d{{12}}:certificate/[0-9a-f-]{{36}}$"
     ),
 ]
+"""An ACM certificate: arn:<partition>:acm:<region>:<account>:certificate/<id> (ACM API
+Reference, CertificateArn; "Amazon Resource Names for ACM" in the ACM User Guide)."""
+
+# Security policies of a Network Load Balancer's TLS listener that accept TLS 1.2 or later only:
+# the names of the NLB User Guide ("Security policies for your Network Load Balancer",
+# https://docs.aws.amazon.com/elasticloadbalancing/latest/network/describe-ssl-policies.html),
+# as aws-cdk-lib 2.275's `SslPolicy` spells them. Left out: those that still accept TLS 1.0 or
+# 1.1 (ELBSecurityPolicy-2016-08, *-TLS13-1-0-*, *-TLS13-1-1-*, *-TLS-1-1-*, *-FS-2018-06, ...):
+# 2016-08 is what a listener gets when none is named (the guide's "Considerations").
+DEFAULT_TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+"""TLS 1.3 and 1.2: the guide's long-standing recommendation, and the external load balancer's
+policy since it first served TLS."""
+TLS_POLICIES = (
+    "ELBSecurityPolicy-TLS13-1-2-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06",
+    "ELBSecurityPolicy-TLS13-1-3-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-3-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-Res-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-Ext0-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-3-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Res-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext0-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-3-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-FS-1-2-2019-08",
+    "ELBSecurityPolicy-FS-1-2-Res-2019-08",
+    "ELBSecurityPolicy-FS-1-2-Res-2020-10",
+    "ELBSecurityPolicy-TLS-1-2-2017-01",
+    "ELBSecurityPolicy-TLS-1-2-Ext-2018-06",
+)
+
+
+def _check_tls_policy(value: str) -> str:
+    if value not in TLS_POLICIES:
+        raise ValueError(
+            f"{value!r} is not a load balancer security policy that requires TLS 1.2 or later "
+            "(those that still accept TLS 1.0 or 1.1, such as ELBSecurityPolicy-2016-08, are "
+            f"refused); use one of {', '.join(TLS_POLICIES)}"
+        )
+    return value
+
+
+def _check_dns_name(value: str) -> str:
+    """A DNS name a certificate can cover and a client puts in its URL: no wildcard, no port."""
+    if value != value.lower():
+        raise ValueError(
+            "write it in lower case: browsers send the Host in lower case, and MLflow compares "
+            "it exactly"
+        )
+    if "://" in value or "/" in value or ":" in value:
+        raise ValueError("a DNS name only: drop the scheme, port and path")
+    if len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value) or "." not in value:
+        raise ValueError(
+            "expected a fully qualified DNS name such as mlflow.internal.example.com "
+            "(no wildcard: this is the one name clients use)"
+        )
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return value
+    raise ValueError("a DNS name, not an IP address: the certificate must name it")
+
+
+def _check_ca_bundle(value: str) -> str:
+    """PEM certificates of CAs, parsed as the deploy check's TLS context will load them."""
+    if "PRIVATE KEY" in value:
+        raise ValueError(
+            "holds a private key, which must never be in the settings (they end up in the "
+            "template): give the CA certificates only"
+        )
+    if "-----BEGIN CERTIFICATE-----" not in value:
+        raise ValueError("expected PEM certificates (-----BEGIN CERTIFICATE----- ...)")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cadata=value)
+    except ssl.SSLError as error:
+        raise ValueError(
+            f"could not be read as PEM certificates (OpenSSL: {error.reason or error})"
+        ) from None
+    stats = context.cert_store_stats()
+    if stats["x509_ca"] != stats["x509"]:
+        raise ValueError(
+            "holds a certificate that is not a CA's (basicConstraints CA:TRUE): give the "
+            "certificates of the CAs that issued the load balancer's certificate, not the "
+            "certificate itself"
+        )
+    return value
+
+
+TlsPolicy = Annotated[str, AfterValidator(_check_tls_policy)]
+DnsName = Annotated[str, AfterValidator(_check_dns_name)]
+CaBundle = Annotated[str, AfterValidator(_check_ca_bundle)]
 
 
 SecurityGroupId = Annotated[str, StringConstraints(pattern=r"^sg-[0-9a-f]{8}(?:[0-9a-f]{9})?$")]

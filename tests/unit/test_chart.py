@@ -17,6 +17,7 @@ from mlflow_on_eks.k8s_charts import (
     ExposureProps,
     ExternalLoadBalancerProps,
     GcProps,
+    InternalLoadBalancerProps,
     MetricsScrapersProps,
     MlflowChart,
     MlflowChartProps,
@@ -47,6 +48,14 @@ EXTERNAL = ExternalLoadBalancerProps(
         "arn:aws:acm:eu-west-1:123456789012:certificate/0f8e7d6c-5b4a-4321-9abc-def012345678"
     ),
 )
+HOSTNAME = "mlflow.internal.example.com"
+INTERNAL_TLS = InternalLoadBalancerProps(
+    certificate_arn=(
+        "arn:aws:acm:eu-west-1:123456789012:certificate/6e5d4c3b-2a19-4807-8f6e-5d4c3b2a1908"
+    ),
+    hostname=HOSTNAME,
+)
+LB = "service.beta.kubernetes.io/aws-load-balancer-"
 # DNS names in the formats AWS gives load balancers (Elastic Load Balancing user guides):
 # NLB `<name>-<id>.elb.<region>.amazonaws.com`, ALB/CLB `<name>-<id>.<region>.elb.amazonaws.com`.
 NLB_NAME = "k8s-ml-mlflowin-4f8a2b1c9d-0123456789abcdef.elb.eu-west-1.amazonaws.com"
@@ -544,6 +553,95 @@ def test_external_service_is_tls_and_source_restricted() -> None:
     assert annotations[f"{prefix}scheme"] == "internet-facing"
     assert annotations[f"{prefix}ssl-cert"] == EXTERNAL.certificate_arn
     assert annotations[f"{prefix}ssl-ports"] == "443"
+
+
+def _tls_listener(certificate_arn: str, load_balancer_class: str) -> dict[str, str]:
+    """What a TLS listener on 443 with the default policy is, as each controller documents its
+    annotations: EKS Auto Mode (user guide, auto-configure-nlb: ssl-cert, ssl-ports) and the
+    AWS Load Balancer Controller (its guide's "TLS" section: also the policy and
+    backend-protocol, `tcp` being plain TCP to the pods)."""
+    listener = {
+        f"{LB}ssl-cert": certificate_arn,
+        f"{LB}ssl-ports": "443",
+        f"{LB}ssl-negotiation-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
+    }
+    if load_balancer_class == LB_CONTROLLER_LOAD_BALANCER_CLASS:
+        listener[f"{LB}backend-protocol"] = "tcp"
+    return listener
+
+
+TARGET_GROUP = {
+    f"{LB}nlb-target-type": "ip",
+    f"{LB}target-group-attributes": "deregistration_delay.timeout_seconds=30,"
+    "deregistration_delay.connection_termination.enabled=true",
+}
+
+
+@pytest.mark.parametrize(
+    "load_balancer_class", [AUTO_MODE_LOAD_BALANCER_CLASS, LB_CONTROLLER_LOAD_BALANCER_CLASS]
+)
+def test_tls_services_per_controller(load_balancer_class: str) -> None:
+    """With a certificate, each load balancer Service asks its controller for TLS on 443 only
+    (no plain listener beside it), forwarding to the pods' plain HTTP port; the annotations
+    exactly those the class's controller documents."""
+    exposure = ExposureProps(internal=INTERNAL_TLS, external=EXTERNAL)
+    props = replace(PROPS, exposure=exposure, load_balancer_class=load_balancer_class)
+    objects = render(props)
+    for name, scheme, section in (
+        ("mlflow-internal", "internal", INTERNAL_TLS),
+        ("mlflow-external", "internet-facing", EXTERNAL),
+    ):
+        service = one(objects, "Service", name)
+        assert service["spec"]["loadBalancerClass"] == load_balancer_class
+        assert service["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": 5000}]
+        assert service["metadata"]["annotations"] == {
+            f"{LB}scheme": scheme,
+            **TARGET_GROUP,
+            **_tls_listener(section.certificate_arn, load_balancer_class),
+        }, name
+
+
+def test_a_plain_internal_load_balancer_has_no_tls_annotations() -> None:
+    service = one(render(), "Service", "mlflow-internal")
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": 5000}]
+    assert service["metadata"]["annotations"] == {f"{LB}scheme": "internal", **TARGET_GROUP}
+
+
+def test_the_chosen_policy_reaches_the_listener() -> None:
+    internal = INTERNAL_TLS.replace(ssl_policy="ELBSecurityPolicy-TLS13-1-3-2021-06")
+    service = one(
+        render(replace(PROPS, exposure=ExposureProps(internal=internal))),
+        "Service",
+        "mlflow-internal",
+    )
+    annotations = service["metadata"]["annotations"]
+    assert annotations[f"{LB}ssl-negotiation-policy"] == "ELBSecurityPolicy-TLS13-1-3-2021-06"
+
+
+def test_with_tls_the_certificates_name_is_allowed_and_https_origins() -> None:
+    """Clients use the certificate's name: MLflow must accept it as Host, and a browser page
+    served from it (Origin `https://<name>`, no port: RFC 6454 leaves the default one out) may
+    write. The load balancer's own name serves HTTPS only now: no `http://` origin for it."""
+    props = replace(
+        PROPS,
+        exposure=ExposureProps(internal=INTERNAL_TLS),
+        load_balancer_dns_names={"internal": NLB_NAME},
+    )
+    data = one(render(props), "ConfigMap")["data"]
+    hosts = data["MLFLOW_ALLOWED_HOSTS"].split(",")
+    origins = data["MLFLOW_CORS_ALLOWED_ORIGINS"].split(",")
+    assert _matches(hosts, HOSTNAME) and _matches(hosts, NLB_NAME)
+    assert _matches(origins, f"https://{HOSTNAME}") and _matches(origins, f"https://{NLB_NAME}")
+    for origin in (
+        f"http://{HOSTNAME}",
+        f"https://{HOSTNAME}:443",
+        f"http://{NLB_NAME}",
+        "https://mlflow-internal.ml.svc.cluster.local",
+    ):
+        assert not _matches(origins, origin), origin
+    # Without TLS, the name is not configured, and nothing of it is allowed.
+    plain = one(render(), "ConfigMap")["data"]
+    assert HOSTNAME not in plain["MLFLOW_ALLOWED_HOSTS"] + plain["MLFLOW_CORS_ALLOWED_ORIGINS"]
 
 
 def test_no_external_service_by_default() -> None:

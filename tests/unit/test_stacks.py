@@ -311,6 +311,54 @@ def test_existing_cluster_without_a_client_group_admits_the_cluster_and_says_so(
     annotations.has_no_error("*", Match.any_value())
 
 
+def _sign_in_over_plain_http(settings: Settings) -> bool:
+    internal = settings.exposure.internal
+    return settings.auth.enabled and internal.enabled and internal.certificate_arn is None
+
+
+def _plain_http_warnings(stack: cdk.Stack) -> list[str]:
+    warnings = Annotations.from_stack(stack).find_warning("*", Match.any_value())
+    return [str(w.entry.data) for w in warnings if "plain HTTP" in str(w.entry.data)]
+
+
+def test_sign_in_over_plain_http_is_said_at_synth(each_config: Synth) -> None:
+    """Exactly where a password would cross the VPC in clear: sign-in on and the internal load
+    balancer without a certificate (default, new-cluster, postgres); not with TLS on
+    (existing-cluster, test-maximal), nor with sign-in off (test-private, test-minimal)."""
+    found = _plain_http_warnings(each_config.deployment.mlflow)
+    if not _sign_in_over_plain_http(each_config.settings):
+        assert found == []
+        return
+    [message] = found
+    assert "every request's basic-auth password crosses the VPC in clear" in message
+    assert "Set exposure.internal.certificate_arn" in message
+    assert "exposure.internal.hostname" in message
+    assert message.endswith("[ack: mlflow:sign-in-over-plain-http]")
+    [warning] = Annotations.from_stack(each_config.deployment.mlflow).find_warning(
+        "*", Match.string_like_regexp("plain HTTP")
+    )
+    assert warning.id == "/Mlflow/TrackingServer"
+
+
+def test_every_case_of_the_warning_is_among_the_configs() -> None:
+    """The configurations above hold both outcomes, with each reason for no warning."""
+    settings = {name: load_settings(path) for name, path in CONFIGS.items()}
+    warned = {name for name, s in settings.items() if _sign_in_over_plain_http(s)}
+    assert warned >= {"default"}
+    quiet = [s for name, s in settings.items() if name not in warned]
+    assert any(s.auth.enabled and s.exposure.internal.tls for s in quiet)
+    assert any(not s.auth.enabled and s.exposure.internal.enabled for s in quiet)
+
+
+def test_no_internal_load_balancer_no_plain_http_warning(tmp_path: Path) -> None:
+    """Sign-in on, but no internal load balancer: nothing crosses the VPC through it."""
+    settings = load_settings(None)
+    exposure = settings.exposure.replace(internal=False)
+    s = synthesize("no-internal", settings.model_copy(update={"exposure": exposure}), tmp_path)
+    assert s.settings.auth.enabled
+    assert _plain_http_warnings(s.deployment.mlflow) == []
+
+
 def test_bucket_is_private_encrypted_versioned_and_retained(synth: SynthFn) -> None:
     s = synth("default")
     _, bucket = only(s, "Data", "AWS::S3::Bucket")
@@ -426,7 +474,7 @@ def test_manifest_is_applied_in_the_server_stack(each_config: Synth) -> None:
     manifests = resources(each_config, "Mlflow", "Custom::AWSCDK-EKS-KubernetesResource")
     # The load balancers (when there is one), the workload, and the deploy check's Job after it.
     exposure = each_config.settings.exposure
-    expected = 1 + (exposure.internal or exposure.external.enabled)
+    expected = 1 + (exposure.internal.enabled or exposure.external.enabled)
     assert len(manifests) == expected + each_config.settings.deploy_check.enabled
     if "Cluster" in each_config.templates:
         cluster = each_config.templates["Cluster"]["Resources"]
@@ -442,7 +490,7 @@ def test_the_load_balancers_come_first_and_the_server_allows_their_names_only(
     each_config: Synth,
 ) -> None:
     exposure = each_config.settings.exposure
-    kinds = ["internal"] * exposure.internal + ["external"] * exposure.external.enabled
+    kinds = ["internal"] * exposure.internal.enabled + ["external"] * exposure.external.enabled
     auth = each_config.settings.auth
     kinds += ["sso"] * (auth.enabled and auth.sso.enabled)
     template = each_config.templates["Mlflow"]["Resources"]

@@ -21,11 +21,16 @@ from tests.conftest import ROOT, Synth
 
 VARIABLES = launcher.declared()
 C = launcher
-PATTERNED_EXAMPLES = {
+PATTERNED_EXAMPLES: dict[str, Any] = {
     "MLFLOW_GC_OLDER_THAN": "1.5d12h",
     "MLFLOW_GC_TRACKING_URI": "http://mlflow.ns",
     "MLFLOW_SSO_CLIENT_SECRET_ID": (
         "arn:aws:secretsmanager:eu-west-1:123456789012:secret:oidc-AbC123"
+    ),
+    "MLFLOW_VERIFY_CA_BUNDLE": "-----BEGIN CERTIFICATE-----\nMIIB/zCC\n-----END CERTIFICATE-----",
+    "MLFLOW_VERIFY_CONNECT_TO": (
+        "mlflow.internal.example.com=k8s-mlflow-mlflowin-0a1b2c3d4e-0123456789abcdef.elb."
+        "eu-west-1.amazonaws.com",
     ),
 }
 
@@ -39,7 +44,8 @@ def _valid(variable: Any) -> list[Any]:
     if isinstance(variable, C.Number):
         return [0.5, 90.0, 1e6]
     if isinstance(variable, C.TextList):
-        return [("https://mlflow.example.com", "http://127.0.0.1:5000")]
+        default = ("https://mlflow.example.com", "http://127.0.0.1:5000")
+        return [PATTERNED_EXAMPLES.get(variable.name, default)]
     if variable.default is not None:
         return [variable.default]
     return [PATTERNED_EXAMPLES.get(variable.name, "a-value_1")]

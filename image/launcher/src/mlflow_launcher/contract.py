@@ -569,6 +569,29 @@ SSO_SECRET_NAMESPACE = Text(
 )
 
 
+def _connect_to_item(item: str) -> None:
+    name, equals, address = item.partition("=")
+    if not (equals and name.strip() and address.strip()) or "=" in address:
+        raise ValueError(item)
+
+
+VERIFY_CONNECT_TO = TextList(
+    name="MLFLOW_VERIFY_CONNECT_TO",
+    doc="<name>=<address> pairs: a target named <name> is reached at <address>, <name> kept "
+    "for TLS (SNI, the certificate's check) and Host, as curl's --connect-to does: a "
+    "certificate's name, served by a load balancer known by its own DNS name.",
+    meaning="comma-separated <name>=<address> pairs",
+    item=_connect_to_item,
+)
+VERIFY_CA_BUNDLE = Text(
+    name="MLFLOW_VERIFY_CA_BUNDLE",
+    doc="PEM certificates of the CAs the https targets' certificates must chain to, instead "
+    "of the public roots.",
+    pattern=r"(?s)-----BEGIN CERTIFICATE-----.+-----END CERTIFICATE-----",
+    meaning="PEM certificates (-----BEGIN CERTIFICATE----- ...)",
+)
+
+
 def declared() -> dict[str, Variable[Any]]:
     """Every declared variable, by name."""
     return {v.name: v for v in globals().values() if isinstance(v, Variable)}
