@@ -377,16 +377,6 @@ KmsKeyArn = Annotated[str, AfterValidator(_check_kms_key_arn)]
 """A KMS key's ARN (not an alias's)."""
 
 
-def _check_dns_name(value: str) -> str:
-    """One DNS name a browser asks for: a host pattern without wildcard or port."""
-    _check_host_pattern(value)
-    if "*" in value or ":" in value:
-        raise ValueError("one DNS name such as mlflow.example.com: no '*', no port")
-    if "." not in value:
-        raise ValueError("a fully qualified DNS name such as mlflow.example.com")
-    return value.lower()
-
-
 def _check_https_url(value: str) -> str:
     """What the ALB's OIDC action takes for the IdP's endpoints: "a full URL, including the
     HTTPS protocol, the domain, and the path" (Elastic Load Balancing API reference,
@@ -398,7 +388,6 @@ def _check_https_url(value: str) -> str:
     return value
 
 
-DnsName = Annotated[str, AfterValidator(_check_dns_name)]
 HttpsUrl = Annotated[str, AfterValidator(_check_https_url)]
 
 

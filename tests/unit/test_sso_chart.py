@@ -190,7 +190,7 @@ def test_without_sso_there_are_no_sign_in_objects() -> None:
     ("changes", "key", "why"),
     [
         ({"hostname": None}, "hostname", "is required with enabled: true"),
-        ({"hostname": "*.example.com"}, "hostname", "one DNS name"),
+        ({"hostname": "*.example.com"}, "hostname", "no wildcard"),
         ({"hostname": "mlflow"}, "hostname", "fully qualified"),
         ({"issuer": "http://example.okta.com"}, "issuer", "https:// URL"),
         (
