@@ -19,7 +19,7 @@ from .mlflow_chart import (
     MlflowChartProps,
 )
 from .node_pool_chart import NodePoolChart, NodePoolChartProps
-from .workload import MetricsScrapersProps, ResourceProps, WorkloadProps
+from .workload import MetricsScrapersProps, ResourceProps, ServiceMonitorProps, WorkloadProps
 
 __all__ = [
     "AUTO_MODE_LOAD_BALANCER_CLASS",
@@ -38,5 +38,6 @@ __all__ = [
     "NodePoolChart",
     "NodePoolChartProps",
     "ResourceProps",
+    "ServiceMonitorProps",
     "WorkloadProps",
 ]
