@@ -38,7 +38,7 @@ def _valid(variable: Any) -> list[Any]:
     if isinstance(variable, C.TextList):
         return [("https://mlflow.example.com", "http://127.0.0.1:5000")]
     if isinstance(variable, C.ArgList):
-        return [(), ("--x-frame-options", "DENY", "--enable-workspaces", "ünï \"quoted\" $HOME")]
+        return [(), ("--x-frame-options", "DENY", "--enable-workspaces", 'ünï "quoted" $HOME')]
     if isinstance(variable, C.EnvMap):
         return [{}, {"MLFLOW_SERVER_GRAPHQL_MAX_ROOT_FIELDS": "20", "EMPTY": "", "Q": '"a b"'}]
     if variable.default is not None:
