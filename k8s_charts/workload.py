@@ -245,8 +245,8 @@ class WorkloadProps(Props):
         "store URIs, --serve-artifacts, --artifacts-destination, --default-artifact-root, "
         "--expose-prometheus, --static-prefix, --disable-security-middleware, "
         "--uvicorn-opts and the other servers' options, in every spelling), and anything that "
-        "looks like a secret. A wrong argument stops the server at start: the deploy check "
-        "reports it.",
+        "looks like a secret. An argument MLflow refuses stops the server at start (the "
+        "deploy check reports the pod, its log MLflow's message).",
     )
     extra_env: dict[EnvName, EnvValue] = Field(
         default_factory=dict,
