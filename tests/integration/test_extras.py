@@ -14,11 +14,9 @@ import urllib.request
 
 import itest_launcher as launcher
 import pytest
-from itest_chart import container_env, pod, substitute_endpoints
+from itest_chart import anonymous_server_env
 
-from config import parse_settings
 from mlflow_on_eks.k8s_charts.launcher_contract import launcher as contract
-from tests.conftest import synthesize
 
 pytestmark = pytest.mark.integration
 
@@ -64,30 +62,6 @@ def test_the_refused_flags_are_mlflow_servers_own_in_every_spelling():
     assert not undecided, "new mlflow server options: refuse them or leave them to users"
 
 
-def _pod_env(tmp_path, mariadb, new_database, moto, test_ca) -> tuple[dict, dict]:
-    """The migration Job's and the server container's environment, from a synthesized chart
-    with the extras, endpoints made local."""
-    settings = parse_settings(
-        {
-            "server": {"extra_args": EXTRA_ARGS, "extra_env": EXTRA_ENV},
-            "auth": {"enabled": False, "allow_anonymous_through": ["cluster", "internal"]},
-        }
-    )
-    chart = synthesize("extras", settings, tmp_path / "synth")
-    _, (migrate, serve) = pod(chart)
-    target = new_database(mariadb)
-    bucket = moto.create_bucket()
-
-    def local(container: dict) -> dict[str, str]:
-        env = substitute_endpoints(
-            container_env(chart, container), target, moto, test_ca.ca, bucket
-        )
-        env["MLFLOW_DB_NAME"] = target.name
-        return launcher.container_env(env, tmp_path / "home")
-
-    return local(migrate), local(serve)
-
-
 def _post_json(url: str, body: dict) -> dict:
     request = urllib.request.Request(  # noqa: S310 - http on loopback
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
@@ -99,12 +73,18 @@ def _post_json(url: str, body: dict) -> dict:
 def test_extra_arguments_and_variables_reach_the_server(
     mariadb, new_database, moto, test_ca, tmp_path
 ):
-    migrate_env, env = _pod_env(tmp_path, mariadb, new_database, moto, test_ca)
+    env = anonymous_server_env(
+        {"extra_args": EXTRA_ARGS, "extra_env": EXTRA_ENV},
+        "extras",
+        tmp_path,
+        mariadb,
+        new_database,
+        moto,
+        test_ca,
+    )
     assert json.loads(env["MLFLOW_SERVER_EXTRA_ARGS"]) == EXTRA_ARGS  # the ConfigMap's
     assert json.loads(env["MLFLOW_SERVER_EXTRA_ENV"]) == EXTRA_ENV
     assert "MLFLOW_SERVER_GRAPHQL_MAX_ROOT_FIELDS" not in env  # only the server gets it
-    migrated = launcher.run(["migrate"], migrate_env)
-    assert migrated.returncode == 0, migrated.stderr
 
     server = launcher.Server(env, tmp_path / "server.log")
     try:
