@@ -14,6 +14,7 @@ from ..k8s_charts import (
     GcProps,
     MetricsScrapersProps,
     ResourceProps,
+    ServiceMonitorProps,
     WorkloadProps,
 )
 from .artifact_store import ArtifactProps, MlflowArtifactStore
@@ -54,5 +55,6 @@ __all__ = [
     "MlflowVpc",
     "MonitoringProps",
     "ResourceProps",
+    "ServiceMonitorProps",
     "WorkloadProps",
 ]
