@@ -24,6 +24,9 @@ C = launcher
 PATTERNED_EXAMPLES = {
     "MLFLOW_GC_OLDER_THAN": "1.5d12h",
     "MLFLOW_GC_TRACKING_URI": "http://mlflow.ns",
+    "MLFLOW_SSO_CLIENT_SECRET_ID": (
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:oidc-AbC123"
+    ),
 }
 
 
