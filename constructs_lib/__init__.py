@@ -15,6 +15,7 @@ from ..k8s_charts import (
     InternalLoadBalancerProps,
     MetricsScrapersProps,
     ResourceProps,
+    ServiceMonitorProps,
     WorkloadProps,
 )
 from .artifact_store import ArtifactProps, ExistingBucket, MlflowArtifactStore
@@ -58,5 +59,6 @@ __all__ = [
     "MlflowVpc",
     "MonitoringProps",
     "ResourceProps",
+    "ServiceMonitorProps",
     "WorkloadProps",
 ]

@@ -19,7 +19,7 @@ from .exposure import (
 from .gc_job import GcProps
 from .mlflow_chart import MlflowChart, MlflowChartProps
 from .node_pool_chart import NodePoolChart, NodePoolChartProps
-from .workload import MetricsScrapersProps, ResourceProps, WorkloadProps
+from .workload import MetricsScrapersProps, ResourceProps, ServiceMonitorProps, WorkloadProps
 
 __all__ = [
     "AUTO_MODE_LOAD_BALANCER_CLASS",
@@ -39,5 +39,6 @@ __all__ = [
     "NodePoolChart",
     "NodePoolChartProps",
     "ResourceProps",
+    "ServiceMonitorProps",
     "WorkloadProps",
 ]

@@ -263,6 +263,19 @@ def guard_environment(workload: WorkloadProps) -> dict[str, str]:
     )
 
 
+def extras_environment(workload: WorkloadProps) -> dict[str, str]:
+    """What the user adds to `mlflow server` (server.extra_args, extra_env), as JSON the
+    launcher parses and checks again; nothing when there is nothing. In the ConfigMap, so its
+    digest rolls the pods when they change."""
+    v = launcher
+    return v.render(
+        {
+            v.SERVER_EXTRA_ARGS: workload.extra_args or None,
+            v.SERVER_EXTRA_ENV: dict(workload.extra_env) or None,
+        }
+    )
+
+
 def verify_environment(
     *,
     targets: list[str],

@@ -15,6 +15,7 @@ import cdk8s_plus_27 as kplus
 from cdk8s_plus_27 import k8s
 from constructs import Construct
 
+from . import service_monitor
 from .auth import AuthProps, AuthSecretIds, auth_environment
 from .contract import (
     CONTAINER_PORT,
@@ -23,6 +24,7 @@ from .contract import (
     SERVICE_PORT,
     STARTUP_PROBE_PERIOD_SECONDS,
     TLS_SERVICE_PORT,
+    extras_environment,
     guard_environment,
     launcher_environment,
     migration_environment,
@@ -45,6 +47,7 @@ from .hardening import (
     harden,
     small_resources,
 )
+from .launcher_contract import launcher
 from .migration_job import add_migration_job
 from .policy import dns, egress, ingress, pods_in_namespaces, tcp
 from .rules import InvalidProps
@@ -60,7 +63,7 @@ METRICS_DIR = f"{TMP_PATH}/prometheus"
 SCRAPE_ANNOTATIONS = {
     "prometheus.io/scrape": "true",
     "prometheus.io/port": str(METRICS_PORT),
-    "prometheus.io/path": "/metrics",
+    "prometheus.io/path": launcher.METRICS_PATH,
 }
 """The common convention for annotation-driven scrapers (Prometheus' kubernetes_sd examples)."""
 
@@ -202,7 +205,8 @@ class MlflowChart(cdk8s.Chart):
     """Namespace, ServiceAccount (IRSA), ConfigMap, Deployment, Services, PDB, NetworkPolicy, HPA.
 
     Public attributes: `namespace_object`, `service_account`, `config_map`, `deployment`,
-    `services` (by kind: cluster, internal, external), `gc` (the CronJob, or None).
+    `services` (by kind: cluster, internal, external), `gc` (the CronJob, or None),
+    `metrics_service` and `service_monitor` (with server.service_monitor, else None).
     """
 
     def __init__(self, scope: Construct, id: str, *, props: MlflowChartProps) -> None:
@@ -263,6 +267,7 @@ class MlflowChart(cdk8s.Chart):
                 read_host=props.db_read_host,
             )
             | guard_environment(props.workload)
+            | extras_environment(props.workload)
             | (
                 auth_environment(props.auth, props.auth_secrets)
                 if props.auth and props.auth.enabled and props.auth_secrets
@@ -312,6 +317,7 @@ class MlflowChart(cdk8s.Chart):
             else None
         )
         self.services = self._services()
+        self._service_monitor()
         self.sso_names = SsoNames(props.instance)
         self.sso_objects = (
             add_sso(
@@ -592,6 +598,29 @@ class MlflowChart(cdk8s.Chart):
             f"{LB_ANNOTATION}target-group-attributes": self._target_group_attributes()
         }
 
+    def _service_monitor(self) -> None:
+        """With server.service_monitor: a headless Service for the pods' metrics port, and the
+        ServiceMonitor that selects it (k8s_charts/service_monitor.py)."""
+        props = self.props
+        settings = props.workload.service_monitor
+        if not settings.enabled:
+            self.metrics_service = self.service_monitor = None
+            return
+        # Headless: Prometheus scrapes the pods behind it, never a virtual IP.
+        self.metrics_service = self._service(
+            "MetricsService",
+            f"{props.instance}-metrics",
+            kplus.ServiceType.CLUSTER_IP,
+            port=METRICS_PORT,
+            port_name=service_monitor.PORT_NAME,
+            target_port=METRICS_PORT,
+            labels=service_monitor.metrics_service_labels(selector_labels(props)),
+            cluster_ip="None",
+        )
+        self.service_monitor = service_monitor.add_service_monitor(
+            self, name=props.instance, selector=selector_labels(props), settings=settings
+        )
+
     def _service(
         self,
         id: str,
@@ -599,19 +628,24 @@ class MlflowChart(cdk8s.Chart):
         type: kplus.ServiceType,
         *,
         port: int = SERVICE_PORT,
+        port_name: str | None = None,
+        target_port: int = CONTAINER_PORT,
+        labels: dict[str, str] | None = None,
+        cluster_ip: str | None = None,
         annotations: dict[str, str] | None = None,
         source_ranges: list[str] | None = None,
     ) -> kplus.Service:
         service = kplus.Service(
             self,
             id,
-            metadata=cdk8s.ApiObjectMetadata(name=name, annotations=annotations),
+            metadata=cdk8s.ApiObjectMetadata(name=name, annotations=annotations, labels=labels),
             type=type,
+            cluster_ip=cluster_ip,
             ports=[
                 kplus.ServicePort(
-                    name="https" if port == TLS_SERVICE_PORT else "http",
+                    name=port_name or ("https" if port == TLS_SERVICE_PORT else "http"),
                     port=port,
-                    target_port=CONTAINER_PORT,
+                    target_port=target_port,
                 )
             ],
             load_balancer_source_ranges=source_ranges,

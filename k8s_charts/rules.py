@@ -172,6 +172,18 @@ def _check_labels(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+def _refuse(problem: Callable[[str], str | None]) -> Callable[[str], str]:
+    """A validator from one of the launcher contract's checks (the launcher runs them too)."""
+
+    def check(value: str) -> str:
+        why = problem(value)
+        if why:
+            raise ValueError(why)
+        return value
+
+    return check
+
+
 Namespace = Annotated[str, AfterValidator(_check_namespace)]
 MatchLabels = Annotated[
     dict[str, str], BeforeValidator(_labels_as_text), AfterValidator(_check_labels)
@@ -203,6 +215,10 @@ SignInCacheSeconds = Annotated[int, _bounds(launcher.AUTH_CACHE_SECONDS)]
 Permission = Literal[launcher.AUTH_DEFAULT_PERMISSION.choices]  # type: ignore[valid-type]
 """What every signed-in user may do where no grant says otherwise (the contract's list)."""
 GcDuration = Annotated[str, AfterValidator(_check_duration)]
+ExtraArg = Annotated[str, AfterValidator(_refuse(launcher.extra_arg_problem))]
+"""An argument for `mlflow server`: none the launcher gives, none that looks like a secret."""
+EnvName = Annotated[str, AfterValidator(_refuse(launcher.extra_env_name_problem))]
+EnvValue = Annotated[str, AfterValidator(_refuse(launcher.secret_value_problem))]
 AcmCertificateArn = Annotated[
     str,
     Field(

@@ -40,7 +40,7 @@ MUTANTS = (
     Mutant(
         "artifacts need client credentials",
         f"{LAUNCHER_SRC}server.py",
-        '        "--serve-artifacts",\n        "--artifacts-destination",',
+        "        f.SERVE_ARTIFACTS_FLAG.name,\n        f.ARTIFACTS_DESTINATION_FLAG.name,",
         '        "--no-serve-artifacts",\n        "--default-artifact-root",',
         ("tests/integration/test_chart_wiring.py", "-k", "postgres"),
     ),
@@ -252,8 +252,8 @@ MUTANTS = (
     Mutant(
         "server started without sign-in",
         f"{LAUNCHER_SRC}server.py",
-        '    return [*argv, "--app-name", app.APP_NAME]',
-        "    return argv",
+        "    return [*argv, f.APP_NAME_FLAG.name, app.APP_NAME, *server.extra_args]",
+        "    return [*argv, *server.extra_args]",
         ("tests/integration/test_auth.py", "-k", "anonymous and mysql"),
     ),
     Mutant(
@@ -353,6 +353,27 @@ MUTANTS = (
         'ENGINE_MAJOR_VERSIONS: dict[str, str] = {"mysql": "8.4", "postgres": "17"}',
         'ENGINE_MAJOR_VERSIONS: dict[str, str] = {"mysql": "8.4.10", "postgres": "17"}',
         ("tests/unit/test_stacks.py", "-k", "engine_version and default"),
+    ),
+    Mutant(
+        "extra arguments may give the launcher's own options",
+        f"{LAUNCHER_SRC}contract.py",
+        "    problems = [_refusal(flag) for flag in REFUSED_FLAGS if flag.given_by(arg)]",
+        "    problems: list[str] = []",
+        ("tests/unit/test_settings.py", "-k", "extra_args"),
+    ),
+    Mutant(
+        "the launcher starts with refused extras from a hand-edited ConfigMap",
+        f"{LAUNCHER_SRC}contract.py",
+        "        problems = self.problems(value)",
+        "        problems: list[str] = []",
+        ("tests/integration/test_extras.py", "-k", "never_reaches"),
+    ),
+    Mutant(
+        "extra variables never reach the server",
+        f"{LAUNCHER_SRC}server.py",
+        "        **(extra or {}),\n",
+        "",
+        ("tests/unit/launcher/test_launcher_extras.py", "-k", "under_the_launchers_own"),
     ),
     Mutant(
         "a new cluster's node pool without a ceiling",

@@ -22,6 +22,7 @@ from mlflow_on_eks.k8s_charts import (
     MlflowChart,
     MlflowChartProps,
     ResourceProps,
+    ServiceMonitorProps,
     WorkloadProps,
 )
 from mlflow_on_eks.k8s_charts.node_pool_chart import DATABASE_CLIENT_LABEL, DEDICATED_TAINT
@@ -232,6 +233,107 @@ def test_pods_invite_annotation_driven_scrapers() -> None:
         "prometheus.io/port": "9464",
         "prometheus.io/path": "/metrics",
     }
+
+
+def test_extras_reach_the_config_map_as_json_only_when_set() -> None:
+    """The server's additions travel in the ConfigMap (its digest rolls the pods), as JSON the
+    launcher parses; without any, the ConfigMap is as it was."""
+    plain = one(render(), "ConfigMap", "mlflow-config")["data"]
+    assert not {k for k in plain if k.startswith("MLFLOW_SERVER_EXTRA")}
+    props = with_workload(
+        extra_args=["--x-frame-options", "DENY", "a b"],
+        extra_env={"MLFLOW_SERVER_GRAPHQL_MAX_ROOT_FIELDS": "20", "EMPTY": ""},
+    )
+    data = one(render(props), "ConfigMap", "mlflow-config")["data"]
+    assert {k: v for k, v in data.items() if k not in plain} == {
+        "MLFLOW_SERVER_EXTRA_ARGS": '["--x-frame-options","DENY","a b"]',
+        "MLFLOW_SERVER_EXTRA_ENV": '{"MLFLOW_SERVER_GRAPHQL_MAX_ROOT_FIELDS":"20","EMPTY":""}',
+    }
+    # Only the server gets them, from the launcher: no container's own env carries them.
+    for container in pod_spec(render(props))["containers"]:
+        names = {item["name"] for item in container.get("env", [])}
+        assert "MLFLOW_SERVER_GRAPHQL_MAX_ROOT_FIELDS" not in names
+
+
+def test_the_library_refuses_what_the_launcher_owns_naming_the_item() -> None:
+    with pytest.raises(InvalidProps) as caught:
+        WorkloadProps(
+            extra_args=["--enable-workspaces", "--port=80"],
+            extra_env={"UVICORN_HTTP": "h11", "OK_NAME": "postgres://u:pw@db/x"},
+        )
+    lines = str(caught.value).splitlines()
+    assert any(line.strip().startswith("extra_args[1]: --port is the launcher's") for line in lines)
+    assert any(line.strip().startswith("extra_env.UVICORN_HTTP: is not yours") for line in lines)
+    assert any(line.strip().startswith("extra_env.OK_NAME: looks like a secret") for line in lines)
+    assert "pw@db" not in str(caught.value)
+
+
+def test_no_service_monitor_unless_asked() -> None:
+    objects = render()
+    assert not by_kind(objects, "ServiceMonitor")
+    assert [o["metadata"]["name"] for o in by_kind(objects, "Service")] == [
+        "mlflow",
+        "mlflow-internal",
+    ]
+
+
+def test_the_service_monitor_scrapes_the_metrics_port_of_the_server_pods_only() -> None:
+    monitor = ServiceMonitorProps(enabled=True, labels={"release": "kube-prometheus-stack"})
+    objects = render(with_workload(service_monitor=monitor))
+    found = one(objects, "ServiceMonitor", "mlflow")
+    assert found["apiVersion"] == "monitoring.coreos.com/v1"
+    assert found["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert set(found["metadata"]["labels"]) >= RECOMMENDED_LABELS
+    spec = found["spec"]
+    selected = [
+        o
+        for o in by_kind(objects, "Service")
+        if spec["selector"]["matchLabels"].items() <= o["metadata"]["labels"].items()
+    ]
+    assert [s["metadata"]["name"] for s in selected] == ["mlflow-metrics"]
+    [service] = selected
+    assert service["spec"]["clusterIP"] == "None"  # the pods are the targets
+    pod_labels = pod_template(objects)["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()  # the server's pods
+    [endpoint] = spec["endpoints"]
+    [port] = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+    assert port["targetPort"] == 9464 == port["port"]
+    assert (
+        endpoint["path"] == pod_template(objects)["metadata"]["annotations"]["prometheus.io/path"]
+    )
+    assert endpoint["scheme"] == "http"
+    # The annotations stay, for annotation-driven scrapers.
+    assert pod_template(objects)["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+
+
+def _seconds(duration: str) -> int:
+    assert duration.endswith("s") and duration[:-1].isdigit(), duration
+    return int(duration[:-1])
+
+
+@pytest.mark.parametrize("interval", [15, 30, 120])
+def test_the_scrape_timeout_outlasts_the_exporters_deadlines(interval: int) -> None:
+    """Prometheus must not give up on an answer the exporter is still allowed to give (its
+    deadline for the request, then for the answer), and wants the timeout within the interval."""
+    from mlflow_on_eks.k8s_charts.launcher_contract import launcher
+
+    monitor = ServiceMonitorProps(enabled=True, interval_seconds=interval)
+    [endpoint] = one(render(with_workload(service_monitor=monitor)), "ServiceMonitor")["spec"][
+        "endpoints"
+    ]
+    timeout = _seconds(endpoint["scrapeTimeout"])
+    assert timeout >= launcher.METRICS_REQUEST_SECONDS + launcher.METRICS_RESPONSE_SECONDS
+    assert timeout <= _seconds(endpoint["interval"]) == interval
+
+
+def test_the_service_monitors_scrapers_still_pass_the_network_policy() -> None:
+    """The ServiceMonitor changes who is told to scrape, not who may: the metrics port still
+    admits exactly server.metrics_scrapers."""
+    scrapers = MetricsScrapersProps(namespace_labels={"kubernetes.io/metadata.name": "monitoring"})
+    monitor = ServiceMonitorProps(enabled=True)
+    with_monitor = render(with_workload(metrics_scrapers=scrapers, service_monitor=monitor))
+    without = render(with_workload(metrics_scrapers=scrapers))
+    assert one(with_monitor, "NetworkPolicy", "mlflow") == one(without, "NetworkPolicy", "mlflow")
 
 
 def _matches(patterns: list[str], value: str) -> bool:

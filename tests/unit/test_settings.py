@@ -239,6 +239,56 @@ BAD = [
         "server.metrics_scrapers.namespace_labels",
         "valid dictionary",
     ),
+    # The extras: nothing the launcher sets, nothing that looks like a secret, text only.
+    (
+        {"server": {"extra_args": ["--x-frame-options", "DENY", "--host=0.0.0.0"]}},
+        "server.extra_args[2]",
+        "--host is the launcher's",
+    ),
+    ({"server": {"extra_args": ["-w8"]}}, "server.extra_args[0]", "--workers is the launcher's"),
+    (
+        {"server": {"extra_args": ["--disable-security-middleware"]}},
+        "server.extra_args[0]",
+        "is refused: it turns off MLflow's Host and origin checks",
+    ),
+    (
+        {"server": {"extra_args": ["--workspace-store-uri", "mysql://u:pw@db/ws"]}},
+        "server.extra_args[1]",
+        "looks like a secret (a URL with a password)",
+    ),
+    ({"server": {"extra_args": [8]}}, "server.extra_args[0]", "write it in quotes"),
+    (
+        {"server": {"extra_env": {"MLFLOW_PORT": "80"}}},
+        "server.extra_env.MLFLOW_PORT",
+        "is not yours to set",
+    ),
+    (
+        {"server": {"extra_env": {"AWS_ROLE_ARN": "arn:aws:iam::111122223333:role/x"}}},
+        "server.extra_env.AWS_ROLE_ARN",
+        "IAM role (IRSA)",
+    ),
+    (
+        {"server": {"extra_env": {"OPENAI_API_KEY": "x"}}},
+        "server.extra_env.OPENAI_API_KEY",
+        "looks like it holds a secret",
+    ),
+    (
+        {"server": {"extra_env": {"MLFLOW_X": "AKIAIOSFODNN7EXAMPLE"}}},
+        "server.extra_env.MLFLOW_X",
+        "an AWS access key ID",
+    ),
+    ({"server": {"extra_env": {"bad-name": "x"}}}, "server.extra_env.bad-name", "variable name"),
+    ({"server": {"extra_env": {"MLFLOW_X": 5}}}, "server.extra_env.MLFLOW_X", "in quotes"),
+    (
+        {"server": {"service_monitor": {"labels": {"release": "kube-prometheus-stack"}}}},
+        "server.service_monitor.enabled",
+        "is false but labels are set",
+    ),
+    (
+        {"server": {"service_monitor": {"enabled": True, "interval_seconds": 10}}},
+        "server.service_monitor.interval_seconds",
+        "greater than or equal to 15",
+    ),
     (
         {"cluster": {"endpoint_access": "private", "public_access_cidrs": ["10.0.0.0/8"]}},
         "cluster.public_access_cidrs",

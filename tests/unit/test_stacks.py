@@ -683,9 +683,19 @@ def test_a_settings_change_rolls_the_pods(synth: SynthFn, tmp_path: Path) -> Non
         update={"server": default.settings.server.model_copy(update={"workers": 1})}
     )
     changed = synthesize("changed", more_workers, tmp_path / "changed")
+    # server.extra_env travels in the ConfigMap too: a variable added rolls the pods.
+    extra = default.settings.model_copy(
+        update={
+            "server": default.settings.server.replace(
+                extra_env={"MLFLOW_SERVER_GRAPHQL_MAX_ROOT_FIELDS": "20"}
+            )
+        }
+    )
+    extra_env = synthesize("extra-env", extra, tmp_path / "extra-env")
     assert re.fullmatch(r"[0-9a-f]{16}", digest(default))
     assert digest(again) == digest(default)
     assert digest(changed) != digest(default)
+    assert len({digest(default), digest(changed), digest(extra_env)}) == 3
 
 
 def test_missing_image_directory_is_a_clear_error(tmp_path: Path) -> None:

@@ -46,6 +46,10 @@ def _valid(variable: Any) -> list[Any]:
     if isinstance(variable, C.TextList):
         default = ("https://mlflow.example.com", "http://127.0.0.1:5000")
         return [PATTERNED_EXAMPLES.get(variable.name, default)]
+    if isinstance(variable, C.ArgList):
+        return [(), ("--x-frame-options", "DENY", "--enable-workspaces", 'ünï "quoted" $HOME')]
+    if isinstance(variable, C.EnvMap):
+        return [{}, {"MLFLOW_SERVER_GRAPHQL_MAX_ROOT_FIELDS": "20", "EMPTY": "", "Q": '"a b"'}]
     if variable.default is not None:
         return [variable.default]
     return [PATTERNED_EXAMPLES.get(variable.name, "a-value_1")]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -253,7 +254,17 @@ def cmd_serve() -> None:
         secrets = _auth_environment(auth_settings, auth_secrets, check.url, store_url)
     metrics.reset_directory(os.environ)
     log.info("starting mlflow server on %s:%s (%d workers)", srv.host, srv.port, srv.workers)
+    _log_extras(srv)
     server.exec_server(srv, dburl.uri_for_mlflow(store_url), read_uri=read_uri, secrets=secrets)
+
+
+def _log_extras(srv: settings.ServerEnvironment) -> None:
+    """What the user added (server.extra_args, extra_env): the contract let no secret in, but
+    of the variables only the names are logged all the same."""
+    if srv.extra_args:
+        log.info("extra arguments for mlflow server: %s", shlex.join(srv.extra_args))
+    if srv.extra_env:
+        log.info("extra variables for mlflow server: %s", ", ".join(sorted(srv.extra_env)))
 
 
 def _auth_secrets(
@@ -324,6 +335,7 @@ def cmd_local() -> None:
     url = URL.create("sqlite", database=str(base / "mlflow.db"))
     schema.migrate(wait.make_engine(url))
     log.info("local preview: http://%s:%s (data in %s); Ctrl-C stops it", srv.host, srv.port, base)
+    _log_extras(srv)
     status = server.run_in_foreground(srv, dburl.uri_for_mlflow(url))
     if status:
         raise LauncherError(f"mlflow server exited with status {status}")

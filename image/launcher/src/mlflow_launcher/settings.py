@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,10 @@ class ServerEnvironment:
     """Origins (besides localhost) whose browser pages may send state-changing API requests."""
     log_level: str = "info"
     """MLflow's and uvicorn's log level (debug, info, warning, error)."""
+    extra_args: tuple[str, ...] = ()
+    """Appended to `mlflow server`'s arguments (server.extra_args; checked by the contract)."""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """Added to its environment (server.extra_env); the launcher's own variables win."""
 
 
 def parse(env: Mapping[str, str], *variables: contract.Variable[Any]) -> dict[str, Any]:
@@ -97,6 +101,8 @@ _SERVER = (
     contract.ALLOWED_HOSTS,
     contract.CORS_ALLOWED_ORIGINS,
     contract.LOG_LEVEL,
+    contract.SERVER_EXTRA_ARGS,
+    contract.SERVER_EXTRA_ENV,
 )
 _DB = (
     contract.DB_ENGINE,
@@ -127,6 +133,8 @@ def _server(values: Mapping[str, Any]) -> ServerEnvironment:
         allowed_hosts=values[v.ALLOWED_HOSTS.name],
         cors_allowed_origins=values[v.CORS_ALLOWED_ORIGINS.name],
         log_level=values[v.LOG_LEVEL.name],
+        extra_args=values[v.SERVER_EXTRA_ARGS.name],
+        extra_env=values[v.SERVER_EXTRA_ENV.name] or {},
     )
 
 
