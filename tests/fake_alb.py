@@ -123,8 +123,8 @@ def key_server(*signers: Signer) -> Iterator[KeyServer]:
 
 
 @contextmanager
-def _serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+def _serving(handler: type[http.server.BaseHTTPRequestHandler], port: int = 0) -> Iterator[int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -140,10 +140,10 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length",
 
 
 @contextmanager
-def alb(upstream_port: int, token: Callable[[], str]) -> Iterator[int]:
-    """A reverse proxy to 127.0.0.1:`upstream_port` adding `token()` to each request, as the
-    ALB does behind its OIDC action; its port is yielded. The Host header goes through as the
-    browser sent it (the ALB keeps it too)."""
+def alb(upstream_port: int, token: Callable[[], str], port: int = 0) -> Iterator[int]:
+    """A reverse proxy on `port` (default: any) to 127.0.0.1:`upstream_port` adding `token()`
+    to each request, as the ALB does behind its OIDC action; its port is yielded. The Host
+    header goes through as the browser sent it (the ALB keeps it too)."""
 
     class Proxy(_Handler):
         protocol_version = "HTTP/1.1"
@@ -174,5 +174,5 @@ def alb(upstream_port: int, token: Callable[[], str]) -> Iterator[int]:
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _forward
 
-    with _serving(Proxy) as port:
-        yield port
+    with _serving(Proxy, port) as bound:
+        yield bound

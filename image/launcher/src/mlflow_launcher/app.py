@@ -25,8 +25,10 @@ silently:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import posixpath
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -45,6 +47,8 @@ from mlflow_launcher.guard.transfers import (
     too_large_message,
 )
 
+LOG_FORMAT = "%(asctime)s mlflow-launcher %(levelname)s %(message)s"
+"""The launcher's log lines, its CLI's and its workers' alike."""
 APP_NAME = "mlflow-on-eks"
 """This factory's name in the `mlflow.app` entry point group."""
 AUTH_ENV = "MLFLOW_ON_EKS_AUTH"
@@ -68,6 +72,7 @@ REPLICA_VIEWS = (
 
 
 def create_app() -> Guard:
+    _log_from_the_worker()
     limits = limits_module.load(os.environ)
     slots = Slots(Path(tempfile.gettempdir()) / SLOTS_DIRECTORY, limits.transfers)
     _bound_downloads()
@@ -118,6 +123,20 @@ def _basic_auth_without_token(auth: Any) -> None:
 
     authenticate.mlflow_on_eks_sso = True  # type: ignore[attr-defined]
     auth._authenticate_custom_for_fastapi = authenticate
+
+
+def _log_from_the_worker() -> None:
+    """The launcher's messages from a server worker (the guard's, single sign-on's): uvicorn
+    configures its own loggers only, and without a handler Python drops INFO records. At
+    MLflow's level (MLFLOW_LOGGING_LEVEL, which `serve` sets from MLFLOW_LOG_LEVEL)."""
+    logger = logging.getLogger("mlflow_launcher")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logger.addHandler(handler)
+    logger.setLevel(os.environ.get("MLFLOW_LOGGING_LEVEL", "INFO").upper())
+    logger.propagate = False
 
 
 def _remembered(auth: Any, username: str, password: str) -> bool:

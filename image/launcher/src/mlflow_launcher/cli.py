@@ -15,6 +15,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from mlflow_launcher import (
+    app,
     auth,
     contract,
     dblogin,
@@ -38,6 +39,8 @@ from mlflow_launcher.guard import limits
 from mlflow_launcher.wait import driver_message
 
 log = logging.getLogger("mlflow_launcher")
+UVICORN_HEADER_BYTES_ENV = "UVICORN_H11_MAX_INCOMPLETE_EVENT_SIZE"
+"""uvicorn's --h11-max-incomplete-event-size, read from the environment by its CLI."""
 
 TERMINATION_LOG = "/dev/termination-log"
 """The kubelet's default terminationMessagePath."""
@@ -77,7 +80,7 @@ _redact = _Redact()
 
 def _setup_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s mlflow-launcher %(levelname)s %(message)s"))
+    handler.setFormatter(logging.Formatter(app.LOG_FORMAT))
     handler.addFilter(_redact)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -296,15 +299,17 @@ def _auth_environment(
         secrets.admin.username,
         auth_settings.cache_seconds,
     )
+    env = auth.server_env(secrets, config)
     if sso_settings is not None:
         _log_sso(sso_settings)
-    return auth.server_env(secrets, config)
+        env[UVICORN_HEADER_BYTES_ENV] = str(sso.HEADER_BYTES)
+    return env
 
 
 def _log_sso(config: settings.SsoEnvironment) -> None:
     log.info(
-        "single sign-on on: requests load balancer %s signed are its IdP's users (username "
-        "from claim %s, %s), from %s",
+        "single sign-on on: a request load balancer %s signed is its IdP user's (username "
+        "from claim %s, %s; header accepted from %s)",
         config.alb_arn,
         config.username_claim,
         f"admins: group {config.admin_group!r} of claim {config.groups_claim}"

@@ -21,3 +21,11 @@ HEADER = "x-amzn-oidc-data"
 """The ALB's signed user claims."""
 AUTHORIZATION_FUNCTION = "mlflow_launcher.sso.mlflow_auth:authenticate"
 """MLflow basic-auth's `authorization_function` with single sign-on on (auth.write_config)."""
+
+HEADER_BYTES = 96 * 1024
+"""What a server process accepts of a request's line and headers with single sign-on on
+(uvicorn's h11_max_incomplete_event_size; 16 KiB by default). The ALB forwards up to 64K of a
+client's headers (ELB docs, "Quotas for your Application Load Balancers", HTTP headers) and
+adds its own: the claims token, the IdP's access token (together up to 11K bytes before base64,
+"Authentication flow") and X-Forwarded-*. At 16 KiB a user with many groups or a long access
+token would get uvicorn's 400 instead of MLflow."""
