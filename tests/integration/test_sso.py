@@ -27,6 +27,10 @@ from tests.fake_alb import HEADER, OTHER_ARN, Signer, b64
 pytestmark = pytest.mark.integration
 
 WORKERS = 2
+SIGN_IN_CHECKS = 2
+"""server.concurrent_sign_in_checks' default, per process."""
+SCRYPT_MIB = 32
+"""What one scrypt hash holds (werkzeug's, n=2**15, r=8)."""
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=5"
 CREATE = "/api/2.0/mlflow/experiments/create"
 GET = "/api/2.0/mlflow/experiments/get?experiment_id="
@@ -240,6 +244,32 @@ def test_garbage_and_costly_headers_leave_the_pod_serving(sso):
     ok = sso.send("GET", SEARCH, token=sso.token("gina@example.com"))
     assert ok.status == 200, ok
     print(f"pod grew {watch.growth:.0f} MiB (peak {watch.peak:.0f}); key fetches {fetches}")
+
+
+def test_first_sign_ins_and_wrong_passwords_at_once_share_the_bound_on_hashing(sso):
+    """A first sign-in hashes the new user's random password (scrypt, 32 MiB), as a password
+    check does: 32 new IdP users and 32 wrong passwords at once, in both workers, hash within
+    the same slots (server.concurrent_sign_in_checks per process), the memory the chart
+    sizes for them."""
+
+    def first(i: int) -> hostile.Answer:
+        return sso.send("GET", SEARCH, token=sso.token(f"new-{i}@example.com"))
+
+    def wrong(i: int) -> hostile.Answer:
+        admin = sso.auth.admin_username
+        return sso.send("GET", SEARCH, login=(admin, f"wrong-{i}"), source=f"127.0.6.{i + 1}")
+
+    with hostile.Watch(sso.server.proc.pid, sso.port) as watch, ThreadPoolExecutor(64) as pool:
+        answers = list(pool.map(lambda i: (first if i % 2 else wrong)(i // 2), range(64)))
+    signed_in = [a for i, a in enumerate(answers) if i % 2]
+    assert {a.status for a in signed_in} <= {200, 503}, signed_in
+    assert {a.status for i, a in enumerate(answers) if not i % 2} <= {401, 503}
+    made = [name for name in sso.users() if name.startswith("new-")]
+    assert len(made) == sum(a.status == 200 for a in signed_in) > 0
+    bound = WORKERS * SIGN_IN_CHECKS * SCRYPT_MIB
+    assert watch.growth < bound + 48, f"grew {watch.growth:.0f} MiB; the checks' bound {bound}"
+    assert not watch.failed_probes(), watch.health
+    print(f"first sign-ins with wrong passwords: grew {watch.growth:.0f} MiB, bound {bound}")
 
 
 def test_the_headers_an_alb_forwards_for_a_user_with_large_claims_are_accepted(sso):

@@ -562,3 +562,54 @@ def test_checks_beyond_the_slots_and_queue_are_503(monkeypatch):
     first, second, third = asyncio.run(scenario())
     assert first.username == "ana@example.com"
     assert {second.refusal.status, third.refusal.status} == {503}
+
+
+# ---------------------------------------------------------------- serve --------------------
+
+
+def test_with_single_sign_on_the_config_names_its_function_which_exists(tmp_path):
+    import configparser
+    import importlib
+
+    from mlflow_launcher import auth, sso
+
+    path = auth.write_config(
+        tmp_path,
+        database_uri="sqlite:///a.db",
+        default_permission="READ",
+        admin_username="admin",
+        authorization_function=sso.AUTHORIZATION_FUNCTION,
+    )
+    config = configparser.ConfigParser()
+    config.read(path)
+    module, function = config["mlflow"]["authorization_function"].split(":")
+    # As MLflow resolves it (mlflow.server.auth get_auth_func).
+    assert callable(getattr(importlib.import_module(module), function))
+
+
+def test_serve_refuses_single_sign_on_without_sign_in(monkeypatch, tmp_path, caplog):
+    import logging
+
+    from mlflow_launcher import cli
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read")
+    env = {
+        "MLFLOW_DB_ENGINE": "mysql",
+        "MLFLOW_DB_HOST": "db.internal",
+        "MLFLOW_DB_SECRET_ID": "arn:aws:secretsmanager:eu-west-1:1:secret:x",
+        "MLFLOW_DB_CA_BUNDLE": str(ca),
+        "MLFLOW_ARTIFACTS_DESTINATION": "s3://b/a",
+        "MLFLOW_ALLOWED_HOSTS": "mlflow.example.com",
+        "MLFLOW_SSO_ALB_ARN": ARN,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(cli, "_credentials", lambda db: pytest.fail("no secret read first"))
+    monkeypatch.setattr(cli, "_setup_logging", lambda: None)
+    assert cli.main(["serve"]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [
+        "invalid environment: MLFLOW_SSO_ALB_ARN is set but authentication is off: single "
+        "sign-on makes MLflow users, which needs the MLFLOW_AUTH_* variables"
+    ]

@@ -152,8 +152,11 @@ def _remembered(auth: Any, username: str, password: str) -> bool:
 def _bound_password_checks(store: Any, slots: threading.BoundedSemaphore) -> None:
     """MLflow's own password checks (its Flask hook, its FastAPI middleware, its after-request
     handlers) go through the store's `authenticate_user`: at most `slots` hash at once, and a
-    login the guard accepted for this request is not hashed again."""
-    check = store.authenticate_user
+    login the guard accepted for this request is not hashed again. A password set (a user
+    created, by an admin or at a first single sign-on, or a password changed) is hashed within
+    the same slots: the memory the chart sizes (32 MiB per concurrent check) holds for every
+    scrypt of the process."""
+    check, create, update = store.authenticate_user, store.create_user, store.update_user
 
     def authenticate_user(username: str, password: str, **options: Any) -> bool:
         if already_verified(username, password):
@@ -161,7 +164,19 @@ def _bound_password_checks(store: Any, slots: threading.BoundedSemaphore) -> Non
         with slots:
             return check(username, password, **options)
 
+    def create_user(*args: Any, **options: Any) -> Any:
+        with slots:
+            return create(*args, **options)
+
+    def update_user(username: str, password: str | None = None, **options: Any) -> Any:
+        if password is None:
+            return update(username, password, **options)
+        with slots:
+            return update(username, password, **options)
+
     store.authenticate_user = authenticate_user
+    store.create_user = create_user
+    store.update_user = update_user
 
 
 def _bound_downloads() -> None:
