@@ -15,8 +15,15 @@ from pathlib import Path
 
 import itest_hostile as hostile
 import itest_launcher as launcher
-from itest_auth import AuthSecrets, Login, create_auth_secrets, new_login
-from itest_chart import container_env, pod, rds_instance, substitute_endpoints
+from itest_auth import (
+    AuthSecrets,
+    Login,
+    create_auth_secrets,
+    memory_limit_mib,
+    new_login,
+    signed_in_pod_env,
+)
+from itest_chart import pod
 
 from mlflow_on_eks.k8s_charts.contract import sso_environment
 from tests.fake_alb import ARN, CLIENT_ID, HEADER, ISSUER, KeyServer, Signer, key_server
@@ -76,12 +83,6 @@ class SsoPod:
         return {name: str(flag) in ("1", "t", "True") for name, flag in rows}
 
 
-def _memory_limit_mib(container: dict) -> int:
-    limit = container["resources"]["limits"]["memory"]
-    assert limit.endswith("Mi"), limit
-    return int(limit.removesuffix("Mi"))
-
-
 @contextmanager
 def sso_pod(db_server, synth, moto, test_ca, home: Path, **changes: str) -> Iterator[SsoPod]:
     """The pod serving, sign-in and single sign-on on; `changes` to its environment."""
@@ -91,7 +92,6 @@ def sso_pod(db_server, synth, moto, test_ca, home: Path, **changes: str) -> Iter
     login = new_login(db_server, moto, f"db-{token}")
     auth = create_auth_secrets(moto)
     bucket = moto.create_bucket()
-    auth_db = f"{login.name}_auth"
     signer = Signer()
     sso = sso_environment(
         alb_arn=ARN,
@@ -103,20 +103,21 @@ def sso_pod(db_server, synth, moto, test_ca, home: Path, **changes: str) -> Iter
     with key_server(signer) as keys:
 
         def env(container: dict, **more: str) -> dict:
-            local = substitute_endpoints(
-                container_env(chart, container),
+            # The test's key endpoint: what the chart never sets (the launcher would take
+            # AWS's for the ALB's Region).
+            sso_env = {**sso, "MLFLOW_SSO_KEY_URL": keys.url}
+            return signed_in_pod_env(
+                chart,
+                container,
                 login,
+                auth,
                 moto,
                 test_ca.ca,
                 bucket,
-                auth.arns,
-                instance_id=rds_instance(moto, f"itest-sso-{secrets.token_hex(4)}"),
+                home / "pod",
+                **sso_env,
+                **more,
             )
-            local |= {"MLFLOW_DB_NAME": login.name, "MLFLOW_AUTH_DB_NAME": auth_db}
-            # The test's key endpoint: what the chart never sets (the launcher would take
-            # AWS's for the ALB's Region).
-            local |= {**sso, "MLFLOW_SSO_KEY_URL": keys.url}
-            return launcher.container_env({**local, **more}, home / "pod")
 
         migrate = launcher.run(init["args"], env(init))
         assert migrate.returncode == 0, migrate.stderr
@@ -128,10 +129,10 @@ def sso_pod(db_server, synth, moto, test_ca, home: Path, **changes: str) -> Iter
                 server,
                 login,
                 auth,
-                auth_db,
+                f"{login.name}_auth",
                 signer,
                 keys,
-                _memory_limit_mib(main),
+                memory_limit_mib(main),
                 server_env,
             )
         finally:
