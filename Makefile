@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 IMAGE_VENV := .venv-image
+AWSCLI_VENV := .venv-awscli
 BIN := $(VENV)/bin
 CONFIG ?=
 # CONFIG=default names the built-in defaults explicitly (no config file).
@@ -54,6 +55,15 @@ $(IMAGE_VENV)/.stamp: image/requirements.txt $(shell find image/launcher -name '
 	$(IMAGE_VENV)/bin/pip install -q --no-deps --no-build-isolation ./image/launcher
 	touch $@
 
+# The AWS CLI that tests/integration/test_kubeconfig.py runs the stack's printed kubeconfig
+# command with, in a venv of its own: awscli v1 ships its own botocore and pins its own
+# dependencies, apart from the app's boto3. The file is hash-locked; its header says how to
+# make it again.
+$(AWSCLI_VENV)/.stamp: requirements-awscli.txt
+	test -x $(AWSCLI_VENV)/bin/python || $(PYTHON) -m venv $(AWSCLI_VENV)
+	$(AWSCLI_VENV)/bin/pip install -q --require-hashes --no-deps -r requirements-awscli.txt
+	touch $@
+
 # Preview the server as the image runs it, on SQLite + a local artifact folder, no AWS:
 # http://127.0.0.1:5000, data in ./.local-mlflow (override with MLFLOW_PORT, MLFLOW_LOCAL_DIR).
 local: $(IMAGE_VENV)/.stamp
@@ -68,7 +78,7 @@ synth: $(RUNTIME) node_modules/.stamp
 test-servers:
 	bash scripts/install-test-servers.sh
 
-test: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp test-servers
+test: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp $(AWSCLI_VENV)/.stamp test-servers
 	$(BIN)/python -m pytest
 
 # The fast part: no database servers, browser or wheel build (about a minute warm).
@@ -83,7 +93,7 @@ docs: $(RUNTIME)
 	$(BIN)/python -m config.reference > docs/configuration.md
 
 # Break each guarded property in a temporary copy and check its tests fail (slow; not in CI).
-mutants: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp test-servers
+mutants: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp $(AWSCLI_VENV)/.stamp test-servers
 	$(BIN)/python scripts/mutants.py
 
 # Warm `cdk synth` against a one-bucket app; then the tracking server as deployed against plain
@@ -119,4 +129,4 @@ destroy: $(RUNTIME) node_modules/.stamp
 	npx cdk destroy $(CDK_CONFIG) Mlflow Cluster $(ARGS)
 
 clean:
-	rm -rf cdk.out $(VENV) $(IMAGE_VENV) node_modules
+	rm -rf cdk.out $(VENV) $(IMAGE_VENV) $(AWSCLI_VENV) node_modules

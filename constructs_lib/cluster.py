@@ -43,6 +43,7 @@ from .kubernetes import (
     DEFAULT_VERSION,
     kubectl_layer,
     kubernetes_version,
+    release,
 )
 
 
@@ -137,7 +138,8 @@ class AutoModeCluster(Construct):
             the autoscaler's maximum, plus room for the Jobs). Default: `WorkloadProps()`.
         :param network_policy: enforce NetworkPolicy on the server's node pool. Default: true.
         :param metrics_server: install the EKS metrics-server add-on, which CPU autoscaling
-            needs (Auto Mode ships none). Default: true.
+            needs (Auto Mode ships none), at the build pinned beside `version`
+            (`kubernetes.release(version).metrics_server`). Default: true.
         """
         super().__init__(scope, id)
         workload = workload or WorkloadProps()
@@ -172,7 +174,11 @@ class AutoModeCluster(Construct):
         self.metrics_server: eks.Addon | None = None
         if metrics_server:
             self.metrics_server = eks.Addon(
-                self, "MetricsServer", cluster=self.cluster, addon_name="metrics-server"
+                self,
+                "MetricsServer",
+                cluster=self.cluster,
+                addon_name="metrics-server",
+                addon_version=release(version).metrics_server,
             )
         self.node_pool_name = WORKLOAD_NODE_POOL
         self.database_client_security_group = _database_client_group(self, vpc)

@@ -1,5 +1,5 @@
-"""The CloudWatch dimension (`net/<name>/<id>`) of a load balancer known by its DNS name,
-asked of ELB at deploy time (load_balancer_handler.py), each time the DNS name changes."""
+"""The CloudWatch dimension (`net/<name>/<id>`) and ARN of a load balancer known by its DNS
+name, asked of ELB at deploy time (load_balancer_handler.py), each time the DNS name changes."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def _function(scope: Construct) -> lambda_.IFunction:
         code=lambda_.Code.from_inline(_HANDLER.read_text()),
         timeout=Duration.minutes(2),
         role=role,
-        description="CloudFormation custom resource: an NLB's CloudWatch dimension by DNS name",
+        description="Custom resource: a load balancer's ARN and CloudWatch dimension by DNS name",
     )
     # The function writes its own log group's streams: Lambda's basic execution rights,
     # inline rather than the managed policy.
@@ -63,8 +63,9 @@ def _function(scope: Construct) -> lambda_.IFunction:
 
 
 class LoadBalancerDimension(Construct):
-    """`dimension`: the `LoadBalancer` dimension of the NLB whose DNS name is `dns_name` (a
-    deploy-time value). The deploy fails with the reason if no load balancer has it."""
+    """`dimension`: the `LoadBalancer` dimension of the load balancer whose DNS name is
+    `dns_name` (a deploy-time value); `arn`: its ARN. The deploy fails with the reason if no
+    load balancer has it."""
 
     def __init__(self, scope: Construct, id: str, *, dns_name: str) -> None:
         super().__init__(scope, id)
@@ -76,3 +77,4 @@ class LoadBalancerDimension(Construct):
             properties={"DnsName": dns_name},
         )
         self.dimension = resource.get_att_string("Dimension")
+        self.arn = resource.get_att_string("Arn")

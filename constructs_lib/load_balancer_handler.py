@@ -1,4 +1,4 @@
-"""Lambda handler (inline code, standard library and the runtime's boto3 only): the
+"""Lambda handler (inline code, standard library and the runtime's boto3 only): the ARN and
 CloudWatch dimension of the load balancer that has a given DNS name.
 
 CloudWatch names an NLB by the end of its ARN, `net/<name>/<id>`; the controller gives the
@@ -10,13 +10,13 @@ import json
 import urllib.request
 
 
-def dimension(client, dns_name):
-    """`net/<name>/<id>` of the load balancer whose DNSName is `dns_name` (any case)."""
+def find_arn(client, dns_name):
+    """The ARN of the load balancer whose DNSName is `dns_name` (any case)."""
     wanted = dns_name.rstrip(".").lower()
     for page in client.get_paginator("describe_load_balancers").paginate():
         for balancer in page["LoadBalancers"]:
             if balancer["DNSName"].lower() == wanted:
-                return balancer["LoadBalancerArn"].split(":loadbalancer/", 1)[1]
+                return balancer["LoadBalancerArn"]
     raise LookupError(
         f"no load balancer of this account and region has the DNS name {dns_name}: was its "
         "Service deleted, or is it in another region?"
@@ -28,10 +28,11 @@ def handle(event, client):
     if event["RequestType"] == "Delete":
         return "SUCCESS", event["PhysicalResourceId"], {}, ""
     try:
-        found = dimension(client, event["ResourceProperties"]["DnsName"])
+        arn = find_arn(client, event["ResourceProperties"]["DnsName"])
     except LookupError as error:
         return "FAILED", event.get("PhysicalResourceId", "none"), {}, str(error)
-    return "SUCCESS", found, {"Dimension": found}, ""
+    found = arn.split(":loadbalancer/", 1)[1]  # net/<name>/<id>, app/<name>/<id>
+    return "SUCCESS", found, {"Dimension": found, "Arn": arn}, ""
 
 
 def handler(event, context):  # pragma: no cover - the Lambda entry point

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from ..k8s_charts import (
 from ..k8s_charts.auth import AUTH_DATABASE_NAME, anonymous_problem
 from ..k8s_charts.contract import CONFIG_DIGEST_ANNOTATION
 from ..k8s_charts.rules import arn_region_and_account
+from ..k8s_charts.sso_chart import SsoNames
 from .artifact_store import MlflowArtifactStore
 from .auth import MlflowAuth
 from .cluster import ClusterHandle
@@ -36,6 +37,7 @@ from .deploy_check import (
     read_again_on,
     read_object_value,
 )
+from .load_balancer_dimension import LoadBalancerDimension
 from .review import resolve_for_review
 from .workload_roles import WorkloadRoles
 
@@ -115,8 +117,11 @@ class MlflowTrackingServer(Construct):
         exposure = exposure or ExposureProps()
         external = exposure.external
         if external.enabled and external.certificate_arn:
-            _same_place(Stack.of(self), external.certificate_arn)
+            _same_place(Stack.of(self), external.certificate_arn, "exposure.external")
         auth = auth or AuthProps()
+        sso = auth.sso if auth.enabled and auth.sso.enabled else None
+        if sso is not None and sso.certificate_arn:
+            _same_place(Stack.of(self), sso.certificate_arn, "auth.sso")
         if auth.enabled and auth_secrets is None:
             raise ValueError(
                 "auth_secrets is required with auth.enabled: an MlflowAuth (the sign-in "
@@ -139,6 +144,7 @@ class MlflowTrackingServer(Construct):
             auth=auth_secrets,
             snapshots=database.props.snapshot_before_upgrade,
             gc=gc is not None and gc.enabled,
+            sso_client_secret_arn=sso.client_secret_arn if sso else None,
         )
         self.role = self.roles.server
         self.service_account_name = self.roles.server_account
@@ -181,6 +187,7 @@ class MlflowTrackingServer(Construct):
             role_arn=self.role.role_arn,
             migrate_role_arn=self.roles.migrate.role_arn,
             gc_role_arn=self.roles.gc.role_arn if self.roles.gc else None,
+            sso_sync_role_arn=self.roles.sso_sync.role_arn if self.roles.sso_sync else None,
             db_engine=database.engine,
             db_host=database.endpoint_address,
             db_port=database.port,
@@ -210,6 +217,7 @@ class MlflowTrackingServer(Construct):
             raise ValueError(f"auth.allow_anonymous_through {anonymous}")
         self.service_names = props.service_names
         hosts = self._load_balancer_hosts(cluster.cluster)
+        self.sso_host = self._sso_host(cluster.cluster) if sso else None
         props = replace(
             props,
             migration_revision=self._migration_revision(props),
@@ -218,7 +226,16 @@ class MlflowTrackingServer(Construct):
         self.auth = auth
         self.auth_secrets = auth_secrets
         self.chart = MlflowChart(cdk8s.App(), "Mlflow", props=props)
-        self.load_balancer_manifest = self._apply_load_balancers(cluster.cluster, hosts)
+        self.load_balancer_manifest = self._apply_load_balancers(
+            cluster.cluster, [*hosts.values(), *([self.sso_host] if self.sso_host else [])]
+        )
+        # The ALB the sign-in Ingress got: its DNS name (the target of the team's record for
+        # auth.sso.hostname) and its ARN, which signs the identity it passes to MLflow.
+        self.sso_load_balancer = (
+            LoadBalancerDimension(self, "SsoLoadBalancer", dns_name=self.sso_host.value)
+            if self.sso_host
+            else None
+        )
         # Pods read the ConfigMap only at start: a digest of its (resolved) data in the pod
         # template makes a settings change roll the pods, as an image change does.
         resolved = Stack.of(self).resolve(dict(self.chart.config_map.data))
@@ -277,8 +294,23 @@ class MlflowTrackingServer(Construct):
             if kind != "cluster"
         }
 
+    def _sso_host(self, cluster: eks.ICluster) -> eks.KubernetesObjectValue:
+        """The sign-in ALB's DNS name, from its Ingress, once `_apply_load_balancers` has
+        applied it."""
+        return read_object_value(
+            self,
+            "SsoLoadBalancerHost",
+            cluster=cluster,
+            object_type="ingress",
+            object_name=SsoNames(INSTANCE).ingress,
+            namespace=self.namespace,
+            json_path=".status.loadBalancer.ingress[0].hostname",
+            timeout=LOAD_BALANCER_TIMEOUT,
+            revision=None,
+        )
+
     def _apply_load_balancers(
-        self, cluster: eks.ICluster, hosts: Mapping[str, eks.KubernetesObjectValue]
+        self, cluster: eks.ICluster, hosts: Sequence[eks.KubernetesObjectValue]
     ) -> eks.KubernetesManifest | None:
         """The Namespace and the load balancer Services, applied before the rest: the
         ConfigMap the rest applies names the DNS names these get (the server allows exactly
@@ -296,7 +328,7 @@ class MlflowTrackingServer(Construct):
         )
         manifest.node.find_child("Resource").apply_removal_policy(RemovalPolicy.RETAIN)
         revision = _revision(self, objects)
-        for value in hosts.values():
+        for value in hosts:
             value.node.add_dependency(manifest)
             read_again_on(value, revision)
         return manifest
@@ -328,7 +360,7 @@ def _revision(scope: Construct, objects: list[dict[str, Any]]) -> str:
     return hashlib.sha256(resolved.encode()).hexdigest()[:12]
 
 
-def _same_place(stack: Stack, certificate_arn: str) -> None:
+def _same_place(stack: Stack, certificate_arn: str, section: str) -> None:
     """A load balancer serves ACM certificates of its own account and region only; where the
     stack's environment is known at synth, a certificate from elsewhere is refused here rather
     than by the load balancer controller after the deploy."""
@@ -339,6 +371,6 @@ def _same_place(stack: Stack, certificate_arn: str) -> None:
     ):
         if not Token.is_unresolved(ours) and ours != theirs:
             raise ValueError(
-                f"exposure.external.certificate_arn is in {kind} {theirs}, the stack in "
+                f"{section}.certificate_arn is in {kind} {theirs}, the stack in "
                 f"{ours}: the load balancer can serve certificates of its own {kind} only"
             )

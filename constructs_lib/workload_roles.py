@@ -6,7 +6,9 @@
 - the migration Job (`mlflow-migrate`): read the instance's master login and the server's login
   (it makes the latter); create, tag and list the snapshots it takes before a schema change;
 - the gc CronJob (`mlflow-gc`): read the server's database login and the admin login (it
-  deletes through the server, which deletes the artifacts).
+  deletes through the server, which deletes the artifacts);
+- the sign-in load balancer's secret sync (`mlflow-sso-sync`, with auth.sso): read the IdP
+  client's secret.
 
 The deploy check's role is DeployCheck's. tests/unit/test_least_privilege.py reads every role's
 policy from the synthesized template and fails on an action outside its workload's list.
@@ -62,6 +64,7 @@ class WorkloadRoles(Construct):
         auth: MlflowAuth | None,
         snapshots: bool,
         gc: bool,
+        sso_client_secret_arn: str | None = None,
     ) -> None:
         """
         :param oidc_provider: the cluster's IAM OIDC provider (IRSA trust).
@@ -70,6 +73,8 @@ class WorkloadRoles(Construct):
             `<instance>-migrate` and `<instance>-gc`.
         :param snapshots: the migration Job takes snapshots before a schema change.
         :param gc: the gc CronJob runs (it has no role otherwise).
+        :param sso_client_secret_arn: the IdP client's secret, which the sign-in load
+            balancer's sync copies into the cluster (`<instance>-sso-sync`; no role without).
         """
         super().__init__(scope, id)
         self.server_account = instance
@@ -96,6 +101,15 @@ class WorkloadRoles(Construct):
         if snapshots:
             self._grant_snapshots(database)
 
+        self.sso_sync_account = f"{instance}-sso-sync"
+        self.sso_sync: iam.Role | None = None
+        if sso_client_secret_arn:
+            self.sso_sync = role("SsoSync", self.sso_sync_account, "sign-in secret sync")
+            self.sso_sync.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["secretsmanager:GetSecretValue"], resources=[sso_client_secret_arn]
+                )
+            )
         self.gc: iam.Role | None = None
         if gc:
             self.gc = role("Gc", self.gc_account, "gc CronJob")

@@ -16,6 +16,7 @@ from pydantic import Field, StringConstraints
 from .launcher_contract import bounds, launcher
 from .model import Props
 from .rules import Permission, Rule, SignInCacheSeconds
+from .sso import SsoProps
 
 PERMISSIONS: tuple[str, ...] = get_args(Permission)
 """What every signed-in user may do where no grant says otherwise (mlflow.server.auth's
@@ -77,7 +78,22 @@ class AuthProps(Props):
         ),
     )
 
+    sso: SsoProps = Field(
+        default_factory=SsoProps,
+        description="Single sign-on for people through an HTTPS load balancer and the team's "
+        "OpenID Connect IdP. Default: off.",
+    )
+
     RULES = (
+        Rule(
+            "sso.enabled",
+            ("enabled", "sso.enabled"),
+            lambda a: (
+                "needs auth.enabled: true (signed-in people get MLflow's permissions)"
+                if a.sso.enabled and not a.enabled
+                else None
+            ),
+        ),
         Rule(
             "allow_anonymous_through",
             ("enabled", "allow_anonymous_through"),

@@ -52,6 +52,8 @@ from .rules import (
     ipv6_problem,
     set_while_off,
 )
+from .sso import SsoProps
+from .sso_chart import SsoNames, add_sso
 from .workload import WorkloadProps
 
 AUTO_MODE_LOAD_BALANCER_CLASS = "eks.amazonaws.com/nlb"
@@ -236,6 +238,10 @@ class MlflowChartProps:
     `load_balancer_objects()`): the server allows exactly these as Host and browser origin.
     Default: none, which allows every NLB name of the region, any account's (a chart applied
     on its own, whose load balancers' names are not known when the ConfigMap is written)."""
+    sso_sync_role_arn: str | None = None
+    """IAM role of the sign-in load balancer's secret sync (its own ServiceAccount,
+    `<instance>-sso-sync`), with `auth.sso.enabled`: it may read the IdP client's secret.
+    Default: none (the sync then has no AWS identity of its own and fails saying so)."""
     migration_revision: str = "0"
     """Part of the migration Job's name; a new value (a new image or database) runs a new Job.
     Default: "0"."""
@@ -252,6 +258,11 @@ class MlflowChartProps:
     def sign_in(self) -> bool:
         """Whether MLflow's basic-auth app runs (`auth` given and enabled)."""
         return self.auth is not None and self.auth.enabled
+
+    @property
+    def sso(self) -> SsoProps | None:
+        """The sign-in load balancer's settings, when it is on (it needs sign-in)."""
+        return self.auth.sso if self.sign_in and self.auth and self.auth.sso.enabled else None
 
     @property
     def service_names(self) -> dict[str, str]:
@@ -396,6 +407,27 @@ class MlflowChart(cdk8s.Chart):
             else None
         )
         self.services = self._services()
+        self.sso_names = SsoNames(props.instance)
+        self.sso_objects = (
+            add_sso(
+                self,
+                sso=props.sso,
+                names=self.sso_names,
+                namespace=props.namespace,
+                load_balancer_class=props.load_balancer_class,
+                backend_service=props.service_names["cluster"],
+                backend_port=SERVICE_PORT,
+                target_group_attributes=self._target_group_attributes(),
+                image=props.image,
+                sync_role_arn=props.sso_sync_role_arn,
+                revision=props.migration_revision,
+                architecture=props.workload.architecture,
+                node_pool=props.node_pool,
+                node_labels=props.node_labels,
+            )
+            if props.sso
+            else []
+        )
         self._disruption_budget()
         self._network_policy()
         # The autoscaler always exists and always owns the replica count, with min = max when
@@ -591,13 +623,18 @@ class MlflowChart(cdk8s.Chart):
     def load_balancer_objects(self) -> list[dict[str, Any]]:
         """The Namespace and the load balancer Services, as they are in `to_json()`: applied
         first (their own manifest), so their DNS names can be read back into the ConfigMap.
-        Needs none of the rest: a load balancer with no ready pod yet has no healthy targets."""
-        names = {self.props.service_names[k] for k in _load_balancer_kinds(self.props)}
+        Needs none of the rest: a load balancer with no ready pod yet has no healthy targets.
+        With the sign-in load balancer, its objects too (k8s_charts/sso_chart.py), and the
+        in-cluster Service the Ingress routes to."""
+        kinds = list(_load_balancer_kinds(self.props))
+        if self.sso_objects:
+            kinds.append("cluster")
+        wanted = {("Service", self.props.service_names[k]) for k in kinds}
+        wanted |= {(o.kind, o.name) for o in self.sso_objects}
         return [
             obj
             for obj in self.to_json()
-            if obj["kind"] == "Namespace"
-            or (obj["kind"] == "Service" and obj["metadata"]["name"] in names)
+            if obj["kind"] == "Namespace" or (obj["kind"], obj["metadata"]["name"]) in wanted
         ]
 
     def _services(self) -> dict[str, kplus.Service]:
@@ -777,6 +814,8 @@ def _allowed_hosts(props: MlflowChartProps) -> list[str]:
     hosts += ["localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*"]
     hosts += [props.load_balancer_host(kind) for kind in _load_balancer_kinds(props)]
     hosts += props.workload.allowed_hosts
+    if props.sso:
+        hosts.append(str(props.sso.hostname))
     return list(dict.fromkeys(hosts))
 
 
@@ -794,4 +833,6 @@ def _allowed_origins(props: MlflowChartProps) -> list[str]:
         origins.append(f"{scheme}://{props.load_balancer_host(kind)}")
     for host in props.workload.allowed_hosts:
         origins += [f"https://{host}", f"http://{host}"]
+    if props.sso:  # HTTPS only: the ALB has no other listener
+        origins.append(f"https://{props.sso.hostname}")
     return list(dict.fromkeys(origins))

@@ -210,6 +210,43 @@ AcmCertificateArn = Annotated[
 ]
 
 
+SecretsManagerArn = Annotated[
+    str,
+    # Secrets Manager appends a hyphen and six random characters to the name in the ARN
+    # (https://docs.aws.amazon.com/secretsmanager/latest/userguide/reference_iam-permissions.html,
+    # "Secret ARN"); name characters: letters, digits and /_+=.@-.
+    Field(
+        pattern=rf"^{PARTITION_PATTERN}:secretsmanager:{REGION_PATTERN}:\d{{12}}:secret:"
+        r"[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$"
+    ),
+]
+
+
+def _check_dns_name(value: str) -> str:
+    """One DNS name a browser asks for: a host pattern without wildcard or port."""
+    _check_host_pattern(value)
+    if "*" in value or ":" in value:
+        raise ValueError("one DNS name such as mlflow.example.com: no '*', no port")
+    if "." not in value:
+        raise ValueError("a fully qualified DNS name such as mlflow.example.com")
+    return value.lower()
+
+
+def _check_https_url(value: str) -> str:
+    """What the ALB's OIDC action takes for the IdP's endpoints: "a full URL, including the
+    HTTPS protocol, the domain, and the path" (Elastic Load Balancing API reference,
+    AuthenticateOidcActionConfig)."""
+    if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d{1,5})?(/[^\s\"'{}]*)?", value):
+        raise ValueError(
+            f"expected an https:// URL such as https://idp.example.com/oauth2 (got {value!r})"
+        )
+    return value
+
+
+DnsName = Annotated[str, AfterValidator(_check_dns_name)]
+HttpsUrl = Annotated[str, AfterValidator(_check_https_url)]
+
+
 def arn_region_and_account(arn: str) -> tuple[str, str]:
     """The region and account fields of an ARN (empty for global services such as IAM)."""
     parts = arn.split(":", 5)

@@ -375,6 +375,27 @@ MUTANTS = (
         "",
         ("tests/unit/test_day_one.py", "-k", "ceiling"),
     ),
+    Mutant(
+        "kubeconfig command in the CLI's default region",
+        "stacks/mlflow_stack.py",
+        'f"aws eks update-kubeconfig --region {self.region} --name',
+        'f"aws eks update-kubeconfig --name',
+        ("tests/integration/test_kubeconfig.py", "-k", "existing"),
+    ),
+    Mutant(
+        "kubeconfig command without the admin role",
+        "stacks/mlflow_stack.py",
+        'f"{command} --role-arn {self._admin_role_arns[0]}",',
+        "command,",
+        ("tests/integration/test_kubeconfig.py", "-k", "as_its_admin and default"),
+    ),
+    Mutant(
+        "kubeconfig command reads the cluster as the admin role instead of using it",
+        "stacks/mlflow_stack.py",
+        'f"{command} --role-arn {self._admin_role_arns[0]}",',
+        'f"{command} --assume-role-arn {self._admin_role_arns[0]}",',
+        ("tests/integration/test_kubeconfig.py", "-k", "as_its_admin and maximal"),
+    ),
 )
 
 
@@ -423,6 +444,7 @@ def run(mutant: Mutant) -> bool:
                 **os.environ,
                 "PYTHONPATH": str(copy / ".mutant-shim"),
                 "MLFLOW_IMAGE_VENV": str(ROOT / ".venv-image"),
+                "AWSCLI_VENV": str(ROOT / ".venv-awscli"),
                 "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
             }
             result = subprocess.run(

@@ -155,6 +155,17 @@ class MlflowStack(Stack):
                 "Point the certificate's DNS name here (CNAME or alias); clients then use "
                 "https://<that name>",
             )
+        if server.sso_host is not None:
+            values["SsoLoadBalancerDnsName"] = (
+                server.sso_host.value,
+                f"Point {server.auth.sso.hostname} here (CNAME or alias record): the sign-in "
+                "load balancer",
+            )
+            values["SsoUrl"] = (
+                f"https://{server.auth.sso.hostname}",
+                "Where people sign in with the IdP (once the DNS record points at "
+                "SsoLoadBalancerDnsName)",
+            )
         if server.auth_secrets is not None:
             values["AdminCredentialsCommand"] = (
                 "aws secretsmanager get-secret-value --query SecretString --output text "

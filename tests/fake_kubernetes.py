@@ -394,6 +394,10 @@ class FakeKubernetes:
     reads: int = 0
     namespace: str = NAMESPACE
     name: str = NAME
+    secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Secret name -> object, in `namespace`: what a merge patch changes."""
+    patches: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    """(path, Content-Type, body) of each PATCH."""
 
     def env(self) -> dict[str, str]:
         """What the pod would have: the service address and where the token and CA are."""
@@ -439,6 +443,24 @@ class FakeKubernetes:
             }
         return 404, status_object(404, "NotFound", f"the server could not find {parts.path}")
 
+    def patch(self, handler: http.server.BaseHTTPRequestHandler) -> tuple[int, dict[str, Any]]:
+        """A JSON merge patch of one of `secrets` (its `data`), as the API server applies it."""
+        parts = urlsplit(handler.path)
+        auth = handler.headers.get("Authorization", "")
+        body = json.loads(handler.rfile.read(int(handler.headers.get("Content-Length", 0))))
+        self.patches.append((parts.path, handler.headers.get("Content-Type", ""), body))
+        if auth != f"Bearer {self.token}":
+            return 401, status_object(401, "Unauthorized", "Unauthorized")
+        prefix = f"/api/v1/namespaces/{self.namespace}/secrets/"
+        name = parts.path.removeprefix(prefix)
+        if not parts.path.startswith(prefix) or name not in self.secrets:
+            return 404, status_object(404, "NotFound", f'secrets "{name}" not found')
+        if handler.headers.get("Content-Type") != "application/merge-patch+json":
+            return 415, status_object(415, "UnsupportedMediaType", "unsupported media type")
+        secret = self.secrets[name]
+        secret["data"] = {**secret.get("data", {}), **body.get("data", {})}
+        return 200, secret
+
 
 @contextmanager
 def fake_kubernetes(states: list[State], directory: Path) -> Iterator[FakeKubernetes]:
@@ -457,7 +479,12 @@ def fake_kubernetes(states: list[State], directory: Path) -> Iterator[FakeKubern
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            status, body = fake.answer(self)
+            self._send(*fake.answer(self))
+
+        def do_PATCH(self) -> None:
+            self._send(*fake.patch(self))
+
+        def _send(self, status: int, body: dict[str, Any]) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

@@ -139,6 +139,9 @@ def test_synth_installs_only_what_synth_needs(target: str, installs_test_tools: 
     assert result.returncode == 0, result.stderr
     assert "pip install -q -r requirements.txt" in result.stdout
     assert ("requirements-dev.txt" in result.stdout) is installs_test_tools
+    # The AWS CLI the integration tests run the printed kubeconfig command with.
+    awscli = "pip install -q --require-hashes --no-deps -r requirements-awscli.txt"
+    assert (awscli in result.stdout) is (target == "test")
 
 
 @pytest.mark.parametrize(

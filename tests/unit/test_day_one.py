@@ -12,9 +12,17 @@ import pytest
 from aws_cdk.assertions import Match
 
 from config import ConfigError, parse_settings
+from mlflow_on_eks.constructs_lib.kubernetes import (
+    ADDON_VERSION,
+    SUPPORTED_VERSIONS,
+    KubernetesRelease,
+    addon_versions_command,
+    kubernetes_version,
+    release,
+)
 from mlflow_on_eks.constructs_lib.review import render_intrinsics
 from mlflow_on_eks.k8s_charts.node_pool_chart import node_pool_limits
-from tests.conftest import Synth, only_resource, resources_of, synthesize
+from tests.conftest import CONFIGS, Synth, only_resource, resources_of, synthesize
 from tests.unit.test_settings import EXISTING
 
 SynthFn = Callable[[str], Synth]
@@ -95,12 +103,35 @@ def test_endpoint_access_follows_the_setting(synth: SynthFn, variant: Synth) -> 
     assert private["Properties"]["ResourcesVpcConfig"]["EndpointPrivateAccess"] is True
 
 
-@pytest.mark.parametrize("config", ["default", "postgres"])
-def test_new_clusters_serve_metrics_to_the_autoscaler(config: str, synth: SynthFn) -> None:
+def test_new_clusters_serve_metrics_to_the_autoscaler(synth: SynthFn) -> None:
     # The autoscaler always exists (pinned when max_replicas is unset); Auto Mode has no
-    # metrics-server of its own.
-    _, addon = only_resource(synth(config).templates["Cluster"], "AWS::EKS::Addon")
-    assert addon["Properties"]["AddonName"] == "metrics-server"
+    # metrics-server of its own. The build is the one listed beside the cluster's version, never
+    # EKS's default of the day.
+    seen = {}
+    for name in CONFIGS:
+        result = synth(name)
+        if "Cluster" not in result.templates:  # an existing cluster: no add-on of ours
+            continue
+        _, addon = only_resource(result.templates["Cluster"], "AWS::EKS::Addon")
+        assert addon["Properties"]["AddonName"] == "metrics-server"
+        version = result.settings.cluster.kubernetes_version
+        seen[version] = addon["Properties"]["AddonVersion"]
+        assert seen[version] == release(version).metrics_server, name
+    assert len(seen) >= 2, f"the configs exercise one Kubernetes version only: {seen}"
+
+
+def test_every_supported_version_names_a_metrics_server_build() -> None:
+    builds = {version: release(version).metrics_server for version in SUPPORTED_VERSIONS}
+    assert all(ADDON_VERSION.fullmatch(build) for build in builds.values()), builds
+
+
+@pytest.mark.parametrize("build", [None, "", "latest", "0.9.0", "v0.9.0-eksbuild"])
+def test_a_version_without_an_add_on_build_is_refused_with_the_command(build: Any) -> None:
+    with pytest.raises(ValueError) as error:
+        KubernetesRelease("1.37", kubernetes_version("1.36"), lambda scope, id: None, build)  # type: ignore[arg-type, return-value]
+    message = str(error.value)
+    assert "Kubernetes 1.37 has no metrics-server add-on version" in message
+    assert addon_versions_command("metrics-server", "1.37") in message
 
 
 @pytest.mark.parametrize("config", ["default", "variant"])

@@ -114,11 +114,13 @@ def test_no_custom_resource_waits_for_the_pods(each_config: Synth) -> None:
     """A rollback calls each updated custom resource again with its previous properties
     before the previous manifest is applied: a read that waits for the rollout then waits for
     a template that never completes, and the stack ends in UPDATE_ROLLBACK_FAILED. The only
-    reads are of what already exists when they run: a load balancer Service's DNS name."""
+    reads are of what already exists when they run: a load balancer Service's DNS name, or
+    the sign-in Ingress's."""
     reads = resources_of(each_config.templates["Mlflow"], OBJECT_VALUE)
     for key, read in reads.items():
         properties = read["Properties"]
-        assert properties["ObjectType"] == "service", (key, properties)
+        kind = "ingress" if "SsoLoadBalancerHost" in key else "service"
+        assert properties["ObjectType"] == kind, (key, properties)
         assert properties["JsonPath"] == ".status.loadBalancer.ingress[0].hostname", key
     kinds = {r["Type"] for r in each_config.templates["Mlflow"]["Resources"].values()}
     custom = {kind for kind in kinds if kind.startswith("Custom::")}
@@ -487,3 +489,17 @@ def test_the_operations_guide_gives_the_default_budgets(synth: SynthFn) -> None:
     job_deadline = "the deploy check Job's `activeDeadlineSeconds`"
     assert int(rows[job_deadline]) == job["spec"]["activeDeadlineSeconds"]
     assert rows["the wait condition's `Timeout`"] == condition["Properties"]["Timeout"]
+    # README's first-deploy table states the same four bounds.
+    readme = (ROOT / "README.md").read_text()
+    stated = re.search(
+        r"the first pod (\d+) s, the whole rollout wait (\d+) s, the Job (\d+) s, "
+        r"the wait condition (\d+) s",
+        readme,
+    )
+    assert stated, "README's first-deploy table lost the check's bounds"
+    assert stated.groups() == (
+        str(deadline),
+        env["MLFLOW_VERIFY_ROLLOUT_TIMEOUT_SECONDS"],
+        str(job["spec"]["activeDeadlineSeconds"]),
+        condition["Properties"]["Timeout"],
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from config.reference import render
+from mlflow_on_eks.constructs_lib.kubernetes import SUPPORTED_VERSIONS, release
 from tests.conftest import EXAMPLES, ROOT
 
 
@@ -25,3 +26,9 @@ def test_readme_names_existing_examples_only() -> None:
     readme = (ROOT / "README.md").read_text()
     named = set(re.findall(r"config/examples/([\w-]+\.yaml)", readme))
     assert named == {p.name for p in EXAMPLES.glob("*.yaml")}
+
+
+def test_operations_lists_the_add_on_builds_the_code_installs() -> None:
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    listed = dict(re.findall(r"^\| (1\.\d+) \| `(v[^`]+)` \|$", operations, flags=re.M))
+    assert listed == {v: release(v).metrics_server for v in SUPPORTED_VERSIONS}

@@ -30,6 +30,7 @@ ALLOWED = {
     "mlflow-migrate": SECRET_READ | SNAPSHOT_ACTIONS,
     "mlflow-gc": SECRET_READ,
     "mlflow-verify": SECRET_READ,
+    "mlflow-sso-sync": SECRET_READ,
 }
 """ServiceAccount -> every action its role may allow."""
 SECRETS = {
@@ -42,6 +43,7 @@ SECRETS = {
     "mlflow-migrate": {"DatabaseServerLogin", "DatabaseSecret"},
     "mlflow-gc": {"DatabaseServerLogin", "AuthAdminCredentials"},
     "mlflow-verify": {"AuthAdminCredentials"},
+    "mlflow-sso-sync": set(),  # the IdP client's secret, the user's own: checked below
 }
 """ServiceAccount -> the secrets (by logical ID prefix) its role may read, with sign-in on."""
 NEVER = (
@@ -102,6 +104,8 @@ def test_each_workload_has_its_own_role(synth, config: str) -> None:
     # The deploy check signs in as the admin: only then does it read a secret.
     verify = s.settings.deploy_check.enabled and s.settings.auth.enabled
     expected |= {"mlflow-verify"} if verify else set()
+    sso = s.settings.auth.enabled and s.settings.auth.sso.enabled
+    expected |= {"mlflow-sso-sync"} if sso else set()
     assert set(roles) == expected
 
 
@@ -127,6 +131,9 @@ def test_each_role_reads_exactly_its_secrets(synth, config: str) -> None:
                 st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
             )
         }
+        if account == "mlflow-sso-sync":  # exactly the configured secret, by its ARN
+            assert read == {json.dumps(s.settings.auth.sso.client_secret_arn)}, read
+            continue
         names = {name for name in SECRETS[account] if any(name in r for r in read)}
         expected = {n for n in SECRETS[account] if s.settings.auth.enabled or "Auth" not in n}
         assert names == expected, (account, read)

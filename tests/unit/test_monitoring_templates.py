@@ -185,9 +185,10 @@ def test_the_lookup_answers_any_name_shape_and_fails_with_a_reason(
             expected = arn.split(":loadbalancer/")[1]
             assert expected.split("/")[1] == name  # (moto says app/ where ELB says net/)
             status, physical, data, _ = handler.handle(_event("Create", dns_name.upper()), elb)
-            assert (status, physical, data) == ("SUCCESS", expected, {"Dimension": expected})
+            answer = {"Dimension": expected, "Arn": arn}
+            assert (status, physical, data) == ("SUCCESS", expected, answer)
             status, _, data, _ = handler.handle(_event("Update", dns_name, expected), elb)
-            assert data == {"Dimension": expected}
+            assert data == answer
         gone = "k8s-mlflow-mlflowin-0000000000-ffffffffffffffff.elb.eu-west-1.amazonaws.com"
         status, _, data, reason = handler.handle(_event("Create", gone), elb)
         assert status == "FAILED" and data == {}
@@ -201,14 +202,14 @@ def test_the_lookup_function_is_inline_small_and_may_only_describe(synth: SynthF
 
     assert len(_HANDLER.read_bytes()) < 4096  # Lambda's limit for inline code
     mlflow = synth("test-maximal").templates["Mlflow"]
-    # One function for both load balancers.
+    # One function for the three load balancers (internal, external, the sign-in ALB).
     [function] = [
         f
         for k, f in resources_of(mlflow, "AWS::Lambda::Function").items()
         if k.startswith("LoadBalancerDimensionLookup")
     ]
     assert function["Properties"]["Code"]["ZipFile"] == _HANDLER.read_text()
-    assert len(resources_of(mlflow, "Custom::LoadBalancerDimension")) == 2
+    assert len(resources_of(mlflow, "Custom::LoadBalancerDimension")) == 3
     [policy] = [
         p
         for k, p in resources_of(mlflow, "AWS::IAM::Policy").items()

@@ -85,8 +85,11 @@ def test_no_noise_in_what_is_applied(synth: SynthFn, config: str) -> None:
     assert "externalIPs" not in body
     [namespace] = s.objects("Namespace")
     assert "namespace" not in namespace["metadata"] and "spec" not in namespace
+    cluster_scoped = {"Namespace", "IngressClass"}
     for obj in s.manifests:
-        if obj["kind"] != "Namespace":
+        if obj["kind"] in cluster_scoped:
+            assert "namespace" not in obj["metadata"], obj["kind"]
+        else:
             assert obj["metadata"]["namespace"] == s.settings.server.namespace, obj["kind"]
     assert not _empty_collections(s.manifests)
 

@@ -262,9 +262,12 @@ def test_pods_that_open_the_database_start_only_where_it_admits_them(new_cluster
     # The server and gc open the database; the deploy check does not, but runs beside them.
     kinds = sorted(name.split("/")[0] for name in specs)
     gc, check = s.settings.gc.enabled, s.settings.deploy_check.enabled
+    sso = s.settings.auth.enabled and s.settings.auth.sso.enabled
     # The migration Job opens it too.
-    # With the check, its on-demand CronJob (make verify) too.
-    assert kinds == ["CronJob"] * (gc + check) + ["Deployment"] + ["Job"] * (1 + check)
+    # With the check, its on-demand CronJob (make verify) too; with the sign-in load
+    # balancer, its secret sync's Job and CronJob.
+    jobs = 1 + check + sso
+    assert kinds == ["CronJob"] * (gc + check + sso) + ["Deployment"] + ["Job"] * jobs
     for name, spec in specs.items():
         # MLflow's pool, whose taint they tolerate, on nodes that carry the very group the
         # database admits (never an older node of the pool).
@@ -399,6 +402,8 @@ def test_the_load_balancers_come_first_and_the_server_allows_their_names_only(
 ) -> None:
     exposure = each_config.settings.exposure
     kinds = ["internal"] * exposure.internal + ["external"] * exposure.external.enabled
+    auth = each_config.settings.auth
+    kinds += ["sso"] * (auth.enabled and auth.sso.enabled)
     template = each_config.templates["Mlflow"]["Resources"]
     found = {k: r for k, r in template.items() if k.startswith("TrackingServerLoadBalancers")}
     reads = {
@@ -431,7 +436,10 @@ def test_the_load_balancers_come_first_and_the_server_allows_their_names_only(
     }
     for read in reads.values():
         assert manifest_id in read["DependsOn"]
-    assert named == sorted(f"${{GetAtt:{k}.Value}}" for k in reads)
+    # The sign-in ALB's name is read too (for its ARN and the DNS record), but the server
+    # allows the name people use (auth.sso.hostname), which the certificate covers.
+    nlb_reads = [k for k in reads if "SsoLoadBalancerHost" not in k]
+    assert named == sorted(f"${{GetAtt:{k}.Value}}" for k in nlb_reads)
     # The workload manifest after it (its logical ID unchanged: a new one would replace it).
     assert manifest_id in template["TrackingServerManifest24C4B115"]["DependsOn"]
 
@@ -540,7 +548,8 @@ def test_config_map_carries_endpoints_but_no_secret(each_config: Synth) -> None:
     assert "DatabaseSecret" in admin and "ServerLogin" not in admin
     assert data["MLFLOW_ARTIFACTS_DESTINATION"].startswith("s3://${")
     assert not any("password" in key.lower() for key in data)
-    assert not each_config.objects("Secret")
+    # The sign-in load balancer's client Secret is the only one, applied empty.
+    assert all(not {"data", "stringData"} & set(o) for o in each_config.objects("Secret"))
 
 
 def test_a_settings_change_rolls_the_pods(synth: SynthFn, tmp_path: Path) -> None:

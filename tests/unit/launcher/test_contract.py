@@ -27,6 +27,9 @@ PATTERNED_EXAMPLES = {
     "MLFLOW_SSO_ALB_ARN": "arn:aws:elasticloadbalancing:eu-west-1:123456789012:"
     "loadbalancer/app/k8s-mlflow-sso-0a1b2c3d4e/50dc6c495c0c9188",
     "MLFLOW_SSO_KEY_URL": "https://public-keys.auth.elb.eu-west-1.amazonaws.com/",
+    "MLFLOW_SSO_CLIENT_SECRET_ID": (
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:oidc-AbC123"
+    ),
 }
 CLAIM_REFUSALS = ["with space", "claim\u00e9", "x" * 129]
 PATTERNED_REFUSALS = {

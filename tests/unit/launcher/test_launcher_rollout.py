@@ -285,7 +285,7 @@ def test_no_token_mounted_is_a_clear_error(tmp_path):
         with pytest.raises(LauncherError) as caught:
             KubernetesApi.in_cluster(fake.env(), [])
     assert str(caught.value) == (
-        f"no ServiceAccount token in {fake.directory}: the deploy check's pod needs its API "
+        f"no ServiceAccount token in {fake.directory}: this command's pod needs its API "
         "token mounted (automountServiceAccountToken: true)"
     )
 

@@ -1,5 +1,5 @@
-"""``mlflow-launcher {migrate,serve,metrics,gc,verify,local}``: the image's entrypoint (under
-tini)."""
+"""``mlflow-launcher <command>``: the image's entrypoint (under tini); `mlflow-launcher
+--help` lists the commands."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from mlflow_launcher import (
     settings,
     snapshot,
     sso,
+    sso_secret,
     verify,
     wait,
 )
@@ -370,6 +371,11 @@ def cmd_verify() -> None:
     verify.run(os.environ, _redact.secrets)
 
 
+def cmd_sync_sso_secret() -> None:
+    """Copy the IdP client's credentials into the Secret the sign-in load balancer reads."""
+    sso_secret.sync(os.environ, _redact.secrets)
+
+
 COMMANDS = {
     "migrate": (cmd_migrate, "bring the database schema to head under an advisory lock"),
     "wait-schema": (cmd_wait_schema, "wait until the migration Job has the schemas at head"),
@@ -378,6 +384,10 @@ COMMANDS = {
     "gc": (cmd_gc, "permanently remove deleted runs and experiments (mlflow gc)"),
     "metrics": (cmd_metrics, "serve the server workers' Prometheus counters on their own port"),
     "verify": (cmd_verify, "use the deployed server as a user would; signal CloudFormation"),
+    "sync-sso-secret": (
+        cmd_sync_sso_secret,
+        "copy the IdP client's credentials from Secrets Manager into the ALB's Secret",
+    ),
 }
 
 

@@ -633,6 +633,23 @@ VERIFY_ROLLOUT_TIMEOUT_SECONDS = Number(
     default=1800.0,
 )
 
+SSO_CLIENT_SECRET_ID = Text(
+    name="MLFLOW_SSO_CLIENT_SECRET_ID",
+    doc="`sync-sso-secret`: the Secrets Manager secret holding the IdP client's clientID and "
+    "clientSecret.",
+    pattern=r"arn:aws(-[a-z]+)*:secretsmanager:[a-z]{2}(-[a-z]+)+-\d:\d{12}:secret:\S+",
+    meaning="a Secrets Manager secret ARN",
+    required=True,
+)
+SSO_SECRET_NAME = Text(
+    name="MLFLOW_SSO_SECRET_NAME",
+    doc="`sync-sso-secret`: the Kubernetes Secret the load balancer controller reads them from.",
+    required=True,
+)
+SSO_SECRET_NAMESPACE = Text(
+    name="MLFLOW_SSO_SECRET_NAMESPACE", doc="`sync-sso-secret`: its namespace.", required=True
+)
+
 
 def declared() -> dict[str, Variable[Any]]:
     """Every declared variable, by name."""

@@ -45,7 +45,8 @@ class ApiError(Exception):
 
 
 class KubernetesApi:
-    """GETs against the API server as the pod's ServiceAccount."""
+    """Requests to the API server as the pod's ServiceAccount: the deploy check's GETs, and
+    the merge patch `sync-sso-secret` writes its one Secret with."""
 
     def __init__(self, host: str, port: int, directory: Path) -> None:
         self.host, self.port, self.directory = host, port, directory
@@ -59,14 +60,14 @@ class KubernetesApi:
         directory = Path(env.get(SERVICE_ACCOUNT_DIR_ENV, "").strip() or SERVICE_ACCOUNT_DIR)
         if not host or not port.isdigit():
             raise LauncherError(
-                "KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are not set: waiting for the "
-                "rollout needs the Kubernetes API (the kubelet sets both in every pod)"
+                "KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are not set: this command "
+                "needs the Kubernetes API (the kubelet sets both in every pod)"
             )
         missing = [name for name in ("token", "ca.crt") if not (directory / name).is_file()]
         if missing:
             raise LauncherError(
-                f"no ServiceAccount {' or '.join(missing)} in {directory}: the deploy check's "
-                "pod needs its API token mounted (automountServiceAccountToken: true)"
+                f"no ServiceAccount {' or '.join(missing)} in {directory}: this command's pod "
+                "needs its API token mounted (automountServiceAccountToken: true)"
             )
         try:
             api = cls(host, int(port), directory)
@@ -85,23 +86,41 @@ class KubernetesApi:
         """The JSON object at `path`. Raises ApiError for an HTTP error answer, OSError or
         http.client.HTTPException when no answer came (ssl.SSLCertVerificationError among
         them: the server is not the cluster's)."""
-        target = path + (f"?{urlencode(query)}" if query else "")
+        return self._call("GET", path + (f"?{urlencode(query)}" if query else ""), path)
+
+    def merge_patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch (RFC 7386) of the object at `path`; errors as for `get`. The
+        body is not logged anywhere: it may hold a secret."""
+        body = json.dumps(patch).encode()
+        return self._call("PATCH", path, path, body, "application/merge-patch+json")
+
+    def _call(
+        self,
+        method: str,
+        target: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str | None = None,
+    ) -> dict[str, Any]:
         connection = http.client.HTTPSConnection(
             self.host, self.port, timeout=REQUEST_TIMEOUT_SECONDS, context=self._context
         )
+        headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
         try:
-            connection.request(
-                "GET",
-                target,
-                headers={"Authorization": f"Bearer {self._token()}", "Accept": "application/json"},
-            )
+            connection.request(method, target, body=body, headers=headers)
             response = connection.getresponse()
-            body = response.read()
+            answer = response.read()
         finally:
             connection.close()
         if not 200 <= response.status < 300:
-            raise ApiError(response.status, path, _status_message(body))
-        return json.loads(body)
+            raise ApiError(response.status, path, _status_message(answer))
+        return json.loads(answer)
+
+
+def secret_path(namespace: str, name: str) -> str:
+    return f"/api/v1/namespaces/{quote(namespace)}/secrets/{quote(name)}"
 
 
 def deployment_path(namespace: str, name: str) -> str:
