@@ -67,7 +67,8 @@ class Signer:
         **header: Any,
     ) -> str:
         """A token as the ALB makes it; `header` adds or replaces header fields (None drops
-        one)."""
+        one). The payload repeats the header's `exp` and `iss`, as AWS's own verifier models
+        these tokens (awslabs/aws-jwt-verify's ALB tests), unless `claims` has its own."""
         fields = {
             "typ": "JWT",
             "kid": self.kid,
@@ -79,6 +80,8 @@ class Signer:
             **header,
         }
         fields = {k: v for k, v in fields.items() if v is not None}
+        repeated = {k: fields[k] for k in ("exp", "iss") if k in fields}
+        claims = {k: v for k, v in {**repeated, **claims}.items() if v is not None}
         signed = f"{b64(json.dumps(fields).encode())}.{b64(json.dumps(claims).encode())}"
         if not padded:
             signed = ".".join(part.rstrip("=") for part in signed.split("."))

@@ -191,6 +191,12 @@ def _refusals(signer: Signer) -> dict[str, tuple[str, str]]:
         "too long": (signer.token({**CLAIMS, "pad": "x" * tokens.MAX_TOKEN_CHARS}), "longer"),
         "wrong issuer": (signer.token(CLAIMS, iss="https://elsewhere.example"), "issuer"),
         "wrong client": (signer.token(CLAIMS, client="another-app"), "another client"),
+        "payload expired": (signer.token({**CLAIMS, "exp": int(time.time()) - 60}), "expired"),
+        "payload expiry not a number": (signer.token({**CLAIMS, "exp": "soon"}), "expired"),
+        "payload of another issuer": (
+            signer.token({**CLAIMS, "iss": "https://elsewhere.example"}),
+            "another issuer",
+        ),
         "no username claim": (signer.token({"sub": "1234"}), unusable),
         "username not text": (signer.token({**CLAIMS, "email": ["ana@example.com"]}), unusable),
         "username padded": (signer.token({**CLAIMS, "email": " ana@example.com"}), unusable),

@@ -160,6 +160,7 @@ class SingleSignOn:
             client=config.client_id,
         )
         claims = tokens.verify(unverified, self._keys.get(kid))
+        tokens.check_claims(claims, now=now, issuer=config.issuer)
         found = identity(claims, config)
         if found.username == self._reserved:
             raise Refused(

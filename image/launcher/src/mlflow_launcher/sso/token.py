@@ -116,6 +116,19 @@ def verify(unverified: Unverified, key: ec.EllipticCurvePublicKey) -> dict[str, 
     return _json(unverified.payload, "payload")
 
 
+def check_claims(claims: dict[str, Any], *, now: float, issuer: str | None = None) -> None:
+    """The payload's own `exp` and `iss`, where it has them: the ALB repeats the header's
+    there (AWS's verifier for these tokens, awslabs/aws-jwt-verify, checks the payload's), and
+    AWS's blog "Security best practices when using ALB authentication" says to check the
+    payload's expiry so an older signed header cannot be replayed."""
+    if "exp" in claims:
+        expires = _seconds(claims["exp"])
+        if expires is None or expires + LEEWAY_SECONDS < now:
+            raise Refused("the sign-in token has expired")
+    if issuer is not None and "iss" in claims and claims["iss"] != issuer:
+        raise Refused("the sign-in token names another issuer")
+
+
 def _decode(segment: str) -> bytes:
     bare = segment.rstrip("=")
     try:
