@@ -276,6 +276,46 @@ def extras_environment(workload: WorkloadProps) -> dict[str, str]:
     )
 
 
+UNRESOLVED_MARK = "${Token["
+"""How an unresolved CDK token looks inside a string (aws_cdk.Token's encoding)."""
+
+
+def sso_environment(
+    *,
+    alb_arn: str,
+    username_claim: str | None = None,
+    groups_claim: str | None = None,
+    admin_group: str | None = None,
+    issuer: str | None = None,
+    client_id: str | None = None,
+    trusted_cidrs: list[str] | None = None,
+) -> dict[str, str]:
+    """Single sign-on for browsers through the ALB's OIDC action (the launcher's
+    mlflow_launcher.sso): the ALB whose signed header signs people in, which claims name the
+    user and their groups, the IdP group whose members are MLflow admins, the issuer and
+    client the header must name, and the networks (the ALB's subnets) it may come from. None
+    leaves the launcher's default (claims `email` and `groups`; no admin group, issuer or
+    client check; any address).
+
+    `alb_arn` may be a CDK token (the ARN read back once the Ingress made the ALB): written
+    unchecked, the launcher checks it at start. Never a key URL: the launcher fetches keys
+    from AWS's endpoint for the ALB's Region."""
+    v = launcher
+    env = v.render(
+        {
+            v.SSO_USERNAME_CLAIM: username_claim,
+            v.SSO_GROUPS_CLAIM: groups_claim,
+            v.SSO_ADMIN_GROUP: admin_group,
+            v.SSO_ISSUER: issuer,
+            v.SSO_CLIENT_ID: client_id,
+            v.SSO_TRUSTED_CIDRS: tuple(trusted_cidrs) if trusted_cidrs else None,
+        }
+    )
+    if UNRESOLVED_MARK in alb_arn:
+        return {v.SSO_ALB_ARN.name: alb_arn, **env}
+    return {**v.render({v.SSO_ALB_ARN: alb_arn}), **env}
+
+
 def verify_environment(
     *,
     targets: list[str],

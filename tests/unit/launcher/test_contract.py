@@ -24,6 +24,9 @@ C = launcher
 PATTERNED_EXAMPLES: dict[str, Any] = {
     "MLFLOW_GC_OLDER_THAN": "1.5d12h",
     "MLFLOW_GC_TRACKING_URI": "http://mlflow.ns",
+    "MLFLOW_SSO_ALB_ARN": "arn:aws:elasticloadbalancing:eu-west-1:123456789012:"
+    "loadbalancer/app/k8s-mlflow-sso-0a1b2c3d4e/50dc6c495c0c9188",
+    "MLFLOW_SSO_KEY_URL": "https://public-keys.auth.elb.eu-west-1.amazonaws.com/",
     "MLFLOW_SSO_CLIENT_SECRET_ID": (
         "arn:aws:secretsmanager:eu-west-1:123456789012:secret:oidc-AbC123"
     ),
@@ -33,6 +36,13 @@ PATTERNED_EXAMPLES: dict[str, Any] = {
         "eu-west-1.amazonaws.com",
     ),
 }
+CLAIM_REFUSALS = ["with space", "claim\u00e9", "x" * 129]
+PATTERNED_REFUSALS = {
+    "MLFLOW_SSO_USERNAME_CLAIM": CLAIM_REFUSALS,
+    "MLFLOW_SSO_GROUPS_CLAIM": CLAIM_REFUSALS,
+}
+"""Where the generic refusals below are valid values."""
+LIST_EXAMPLES = {"MLFLOW_SSO_TRUSTED_CIDRS": ("10.0.0.0/24", "fd00:10::/64")}
 
 
 def _valid(variable: Any) -> list[Any]:
@@ -45,7 +55,7 @@ def _valid(variable: Any) -> list[Any]:
         return [0.5, 90.0, 1e6]
     if isinstance(variable, C.TextList):
         default = ("https://mlflow.example.com", "http://127.0.0.1:5000")
-        return [PATTERNED_EXAMPLES.get(variable.name, default)]
+        return [PATTERNED_EXAMPLES.get(variable.name, LIST_EXAMPLES.get(variable.name, default))]
     if isinstance(variable, C.ArgList):
         return [(), ("--x-frame-options", "DENY", "--enable-workspaces", 'ünï "quoted" $HOME')]
     if isinstance(variable, C.EnvMap):
@@ -71,7 +81,7 @@ def _invalid(variable: Any) -> list[str]:
     if isinstance(variable, C.TextList) and variable.item is not None:
         return ["mlflow.example.com", "https://mlflow.example.com/path"]
     if isinstance(variable, C.Text) and variable.pattern is not None:
-        return ["with space", "ftp://x;y"]
+        return PATTERNED_REFUSALS.get(variable.name, ["with space", "ftp://x;y"])
     return []
 
 
@@ -198,3 +208,41 @@ def test_the_defaults_the_operations_guide_states_are_the_declared_ones():
     assert len(stated) >= 8  # the bounds table and the prose both found
     wrong = {n: v for n, v in stated if VARIABLES[n].render(VARIABLES[n].default) != v}
     assert not wrong, "docs/operations.md states other defaults than the contract declares"
+
+
+def test_the_charts_single_sign_on_settings_are_what_the_launcher_reads():
+    from mlflow_on_eks.k8s_charts.contract import sso_environment
+
+    arn = PATTERNED_EXAMPLES["MLFLOW_SSO_ALB_ARN"]
+    env = sso_environment(
+        alb_arn=arn,
+        username_claim="preferred_username",
+        groups_claim="cognito:groups",
+        admin_group="mlflow-admins",
+        issuer="https://login.example.com/tenant",
+        client_id="mlflow",
+        trusted_cidrs=["10.0.0.0/24", "10.0.1.0/24"],
+    )
+    config = settings.load_sso(env)
+    assert config is not None
+    assert (config.alb_arn, config.username_claim, config.groups_claim) == (
+        arn,
+        "preferred_username",
+        "cognito:groups",
+    )
+    assert (config.admin_group, config.issuer, config.client_id) == (
+        "mlflow-admins",
+        "https://login.example.com/tenant",
+        "mlflow",
+    )
+    assert [str(n) for n in config.trusted_networks] == ["10.0.0.0/24", "10.0.1.0/24"]
+    assert config.aws_keys  # the chart never names a key URL
+    # Defaults stay the launcher's: nothing rendered for them.
+    assert sso_environment(alb_arn=arn) == {"MLFLOW_SSO_ALB_ARN": arn}
+    # The ARN read back at deploy time is a token at synth: written as is.
+    token = "${Token[TOKEN.1234]}"
+    assert sso_environment(alb_arn=token)["MLFLOW_SSO_ALB_ARN"] == token
+    with pytest.raises(C.ContractError, match="MLFLOW_SSO_ALB_ARN must be"):
+        sso_environment(alb_arn="arn:aws:elasticloadbalancing:eu-west-1:1:loadbalancer/net/a/1")
+    with pytest.raises(C.ContractError, match="MLFLOW_SSO_TRUSTED_CIDRS must be"):
+        sso_environment(alb_arn=arn, trusted_cidrs=["10.0.0.1/24"])

@@ -14,6 +14,7 @@ too, with `read_by`, so every name the chart writes is one of these.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import re
@@ -441,6 +442,87 @@ AUTH = (
     AUTH_DB_NAME,
 )
 """All set, or none (authentication off). The cache is optional."""
+
+# ---- Single sign-on: browsers through an ALB whose listener runs the OIDC action --------------
+# The ALB signs each request's user claims (header x-amzn-oidc-data, a JWT signed ES256) and
+# names itself in the token's `signer`; mlflow_launcher.sso verifies them. Elastic Load
+# Balancing docs, "Authenticate users using an Application Load Balancer", "User claims
+# encoding and signature verification":
+# https://docs.aws.amazon.com/elasticloadbalancing/latest/application/listener-authenticate-users.html#user-claims-encoding
+
+
+def _network(value: str) -> None:
+    ipaddress.ip_network(value)  # ValueError for anything but a CIDR block (host bits clear)
+
+
+_CLAIM = r"[\x21-\x7e]{1,128}"
+"""A claim's name: printable ASCII, no space (`email`, `cognito:groups`, a URL)."""
+
+SSO_ALB_ARN = Text(
+    name="MLFLOW_SSO_ALB_ARN",
+    doc="The ALB whose OIDC action signs people in: a request whose x-amzn-oidc-data header "
+    "this ALB signed is signed in as the IdP's user. Its Region is the signing key's. "
+    "Default: none (single sign-on off; every other MLFLOW_SSO_* variable then unset).",
+    pattern=r"arn:aws[a-z-]*:elasticloadbalancing:[a-z]{2,4}(-[a-z]+)+-\d:\d{12}:"
+    r"loadbalancer/app/[A-Za-z0-9-]{1,32}/[0-9a-f]+",
+    meaning="an Application Load Balancer's ARN "
+    "(arn:aws:elasticloadbalancing:<region>:<account>:loadbalancer/app/<name>/<id>)",
+)
+SSO_USERNAME_CLAIM = Text(
+    name="MLFLOW_SSO_USERNAME_CLAIM",
+    doc="The user claim whose value is the MLflow username (one the IdP keeps unique and "
+    "verified).",
+    pattern=_CLAIM,
+    meaning="a claim name (printable ASCII, no space, at most 128 characters)",
+    default="email",
+)
+SSO_GROUPS_CLAIM = Text(
+    name="MLFLOW_SSO_GROUPS_CLAIM",
+    doc="The user claim listing the user's IdP groups (cognito:groups on Amazon Cognito).",
+    pattern=_CLAIM,
+    meaning="a claim name (printable ASCII, no space, at most 128 characters)",
+    default="groups",
+)
+SSO_ADMIN_GROUP = Text(
+    name="MLFLOW_SSO_ADMIN_GROUP",
+    doc="Members of this IdP group are MLflow admins, others are not, as of each sign-in. "
+    "Default: none (admin rights are granted in MLflow only).",
+)
+SSO_ISSUER = Text(
+    name="MLFLOW_SSO_ISSUER",
+    doc="The IdP's issuer URL the token must name (`iss`). Default: not checked.",
+)
+SSO_CLIENT_ID = Text(
+    name="MLFLOW_SSO_CLIENT_ID",
+    doc="The OIDC client ID the token must name (`client`). Default: not checked.",
+)
+SSO_TRUSTED_CIDRS = TextList(
+    name="MLFLOW_SSO_TRUSTED_CIDRS",
+    doc="Connections from these networks only (the ALB's subnets) may present the header; "
+    "from anywhere else it is refused. Default: any address (the security group and the "
+    "NetworkPolicy decide who connects).",
+    meaning="a comma-separated list of CIDR blocks such as 10.0.0.0/24",
+    item=_network,
+)
+SSO_KEY_URL = Text(
+    name="MLFLOW_SSO_KEY_URL",
+    doc="Where the ALB's public keys are, the key ID appended. Default: AWS's endpoint for "
+    "the ALB's Region. The chart never sets it: tests do, and partitions AWS names no "
+    "endpoint for.",
+    pattern=r"https?://[^\s?#]+/",
+    meaning="an http(s) URL ending in / (the key ID is appended)",
+)
+SSO = (
+    SSO_ALB_ARN,
+    SSO_USERNAME_CLAIM,
+    SSO_GROUPS_CLAIM,
+    SSO_ADMIN_GROUP,
+    SSO_ISSUER,
+    SSO_CLIENT_ID,
+    SSO_TRUSTED_CIDRS,
+    SSO_KEY_URL,
+)
+"""Off unless MLFLOW_SSO_ALB_ARN is set; it needs authentication on (the AUTH variables)."""
 
 # ---- The guard's limits (each server process, before MLflow reads a request) -----------------
 
