@@ -234,23 +234,30 @@ class MlflowTrackingServer(Construct):
         self.exposure = exposure
         hosts = self._load_balancer_hosts(cluster.cluster)
         self.sso_host = self._sso_host(cluster.cluster) if sso else None
+        # The ALB the sign-in Ingress got: its DNS name (the target of the team's record for
+        # auth.sso.hostname), its ARN (the signer of the identity it passes to MLflow) and its
+        # subnets (the only addresses that identity may come from).
+        self.sso_load_balancer = (
+            LoadBalancerDimension(
+                self, "SsoLoadBalancer", dns_name=self.sso_host.value, subnets=True
+            )
+            if self.sso_host
+            else None
+        )
         props = replace(
             props,
             migration_revision=self._migration_revision(props),
             load_balancer_dns_names={kind: value.value for kind, value in hosts.items()},
+            sso_signer_arn=self.sso_load_balancer.arn if self.sso_load_balancer else None,
+            sso_trusted_cidrs=(
+                self.sso_load_balancer.subnet_cidrs if self.sso_load_balancer else None
+            ),
         )
         self.auth = auth
         self.auth_secrets = auth_secrets
         self.chart = MlflowChart(cdk8s.App(), "Mlflow", props=props)
         self.load_balancer_manifest = self._apply_load_balancers(
             cluster.cluster, [*hosts.values(), *([self.sso_host] if self.sso_host else [])]
-        )
-        # The ALB the sign-in Ingress got: its DNS name (the target of the team's record for
-        # auth.sso.hostname) and its ARN, which signs the identity it passes to MLflow.
-        self.sso_load_balancer = (
-            LoadBalancerDimension(self, "SsoLoadBalancer", dns_name=self.sso_host.value)
-            if self.sso_host
-            else None
         )
         # Pods read the ConfigMap only at start: a digest of its (resolved) data in the pod
         # template makes a settings change roll the pods, as an image change does.

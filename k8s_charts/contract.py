@@ -301,6 +301,9 @@ def sso_environment(
     unchecked, the launcher checks it at start. Never a key URL: the launcher fetches keys
     from AWS's endpoint for the ALB's Region."""
     v = launcher
+    # Deploy-time values (the ALB's subnets, read back with its ARN) are written unchecked too.
+    cidrs_token = bool(trusted_cidrs) and any(UNRESOLVED_MARK in c for c in trusted_cidrs or ())
+    checked_cidrs = tuple(trusted_cidrs) if trusted_cidrs and not cidrs_token else None
     env = v.render(
         {
             v.SSO_USERNAME_CLAIM: username_claim,
@@ -308,9 +311,11 @@ def sso_environment(
             v.SSO_ADMIN_GROUP: admin_group,
             v.SSO_ISSUER: issuer,
             v.SSO_CLIENT_ID: client_id,
-            v.SSO_TRUSTED_CIDRS: tuple(trusted_cidrs) if trusted_cidrs else None,
+            v.SSO_TRUSTED_CIDRS: checked_cidrs,
         }
     )
+    if cidrs_token:
+        env[v.SSO_TRUSTED_CIDRS.name] = ",".join(trusted_cidrs or ())
     if UNRESOLVED_MARK in alb_arn:
         return {v.SSO_ALB_ARN.name: alb_arn, **env}
     return {**v.render({v.SSO_ALB_ARN: alb_arn}), **env}

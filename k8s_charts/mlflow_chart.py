@@ -30,6 +30,7 @@ from .contract import (
     migration_environment,
     progress_deadline_seconds,
     schema_wait_environment,
+    sso_environment,
     startup_probe_failures,
 )
 from .exposure import (
@@ -146,6 +147,13 @@ class MlflowChartProps:
     `load_balancer_objects()`): the server allows exactly these as Host and browser origin.
     Default: none, which allows every NLB name of the region, any account's (a chart applied
     on its own, whose load balancers' names are not known when the ConfigMap is written)."""
+    sso_signer_arn: str | None = None
+    """The sign-in ALB's ARN, read back once its Ingress made it (a deploy-time value), with
+    `auth.sso.enabled`: the server accepts the identity header signed by this ALB only.
+    Default: none (no header accepted)."""
+    sso_trusted_cidrs: str | None = None
+    """The sign-in ALB's subnets' CIDR blocks, comma-separated (a deploy-time value): the only
+    sources the server accepts the identity header from. Default: none (any source)."""
     sso_sync_role_arn: str | None = None
     """IAM role of the sign-in load balancer's secret sync (its own ServiceAccount,
     `<instance>-sso-sync`), with `auth.sso.enabled`: it may read the IdP client's secret.
@@ -272,7 +280,8 @@ class MlflowChart(cdk8s.Chart):
                 auth_environment(props.auth, props.auth_secrets)
                 if props.auth and props.auth.enabled and props.auth_secrets
                 else {}
-            ),
+            )
+            | _sso_environment(props),
         )
         self.migration = add_migration_job(
             self,
@@ -706,6 +715,23 @@ class MlflowChart(cdk8s.Chart):
                 egress=[dns(), egress(tcp(self.props.db_port, 443))],
             ),
         )
+
+
+def _sso_environment(props: MlflowChartProps) -> dict[str, str]:
+    """The launcher's single sign-on settings: whose identity header to accept (the sign-in
+    ALB's, from its subnets) and which claims name the user and the admins. The issuer and
+    client ID checks stay off: the signer is this deployment's ALB, which signs only what its
+    own OIDC action produced, and the client ID lives in the secret, not the settings."""
+    sso = props.sso
+    if sso is None or not props.sso_signer_arn:
+        return {}
+    return sso_environment(
+        alb_arn=props.sso_signer_arn,
+        username_claim=sso.username_claim,
+        groups_claim=sso.groups_claim,
+        admin_group=sso.admin_group,
+        trusted_cidrs=[props.sso_trusted_cidrs] if props.sso_trusted_cidrs else None,
+    )
 
 
 def _labels(props: MlflowChartProps) -> dict[str, str]:
