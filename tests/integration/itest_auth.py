@@ -18,8 +18,14 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import itest_launcher as launcher
-from itest_chart import AUTH_PREFIX, AUTH_SECRET_IDS, container_env, pod, rds_instance
-from itest_chart import substitute_endpoints as substitute
+from itest_chart import (
+    AUTH_PREFIX,
+    AUTH_SECRET_IDS,
+    container_env,
+    pod,
+    rds_instance,
+    substitute_endpoints,
+)
 from itest_servers import sql_literal
 
 ADMIN_SECRET_ENV, FLASK_SECRET_ENV, KEK_SECRET_ENV = AUTH_SECRET_IDS
@@ -129,7 +135,7 @@ class Deployment:
         ARNs `auth`, default this deployment's), in a pod of its own (TMPDIR) called `name`."""
         env = container_env(self.chart, container)
         arns = self.auth.arns if auth is None else auth
-        env = substitute(
+        env = substitute_endpoints(
             env,
             self.login,
             self.moto,
@@ -173,6 +179,39 @@ def deploy(
         outputs=[],
         instance_id=rds_instance(moto, f"itest-auth-{engine}-{secrets.token_hex(4)}"),
     )
+
+
+def signed_in_pod_env(
+    chart,
+    container: dict,
+    login: Login,
+    auth: AuthSecrets,
+    moto,
+    ca: Path,
+    bucket: str,
+    home: Path,
+    **changes: str,
+) -> dict[str, str]:
+    """`container`'s environment from the synthesized chart, AWS made local, sign-in on with
+    `auth`'s secrets, the tracking and users' databases `login`'s, in the pod `home`."""
+    local = substitute_endpoints(
+        container_env(chart, container),
+        login,
+        moto,
+        ca,
+        bucket,
+        auth.arns,
+        instance_id=rds_instance(moto, f"itest-{secrets.token_hex(4)}"),
+    )
+    local |= {"MLFLOW_DB_NAME": login.name, DB_NAME_ENV: f"{login.name}_auth"}
+    return launcher.container_env({**local, **changes}, home)
+
+
+def memory_limit_mib(container: dict) -> int:
+    """The container's memory limit (the chart writes it in Mi)."""
+    limit = container["resources"]["limits"]["memory"]
+    assert limit.endswith("Mi"), limit
+    return int(limit.removesuffix("Mi"))
 
 
 def create_empty_database(server, name: str, owner: str) -> None:

@@ -36,6 +36,8 @@ CACHE_ENV = contract.AUTH_CACHE_SECONDS.name
 """Optional: how long each server process remembers a successful sign-in check (0: never)."""
 CONFIG_FILE = "mlflow-auth/basic_auth.ini"
 """Under TMPDIR (the pod's emptyDir): the only writable place, and private to the pod."""
+BASIC_AUTH_FUNCTION = "mlflow.server.auth:authenticate_request_basic_auth"
+"""MLflow's own `authorization_function` (mlflow.server.auth.config's default)."""
 GRANT_DEFAULT_WORKSPACE_ACCESS: bool = contract.AUTH_GRANT_DEFAULT_WORKSPACE_ACCESS.default  # type: ignore[assignment]
 
 
@@ -273,6 +275,7 @@ def write_config(
     default_permission: str,
     admin_username: str,
     cache_seconds: int = 0,
+    authorization_function: str = BASIC_AUTH_FUNCTION,
     grant_default_workspace_access: bool = False,
 ) -> Path:
     """The file MLFLOW_AUTH_CONFIG_PATH names. It holds the auth database's URI, password
@@ -281,6 +284,9 @@ def write_config(
     `cache_seconds` is MLflow's `auth_cache_ttl_seconds`: a server process remembers a
     successful check of a user's password (keyed by an HMAC of it) for that long, so a client's
     stream of requests does not pay a deliberately slow password hash on every call.
+
+    `authorization_function` decides who a request is: MLflow's Basic check, or single
+    sign-on's (mlflow_launcher.sso.mlflow_auth.FUNCTION), which falls back to it.
 
     `grant_default_workspace_access` matters only with workspaces on: a user without a role in
     the `default` workspace then still gets `default_permission` there (without it, MLflow
@@ -294,7 +300,7 @@ def write_config(
         "default_permission": default_permission,
         "database_uri": database_uri,
         "admin_username": admin_username,
-        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+        "authorization_function": authorization_function,
         "auth_cache_ttl_seconds": str(cache_seconds),
         "grant_default_workspace_access": str(grant_default_workspace_access).lower(),
     }
