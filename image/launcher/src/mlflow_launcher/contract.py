@@ -678,9 +678,10 @@ EXPOSE_PROMETHEUS_FLAG = Flag(
     envvar=EXPOSE_PROMETHEUS.name,
     why="the directory the `metrics` container reads the counters from",
 )
+# No click envvar: MLflow reads MLFLOW_ENABLE_WORKSPACES itself (a declared variable, so the
+# extras refuse it too).
 ENABLE_WORKSPACES_FLAG = Flag(
     names=("--enable-workspaces", "--disable-workspaces"),
-    envvar=ENABLE_WORKSPACES.name,
     why="set server.workspaces: the launcher checks the database against it before the start",
 )
 LAUNCHER_FLAGS = (
