@@ -340,7 +340,11 @@ class MlflowChart(cdk8s.Chart):
                 load_balancer_class=props.load_balancer_class,
                 backend_service=props.service_names["cluster"],
                 backend_port=SERVICE_PORT,
-                target_group_attributes=self._target_group_attributes(),
+                # The drain's delay only: connection_termination is an NLB-only attribute
+                # (ELB API reference, TargetGroupAttribute), which an ALB target group refuses.
+                target_group_attributes=(
+                    f"deregistration_delay.timeout_seconds={props.workload.drain_seconds}"
+                ),
                 image=props.image,
                 sync_role_arn=props.sso_sync_role_arn,
                 revision=props.migration_revision,

@@ -83,6 +83,12 @@ def test_the_ingress_puts_the_idps_sign_in_in_front_of_every_path() -> None:
     assert notes[f"{alb}inbound-cidrs"] == "203.0.113.0/24"
     assert notes[f"{alb}scheme"] == "internet-facing"
     assert notes[f"{alb}healthcheck-path"] == "/health"
+    # The pods' drain, and no NLB-only attribute (an ALB target group refuses
+    # deregistration_delay.connection_termination.enabled).
+    drain = PROPS.workload.drain_seconds
+    assert notes[f"{alb}target-group-attributes"] == (
+        f"deregistration_delay.timeout_seconds={drain}"
+    )
     assert ingress["spec"]["ingressClassName"] == "mlflow-sso"
     [rule] = ingress["spec"]["rules"]
     assert rule["host"] == "mlflow.example.com"
