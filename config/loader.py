@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from config.settings import Settings
+from mlflow_on_eks.k8s_charts.model import KEY_MARK
 
 
 class ConfigError(Exception):
@@ -143,6 +144,8 @@ def _describe(error: dict[str, Any]) -> str:
 def _dotted(loc: tuple[Any, ...]) -> str:
     path = ""
     for part in loc:
+        if part == KEY_MARK:
+            continue  # the error is about a mapping's key: the path already ends with it
         if isinstance(part, int):
             path += f"[{part}]"
         else:

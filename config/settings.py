@@ -18,13 +18,13 @@ from pydantic import (
 )
 
 from mlflow_on_eks.constructs_lib.artifact_store import ArtifactProps
-from mlflow_on_eks.constructs_lib.database_props import DatabaseProps
+from mlflow_on_eks.constructs_lib.database_props import DatabaseProps, endpoint_region
 from mlflow_on_eks.constructs_lib.kubernetes import DEFAULT_VERSION, SUPPORTED_VERSIONS
 from mlflow_on_eks.constructs_lib.monitoring import default_max_connections
 from mlflow_on_eks.constructs_lib.monitoring_props import MonitoringProps
 from mlflow_on_eks.k8s_charts import AuthProps, GcProps, WorkloadProps
 from mlflow_on_eks.k8s_charts.auth import anonymous_problem
-from mlflow_on_eks.k8s_charts.mlflow_chart import ExposureProps, LoadBalancerController, ways_in
+from mlflow_on_eks.k8s_charts.exposure import ExposureProps, LoadBalancerController, ways_in
 from mlflow_on_eks.k8s_charts.model import SettingsModel
 from mlflow_on_eks.k8s_charts.node_pool_chart import ephemeral_problem
 from mlflow_on_eks.k8s_charts.rules import (
@@ -32,6 +32,7 @@ from mlflow_on_eks.k8s_charts.rules import (
     REGION_PATTERN,
     Cidr,
     Rule,
+    SecurityGroupId,
     arn_region_and_account,
 )
 
@@ -55,7 +56,6 @@ IamRoleArn = Annotated[
     StringConstraints(pattern=rf"^{PARTITION_PATTERN}:iam::\d{{12}}:role/[A-Za-z0-9_+=,.@/-]+$"),
 ]
 SubnetId = Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8}(?:[0-9a-f]{9})?$")]
-SecurityGroupId = Annotated[str, StringConstraints(pattern=r"^sg-[0-9a-f]{8}(?:[0-9a-f]{9})?$")]
 VpcId = Annotated[str, StringConstraints(pattern=r"^vpc-[0-9a-f]{8}(?:[0-9a-f]{9})?$")]
 AvailabilityZone = Annotated[str, StringConstraints(pattern=rf"^{REGION_PATTERN}[a-z]$")]
 
@@ -343,11 +343,15 @@ class DeployCheckSettings(StrictModel):
 
 
 def _connections_problem(monitoring: MonitoringProps, database: DatabaseProps) -> str | None:
-    if (
-        monitoring.enabled
-        and monitoring.max_database_connections is None
-        and default_max_connections(database.engine, database.instance_type) is None
-    ):
+    if not monitoring.enabled or monitoring.max_database_connections is not None:
+        return None
+    if database.existing.endpoint:
+        return (
+            "is needed: database.existing.endpoint names an instance of unknown class, so the "
+            "connections alarm cannot estimate max_connections (SHOW VARIABLES LIKE "
+            "'max_connections' on MySQL, SHOW max_connections on PostgreSQL)"
+        )
+    if default_max_connections(database.engine, database.instance_type) is None:
         return (
             f"is needed: database.instance_type {database.instance_type!r} is not a t, m or r "
             "class, so the connections alarm cannot estimate max_connections"
@@ -390,7 +394,26 @@ _PLACED: tuple[tuple[str, Callable[[Any], tuple[str | None, str | None]]], ...] 
             else (None, None)
         ),
     ),
-    # A load balancer serves ACM certificates of its own account and region only.
+    # The pods read the instance's secret, and snapshot it, in the deployment's region (its
+    # secret and key agree with it: database_props.ExistingDatabase's rules).
+    (
+        "database.existing.endpoint",
+        lambda s: (
+            (endpoint_region(s.database.existing.endpoint), None)
+            if s.database.existing.endpoint
+            else (None, None)
+        ),
+    ),
+    # A load balancer serves ACM certificates of its own account and region only (ACM User
+    # Guide, "Services integrated with ACM": Elastic Load Balancing).
+    (
+        "exposure.internal.certificate_arn",
+        lambda s: (
+            arn_region_and_account(s.exposure.internal.certificate_arn)
+            if s.exposure.internal.certificate_arn
+            else (None, None)
+        ),
+    ),
     (
         "exposure.external.certificate_arn",
         lambda s: (
@@ -431,6 +454,18 @@ def _anonymous(s: Any) -> str | None:
     return anonymous_problem(s.auth, ways_in(s.exposure))
 
 
+def _workspace_grant(s: Any) -> str | None:
+    """The grant's default (true) does nothing without workspaces and sign-in; a `false` set
+    there says the user expects a restriction that is not in force."""
+    if s.auth.grant_default_workspace_access:
+        return None
+    if not s.server.workspaces:
+        return "is false but server.workspaces is off: there is only the default workspace"
+    if not s.auth.enabled:
+        return "is false but auth.enabled is false: without sign-in nothing is granted"
+    return None
+
+
 class Settings(StrictModel):
     """The whole deployment. Every key has a default: an empty file is a complete deployment."""
 
@@ -452,12 +487,17 @@ class Settings(StrictModel):
         Rule(
             "auth.allow_anonymous_through",
             (
-                "exposure.internal",
+                "exposure.internal.enabled",
                 "exposure.external.enabled",
                 "auth.enabled",
                 "auth.allow_anonymous_through",
             ),
             lambda s: _anonymous(s),
+        ),
+        Rule(
+            "auth.grant_default_workspace_access",
+            ("auth.grant_default_workspace_access", "auth.enabled", "server.workspaces"),
+            lambda s: _workspace_grant(s),
         ),
         Rule(
             "server.concurrent_artifact_transfers",
@@ -475,6 +515,7 @@ class Settings(StrictModel):
                 "monitoring.max_database_connections",
                 "database.engine",
                 "database.instance_type",
+                "database.existing.endpoint",
             ),
             lambda s: _connections_problem(s.monitoring, s.database),
         ),

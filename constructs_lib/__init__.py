@@ -12,11 +12,13 @@ from ..k8s_charts import (
     ExposureProps,
     ExternalLoadBalancerProps,
     GcProps,
+    InternalLoadBalancerProps,
     MetricsScrapersProps,
     ResourceProps,
+    ServiceMonitorProps,
     WorkloadProps,
 )
-from .artifact_store import ArtifactProps, MlflowArtifactStore
+from .artifact_store import ArtifactProps, ExistingBucket, MlflowArtifactStore
 from .auth import MlflowAuth
 from .cluster import (
     AutoModeCluster,
@@ -25,7 +27,7 @@ from .cluster import (
     ImportedCluster,
 )
 from .database import MlflowDatabase
-from .database_props import DatabaseProps
+from .database_props import DatabaseProps, ExistingDatabase
 from .kubernetes import SUPPORTED_VERSIONS
 from .monitoring import MlflowMonitoring
 from .monitoring_props import MonitoringProps
@@ -39,12 +41,15 @@ __all__ = [
     "AutoModeCluster",
     "ClusterHandle",
     "DatabaseProps",
+    "ExistingBucket",
     "ExistingClusterAttributes",
+    "ExistingDatabase",
     "ExistingVpc",
     "ExposureProps",
     "ExternalLoadBalancerProps",
     "GcProps",
     "ImportedCluster",
+    "InternalLoadBalancerProps",
     "MetricsScrapersProps",
     "MlflowArtifactStore",
     "MlflowAuth",
@@ -54,5 +59,6 @@ __all__ = [
     "MlflowVpc",
     "MonitoringProps",
     "ResourceProps",
+    "ServiceMonitorProps",
     "WorkloadProps",
 ]

@@ -27,7 +27,7 @@ from ..k8s_charts import (
     NodePoolChartProps,
     WorkloadProps,
 )
-from ..k8s_charts.mlflow_chart import LoadBalancerController
+from ..k8s_charts.exposure import LoadBalancerController
 from ..k8s_charts.node_pool_chart import (
     DATABASE_CLIENT_LABEL,
     ephemeral_problem,

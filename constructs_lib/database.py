@@ -5,14 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from .acknowledgements import acknowledge
-from .database_props import ENGINE_MAJOR_VERSIONS, DatabaseProps, Engine
+from .database_props import (
+    ENGINE_MAJOR_VERSIONS,
+    ENGINE_PORTS,
+    DatabaseProps,
+    Engine,
+    ExistingDatabase,
+    endpoint_region,
+    instance_identifier,
+)
+from .references import imported_key, same_place
 
 SERVER_LOGIN = "mlflow_server"
 """The server's database user (the master user is `mlflow`)."""
@@ -39,7 +48,7 @@ def _engine_spec(engine: Engine) -> _EngineSpec:
             engine=rds.DatabaseInstanceEngine.mysql(
                 version=rds.MysqlEngineVersion.of(major, major)
             ),
-            port=3306,
+            port=ENGINE_PORTS["mysql"],
             parameters={
                 # RDS documents this instance parameter's allowed values as 0/1 (not ON/OFF):
                 # https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/mysql-ssl-connections.require-ssl.html
@@ -56,7 +65,7 @@ def _engine_spec(engine: Engine) -> _EngineSpec:
         engine=rds.DatabaseInstanceEngine.postgres(
             version=rds.PostgresEngineVersion.of(major, major)
         ),
-        port=5432,
+        port=ENGINE_PORTS["postgres"],
         parameters={"rds.force_ssl": "1"},
         log_exports=["postgresql"],
     )
@@ -80,16 +89,21 @@ class MlflowDatabase(Construct):
     in the given (isolated) subnets with a security group that admits nobody until a client
     is allowed in (MlflowTrackingServer admits the cluster's security group).
 
+    Or an existing instance (`props.existing`, as the config file's `database.existing`): it is
+    imported by its endpoint, with its security group and the secret of a login that may
+    create databases and logins; nothing of it is created, changed or deleted here.
+
     Two logins, each in its own secret: the instance's master login (`secret`), which only
     the migration Job reads, and the server's (`server_login_secret`, user `mlflow_server`,
     password generated), which the Job makes and gives MLflow's databases and nothing else
     (mlflow_launcher.dblogin); the server, gc and the check connect with it. Both are retained
-    with the data.
+    with the data (an existing instance's secret is its owner's).
 
-    Attributes: `props`, `instance` (the primary child, id "Resource"), `secret`,
-    `server_login_secret`, `security_group`, `parameter_group`, `port`, `engine`,
-    `database_name`, `instance_type` (e.g. `t4g.medium`), `allocated_storage_gib`,
-    `read_replica` (or None).
+    Attributes: `props`, `instance` (the primary child, id "Resource"; imported for an
+    existing instance), `secret`, `server_login_secret`, `security_group`, `parameter_group`
+    (None for an existing instance), `port`, `engine`, `database_name`, `instance_type` (e.g.
+    `t4g.medium`) and `allocated_storage_gib` (None for an existing instance), `read_replica`
+    (or None), `existing` (whether the instance is an existing one).
     """
 
     def __init__(
@@ -109,7 +123,9 @@ class MlflowDatabase(Construct):
         :param props: the config file's `database` section (engine, instance type, storage,
             Multi-AZ, read replica, backups). Its `removal_policy`: `snapshot` keeps the data
             (a final snapshot, the credentials secrets retained) and turns on deletion
-            protection; `destroy` deletes both with the stack. Default: `DatabaseProps()`.
+            protection; `destroy` deletes both with the stack. With `existing.endpoint`, that
+            instance instead (then leave `subnets`, `security_group` and
+            `credentials_secret` out: `existing` names them). Default: `DatabaseProps()`.
         :param subnets: Default: the VPC's isolated subnets (no route to the internet), or its
             private subnets when it has none (an imported VPC known by private subnets only).
         :param security_group: bring your own; the server's ingress rule is added to it.
@@ -118,7 +134,8 @@ class MlflowDatabase(Construct):
             `username` and `password` (the launcher reads those two keys), used as the master
             credentials; you own its lifecycle. Default: credentials generated into a new
             secret, retained with the data.
-        :param database_name: Default: mlflow.
+        :param database_name: the tracking database (the auth database is
+            `mlflow_auth`). Default: mlflow.
 
         With `props.read_replica`, an RDS read replica of the same class, subnets, security
         group and TLS-required parameters, to which MLflow sends its searches. It holds nothing
@@ -129,8 +146,83 @@ class MlflowDatabase(Construct):
         self.props = props
         spec = _engine_spec(props.engine)
         self.engine: Engine = props.engine
-        self.port = spec.port
         self.database_name = database_name
+        self.existing = bool(props.existing.endpoint)
+        self.read_replica: rds.DatabaseInstanceReadReplica | None = None
+        if self.existing:
+            given = [
+                name
+                for name, value in (
+                    ("subnets", subnets),
+                    ("security_group", security_group),
+                    ("credentials_secret", credentials_secret),
+                )
+                if value is not None
+            ]
+            if given:
+                raise ValueError(
+                    f"props.existing names the instance, its security group and its secret: "
+                    f"leave {', '.join(given)} out"
+                )
+            self._import(props.existing, spec)
+        else:
+            self._create(props, spec, vpc, subnets, security_group, credentials_secret)
+        keep = props.removal_policy != "destroy"
+        self.server_login_secret: secretsmanager.ISecret = self._server_login(keep)
+
+    def _import(self, existing: ExistingDatabase, spec: _EngineSpec) -> None:
+        """The existing instance, its security group and its login's secret, by reference."""
+        assert existing.endpoint and existing.secret_arn and existing.security_group_id
+        same_place(
+            Stack.of(self),
+            "database.existing.endpoint",
+            "the server stack grants snapshots of the instance, and its pods read the secret, "
+            "in the stack's region",
+            region=endpoint_region(existing.endpoint),
+        )
+        self.port = existing.port or spec.port
+        self.instance_type: str | None = None
+        self.allocated_storage_gib: int | None = None
+        self.parameter_group: rds.ParameterGroup | None = None
+        self.security_group: ec2.ISecurityGroup = ec2.SecurityGroup.from_security_group_id(
+            self,
+            "SecurityGroup",
+            existing.security_group_id,
+            # The server stack adds its ingress rule to its own import of the group.
+            mutable=False,
+            allow_all_outbound=False,
+        )
+        self.instance: rds.IDatabaseInstance = (
+            rds.DatabaseInstance.from_database_instance_attributes(
+                self,
+                "Resource",
+                instance_identifier=instance_identifier(existing.endpoint),
+                instance_endpoint_address=existing.endpoint,
+                port=self.port,
+                security_groups=[self.security_group],
+                engine=spec.engine,
+            )
+        )
+        # The complete ARN: a grant then names this secret exactly.
+        self.secret: secretsmanager.ISecret = secretsmanager.Secret.from_secret_attributes(
+            self,
+            "Secret",
+            secret_complete_arn=existing.secret_arn,
+            # WorkloadRoles lets the migration Job decrypt with it, through Secrets Manager only.
+            encryption_key=imported_key(self, "SecretKey", existing.secret_kms_key_arn),
+        )
+
+    def _create(
+        self,
+        props: DatabaseProps,
+        spec: _EngineSpec,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection | None,
+        security_group: ec2.ISecurityGroup | None,
+        credentials_secret: secretsmanager.ISecret | None,
+    ) -> None:
+        self.port = spec.port
+        database_name = self.database_name
         instance_type = ec2.InstanceType(props.instance_type)
         self.instance_type = props.instance_type
         self.allocated_storage_gib = props.allocated_storage_gib
@@ -138,7 +230,7 @@ class MlflowDatabase(Construct):
             RemovalPolicy.DESTROY if props.removal_policy == "destroy" else RemovalPolicy.SNAPSHOT
         )
 
-        self.security_group: ec2.ISecurityGroup = security_group or ec2.SecurityGroup(
+        self.security_group = security_group or ec2.SecurityGroup(
             self,
             "SecurityGroup",
             vpc=vpc,
@@ -169,7 +261,7 @@ class MlflowDatabase(Construct):
             "cloudwatch_logs_exports": spec.log_exports,
             "publicly_accessible": False,
         }
-        self.instance = rds.DatabaseInstance(
+        instance = rds.DatabaseInstance(
             self,
             "Resource",
             engine=spec.engine,
@@ -190,16 +282,16 @@ class MlflowDatabase(Construct):
             removal_policy=removal_policy,
             **common,
         )
+        self.instance = instance
         self.read_replica = self._read_replica(common) if props.read_replica else None
-        secret = self.instance.secret
+        secret = instance.secret
         assert secret is not None  # both credential kinds attach a secret
-        self.secret: secretsmanager.ISecret = secret
+        self.secret = secret
         if credentials_secret is None:
             self._keep_generated_secret(keep)
-        self.server_login_secret: secretsmanager.ISecret = self._server_login(keep)
         # CDK's template validation, not cdk-nag: acknowledged directly (acknowledge() is for
         # cdk-nag's findings, which tests/compliance matches one for one).
-        Validations.of(self.instance).acknowledge(
+        Validations.of(instance).acknowledge(
             Acknowledgment(
                 id="CloudFormation-Validate::E9006",
                 reason="The engine's major version alone (the validator lists only full "
@@ -209,11 +301,11 @@ class MlflowDatabase(Construct):
                 "recent release\"; the same linter rule's false positive, cfn-lint issue #3849).",
             )
         )
-        for instance in (self.instance, self.read_replica):
-            if instance is None:
+        for created in (instance, self.read_replica):
+            if created is None:
                 continue
             acknowledge(
-                instance,
+                created,
                 "AwsSolutions-RDS11",
                 "The engine's default port: the instance is in isolated subnets and its "
                 "security group admits only the cluster security group; a non-standard port "
@@ -221,7 +313,7 @@ class MlflowDatabase(Construct):
             )
             if not props.multi_az:
                 acknowledge(
-                    instance,
+                    created,
                     "AwsSolutions-RDS3",
                     "Single-AZ because the `database.multi_az` setting is false (cost, for "
                     "small and test deployments); set it to true for production.",

@@ -55,26 +55,36 @@ def _function(scope: Construct) -> lambda_.IFunction:
     acknowledge_wildcard_resources(
         role,
         lambda: ["*"],
-        "elasticloadbalancing:DescribeLoadBalancers has no resource-level permissions, and "
-        "the function's log group is created by Lambda under its generated name; the role "
-        "can read load balancer descriptions and write logs, nothing else.",
+        "elasticloadbalancing:DescribeLoadBalancers (and ec2:DescribeSubnets, for the sign-in "
+        "load balancer's subnets) have no resource-level permissions, and the function's log "
+        "group is created by Lambda under its generated name; the role can read load balancer "
+        "and subnet descriptions and write logs, nothing else.",
     )
     return function
 
 
 class LoadBalancerDimension(Construct):
     """`dimension`: the `LoadBalancer` dimension of the load balancer whose DNS name is
-    `dns_name` (a deploy-time value); `arn`: its ARN. The deploy fails with the reason if no
-    load balancer has it."""
+    `dns_name` (a deploy-time value); `arn`: its ARN; with `subnets`, `subnet_cidrs`: its
+    subnets' CIDR blocks, comma-separated. The deploy fails with the reason if no load balancer
+    has it."""
 
-    def __init__(self, scope: Construct, id: str, *, dns_name: str) -> None:
+    def __init__(self, scope: Construct, id: str, *, dns_name: str, subnets: bool = False) -> None:
         super().__init__(scope, id)
+        function = _function(self)
+        if subnets:
+            # DescribeSubnets has no resource-level permissions either (Service Authorization
+            # Reference, Amazon EC2).
+            function.add_to_role_policy(
+                iam.PolicyStatement(actions=["ec2:DescribeSubnets"], resources=["*"])
+            )
         resource = CustomResource(
             self,
             "Resource",
-            service_token=_function(self).function_arn,
+            service_token=function.function_arn,
             resource_type="Custom::LoadBalancerDimension",
-            properties={"DnsName": dns_name},
+            properties={"DnsName": dns_name, **({"Subnets": "true"} if subnets else {})},
         )
         self.dimension = resource.get_att_string("Dimension")
         self.arn = resource.get_att_string("Arn")
+        self.subnet_cidrs = resource.get_att_string("SubnetCidrs") if subnets else None

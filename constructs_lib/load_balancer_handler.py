@@ -1,5 +1,6 @@
 """Lambda handler (inline code, standard library and the runtime's boto3 only): the ARN and
-CloudWatch dimension of the load balancer that has a given DNS name.
+CloudWatch dimension of the load balancer that has a given DNS name, and on request the CIDRs
+of its subnets (where an ALB's requests to IP targets come from).
 
 CloudWatch names an NLB by the end of its ARN, `net/<name>/<id>`; the controller gives the
 Service only the DNS name. Rather than cut the name out of the DNS name by position (which
@@ -10,36 +11,44 @@ import json
 import urllib.request
 
 
-def find_arn(client, dns_name):
-    """The ARN of the load balancer whose DNSName is `dns_name` (any case)."""
+def find(client, dns_name):
+    """The load balancer whose DNSName is `dns_name` (any case)."""
     wanted = dns_name.rstrip(".").lower()
     for page in client.get_paginator("describe_load_balancers").paginate():
         for balancer in page["LoadBalancers"]:
             if balancer["DNSName"].lower() == wanted:
-                return balancer["LoadBalancerArn"]
+                return balancer
     raise LookupError(
         f"no load balancer of this account and region has the DNS name {dns_name}: was its "
         "Service deleted, or is it in another region?"
     )
 
 
-def handle(event, client):
+def handle(event, client, ec2=None):
     """The CloudFormation custom resource protocol: (status, physical id, data, reason)."""
     if event["RequestType"] == "Delete":
         return "SUCCESS", event["PhysicalResourceId"], {}, ""
+    properties = event["ResourceProperties"]
     try:
-        arn = find_arn(client, event["ResourceProperties"]["DnsName"])
+        balancer = find(client, properties["DnsName"])
     except LookupError as error:
         return "FAILED", event.get("PhysicalResourceId", "none"), {}, str(error)
+    arn = balancer["LoadBalancerArn"]
     found = arn.split(":loadbalancer/", 1)[1]  # net/<name>/<id>, app/<name>/<id>
-    return "SUCCESS", found, {"Dimension": found, "Arn": arn}, ""
+    data = {"Dimension": found, "Arn": arn}
+    if properties.get("Subnets") == "true":
+        ids = [zone["SubnetId"] for zone in balancer["AvailabilityZones"]]
+        subnets = ec2.describe_subnets(SubnetIds=ids)["Subnets"]
+        data["SubnetCidrs"] = ",".join(sorted(s["CidrBlock"] for s in subnets))
+    return "SUCCESS", found, data, ""
 
 
 def handler(event, context):  # pragma: no cover - the Lambda entry point
     try:
         import boto3
 
-        status, physical_id, data, reason = handle(event, boto3.client("elbv2"))
+        clients = boto3.client("elbv2"), boto3.client("ec2")
+        status, physical_id, data, reason = handle(event, *clients)
     except Exception as error:  # no answer would leave CloudFormation waiting an hour
         status, physical_id, data = "FAILED", event.get("PhysicalResourceId", "none"), {}
         reason = f"{type(error).__name__}: {error}"

@@ -71,8 +71,9 @@ def default_max_connections(engine: str, instance_type: str) -> int | None:
 class MlflowMonitoring(Construct):
     """CloudWatch alarms and a dashboard for one MLflow deployment.
 
-    Alarms: database CPU, connections, free storage, the read replica's lag, and per load
-    balancer, unhealthy targets and no healthy target. Each alarm (and its recovery) goes to
+    Alarms: database CPU, connections, free storage (not for an existing instance, whose
+    allocation is unknown here), the read replica's lag, and per load balancer, unhealthy
+    targets and no healthy target. Each alarm (and its recovery) goes to
     `alarm_topic` when given.
 
     Attributes: `alarms` (by name), `dashboard`.
@@ -90,7 +91,8 @@ class MlflowMonitoring(Construct):
     ) -> None:
         """
         :param database: the backend store (and its read replica, if any); its class sizes
-            the connections alarm, its initial storage the free storage alarm.
+            the connections alarm, its initial storage the free storage alarm (an existing
+            instance has neither here: `props.max_database_connections` is then needed).
         :param load_balancer_hosts: load balancer kind -> DNS name (MlflowTrackingServer's
             `load_balancer_hosts`).
         :param alarm_topic: where alarms and recoveries are sent. Default: none (the alarms
@@ -107,13 +109,20 @@ class MlflowMonitoring(Construct):
         self._topic = alarm_topic
         self.alarms: dict[str, cloudwatch.Alarm] = {}
         instance = database.instance
-        limit = max_database_connections or default_max_connections(
-            database.engine, database.instance_type
+        limit = max_database_connections or (
+            default_max_connections(database.engine, database.instance_type)
+            if database.instance_type
+            else None
         )
         if limit is None:
             raise ValueError(
-                f"max_database_connections: the instance class {database.instance_type!r} is "
-                "not a t, m or r class, so its max_connections cannot be estimated; give it"
+                "max_database_connections: "
+                + (
+                    f"the instance class {database.instance_type!r} is not a t, m or r class"
+                    if database.instance_type
+                    else "the database is an existing instance of unknown class"
+                )
+                + ", so its max_connections cannot be estimated; give it"
             )
         storage = database.allocated_storage_gib
         self._alarm(
@@ -131,15 +140,18 @@ class MlflowMonitoring(Construct):
             what=f"database connections at or above {CONNECTIONS_SHARE:.0%} of max_connections "
             f"({limit}) for 10 minutes",
         )
-        self._alarm(
-            "DatabaseFreeStorage",
-            instance.metric_free_storage_space(period=Duration.minutes(5), statistic="Minimum"),
-            int(storage * FREE_STORAGE_SHARE * 2**30),
-            periods=6,
-            below=True,
-            what=f"database free storage at or below {FREE_STORAGE_SHARE:.0%} of "
-            f"{storage} GiB for 30 minutes (storage autoscaling did not help)",
-        )
+        # An existing instance's storage is its owner's to size and watch: its allocation is
+        # not known here.
+        if storage is not None:
+            self._alarm(
+                "DatabaseFreeStorage",
+                instance.metric_free_storage_space(period=Duration.minutes(5), statistic="Minimum"),
+                int(storage * FREE_STORAGE_SHARE * 2**30),
+                periods=6,
+                below=True,
+                what=f"database free storage at or below {FREE_STORAGE_SHARE:.0%} of "
+                f"{storage} GiB for 30 minutes (storage autoscaling did not help)",
+            )
         if database.read_replica is not None:
             self._alarm(
                 "ReplicaLag",

@@ -49,7 +49,8 @@ class MonitoringProps(Props):
         ge=1,
         description=(
             "The database's max_connections, for the connections alarm. Default: estimated "
-            "from database.instance_type (t, m and r classes); required for other classes."
+            "from database.instance_type (t, m and r classes); required for other classes and "
+            "for an existing instance (database.existing)."
         ),
     )
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import cdk8s
-from aws_cdk import Duration, RemovalPolicy, Stack, Token
+from aws_cdk import Annotations, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_eks_v2 as eks
@@ -38,12 +38,23 @@ from .deploy_check import (
     read_object_value,
 )
 from .load_balancer_dimension import LoadBalancerDimension
+from .references import same_place
 from .review import resolve_for_review
 from .workload_roles import WorkloadRoles
 
 INSTANCE = "mlflow"
 """The chart's instance: its objects' names and the ServiceAccounts' (`mlflow`,
 `mlflow-migrate`, `mlflow-gc`)."""
+
+PLAIN_HTTP_SIGN_IN = "mlflow:sign-in-over-plain-http"
+"""The warning's ID: a CDK app that accepts plain HTTP inside its VPC acknowledges it by this
+(`Annotations.of(server).acknowledge_warning(...)`)."""
+PLAIN_HTTP_SIGN_IN_WARNING = (
+    "Sign-in is on (auth.enabled) but the internal load balancer serves plain HTTP: every "
+    "request's basic-auth password crosses the VPC in clear. Set "
+    "exposure.internal.certificate_arn (an ACM certificate, public or from AWS Private CA) and "
+    "exposure.internal.hostname to serve HTTPS (docs/operations.md, TLS on the load balancers)."
+)
 
 LOAD_BALANCER_TIMEOUT = Duration.minutes(10)
 """A new NLB gets its DNS name within a few minutes of its Service."""
@@ -67,8 +78,9 @@ class MlflowTrackingServer(Construct):
     uses the server as a user would, failing the deploy with its reason (DeployCheck).
 
     Attributes: `role`, `image`, `chart`, `manifest`, `database_ingress`, `workload`,
-    `namespace`, `service_account_name`, `service_names`, `auth`, `auth_secrets`, `revision`,
-    `load_balancer_hosts` (kind -> DNS name, resolved at deploy time), `deploy_check` (or None).
+    `namespace`, `service_account_name`, `service_names`, `exposure`, `auth`, `auth_secrets`,
+    `revision`, `load_balancer_hosts` (kind -> DNS name, resolved at deploy time),
+    `deploy_check` (or None).
     """
 
     def __init__(
@@ -103,9 +115,10 @@ class MlflowTrackingServer(Construct):
             resources, allowed hosts, architecture, scratch space, drain); passed to the chart
             unchanged. Default: `WorkloadProps()`, the config file's defaults.
         :param exposure: the load balancers (the config file's `exposure` section): an
-            internal NLB, and with `external.enabled` an internet-facing TLS NLB; the cluster's
-            controller (`cluster.load_balancer_class`) provisions them. Default:
-            `ExposureProps()`, the internal one only.
+            internal NLB (plain HTTP, or HTTPS with `internal.certificate_arn`; with sign-in on
+            over plain HTTP, synth warns: PLAIN_HTTP_SIGN_IN), and with `external.enabled` an
+            internet-facing TLS NLB; the cluster's controller (`cluster.load_balancer_class`)
+            provisions them. Default: `ExposureProps()`, the internal one only, plain HTTP.
         :param image_directory: Docker build context. Default: this repository's image/.
         :param deploy_check: wait for the rollout and verify the server through its names
             before the deploy succeeds. Default: true.
@@ -115,13 +128,13 @@ class MlflowTrackingServer(Construct):
         """
         super().__init__(scope, id)
         exposure = exposure or ExposureProps()
-        external = exposure.external
-        if external.enabled and external.certificate_arn:
-            _same_place(Stack.of(self), external.certificate_arn, "exposure.external")
+        for key, section in (("internal", exposure.internal), ("external", exposure.external)):
+            if section.enabled and section.certificate_arn:
+                _certificate_here(Stack.of(self), section.certificate_arn, f"exposure.{key}")
         auth = auth or AuthProps()
         sso = auth.sso if auth.enabled and auth.sso.enabled else None
         if sso is not None and sso.certificate_arn:
-            _same_place(Stack.of(self), sso.certificate_arn, "auth.sso")
+            _certificate_here(Stack.of(self), sso.certificate_arn, "auth.sso")
         if auth.enabled and auth_secrets is None:
             raise ValueError(
                 "auth_secrets is required with auth.enabled: an MlflowAuth (the sign-in "
@@ -215,26 +228,36 @@ class MlflowTrackingServer(Construct):
         anonymous = anonymous_problem(auth, list(props.service_names))
         if anonymous:
             raise ValueError(f"auth.allow_anonymous_through {anonymous}")
+        if props.sign_in and "internal" in props.service_names and not exposure.internal.tls:
+            Annotations.of(self).add_warning_v2(PLAIN_HTTP_SIGN_IN, PLAIN_HTTP_SIGN_IN_WARNING)
         self.service_names = props.service_names
+        self.exposure = exposure
         hosts = self._load_balancer_hosts(cluster.cluster)
         self.sso_host = self._sso_host(cluster.cluster) if sso else None
+        # The ALB the sign-in Ingress got: its DNS name (the target of the team's record for
+        # auth.sso.hostname), its ARN (the signer of the identity it passes to MLflow) and its
+        # subnets (the only addresses that identity may come from).
+        self.sso_load_balancer = (
+            LoadBalancerDimension(
+                self, "SsoLoadBalancer", dns_name=self.sso_host.value, subnets=True
+            )
+            if self.sso_host
+            else None
+        )
         props = replace(
             props,
             migration_revision=self._migration_revision(props),
             load_balancer_dns_names={kind: value.value for kind, value in hosts.items()},
+            sso_signer_arn=self.sso_load_balancer.arn if self.sso_load_balancer else None,
+            sso_trusted_cidrs=(
+                self.sso_load_balancer.subnet_cidrs if self.sso_load_balancer else None
+            ),
         )
         self.auth = auth
         self.auth_secrets = auth_secrets
         self.chart = MlflowChart(cdk8s.App(), "Mlflow", props=props)
         self.load_balancer_manifest = self._apply_load_balancers(
             cluster.cluster, [*hosts.values(), *([self.sso_host] if self.sso_host else [])]
-        )
-        # The ALB the sign-in Ingress got: its DNS name (the target of the team's record for
-        # auth.sso.hostname) and its ARN, which signs the identity it passes to MLflow.
-        self.sso_load_balancer = (
-            LoadBalancerDimension(self, "SsoLoadBalancer", dns_name=self.sso_host.value)
-            if self.sso_host
-            else None
         )
         # Pods read the ConfigMap only at start: a digest of its (resolved) data in the pod
         # template makes a settings change roll the pods, as an image change does.
@@ -360,17 +383,15 @@ def _revision(scope: Construct, objects: list[dict[str, Any]]) -> str:
     return hashlib.sha256(resolved.encode()).hexdigest()[:12]
 
 
-def _same_place(stack: Stack, certificate_arn: str, section: str) -> None:
+def _certificate_here(stack: Stack, certificate_arn: str, section: str) -> None:
     """A load balancer serves ACM certificates of its own account and region only; where the
-    stack's environment is known at synth, a certificate from elsewhere is refused here rather
-    than by the load balancer controller after the deploy."""
+    stack's environment is known at synth, one from elsewhere is refused here rather than by
+    the load balancer controller after the deploy."""
     region, account = arn_region_and_account(certificate_arn)
-    for kind, ours, theirs in (
-        ("region", stack.region, region),
-        ("account", stack.account, account),
-    ):
-        if not Token.is_unresolved(ours) and ours != theirs:
-            raise ValueError(
-                f"{section}.certificate_arn is in {kind} {theirs}, the stack in "
-                f"{ours}: the load balancer can serve certificates of its own {kind} only"
-            )
+    same_place(
+        stack,
+        f"{section}.certificate_arn",
+        "the load balancer can serve certificates of its own account and region only",
+        region=region,
+        account=account,
+    )

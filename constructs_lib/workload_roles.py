@@ -2,9 +2,11 @@
 
 - the server (ServiceAccount `mlflow`): read, write, list and delete objects under the artifact
   prefix, the S3 actions named one by one (no object versions, retention, legal holds or bucket
-  settings); read the server's database login and the sign-in secrets;
-- the migration Job (`mlflow-migrate`): read the instance's master login and the server's login
-  (it makes the latter); create, tag and list the snapshots it takes before a schema change;
+  settings), and with an existing bucket's own KMS key, data keys and decryption through S3;
+  read the server's database login and the sign-in secrets;
+- the migration Job (`mlflow-migrate`): read the instance's master login (decrypting it through
+  Secrets Manager when an existing secret has a key of its own) and the server's login (it makes
+  the latter); create, tag and list the snapshots it takes before a schema change;
 - the gc CronJob (`mlflow-gc`): read the server's database login and the admin login (it
   deletes through the server, which deletes the artifacts);
 - the sign-in load balancer's secret sync (`mlflow-sso-sync`, with auth.sso): read the IdP
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from .acknowledgements import acknowledge_wildcard_resources
@@ -41,6 +44,11 @@ s3_artifact_repo.py), by the IAM action each S3 operation needs (Amazon S3 API r
 "Policy actions for Amazon S3")."""
 ARTIFACT_BUCKET_ACTIONS = ("s3:ListBucket",)
 """ListObjectsV2, to list a run's artifacts; under the prefix only (s3:prefix condition)."""
+ARTIFACT_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+"""On the bucket's own KMS key (SSE-KMS), what uploads (multipart too) and downloads need: "To
+upload or download an object encrypted with an AWS KMS key ... you need kms:GenerateDataKey and
+kms:Decrypt permissions on the key" (S3 User Guide, Using server-side encryption with AWS KMS
+keys; Multipart upload API and permissions)."""
 
 
 class WorkloadRoles(Construct):
@@ -97,6 +105,10 @@ class WorkloadRoles(Construct):
 
         self.migrate = role("Migrate", self.migrate_account, "migration Job")
         database.secret.grant_read(self.migrate)
+        if database.secret.encryption_key is not None:  # a secret of your own, with a KMS key
+            _allow_key(
+                self.migrate, database.secret.encryption_key, "secretsmanager", ("kms:Decrypt",)
+            )
         database.server_login_secret.grant_read(self.migrate)
         if snapshots:
             self._grant_snapshots(database)
@@ -131,7 +143,7 @@ class WorkloadRoles(Construct):
             )
         )
         if bucket.encryption_key is not None:  # a bucket of your own, with a KMS key
-            bucket.encryption_key.grant_encrypt_decrypt(self.server)
+            _allow_key(self.server, bucket.encryption_key, "s3", ARTIFACT_KEY_ACTIONS)
         acknowledge_wildcard_resources(
             _default_policy(self.server),
             lambda: [objects],
@@ -179,6 +191,25 @@ class WorkloadRoles(Construct):
             f"{SNAPSHOT_PREFIX}* of this instance, and lists the instance's snapshots (names it "
             "cannot know in advance: an operator's count too); describing reads no data.",
         )
+
+
+def _allow_key(role: iam.Role, key: kms.IKey, service: str, actions: tuple[str, ...]) -> None:
+    """`actions` on `key` for `role`, when `service` uses the key on its behalf (kms:ViaService,
+    written as CDK's own grants write it). In the role's policy: CDK's key grants through a
+    ViaServicePrincipal go to the key's policy only, which an imported key does not take (the
+    role would get nothing); the key's own policy must still let IAM policies allow it (a KMS
+    key's default policy does)."""
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=list(actions),
+            resources=[key.key_arn],
+            conditions={
+                "StringEquals": {
+                    "kms:ViaService": f"{service}.{Stack.of(role).region}.amazonaws.com"
+                }
+            },
+        )
+    )
 
 
 def _default_policy(role: iam.Role) -> iam.Policy:

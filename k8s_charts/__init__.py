@@ -8,18 +8,18 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from .auth import AuthProps, AuthSecretIds
 from .deploy_check_chart import DeployCheckChart, DeployCheckChartProps
-from .gc_job import GcProps
-from .mlflow_chart import (
+from .exposure import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
     LB_CONTROLLER_LOAD_BALANCER_CLASS,
     LOAD_BALANCER_CLASSES,
     ExposureProps,
     ExternalLoadBalancerProps,
-    MlflowChart,
-    MlflowChartProps,
+    InternalLoadBalancerProps,
 )
+from .gc_job import GcProps
+from .mlflow_chart import MlflowChart, MlflowChartProps
 from .node_pool_chart import NodePoolChart, NodePoolChartProps
-from .workload import MetricsScrapersProps, ResourceProps, WorkloadProps
+from .workload import MetricsScrapersProps, ResourceProps, ServiceMonitorProps, WorkloadProps
 
 __all__ = [
     "AUTO_MODE_LOAD_BALANCER_CLASS",
@@ -32,11 +32,13 @@ __all__ = [
     "ExposureProps",
     "ExternalLoadBalancerProps",
     "GcProps",
+    "InternalLoadBalancerProps",
     "MetricsScrapersProps",
     "MlflowChart",
     "MlflowChartProps",
     "NodePoolChart",
     "NodePoolChartProps",
     "ResourceProps",
+    "ServiceMonitorProps",
     "WorkloadProps",
 ]

@@ -77,6 +77,14 @@ class AuthProps(Props):
             "this long to reach the other workers and pods."
         ),
     )
+    grant_default_workspace_access: bool = Field(
+        launcher.AUTH_GRANT_DEFAULT_WORKSPACE_ACCESS.default,
+        description="With server.workspaces: users with no role in the `default` workspace "
+        "still get default_permission there, as everywhere before workspaces were on (MLflow's "
+        "grant_default_workspace_access, false in MLflow itself). false: a user sees nothing "
+        "in `default` either until an admin gives them a role there. Other workspaces always "
+        "need a role.",
+    )
 
     sso: SsoProps = Field(
         default_factory=SsoProps,
@@ -143,8 +151,11 @@ def anonymous_problem(auth: AuthProps, ways: list[str]) -> str | None:
     return None
 
 
-def auth_environment(auth: AuthProps, secrets: AuthSecretIds) -> dict[str, str]:
-    """What the launcher needs to run MLflow's basic-auth app: names and ARNs, no secret."""
+def auth_environment(
+    auth: AuthProps, secrets: AuthSecretIds, *, workspaces: bool = False
+) -> dict[str, str]:
+    """What the launcher needs to run MLflow's basic-auth app: names and ARNs, no secret. The
+    workspace grant only with `workspaces` (MLflow reads it only then)."""
     v = launcher
     return v.render(
         {
@@ -154,5 +165,8 @@ def auth_environment(auth: AuthProps, secrets: AuthSecretIds) -> dict[str, str]:
             v.AUTH_DEFAULT_PERMISSION: auth.default_permission,
             v.AUTH_DB_NAME: AUTH_DATABASE_NAME,
             v.AUTH_CACHE_SECONDS: auth.sign_in_cache_seconds,
+            v.AUTH_GRANT_DEFAULT_WORKSPACE_ACCESS: auth.grant_default_workspace_access
+            if workspaces
+            else None,
         }
     )

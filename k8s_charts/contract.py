@@ -187,6 +187,7 @@ def launcher_environment(
     region: str,
     metrics_dir: str,
     read_host: str | None = None,
+    workspaces: bool = False,
 ) -> dict[str, str]:
     """The ConfigMap data the pods load with envFrom. Holds no secret: only its ARN."""
     v = launcher
@@ -226,6 +227,10 @@ def launcher_environment(
             # workers write their counters here; the `metrics` container serves their sum.
             v.EXPOSE_PROMETHEUS: metrics_dir,
             v.METRICS_PORT: METRICS_PORT,
+            # Written only when on: a ConfigMap that changes rolls the pods, and off is the
+            # launcher's (and MLflow's) default. Every pod reads it: the server, the migration
+            # Job, and gc, which must then clean every workspace.
+            v.ENABLE_WORKSPACES: True if workspaces else None,
         }
     )
 
@@ -263,6 +268,64 @@ def guard_environment(workload: WorkloadProps) -> dict[str, str]:
     )
 
 
+def extras_environment(workload: WorkloadProps) -> dict[str, str]:
+    """What the user adds to `mlflow server` (server.extra_args, extra_env), as JSON the
+    launcher parses and checks again; nothing when there is nothing. In the ConfigMap, so its
+    digest rolls the pods when they change."""
+    v = launcher
+    return v.render(
+        {
+            v.SERVER_EXTRA_ARGS: workload.extra_args or None,
+            v.SERVER_EXTRA_ENV: dict(workload.extra_env) or None,
+        }
+    )
+
+
+UNRESOLVED_MARK = "${Token["
+"""How an unresolved CDK token looks inside a string (aws_cdk.Token's encoding)."""
+
+
+def sso_environment(
+    *,
+    alb_arn: str,
+    username_claim: str | None = None,
+    groups_claim: str | None = None,
+    admin_group: str | None = None,
+    issuer: str | None = None,
+    client_id: str | None = None,
+    trusted_cidrs: list[str] | None = None,
+) -> dict[str, str]:
+    """Single sign-on for browsers through the ALB's OIDC action (the launcher's
+    mlflow_launcher.sso): the ALB whose signed header signs people in, which claims name the
+    user and their groups, the IdP group whose members are MLflow admins, the issuer and
+    client the header must name, and the networks (the ALB's subnets) it may come from. None
+    leaves the launcher's default (claims `email` and `groups`; no admin group, issuer or
+    client check; any address).
+
+    `alb_arn` may be a CDK token (the ARN read back once the Ingress made the ALB): written
+    unchecked, the launcher checks it at start. Never a key URL: the launcher fetches keys
+    from AWS's endpoint for the ALB's Region."""
+    v = launcher
+    # Deploy-time values (the ALB's subnets, read back with its ARN) are written unchecked too.
+    cidrs_token = bool(trusted_cidrs) and any(UNRESOLVED_MARK in c for c in trusted_cidrs or ())
+    checked_cidrs = tuple(trusted_cidrs) if trusted_cidrs and not cidrs_token else None
+    env = v.render(
+        {
+            v.SSO_USERNAME_CLAIM: username_claim,
+            v.SSO_GROUPS_CLAIM: groups_claim,
+            v.SSO_ADMIN_GROUP: admin_group,
+            v.SSO_ISSUER: issuer,
+            v.SSO_CLIENT_ID: client_id,
+            v.SSO_TRUSTED_CIDRS: checked_cidrs,
+        }
+    )
+    if cidrs_token:
+        env[v.SSO_TRUSTED_CIDRS.name] = ",".join(trusted_cidrs or ())
+    if UNRESOLVED_MARK in alb_arn:
+        return {v.SSO_ALB_ARN.name: alb_arn, **env}
+    return {**v.render({v.SSO_ALB_ARN: alb_arn}), **env}
+
+
 def verify_environment(
     *,
     targets: list[str],
@@ -276,6 +339,8 @@ def verify_environment(
     rollout_timeout_seconds: int | None = None,
     admin_secret_id: str | None = None,
     region: str | None = None,
+    connect_to: dict[str, str] | None = None,
+    ca_bundle: str | None = None,
 ) -> dict[str, str]:
     """The environment of `mlflow-launcher verify` (the deploy check's Job). No secret: the
     signal URL only lets its holder report this one check's outcome, and with authentication
@@ -283,12 +348,20 @@ def verify_environment(
 
     With `deployment`, it first waits until that Deployment (in `namespace`) has rolled out a
     pod template whose containers run `image` and which carries `pod_annotation`
-    (`<name>=<value>`), for at most `rollout_timeout_seconds`."""
+    (`<name>=<value>`), for at most `rollout_timeout_seconds`. `connect_to`: target name ->
+    the address it is reached at (its name kept for TLS and Host); `ca_bundle`: the CAs https
+    targets must chain to (PEM), instead of the public roots."""
     v = launcher
     env = {
         v.VERIFY_TARGETS: tuple(targets),
         v.VERIFY_TIMEOUT_SECONDS: timeout_seconds,
         v.VERIFY_LOGS_COMMAND: logs_command,
+        v.VERIFY_CONNECT_TO: (
+            tuple(f"{name}={address}" for name, address in connect_to.items())
+            if connect_to
+            else None
+        ),
+        v.VERIFY_CA_BUNDLE: ca_bundle,
     }
     if deployment is not None:
         if not (namespace and image and rollout_timeout_seconds):

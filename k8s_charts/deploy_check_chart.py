@@ -25,6 +25,8 @@ from .contract import (
     CONTAINER_PORT,
     IMAGE_PULL_SECONDS,
     NODE_LAUNCH_SECONDS,
+    SERVICE_PORT,
+    TLS_SERVICE_PORT,
     pod_start_budget,
     verify_environment,
 )
@@ -122,6 +124,10 @@ class DeployCheckChart(cdk8s.Chart):
                 server.auth_secrets.admin if server.sign_in and server.auth_secrets else None
             ),
             "region": server.region,
+            "connect_to": connect_to(server, props.load_balancer_hosts),
+            "ca_bundle": (
+                server.exposure.internal.ca_bundle if "internal" in server.service_names else None
+            ),
         }
         # After a deploy: wait for this deploy's rollout, then check, and signal the verdict.
         self.job = kplus.Job(
@@ -263,10 +269,11 @@ class DeployCheckChart(cdk8s.Chart):
         return account, role
 
     def _network_policy(self, server: MlflowChartProps) -> None:
-        """DNS; the server pods; HTTP to the internal load balancer (its addresses are only
-        known in the VPC); HTTPS for the Kubernetes API (the `kubernetes` Service's endpoints:
-        EKS's control plane ENIs, on 443), presigned S3 downloads and the signal. Nothing
-        inbound."""
+        """DNS; the server pods; the internal load balancer (its addresses are only known in
+        the VPC): HTTPS, or HTTP when it serves plain HTTP (port 80 only then); HTTPS for the
+        Kubernetes API (the `kubernetes` Service's endpoints: EKS's control plane ENIs, on
+        443), presigned S3 downloads and the signal. Nothing inbound."""
+        plain = "internal" in server.service_names and not server.exposure.internal.tls
         egress_only(
             self,
             "NetworkPolicy",
@@ -275,7 +282,7 @@ class DeployCheckChart(cdk8s.Chart):
             rules=[
                 dns(),
                 egress(tcp(CONTAINER_PORT), to_pods=selector_labels(server)),
-                egress(tcp(80, 443)),
+                egress(tcp(SERVICE_PORT, TLS_SERVICE_PORT) if plain else tcp(TLS_SERVICE_PORT)),
             ],
         )
 
@@ -309,13 +316,28 @@ def rollout_budget_seconds(server: MlflowChartProps) -> int:
 
 
 def check_targets(server: MlflowChartProps, load_balancer_hosts: dict[str, str]) -> list[str]:
-    """The base URLs a user inside the VPC would use: the Service's cluster DNS name and the
-    internal load balancer's. (The external one answers under the certificate's name, which
-    only the user's DNS knows, and to the allowed CIDRs only.)"""
+    """The base URLs a user inside the VPC would use: the Service's cluster DNS name (the
+    first) and the internal load balancer's, or with TLS on the certificate's name
+    (`exposure.internal.hostname`), which the Job reaches at the load balancer (connect_to).
+    (The external one answers to the allowed CIDRs only.)"""
     targets = [f"http://{server.service_names['cluster']}.{server.namespace}.svc.cluster.local"]
     if "internal" in server.service_names:
-        targets.append(f"http://{load_balancer_hosts['internal']}")
+        internal = server.exposure.internal
+        if internal.tls:
+            targets.append(f"https://{internal.hostname}")
+        else:
+            targets.append(f"http://{load_balancer_hosts['internal']}")
     return targets
+
+
+def connect_to(server: MlflowChartProps, load_balancer_hosts: dict[str, str]) -> dict[str, str]:
+    """With TLS on the internal load balancer: its certificate's name -> the load balancer's
+    DNS name. The Job verifies the certificate for the name clients use, at the load balancer
+    this deploy made, before (or whether or not) the team's DNS points that name there."""
+    internal = server.exposure.internal
+    if "internal" in server.service_names and internal.tls and internal.hostname:
+        return {internal.hostname: load_balancer_hosts["internal"]}
+    return {}
 
 
 def _selector(server: MlflowChartProps) -> dict[str, str]:

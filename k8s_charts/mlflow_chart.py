@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import cdk8s
 import cdk8s_plus_27 as kplus
 from cdk8s_plus_27 import k8s
 from constructs import Construct
-from pydantic import Field
 
+from . import service_monitor
 from .auth import AuthProps, AuthSecretIds, auth_environment
 from .contract import (
     CONTAINER_PORT,
@@ -24,12 +24,21 @@ from .contract import (
     SERVICE_PORT,
     STARTUP_PROBE_PERIOD_SECONDS,
     TLS_SERVICE_PORT,
+    extras_environment,
     guard_environment,
     launcher_environment,
     migration_environment,
     progress_deadline_seconds,
     schema_wait_environment,
+    sso_environment,
     startup_probe_failures,
+)
+from .exposure import (
+    AUTO_MODE_LOAD_BALANCER_CLASS,
+    LB_ANNOTATION,
+    ExposureProps,
+    tls_annotations,
+    ways_in,
 )
 from .gc_job import GcProps, add_gc_job
 from .hardening import (
@@ -39,35 +48,14 @@ from .hardening import (
     harden,
     small_resources,
 )
+from .launcher_contract import launcher
 from .migration_job import add_migration_job
-from .model import Props
 from .policy import dns, egress, ingress, pods_in_namespaces, tcp
-from .rules import (
-    AcmCertificateArn,
-    Cidr,
-    InvalidProps,
-    Rule,
-    cidrs_needed_problem,
-    internet_problem,
-    ipv6_problem,
-    set_while_off,
-)
+from .rules import InvalidProps
 from .sso import SsoProps
 from .sso_chart import SsoNames, add_sso
 from .workload import WorkloadProps
 
-AUTO_MODE_LOAD_BALANCER_CLASS = "eks.amazonaws.com/nlb"
-"""EKS Auto Mode's own load balancer controller claims Services of this class."""
-LB_CONTROLLER_LOAD_BALANCER_CLASS = "service.k8s.aws/nlb"
-"""The AWS Load Balancer Controller's class, for clusters that run it instead."""
-LoadBalancerController = Literal["auto-mode", "aws-load-balancer-controller"]
-"""Which controller provisions a cluster's load balancers (the config's and the attributes')."""
-LOAD_BALANCER_CLASSES: dict[str, str] = {
-    "auto-mode": AUTO_MODE_LOAD_BALANCER_CLASS,
-    "aws-load-balancer-controller": LB_CONTROLLER_LOAD_BALANCER_CLASS,
-}
-
-_LB = "service.beta.kubernetes.io/aws-load-balancer-"
 LOAD_BALANCERS_ANNOTATION = "mlflow-on-eks/load-balancers"
 """On the pod template: the load balancers' DNS names the server allows."""
 
@@ -76,91 +64,12 @@ METRICS_DIR = f"{TMP_PATH}/prometheus"
 SCRAPE_ANNOTATIONS = {
     "prometheus.io/scrape": "true",
     "prometheus.io/port": str(METRICS_PORT),
-    "prometheus.io/path": "/metrics",
+    "prometheus.io/path": launcher.METRICS_PATH,
 }
 """The common convention for annotation-driven scrapers (Prometheus' kubernetes_sd examples)."""
 
 SHUTDOWN_SECONDS = 30
 """What a pod gets after its drain delay to finish in-flight requests before SIGKILL."""
-
-
-def _when_enabled(rule: Rule) -> Rule:
-    return Rule(rule.key, ("enabled", *rule.reads), lambda e: rule.check(e) if e.enabled else None)
-
-
-EXTERNAL_RULES = (
-    set_while_off(
-        ("allowed_cidrs", "certificate_arn"),
-        "allowed_cidrs/certificate_arn are set; set enabled: true or remove them",
-    ),
-    Rule(
-        "certificate_arn",
-        ("enabled", "certificate_arn"),
-        lambda e: (
-            "is required with enabled: true; the external load balancer serves HTTPS only"
-            if e.enabled and e.certificate_arn is None
-            else None
-        ),
-    ),
-    *map(
-        _when_enabled,
-        (
-            Rule(
-                "allowed_cidrs", ("allowed_cidrs",), lambda e: cidrs_needed_problem(e.allowed_cidrs)
-            ),
-            Rule("allowed_cidrs", ("allowed_cidrs",), lambda e: ipv6_problem(e.allowed_cidrs)),
-            Rule(
-                "allowed_cidrs",
-                ("allowed_cidrs", "allow_internet"),
-                lambda e: internet_problem(e.allowed_cidrs, e.allow_internet),
-            ),
-        ),
-    ),
-)
-"""Rules between the external load balancer's fields."""
-
-
-class ExternalLoadBalancerProps(Props):
-    """An internet-facing load balancer, off by default: the sign-in page and the API are then
-    open to password guessing from every listed network. It terminates TLS and admits the
-    listed sources only. The config file's `exposure.external` section."""
-
-    RULES = EXTERNAL_RULES
-
-    enabled: bool = Field(False, description="Create an internet-facing load balancer.")
-    allowed_cidrs: tuple[Cidr, ...] = Field(
-        (),
-        description="Source ranges allowed to reach it (loadBalancerSourceRanges); required. "
-        "IPv4 only: the load balancer has no IPv6 address.",
-    )
-    certificate_arn: AcmCertificateArn | None = Field(
-        None, description="ACM certificate for TLS on port 443; required when enabled."
-    )
-    allow_internet: bool = Field(
-        False,
-        description="Explicit opt-in needed for allowed_cidrs that admit every IPv4 or IPv6 "
-        "address: 0.0.0.0/0, ::/0, or ranges that add up to them (0.0.0.0/1 + 128.0.0.0/1).",
-    )
-
-
-class ExposureProps(Props):
-    """How clients reach the server besides the in-cluster ClusterIP service: the config
-    file's `exposure` section, and MlflowTrackingServer's and the chart's `exposure`."""
-
-    internal: bool = Field(True, description="An internal (VPC-only) network load balancer.")
-    external: ExternalLoadBalancerProps = Field(default_factory=ExternalLoadBalancerProps)
-
-
-def ways_in(exposure: ExposureProps) -> list[str]:
-    """The Services clients come through: `cluster` always, `internal` and `external` as
-    `exposure` asks. `exposure` may be any value with its fields (the config's rules pass
-    the valid fields of an otherwise invalid section)."""
-    ways = ["cluster"]
-    if exposure.internal:
-        ways.append("internal")
-    if exposure.external.enabled:
-        ways.append("external")
-    return ways
 
 
 @dataclass(frozen=True)
@@ -238,6 +147,13 @@ class MlflowChartProps:
     `load_balancer_objects()`): the server allows exactly these as Host and browser origin.
     Default: none, which allows every NLB name of the region, any account's (a chart applied
     on its own, whose load balancers' names are not known when the ConfigMap is written)."""
+    sso_signer_arn: str | None = None
+    """The sign-in ALB's ARN, read back once its Ingress made it (a deploy-time value), with
+    `auth.sso.enabled`: the server accepts the identity header signed by this ALB only.
+    Default: none (no header accepted)."""
+    sso_trusted_cidrs: str | None = None
+    """The sign-in ALB's subnets' CIDR blocks, comma-separated (a deploy-time value): the only
+    sources the server accepts the identity header from. Default: none (any source)."""
     sso_sync_role_arn: str | None = None
     """IAM role of the sign-in load balancer's secret sync (its own ServiceAccount,
     `<instance>-sso-sync`), with `auth.sso.enabled`: it may read the IdP client's secret.
@@ -297,7 +213,8 @@ class MlflowChart(cdk8s.Chart):
     """Namespace, ServiceAccount (IRSA), ConfigMap, Deployment, Services, PDB, NetworkPolicy, HPA.
 
     Public attributes: `namespace_object`, `service_account`, `config_map`, `deployment`,
-    `services` (by kind: cluster, internal, external), `gc` (the CronJob, or None).
+    `services` (by kind: cluster, internal, external), `gc` (the CronJob, or None),
+    `metrics_service` and `service_monitor` (with server.service_monitor, else None).
     """
 
     def __init__(self, scope: Construct, id: str, *, props: MlflowChartProps) -> None:
@@ -356,13 +273,18 @@ class MlflowChart(cdk8s.Chart):
                 region=props.region,
                 metrics_dir=METRICS_DIR,
                 read_host=props.db_read_host,
+                workspaces=props.workload.workspaces,
             )
             | guard_environment(props.workload)
+            | extras_environment(props.workload)
             | (
-                auth_environment(props.auth, props.auth_secrets)
+                auth_environment(
+                    props.auth, props.auth_secrets, workspaces=props.workload.workspaces
+                )
                 if props.auth and props.auth.enabled and props.auth_secrets
                 else {}
-            ),
+            )
+            | _sso_environment(props),
         )
         self.migration = add_migration_job(
             self,
@@ -407,6 +329,7 @@ class MlflowChart(cdk8s.Chart):
             else None
         )
         self.services = self._services()
+        self._service_monitor()
         self.sso_names = SsoNames(props.instance)
         self.sso_objects = (
             add_sso(
@@ -417,7 +340,11 @@ class MlflowChart(cdk8s.Chart):
                 load_balancer_class=props.load_balancer_class,
                 backend_service=props.service_names["cluster"],
                 backend_port=SERVICE_PORT,
-                target_group_attributes=self._target_group_attributes(),
+                # The drain's delay only: connection_termination is an NLB-only attribute
+                # (ELB API reference, TargetGroupAttribute), which an ALB target group refuses.
+                target_group_attributes=(
+                    f"deregistration_delay.timeout_seconds={props.workload.drain_seconds}"
+                ),
                 image=props.image,
                 sync_role_arn=props.sso_sync_role_arn,
                 revision=props.migration_revision,
@@ -645,36 +572,70 @@ class MlflowChart(cdk8s.Chart):
                 "ClusterService", names["cluster"], kplus.ServiceType.CLUSTER_IP
             )
         }
+        internal, external = props.exposure.internal, props.exposure.external
         if "internal" in names:
             services["internal"] = self._service(
                 "InternalService",
                 names["internal"],
                 kplus.ServiceType.LOAD_BALANCER,
-                annotations={
-                    f"{_LB}scheme": "internal",
-                    f"{_LB}nlb-target-type": "ip",
-                    f"{_LB}target-group-attributes": self._target_group_attributes(),
-                },
+                # HTTPS only with a certificate: no plain listener beside it that a client
+                # could send its password to.
+                port=TLS_SERVICE_PORT if internal.tls else SERVICE_PORT,
+                annotations=self._load_balancer_annotations(
+                    "internal", internal.certificate_arn, internal.ssl_policy
+                ),
             )
-        external = props.exposure.external
         if "external" in names:
             services["external"] = self._service(
                 "ExternalService",
                 names["external"],
                 kplus.ServiceType.LOAD_BALANCER,
                 port=TLS_SERVICE_PORT,
-                annotations={
-                    f"{_LB}scheme": "internet-facing",
-                    f"{_LB}nlb-target-type": "ip",
-                    f"{_LB}ssl-cert": external.certificate_arn,
-                    f"{_LB}ssl-ports": str(TLS_SERVICE_PORT),
-                    f"{_LB}ssl-negotiation-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
-                    f"{_LB}backend-protocol": "tcp",
-                    f"{_LB}target-group-attributes": self._target_group_attributes(),
-                },
+                annotations=self._load_balancer_annotations(
+                    "internet-facing", external.certificate_arn, external.ssl_policy
+                ),
                 source_ranges=list(external.allowed_cidrs),
             )
         return services
+
+    def _load_balancer_annotations(
+        self, scheme: str, certificate_arn: str | None, ssl_policy: str
+    ) -> dict[str, str]:
+        """An NLB of `scheme` with pods as its targets; TLS terminated there with a certificate."""
+        annotations = {
+            f"{LB_ANNOTATION}scheme": scheme,
+            f"{LB_ANNOTATION}nlb-target-type": "ip",
+        }
+        if certificate_arn is not None:
+            annotations |= tls_annotations(
+                certificate_arn, ssl_policy, self.props.load_balancer_class
+            )
+        return annotations | {
+            f"{LB_ANNOTATION}target-group-attributes": self._target_group_attributes()
+        }
+
+    def _service_monitor(self) -> None:
+        """With server.service_monitor: a headless Service for the pods' metrics port, and the
+        ServiceMonitor that selects it (k8s_charts/service_monitor.py)."""
+        props = self.props
+        settings = props.workload.service_monitor
+        if not settings.enabled:
+            self.metrics_service = self.service_monitor = None
+            return
+        # Headless: Prometheus scrapes the pods behind it, never a virtual IP.
+        self.metrics_service = self._service(
+            "MetricsService",
+            f"{props.instance}-metrics",
+            kplus.ServiceType.CLUSTER_IP,
+            port=METRICS_PORT,
+            port_name=service_monitor.PORT_NAME,
+            target_port=METRICS_PORT,
+            labels=service_monitor.metrics_service_labels(selector_labels(props)),
+            cluster_ip="None",
+        )
+        self.service_monitor = service_monitor.add_service_monitor(
+            self, name=props.instance, selector=selector_labels(props), settings=settings
+        )
 
     def _service(
         self,
@@ -683,19 +644,24 @@ class MlflowChart(cdk8s.Chart):
         type: kplus.ServiceType,
         *,
         port: int = SERVICE_PORT,
+        port_name: str | None = None,
+        target_port: int = CONTAINER_PORT,
+        labels: dict[str, str] | None = None,
+        cluster_ip: str | None = None,
         annotations: dict[str, str] | None = None,
         source_ranges: list[str] | None = None,
     ) -> kplus.Service:
         service = kplus.Service(
             self,
             id,
-            metadata=cdk8s.ApiObjectMetadata(name=name, annotations=annotations),
+            metadata=cdk8s.ApiObjectMetadata(name=name, annotations=annotations, labels=labels),
             type=type,
+            cluster_ip=cluster_ip,
             ports=[
                 kplus.ServicePort(
-                    name="https" if port == TLS_SERVICE_PORT else "http",
+                    name=port_name or ("https" if port == TLS_SERVICE_PORT else "http"),
                     port=port,
-                    target_port=CONTAINER_PORT,
+                    target_port=target_port,
                 )
             ],
             load_balancer_source_ranges=source_ranges,
@@ -758,6 +724,23 @@ class MlflowChart(cdk8s.Chart):
         )
 
 
+def _sso_environment(props: MlflowChartProps) -> dict[str, str]:
+    """The launcher's single sign-on settings: whose identity header to accept (the sign-in
+    ALB's, from its subnets) and which claims name the user and the admins. The issuer and
+    client ID checks stay off: the signer is this deployment's ALB, which signs only what its
+    own OIDC action produced, and the client ID lives in the secret, not the settings."""
+    sso = props.sso
+    if sso is None or not props.sso_signer_arn:
+        return {}
+    return sso_environment(
+        alb_arn=props.sso_signer_arn,
+        username_claim=sso.username_claim,
+        groups_claim=sso.groups_claim,
+        admin_group=sso.admin_group,
+        trusted_cidrs=[props.sso_trusted_cidrs] if props.sso_trusted_cidrs else None,
+    )
+
+
 def _labels(props: MlflowChartProps) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "mlflow",
@@ -807,12 +790,19 @@ def _load_balancer_kinds(props: MlflowChartProps) -> list[str]:
     return [kind for kind in props.service_names if kind != "cluster"]
 
 
+def _internal_hostname(props: MlflowChartProps) -> list[str]:
+    """The certificate's name clients reach the internal load balancer by, with TLS on."""
+    internal = props.exposure.internal
+    return [internal.hostname] if "internal" in props.service_names and internal.hostname else []
+
+
 def _allowed_hosts(props: MlflowChartProps) -> list[str]:
     hosts = _service_hosts(props)
     # MLflow compares the whole Host header, port included: `kubectl port-forward` sends
     # `localhost:<local port>`, while the Services listen on 80/443 (no port in the header).
     hosts += ["localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*"]
     hosts += [props.load_balancer_host(kind) for kind in _load_balancer_kinds(props)]
+    hosts += _internal_hostname(props)
     hosts += props.workload.allowed_hosts
     if props.sso:
         hosts.append(str(props.sso.hostname))
@@ -822,15 +812,18 @@ def _allowed_hosts(props: MlflowChartProps) -> list[str]:
 def _allowed_origins(props: MlflowChartProps) -> list[str]:
     """Origins whose pages may send MLflow state-changing requests: those of the served names.
 
-    Browsers send `Origin` (scheme://host[:port]) on every POST, and MLflow refuses one it
-    does not list, unless it is localhost (port-forward needs nothing here). Plain HTTP for the
-    in-cluster and internal names, HTTPS for the external load balancer; the user's own names
-    both ways, as they may front either one.
+    Browsers send `Origin` (scheme://host[:port], the port left out when it is the scheme's
+    default: RFC 6454, 6.1) on every POST, and MLflow refuses one it does not list (equal
+    strings: mlflow/server/security_utils.py, should_block_cors_request), unless it is
+    localhost (port-forward needs nothing here). Plain HTTP for the in-cluster names, each load
+    balancer's name with the scheme it serves (HTTPS for the external one, and for the internal
+    one with a certificate, whose name is listed too); the user's own names both ways, as they
+    may front either one.
     """
     origins = [f"http://{host}" for host in _service_hosts(props)]
     for kind in _load_balancer_kinds(props):
-        scheme = "https" if kind == "external" else "http"
-        origins.append(f"{scheme}://{props.load_balancer_host(kind)}")
+        origins.append(f"{props.exposure.scheme(kind)}://{props.load_balancer_host(kind)}")
+    origins += [f"https://{host}" for host in _internal_hostname(props)]
     for host in props.workload.allowed_hosts:
         origins += [f"https://{host}", f"http://{host}"]
     if props.sso:  # HTTPS only: the ALB has no other listener

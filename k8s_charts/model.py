@@ -124,11 +124,16 @@ class Props(SettingsModel):
         return type(self)(**{**given, **changes})
 
 
+KEY_MARK = "[key]"
+"""pydantic's last `loc` item for an error in a mapping's key (the item before is the key)."""
+
+
 def describe(name: str, error: ValidationError) -> str:
     """Every problem of `error`, one per line, at its field's path."""
     lines = []
     for item in error.errors(include_url=False):
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"])
+        loc = [p for p in item["loc"] if p != KEY_MARK]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
         message = item["msg"].removeprefix("Value error, ")
         # A rule's or a check's own message says what is wrong; a type's or a bound's does
         # not say what it got (the config loader does the same).

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
 from .launcher_contract import launcher
 
@@ -171,6 +172,18 @@ def _check_labels(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+def _refuse(problem: Callable[[str], str | None]) -> Callable[[str], str]:
+    """A validator from one of the launcher contract's checks (the launcher runs them too)."""
+
+    def check(value: str) -> str:
+        why = problem(value)
+        if why:
+            raise ValueError(why)
+        return value
+
+    return check
+
+
 Namespace = Annotated[str, AfterValidator(_check_namespace)]
 MatchLabels = Annotated[
     dict[str, str], BeforeValidator(_labels_as_text), AfterValidator(_check_labels)
@@ -202,34 +215,182 @@ SignInCacheSeconds = Annotated[int, _bounds(launcher.AUTH_CACHE_SECONDS)]
 Permission = Literal[launcher.AUTH_DEFAULT_PERMISSION.choices]  # type: ignore[valid-type]
 """What every signed-in user may do where no grant says otherwise (the contract's list)."""
 GcDuration = Annotated[str, AfterValidator(_check_duration)]
+ExtraArg = Annotated[str, AfterValidator(_refuse(launcher.extra_arg_problem))]
+"""An argument for `mlflow server`: none the launcher gives, none that looks like a secret."""
+EnvName = Annotated[str, AfterValidator(_refuse(launcher.extra_env_name_problem))]
+EnvValue = Annotated[str, AfterValidator(_refuse(launcher.secret_value_problem))]
 AcmCertificateArn = Annotated[
     str,
     Field(
         pattern=rf"^{PARTITION_PATTERN}:acm:{REGION_PATTERN}:\d{{12}}:certificate/[0-9a-f-]{{36}}$"
     ),
 ]
+"""An ACM certificate: arn:<partition>:acm:<region>:<account>:certificate/<id> (ACM API
+Reference, CertificateArn; "Amazon Resource Names for ACM" in the ACM User Guide)."""
+
+# Security policies of a Network Load Balancer's TLS listener that accept TLS 1.2 or later only:
+# the names of the NLB User Guide ("Security policies for your Network Load Balancer",
+# https://docs.aws.amazon.com/elasticloadbalancing/latest/network/describe-ssl-policies.html),
+# as aws-cdk-lib 2.275's `SslPolicy` spells them. Left out: those that still accept TLS 1.0 or
+# 1.1 (ELBSecurityPolicy-2016-08, *-TLS13-1-0-*, *-TLS13-1-1-*, *-TLS-1-1-*, *-FS-2018-06, ...):
+# 2016-08 is what a listener gets when none is named (the guide's "Considerations").
+DEFAULT_TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+"""TLS 1.3 and 1.2: the guide's long-standing recommendation, and the external load balancer's
+policy since it first served TLS."""
+TLS_POLICIES = (
+    "ELBSecurityPolicy-TLS13-1-2-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06",
+    "ELBSecurityPolicy-TLS13-1-3-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-3-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-Res-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-Ext0-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-3-FIPS-2023-04",
+    "ELBSecurityPolicy-TLS13-1-2-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Res-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext0-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-3-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-FS-1-2-2019-08",
+    "ELBSecurityPolicy-FS-1-2-Res-2019-08",
+    "ELBSecurityPolicy-FS-1-2-Res-2020-10",
+    "ELBSecurityPolicy-TLS-1-2-2017-01",
+    "ELBSecurityPolicy-TLS-1-2-Ext-2018-06",
+)
 
 
-SecretsManagerArn = Annotated[
-    str,
-    # Secrets Manager appends a hyphen and six random characters to the name in the ARN
-    # (https://docs.aws.amazon.com/secretsmanager/latest/userguide/reference_iam-permissions.html,
-    # "Secret ARN"); name characters: letters, digits and /_+=.@-.
-    Field(
-        pattern=rf"^{PARTITION_PATTERN}:secretsmanager:{REGION_PATTERN}:\d{{12}}:secret:"
-        r"[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$"
-    ),
-]
+def _check_tls_policy(value: str) -> str:
+    if value not in TLS_POLICIES:
+        raise ValueError(
+            f"{value!r} is not a load balancer security policy that requires TLS 1.2 or later "
+            "(those that still accept TLS 1.0 or 1.1, such as ELBSecurityPolicy-2016-08, are "
+            f"refused); use one of {', '.join(TLS_POLICIES)}"
+        )
+    return value
 
 
 def _check_dns_name(value: str) -> str:
-    """One DNS name a browser asks for: a host pattern without wildcard or port."""
-    _check_host_pattern(value)
-    if "*" in value or ":" in value:
-        raise ValueError("one DNS name such as mlflow.example.com: no '*', no port")
-    if "." not in value:
-        raise ValueError("a fully qualified DNS name such as mlflow.example.com")
-    return value.lower()
+    """A DNS name a certificate can cover and a client puts in its URL: no wildcard, no port."""
+    if value != value.lower():
+        raise ValueError(
+            "write it in lower case: browsers send the Host in lower case, and MLflow compares "
+            "it exactly"
+        )
+    if "://" in value or "/" in value or ":" in value:
+        raise ValueError("a DNS name only: drop the scheme, port and path")
+    if len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value) or "." not in value:
+        raise ValueError(
+            "expected a fully qualified DNS name such as mlflow.internal.example.com "
+            "(no wildcard: this is the one name clients use)"
+        )
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return value
+    raise ValueError("a DNS name, not an IP address: the certificate must name it")
+
+
+def _check_ca_bundle(value: str) -> str:
+    """PEM certificates of CAs, parsed as the deploy check's TLS context will load them."""
+    if "PRIVATE KEY" in value:
+        raise ValueError(
+            "holds a private key, which must never be in the settings (they end up in the "
+            "template): give the CA certificates only"
+        )
+    if "-----BEGIN CERTIFICATE-----" not in value:
+        raise ValueError("expected PEM certificates (-----BEGIN CERTIFICATE----- ...)")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cadata=value)
+    except ssl.SSLError as error:
+        raise ValueError(
+            f"could not be read as PEM certificates (OpenSSL: {error.reason or error})"
+        ) from None
+    stats = context.cert_store_stats()
+    if stats["x509_ca"] != stats["x509"]:
+        raise ValueError(
+            "holds a certificate that is not a CA's (basicConstraints CA:TRUE): give the "
+            "certificates of the CAs that issued the load balancer's certificate, not the "
+            "certificate itself"
+        )
+    return value
+
+
+TlsPolicy = Annotated[str, AfterValidator(_check_tls_policy)]
+DnsName = Annotated[str, AfterValidator(_check_dns_name)]
+CaBundle = Annotated[str, AfterValidator(_check_ca_bundle)]
+
+
+SecurityGroupId = Annotated[str, StringConstraints(pattern=r"^sg-[0-9a-f]{8}(?:[0-9a-f]{9})?$")]
+"""`sg-` and 8 or 17 hexadecimal digits (EC2's older and newer resource IDs)."""
+
+# Secrets Manager adds '-' and six random characters to the name in a secret's ARN
+# (arn:aws:secretsmanager:us-east-1:123456789012:secret:SecretName-6RandomCharacters); a name is
+# 1-512 ASCII letters, digits and /_+=.@- ("The secret name can contain ASCII letters, numbers,
+# and the following characters: /_+=.@-", CreateSecret, Name:
+# https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_CreateSecret.html), and '!'
+# in the secrets other services manage, named `<service>!...` (RDS's master user secrets:
+# `rds!db-<id>`; https://docs.aws.amazon.com/secretsmanager/latest/userguide/service-linked-secrets.html).
+_SECRET_ARN = re.compile(
+    rf"{PARTITION_PATTERN}:secretsmanager:({REGION_PATTERN}):(\d{{12}}):secret:"
+    r"([A-Za-z0-9/_+=.@!-]{1,512})-[A-Za-z0-9]{6}"
+)
+# A KMS key ARN: arn:aws:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab, or
+# key/mrk-1234abcd12ab34cd56ef1234567890ab for a multi-Region key (AWS KMS API reference, KeyId).
+_KMS_KEY_ARN = re.compile(
+    rf"{PARTITION_PATTERN}:kms:({REGION_PATTERN}):(\d{{12}}):key/"
+    r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})"
+)
+
+
+def _arn_check(
+    pattern: re.Pattern[str], near: str, near_why: str, example: str
+) -> Callable[[str], str]:
+    """A check that takes ARNs matching `pattern`, says `near_why` of one matching the looser
+    `near` (a common mistake), and shows `example` otherwise."""
+
+    def check(value: str) -> str:
+        if pattern.fullmatch(value):
+            return value
+        if re.fullmatch(near, value):
+            raise ValueError(near_why)
+        raise ValueError(f"expected {example}")
+
+    return check
+
+
+_check_secret_arn = _arn_check(
+    _SECRET_ARN,
+    rf"{PARTITION_PATTERN}:secretsmanager:[^:]+:\d{{12}}:secret:[^:]+",
+    "give the complete ARN, with the '-' and six characters Secrets Manager adds to the name "
+    "(aws secretsmanager describe-secret --secret-id NAME --query ARN): a partial ARN would "
+    "grant read on every secret whose name starts the same",
+    "a Secrets Manager secret ARN such as "
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:SecretName-AbCdEf",
+)
+_check_kms_key_arn = _arn_check(
+    _KMS_KEY_ARN,
+    rf"{PARTITION_PATTERN}:kms:[^:]+:\d{{12}}:alias/.+",
+    "an alias ARN: IAM policies allow a key by its key ARN "
+    "(aws kms describe-key --key-id ALIAS --query KeyMetadata.Arn)",
+    "a KMS key ARN such as "
+    "arn:aws:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+)
+
+
+SecretArn = Annotated[str, AfterValidator(_check_secret_arn)]
+"""A Secrets Manager secret's complete ARN (with the six characters Secrets Manager adds)."""
+KmsKeyArn = Annotated[str, AfterValidator(_check_kms_key_arn)]
+"""A KMS key's ARN (not an alias's)."""
 
 
 def _check_https_url(value: str) -> str:
@@ -243,7 +404,6 @@ def _check_https_url(value: str) -> str:
     return value
 
 
-DnsName = Annotated[str, AfterValidator(_check_dns_name)]
 HttpsUrl = Annotated[str, AfterValidator(_check_https_url)]
 
 
@@ -364,6 +524,26 @@ def set_while_off(fields: tuple[str, ...], problem: str) -> Rule:
             if not group.enabled and any(getattr(group, name) for name in fields)
             else None
         ),
+    )
+
+
+def _at(group: Any, path: str) -> Any:
+    value = group
+    for name in path.split("."):
+        value = getattr(value, name)
+    return value
+
+
+def refused_while(switch: str, fields: tuple[str, ...], problem: str) -> tuple[Rule, ...]:
+    """Rules, one reported at each of `fields`, refusing a field the user set while the value
+    at `switch` (a field, or a dotted path into a nested group) is set: "<problem>"."""
+    return tuple(
+        Rule(
+            name,
+            (switch, name),
+            lambda group, name=name: problem if _at(group, switch) and group.given(name) else None,
+        )
+        for name in fields
     )
 
 

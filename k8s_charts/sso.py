@@ -29,7 +29,7 @@ from .rules import (
     DnsName,
     HttpsUrl,
     Rule,
-    SecretsManagerArn,
+    SecretArn,
     internet_problem,
     ipv6_problem,
     set_while_off,
@@ -128,7 +128,7 @@ class SsoProps(Props):
     user_info_endpoint: HttpsUrl | None = Field(
         None, description="The IdP's `userinfo_endpoint`. Required when enabled."
     )
-    client_secret_arn: SecretsManagerArn | None = Field(
+    client_secret_arn: SecretArn | None = Field(
         None,
         description="Secrets Manager secret holding the IdP application's credentials as JSON "
         '{"clientID": ..., "clientSecret": ...}; copied into the cluster by a Job, never into '

@@ -8,7 +8,8 @@ the generated docs.
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -20,6 +21,9 @@ from .rules import (
     ConcurrentTransfers,
     CpuQuantity,
     DrainSeconds,
+    EnvName,
+    EnvValue,
+    ExtraArg,
     HostPattern,
     MatchLabels,
     MaxReplicas,
@@ -33,6 +37,7 @@ from .rules import (
     Workers,
     max_replicas_problem,
     memory_problem,
+    set_while_off,
 )
 
 LogLevel = Literal[launcher.LOG_LEVEL.choices]  # type: ignore[valid-type]
@@ -83,6 +88,49 @@ class MetricsScrapersProps(Props):
         "`{app.kubernetes.io/name: prometheus}`; empty (default): every pod there. With both "
         "empty, every pod of the cluster may scrape, and nothing outside it (the NetworkPolicy "
         "is enforced only where a network policy engine runs).",
+    )
+
+
+SCRAPE_TIMEOUT_SECONDS = math.ceil(
+    launcher.METRICS_REQUEST_SECONDS + launcher.METRICS_RESPONSE_SECONDS
+)
+"""The ServiceMonitor's scrapeTimeout: the longest the `metrics` container holds a scrape (its
+deadline for the request, then for the answer). A scraper that gave up sooner could drop an
+answer still on its way; Prometheus wants the timeout no longer than the interval."""
+MAX_SCRAPE_INTERVAL_SECONDS = 120
+"""Prometheus looks 5 minutes back for a series' latest sample, and rate() over [5m] needs two
+samples in the window: longer intervals show gaps."""
+ScrapeIntervalSeconds = Annotated[
+    int, Field(ge=SCRAPE_TIMEOUT_SECONDS, le=MAX_SCRAPE_INTERVAL_SECONDS)
+]
+
+
+class ServiceMonitorProps(Props):
+    """A Prometheus Operator ServiceMonitor for the pods' metrics port, beside the scrape
+    annotations (which stay). Off by default: it needs the operator's CRDs in the cluster."""
+
+    RULES = (set_while_off(("labels",), "labels are set; set enabled: true or remove them"),)
+
+    enabled: bool = Field(
+        False,
+        description="Create a ServiceMonitor (monitoring.coreos.com/v1) and a headless Service "
+        "`<instance>-metrics` for port 9464. The cluster must have the Prometheus Operator's "
+        "CRDs (without them the deploy fails), and its Prometheus must run in pods "
+        "server.metrics_scrapers admits (the NetworkPolicy). Turned off later, the "
+        "ServiceMonitor stays (kubectl's prune skips custom resources): delete it by hand.",
+    )
+    labels: MatchLabels = Field(
+        default_factory=dict,
+        description="Labels on the ServiceMonitor besides the chart's, for the Prometheus' "
+        "serviceMonitorSelector, e.g. `{release: kube-prometheus-stack}` (that Helm chart's "
+        "Prometheus selects its release's label by default).",
+    )
+    interval_seconds: ScrapeIntervalSeconds = Field(
+        30,
+        description=f"How often Prometheus scrapes each pod ({SCRAPE_TIMEOUT_SECONDS}-"
+        f"{MAX_SCRAPE_INTERVAL_SECONDS}). The scrape timeout is {SCRAPE_TIMEOUT_SECONDS} s, as "
+        "long as the metrics container holds a scrape; Prometheus' queries look 5 minutes back, "
+        "so longer intervals show gaps.",
     )
 
 
@@ -164,6 +212,18 @@ class WorkloadProps(Props):
         "long (preStop) before it stops accepting, and then has 30 s to finish requests.",
     )
     metrics_scrapers: MetricsScrapersProps = Field(default_factory=MetricsScrapersProps)
+    service_monitor: ServiceMonitorProps = Field(default_factory=ServiceMonitorProps)
+    workspaces: bool = Field(
+        launcher.ENABLE_WORKSPACES.default,
+        description="MLflow's workspaces: experiments, models, prompts and datasets each belong "
+        "to one, chosen per request by the `X-MLFLOW-WORKSPACE` header (absent: `default`, "
+        "where everything made before lives); artifacts of workspace `<ws>` go under "
+        "`<artifacts prefix>/workspaces/<ws>/`. Only admins create workspaces; with sign-in, "
+        "users see a workspace through a role in it (auth.grant_default_workspace_access). A "
+        "one-way door: once something lives outside `default`, turning this off stops the "
+        "server from starting until `mlflow db migrate-to-default-workspace` has moved it "
+        "back (docs/operations.md, Workspaces).",
+    )
     max_request_body_mib: RequestBodyMib = Field(
         launcher.MAX_REQUEST_BODY_MIB.default,
         description=f"Largest request body (MiB, {bounds(launcher.MAX_REQUEST_BODY_MIB)}) the "
@@ -186,6 +246,27 @@ class WorkloadProps(Props):
         description="Failed sign-ins one source address may make for one login in a minute, per "
         "server process, before it gets 429 with Retry-After (and five times this over all "
         "logins). Logins MLflow still remembers (auth.sign_in_cache_seconds) pass meanwhile.",
+    )
+    extra_args: tuple[ExtraArg, ...] = Field(
+        (),
+        description="Arguments appended to `mlflow server`'s, for an option MLflow has and "
+        "these settings do not, e.g. `[--x-frame-options, DENY]`; each item one argument (no "
+        "shell reads them). Refused: the options the launcher gives or that would undo them "
+        "(--host, --port, --workers, --app-name, --allowed-hosts, --cors-allowed-origins, the "
+        "store URIs, --serve-artifacts, --artifacts-destination, --default-artifact-root, "
+        "--expose-prometheus, --static-prefix, --disable-security-middleware, "
+        "--uvicorn-opts and the other servers' options, in every spelling), and anything that "
+        "looks like a secret. An argument MLflow refuses stops the server at start (the "
+        "deploy check reports the pod, its log MLflow's message).",
+    )
+    extra_env: dict[EnvName, EnvValue] = Field(
+        default_factory=dict,
+        description="Variables added to `mlflow server`'s environment (name: value, values in "
+        'quotes), e.g. `{MLFLOW_SERVER_GRAPHQL_MAX_ROOT_FIELDS: "20"}`; through the ConfigMap, '
+        "so a change rolls the pods. Refused: the variables the launcher, the chart, the image "
+        "or the pod's AWS identity (IRSA) set, those of the refused options, KUBERNETES_* and "
+        "MLflow's private _MLFLOW_*, names with PASSWORD, SECRET, TOKEN, KEY or CREDENTIAL in "
+        "them, and values that look like a secret (a URL with a password, an AWS access key).",
     )
 
     @property

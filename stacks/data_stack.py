@@ -22,7 +22,9 @@ DESTROY_FLAG = "allow_data_destroy"
 
 
 class DataStack(Stack):
-    """RDS backend store and S3 artifact store, with termination protection.
+    """RDS backend store and S3 artifact store, with termination protection (or, with
+    `database.existing` / `artifacts.existing`, imports of the instance and bucket you own: the
+    stack then creates neither, and deletes neither).
 
     Data outlives the stack by default: the database leaves a final snapshot and has deletion
     protection, the bucket is retained. Deleting data needs two switches, the setting and the
@@ -67,24 +69,22 @@ class DataStack(Stack):
             database_removal,
             artifacts_removal,
         )
+        # `destroy` only with the context flag as well (a warning otherwise, above). Replaced
+        # only then: an existing instance or bucket refuses a removal policy set at all.
         self.database = MlflowDatabase(
             self,
             "Database",
             vpc=self.vpc,
-            # `destroy` only with the context flag as well (a warning otherwise, above).
-            props=database.replace(
-                removal_policy="destroy"
-                if database_removal == RemovalPolicy.DESTROY
-                else "snapshot"
-            ),
+            props=database
+            if database_removal == RemovalPolicy.DESTROY or database.removal_policy != "destroy"
+            else database.replace(removal_policy="snapshot"),
         )
         self.artifact_store = MlflowArtifactStore(
             self,
             "Artifacts",
-            # `destroy` only with the context flag as well (a warning otherwise, above).
-            props=artifacts.replace(
-                removal_policy="destroy" if artifacts_removal == RemovalPolicy.DESTROY else "retain"
-            ),
+            props=artifacts
+            if artifacts_removal == RemovalPolicy.DESTROY or artifacts.removal_policy != "destroy"
+            else artifacts.replace(removal_policy="retain"),
         )
         self.auth = (
             MlflowAuth(

@@ -144,10 +144,21 @@ class MlflowStack(Stack):
                 "RDS read replica endpoint: MLflow's reads go here (TLS required)",
             )
         hosts = server.load_balancer_hosts
-        if "internal" in hosts:
+        internal = server.exposure.internal
+        if "internal" in hosts and internal.tls:
+            values["InternalTrackingUri"] = (
+                f"https://{internal.hostname}",
+                "Tracking URI for clients in the VPC (the internal load balancer, HTTPS), once "
+                "the name points at InternalLoadBalancerDnsName",
+            )
+            values["InternalLoadBalancerDnsName"] = (
+                hosts["internal"],
+                f"Point {internal.hostname} here (CNAME or alias, in DNS the VPC resolves)",
+            )
+        elif "internal" in hosts:
             values["InternalTrackingUri"] = (
                 f"http://{hosts['internal']}",
-                "Tracking URI for clients in the VPC (the internal load balancer)",
+                "Tracking URI for clients in the VPC (the internal load balancer, plain HTTP)",
             )
         if "external" in hosts:
             values["ExternalLoadBalancerDnsName"] = (

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Annotations, Match
 
-from config import parse_settings
+from config import Settings, parse_settings
 from stacks import DESTROY_FLAG
 from tests.compliance.conftest import assembly_messages
 from tests.conftest import (
@@ -56,27 +56,31 @@ def termination_protection(outdir: Path, stack_id: str) -> bool:
     return manifest["artifacts"][stack_id]["properties"].get("terminationProtection", False)
 
 
-def assert_data_kept(outdir: Path, data: dict[str, Any], backup_days: int) -> None:
+def assert_data_kept(outdir: Path, data: dict[str, Any], settings: Settings) -> None:
     assert termination_protection(outdir, "Data") is True
-    _, db = primary_database(data)
-    assert db["Properties"]["DeletionProtection"] is True
-    assert (db["DeletionPolicy"], db["UpdateReplacePolicy"]) == ("Snapshot", "Snapshot")
-    assert db["Properties"]["BackupRetentionPeriod"] == backup_days >= 1
+    if settings.database.existing.endpoint:
+        # An existing instance is its owner's: nothing of it here to delete or replace.
+        assert not resources_of(data, "AWS::RDS::DBInstance")
+    else:
+        _, db = primary_database(data)
+        assert db["Properties"]["DeletionProtection"] is True
+        assert (db["DeletionPolicy"], db["UpdateReplacePolicy"]) == ("Snapshot", "Snapshot")
+        backup_days = settings.database.backup_retention_days
+        assert db["Properties"]["BackupRetentionPeriod"] == backup_days >= 1
     secrets = resources_of(data, "AWS::SecretsManager::Secret")
     assert secrets, "the database credentials at least"
     for secret in secrets.values():
         assert (secret["DeletionPolicy"], secret["UpdateReplacePolicy"]) == ("Retain", "Retain")
-    _, bucket = only_resource(data, "AWS::S3::Bucket")
-    assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    if settings.artifacts.existing.bucket_name:
+        assert not resources_of(data, "AWS::S3::Bucket")
+    else:
+        _, bucket = only_resource(data, "AWS::S3::Bucket")
+        assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Retain", "Retain")
     assert not [r for r in data["Resources"].values() if r["Type"] == "Custom::S3AutoDeleteObjects"]
 
 
 def test_every_config_keeps_its_data(each_config: Synth) -> None:
-    assert_data_kept(
-        each_config.outdir,
-        each_config.templates["Data"],
-        each_config.settings.database.backup_retention_days,
-    )
+    assert_data_kept(each_config.outdir, each_config.templates["Data"], each_config.settings)
 
 
 def test_stateless_stacks_are_not_protected(each_config: Synth) -> None:
@@ -90,10 +94,23 @@ def test_stateful_logical_ids_are_pinned(each_config: Synth) -> None:
     data = each_config.templates["Data"]
     auth = {"Auth" in i for i in PINNED_LOGICAL_IDS["AWS::SecretsManager::Secret"]}
     assert auth == {True, False}
+    settings = each_config.settings
+    # What an existing instance or bucket brings is its owner's, not in this template.
+    existing = {
+        "AWS::RDS::DBInstance": bool(settings.database.existing.endpoint),
+        "AWS::S3::Bucket": bool(settings.artifacts.existing.bucket_name),
+    }
     for resource_type, logical_ids in PINNED_LOGICAL_IDS.items():
-        expected = {i for i in logical_ids if each_config.settings.auth.enabled or "Auth" not in i}
+        expected = {
+            i
+            for i in logical_ids
+            if (settings.auth.enabled or "Auth" not in i)
+            and not (settings.database.existing.endpoint and i.startswith("DataDatabaseSecret"))
+        }
+        if existing.get(resource_type):
+            expected = set()
         found = set(resources_of(data, resource_type))
-        if resource_type == "AWS::RDS::DBInstance":
+        if resource_type == "AWS::RDS::DBInstance" and found:
             found = {primary_database(data)[0]}  # a read replica keeps nothing: not pinned
         assert found == expected
 
@@ -113,7 +130,7 @@ def destroy_with_flag(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 
 def test_destroy_setting_alone_warns_and_keeps_the_data(destroy_without_flag: Synth) -> None:
     s = destroy_without_flag
-    assert_data_kept(s.outdir, s.templates["Data"], s.settings.database.backup_retention_days)
+    assert_data_kept(s.outdir, s.templates["Data"], s.settings)
     annotations = Annotations.from_stack(s.deployment.data)
     for what in ("database", "artifacts"):
         annotations.has_warning(

@@ -171,18 +171,24 @@ class Target:
 
 @pytest.fixture
 def new_database(moto):
-    """Factory: new_database(server, password=None, secret_string=None, name=None) -> Target."""
+    """Factory: new_database(server, password=None, secret_string=None, name=None,
+    create=True) -> Target. With create=False, the login only: its database `name` does not
+    exist yet (an existing instance MLflow has not used)."""
 
     def make(
         server,
         password: str | None = None,
         secret_string: str | None = None,
         name: str | None = None,
+        create: bool = True,
     ) -> Target:
         suffix = secrets.token_hex(5)
         name, user = name or f"mlflow_{suffix}", f"user_{suffix}"
         password = password or f"pw-{secrets.token_urlsafe(12)}"
-        server.create_database(name, user, password)
+        if create:
+            server.create_database(name, user, password)
+        else:
+            server.create_login(user, password)
         value = (
             secret_string
             if secret_string is not None

@@ -10,6 +10,7 @@ import functools
 import json
 import re
 import secrets
+import subprocess
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -17,7 +18,14 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import itest_launcher as launcher
-from itest_chart import AUTH_SECRET_IDS
+from itest_chart import (
+    AUTH_PREFIX,
+    AUTH_SECRET_IDS,
+    container_env,
+    pod,
+    rds_instance,
+    substitute_endpoints,
+)
 from itest_servers import sql_literal
 
 ADMIN_SECRET_ENV, FLASK_SECRET_ENV, KEK_SECRET_ENV = AUTH_SECRET_IDS
@@ -95,6 +103,115 @@ def new_login(server, moto, password: str) -> Login:
     server.create_database(name, user, password)
     secret = {"username": user, "password": password, "engine": server.engine}
     return Login(server, name, user, password, moto.create_secret(json.dumps(secret)))
+
+
+@dataclass
+class Deployment:
+    engine: str
+    chart: object
+    init: dict
+    main: dict
+    login: Login
+    auth: AuthSecrets
+    auth_db: str
+    bucket: str
+    moto: object
+    ca: Path
+    home: Path
+    outputs: list[str]
+    """The output of each launcher run, the first replica's `migrate` first."""
+    instance_id: str
+    """The RDS instance (in moto) that `migrate` snapshots before an upgrade."""
+
+    def users(self) -> list[list[str]]:
+        """The auth database's users: name, and whether an admin (as 0/1)."""
+        rows = self.login.server.query(
+            self.auth_db, "SELECT username, is_admin FROM users ORDER BY username"
+        )
+        return [[name, {"t": "1", "f": "0"}.get(flag, flag)] for name, flag in rows]
+
+    def env(self, container: dict, name: str, auth: dict | None = None, **changes) -> dict:
+        """`container`'s environment as Kubernetes sets it, AWS made local (the auth secrets'
+        ARNs `auth`, default this deployment's), in a pod of its own (TMPDIR) called `name`."""
+        env = container_env(self.chart, container)
+        arns = self.auth.arns if auth is None else auth
+        env = substitute_endpoints(
+            env,
+            self.login,
+            self.moto,
+            self.ca,
+            self.bucket,
+            arns or None,
+            instance_id=self.instance_id,
+        )
+        env |= {"MLFLOW_DB_NAME": self.login.name}
+        if any(key.startswith(AUTH_PREFIX) for key in env):
+            env[DB_NAME_ENV] = self.auth_db
+        return launcher.container_env({**env, **changes}, self.home / name)
+
+    def migrate(self, name: str, **changes) -> subprocess.CompletedProcess:
+        result = launcher.run(self.init["args"], self.env(self.init, name, **changes))
+        self.outputs.append(result.stdout + result.stderr)
+        return result
+
+
+def deploy(
+    db_server, chart, moto, ca: Path, home: Path, *, db_password: str, admin_password: str
+) -> Deployment:
+    """`chart`'s pod (migration Job, server) on a login of its own that may create databases
+    (as RDS's master user), with the basic-auth secrets in moto; nothing migrated yet."""
+    _, (init, main) = pod(chart)
+    login = new_login(db_server, moto, db_password)
+    engine = db_server.engine
+    return Deployment(
+        engine=engine,
+        chart=chart,
+        init=init,
+        main=main,
+        login=login,
+        auth=create_auth_secrets(moto, admin_password=admin_password),
+        # Its own name on the session's shared server (the chart's is mlflow_auth).
+        auth_db=f"{login.name}_auth",
+        bucket=moto.create_bucket(),
+        moto=moto,
+        ca=ca,
+        home=home,
+        outputs=[],
+        instance_id=rds_instance(moto, f"itest-auth-{engine}-{secrets.token_hex(4)}"),
+    )
+
+
+def signed_in_pod_env(
+    chart,
+    container: dict,
+    login: Login,
+    auth: AuthSecrets,
+    moto,
+    ca: Path,
+    bucket: str,
+    home: Path,
+    **changes: str,
+) -> dict[str, str]:
+    """`container`'s environment from the synthesized chart, AWS made local, sign-in on with
+    `auth`'s secrets, the tracking and users' databases `login`'s, in the pod `home`."""
+    local = substitute_endpoints(
+        container_env(chart, container),
+        login,
+        moto,
+        ca,
+        bucket,
+        auth.arns,
+        instance_id=rds_instance(moto, f"itest-{secrets.token_hex(4)}"),
+    )
+    local |= {"MLFLOW_DB_NAME": login.name, DB_NAME_ENV: f"{login.name}_auth"}
+    return launcher.container_env({**local, **changes}, home)
+
+
+def memory_limit_mib(container: dict) -> int:
+    """The container's memory limit (the chart writes it in Mi)."""
+    limit = container["resources"]["limits"]["memory"]
+    assert limit.endswith("Mi"), limit
+    return int(limit.removesuffix("Mi"))
 
 
 def create_empty_database(server, name: str, owner: str) -> None:

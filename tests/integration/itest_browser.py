@@ -29,6 +29,11 @@ OTHER_NLB_HOST = "k8s-tenant-web-0a1b2c3d4e-fedcba9876543210.elb.eu-west-1.amazo
 NLB_URL = f"http://{NLB_HOST}"
 ATTACKER_HOST = "attacker.example.com"
 
+# Stable hooks of the MLflow 3.17 UI: its own test ids, element ids and the user-facing label.
+CREATE_BUTTON = '[data-testid="create-experiment-button"]'
+NAME_INPUT = '[role="dialog"] input#experimentName'
+DIALOG_SUBMIT = '//div[@role="dialog"]//button[normalize-space()="Create"]'
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 INSTALL_HINT = (
@@ -132,6 +137,18 @@ class Shots:
                 f"{what}: not seen within {timeout} s at {self.driver.current_url}; "
                 f"screenshot {shot}; {self.diagnose()}"
             ) from None
+
+
+def create_experiment_in_ui(shots: Shots, base_url: str, name: str) -> None:
+    """The experiments page's Create button, the modal's name field, the modal's Create."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    shots.driver.get(f"{base_url}/#/experiments")
+    shots.wait(ec.element_to_be_clickable((By.CSS_SELECTOR, CREATE_BUTTON)), "Create").click()
+    shots.wait(ec.visibility_of_element_located((By.CSS_SELECTOR, NAME_INPUT)), "name field")
+    shots.driver.find_element(By.CSS_SELECTOR, NAME_INPUT).send_keys(name)
+    shots.wait(ec.element_to_be_clickable((By.XPATH, DIALOG_SUBMIT)), "modal Create").click()
 
 
 def browser_fetch(driver: Any, url: str, **init: Any) -> dict:

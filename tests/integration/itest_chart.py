@@ -201,3 +201,37 @@ def substitute_endpoints(
     leftovers = {k: v for k, v in local.items() if PLACEHOLDER.search(v)}
     assert not leftovers, f"unsubstituted placeholders (new AWS references?): {leftovers}"
     return {**local, **moto.env()}
+
+
+def anonymous_server_env(
+    server: Mapping[str, object], name: str, tmp_path: Path, db, new_database, moto, test_ca
+) -> dict[str, str]:
+    """The server container's environment from a chart synthesized with these `server`
+    settings and sign-in off, endpoints made local, after the chart's migration Job has
+    migrated a new database on `db` (a session server)."""
+    import itest_launcher as launcher
+
+    from config import parse_settings
+    from tests.conftest import synthesize
+
+    settings = parse_settings(
+        {
+            "server": dict(server),
+            "auth": {"enabled": False, "allow_anonymous_through": ["cluster", "internal"]},
+        }
+    )
+    chart = synthesize(name, settings, tmp_path / "synth")
+    _, (migrate, serve) = pod(chart)
+    target = new_database(db)
+    bucket = moto.create_bucket()
+
+    def local(container: dict) -> dict[str, str]:
+        env = substitute_endpoints(
+            container_env(chart, container), target, moto, test_ca.ca, bucket
+        )
+        env["MLFLOW_DB_NAME"] = target.name
+        return launcher.container_env(env, tmp_path / "home")
+
+    migrated = launcher.run(migrate["args"], local(migrate))
+    assert migrated.returncode == 0, migrated.stderr
+    return local(serve)

@@ -96,6 +96,61 @@ class TestCa:
     server_key: Path
     wrong_ca: Path  # an unrelated CA: verification against it must fail
 
+    def issue(self, name: str, directory: Path, *, by_wrong_ca: bool = False) -> tuple[Path, Path]:
+        """A server certificate for DNS name `name` (and its key), signed by `ca`, or by
+        `wrong_ca` (as a certificate from a CA the client does not trust)."""
+        ca = self.wrong_ca if by_wrong_ca else self.ca
+        return _issue(directory, f"{name}-{ca.stem}", ca, f"DNS:{name}", name)
+
+
+def _issue(directory: Path, stem: str, ca_pem: Path, alt_names: str, cn: str) -> tuple[Path, Path]:
+    """A serverAuth certificate for `alt_names` (and its key) in `directory`, signed by the CA
+    whose key lies beside `ca_pem` (the same name, ending in .key)."""
+    openssl = require_binary("openssl")
+    directory.mkdir(parents=True, exist_ok=True)
+    key, csr, cert = (directory / f"{stem}.{ext}" for ext in ("key", "csr", "pem"))
+    ext = directory / f"{stem}.ext"
+    ext.write_text(
+        f"subjectAltName={alt_names}\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
+    _run(
+        [
+            openssl,
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={cn}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+        ]
+    )
+    _run(
+        [
+            openssl,
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca_pem),
+            "-CAkey",
+            str(ca_pem.with_suffix(".key")),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            str(ext),
+            "-out",
+            str(cert),
+        ]
+    )
+    return cert, key
+
 
 def make_test_ca(directory: Path) -> TestCa:
     openssl = require_binary("openssl")
@@ -127,49 +182,9 @@ def make_test_ca(directory: Path) -> TestCa:
         )
         return key, pem
 
-    ca_key, ca_pem = ca("ca")
+    _, ca_pem = ca("ca")
     _, wrong_pem = ca("wrong-ca")
-    key, csr, cert = directory / "server.key", directory / "server.csr", directory / "server.pem"
-    ext = directory / "server.ext"
-    ext.write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
-    )
-    _run(
-        [
-            openssl,
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(csr),
-        ]
-    )
-    _run(
-        [
-            openssl,
-            "x509",
-            "-req",
-            "-in",
-            str(csr),
-            "-CA",
-            str(ca_pem),
-            "-CAkey",
-            str(ca_key),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            str(ext),
-            "-out",
-            str(cert),
-        ]
-    )
+    cert, key = _issue(directory, "server", ca_pem, "IP:127.0.0.1,DNS:localhost", "localhost")
     return TestCa(ca=ca_pem, server_cert=cert, server_key=key, wrong_ca=wrong_pem)
 
 
@@ -282,15 +297,19 @@ class MariaDb:
         ]
         return _run([*cmd, *([database] if database else [])], input=sql).stdout
 
-    def create_database(self, name: str, user: str, password: str) -> None:
-        """A database and a login with what RDS's master user has (it makes the server's
-        login in the migration Job)."""
+    def create_login(self, user: str, password: str) -> None:
+        """A login with what RDS's master user has (it makes the server's login in the
+        migration Job), and no database."""
         literal = sql_literal(password, backslash_escapes=True)
         self.admin(
-            f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4;"
             f"CREATE USER '{user}'@'%' IDENTIFIED BY {literal};"
             f"GRANT {RDS_MASTER_PRIVILEGES} ON *.* TO '{user}'@'%' WITH GRANT OPTION;"
         )
+
+    def create_database(self, name: str, user: str, password: str) -> None:
+        """A database and a login with what RDS's master user has."""
+        self.admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4;")
+        self.create_login(user, password)
 
     def query(self, database: str, sql: str) -> list[list[str]]:
         return [line.split("\t") for line in self.admin(sql, database).splitlines()]
@@ -453,10 +472,14 @@ class Postgres:
             input=sql,
         ).stdout
 
-    def create_database(self, name: str, user: str, password: str) -> None:
-        """A database and a login with what RDS's master user has (CREATEROLE, CREATEDB)."""
+    def create_login(self, user: str, password: str) -> None:
+        """A login with what RDS's master user has (CREATEROLE, CREATEDB), and no database."""
         literal = sql_literal(password, backslash_escapes=False)
         self.admin(f'CREATE USER "{user}" PASSWORD {literal} CREATEROLE CREATEDB;')
+
+    def create_database(self, name: str, user: str, password: str) -> None:
+        """A database and a login with what RDS's master user has."""
+        self.create_login(user, password)
         self.admin(f'CREATE DATABASE "{name}" OWNER "{user}";')
 
     def query(self, database: str, sql: str) -> list[list[str]]:

@@ -22,6 +22,7 @@ import http.server
 import json
 import secrets
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -141,18 +142,20 @@ def verify_env(
     signal_url: str,
     admin_secret_id: str | None = None,
     kubernetes: FakeKubernetes | None = None,
+    targets: tuple[str, ...] = (INTERNAL_URL, NLB_URL),
 ) -> dict[str, str]:
     """The Job container's environment as Kubernetes would set it, deploy-time values made
     local: the internal load balancer's name is NLB_HOST, the signal URL the receiver's, the
     admin login's secret (with authentication on) `admin_secret_id`, the image LOCAL_IMAGE,
-    the API server `kubernetes` (its address, token and CA, as the kubelet provides them)."""
+    the API server `kubernetes` (its address, token and CA, as the kubelet provides them).
+    `targets`: what the Job must check (plain HTTP to the load balancer by default)."""
     [container] = verify_job(synth)["spec"]["template"]["spec"]["containers"]
     env = {k: resolve_pseudo_parameters(v) for k, v in container_env(synth, container).items()}
     assert kubernetes is not None, "the Job waits for the rollout first: pass the API server"
     env[IMAGE_ENV] = LOCAL_IMAGE
     env |= kubernetes.env()
     # The NLB's name is read back at deploy time; resolve_pseudo_parameters made it NLB_HOST.
-    assert env[TARGETS_ENV] == f"{INTERNAL_URL},{NLB_URL}", env[TARGETS_ENV]
+    assert env[TARGETS_ENV] == ",".join(targets), env[TARGETS_ENV]
     assert PLACEHOLDER.fullmatch(env[SIGNAL_URL_ENV]), env[SIGNAL_URL_ENV]
     env[SIGNAL_URL_ENV] = signal_url
     if ADMIN_SECRET_ENV in env:
@@ -185,6 +188,62 @@ def admin_secret(moto, password: str, username: str = "admin") -> dict:
     """The admin login's secret in moto: {"arn", "username", "password"}."""
     arn = moto.create_secret(json.dumps({"username": username, "password": password}))
     return {"arn": arn, "username": username, "password": password}
+
+
+# ---------------------------------------------------------------- a TLS load balancer -------
+
+
+@contextmanager
+def tls_terminator(address: str, cert: Path, key: Path, backend_port: int = 80) -> Iterator[None]:
+    """What an NLB's TLS listener does: on `address`:443, TLS with `cert` (whatever name the
+    client asks for in SNI: one certificate, as a listener with only its default one), and
+    plain TCP on to `address`:`backend_port` (the pod inside the VPC)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server((address, 443))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def pipe(src: socket.socket, dst: socket.socket) -> None:
+        with suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        for sock in (src, dst):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def connection(raw: socket.socket) -> None:
+        try:
+            client = context.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):  # the client refused the certificate: as it should
+            raw.close()
+            return
+        upstream = socket.create_connection((address, backend_port))
+        back = threading.Thread(target=pipe, args=(upstream, client), daemon=True)
+        back.start()
+        pipe(client, upstream)
+        back.join()
+        client.close()
+        upstream.close()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                raw, _ = listener.accept()
+            except TimeoutError:
+                continue
+            raw.settimeout(None)
+            threading.Thread(target=connection, args=(raw,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
 
 
 # ---------------------------------------------------------------- CloudFormation's side ------

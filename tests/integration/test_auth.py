@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import stat
-import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,22 +32,20 @@ from itest_auth import (
     HOSTILE,
     PERMISSION_ENV,
     SIGNUP,
-    AuthSecrets,
-    Login,
+    Deployment,
     Response,
     auth_history,
     auth_revision,
     auth_schema,
-    create_auth_secrets,
     create_empty_database,
     csrf_token,
     database_exists,
+    deploy,
     environ,
     foreign_key_names,
     let_read,
     migrate_auth_to,
     mlflow_cli,
-    new_login,
     reference_schema,
     run_client,
     send,
@@ -60,10 +57,8 @@ from itest_chart import (
     PLACEHOLDER,
     container_env,
     pod,
-    rds_instance,
     server_login,
 )
-from itest_chart import substitute_endpoints as substitute
 
 pytestmark = pytest.mark.integration
 
@@ -74,56 +69,6 @@ SERVER_SECRET_ENV = (
     "MLFLOW_FLASK_SERVER_SECRET_KEY",
     "MLFLOW_CRYPTO_KEK_PASSPHRASE",
 )
-
-
-@dataclass
-class Deployment:
-    engine: str
-    chart: object
-    init: dict
-    main: dict
-    login: Login
-    auth: AuthSecrets
-    auth_db: str
-    bucket: str
-    moto: object
-    ca: Path
-    home: Path
-    outputs: list[str]
-    """The output of each launcher run, the first replica's `migrate` first."""
-    instance_id: str
-    """The RDS instance (in moto) that `migrate` snapshots before an upgrade."""
-
-    def users(self) -> list[list[str]]:
-        """The auth database's users: name, and whether an admin (as 0/1)."""
-        rows = self.login.server.query(
-            self.auth_db, "SELECT username, is_admin FROM users ORDER BY username"
-        )
-        return [[name, {"t": "1", "f": "0"}.get(flag, flag)] for name, flag in rows]
-
-    def env(self, container: dict, name: str, auth: dict | None = None, **changes) -> dict:
-        """`container`'s environment as Kubernetes sets it, AWS made local (the auth secrets'
-        ARNs `auth`, default this deployment's), in a pod of its own (TMPDIR) called `name`."""
-        env = container_env(self.chart, container)
-        arns = self.auth.arns if auth is None else auth
-        env = substitute(
-            env,
-            self.login,
-            self.moto,
-            self.ca,
-            self.bucket,
-            arns or None,
-            instance_id=self.instance_id,
-        )
-        env |= {"MLFLOW_DB_NAME": self.login.name}
-        if any(key.startswith(AUTH_PREFIX) for key in env):
-            env[DB_NAME_ENV] = self.auth_db
-        return launcher.container_env({**env, **changes}, self.home / name)
-
-    def migrate(self, name: str, **changes) -> subprocess.CompletedProcess:
-        result = launcher.run(self.init["args"], self.env(self.init, name, **changes))
-        self.outputs.append(result.stdout + result.stderr)
-        return result
 
 
 @pytest.fixture(scope="module")
@@ -137,23 +82,14 @@ def deployment(db_server, synth, moto, test_ca, tmp_path_factory) -> Deployment:
     assert set(AUTH_SECRET_IDS) <= set(config), "authentication is not on by default"
     assert config[DB_NAME_ENV] == "mlflow_auth" and config[PERMISSION_ENV] == "READ"
     token = secrets.token_urlsafe(12)
-    login = new_login(db_server, moto, f"db-{HOSTILE}-{token}")
-    auth = create_auth_secrets(moto, admin_password=f"admin-{HOSTILE}-{token}")
-    deployment = Deployment(
-        engine=engine,
-        chart=chart,
-        init=init,
-        main=main,
-        login=login,
-        auth=auth,
-        # Its own name on the session's shared server (the chart's is mlflow_auth).
-        auth_db=f"{login.name}_auth",
-        bucket=moto.create_bucket(),
-        moto=moto,
-        ca=test_ca.ca,
-        home=tmp_path_factory.mktemp(f"auth-{engine}"),
-        outputs=[],
-        instance_id=rds_instance(moto, f"itest-auth-{engine}-{secrets.token_hex(4)}"),
+    deployment = deploy(
+        db_server,
+        chart,
+        moto,
+        test_ca.ca,
+        tmp_path_factory.mktemp(f"auth-{engine}"),
+        db_password=f"db-{HOSTILE}-{token}",
+        admin_password=f"admin-{HOSTILE}-{token}",
     )
     first = deployment.migrate("first-replica")
     assert first.returncode == 0, deployment.outputs[-1]

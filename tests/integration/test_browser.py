@@ -25,6 +25,7 @@ from itest_browser import (
     Shots,
     browser_fetch,
     chromium,
+    create_experiment_in_ui,
     experiment_by_name,
     foreign_site,
     require_browser,
@@ -40,10 +41,6 @@ CREATE = "/ajax-api/2.0/mlflow/experiments/create"
 CREATE_REFUSED = f'"POST {CREATE} HTTP/1.1" 403'
 OTHER_NLB_ADDRESS = "127.0.0.2"  # another listener on port 80 than the server's 127.0.0.1
 
-# Stable hooks of the MLflow 3.17 UI: its own test ids, element ids and the user-facing label.
-CREATE_BUTTON = '[data-testid="create-experiment-button"]'
-NAME_INPUT = '[role="dialog"] input#experimentName'
-DIALOG_SUBMIT = '//div[@role="dialog"]//button[normalize-space()="Create"]'
 BLOCKED_TEXT = '//*[normalize-space()="Cross-origin request blocked"]'
 
 
@@ -112,18 +109,6 @@ def _refusals(server: launcher.Server) -> str:
     return "server refusals and warnings:\n" + "\n".join(lines[-20:])
 
 
-def _create_experiment_in_ui(shots: Shots, name: str) -> None:
-    """The experiments page's Create button, the modal's name field, the modal's Create."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-
-    shots.driver.get(f"{NLB_URL}/#/experiments")
-    shots.wait(ec.element_to_be_clickable((By.CSS_SELECTOR, CREATE_BUTTON)), "Create").click()
-    shots.wait(ec.visibility_of_element_located((By.CSS_SELECTOR, NAME_INPUT)), "name field")
-    shots.driver.find_element(By.CSS_SELECTOR, NAME_INPUT).send_keys(name)
-    shots.wait(ec.element_to_be_clickable((By.XPATH, DIALOG_SUBMIT)), "modal Create").click()
-
-
 def test_ui_under_the_load_balancer_name(pod_env, tmp_path):
     from selenium.webdriver.common.by import By
 
@@ -153,7 +138,7 @@ def test_ui_under_the_load_balancer_name(pod_env, tmp_path):
         assert link.text.strip() == seeded["run_name"], f"screenshot {shot}"
 
         # ---- writes: the Create experiment modal ----
-        _create_experiment_in_ui(shots, "created-in-browser")
+        create_experiment_in_ui(shots, NLB_URL, "created-in-browser")
         created = shots.wait(
             lambda _: experiment_by_name(PORT, "created-in-browser"), "experiment in the API"
         )
@@ -188,7 +173,7 @@ def test_ui_under_the_load_balancer_name(pod_env, tmp_path):
     ):
         shots = Shots(driver, tmp_path, lambda: _refusals(server))
         log_start = len(server.logs())
-        _create_experiment_in_ui(shots, "created-without-origins")
+        create_experiment_in_ui(shots, NLB_URL, "created-without-origins")
         shots.wait(
             lambda d: d.find_elements(By.XPATH, f'//div[@role="dialog"]{BLOCKED_TEXT}'),
             "the modal showing MLflow's refusal",

@@ -72,12 +72,10 @@ class Deploy:
         )
 
 
-@pytest.fixture
-def deploy(db_server, synth, new_database, moto, test_ca, tmp_path) -> Deploy:
-    target = new_database(db_server)
+def _deploy(target, chart, moto, test_ca, tmp_path) -> Deploy:
     auth = create_auth_secrets(moto)
     return Deploy(
-        chart=synth(CONFIG_FOR_ENGINE[db_server.engine]),
+        chart=chart,
         target=target,
         login=server_login(moto, target),
         auth_db=f"{target.name}_auth",
@@ -87,6 +85,32 @@ def deploy(db_server, synth, new_database, moto, test_ca, tmp_path) -> Deploy:
         home=tmp_path,
         auth_arns=auth.arns,
     )
+
+
+@pytest.fixture
+def deploy(db_server, synth, new_database, moto, test_ca, tmp_path) -> Deploy:
+    chart = synth(CONFIG_FOR_ENGINE[db_server.engine])
+    return _deploy(new_database(db_server), chart, moto, test_ca, tmp_path)
+
+
+# The existing-data example names an existing PostgreSQL instance. No example names an existing
+# MySQL one; its migration Job differs from the default's only in the values substituted here.
+CONFIG_FOR_EXISTING = {"mysql": "default", "postgres": "existing-data"}
+
+
+@pytest.fixture
+def existing_instance(db_server, synth, new_database, moto, test_ca, tmp_path) -> Deploy:
+    """An instance MLflow has not used: the master login (RDS's master user's privileges)
+    and none of MLflow's databases."""
+    chart = synth(CONFIG_FOR_EXISTING[db_server.engine])
+    target = new_database(db_server, create=False)
+    return _deploy(target, chart, moto, test_ca, tmp_path)
+
+
+def _databases(server) -> set[str]:
+    if server.engine == "mysql":
+        return {row[0] for row in server.query("mysql", "SHOW DATABASES")}
+    return {row[0] for row in server.query("postgres", "SELECT datname FROM pg_database")}
 
 
 def _ok(result: subprocess.CompletedProcess) -> str:
@@ -230,3 +254,21 @@ def test_a_password_changed_in_the_secret_is_set_by_the_next_migration(deploy):
         d.login.username, old, tls=True, sql="SELECT 1", database=d.target.name
     )
     assert stale.returncode != 0
+
+
+def test_an_existing_instance_gets_mlflows_databases_and_login_from_its_master_login(
+    existing_instance,
+):
+    """database.existing: the migration Job's master login connects to the instance's
+    maintenance database (none on MySQL, `postgres`), makes MLflow's two databases and the
+    server's login, and the migrations run as that login; a second deploy changes nothing."""
+    d = existing_instance
+    assert {d.target.name, d.auth_db}.isdisjoint(_databases(d.target.server))
+    output = _ok(d.migrate("first-deploy"))
+    assert f"database login {d.login.username} has {d.target.name} and {d.auth_db}" in output
+    assert {d.target.name, d.auth_db} <= _databases(d.target.server)
+    _ok(d.as_server("SELECT COUNT(*) FROM experiments"))
+    _ok(d.as_server("SELECT COUNT(*) FROM users", database=d.auth_db))
+    _ok(d.migrate("second-deploy"))
+    _ok(d.as_server("SELECT COUNT(*) FROM experiments"))
+    launcher.assert_no_secret(output, d.target.password, "the launcher's log")

@@ -20,8 +20,8 @@ from pathlib import Path
 import itest_hostile as hostile
 import itest_launcher as launcher
 import pytest
-from itest_auth import create_auth_secrets, new_login
-from itest_chart import container_env, pod, rds_instance, substitute_endpoints
+from itest_auth import create_auth_secrets, memory_limit_mib, new_login, signed_in_pod_env
+from itest_chart import pod
 
 pytestmark = pytest.mark.integration
 
@@ -57,12 +57,6 @@ class Pod:
         return hostile.Watch(self.pid(), self.port)
 
 
-def _memory_limit_mib(container: dict) -> int:
-    limit = container["resources"]["limits"]["memory"]
-    assert limit.endswith("Mi"), limit
-    return int(limit.removesuffix("Mi"))
-
-
 @pytest.fixture(scope="module")
 def pod_(mariadb, synth, moto, test_ca, tmp_path_factory) -> Iterator[Pod]:
     chart = synth("default")
@@ -76,17 +70,9 @@ def pod_(mariadb, synth, moto, test_ca, tmp_path_factory) -> Iterator[Pod]:
     home = tmp_path_factory.mktemp("guard")
 
     def env(container: dict, **changes: str) -> dict:
-        local = substitute_endpoints(
-            container_env(chart, container),
-            login,
-            moto,
-            test_ca.ca,
-            bucket,
-            auth.arns,
-            instance_id=rds_instance(moto, f"itest-guard-{secrets.token_hex(4)}"),
+        return signed_in_pod_env(
+            chart, container, login, auth, moto, test_ca.ca, bucket, home / "pod", **changes
         )
-        local |= {"MLFLOW_DB_NAME": login.name, "MLFLOW_AUTH_DB_NAME": f"{login.name}_auth"}
-        return launcher.container_env({**local, **changes}, home / "pod")
 
     migrate = launcher.run(init["args"], env(init))
     assert migrate.returncode == 0, migrate.stderr
@@ -117,7 +103,7 @@ def pod_(mariadb, synth, moto, test_ca, tmp_path_factory) -> Iterator[Pod]:
         yield Pod(
             server,
             auth.admin_login(),
-            _memory_limit_mib(main),
+            memory_limit_mib(main),
             bucket,
             moto,
             home,

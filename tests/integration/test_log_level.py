@@ -7,10 +7,7 @@ import urllib.request
 
 import itest_launcher as launcher
 import pytest
-from itest_chart import container_env, pod, substitute_endpoints
-
-from config import parse_settings
-from tests.conftest import synthesize
+from itest_chart import anonymous_server_env
 
 pytestmark = pytest.mark.integration
 
@@ -31,27 +28,9 @@ def _served_log(env: dict[str, str], log) -> str:
 
 
 def test_the_log_level_reaches_mlflow_and_uvicorn(mariadb, new_database, moto, test_ca, tmp_path):
-    settings = parse_settings(
-        {
-            "server": {"log_level": "warning"},
-            "auth": {"enabled": False, "allow_anonymous_through": ["cluster", "internal"]},
-        }
+    env = anonymous_server_env(
+        {"log_level": "warning"}, "log-level", tmp_path, mariadb, new_database, moto, test_ca
     )
-    chart = synthesize("log-level", settings, tmp_path / "synth")
-    _, (migrate, serve) = pod(chart)
-    target = new_database(mariadb)
-    bucket = moto.create_bucket()
-
-    def local(container: dict) -> dict[str, str]:
-        env = substitute_endpoints(
-            container_env(chart, container), target, moto, test_ca.ca, bucket
-        )
-        env["MLFLOW_DB_NAME"] = target.name
-        return launcher.container_env(env, tmp_path / "home")
-
-    migrated = launcher.run(migrate["args"], local(migrate))
-    assert migrated.returncode == 0, migrated.stderr
-    env = local(serve)
     assert env["MLFLOW_LOG_LEVEL"] == "warning"  # the ConfigMap's, from the config file
 
     quiet = _served_log(env, tmp_path / "warning.log")

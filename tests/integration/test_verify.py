@@ -20,7 +20,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,17 +52,20 @@ from itest_verify import (
     rolled_out,
     run_verify,
     signal_receiver,
+    tls_terminator,
     verify_env,
     verify_job,
 )
 
+from config import load_settings
+from tests.conftest import synthesize
 from tests.fake_kubernetes import FakeKubernetes, State, fake_kubernetes
 
 pytestmark = [pytest.mark.integration, PORT_80]
 
 # Each server on port 80 of its own loopback address, so that Host and Origin carry no port.
-MAIN, HOSTS_WITHOUT_LB, NO_ORIGINS, BASIC_AUTH, LATE, NOBODY = (
-    f"127.0.0.{n}" for n in (1, 2, 3, 4, 5, 9)
+MAIN, HOSTS_WITHOUT_LB, NO_ORIGINS, BASIC_AUTH, LATE, TLS, NOBODY = (
+    f"127.0.0.{n}" for n in (1, 2, 3, 4, 5, 6, 9)
 )
 ROLLOUT = "deployment mlflow/mlflow"
 LOGS_COMMAND = re.compile(r"kubectl -n mlflow logs job/mlflow-verify-[0-9a-f]{12}")
@@ -95,6 +98,8 @@ class Deployment:
     moto: object
     kubernetes: FakeKubernetes
     """The API server the Job asks about the rollout: it serves the Deployment rolled out."""
+    local: Callable[[object, dict], dict[str, str]]
+    """A synthesized chart's container's environment, made local as `server_env` is."""
 
     def job_env(self, receiver: SignalReceiver, **env: str) -> dict[str, str]:
         return verify_env(self.chart, receiver.url, self.admin["arn"], self.kubernetes) | env
@@ -121,7 +126,7 @@ def deployment(synth, mariadb, moto, test_ca, tmp_path_factory) -> Iterator[Depl
     home = tmp_path_factory.mktemp("verify-pod")
     auth = local_auth(container_env(chart, main), database, moto, admin)
 
-    def local(container: dict) -> dict[str, str]:
+    def local(chart, container: dict) -> dict[str, str]:
         env = container_env(chart, container)
         env |= {key: value for key, value in auth.items() if key in env}
         env = substitute_endpoints(env, database, moto, test_ca.ca, bucket)
@@ -129,14 +134,23 @@ def deployment(synth, mariadb, moto, test_ca, tmp_path_factory) -> Iterator[Depl
         env["MLFLOW_PORT"] = "80"
         return launcher.container_env(env, home)
 
-    migrate = launcher.run(init["args"], local(init))
+    migrate = launcher.run(init["args"], local(chart, init))
     assert migrate.returncode == 0, migrate.stderr
     [container] = verify_job(chart)["spec"]["template"]["spec"]["containers"]
     logs_command = container_env(chart, container)["MLFLOW_VERIFY_LOGS_COMMAND"]
     assert LOGS_COMMAND.fullmatch(logs_command), logs_command
     with kubernetes_api(chart, tmp_path_factory.mktemp("kubernetes")) as api:
         yield Deployment(
-            chart, database, bucket, relay, local(main), admin, logs_command, moto, api
+            chart,
+            database,
+            bucket,
+            relay,
+            local(chart, main),
+            admin,
+            logs_command,
+            moto,
+            api,
+            local,
         )
     relay.cut()
 
@@ -517,3 +531,105 @@ def test_a_deployment_on_another_template_fails_before_any_target(deployment, re
         f"{ROLLOUT} failed; {INTERNAL_URL} not checked; {NLB_URL} not checked"
     )
     assert LOCAL_IMAGE not in verdict.signals[0]["Reason"]  # the image was this deploy's
+
+
+# ---------------------------------------------------------------- HTTPS at the load balancer -
+
+# The certificate's name clients use (exposure.internal.hostname); DNS does not know it here,
+# so only the Job's connect-to (the name -> the load balancer's DNS name) can reach anything.
+TLS_HOST = "mlflow.internal.example.com"
+TLS_URL = f"https://{TLS_HOST}"
+CERTIFICATE_ARN = (
+    "arn:aws:acm:eu-west-1:111122223333:certificate/6e5d4c3b-2a19-4807-8f6e-5d4c3b2a1908"
+)
+
+
+@dataclass
+class TlsDeployment:
+    """The default deployment with TLS on the internal load balancer, the test CA's root as
+    the CAs the check trusts (as a certificate from AWS Private CA needs), its server up."""
+
+    chart: object
+    kubernetes: FakeKubernetes
+
+
+@pytest.fixture(scope="module")
+def tls_deployment(deployment, test_ca, tmp_path_factory) -> Iterator[TlsDeployment]:
+    internal = {"certificate_arn": CERTIFICATE_ARN, "hostname": TLS_HOST}
+    internal["ca_bundle"] = test_ca.ca.read_text()
+    settings = load_settings(None)
+    exposure = settings.exposure.replace(internal=internal)
+    chart = synthesize(
+        "tls",
+        settings.model_copy(update={"exposure": exposure}),
+        tmp_path_factory.mktemp("cdk-tls"),
+    )
+    _, (_, main) = pod(chart)
+    with (
+        serving(deployment.local(chart, main), TLS, tmp_path_factory.mktemp("tls") / "log"),
+        kubernetes_api(chart, tmp_path_factory.mktemp("kubernetes-tls")) as api,
+    ):
+        yield TlsDeployment(chart, api)
+
+
+def _verify_tls(
+    deployment: Deployment, tls: TlsDeployment, receiver, home: Path
+) -> tuple[Verdict, str]:
+    """The TLS deployment's Job, its checked names at TLS; and its logs command."""
+    env = verify_env(
+        tls.chart, receiver.url, deployment.admin["arn"], tls.kubernetes, (INTERNAL_URL, TLS_URL)
+    )
+    verdict = run_verify(env, receiver, home, TLS, deployment.moto.env())
+    return verdict, env["MLFLOW_VERIFY_LOGS_COMMAND"]
+
+
+def test_https_at_the_load_balancer_under_the_certificates_name(
+    deployment, tls_deployment, test_ca, receiver, tmp_path
+):
+    """The Job reaches the load balancer's TLS listener under the certificate's name (SNI,
+    certificate check, Host, browser Origin `https://<name>`), verifies the certificate against
+    the configured CA, and the whole session works through it: what a client of that name
+    meets once DNS points it at the load balancer."""
+    cert, key = test_ca.issue(TLS_HOST, tmp_path / "certs")
+    with tls_terminator(TLS, cert, key):
+        verdict, _ = _verify_tls(deployment, tls_deployment, receiver, tmp_path)
+    assert verdict.returncode == 0, verdict.output
+    for step in STEPS:
+        line = rf"verify {re.escape(TLS_URL)}: {re.escape(step)} ok \(\d+\.\d\d s\)\n"
+        assert re.search(line, verdict.output), (step, verdict.output)
+    [signal] = verdict.signals
+    assert (signal["Status"], signal["Reason"]) == (
+        "SUCCESS",
+        f"MLflow works under {INTERNAL_URL}, {TLS_URL}",
+    )
+    assert_no_secrets(verdict, deployment.database.password, deployment.admin["password"])
+
+
+@pytest.mark.parametrize(
+    ("name", "by_wrong_ca", "why"),
+    [
+        ("mlflow.example.org", False, "Hostname mismatch, certificate is not valid for"),
+        (TLS_HOST, True, "unable to get local issuer certificate"),
+    ],
+    ids=["another-name", "another-ca"],
+)
+def test_a_certificate_that_does_not_verify_fails_at_once_saying_what_it_must_be(
+    deployment, tls_deployment, test_ca, receiver, tmp_path, name, by_wrong_ca, why
+):
+    """A certificate for another name (the load balancer given another team's certificate),
+    or from a CA the check does not trust (a private CA's certificate without its root in
+    exposure.internal.ca_bundle): no retry, the reason names the certificate's two musts."""
+    cert, key = test_ca.issue(name, tmp_path / "certs", by_wrong_ca=by_wrong_ca)
+    with tls_terminator(TLS, cert, key):
+        verdict, logs_command = _verify_tls(deployment, tls_deployment, receiver, tmp_path)
+    reason = verdict.reason_logged().removesuffix(f" (logs: {logs_command})")
+    assert reason.startswith(f"{TLS_URL}: TLS: "), reason
+    assert why in reason, reason
+    assert reason.endswith(
+        f"(served at {NLB_HOST}); the certificate must cover {TLS_HOST} and chain to the CAs "
+        "in MLFLOW_VERIFY_CA_BUNDLE"
+    ), reason
+    assert_failed(verdict, reason, logs_command)
+    assert f"verify {TLS_URL}: GET /health" not in verdict.output  # not retried
+    # The in-cluster name was checked in full first, over plain HTTP inside the cluster.
+    assert f"verify {INTERNAL_URL}: ending the run ok" in verdict.output

@@ -85,6 +85,19 @@ def test_pods_get_the_secret_names_never_the_values(each_config: Synth) -> None:
         assert not {"data", "stringData"} & set(secret), secret
 
 
+def test_workspaces_reach_every_pod_and_the_grant_the_auth_app(each_config: Synth) -> None:
+    """Written only when on, so a deployment without workspaces keeps its ConfigMap (and its
+    pods); the grant only where MLflow reads it (workspaces and sign-in on)."""
+    settings = each_config.settings
+    data = each_config.object("ConfigMap")["data"]
+    assert data.get("MLFLOW_ENABLE_WORKSPACES") == ("true" if settings.server.workspaces else None)
+    grant = data.get("MLFLOW_AUTH_GRANT_DEFAULT_WORKSPACE_ACCESS")
+    if settings.server.workspaces and settings.auth.enabled:
+        assert grant == str(settings.auth.grant_default_workspace_access).lower()
+    else:
+        assert grant is None
+
+
 def test_deploy_check_signs_in_as_admin_through_its_own_role(synth: SynthFn) -> None:
     s = synth("default")
     [job] = [j for j in s.objects("Job") if "-verify-" in j["metadata"]["name"]]

@@ -17,10 +17,12 @@ from mlflow_on_eks.k8s_charts import (
     ExposureProps,
     ExternalLoadBalancerProps,
     GcProps,
+    InternalLoadBalancerProps,
     MetricsScrapersProps,
     MlflowChart,
     MlflowChartProps,
     ResourceProps,
+    ServiceMonitorProps,
     WorkloadProps,
 )
 from mlflow_on_eks.k8s_charts.node_pool_chart import DATABASE_CLIENT_LABEL, DEDICATED_TAINT
@@ -47,6 +49,14 @@ EXTERNAL = ExternalLoadBalancerProps(
         "arn:aws:acm:eu-west-1:123456789012:certificate/0f8e7d6c-5b4a-4321-9abc-def012345678"
     ),
 )
+HOSTNAME = "mlflow.internal.example.com"
+INTERNAL_TLS = InternalLoadBalancerProps(
+    certificate_arn=(
+        "arn:aws:acm:eu-west-1:123456789012:certificate/6e5d4c3b-2a19-4807-8f6e-5d4c3b2a1908"
+    ),
+    hostname=HOSTNAME,
+)
+LB = "service.beta.kubernetes.io/aws-load-balancer-"
 # DNS names in the formats AWS gives load balancers (Elastic Load Balancing user guides):
 # NLB `<name>-<id>.elb.<region>.amazonaws.com`, ALB/CLB `<name>-<id>.<region>.elb.amazonaws.com`.
 NLB_NAME = "k8s-ml-mlflowin-4f8a2b1c9d-0123456789abcdef.elb.eu-west-1.amazonaws.com"
@@ -223,6 +233,113 @@ def test_pods_invite_annotation_driven_scrapers() -> None:
         "prometheus.io/port": "9464",
         "prometheus.io/path": "/metrics",
     }
+
+
+def test_extras_reach_the_config_map_as_json_only_when_set() -> None:
+    """The server's additions travel in the ConfigMap (its digest rolls the pods), as JSON the
+    launcher parses; without any, the ConfigMap is as it was."""
+    plain = one(render(), "ConfigMap", "mlflow-config")["data"]
+    assert not {k for k in plain if k.startswith("MLFLOW_SERVER_EXTRA")}
+    props = with_workload(
+        extra_args=["--x-frame-options", "DENY", "a b"],
+        extra_env={"MLFLOW_SERVER_GRAPHQL_MAX_ROOT_FIELDS": "20", "EMPTY": ""},
+    )
+    data = one(render(props), "ConfigMap", "mlflow-config")["data"]
+    assert {k: v for k, v in data.items() if k not in plain} == {
+        "MLFLOW_SERVER_EXTRA_ARGS": '["--x-frame-options","DENY","a b"]',
+        "MLFLOW_SERVER_EXTRA_ENV": '{"MLFLOW_SERVER_GRAPHQL_MAX_ROOT_FIELDS":"20","EMPTY":""}',
+    }
+    # Only the server gets them, from the launcher: no container's own env carries them.
+    for container in pod_spec(render(props))["containers"]:
+        names = {item["name"] for item in container.get("env", [])}
+        assert "MLFLOW_SERVER_GRAPHQL_MAX_ROOT_FIELDS" not in names
+
+
+def test_the_library_refuses_what_the_launcher_owns_naming_the_item() -> None:
+    with pytest.raises(InvalidProps) as caught:
+        WorkloadProps(
+            extra_args=["--enable-workspaces", "--port=80"],
+            extra_env={"UVICORN_HTTP": "h11", "OK_NAME": "postgres://u:pw@db/x"},
+        )
+    lines = str(caught.value).splitlines()
+    assert any(line.strip().startswith("extra_args[1]: --port is the launcher's") for line in lines)
+    # Workspaces are a setting of their own: the launcher checks the database against it.
+    assert any(
+        line.strip().startswith("extra_args[0]: --enable-workspaces is the launcher's")
+        and "server.workspaces" in line
+        for line in lines
+    )
+    assert any(line.strip().startswith("extra_env.UVICORN_HTTP: is not yours") for line in lines)
+    assert any(line.strip().startswith("extra_env.OK_NAME: looks like a secret") for line in lines)
+    assert "pw@db" not in str(caught.value)
+
+
+def test_no_service_monitor_unless_asked() -> None:
+    objects = render()
+    assert not by_kind(objects, "ServiceMonitor")
+    assert [o["metadata"]["name"] for o in by_kind(objects, "Service")] == [
+        "mlflow",
+        "mlflow-internal",
+    ]
+
+
+def test_the_service_monitor_scrapes_the_metrics_port_of_the_server_pods_only() -> None:
+    monitor = ServiceMonitorProps(enabled=True, labels={"release": "kube-prometheus-stack"})
+    objects = render(with_workload(service_monitor=monitor))
+    found = one(objects, "ServiceMonitor", "mlflow")
+    assert found["apiVersion"] == "monitoring.coreos.com/v1"
+    assert found["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert set(found["metadata"]["labels"]) >= RECOMMENDED_LABELS
+    spec = found["spec"]
+    selected = [
+        o
+        for o in by_kind(objects, "Service")
+        if spec["selector"]["matchLabels"].items() <= o["metadata"]["labels"].items()
+    ]
+    assert [s["metadata"]["name"] for s in selected] == ["mlflow-metrics"]
+    [service] = selected
+    assert service["spec"]["clusterIP"] == "None"  # the pods are the targets
+    pod_labels = pod_template(objects)["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()  # the server's pods
+    [endpoint] = spec["endpoints"]
+    [port] = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+    assert port["targetPort"] == 9464 == port["port"]
+    assert (
+        endpoint["path"] == pod_template(objects)["metadata"]["annotations"]["prometheus.io/path"]
+    )
+    assert endpoint["scheme"] == "http"
+    # The annotations stay, for annotation-driven scrapers.
+    assert pod_template(objects)["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+
+
+def _seconds(duration: str) -> int:
+    assert duration.endswith("s") and duration[:-1].isdigit(), duration
+    return int(duration[:-1])
+
+
+@pytest.mark.parametrize("interval", [15, 30, 120])
+def test_the_scrape_timeout_outlasts_the_exporters_deadlines(interval: int) -> None:
+    """Prometheus must not give up on an answer the exporter is still allowed to give (its
+    deadline for the request, then for the answer), and wants the timeout within the interval."""
+    from mlflow_on_eks.k8s_charts.launcher_contract import launcher
+
+    monitor = ServiceMonitorProps(enabled=True, interval_seconds=interval)
+    [endpoint] = one(render(with_workload(service_monitor=monitor)), "ServiceMonitor")["spec"][
+        "endpoints"
+    ]
+    timeout = _seconds(endpoint["scrapeTimeout"])
+    assert timeout >= launcher.METRICS_REQUEST_SECONDS + launcher.METRICS_RESPONSE_SECONDS
+    assert timeout <= _seconds(endpoint["interval"]) == interval
+
+
+def test_the_service_monitors_scrapers_still_pass_the_network_policy() -> None:
+    """The ServiceMonitor changes who is told to scrape, not who may: the metrics port still
+    admits exactly server.metrics_scrapers."""
+    scrapers = MetricsScrapersProps(namespace_labels={"kubernetes.io/metadata.name": "monitoring"})
+    monitor = ServiceMonitorProps(enabled=True)
+    with_monitor = render(with_workload(metrics_scrapers=scrapers, service_monitor=monitor))
+    without = render(with_workload(metrics_scrapers=scrapers))
+    assert one(with_monitor, "NetworkPolicy", "mlflow") == one(without, "NetworkPolicy", "mlflow")
 
 
 def _matches(patterns: list[str], value: str) -> bool:
@@ -544,6 +661,95 @@ def test_external_service_is_tls_and_source_restricted() -> None:
     assert annotations[f"{prefix}scheme"] == "internet-facing"
     assert annotations[f"{prefix}ssl-cert"] == EXTERNAL.certificate_arn
     assert annotations[f"{prefix}ssl-ports"] == "443"
+
+
+def _tls_listener(certificate_arn: str, load_balancer_class: str) -> dict[str, str]:
+    """What a TLS listener on 443 with the default policy is, as each controller documents its
+    annotations: EKS Auto Mode (user guide, auto-configure-nlb: ssl-cert, ssl-ports) and the
+    AWS Load Balancer Controller (its guide's "TLS" section: also the policy and
+    backend-protocol, `tcp` being plain TCP to the pods)."""
+    listener = {
+        f"{LB}ssl-cert": certificate_arn,
+        f"{LB}ssl-ports": "443",
+        f"{LB}ssl-negotiation-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
+    }
+    if load_balancer_class == LB_CONTROLLER_LOAD_BALANCER_CLASS:
+        listener[f"{LB}backend-protocol"] = "tcp"
+    return listener
+
+
+TARGET_GROUP = {
+    f"{LB}nlb-target-type": "ip",
+    f"{LB}target-group-attributes": "deregistration_delay.timeout_seconds=30,"
+    "deregistration_delay.connection_termination.enabled=true",
+}
+
+
+@pytest.mark.parametrize(
+    "load_balancer_class", [AUTO_MODE_LOAD_BALANCER_CLASS, LB_CONTROLLER_LOAD_BALANCER_CLASS]
+)
+def test_tls_services_per_controller(load_balancer_class: str) -> None:
+    """With a certificate, each load balancer Service asks its controller for TLS on 443 only
+    (no plain listener beside it), forwarding to the pods' plain HTTP port; the annotations
+    exactly those the class's controller documents."""
+    exposure = ExposureProps(internal=INTERNAL_TLS, external=EXTERNAL)
+    props = replace(PROPS, exposure=exposure, load_balancer_class=load_balancer_class)
+    objects = render(props)
+    for name, scheme, section in (
+        ("mlflow-internal", "internal", INTERNAL_TLS),
+        ("mlflow-external", "internet-facing", EXTERNAL),
+    ):
+        service = one(objects, "Service", name)
+        assert service["spec"]["loadBalancerClass"] == load_balancer_class
+        assert service["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": 5000}]
+        assert service["metadata"]["annotations"] == {
+            f"{LB}scheme": scheme,
+            **TARGET_GROUP,
+            **_tls_listener(section.certificate_arn, load_balancer_class),
+        }, name
+
+
+def test_a_plain_internal_load_balancer_has_no_tls_annotations() -> None:
+    service = one(render(), "Service", "mlflow-internal")
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": 5000}]
+    assert service["metadata"]["annotations"] == {f"{LB}scheme": "internal", **TARGET_GROUP}
+
+
+def test_the_chosen_policy_reaches_the_listener() -> None:
+    internal = INTERNAL_TLS.replace(ssl_policy="ELBSecurityPolicy-TLS13-1-3-2021-06")
+    service = one(
+        render(replace(PROPS, exposure=ExposureProps(internal=internal))),
+        "Service",
+        "mlflow-internal",
+    )
+    annotations = service["metadata"]["annotations"]
+    assert annotations[f"{LB}ssl-negotiation-policy"] == "ELBSecurityPolicy-TLS13-1-3-2021-06"
+
+
+def test_with_tls_the_certificates_name_is_allowed_and_https_origins() -> None:
+    """Clients use the certificate's name: MLflow must accept it as Host, and a browser page
+    served from it (Origin `https://<name>`, no port: RFC 6454 leaves the default one out) may
+    write. The load balancer's own name serves HTTPS only now: no `http://` origin for it."""
+    props = replace(
+        PROPS,
+        exposure=ExposureProps(internal=INTERNAL_TLS),
+        load_balancer_dns_names={"internal": NLB_NAME},
+    )
+    data = one(render(props), "ConfigMap")["data"]
+    hosts = data["MLFLOW_ALLOWED_HOSTS"].split(",")
+    origins = data["MLFLOW_CORS_ALLOWED_ORIGINS"].split(",")
+    assert _matches(hosts, HOSTNAME) and _matches(hosts, NLB_NAME)
+    assert _matches(origins, f"https://{HOSTNAME}") and _matches(origins, f"https://{NLB_NAME}")
+    for origin in (
+        f"http://{HOSTNAME}",
+        f"https://{HOSTNAME}:443",
+        f"http://{NLB_NAME}",
+        "https://mlflow-internal.ml.svc.cluster.local",
+    ):
+        assert not _matches(origins, origin), origin
+    # Without TLS, the name is not configured, and nothing of it is allowed.
+    plain = one(render(), "ConfigMap")["data"]
+    assert HOSTNAME not in plain["MLFLOW_ALLOWED_HOSTS"] + plain["MLFLOW_CORS_ALLOWED_ORIGINS"]
 
 
 def test_no_external_service_by_default() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk.assertions import Annotations, Match, Template
@@ -19,7 +21,10 @@ from aws_cdk.assertions import Annotations, Match, Template
 from mlflow_on_eks.constructs_lib import (
     ArtifactProps,
     AutoModeCluster,
+    DatabaseProps,
+    ExistingBucket,
     ExistingClusterAttributes,
+    ExistingDatabase,
     ExistingVpc,
     ImportedCluster,
     MlflowArtifactStore,
@@ -282,6 +287,171 @@ def test_tracking_server_alone_with_your_own_bucket_and_secret() -> None:
     config = next(o for o in server.chart.to_json() if o["kind"] == "ConfigMap")
     assert config["metadata"]["namespace"] == "team-ml"
     assert config["data"]["MLFLOW_ARTIFACTS_DESTINATION"] == "s3://team-ml-artifacts/artifacts"
+
+
+EXISTING_INSTANCE = ExistingDatabase(
+    endpoint="platform-db.c9akciq32rlx.eu-west-1.rds.amazonaws.com",
+    secret_arn=SECRET_ARN,
+    secret_kms_key_arn="arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    security_group_id="sg-0fedcba9876543210",
+)
+BUCKET_KEY = "arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
+
+
+def test_database_from_an_existing_instance_creates_nothing_of_it() -> None:
+    """`props.existing` (the config file's database.existing): the instance, its security
+    group and its login's secret are imported by reference; only the server's own login is
+    made (the migration Job sets it on the instance)."""
+    stack = bare_stack()
+    database = MlflowDatabase(
+        stack,
+        "Database",
+        vpc=NETWORK.import_into(stack),
+        props=DatabaseProps(engine="postgres", existing=EXISTING_INSTANCE),
+    )
+    assert set(template(stack)["Resources"]) == {template_id(stack, database.server_login_secret)}
+    assert database.existing and database.port == 5432  # the engine's, none given
+    assert stack.resolve(database.endpoint_address) == EXISTING_INSTANCE.endpoint
+    assert stack.resolve(database.instance.instance_identifier) == "platform-db"
+    assert database.security_group.security_group_id == "sg-0fedcba9876543210"
+    assert database.secret.secret_arn == SECRET_ARN
+    assert stack.resolve(database.secret.encryption_key.key_arn) == (  # type: ignore[union-attr]
+        EXISTING_INSTANCE.secret_kms_key_arn
+    )
+    assert database.parameter_group is None and database.read_replica is None
+    assert database.instance_type is None and database.allocated_storage_gib is None
+
+
+@pytest.mark.parametrize("given", ["subnets", "security_group", "credentials_secret"])
+def test_an_existing_instance_is_described_once(given: str) -> None:
+    stack = bare_stack()
+    vpc = NETWORK.import_into(stack)
+    extra = {
+        "subnets": ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+        "security_group": ec2.SecurityGroup.from_security_group_id(stack, "G", "sg-01234567"),
+        "credentials_secret": secretsmanager.Secret.from_secret_complete_arn(
+            stack, "S", SECRET_ARN
+        ),
+    }
+    with pytest.raises(ValueError, match=f"leave {given} out"):
+        MlflowDatabase(
+            stack,
+            "Database",
+            vpc=vpc,
+            props=DatabaseProps(existing=EXISTING_INSTANCE),
+            **{given: extra[given]},  # type: ignore[arg-type]
+        )
+
+
+def test_an_existing_instance_in_another_region_than_the_stack_is_refused() -> None:
+    stack = cdk.Stack(cdk.App(), "Elsewhere", env=cdk.Environment(region="us-east-1"))
+    with pytest.raises(ValueError, match="endpoint is in region eu-west-1, the stack in us-east-1"):
+        MlflowDatabase(
+            stack,
+            "Database",
+            vpc=NETWORK.import_into(stack),
+            props=DatabaseProps(existing=EXISTING_INSTANCE),
+        )
+
+
+def test_the_library_refuses_what_the_config_refuses_beside_an_existing_instance() -> None:
+    with pytest.raises(InvalidProps) as caught:
+        DatabaseProps(existing=EXISTING_INSTANCE, multi_az=True, read_replica=True)
+    message = str(caught.value)
+    assert "multi_az: applies only to an instance this app creates" in message
+    assert "read_replica: applies only to an instance this app creates" in message
+    with pytest.raises(InvalidProps, match="secret_arn: is needed with endpoint"):
+        ExistingDatabase(endpoint=EXISTING_INSTANCE.endpoint, security_group_id="sg-01234567")
+    with pytest.raises(InvalidProps, match="versioned: applies only to a bucket this app"):
+        ArtifactProps(existing=ExistingBucket(bucket_name="team-ml-artifacts"), versioned=True)
+    with pytest.raises(InvalidProps, match="bucket_name: expected an S3 bucket name"):
+        ExistingBucket(bucket_name="Team_ML")
+
+
+def _server_with(
+    database: Any, store: Callable[[cdk.Stack], MlflowArtifactStore]
+) -> tuple[cdk.Stack, MlflowTrackingServer]:
+    stack = bare_stack()
+    vpc = NETWORK.import_into(stack)
+    cluster = ImportedCluster(stack, "Cluster", attributes=ATTRIBUTES, vpc=vpc)
+    server = MlflowTrackingServer(
+        stack,
+        "Mlflow",
+        cluster=cluster.handle,
+        database=MlflowDatabase(stack, "Database", vpc=vpc, props=database),
+        artifact_store=store(stack),
+        auth=ANONYMOUS,
+    )
+    return stack, server
+
+
+def _role_statements(stack: cdk.Stack, role: str) -> list[dict[str, Any]]:
+    [policy] = [
+        p
+        for key, p in resources_of(template(stack), "AWS::IAM::Policy").items()
+        if key.startswith(f"MlflowRoles{role}")
+    ]
+    return list(policy["Properties"]["PolicyDocument"]["Statement"])
+
+
+def test_the_configs_existing_bucket_is_the_one_a_library_user_imports() -> None:
+    """artifacts.existing builds what MlflowArtifactStore(bucket=..., prefix=...) builds with
+    the bucket imported by hand: the same destination and the same grants (the prefix's
+    objects, the listing under it, and the bucket's own key through S3)."""
+
+    def by_hand(stack: cdk.Stack) -> MlflowArtifactStore:
+        bucket = s3.Bucket.from_bucket_attributes(
+            stack,
+            "Existing",
+            bucket_name="team-ml-artifacts",
+            encryption_key=kms.Key.from_key_arn(stack, "Key", BUCKET_KEY),
+        )
+        return MlflowArtifactStore(stack, "Artifacts", bucket=bucket, prefix="teams/mlflow")
+
+    def from_config(stack: cdk.Stack) -> MlflowArtifactStore:
+        existing = ExistingBucket(
+            bucket_name="team-ml-artifacts", prefix="teams/mlflow", kms_key_arn=BUCKET_KEY
+        )
+        return MlflowArtifactStore(stack, "Artifacts", props=ArtifactProps(existing=existing))
+
+    results = [_server_with(DatabaseProps(), store) for store in (by_hand, from_config)]
+    (hand, hand_server), (config, config_server) = results
+    assert not resources_of(template(config), "AWS::S3::Bucket")
+    assert _role_statements(hand, "Server") == _role_statements(config, "Server")
+    destinations = [
+        next(o for o in server.chart.to_json() if o["kind"] == "ConfigMap")["data"][
+            "MLFLOW_ARTIFACTS_DESTINATION"
+        ]
+        for server in (hand_server, config_server)
+    ]
+    assert destinations == ["s3://team-ml-artifacts/teams/mlflow"] * 2
+    with pytest.raises(ValueError, match="leave bucket= and prefix= out"):
+        MlflowArtifactStore(
+            bare_stack(),
+            "Again",
+            props=ArtifactProps(existing=ExistingBucket(bucket_name="team-ml-artifacts")),
+            prefix="mlflow",
+        )
+
+
+def test_tracking_server_on_an_existing_instance() -> None:
+    """The server stack admits the cluster's client group to the instance's own group on its
+    port, hands the endpoint to the pods, the instance's secret to the migration Job only (and
+    its key, through Secrets Manager), and lets the Job snapshot that instance."""
+    props = DatabaseProps(engine="mysql", existing=EXISTING_INSTANCE.replace(port=3307))
+    stack, server = _server_with(props, lambda s: MlflowArtifactStore(s, "Artifacts"))
+    [ingress] = resources_of(template(stack), "AWS::EC2::SecurityGroupIngress").values()
+    rule = ingress["Properties"]
+    assert rule["GroupId"] == "sg-0fedcba9876543210"
+    assert (rule["FromPort"], rule["ToPort"]) == (3307, 3307)
+    config = next(o for o in server.chart.to_json() if o["kind"] == "ConfigMap")["data"]
+    assert config["MLFLOW_DB_HOST"] == EXISTING_INSTANCE.endpoint
+    assert config["MLFLOW_DB_PORT"] == "3307"
+    migrate, serve = (json.dumps(_role_statements(stack, r)) for r in ("Migrate", "Server"))
+    assert SECRET_ARN in migrate and SECRET_ARN not in serve
+    assert ':rds:eu-west-1:111122223333:db:platform-db"' in migrate
+    assert str(EXISTING_INSTANCE.secret_kms_key_arn) in migrate
+    assert "secretsmanager.eu-west-1.amazonaws.com" in migrate and "kms:" not in serve
 
 
 ANONYMOUS = AuthProps(enabled=False, allow_anonymous_through=["cluster", "internal"])

@@ -110,6 +110,37 @@ def test_the_steps_run_in_order(synth: SynthFn) -> None:
     assert not [k for k, r in _mlflow(s).items() if condition_id in _depends_on(r)]
 
 
+@pytest.mark.parametrize("config", ["existing-cluster", "test-maximal"])
+def test_with_tls_the_job_checks_the_certificates_name_at_the_load_balancer(
+    synth: SynthFn, config: str
+) -> None:
+    """HTTPS under the name clients use (the certificate's), reached at the load balancer this
+    deploy made: its name from the Service, read back; no DNS record for the certificate's name
+    is needed yet. The CAs the check trusts: the configured ones, else none given (the image's
+    public roots)."""
+    s = synth(config)
+    internal = s.settings.exposure.internal
+    namespace = s.settings.server.namespace
+    read = _values(s)["service/mlflow-internal"]["id"]
+    env = _env(_job(s)["spec"]["template"]["spec"]["containers"][0])
+    assert env["MLFLOW_VERIFY_TARGETS"] == (
+        f"http://mlflow.{namespace}.svc.cluster.local,https://{internal.hostname}"
+    )
+    assert env["MLFLOW_VERIFY_CONNECT_TO"] == f"{internal.hostname}=${{GetAtt:{read}.Value}}"
+    assert env.get("MLFLOW_VERIFY_CA_BUNDLE") == internal.ca_bundle
+    assert (internal.ca_bundle is None) == (config == "existing-cluster")
+    # The on-demand check (make verify) checks the same way.
+    [cron] = [c for c in s.objects("CronJob") if c["metadata"]["name"] == "mlflow-verify"]
+    cron_env = _env(cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0])
+    for key in ("MLFLOW_VERIFY_TARGETS", "MLFLOW_VERIFY_CONNECT_TO", "MLFLOW_VERIFY_CA_BUNDLE"):
+        assert cron_env.get(key) == env.get(key), key
+
+
+def test_without_tls_nothing_is_redirected(synth: SynthFn) -> None:
+    env = _env(_job(synth("default"))["spec"]["template"]["spec"]["containers"][0])
+    assert "MLFLOW_VERIFY_CONNECT_TO" not in env and "MLFLOW_VERIFY_CA_BUNDLE" not in env
+
+
 def test_no_custom_resource_waits_for_the_pods(each_config: Synth) -> None:
     """A rollback calls each updated custom resource again with its previous properties
     before the previous manifest is applied: a read that waits for the rollout then waits for
@@ -314,12 +345,15 @@ def test_job_may_reach_only_what_it_checks(each_config: Synth) -> None:
         tuple(sorted((p["protocol"], p["port"]) for p in rule["ports"])): rule.get("to")
         for rule in policy["egress"]
     }
+    # The internal load balancer (addresses known only in the VPC): port 80 only while it
+    # serves plain HTTP. 443: HTTPS to it, the Kubernetes API, S3 for presigned downloads and
+    # the CloudFormation signal.
+    internal = each_config.settings.exposure.internal
+    plain = internal.enabled and not internal.tls
     assert rules == {
         (("TCP", 53), ("UDP", 53)): None,
         (("TCP", 5000),): [{"podSelector": {"matchLabels": server_labels}}],
-        # The internal load balancer (addresses known only in the VPC); S3 for presigned
-        # downloads and the CloudFormation signal.
-        (("TCP", 80), ("TCP", 443)): None,
+        (("TCP", 80), ("TCP", 443)) if plain else (("TCP", 443),): None,
     }
 
 
@@ -440,9 +474,11 @@ def test_turning_it_off_leaves_the_addresses(synth: SynthFn) -> None:
     [
         ("default", {"InternalTrackingUri": "http://${GetAtt:%(internal)s.Value}"}),
         (
+            # TLS on the internal load balancer: the certificate's name, and where to point it.
             "existing-cluster",
             {
-                "InternalTrackingUri": "http://${GetAtt:%(internal)s.Value}",
+                "InternalTrackingUri": "https://mlflow.internal.example.com",
+                "InternalLoadBalancerDnsName": "${GetAtt:%(internal)s.Value}",
                 "ExternalLoadBalancerDnsName": "${GetAtt:%(external)s.Value}",
             },
         ),
@@ -465,6 +501,8 @@ def test_outputs_give_the_real_addresses(synth: SynthFn, config: str, outputs: d
     }
     for key, value in outputs.items():
         assert rendered[key] == value % ids
+    for key in ("InternalLoadBalancerDnsName", "ExternalLoadBalancerDnsName"):
+        assert (key in rendered) == (key in outputs), key
     revision = s.deployment.mlflow.tracking_server.revision
     assert (
         rendered["DeployCheckLogsCommand"] == f"kubectl -n mlflow logs job/mlflow-verify-{revision}"

@@ -25,9 +25,12 @@ ARTIFACT_ACTIONS = {
     "s3:ListBucket",
 }
 SNAPSHOT_ACTIONS = {"rds:CreateDBSnapshot", "rds:AddTagsToResource", "rds:DescribeDBSnapshots"}
+# With an existing bucket's or secret's own KMS key (database.existing, artifacts.existing).
+ARTIFACT_KEY_ACTIONS = {"kms:GenerateDataKey", "kms:Decrypt"}
+SECRET_KEY_ACTIONS = {"kms:Decrypt"}
 ALLOWED = {
-    "mlflow": SECRET_READ | ARTIFACT_ACTIONS,
-    "mlflow-migrate": SECRET_READ | SNAPSHOT_ACTIONS,
+    "mlflow": SECRET_READ | ARTIFACT_ACTIONS | ARTIFACT_KEY_ACTIONS,
+    "mlflow-migrate": SECRET_READ | SNAPSHOT_ACTIONS | SECRET_KEY_ACTIONS,
     "mlflow-gc": SECRET_READ,
     "mlflow-verify": SECRET_READ,
     "mlflow-sso-sync": SECRET_READ,
@@ -45,7 +48,8 @@ SECRETS = {
     "mlflow-verify": {"AuthAdminCredentials"},
     "mlflow-sso-sync": set(),  # the IdP client's secret, the user's own: checked below
 }
-"""ServiceAccount -> the secrets (by logical ID prefix) its role may read, with sign-in on."""
+"""ServiceAccount -> the secrets (by logical ID prefix) its role may read, with sign-in on;
+an existing instance's secret (database.existing.secret_arn) replaces DatabaseSecret."""
 NEVER = (
     "s3:*",
     "s3:DeleteObjectVersion",
@@ -134,25 +138,66 @@ def test_each_role_reads_exactly_its_secrets(synth, config: str) -> None:
         if account == "mlflow-sso-sync":  # exactly the configured secret, by its ARN
             assert read == {json.dumps(s.settings.auth.sso.client_secret_arn)}, read
             continue
-        names = {name for name in SECRETS[account] if any(name in r for r in read)}
         expected = {n for n in SECRETS[account] if s.settings.auth.enabled or "Auth" not in n}
+        existing = s.settings.database.existing.secret_arn
+        if existing and "DatabaseSecret" in expected:
+            expected = (expected - {"DatabaseSecret"}) | {existing}
+        names = {name for name in expected if any(name in r for r in read)}
         assert names == expected, (account, read)
         assert len(read) == len(expected), (account, read)
 
 
-def test_the_server_touches_artifacts_under_its_prefix_only(synth) -> None:
-    server = _roles(synth("default"))["mlflow"]
+@pytest.mark.parametrize("config", ["default", "existing-data"])
+def test_the_server_touches_artifacts_under_its_prefix_only(synth, config: str) -> None:
+    s = synth(config)
+    existing = s.settings.artifacts.existing
+    prefix = existing.prefix if existing.bucket_name else "artifacts"
+    server = _roles(s)["mlflow"]
     s3 = [st for st in server["statements"] if _actions(st)[0].startswith("s3:")]
     objects = [st for st in s3 if "s3:ListBucket" not in _actions(st)]
     [listing] = [st for st in s3 if "s3:ListBucket" in _actions(st)]
-    assert all('"/artifacts/*"' in json.dumps(st["Resource"]) for st in objects)
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["artifacts", "artifacts/*"]}}
+    assert objects and all(f'/{prefix}/*"' in json.dumps(st["Resource"]) for st in objects)
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}}
+    if existing.bucket_name:
+        bucket = f"arn:aws:s3:::{existing.bucket_name}"
+        assert [st["Resource"] for st in objects] == [f"{bucket}/{prefix}/*"]
+        assert listing["Resource"] == bucket
 
 
-def test_only_the_migration_job_reads_the_master_login_or_takes_snapshots(synth) -> None:
-    roles = _roles(synth("default"))
-    for account, role in roles.items():
+def test_a_users_keys_are_used_through_their_service_only(synth) -> None:
+    """An existing bucket's and secret's own KMS keys: the server may make data keys and
+    decrypt through S3, the migration Job decrypt through Secrets Manager; with that key only,
+    and no other role with any key."""
+    s = synth("existing-data")
+    region = s.settings.aws.region
+    expected = {
+        "mlflow": (s.settings.artifacts.existing.kms_key_arn, ARTIFACT_KEY_ACTIONS, "s3"),
+        "mlflow-migrate": (
+            s.settings.database.existing.secret_kms_key_arn,
+            SECRET_KEY_ACTIONS,
+            "secretsmanager",
+        ),
+    }
+    for account, role in _roles(s).items():
+        keys = [st for st in role["statements"] if _actions(st)[0].startswith("kms:")]
+        if account not in expected:
+            assert keys == [], account
+            continue
+        key, actions, service = expected[account]
+        [statement] = keys
+        assert statement["Resource"] == key and set(_actions(statement)) == actions
+        via = f"{service}.{region}.amazonaws.com"
+        assert statement["Condition"] == {"StringEquals": {"kms:ViaService": via}}
+
+
+@pytest.mark.parametrize("config", ["default", "existing-data"])
+def test_only_the_migration_job_reads_the_master_login_or_takes_snapshots(
+    synth, config: str
+) -> None:
+    s = synth(config)
+    master = s.settings.database.existing.secret_arn or "DatabaseSecret"
+    for account, role in _roles(s).items():
         text = json.dumps(role["statements"])
-        reads_master = "DatabaseSecret" in text.replace("DatabaseServerLogin", "")
+        reads_master = master in text.replace("DatabaseServerLogin", "")
         snapshots = "rds:" in text
         assert reads_master == snapshots == (account == "mlflow-migrate"), account

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
 
 from config import Settings
@@ -143,18 +144,27 @@ def test_load_balancer_alarms_find_the_nlb_by_its_dns_name(synth: SynthFn) -> No
     assert alarms["InternalLoadBalancerUnhealthyTargets"]["TreatMissingData"] == "notBreaching"
 
 
+SUBNET_CIDRS = ("10.0.32.0/19", "10.0.0.0/24")
+"""The load balancers' subnets, one per AZ."""
+
+
 def _elb_with(*names: str) -> tuple[Any, dict[str, str]]:
     """A moto ELB with NLBs of these names: the client and name -> (DNS name, ARN)."""
     import boto3
 
     ec2 = boto3.client("ec2", region_name="eu-west-1")
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=f"eu-west-1{zone}")["Subnet"][
+            "SubnetId"
+        ]
+        for cidr, zone in zip(SUBNET_CIDRS, "ab", strict=True)
+    ]
     elb = boto3.client("elbv2", region_name="eu-west-1")
     made = {}
     for name in names:
         [balancer] = elb.create_load_balancer(
-            Name=name, Subnets=[subnet], Type="network", Scheme="internal"
+            Name=name, Subnets=subnets, Type="network", Scheme="internal"
         )["LoadBalancers"]
         made[name] = (balancer["DNSName"], balancer["LoadBalancerArn"])
     return elb, made
@@ -189,6 +199,14 @@ def test_the_lookup_answers_any_name_shape_and_fails_with_a_reason(
             assert (status, physical, data) == ("SUCCESS", expected, answer)
             status, _, data, _ = handler.handle(_event("Update", dns_name, expected), elb)
             assert data == answer
+        # Asked for, the subnets' CIDRs too (where an ALB's requests to its targets come from).
+        dns_name, arn = made["team-a-ml-flow-lb"]
+        event = _event("Create", dns_name)
+        event["ResourceProperties"]["Subnets"] = "true"
+        ec2 = boto3.client("ec2", region_name="eu-west-1")
+        status, _, data, _ = handler.handle(event, elb, ec2)
+        assert status == "SUCCESS" and data["Arn"] == arn
+        assert data["SubnetCidrs"] == ",".join(sorted(SUBNET_CIDRS))
         gone = "k8s-mlflow-mlflowin-0000000000-ffffffffffffffff.elb.eu-west-1.amazonaws.com"
         status, _, data, reason = handler.handle(_event("Create", gone), elb)
         assert status == "FAILED" and data == {}
@@ -219,6 +237,7 @@ def test_the_lookup_function_is_inline_small_and_may_only_describe(synth: SynthF
         a for st in policy["Properties"]["PolicyDocument"]["Statement"] for a in st["Action"]
     )
     assert actions == [
+        "ec2:DescribeSubnets",  # the sign-in ALB's subnets (test-maximal has one)
         "elasticloadbalancing:DescribeLoadBalancers",
         "logs:CreateLogGroup",
         "logs:CreateLogStream",

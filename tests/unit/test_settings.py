@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 
 from config import ConfigError, Settings, load_settings, parse_settings
-from tests.conftest import EXAMPLES
+from mlflow_on_eks.k8s_charts import InternalLoadBalancerProps
+from mlflow_on_eks.k8s_charts.rules import InvalidProps
+from tests.conftest import EXAMPLES, TEST_CONFIGS
+from tests.unit.test_existing_data import EXISTING_DATA_BAD
 
 CERT = "arn:aws:acm:eu-west-1:111122223333:certificate/01234567-89ab-cdef-0123-456789abcdef"
 EXISTING = {
@@ -37,6 +40,30 @@ def external(**overrides: object) -> dict[str, object]:
     }
 
 
+HOSTNAME = "mlflow.internal.example.com"
+CA_BUNDLE = load_settings(TEST_CONFIGS / "maximal.yaml").exposure.internal.ca_bundle
+"""A private CA's root certificate (test-maximal's)."""
+LEAF = (
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBxzCCAW6gAwIBAgIUJVqKNx5/qL8H4dJpWLjzduKCmOcwCgYIKoZIzj0EAwIw\n"
+    "JjEkMCIGA1UEAwwbbWxmbG93LmludGVybmFsLmV4YW1wbGUuY29tMCAXDTI2MTIw\n"
+    "NjE5MjM1NloYDzIxMjYxMTEyMTkyMzU2WjAmMSQwIgYDVQQDDBttbGZsb3cuaW50\n"
+    "ZXJuYWwuZXhhbXBsZS5jb20wWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAQ6+K4I\n"
+    "M2tdNnpyk5rVWEPceTztwtvkpj6vVdsk9LnDToDPgiPYu2V5k9hYcK/h94s2KAEq\n"
+    "q+gqHbeUmfSzwKKno3gwdjAdBgNVHQ4EFgQUcRQThKhaUlydFkXPf1QtoSjrrTsw\n"
+    "HwYDVR0jBBgwFoAUcRQThKhaUlydFkXPf1QtoSjrrTswDAYDVR0TAQH/BAIwADAm\n"
+    "BgNVHREEHzAdghttbGZsb3cuaW50ZXJuYWwuZXhhbXBsZS5jb20wCgYIKoZIzj0E\n"
+    "AwIDRwAwRAIgYBsXloELlC/ysVy8PrfCsH35uyVXJooAtWQqnqluTz4CIFzKpCbe\n"
+    "l++ubG8AKHt7UCkH7621vk4Qx92Crr21UiHl\n"
+    "-----END CERTIFICATE-----\n"
+)
+"""A server certificate (CA:FALSE), which is no trust anchor."""
+
+
+def internal_tls(**overrides: object) -> dict[str, object]:
+    return {"exposure": {"internal": {"certificate_arn": CERT, "hostname": HOSTNAME, **overrides}}}
+
+
 def existing(**overrides: object) -> dict[str, object]:
     return {"cluster": {**EXISTING, **overrides}}
 
@@ -46,7 +73,9 @@ def test_defaults_are_a_complete_new_deployment() -> None:
     assert settings == Settings()
     assert settings.cluster.mode == "new"
     assert settings.database.engine == "mysql"
-    assert settings.exposure.internal is True
+    assert settings.exposure.internal.enabled is True
+    # Plain HTTP inside the VPC unless a certificate is given (synth warns with sign-in on).
+    assert settings.exposure.internal.tls is False
     assert settings.exposure.external.enabled is False
     assert settings.database.removal_policy == "snapshot"
     assert settings.artifacts.removal_policy == "retain"
@@ -209,6 +238,56 @@ BAD = [
         {"server": {"metrics_scrapers": {"namespace_labels": "monitoring"}}},
         "server.metrics_scrapers.namespace_labels",
         "valid dictionary",
+    ),
+    # The extras: nothing the launcher sets, nothing that looks like a secret, text only.
+    (
+        {"server": {"extra_args": ["--x-frame-options", "DENY", "--host=0.0.0.0"]}},
+        "server.extra_args[2]",
+        "--host is the launcher's",
+    ),
+    ({"server": {"extra_args": ["-w8"]}}, "server.extra_args[0]", "--workers is the launcher's"),
+    (
+        {"server": {"extra_args": ["--disable-security-middleware"]}},
+        "server.extra_args[0]",
+        "is refused: it turns off MLflow's Host and origin checks",
+    ),
+    (
+        {"server": {"extra_args": ["--workspace-store-uri", "mysql://u:pw@db/ws"]}},
+        "server.extra_args[1]",
+        "looks like a secret (a URL with a password)",
+    ),
+    ({"server": {"extra_args": [8]}}, "server.extra_args[0]", "write it in quotes"),
+    (
+        {"server": {"extra_env": {"MLFLOW_PORT": "80"}}},
+        "server.extra_env.MLFLOW_PORT",
+        "is not yours to set",
+    ),
+    (
+        {"server": {"extra_env": {"AWS_ROLE_ARN": "arn:aws:iam::111122223333:role/x"}}},
+        "server.extra_env.AWS_ROLE_ARN",
+        "IAM role (IRSA)",
+    ),
+    (
+        {"server": {"extra_env": {"OPENAI_API_KEY": "x"}}},
+        "server.extra_env.OPENAI_API_KEY",
+        "looks like it holds a secret",
+    ),
+    (
+        {"server": {"extra_env": {"MLFLOW_X": "AKIAIOSFODNN7EXAMPLE"}}},
+        "server.extra_env.MLFLOW_X",
+        "an AWS access key ID",
+    ),
+    ({"server": {"extra_env": {"bad-name": "x"}}}, "server.extra_env.bad-name", "variable name"),
+    ({"server": {"extra_env": {"MLFLOW_X": 5}}}, "server.extra_env.MLFLOW_X", "in quotes"),
+    (
+        {"server": {"service_monitor": {"labels": {"release": "kube-prometheus-stack"}}}},
+        "server.service_monitor.enabled",
+        "is false but labels are set",
+    ),
+    (
+        {"server": {"service_monitor": {"enabled": True, "interval_seconds": 10}}},
+        "server.service_monitor.interval_seconds",
+        "greater than or equal to 15",
     ),
     (
         {"cluster": {"endpoint_access": "private", "public_access_cidrs": ["10.0.0.0/8"]}},
@@ -462,6 +541,114 @@ BAD = [
     ({"auth": {"admin_username": 42}}, "auth.admin_username", "write it in quotes"),
     ({"auth": {"sign_in_cache_seconds": -1}}, "auth.sign_in_cache_seconds", "greater than or"),
     ({"auth": {"sign_in_cache_seconds": 7200}}, "auth.sign_in_cache_seconds", "less than or"),
+    # An existing instance and bucket: one wrong value per rule (test_existing_data.py).
+    *EXISTING_DATA_BAD,
+    # TLS on the internal load balancer: an ACM certificate of the stack's region and account
+    # (arn:<partition>:acm:<region>:<account>:certificate/<id>), the name clients use, a policy
+    # that requires TLS 1.2 or later, CA certificates only. One wrong value per rule.
+    (
+        internal_tls(certificate_arn=CERT.replace(":acm:", ":iam:")),
+        "exposure.internal.certificate_arn",
+        "pattern",
+    ),
+    (
+        internal_tls(certificate_arn=CERT.replace("111122223333", "1111")),
+        "exposure.internal.certificate_arn",
+        "pattern",
+    ),
+    (
+        internal_tls(certificate_arn=CERT.replace("certificate/", "certificate/x")),
+        "exposure.internal.certificate_arn",
+        "pattern",
+    ),
+    (
+        {**internal_tls(), "aws": {"region": "us-east-1"}},
+        "exposure.internal.certificate_arn",
+        "is in region eu-west-1, but aws.region says us-east-1",
+    ),
+    (
+        {**internal_tls(), "aws": {"account": "999988887777"}},
+        "exposure.internal.certificate_arn",
+        "is in account 111122223333, but aws.account says 999988887777",
+    ),
+    (
+        internal_tls(enabled=False),
+        "exposure.internal.enabled",
+        "is false but certificate_arn is set",
+    ),
+    (internal_tls(hostname=None), "exposure.internal.hostname", "is required with certificate_arn"),
+    (
+        {"exposure": {"internal": {"hostname": HOSTNAME}}},
+        "exposure.internal.hostname",
+        "applies only with certificate_arn",
+    ),
+    (
+        {"exposure": {"internal": {"ssl_policy": "ELBSecurityPolicy-TLS13-1-3-2021-06"}}},
+        "exposure.internal.ssl_policy",
+        "applies only with certificate_arn",
+    ),
+    (
+        {"exposure": {"internal": {"ca_bundle": CA_BUNDLE}}},
+        "exposure.internal.ca_bundle",
+        "applies only with certificate_arn",
+    ),
+    (internal_tls(hostname="MLflow.internal.example.com"), "exposure.internal.hostname", "lower"),
+    (internal_tls(hostname="*.example.com"), "exposure.internal.hostname", "no wildcard"),
+    (internal_tls(hostname="mlflow"), "exposure.internal.hostname", "fully qualified"),
+    (internal_tls(hostname=f"{HOSTNAME}:443"), "exposure.internal.hostname", "drop the scheme"),
+    (internal_tls(hostname=f"https://{HOSTNAME}"), "exposure.internal.hostname", "drop the"),
+    (internal_tls(hostname="10.0.12.7"), "exposure.internal.hostname", "not an IP address"),
+    (
+        internal_tls(ssl_policy="ELBSecurityPolicy-2016-08"),
+        "exposure.internal.ssl_policy",
+        "requires TLS 1.2 or later",
+    ),
+    (
+        internal_tls(ssl_policy="ELBSecurityPolicy-TLS13-1-1-2021-06"),
+        "exposure.internal.ssl_policy",
+        "requires TLS 1.2 or later",
+    ),
+    (
+        internal_tls(ca_bundle="-----BEGIN PRIVATE KEY-----\nMIGHAgEA\n-----END PRIVATE KEY-----"),
+        "exposure.internal.ca_bundle",
+        "holds a private key",
+    ),
+    (internal_tls(ca_bundle="not a certificate"), "exposure.internal.ca_bundle", "expected PEM"),
+    (
+        internal_tls(ca_bundle=CA_BUNDLE.replace("MII", "MIX", 1)),
+        "exposure.internal.ca_bundle",
+        "could not be read as PEM certificates",
+    ),
+    (internal_tls(ca_bundle=LEAF), "exposure.internal.ca_bundle", "is not a CA's"),
+    ({"exposure": {"internal": "yes"}}, "exposure.internal", "valid dictionary"),
+    (
+        external(ssl_policy="ELBSecurityPolicy-TLS-1-1-2017-01"),
+        "exposure.external.ssl_policy",
+        "requires TLS 1.2 or later",
+    ),
+    (
+        {"exposure": {"external": {"ssl_policy": "ELBSecurityPolicy-TLS13-1-3-2021-06"}}},
+        "exposure.external.ssl_policy",
+        "applies only with enabled: true",
+    ),
+    # A workspace restriction where there are no workspaces, or no sign-in to restrict.
+    (
+        {"auth": {"grant_default_workspace_access": False}},
+        "auth.grant_default_workspace_access",
+        "server.workspaces is off",
+    ),
+    (
+        {
+            "server": {"workspaces": True},
+            "auth": {
+                "enabled": False,
+                "allow_anonymous_through": ["cluster", "internal"],
+                "grant_default_workspace_access": False,
+            },
+        },
+        "auth.grant_default_workspace_access",
+        "without sign-in nothing is granted",
+    ),
 ]
 
 
@@ -473,6 +660,44 @@ def test_bad_values_name_the_key_and_the_reason(raw: object, path: str, why: str
         parse_settings(raw)
     lines = str(caught.value).splitlines()
     assert any(line.strip().startswith(f"{path}:") and why in line for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    ("partition", "region"),
+    [("aws", "eu-west-1"), ("aws-cn", "cn-north-1"), ("aws-us-gov", "us-gov-west-1")],
+)
+def test_tls_on_the_internal_load_balancer_takes_acm_certificates_of_every_partition(
+    partition: str, region: str
+) -> None:
+    """The ACM User Guide's ARN form, arn:<partition>:acm:<region>:<account>:certificate/<id>,
+    in each partition; the config file and the library's props alike."""
+    arn = CERT.replace("arn:aws:acm:eu-west-1:", f"arn:{partition}:acm:{region}:")
+    settings = parse_settings(
+        {"aws": {"region": region}, **internal_tls(certificate_arn=arn, ca_bundle=CA_BUNDLE)}
+    )
+    internal = settings.exposure.internal
+    assert (internal.certificate_arn, internal.hostname, internal.tls) == (arn, HOSTNAME, True)
+    assert internal.ssl_policy == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert InternalLoadBalancerProps(certificate_arn=arn, hostname=HOSTNAME).tls
+
+
+def test_internal_true_or_false_still_means_enabled() -> None:
+    """The section's whole form before it had TLS settings (examples and users' files)."""
+    for value in (True, False):
+        internal = parse_settings({"exposure": {"internal": value}}).exposure.internal
+        assert (internal.enabled, internal.tls) == (value, False)
+
+
+def test_the_library_refuses_tls_settings_the_config_refuses() -> None:
+    with pytest.raises(InvalidProps) as caught:
+        InternalLoadBalancerProps(
+            certificate_arn=CERT, ssl_policy="ELBSecurityPolicy-2016-08", ca_bundle=LEAF
+        )
+    message = str(caught.value)
+    assert message.startswith("InternalLoadBalancerProps: invalid props")
+    assert "ssl_policy: 'ELBSecurityPolicy-2016-08' is not a load balancer security" in message
+    assert "ca_bundle: holds a certificate that is not a CA's" in message
+    assert "hostname: is required with certificate_arn" in message
 
 
 @pytest.mark.parametrize(

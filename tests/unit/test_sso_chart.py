@@ -83,6 +83,12 @@ def test_the_ingress_puts_the_idps_sign_in_in_front_of_every_path() -> None:
     assert notes[f"{alb}inbound-cidrs"] == "203.0.113.0/24"
     assert notes[f"{alb}scheme"] == "internet-facing"
     assert notes[f"{alb}healthcheck-path"] == "/health"
+    # The pods' drain, and no NLB-only attribute (an ALB target group refuses
+    # deregistration_delay.connection_termination.enabled).
+    drain = PROPS.workload.drain_seconds
+    assert notes[f"{alb}target-group-attributes"] == (
+        f"deregistration_delay.timeout_seconds={drain}"
+    )
     assert ingress["spec"]["ingressClassName"] == "mlflow-sso"
     [rule] = ingress["spec"]["rules"]
     assert rule["host"] == "mlflow.example.com"
@@ -190,13 +196,13 @@ def test_without_sso_there_are_no_sign_in_objects() -> None:
     ("changes", "key", "why"),
     [
         ({"hostname": None}, "hostname", "is required with enabled: true"),
-        ({"hostname": "*.example.com"}, "hostname", "one DNS name"),
+        ({"hostname": "*.example.com"}, "hostname", "no wildcard"),
         ({"hostname": "mlflow"}, "hostname", "fully qualified"),
         ({"issuer": "http://example.okta.com"}, "issuer", "https:// URL"),
         (
             {"client_secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:oidc"},
             "client_secret_arn",
-            "pattern",
+            "complete ARN",
         ),
         (
             {"certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/nope"},
@@ -226,3 +232,27 @@ def test_sso_needs_sign_in_and_settings_while_off_are_refused() -> None:
     with pytest.raises(InvalidProps, match=r"is false but other auth\.sso settings"):
         SsoProps(hostname="mlflow.example.com")
     assert SsoProps(**{**SSO, "allowed_cidrs": ["0.0.0.0/0"], "allow_internet": True}).enabled
+
+
+ALB_ARN = (
+    "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/"
+    "k8s-ml-mlflowss-0a1b2c3d4e/50dc6c495c0c9188"
+)
+
+
+def test_the_server_accepts_the_header_of_this_alb_from_its_subnets_only() -> None:
+    props = replace(
+        sso_props(admin_group="mlflow-admins", username_claim="preferred_username"),
+        sso_signer_arn=ALB_ARN,
+        sso_trusted_cidrs="10.0.0.0/19,10.0.32.0/19",
+    )
+    data = one(render(props), "ConfigMap", "mlflow-config")["data"]
+    assert data["MLFLOW_SSO_ALB_ARN"] == ALB_ARN
+    assert data["MLFLOW_SSO_TRUSTED_CIDRS"] == "10.0.0.0/19,10.0.32.0/19"
+    assert data["MLFLOW_SSO_USERNAME_CLAIM"] == "preferred_username"
+    assert data["MLFLOW_SSO_GROUPS_CLAIM"] == "groups"
+    assert data["MLFLOW_SSO_ADMIN_GROUP"] == "mlflow-admins"
+    # No key URL ever: the launcher fetches keys from AWS's endpoint for the ALB's region.
+    assert "MLFLOW_SSO_KEY_URL" not in data
+    # Until the ALB's ARN is known there is no header to accept.
+    assert not [k for k in one(render(sso_props()), "ConfigMap")["data"] if "SSO" in k]

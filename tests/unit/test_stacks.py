@@ -51,6 +51,13 @@ def _database_secret(synth: Synth) -> dict[str, Any]:
     return secret
 
 
+def _database_port(synth: Synth) -> int:
+    """The port the configuration's database listens on: an existing instance's, or the
+    engine's for one the app creates."""
+    database = synth.settings.database
+    return database.existing.port or {"mysql": 3306, "postgres": 5432}[database.engine]
+
+
 # --- stacks and their wiring ----------------------------------------------------------------
 
 
@@ -304,6 +311,54 @@ def test_existing_cluster_without_a_client_group_admits_the_cluster_and_says_so(
     annotations.has_no_error("*", Match.any_value())
 
 
+def _sign_in_over_plain_http(settings: Settings) -> bool:
+    internal = settings.exposure.internal
+    return settings.auth.enabled and internal.enabled and internal.certificate_arn is None
+
+
+def _plain_http_warnings(stack: cdk.Stack) -> list[str]:
+    warnings = Annotations.from_stack(stack).find_warning("*", Match.any_value())
+    return [str(w.entry.data) for w in warnings if "plain HTTP" in str(w.entry.data)]
+
+
+def test_sign_in_over_plain_http_is_said_at_synth(each_config: Synth) -> None:
+    """Exactly where a password would cross the VPC in clear: sign-in on and the internal load
+    balancer without a certificate (default, new-cluster, postgres); not with TLS on
+    (existing-cluster, test-maximal), nor with sign-in off (test-private, test-minimal)."""
+    found = _plain_http_warnings(each_config.deployment.mlflow)
+    if not _sign_in_over_plain_http(each_config.settings):
+        assert found == []
+        return
+    [message] = found
+    assert "every request's basic-auth password crosses the VPC in clear" in message
+    assert "Set exposure.internal.certificate_arn" in message
+    assert "exposure.internal.hostname" in message
+    assert message.endswith("[ack: mlflow:sign-in-over-plain-http]")
+    [warning] = Annotations.from_stack(each_config.deployment.mlflow).find_warning(
+        "*", Match.string_like_regexp("plain HTTP")
+    )
+    assert warning.id == "/Mlflow/TrackingServer"
+
+
+def test_every_case_of_the_warning_is_among_the_configs() -> None:
+    """The configurations above hold both outcomes, with each reason for no warning."""
+    settings = {name: load_settings(path) for name, path in CONFIGS.items()}
+    warned = {name for name, s in settings.items() if _sign_in_over_plain_http(s)}
+    assert warned >= {"default"}
+    quiet = [s for name, s in settings.items() if name not in warned]
+    assert any(s.auth.enabled and s.exposure.internal.tls for s in quiet)
+    assert any(not s.auth.enabled and s.exposure.internal.enabled for s in quiet)
+
+
+def test_no_internal_load_balancer_no_plain_http_warning(tmp_path: Path) -> None:
+    """Sign-in on, but no internal load balancer: nothing crosses the VPC through it."""
+    settings = load_settings(None)
+    exposure = settings.exposure.replace(internal=False)
+    s = synthesize("no-internal", settings.model_copy(update={"exposure": exposure}), tmp_path)
+    assert s.settings.auth.enabled
+    assert _plain_http_warnings(s.deployment.mlflow) == []
+
+
 def test_bucket_is_private_encrypted_versioned_and_retained(synth: SynthFn) -> None:
     s = synth("default")
     _, bucket = only(s, "Data", "AWS::S3::Bucket")
@@ -346,6 +401,40 @@ def test_bucket_policy_denies_requests_without_tls(synth: SynthFn) -> None:
     )
 
 
+def test_an_existing_instance_and_bucket_are_used_not_created(synth: SynthFn) -> None:
+    """config/examples/existing-data.yaml: the data stack makes neither an RDS instance (nor
+    its subnet group, parameter group or security group) nor a bucket, only the server's own
+    database login and the sign-in secrets; the server stack opens the instance's own group
+    on its port and hands the pods the given endpoint, secret and bucket prefix."""
+    s = synth("existing-data")
+    existing, bucket = s.settings.database.existing, s.settings.artifacts.existing
+    data_types = {r["Type"] for r in s.templates["Data"]["Resources"].values()}
+    assert data_types == {"AWS::SecretsManager::Secret"}
+    [ingress] = resources(s, "Mlflow", "AWS::EC2::SecurityGroupIngress").values()
+    rule = ingress["Properties"]
+    assert rule["GroupId"] == existing.security_group_id
+    assert (rule["FromPort"], rule["ToPort"]) == (existing.port, existing.port)
+    assert rule["SourceSecurityGroupId"] == s.settings.cluster.database_client_security_group_id
+    config = s.object("ConfigMap", "mlflow-config")["data"]
+    assert (config["MLFLOW_DB_HOST"], config["MLFLOW_DB_PORT"]) == (
+        existing.endpoint,
+        str(existing.port),
+    )
+    assert config["MLFLOW_ARTIFACTS_DESTINATION"] == f"s3://{bucket.bucket_name}/{bucket.prefix}"
+    [job] = [j for j in s.objects("Job") if "-migrate-" in j["metadata"]["name"]]
+    [migrate] = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in migrate["env"]}
+    assert env["MLFLOW_DB_ADMIN_SECRET_ID"] == existing.secret_arn
+    outputs = s.templates["Mlflow"]["Outputs"]
+    assert outputs["DatabaseEndpoint"]["Value"] == existing.endpoint
+    assert outputs["DatabaseSecretArn"]["Value"] == existing.secret_arn
+    assert outputs["ArtifactBucketName"]["Value"] == bucket.bucket_name
+    # An existing instance's storage is its owner's to watch: no free storage alarm here.
+    alarms = resources(s, "Mlflow", "AWS::CloudWatch::Alarm")
+    assert not [k for k in alarms if "FreeStorage" in k]
+    assert [k for k in alarms if "DatabaseConnections" in k]
+
+
 def test_data_stack_has_termination_protection(each_config: Synth) -> None:
     assert each_config.deployment.data.termination_protection is True
 
@@ -385,7 +474,7 @@ def test_manifest_is_applied_in_the_server_stack(each_config: Synth) -> None:
     manifests = resources(each_config, "Mlflow", "Custom::AWSCDK-EKS-KubernetesResource")
     # The load balancers (when there is one), the workload, and the deploy check's Job after it.
     exposure = each_config.settings.exposure
-    expected = 1 + (exposure.internal or exposure.external.enabled)
+    expected = 1 + (exposure.internal.enabled or exposure.external.enabled)
     assert len(manifests) == expected + each_config.settings.deploy_check.enabled
     if "Cluster" in each_config.templates:
         cluster = each_config.templates["Cluster"]["Resources"]
@@ -401,7 +490,7 @@ def test_the_load_balancers_come_first_and_the_server_allows_their_names_only(
     each_config: Synth,
 ) -> None:
     exposure = each_config.settings.exposure
-    kinds = ["internal"] * exposure.internal + ["external"] * exposure.external.enabled
+    kinds = ["internal"] * exposure.internal.enabled + ["external"] * exposure.external.enabled
     auth = each_config.settings.auth
     kinds += ["sso"] * (auth.enabled and auth.sso.enabled)
     template = each_config.templates["Mlflow"]["Resources"]
@@ -491,9 +580,15 @@ def test_outputs_tell_how_to_connect_and_never_a_secret_value(each_config: Synth
     # The way back before an upgrade: a snapshot of this instance, named by the revision.
     snapshot = render_intrinsics(outputs["SnapshotCommand"]["Value"])
     revision = each_config.deployment.mlflow.tracking_server.revision
+    existing = each_config.settings.database.existing.endpoint
+    instance = (
+        re.escape(existing.split(".")[0])
+        if existing
+        else r"\$\{Output:[\w-]+-data\.PublishOutputRefDatabase\w+\}"
+    )
     assert re.fullmatch(
-        r"aws rds create-db-snapshot --db-instance-identifier \$\{Output:[\w-]+-data\."
-        rf"PublishOutputRefDatabase\w+\}} --db-snapshot-identifier mlflow-at-{revision}",
+        rf"aws rds create-db-snapshot --db-instance-identifier {instance} "
+        rf"--db-snapshot-identifier mlflow-at-{revision}",
         snapshot,
     ), snapshot
     if each_config.settings.auth.enabled:
@@ -508,20 +603,29 @@ def test_the_engine_version_is_the_major_and_the_running_one_is_an_output(
     """The template names the major version only (a retired minor would fail fresh deploys);
     RDS's answer for the running instance is read at deploy time, re-read with each new
     server revision, by a role that may only describe this instance."""
-    engine = each_config.settings.database.engine
-    key, resource = primary_database(each_config.templates["Data"])
-    database = resource["Properties"]
-    assert database["EngineVersion"] == {"mysql": "8.4", "postgres": "17"}[engine]
-    assert database["AutoMinorVersionUpgrade"] is True
+    settings = each_config.settings
+    existing = settings.database.existing.endpoint
     mlflow = each_config.templates["Mlflow"]
     [reading] = resources_of(mlflow, "Custom::AWS").values()
-    # The call's JSON with the instance's identifier (a reference to the data stack's output
-    # of the primary instance) in its place.
-    parts = reading["Properties"]["Create"]["Fn::Join"][1]
-    reference = json.dumps(parts[1])
-    create = json.loads("".join(p if isinstance(p, str) else "ID" for p in parts))
+    if existing:
+        # An existing instance's version is its owner's; the reading names it directly.
+        assert not resources_of(each_config.templates["Data"], "AWS::RDS::DBInstance")
+        identifier = existing.split(".")[0]
+        create = json.loads(reading["Properties"]["Create"])
+        assert create["parameters"] == {"DBInstanceIdentifier": identifier}
+    else:
+        engine = settings.database.engine
+        key, resource = primary_database(each_config.templates["Data"])
+        database = resource["Properties"]
+        assert database["EngineVersion"] == {"mysql": "8.4", "postgres": "17"}[engine]
+        assert database["AutoMinorVersionUpgrade"] is True
+        # The call's JSON with the instance's identifier (a reference to the data stack's
+        # output of the primary instance) in its place.
+        parts = reading["Properties"]["Create"]["Fn::Join"][1]
+        reference = json.dumps(parts[1])
+        create = json.loads("".join(p if isinstance(p, str) else "ID" for p in parts))
+        assert create["parameters"] == {"DBInstanceIdentifier": "ID"} and key in reference
     assert create["service"] == "RDS" and create["action"] == "describeDBInstances"
-    assert create["parameters"] == {"DBInstanceIdentifier": "ID"} and key in reference
     revision = each_config.deployment.mlflow.tracking_server.revision
     assert create["physicalResourceId"] == {"id": revision}
     assert create["outputPaths"] == ["DBInstances.0.EngineVersion"]
@@ -531,8 +635,11 @@ def test_the_engine_version_is_the_major_and_the_running_one_is_an_output(
     [policy] = [p for k, p in policies.items() if k.startswith("EngineVersion")]
     [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Action"] == "rds:DescribeDBInstances"
-    arn = statement["Resource"]["Fn::Join"][1]
-    assert ":db:" in arn[-2] and json.dumps(arn[-1]) == reference
+    if existing:
+        assert statement["Resource"].endswith(f":db:{identifier}")
+    else:
+        arn = statement["Resource"]["Fn::Join"][1]
+        assert ":db:" in arn[-2] and json.dumps(arn[-1]) == reference
 
 
 def test_config_map_carries_endpoints_but_no_secret(each_config: Synth) -> None:
@@ -545,8 +652,19 @@ def test_config_map_carries_endpoints_but_no_secret(each_config: Synth) -> None:
     [job] = [j for j in each_config.objects("Job") if "-migrate-" in j["metadata"]["name"]]
     [migrate] = job["spec"]["template"]["spec"]["containers"]
     admin = {e["name"]: e["value"] for e in migrate["env"]}["MLFLOW_DB_ADMIN_SECRET_ID"]
-    assert "DatabaseSecret" in admin and "ServerLogin" not in admin
-    assert data["MLFLOW_ARTIFACTS_DESTINATION"].startswith("s3://${")
+    existing = each_config.settings.database.existing
+    if existing.endpoint:
+        assert admin == existing.secret_arn
+        assert data["MLFLOW_DB_HOST"] == existing.endpoint
+        assert data["MLFLOW_DB_PORT"] == str(_database_port(each_config))
+    else:
+        assert "DatabaseSecret" in admin and "ServerLogin" not in admin
+    bucket = each_config.settings.artifacts.existing
+    if bucket.bucket_name:
+        destination = f"s3://{bucket.bucket_name}/{bucket.prefix}"
+        assert data["MLFLOW_ARTIFACTS_DESTINATION"] == destination
+    else:
+        assert data["MLFLOW_ARTIFACTS_DESTINATION"].startswith("s3://${")
     assert not any("password" in key.lower() for key in data)
     # The sign-in load balancer's client Secret is the only one, applied empty.
     assert all(not {"data", "stringData"} & set(o) for o in each_config.objects("Secret"))
@@ -565,9 +683,19 @@ def test_a_settings_change_rolls_the_pods(synth: SynthFn, tmp_path: Path) -> Non
         update={"server": default.settings.server.model_copy(update={"workers": 1})}
     )
     changed = synthesize("changed", more_workers, tmp_path / "changed")
+    # server.extra_env travels in the ConfigMap too: a variable added rolls the pods.
+    extra = default.settings.model_copy(
+        update={
+            "server": default.settings.server.replace(
+                extra_env={"MLFLOW_SERVER_GRAPHQL_MAX_ROOT_FIELDS": "20"}
+            )
+        }
+    )
+    extra_env = synthesize("extra-env", extra, tmp_path / "extra-env")
     assert re.fullmatch(r"[0-9a-f]{16}", digest(default))
     assert digest(again) == digest(default)
     assert digest(changed) != digest(default)
+    assert len({digest(default), digest(changed), digest(extra_env)}) == 3
 
 
 def test_missing_image_directory_is_a_clear_error(tmp_path: Path) -> None:
@@ -593,7 +721,7 @@ def test_missing_image_directory_is_a_clear_error(tmp_path: Path) -> None:
 def test_network_policy_admits_each_configs_database_port(each_config: Synth) -> None:
     policy = each_config.object("NetworkPolicy", "mlflow")["spec"]
     egress = {(p["protocol"], p["port"]) for rule in policy["egress"] for p in rule["ports"]}
-    port = {"mysql": 3306, "postgres": 5432}[each_config.settings.database.engine]
+    port = _database_port(each_config)
     assert ("TCP", port) in egress
     assert egress == {("UDP", 53), ("TCP", 53), ("TCP", port), ("TCP", 443)}
 
@@ -619,7 +747,7 @@ def test_the_configured_scrapers_reach_the_network_policy(synth: SynthFn) -> Non
 
 
 def test_database_port_rule_matches_the_engine(each_config: Synth) -> None:
-    port = {"mysql": 3306, "postgres": 5432}[each_config.settings.database.engine]
+    port = _database_port(each_config)
     ingress = resources(each_config, "Mlflow", "AWS::EC2::SecurityGroupIngress")
     assert [(r["Properties"]["FromPort"], r["Properties"]["ToPort"]) for r in ingress.values()] == [
         (port, port)
@@ -640,6 +768,14 @@ def test_external_load_balancer_terminates_modern_tls(synth: SynthFn) -> None:
 
 
 def test_generated_password_avoids_what_rds_refuses(each_config: Synth) -> None:
+    if each_config.settings.database.existing.endpoint:
+        # The existing instance's master login is its owner's: none generated here.
+        assert not [
+            key
+            for key in resources(each_config, "Data", "AWS::SecretsManager::Secret")
+            if key.startswith("DataDatabaseSecret")
+        ]
+        return
     generate = _database_secret(each_config)["Properties"]["GenerateSecretString"]
     # RDS master passwords may not contain /, @, " or a space (RDS user guide); ' and \ are
     # excluded too, for shells. Everything else, the launcher quotes.

@@ -21,13 +21,28 @@ from tests.conftest import ROOT, Synth
 
 VARIABLES = launcher.declared()
 C = launcher
-PATTERNED_EXAMPLES = {
+PATTERNED_EXAMPLES: dict[str, Any] = {
     "MLFLOW_GC_OLDER_THAN": "1.5d12h",
     "MLFLOW_GC_TRACKING_URI": "http://mlflow.ns",
+    "MLFLOW_SSO_ALB_ARN": "arn:aws:elasticloadbalancing:eu-west-1:123456789012:"
+    "loadbalancer/app/k8s-mlflow-sso-0a1b2c3d4e/50dc6c495c0c9188",
+    "MLFLOW_SSO_KEY_URL": "https://public-keys.auth.elb.eu-west-1.amazonaws.com/",
     "MLFLOW_SSO_CLIENT_SECRET_ID": (
         "arn:aws:secretsmanager:eu-west-1:123456789012:secret:oidc-AbC123"
     ),
+    "MLFLOW_VERIFY_CA_BUNDLE": "-----BEGIN CERTIFICATE-----\nMIIB/zCC\n-----END CERTIFICATE-----",
+    "MLFLOW_VERIFY_CONNECT_TO": (
+        "mlflow.internal.example.com=k8s-mlflow-mlflowin-0a1b2c3d4e-0123456789abcdef.elb."
+        "eu-west-1.amazonaws.com",
+    ),
 }
+CLAIM_REFUSALS = ["with space", "claim\u00e9", "x" * 129]
+PATTERNED_REFUSALS = {
+    "MLFLOW_SSO_USERNAME_CLAIM": CLAIM_REFUSALS,
+    "MLFLOW_SSO_GROUPS_CLAIM": CLAIM_REFUSALS,
+}
+"""Where the generic refusals below are valid values."""
+LIST_EXAMPLES = {"MLFLOW_SSO_TRUSTED_CIDRS": ("10.0.0.0/24", "fd00:10::/64")}
 
 
 def _valid(variable: Any) -> list[Any]:
@@ -39,7 +54,12 @@ def _valid(variable: Any) -> list[Any]:
     if isinstance(variable, C.Number):
         return [0.5, 90.0, 1e6]
     if isinstance(variable, C.TextList):
-        return [("https://mlflow.example.com", "http://127.0.0.1:5000")]
+        default = ("https://mlflow.example.com", "http://127.0.0.1:5000")
+        return [PATTERNED_EXAMPLES.get(variable.name, LIST_EXAMPLES.get(variable.name, default))]
+    if isinstance(variable, C.ArgList):
+        return [(), ("--x-frame-options", "DENY", "--secrets-cache-ttl=30", 'ünï "quoted" $HOME')]
+    if isinstance(variable, C.EnvMap):
+        return [{}, {"MLFLOW_SERVER_GRAPHQL_MAX_ROOT_FIELDS": "20", "EMPTY": "", "Q": '"a b"'}]
     if variable.default is not None:
         return [variable.default]
     return [PATTERNED_EXAMPLES.get(variable.name, "a-value_1")]
@@ -61,7 +81,7 @@ def _invalid(variable: Any) -> list[str]:
     if isinstance(variable, C.TextList) and variable.item is not None:
         return ["mlflow.example.com", "https://mlflow.example.com/path"]
     if isinstance(variable, C.Text) and variable.pattern is not None:
-        return ["with space", "ftp://x;y"]
+        return PATTERNED_REFUSALS.get(variable.name, ["with space", "ftp://x;y"])
     return []
 
 
@@ -152,7 +172,18 @@ def test_every_value_the_server_configmap_holds_is_one_the_launcher_accepts(each
     [config_map] = [
         c for c in each_config.objects("ConfigMap") if "MLFLOW_DB_ENGINE" in c.get("data", {})
     ]
-    data = config_map["data"]
+    data = dict(config_map["data"])
+    # What the sign-in ALB's lookup answers at deploy time, in the shape ELB and EC2 give it
+    # (the placeholders themselves are deploy-time values the chart writes unchecked).
+    deploy_time = {
+        ".Arn}": "arn:aws:elasticloadbalancing:eu-west-1:111122223333:loadbalancer/app/"
+        "k8s-mlflow-mlflowss-0a1b2c3d4e/50dc6c495c0c9188",
+        ".SubnetCidrs}": "10.0.0.0/19,10.0.32.0/19",
+    }
+    for name, value in data.items():
+        for suffix, answer in deploy_time.items():
+            if value.startswith("${GetAtt:") and value.endswith(suffix):
+                data[name] = answer
     values = launcher.parse(data, [VARIABLES[name] for name in data])
     assert values["MLFLOW_WORKERS"] == each_config.settings.server.workers
 
@@ -188,3 +219,41 @@ def test_the_defaults_the_operations_guide_states_are_the_declared_ones():
     assert len(stated) >= 8  # the bounds table and the prose both found
     wrong = {n: v for n, v in stated if VARIABLES[n].render(VARIABLES[n].default) != v}
     assert not wrong, "docs/operations.md states other defaults than the contract declares"
+
+
+def test_the_charts_single_sign_on_settings_are_what_the_launcher_reads():
+    from mlflow_on_eks.k8s_charts.contract import sso_environment
+
+    arn = PATTERNED_EXAMPLES["MLFLOW_SSO_ALB_ARN"]
+    env = sso_environment(
+        alb_arn=arn,
+        username_claim="preferred_username",
+        groups_claim="cognito:groups",
+        admin_group="mlflow-admins",
+        issuer="https://login.example.com/tenant",
+        client_id="mlflow",
+        trusted_cidrs=["10.0.0.0/24", "10.0.1.0/24"],
+    )
+    config = settings.load_sso(env)
+    assert config is not None
+    assert (config.alb_arn, config.username_claim, config.groups_claim) == (
+        arn,
+        "preferred_username",
+        "cognito:groups",
+    )
+    assert (config.admin_group, config.issuer, config.client_id) == (
+        "mlflow-admins",
+        "https://login.example.com/tenant",
+        "mlflow",
+    )
+    assert [str(n) for n in config.trusted_networks] == ["10.0.0.0/24", "10.0.1.0/24"]
+    assert config.aws_keys  # the chart never names a key URL
+    # Defaults stay the launcher's: nothing rendered for them.
+    assert sso_environment(alb_arn=arn) == {"MLFLOW_SSO_ALB_ARN": arn}
+    # The ARN read back at deploy time is a token at synth: written as is.
+    token = "${Token[TOKEN.1234]}"
+    assert sso_environment(alb_arn=token)["MLFLOW_SSO_ALB_ARN"] == token
+    with pytest.raises(C.ContractError, match="MLFLOW_SSO_ALB_ARN must be"):
+        sso_environment(alb_arn="arn:aws:elasticloadbalancing:eu-west-1:1:loadbalancer/net/a/1")
+    with pytest.raises(C.ContractError, match="MLFLOW_SSO_TRUSTED_CIDRS must be"):
+        sso_environment(alb_arn=arn, trusted_cidrs=["10.0.0.1/24"])

@@ -153,6 +153,7 @@ def test_config_round_trips_through_configparser_as_mlflow_reads_it(tmp_path):
         "admin_username": "ad%min",
         "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
         "auth_cache_ttl_seconds": "0",
+        "grant_default_workspace_access": "false",
     }
     assert make_url(read["database_uri"]).password == DB_PASSWORD
 
@@ -261,3 +262,31 @@ def test_mysqls_first_auth_revision_names_its_foreign_keys_apart():
         str(CreateTable(t).compile(dialect=mysql.dialect())) for t in metadata.sorted_tables
     )
     assert ddl.count("CONSTRAINT fk_user_id FOREIGN KEY") == 1
+
+
+def test_the_workspace_grant_reaches_mlflow_and_defaults_to_keeping_default_open(tmp_path):
+    """true unless the chart says otherwise: turning workspaces on must not take away what
+    default_permission gave every user in the workspace that holds all earlier work."""
+    assert auth.load(SETTINGS).grant_default_workspace_access is True
+    off = auth.load({**SETTINGS, "MLFLOW_AUTH_GRANT_DEFAULT_WORKSPACE_ACCESS": "false"})
+    assert off is not None and off.grant_default_workspace_access is False
+    for grant in (True, False):
+        path = auth.write_config(
+            tmp_path,
+            database_uri="sqlite:///a.db",
+            default_permission="READ",
+            admin_username="a",
+            grant_default_workspace_access=grant,
+        )
+        parser = configparser.ConfigParser()
+        parser.read(path)
+        # MLflow reads it with getboolean (mlflow/server/auth/config.py).
+        assert parser.getboolean("mlflow", "grant_default_workspace_access") is grant
+
+
+def test_a_bad_workspace_grant_is_refused():
+    with pytest.raises(LauncherError) as err:
+        auth.load({**SETTINGS, "MLFLOW_AUTH_GRANT_DEFAULT_WORKSPACE_ACCESS": "yes"})
+    assert "MLFLOW_AUTH_GRANT_DEFAULT_WORKSPACE_ACCESS must be true or false, got 'yes'" in str(
+        err.value
+    )

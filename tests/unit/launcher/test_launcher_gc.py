@@ -54,3 +54,28 @@ def test_the_limit_counts_from_the_launchers_start_and_is_disarmed_after():
         pass
     time.sleep(0.4)
     assert codes == [LauncherError.exit_code]  # the finished block's alarm never fires
+
+
+def test_with_workspaces_gc_cleans_every_workspace():
+    """MLflow's gc cleans only `default` unless told --all-workspaces."""
+    assert gc.load(ENV).workspaces is False
+    assert gc.load({**ENV, "MLFLOW_ENABLE_WORKSPACES": "true"}).workspaces is True
+
+
+def test_with_workspaces_mlflow_gc_is_told_all_workspaces(monkeypatch):
+    import sys
+    import types
+
+    calls = []
+    fake_cli = types.ModuleType("mlflow.cli")
+    fake_cli.gc = types.SimpleNamespace(main=lambda **kwargs: calls.append(kwargs["args"]))
+    fake_exceptions = types.ModuleType("mlflow.exceptions")
+    fake_exceptions.MlflowException = type("MlflowException", (Exception,), {})
+    monkeypatch.setitem(sys.modules, "mlflow", types.ModuleType("mlflow"))
+    monkeypatch.setitem(sys.modules, "mlflow.cli", fake_cli)
+    monkeypatch.setitem(sys.modules, "mlflow.exceptions", fake_exceptions)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for flag, expected in (("false", False), ("true", True)):
+        settings = gc.load({**ENV, "MLFLOW_ENABLE_WORKSPACES": flag})
+        gc.run("mysql+pymysql://u@db/mlflow", settings, None)
+        assert ("--all-workspaces" in calls[-1]) is expected

@@ -90,3 +90,9 @@ def test_one_log_level_reaches_mlflow_and_uvicorn():
     }
     assert settings.load_local_server(pod, {}).log_level == "debug"
     assert settings.load_local_server({}, pod | {"MLFLOW_LOG_LEVEL": ""}).log_level == "info"
+
+
+def test_workspaces_are_turned_on_in_argv_only_when_asked():
+    assert "--enable-workspaces" not in server_argv(SERVER)
+    on = ServerEnvironment(**{**vars(SERVER), "workspaces": True})
+    assert "--enable-workspaces" in server_argv(on)

@@ -77,11 +77,14 @@ def test_the_credentials_reach_the_secret_and_never_the_log(aws, monkeypatch, ca
     ("value", "why"),
     [
         ("not json", "is not valid JSON"),
-        ({"clientID": CLIENT_ID}, "lacks non-empty string key(s) clientSecret"),
-        ({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}, "clientID, clientSecret"),
+        ({"clientID": CLIENT_ID}, "lacks non-empty string key(s): clientSecret"),
+        (
+            {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
+            "key(s): clientID, clientSecret; it must hold",
+        ),
         (
             {"clientID": CLIENT_ID, "clientSecret": "  "},
-            "lacks non-empty string key(s) clientSecret",
+            "lacks non-empty string key(s): clientSecret",
         ),
     ],
 )

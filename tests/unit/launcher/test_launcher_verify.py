@@ -26,7 +26,8 @@ import pytest
 
 from mlflow_launcher import cli, verify
 from mlflow_launcher.errors import LauncherError, VerificationFailed
-from mlflow_launcher.verify import cfn_signal, checks, retry
+from mlflow_launcher.verify import cfn_signal, checks, retry, tls
+from mlflow_launcher.verify.settings import CA_BUNDLE_ENV, CONNECT_TO_ENV
 
 LOGS_COMMAND = "kubectl -n mlflow logs job/mlflow-verify-1a2b3c4d5e6f"
 SIGNATURE = "Zm9vYmFyLXNpZ25hdHVyZS12YWx1ZQ%3D%3D"
@@ -146,6 +147,55 @@ def test_a_target_with_credentials_is_refused_without_echoing_them():
     assert str(caught.value) == (
         f"{verify.TARGETS_ENV}: entry 1 carries credentials (use MLFLOW_TRACKING_USERNAME/PASSWORD)"
     )
+
+
+def test_a_certificates_name_is_reached_at_the_load_balancer():
+    """With TLS on, the chart names the certificate's name as target and where to reach it."""
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
+    env = {
+        verify.TARGETS_ENV: "http://mlflow.ml.svc.cluster.local,https://mlflow.internal.example.com",
+        CONNECT_TO_ENV: "MLflow.Internal.example.com=k8s-ml-x.elb.eu-west-1.amazonaws.com",
+        CA_BUNDLE_ENV: pem,
+    }
+    loaded = verify.load(env)
+    assert loaded.connect_to == {
+        "mlflow.internal.example.com": "k8s-ml-x.elb.eu-west-1.amazonaws.com"
+    }
+    assert (loaded.ca_bundle, loaded.trusted()) == (pem, f"the CAs in {CA_BUNDLE_ENV}")
+    assert verify.load({verify.TARGETS_ENV: "http://a.example.com"}).trusted() == (
+        "a public root CA"
+    )
+
+
+@pytest.mark.parametrize(
+    ("connect_to", "why"),
+    [
+        (
+            "other.example.com=nlb",
+            "other.example.com is not the host of any of MLFLOW_VERIFY_TARGETS",
+        ),
+        ("mlflow.internal.example.com", "comma-separated <name>=<address> pairs"),
+    ],
+)
+def test_a_connect_to_for_no_target_or_without_an_address_is_refused(connect_to, why):
+    env = {verify.TARGETS_ENV: "https://mlflow.internal.example.com", CONNECT_TO_ENV: connect_to}
+    with pytest.raises(LauncherError, match=why):
+        verify.load(env)
+
+
+def test_a_name_is_reached_at_its_address_under_its_own_name():
+    """As curl's --connect-to: the connection goes to the address, the request keeps the name
+    (Host here; SNI and the certificate check for https). Nothing else is redirected, and only
+    within the block."""
+    before = socket.getaddrinfo
+    with fake_http(HEALTHY) as fake:
+        port = fake.url.rsplit(":", 1)[1]
+        target = f"http://mlflow.internal.example.com:{port}"
+        with tls.connecting_to({"mlflow.internal.example.com": "127.0.0.1"}):
+            verify.wait_healthy(target, deadline=float("inf"), settings=settings())
+            assert socket.getaddrinfo("localhost", 80)  # other names as usual
+        assert fake.requests[-1].headers["Host"] == f"mlflow.internal.example.com:{port}"
+    assert socket.getaddrinfo is before
 
 
 def test_every_problem_is_reported_at_once():

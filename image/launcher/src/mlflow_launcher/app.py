@@ -6,9 +6,10 @@ worker (`--factory`). With AUTH_ENV set to `basic-auth` it builds MLflow's basic
 `--app-name basic-auth` would; the admin user is then created by the first worker, as MLflow
 does when no CLI bootstrapped it (mlflow.server.auth `_init_store_for_app`).
 
-Three changes to MLflow's behaviour are made here, each pinned to MLflow 3.17's internals and
-each proven by a real-server test (tests/integration/test_guard.py, test_read_replica.py), so an
-upgrade of MLflow that moves them fails those tests instead of passing silently:
+Four changes to MLflow's behaviour are made here, each pinned to MLflow 3.17's internals and
+each proven by a real-server test (tests/integration/test_guard.py, test_read_replica.py,
+test_sso.py), so an upgrade of MLflow that moves them fails those tests instead of passing
+silently:
 - password checks are bounded per process, and skipped when the guard just made the same one
   (`_bound_password_checks`);
 - a proxied download learns the object's size before it fetches it into scratch space
@@ -16,14 +17,18 @@ upgrade of MLflow that moves them fails those tests instead of passing silently:
 - with a read replica, only searches read it (`_replica_for_searches`): a run created a
   moment ago is not on the replica yet, and a write to it (which reads it first), the
   permission check of a non-admin's write, and the client's read back of it would otherwise
-  fail until the replica caught up.
+  fail until the replica caught up;
+- with single sign-on, MLflow's native FastAPI routes keep its own Basic path for requests
+  without the ALB's header (`_basic_auth_without_token`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import posixpath
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -42,6 +47,8 @@ from mlflow_launcher.guard.transfers import (
     too_large_message,
 )
 
+LOG_FORMAT = "%(asctime)s mlflow-launcher %(levelname)s %(message)s"
+"""The launcher's log lines, its CLI's and its workers' alike."""
 APP_NAME = "mlflow-on-eks"
 """This factory's name in the `mlflow.app` entry point group."""
 AUTH_ENV = "MLFLOW_ON_EKS_AUTH"
@@ -65,6 +72,7 @@ REPLICA_VIEWS = (
 
 
 def create_app() -> Guard:
+    _log_from_the_worker()
     limits = limits_module.load(os.environ)
     slots = Slots(Path(tempfile.gettempdir()) / SLOTS_DIRECTORY, limits.transfers)
     _bound_downloads()
@@ -76,6 +84,9 @@ def create_app() -> Guard:
 
     from mlflow.server import auth
 
+    from mlflow_launcher.sso import mlflow_auth
+    from mlflow_launcher.sso.gate import TokenGate
+
     _bound_password_checks(auth.store, threading.BoundedSemaphore(limits.sign_in_checks))
     app = auth.create_app()
     gate = SignInGate(
@@ -83,7 +94,49 @@ def create_app() -> Guard:
         check=lambda username, password: auth._authenticate_cached(username, password) is not None,
         remembered=lambda username, password: _remembered(auth, username, password),
     )
-    return Guard(app, limits, sign_in=gate, unprotected=auth.is_unprotected_route, slots=slots)
+    sso = mlflow_auth.current()
+    tokens = None
+    if sso is not None:
+        _basic_auth_without_token(auth)
+        tokens = TokenGate(sso, limits.sign_in_checks)
+    return Guard(
+        app, limits, sign_in=gate, unprotected=auth.is_unprotected_route, slots=slots, sso=tokens
+    )
+
+
+def _basic_auth_without_token(auth: Any) -> None:
+    """With a custom `authorization_function` (single sign-on's), MLflow's FastAPI middleware
+    authenticates every request to its native routes (artifacts, /gateway/) by calling it in a
+    synthetic Flask request, which loses what its own Basic path does there: the
+    X-MLflow-Authorization header on /gateway/ and the job runner's internal token. Requests
+    without the ALB's header keep that path, as they would without single sign-on."""
+    from mlflow_launcher.sso import HEADER
+
+    bridge = auth._authenticate_custom_for_fastapi
+    if getattr(bridge, "mlflow_on_eks_sso", False):
+        return
+
+    def authenticate(request: Any) -> Any:
+        if request.headers.get(HEADER):
+            return bridge(request)
+        return auth._authenticate_fastapi_request(request)
+
+    authenticate.mlflow_on_eks_sso = True  # type: ignore[attr-defined]
+    auth._authenticate_custom_for_fastapi = authenticate
+
+
+def _log_from_the_worker() -> None:
+    """The launcher's messages from a server worker (the guard's, single sign-on's): uvicorn
+    configures its own loggers only, and without a handler Python drops INFO records. At
+    MLflow's level (MLFLOW_LOGGING_LEVEL, which `serve` sets from MLFLOW_LOG_LEVEL)."""
+    logger = logging.getLogger("mlflow_launcher")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logger.addHandler(handler)
+    logger.setLevel(os.environ.get("MLFLOW_LOGGING_LEVEL", "INFO").upper())
+    logger.propagate = False
 
 
 def _remembered(auth: Any, username: str, password: str) -> bool:
@@ -99,8 +152,11 @@ def _remembered(auth: Any, username: str, password: str) -> bool:
 def _bound_password_checks(store: Any, slots: threading.BoundedSemaphore) -> None:
     """MLflow's own password checks (its Flask hook, its FastAPI middleware, its after-request
     handlers) go through the store's `authenticate_user`: at most `slots` hash at once, and a
-    login the guard accepted for this request is not hashed again."""
-    check = store.authenticate_user
+    login the guard accepted for this request is not hashed again. A password set (a user
+    created, by an admin or at a first single sign-on, or a password changed) is hashed within
+    the same slots: the memory the chart sizes (32 MiB per concurrent check) holds for every
+    scrypt of the process."""
+    check, create, update = store.authenticate_user, store.create_user, store.update_user
 
     def authenticate_user(username: str, password: str, **options: Any) -> bool:
         if already_verified(username, password):
@@ -108,7 +164,19 @@ def _bound_password_checks(store: Any, slots: threading.BoundedSemaphore) -> Non
         with slots:
             return check(username, password, **options)
 
+    def create_user(*args: Any, **options: Any) -> Any:
+        with slots:
+            return create(*args, **options)
+
+    def update_user(username: str, password: str | None = None, **options: Any) -> Any:
+        if password is None:
+            return update(username, password, **options)
+        with slots:
+            return update(username, password, **options)
+
     store.authenticate_user = authenticate_user
+    store.create_user = create_user
+    store.update_user = update_user
 
 
 def _bound_downloads() -> None:

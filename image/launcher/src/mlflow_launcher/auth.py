@@ -36,6 +36,9 @@ CACHE_ENV = contract.AUTH_CACHE_SECONDS.name
 """Optional: how long each server process remembers a successful sign-in check (0: never)."""
 CONFIG_FILE = "mlflow-auth/basic_auth.ini"
 """Under TMPDIR (the pod's emptyDir): the only writable place, and private to the pod."""
+BASIC_AUTH_FUNCTION = "mlflow.server.auth:authenticate_request_basic_auth"
+"""MLflow's own `authorization_function` (mlflow.server.auth.config's default)."""
+GRANT_DEFAULT_WORKSPACE_ACCESS: bool = contract.AUTH_GRANT_DEFAULT_WORKSPACE_ACCESS.default  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class AuthEnvironment:
     default_permission: str
     db_name: str
     cache_seconds: int = contract.AUTH_CACHE_SECONDS.default  # type: ignore[assignment]
+    grant_default_workspace_access: bool = GRANT_DEFAULT_WORKSPACE_ACCESS
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,12 @@ def load(env: Mapping[str, str]) -> AuthEnvironment | None:
             f"authentication is half configured: {', '.join(missing)} unset (the chart sets "
             "all of the MLFLOW_AUTH_* variables, or none to run without authentication)"
         )
-    values = settings.parse(env, *contract.AUTH, contract.AUTH_CACHE_SECONDS)
+    values = settings.parse(
+        env,
+        *contract.AUTH,
+        contract.AUTH_CACHE_SECONDS,
+        contract.AUTH_GRANT_DEFAULT_WORKSPACE_ACCESS,
+    )
     v = contract
     return AuthEnvironment(
         admin_secret_id=values[v.AUTH_ADMIN_SECRET_ID.name],
@@ -80,6 +89,7 @@ def load(env: Mapping[str, str]) -> AuthEnvironment | None:
         default_permission=values[v.AUTH_DEFAULT_PERMISSION.name],
         db_name=values[v.AUTH_DB_NAME.name],
         cache_seconds=values[v.AUTH_CACHE_SECONDS.name],
+        grant_default_workspace_access=values[v.AUTH_GRANT_DEFAULT_WORKSPACE_ACCESS.name],
     )
 
 
@@ -265,13 +275,22 @@ def write_config(
     default_permission: str,
     admin_username: str,
     cache_seconds: int = 0,
+    authorization_function: str = BASIC_AUTH_FUNCTION,
+    grant_default_workspace_access: bool = False,
 ) -> Path:
     """The file MLFLOW_AUTH_CONFIG_PATH names. It holds the auth database's URI, password
     included (MLflow reads it from nowhere else), so it is readable by this user only.
 
     `cache_seconds` is MLflow's `auth_cache_ttl_seconds`: a server process remembers a
     successful check of a user's password (keyed by an HMAC of it) for that long, so a client's
-    stream of requests does not pay a deliberately slow password hash on every call."""
+    stream of requests does not pay a deliberately slow password hash on every call.
+
+    `authorization_function` decides who a request is: MLflow's Basic check, or single
+    sign-on's (mlflow_launcher.sso.mlflow_auth.FUNCTION), which falls back to it.
+
+    `grant_default_workspace_access` matters only with workspaces on: a user without a role in
+    the `default` workspace then still gets `default_permission` there (without it, MLflow
+    grants nothing in any workspace but through roles)."""
     path = directory / CONFIG_FILE
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     config = configparser.ConfigParser()
@@ -281,8 +300,9 @@ def write_config(
         "default_permission": default_permission,
         "database_uri": database_uri,
         "admin_username": admin_username,
-        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+        "authorization_function": authorization_function,
         "auth_cache_ttl_seconds": str(cache_seconds),
+        "grant_default_workspace_access": str(grant_default_workspace_access).lower(),
     }
     config["mlflow"] = {key: value.replace("%", "%%") for key, value in values.items()}
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

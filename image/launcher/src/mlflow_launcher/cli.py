@@ -6,15 +6,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from mlflow_launcher import (
+    app,
     auth,
     contract,
     dblogin,
@@ -29,15 +32,19 @@ from mlflow_launcher import (
     server,
     settings,
     snapshot,
+    sso,
     sso_secret,
     verify,
     wait,
+    workspaces,
 )
 from mlflow_launcher.errors import LauncherError
 from mlflow_launcher.guard import limits
 from mlflow_launcher.wait import driver_message
 
 log = logging.getLogger("mlflow_launcher")
+UVICORN_HEADER_BYTES_ENV = "UVICORN_H11_MAX_INCOMPLETE_EVENT_SIZE"
+"""uvicorn's --h11-max-incomplete-event-size, read from the environment by its CLI."""
 
 TERMINATION_LOG = "/dev/termination-log"
 """The kubelet's default terminationMessagePath."""
@@ -77,7 +84,7 @@ _redact = _Redact()
 
 def _setup_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s mlflow-launcher %(levelname)s %(message)s"))
+    handler.setFormatter(logging.Formatter(app.LOG_FORMAT))
     handler.addFilter(_redact)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -149,7 +156,10 @@ def cmd_migrate() -> None:
     if admin_secret_id:
         # The migration Job: with the master login, make the server's login and give it
         # MLflow's databases; then migrate as the server's login, which so owns what it makes.
-        admin = _connect(db, _credentials(db, admin_secret_id))
+        admin = _connect(
+            replace(db, name=dblogin.MAINTENANCE_DATABASE[db.engine]),
+            _credentials(db, admin_secret_id),
+        )
         databases = [db.name, *([auth_settings.db_name] if auth_settings else [])]
         dblogin.ensure(admin, creds, databases)
         admin.dispose()
@@ -229,6 +239,12 @@ def _behind(
 def cmd_serve() -> None:
     db, srv = settings.load_db_and_server(os.environ)
     auth_settings = auth.load(os.environ)
+    sso_settings = settings.load_sso(os.environ)
+    if sso_settings is not None and auth_settings is None:
+        raise LauncherError(
+            f"invalid environment: {contract.SSO_ALB_ARN.name} is set but authentication is "
+            "off: single sign-on makes MLflow users, which needs the MLFLOW_AUTH_* variables"
+        )
     limits.load(os.environ)  # each worker reads them again; a bad one must stop the pod here
     # Every secret first: the database wait's deadline counts from the launcher's start, so the
     # time these reads take comes out of the wait instead of adding to the start.
@@ -236,6 +252,10 @@ def cmd_serve() -> None:
     auth_secrets = _auth_secrets(auth_settings, db.region)
     check = _connect(db, creds)
     schema.require_head(check)
+    if srv.workspaces:
+        log.info("workspaces on (X-MLFLOW-WORKSPACE; absent: the default workspace)")
+    else:
+        workspaces.refuse_hidden(check)
     check.dispose()
     read_uri = _read_replica_uri(db, creds)
     store_url = dburl.build_url(db, creds, statement=db.statement_timeout_seconds)
@@ -246,10 +266,20 @@ def cmd_serve() -> None:
             "everything"
         )
     else:
-        secrets = _auth_environment(auth_settings, auth_secrets, check.url, store_url)
+        secrets = _auth_environment(auth_settings, auth_secrets, check.url, store_url, sso_settings)
     metrics.reset_directory(os.environ)
     log.info("starting mlflow server on %s:%s (%d workers)", srv.host, srv.port, srv.workers)
+    _log_extras(srv)
     server.exec_server(srv, dburl.uri_for_mlflow(store_url), read_uri=read_uri, secrets=secrets)
+
+
+def _log_extras(srv: settings.ServerEnvironment) -> None:
+    """What the user added (server.extra_args, extra_env): the contract let no secret in, but
+    of the variables only the names are logged all the same."""
+    if srv.extra_args:
+        log.info("extra arguments for mlflow server: %s", shlex.join(srv.extra_args))
+    if srv.extra_env:
+        log.info("extra variables for mlflow server: %s", ", ".join(sorted(srv.extra_env)))
 
 
 def _auth_secrets(
@@ -263,7 +293,11 @@ def _auth_secrets(
 
 
 def _auth_environment(
-    auth_settings: auth.AuthEnvironment, secrets: auth.AuthSecrets, check_url: URL, store_url: URL
+    auth_settings: auth.AuthEnvironment,
+    secrets: auth.AuthSecrets,
+    check_url: URL,
+    store_url: URL,
+    sso_settings: settings.SsoEnvironment | None = None,
 ) -> dict:
     """Check the auth schema and write the config file MLflow reads."""
     with wait.engine_for(auth.database_url(check_url, auth_settings)) as auth_engine:
@@ -274,6 +308,10 @@ def _auth_environment(
         default_permission=auth_settings.default_permission,
         admin_username=secrets.admin.username,
         cache_seconds=auth_settings.cache_seconds,
+        authorization_function=sso.AUTHORIZATION_FUNCTION
+        if sso_settings
+        else auth.BASIC_AUTH_FUNCTION,
+        grant_default_workspace_access=auth_settings.grant_default_workspace_access,
     )
     log.info(
         "authentication on (basic-auth): users in database %s, default permission %s, admin %s, "
@@ -283,7 +321,30 @@ def _auth_environment(
         secrets.admin.username,
         auth_settings.cache_seconds,
     )
-    return auth.server_env(secrets, config)
+    env = auth.server_env(secrets, config)
+    if sso_settings is not None:
+        _log_sso(sso_settings)
+        env[UVICORN_HEADER_BYTES_ENV] = str(sso.HEADER_BYTES)
+    return env
+
+
+def _log_sso(config: settings.SsoEnvironment) -> None:
+    log.info(
+        "single sign-on on: a request load balancer %s signed is its IdP user's (username "
+        "from claim %s, %s; header accepted from %s)",
+        config.alb_arn,
+        config.username_claim,
+        f"admins: group {config.admin_group!r} of claim {config.groups_claim}"
+        if config.admin_group
+        else "admin rights granted in MLflow",
+        ", ".join(map(str, config.trusted_networks)) or "any address",
+    )
+    if not config.aws_keys:
+        log.warning(
+            "single sign-on trusts the keys at %s (%s), not AWS's endpoint",
+            config.key_url,
+            contract.SSO_KEY_URL.name,
+        )
 
 
 def cmd_gc() -> None:
@@ -320,6 +381,7 @@ def cmd_local() -> None:
     url = URL.create("sqlite", database=str(base / "mlflow.db"))
     schema.migrate(wait.make_engine(url))
     log.info("local preview: http://%s:%s (data in %s); Ctrl-C stops it", srv.host, srv.port, base)
+    _log_extras(srv)
     status = server.run_in_foreground(srv, dburl.uri_for_mlflow(url))
     if status:
         raise LauncherError(f"mlflow server exited with status {status}")

@@ -14,6 +14,8 @@ too, with `read_by`, so every name the chart writes is one of these.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -94,6 +96,22 @@ class Choice(Variable[str]):
         if text not in self.choices:
             raise ValueError(text)
         return text
+
+
+@dataclass(frozen=True, kw_only=True)
+class Boolean(Variable[bool]):
+    """`true` or `false` (MLflow's own boolean variables admit these too)."""
+
+    def what(self) -> str:
+        return "true or false"
+
+    def convert(self, text: str) -> bool:
+        if text.lower() not in ("true", "false"):
+            raise ValueError(text)
+        return text.lower() == "true"
+
+    def format(self, value: bool) -> str:
+        return "true" if value else "false"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -361,6 +379,23 @@ EXPOSE_PROMETHEUS = Text(
     read_by="MLflow and the launcher",
 )
 METRICS_PORT = Port(name="MLFLOW_METRICS_PORT", doc="The `metrics` container's port.")
+METRICS_PATH = "/metrics"
+"""Not variables: where the `metrics` container serves, and its deadlines per connection, which
+a scraper's timeout must cover (the chart's ServiceMonitor counts them)."""
+METRICS_REQUEST_SECONDS = 5.0
+"""From the accept to the end of the request's headers. A client that sends nothing, or
+dribbles its headers (slowloris), is closed then; a scraper sends its request at once."""
+METRICS_RESPONSE_SECONDS = 10.0
+"""To sum the counters and hand the answer over (Prometheus' default scrape timeout); a client
+that does not read is closed then."""
+ENABLE_WORKSPACES = Boolean(
+    name="MLFLOW_ENABLE_WORKSPACES",
+    doc="MLflow's workspaces (`mlflow server --enable-workspaces`; `mlflow gc` reads it too): "
+    "experiments, models, prompts and datasets scoped by the X-MLFLOW-WORKSPACE header. Off, "
+    "the server refuses to start while any of them lives outside the `default` workspace.",
+    default=False,
+    read_by="MLflow and the launcher",
+)
 
 # ---- AWS clients (botocore reads these for every client, IRSA's STS client included) ---------
 
@@ -423,6 +458,13 @@ AUTH_CACHE_SECONDS = Integer(
     high=3600,
     unit="seconds",
 )
+AUTH_GRANT_DEFAULT_WORKSPACE_ACCESS = Boolean(
+    name="MLFLOW_AUTH_GRANT_DEFAULT_WORKSPACE_ACCESS",
+    doc="With workspaces on: whether a user with no role in the `default` workspace gets "
+    "MLFLOW_AUTH_DEFAULT_PERMISSION there (MLflow's grant_default_workspace_access). Without "
+    "it, only users given a role there see anything in it.",
+    default=True,
+)
 AUTH = (
     AUTH_ADMIN_SECRET_ID,
     AUTH_FLASK_SECRET_ID,
@@ -430,7 +472,88 @@ AUTH = (
     AUTH_DEFAULT_PERMISSION,
     AUTH_DB_NAME,
 )
-"""All set, or none (authentication off). The cache is optional."""
+"""All set, or none (authentication off). The cache and the workspace grant are optional."""
+
+# ---- Single sign-on: browsers through an ALB whose listener runs the OIDC action --------------
+# The ALB signs each request's user claims (header x-amzn-oidc-data, a JWT signed ES256) and
+# names itself in the token's `signer`; mlflow_launcher.sso verifies them. Elastic Load
+# Balancing docs, "Authenticate users using an Application Load Balancer", "User claims
+# encoding and signature verification":
+# https://docs.aws.amazon.com/elasticloadbalancing/latest/application/listener-authenticate-users.html#user-claims-encoding
+
+
+def _network(value: str) -> None:
+    ipaddress.ip_network(value)  # ValueError for anything but a CIDR block (host bits clear)
+
+
+_CLAIM = r"[\x21-\x7e]{1,128}"
+"""A claim's name: printable ASCII, no space (`email`, `cognito:groups`, a URL)."""
+
+SSO_ALB_ARN = Text(
+    name="MLFLOW_SSO_ALB_ARN",
+    doc="The ALB whose OIDC action signs people in: a request whose x-amzn-oidc-data header "
+    "this ALB signed is signed in as the IdP's user. Its Region is the signing key's. "
+    "Default: none (single sign-on off; every other MLFLOW_SSO_* variable then unset).",
+    pattern=r"arn:aws[a-z-]*:elasticloadbalancing:[a-z]{2,4}(-[a-z]+)+-\d:\d{12}:"
+    r"loadbalancer/app/[A-Za-z0-9-]{1,32}/[0-9a-f]+",
+    meaning="an Application Load Balancer's ARN "
+    "(arn:aws:elasticloadbalancing:<region>:<account>:loadbalancer/app/<name>/<id>)",
+)
+SSO_USERNAME_CLAIM = Text(
+    name="MLFLOW_SSO_USERNAME_CLAIM",
+    doc="The user claim whose value is the MLflow username (one the IdP keeps unique and "
+    "verified).",
+    pattern=_CLAIM,
+    meaning="a claim name (printable ASCII, no space, at most 128 characters)",
+    default="email",
+)
+SSO_GROUPS_CLAIM = Text(
+    name="MLFLOW_SSO_GROUPS_CLAIM",
+    doc="The user claim listing the user's IdP groups (cognito:groups on Amazon Cognito).",
+    pattern=_CLAIM,
+    meaning="a claim name (printable ASCII, no space, at most 128 characters)",
+    default="groups",
+)
+SSO_ADMIN_GROUP = Text(
+    name="MLFLOW_SSO_ADMIN_GROUP",
+    doc="Members of this IdP group are MLflow admins, others are not, as of each sign-in. "
+    "Default: none (admin rights are granted in MLflow only).",
+)
+SSO_ISSUER = Text(
+    name="MLFLOW_SSO_ISSUER",
+    doc="The IdP's issuer URL the token must name (`iss`). Default: not checked.",
+)
+SSO_CLIENT_ID = Text(
+    name="MLFLOW_SSO_CLIENT_ID",
+    doc="The OIDC client ID the token must name (`client`). Default: not checked.",
+)
+SSO_TRUSTED_CIDRS = TextList(
+    name="MLFLOW_SSO_TRUSTED_CIDRS",
+    doc="Connections from these networks only (the ALB's subnets) may present the header; "
+    "from anywhere else it is refused. Default: any address (the security group and the "
+    "NetworkPolicy decide who connects).",
+    meaning="a comma-separated list of CIDR blocks such as 10.0.0.0/24",
+    item=_network,
+)
+SSO_KEY_URL = Text(
+    name="MLFLOW_SSO_KEY_URL",
+    doc="Where the ALB's public keys are, the key ID appended. Default: AWS's endpoint for "
+    "the ALB's Region. The chart never sets it: tests do, and partitions AWS names no "
+    "endpoint for.",
+    pattern=r"https?://[^\s?#]+/",
+    meaning="an http(s) URL ending in / (the key ID is appended)",
+)
+SSO = (
+    SSO_ALB_ARN,
+    SSO_USERNAME_CLAIM,
+    SSO_GROUPS_CLAIM,
+    SSO_ADMIN_GROUP,
+    SSO_ISSUER,
+    SSO_CLIENT_ID,
+    SSO_TRUSTED_CIDRS,
+    SSO_KEY_URL,
+)
+"""Off unless MLFLOW_SSO_ALB_ARN is set; it needs authentication on (the AUTH variables)."""
 
 # ---- The guard's limits (each server process, before MLflow reads a request) -----------------
 
@@ -475,6 +598,397 @@ HEADER_TIMEOUT_SECONDS = Integer(
     high=600,
     unit="seconds",
 )
+
+# ---- What a user adds to `mlflow server` (server.extra_args, server.extra_env) -------------
+# For what MLflow grows next: arguments appended to `mlflow server`'s and variables added to its
+# environment. Checked here, once: by the chart at synth (naming the config key), by the
+# launcher at start (naming the variable). Refused: what the launcher sets or relies on, in
+# every spelling MLflow's CLI (click) accepts, and anything that looks like a secret (the
+# config file, the templates and the ConfigMap are plain text to whoever reads them).
+
+
+@dataclass(frozen=True, kw_only=True)
+class Flag:
+    """An option of `mlflow server` that extra arguments may not give: its every spelling
+    (long, short, negated) and the variable click also reads it from."""
+
+    names: tuple[str, ...]
+    why: str
+    envvar: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.names[0]
+
+    def given_by(self, arg: str) -> bool:
+        """Whether `arg` gives this option: `--host`, `--host=x`, `-h`, `-hx` (click's forms;
+        it expands no abbreviation)."""
+        return any(
+            arg == name or arg.startswith(f"{name}=")
+            if name.startswith("--")
+            else arg.startswith(name)
+            for name in self.names
+        )
+
+
+# The options `serve` passes (mlflow_launcher.server builds its argv from these), with the
+# variables MLflow's CLI reads them from (mlflow/cli/__init__.py, mlflow/utils/cli_args.py).
+HOST_FLAG = Flag(
+    names=("--host", "-h"), envvar="MLFLOW_HOST", why="the pod's address, which the Services reach"
+)
+PORT_FLAG = Flag(
+    names=("--port", "-p"), envvar="MLFLOW_PORT", why="the port the probes and Services use"
+)
+WORKERS_FLAG = Flag(names=("--workers", "-w"), envvar="MLFLOW_WORKERS", why="set server.workers")
+SERVE_ARTIFACTS_FLAG = Flag(
+    names=("--serve-artifacts", "--no-serve-artifacts"),
+    envvar="MLFLOW_SERVE_ARTIFACTS",
+    why="clients send and fetch artifacts through the server (they hold no AWS credentials)",
+)
+ARTIFACTS_DESTINATION_FLAG = Flag(
+    names=("--artifacts-destination",),
+    envvar="MLFLOW_ARTIFACTS_DESTINATION",
+    why="the deployment's bucket, which the server's role may use",
+)
+ALLOWED_HOSTS_FLAG = Flag(
+    names=("--allowed-hosts",),
+    envvar="MLFLOW_SERVER_ALLOWED_HOSTS",
+    why="the Services' and load balancers' names; add yours to server.allowed_hosts",
+)
+CORS_ALLOWED_ORIGINS_FLAG = Flag(
+    names=("--cors-allowed-origins",),
+    envvar="MLFLOW_SERVER_CORS_ALLOWED_ORIGINS",
+    why="made from the served names; add yours to server.allowed_hosts",
+)
+APP_NAME_FLAG = Flag(
+    names=("--app-name",), why="the launcher's app: MLflow behind its request guard and sign-in"
+)
+BACKEND_STORE_URI_FLAG = Flag(
+    names=("--backend-store-uri",),
+    envvar="MLFLOW_BACKEND_STORE_URI",
+    why="made from the database's secret, into the environment only",
+)
+READ_REPLICA_URI_FLAG = Flag(
+    names=("--read-replica-backend-store-uri",),
+    envvar="MLFLOW_READ_REPLICA_BACKEND_STORE_URI",
+    why="made from the database's secret for database.read_replica",
+)
+EXPOSE_PROMETHEUS_FLAG = Flag(
+    names=("--expose-prometheus",),
+    envvar=EXPOSE_PROMETHEUS.name,
+    why="the directory the `metrics` container reads the counters from",
+)
+# No click envvar: MLflow reads MLFLOW_ENABLE_WORKSPACES itself (a declared variable, so the
+# extras refuse it too).
+ENABLE_WORKSPACES_FLAG = Flag(
+    names=("--enable-workspaces", "--disable-workspaces"),
+    why="set server.workspaces: the launcher checks the database against it before the start",
+)
+LAUNCHER_FLAGS = (
+    HOST_FLAG,
+    PORT_FLAG,
+    WORKERS_FLAG,
+    SERVE_ARTIFACTS_FLAG,
+    ARTIFACTS_DESTINATION_FLAG,
+    ALLOWED_HOSTS_FLAG,
+    CORS_ALLOWED_ORIGINS_FLAG,
+    APP_NAME_FLAG,
+    BACKEND_STORE_URI_FLAG,
+    READ_REPLICA_URI_FLAG,
+    EXPOSE_PROMETHEUS_FLAG,
+    ENABLE_WORKSPACES_FLAG,
+)
+"""What the launcher sets: argv, or the environment (the store URIs, the counters' path)."""
+_UVICORN = "the launcher runs MLflow's uvicorn with its request guard (the header deadline)"
+REFUSED_FLAGS = (
+    *LAUNCHER_FLAGS,
+    Flag(
+        names=("--disable-security-middleware",),
+        envvar="MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE",
+        why="it turns off MLflow's Host and origin checks (DNS rebinding, CSRF)",
+    ),
+    Flag(
+        names=("--uvicorn-opts",),
+        envvar="MLFLOW_UVICORN_OPTS",
+        why=f"{_UVICORN}; these would override it",
+    ),
+    Flag(
+        names=("--gunicorn-opts",),
+        envvar="MLFLOW_GUNICORN_OPTS",
+        why=f"{_UVICORN}; this replaces uvicorn",
+    ),
+    Flag(names=("--waitress-opts",), why=f"{_UVICORN}; this replaces uvicorn"),
+    Flag(names=("--dev",), why=f"{_UVICORN}; this runs it with auto-reload"),
+    Flag(
+        names=("--static-prefix",),
+        envvar="MLFLOW_STATIC_PREFIX",
+        why="it moves /health, which the probes, load balancers and deploy check call",
+    ),
+    Flag(
+        names=("--artifacts-only",),
+        envvar="MLFLOW_ARTIFACTS_ONLY",
+        why="it turns off the tracking API, which the deploy check and gc use",
+    ),
+    Flag(
+        names=("--registry-store-uri",),
+        envvar="MLFLOW_REGISTRY_STORE_URI",
+        why="the model registry lives in the backend store, which the launcher migrates and "
+        "checks and RDS backs up",
+    ),
+    Flag(
+        names=("--default-artifact-root",),
+        envvar="MLFLOW_DEFAULT_ARTIFACT_ROOT",
+        why="new experiments' artifacts go through the server to the deployment's bucket "
+        "(mlflow-artifacts:/); another root would bypass its grants and bounds",
+    ),
+)
+"""What extra arguments may not give: the launcher's, and what would undo them."""
+
+_FROM_SECRETS_MANAGER = (
+    "the launcher reads it from its secret in AWS Secrets Manager (auth section)"
+)
+_UVICORN_ARGV = "MLflow gives uvicorn --host, --port and --workers on its command line, which wins"
+SERVER_VARIABLES = {
+    "MLFLOW_LOGGING_LEVEL": "the launcher sets it from server.log_level",
+    "UVICORN_LOG_LEVEL": "the launcher sets it from server.log_level",
+    "UVICORN_HTTP": "the launcher's request guard (the header deadline)",
+    "MLFLOW_ON_EKS_AUTH": "the launcher turns sign-in on with it (auth.enabled)",
+    "MLFLOW_AUTH_CONFIG_PATH": "the launcher writes sign-in's config file (auth section)",
+    "MLFLOW_AUTH_ADMIN_USERNAME": _FROM_SECRETS_MANAGER,
+    "MLFLOW_AUTH_ADMIN_PASSWORD": _FROM_SECRETS_MANAGER,
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": _FROM_SECRETS_MANAGER,
+    "MLFLOW_CRYPTO_KEK_PASSPHRASE": _FROM_SECRETS_MANAGER,
+    "MLFLOW_S3_ENDPOINT_URL": "stays unset on AWS: the server reaches S3 with its role at the "
+    "Region's endpoint",
+    "UVICORN_HOST": _UVICORN_ARGV,
+    "UVICORN_PORT": _UVICORN_ARGV,
+    "UVICORN_WORKERS": _UVICORN_ARGV,
+    "UVICORN_UDS": "uvicorn would listen there instead of the pod's port",
+    "UVICORN_FD": "uvicorn would listen there instead of the pod's port",
+    "UVICORN_RELOAD": "uvicorn's development mode: one process, restarted on file changes",
+    "UVICORN_SSL_CERTFILE": "the probes and load balancers speak plain HTTP to the pod",
+    "UVICORN_SSL_KEYFILE": "the probes and load balancers speak plain HTTP to the pod",
+}
+"""What `serve` sets in the server's environment (mlflow_launcher.server, auth) or needs left
+as it is, besides the contract's variables and the refused flags' (a unit test holds `serve`'s
+environment to this)."""
+IMAGE_VARIABLES = (
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "MPLCONFIGDIR",
+    "MLFLOW_TMP_DIR",
+    "PYTHONDONTWRITEBYTECODE",
+    "PYTHONUNBUFFERED",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+)
+"""The image's (image/Dockerfile's ENV: its paths on the pod's only writable volume) and where
+its code comes from."""
+POD_IDENTITY_VARIABLES = (
+    # IRSA: the EKS Pod Identity Webhook injects these (github.com/aws/
+    # amazon-eks-pod-identity-webhook, README); AWS_REGION and AWS_DEFAULT_REGION are above.
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_STS_REGIONAL_ENDPOINTS",
+    # EKS Pod Identity's agent (docs.aws.amazon.com/eks/latest/userguide/pod-id-how-it-works.html).
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    # What botocore's credential chain would take before them.
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
+"""The pod's AWS identity: its IAM role (IRSA), whose grants are the deployment's."""
+KUBERNETES_PREFIX = "KUBERNETES_"
+"""The kubelet's (the API server's address)."""
+MLFLOW_PRIVATE_PREFIX = "_MLFLOW_"
+"""MLflow's own, between its CLI and its workers."""
+
+WHERE_SECRETS_GO = (
+    "the config, the templates and the ConfigMap are plain text to whoever reads them: the "
+    "database and sign-in credentials come from AWS Secrets Manager, and API keys for MLflow's "
+    "AI gateway belong in MLflow's encrypted secret store (its UI or API)"
+)
+_SECRET_WORDS = frozenset(
+    {
+        "PASSWORD",
+        "PASSWD",
+        "PASSPHRASE",
+        "SECRET",
+        "TOKEN",
+        "KEY",
+        "APIKEY",
+        "CREDENTIAL",
+        "CREDENTIALS",
+    }
+)
+_SECRET_VALUES = {
+    "a URL with a password": re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:[^/\s@]+@"),
+    "an AWS access key ID": re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])"),
+    "a private key": re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"),
+}
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""A portable variable name (POSIX): what every shell and program in the image can read."""
+
+
+def _secret_name(name: str) -> bool:
+    """A name with a word such as PASSWORD, TOKEN or KEY in it (words split at `_` or `-`;
+    DBPASSWORD and CLIENTSECRET count too)."""
+    words = re.split(r"[_-]+", name.upper())
+    return any(
+        word in _SECRET_WORDS or word.endswith(("PASSWORD", "PASSWD", "SECRET", "TOKEN", "APIKEY"))
+        for word in words
+    )
+
+
+def secret_value_problem(value: str) -> str | None:
+    """Why `value` looks like a credential, or None."""
+    for what, pattern in _SECRET_VALUES.items():
+        if pattern.search(value):
+            return f"looks like a secret ({what}); {WHERE_SECRETS_GO}"
+    return None
+
+
+def _refusal(flag: Flag) -> str:
+    whose = "the launcher's" if flag in LAUNCHER_FLAGS else "refused"
+    return f"{flag.name} is {whose}: {flag.why}"
+
+
+def extra_arg_problem(arg: str) -> str | None:
+    """Why a user may not give `mlflow server` the argument `arg`, or None."""
+    problems = [_refusal(flag) for flag in REFUSED_FLAGS if flag.given_by(arg)]
+    option = arg.partition("=")[0]
+    if option.startswith("--") and _secret_name(option.lstrip("-")):
+        problems.append(f"{option} looks like it takes a secret; {WHERE_SECRETS_GO}")
+    elif secret := secret_value_problem(arg):
+        problems.append(secret)
+    return "; ".join(problems) or None
+
+
+def owned_variables() -> dict[str, str]:
+    """Each variable the launcher, the chart, the image or the pod's identity sets, with why."""
+    owned = {name: "the chart sets it for the launcher (its contract)" for name in declared()}
+    owned |= {
+        flag.envvar: f"MLflow reads it as {flag.name}, and {_refusal(flag)}"
+        for flag in REFUSED_FLAGS
+        if flag.envvar
+    }
+    owned |= SERVER_VARIABLES
+    owned |= {name: "the image's own" for name in IMAGE_VARIABLES}
+    owned |= {
+        name: "the pod's AWS identity is its IAM role (IRSA), whose grants are the deployment's"
+        for name in POD_IDENTITY_VARIABLES
+    }
+    return owned
+
+
+def extra_env_name_problem(name: str) -> str | None:
+    """Why a user may not set variable `name` for the server, or None."""
+    if not ENV_NAME.fullmatch(name):
+        return "is not a variable name: letters, digits and _, not starting with a digit"
+    why = owned_variables().get(name)
+    if why is None and name.startswith(KUBERNETES_PREFIX):
+        why = "the kubelet sets it"
+    if why is None and name.startswith(MLFLOW_PRIVATE_PREFIX):
+        why = "MLflow's own, between its CLI and its workers"
+    if why is not None:
+        return f"is not yours to set: {why}"
+    if _secret_name(name):
+        return f"looks like it holds a secret; {WHERE_SECRETS_GO}"
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Json(Variable[T]):
+    """A JSON document, each problem named by where it is (`NAME[2]`, `NAME.KEY`). Its value
+    is never repeated in a message: a refused one may be a secret pasted by mistake."""
+
+    def problems(self, value: object) -> list[str]:
+        """What is wrong with the parsed document, each as `<where>: <why>`."""
+        return []
+
+    def parse(self, env: Mapping[str, str]) -> T | None:
+        text = env.get(self.name, "").strip()
+        if not text:
+            return self.default
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise ContractError(f"{self.name} must be {self.what()}: it is not JSON") from None
+        problems = self.problems(value)
+        if problems:
+            raise ContractError("; ".join(f"{self.name}{problem}" for problem in problems))
+        return self.convert(value)  # type: ignore[arg-type]
+
+    def format(self, value: T) -> str:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArgList(Json[tuple[str, ...]]):
+    def what(self) -> str:
+        return "a JSON array of strings"
+
+    def problems(self, value: object) -> list[str]:
+        if not isinstance(value, list):
+            return [f" must be {self.what()}"]
+        return [
+            f"[{i}]: {'is not a string' if not isinstance(arg, str) else extra_arg_problem(arg)}"
+            for i, arg in enumerate(value)
+            if not isinstance(arg, str) or extra_arg_problem(arg)
+        ]
+
+    def convert(self, value: Any) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(value)
+
+    def format(self, value: tuple[str, ...]) -> str:
+        return super().format(list(value))
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvMap(Json[dict[str, str]]):
+    def what(self) -> str:
+        return "a JSON object of variable names to strings"
+
+    def problems(self, value: object) -> list[str]:
+        if not isinstance(value, dict):
+            return [f" must be {self.what()}"]
+        problems = []
+        for name, text in value.items():
+            why = extra_env_name_problem(name)
+            if why is None:
+                why = "is not a string" if not isinstance(text, str) else secret_value_problem(text)
+            if why:
+                problems.append(f".{name}: {why}")
+        return problems
+
+    def convert(self, value: Any) -> dict[str, str]:  # type: ignore[override]
+        return dict(value)
+
+
+SERVER_EXTRA_ARGS = ArgList(
+    name="MLFLOW_SERVER_EXTRA_ARGS",
+    doc="Arguments `serve` appends to `mlflow server`'s (server.extra_args), each one argv "
+    "item: no shell reads them.",
+    default=(),
+)
+SERVER_EXTRA_ENV = EnvMap(
+    name="MLFLOW_SERVER_EXTRA_ENV",
+    doc="Variables `serve` adds to `mlflow server`'s environment (server.extra_env); the "
+    "launcher's own win. Default: none.",
+)
+
 
 # ---- gc (the CronJob) ------------------------------------------------------------------------
 
@@ -566,6 +1080,29 @@ SSO_SECRET_NAME = Text(
 )
 SSO_SECRET_NAMESPACE = Text(
     name="MLFLOW_SSO_SECRET_NAMESPACE", doc="`sync-sso-secret`: its namespace.", required=True
+)
+
+
+def _connect_to_item(item: str) -> None:
+    name, equals, address = item.partition("=")
+    if not (equals and name.strip() and address.strip()) or "=" in address:
+        raise ValueError(item)
+
+
+VERIFY_CONNECT_TO = TextList(
+    name="MLFLOW_VERIFY_CONNECT_TO",
+    doc="<name>=<address> pairs: a target named <name> is reached at <address>, <name> kept "
+    "for TLS (SNI, the certificate's check) and Host, as curl's --connect-to does: a "
+    "certificate's name, served by a load balancer known by its own DNS name.",
+    meaning="comma-separated <name>=<address> pairs",
+    item=_connect_to_item,
+)
+VERIFY_CA_BUNDLE = Text(
+    name="MLFLOW_VERIFY_CA_BUNDLE",
+    doc="PEM certificates of the CAs the https targets' certificates must chain to, instead "
+    "of the public roots.",
+    pattern=r"(?s)-----BEGIN CERTIFICATE-----.+-----END CERTIFICATE-----",
+    meaning="PEM certificates (-----BEGIN CERTIFICATE----- ...)",
 )
 
 

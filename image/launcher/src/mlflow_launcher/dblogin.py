@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 
 ADMIN_SECRET_ENV = contract.DB_ADMIN_SECRET_ID.name
 """The instance's master login (RDS-generated secret); set for the migration Job only."""
+MAINTENANCE_DATABASE = {"mysql": "", "postgres": "postgres"}
+"""Where the master login connects: no database on MySQL, PostgreSQL's `postgres` (every RDS
+for PostgreSQL instance has it). Not MLflow's own: on an existing instance those do not exist
+until `ensure` makes them."""
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
 """Logins and databases needing no quoting anywhere (MySQL's user names: 32 characters)."""

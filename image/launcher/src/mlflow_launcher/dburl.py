@@ -84,7 +84,8 @@ def build_url(db: DbEnvironment, credentials: Credentials, *, statement: int | N
         password=driver_password(db.engine, credentials.password),
         host=db.host,
         port=db.port,
-        database=db.name,
+        # None: no database at all (the master login's MySQL session, dblogin).
+        database=db.name or None,
         query=tls_query(db.engine, db.ca_bundle) | timeouts,
     )
 

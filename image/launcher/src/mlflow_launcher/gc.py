@@ -42,17 +42,24 @@ class GcEnvironment:
     older_than: str
     tracking_uri: str
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
+    workspaces: bool = False
+    """Every workspace's deletions (without `--all-workspaces` MLflow's gc cleans `default`)."""
 
 
 def load(env: Mapping[str, str]) -> GcEnvironment:
     """Both variables, checked as `mlflow gc` would, before anything connects."""
     values = settings.parse(
-        env, contract.GC_OLDER_THAN, contract.GC_TRACKING_URI, contract.GC_TIMEOUT_SECONDS
+        env,
+        contract.GC_OLDER_THAN,
+        contract.GC_TRACKING_URI,
+        contract.GC_TIMEOUT_SECONDS,
+        contract.ENABLE_WORKSPACES,
     )
     return GcEnvironment(
         older_than=values[OLDER_THAN_ENV],
         tracking_uri=values[TRACKING_URI_ENV],
         timeout_seconds=values[TIMEOUT_ENV],
+        workspaces=values[contract.ENABLE_WORKSPACES.name],
     )
 
 
@@ -106,6 +113,8 @@ def run(store_uri: str, settings: GcEnvironment, login: Credentials | None) -> N
 
     args = ["--older-than", settings.older_than, "--backend-store-uri", store_uri]
     args += ["--tracking-uri", settings.tracking_uri]
+    if settings.workspaces:
+        args.append("--all-workspaces")
     log.info(
         "removing runs and experiments deleted more than %s ago, with their artifacts (via %s)",
         settings.older_than,

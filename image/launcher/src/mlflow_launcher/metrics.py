@@ -46,14 +46,10 @@ log = logging.getLogger(__name__)
 
 METRICS_DIR_ENV = contract.EXPOSE_PROMETHEUS.name
 PORT_ENV = contract.METRICS_PORT.name
-PATH = "/metrics"
+PATH = contract.METRICS_PATH
 
-REQUEST_SECONDS = 5.0
-"""From the accept to the end of the request's headers. A client that sends nothing, or
-dribbles its headers (slowloris), is closed then; a scraper sends its request at once."""
-RESPONSE_SECONDS = 10.0
-"""To sum the counters and hand the answer over (Prometheus' default scrape timeout); a client
-that does not read is closed then."""
+REQUEST_SECONDS = contract.METRICS_REQUEST_SECONDS
+RESPONSE_SECONDS = contract.METRICS_RESPONSE_SECONDS
 MAX_CONNECTIONS = 256
 """Connections held at once; more are closed as soon as they are accepted. Bounds memory and
 file descriptors (well under the 1024 open files a container may be limited to, with room for

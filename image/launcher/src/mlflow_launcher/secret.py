@@ -133,17 +133,27 @@ def fetch_string(secret_id: str, *, region: str | None, client: Any = None) -> s
     return text
 
 
-def parse_secret(secret_id: str, text: str) -> Credentials:
-    """Validate the secret's JSON; messages say what is wrong without echoing the content."""
+def json_strings(
+    secret_id: str, text: str, keys: tuple[str, ...], *, shape: str = ""
+) -> dict[str, str]:
+    """The secret's JSON object's string values at `keys`, each non-blank; messages say what is
+    wrong (and `shape`, what it must hold) without echoing the content."""
     try:
         data = json.loads(text)
     except ValueError:
         raise LauncherError(f"secret {secret_id} is not valid JSON") from None
     if not isinstance(data, dict):
         raise LauncherError(f"secret {secret_id} must be a JSON object")
-    missing = [k for k in REQUIRED_KEYS if not isinstance(data.get(k), str) or not data.get(k)]
+    missing = [k for k in keys if not isinstance(data.get(k), str) or not data[k].strip()]
     if missing:
         raise LauncherError(
             f"secret {secret_id} lacks non-empty string key(s): {', '.join(missing)}"
+            + (f"; it must hold {shape}" if shape else "")
         )
-    return Credentials(username=data["username"], password=data["password"])
+    return {key: data[key] for key in keys}
+
+
+def parse_secret(secret_id: str, text: str) -> Credentials:
+    """Validate the secret's JSON; messages say what is wrong without echoing the content."""
+    values = json_strings(secret_id, text, REQUIRED_KEYS)
+    return Credentials(username=values["username"], password=values["password"])

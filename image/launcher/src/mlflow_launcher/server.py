@@ -17,8 +17,8 @@ from mlflow_launcher.settings import ServerEnvironment
 
 # The envvars ``mlflow server --backend-store-uri`` and ``--read-replica-backend-store-uri``
 # read (click option envvars in mlflow.cli).
-BACKEND_STORE_URI_ENV = "MLFLOW_BACKEND_STORE_URI"
-READ_REPLICA_URI_ENV = "MLFLOW_READ_REPLICA_BACKEND_STORE_URI"
+BACKEND_STORE_URI_ENV: str = contract.BACKEND_STORE_URI_FLAG.envvar  # type: ignore[assignment]
+READ_REPLICA_URI_ENV: str = contract.READ_REPLICA_URI_FLAG.envvar  # type: ignore[assignment]
 LOGGING_LEVEL_ENV = "MLFLOW_LOGGING_LEVEL"
 UVICORN_LOG_LEVEL_ENV = "UVICORN_LOG_LEVEL"
 # Launcher-only variables the server has no use for; dropped so they do not leak into workers.
@@ -29,6 +29,8 @@ _LAUNCHER_ONLY = tuple(
         contract.AUTH_ADMIN_SECRET_ID,
         contract.AUTH_FLASK_SECRET_ID,
         contract.AUTH_KEK_SECRET_ID,
+        contract.SERVER_EXTRA_ARGS,
+        contract.SERVER_EXTRA_ENV,
     )
 )
 # Server defaults the environment may still override. MLflow's job execution (GenAI jobs) starts
@@ -41,29 +43,35 @@ SERVER_FIXED = {"UVICORN_HTTP": guard.PROTOCOL}
 
 
 def server_argv(server: ServerEnvironment) -> list[str]:
-    """MLflow's app behind the guard (mlflow_launcher.app), with or without sign-in."""
+    """MLflow's app behind the guard (mlflow_launcher.app), with or without sign-in, and the
+    user's extra arguments after the launcher's: argv items, exec'd without a shell, none of
+    them an option the launcher gives (the contract refuses those, in every spelling)."""
+    f = contract
     argv = [
         sys.executable,
         "-m",
         "mlflow",
         "server",
-        "--host",
+        f.HOST_FLAG.name,
         server.host,
-        "--port",
+        f.PORT_FLAG.name,
         str(server.port),
-        "--workers",
+        f.WORKERS_FLAG.name,
         str(server.workers),
-        "--serve-artifacts",
-        "--artifacts-destination",
+        f.SERVE_ARTIFACTS_FLAG.name,
+        f.ARTIFACTS_DESTINATION_FLAG.name,
         server.artifacts_destination,
-        "--allowed-hosts",
+        f.ALLOWED_HOSTS_FLAG.name,
         ",".join(server.allowed_hosts),
     ]
     if server.cors_allowed_origins:
         # Browsers send Origin on every POST, same-origin included; MLflow refuses
         # state-changing API calls from origins it does not list (the UI lists runs by POST).
-        argv += ["--cors-allowed-origins", ",".join(server.cors_allowed_origins)]
-    return [*argv, "--app-name", app.APP_NAME]
+        argv += [f.CORS_ALLOWED_ORIGINS_FLAG.name, ",".join(server.cors_allowed_origins)]
+    if server.workspaces:
+        # In argv, not only in the environment: `ps` shows the mode the server runs in.
+        argv.append(f.ENABLE_WORKSPACES_FLAG.name)
+    return [*argv, f.APP_NAME_FLAG.name, app.APP_NAME, *server.extra_args]
 
 
 def server_env(
@@ -72,11 +80,17 @@ def server_env(
     secrets: Mapping[str, str] | None = None,
     read_uri: str | None = None,
     log_level: str = contract.LOG_LEVEL.default,  # type: ignore[assignment]
+    extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The server's environment: the pod's, plus the store URIs (the replica's too, if any)
-    and `secrets` (the auth app's keys), which MLflow reads from here; argv would show them to
-    anyone who lists processes."""
-    env = {**SERVER_DEFAULTS, **{k: v for k, v in base.items() if k not in _LAUNCHER_ONLY}}
+    """The server's environment: the pod's with the user's `extra` variables, plus the store
+    URIs (the replica's too, if any) and `secrets` (the auth app's keys), which MLflow reads
+    from here; argv would show them to anyone who lists processes. The launcher's own
+    variables are set last: they win over the pod's and the user's."""
+    env = {
+        **SERVER_DEFAULTS,
+        **{k: v for k, v in base.items() if k not in _LAUNCHER_ONLY},
+        **(extra or {}),
+    }
     env.update(SERVER_FIXED)
     # One level for both: MLflow's loggers read MLFLOW_LOGGING_LEVEL (mlflow.utils.
     # logging_utils), the uvicorn CLI that `mlflow server` starts reads UVICORN_LOG_LEVEL.
@@ -99,7 +113,7 @@ def exec_server(
     """Replace this process with ``mlflow server`` (never returns). `secrets`: the auth app's
     environment (auth.server_env), None without authentication."""
     argv = server_argv(server)
-    env = server_env(os.environ, store_uri, secrets, read_uri, server.log_level)
+    env = server_env(os.environ, store_uri, secrets, read_uri, server.log_level, server.extra_env)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(argv[0], argv, env)  # noqa: S606 - no shell
@@ -116,7 +130,7 @@ def run_in_foreground(server: ServerEnvironment, store_uri: str) -> int:
     """
     child = subprocess.Popen(
         server_argv(server),
-        env=server_env(os.environ, store_uri, log_level=server.log_level),
+        env=server_env(os.environ, store_uri, log_level=server.log_level, extra=server.extra_env),
         start_new_session=True,
     )
     stopping = False

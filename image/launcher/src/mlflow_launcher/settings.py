@@ -6,9 +6,10 @@ round trip rather than one crash-loop per variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,49 @@ class ServerEnvironment:
     """Origins (besides localhost) whose browser pages may send state-changing API requests."""
     log_level: str = "info"
     """MLflow's and uvicorn's log level (debug, info, warning, error)."""
+    workspaces: bool = False
+    """MLflow's workspaces (`--enable-workspaces`)."""
+    extra_args: tuple[str, ...] = ()
+    """Appended to `mlflow server`'s arguments (server.extra_args; checked by the contract)."""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """Added to its environment (server.extra_env); the launcher's own variables win."""
+
+
+AWS_KEY_URLS = {
+    "aws": "https://public-keys.auth.elb.{region}.amazonaws.com/",
+    "aws-us-gov": "https://s3-{region}.amazonaws.com/aws-elb-public-keys-prod-{region}/",
+}
+"""The ALB's public key endpoints by partition, as the ELB docs name them ("User claims encoding
+and signature verification"): a regional one, and S3 buckets in AWS GovCloud (US). Other
+partitions need MLFLOW_SSO_KEY_URL."""
+
+
+@dataclass(frozen=True)
+class SsoEnvironment:
+    """Single sign-on through an ALB's OIDC action (mlflow_launcher.sso)."""
+
+    alb_arn: str
+    """The `signer` a token must name."""
+    key_url: str
+    """Where the ALB's public keys are, the key ID appended."""
+    username_claim: str = "email"
+    groups_claim: str = "groups"
+    admin_group: str | None = None
+    issuer: str | None = None
+    client_id: str | None = None
+    trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @property
+    def aws_keys(self) -> bool:
+        """Whether the keys come from AWS's endpoint (not an MLFLOW_SSO_KEY_URL)."""
+        return self.key_url == aws_key_url(self.alb_arn)
+
+
+def aws_key_url(alb_arn: str) -> str | None:
+    """AWS's key endpoint for the ALB's partition and Region, where the ELB docs name one."""
+    _, partition, _, region, *_ = alb_arn.split(":")
+    template = AWS_KEY_URLS.get(partition)
+    return template.format(region=region) if template else None
 
 
 def parse(env: Mapping[str, str], *variables: contract.Variable[Any]) -> dict[str, Any]:
@@ -97,6 +141,9 @@ _SERVER = (
     contract.ALLOWED_HOSTS,
     contract.CORS_ALLOWED_ORIGINS,
     contract.LOG_LEVEL,
+    contract.ENABLE_WORKSPACES,
+    contract.SERVER_EXTRA_ARGS,
+    contract.SERVER_EXTRA_ENV,
 )
 _DB = (
     contract.DB_ENGINE,
@@ -127,6 +174,9 @@ def _server(values: Mapping[str, Any]) -> ServerEnvironment:
         allowed_hosts=values[v.ALLOWED_HOSTS.name],
         cors_allowed_origins=values[v.CORS_ALLOWED_ORIGINS.name],
         log_level=values[v.LOG_LEVEL.name],
+        workspaces=values[v.ENABLE_WORKSPACES.name],
+        extra_args=values[v.SERVER_EXTRA_ARGS.name],
+        extra_env=values[v.SERVER_EXTRA_ENV.name] or {},
     )
 
 
@@ -171,3 +221,37 @@ def load_local_server(env: Mapping[str, str], defaults: Mapping[str, str]) -> Se
     """Settings for ``local``: the embedded defaults apply where the environment is silent."""
     given = {name: value for name, value in env.items() if value.strip()}
     return _server(parse({**defaults, **given}, *_SERVER))
+
+
+def load_sso(env: Mapping[str, str]) -> SsoEnvironment | None:
+    """None when single sign-on is off (MLFLOW_SSO_ALB_ARN unset, and every other
+    MLFLOW_SSO_* with it)."""
+    v = contract
+    values = parse(env, *v.SSO)
+    arn = values[v.SSO_ALB_ARN.name]
+    if arn is None:
+        stray = [x.name for x in v.SSO if env.get(x.name, "").strip()]
+        if stray:
+            raise LauncherError(
+                f"invalid environment: {', '.join(stray)} set but {v.SSO_ALB_ARN.name} is not: "
+                "single sign-on needs the load balancer's ARN (or unset them all)"
+            )
+        return None
+    key_url = values[v.SSO_KEY_URL.name] or aws_key_url(arn)
+    if key_url is None:
+        raise LauncherError(
+            f"invalid environment: AWS names no public key endpoint for the load balancer's "
+            f"partition ({arn.split(':')[1]}); set {v.SSO_KEY_URL.name}"
+        )
+    return SsoEnvironment(
+        alb_arn=arn,
+        key_url=key_url,
+        username_claim=values[v.SSO_USERNAME_CLAIM.name],
+        groups_claim=values[v.SSO_GROUPS_CLAIM.name],
+        admin_group=values[v.SSO_ADMIN_GROUP.name],
+        issuer=values[v.SSO_ISSUER.name],
+        client_id=values[v.SSO_CLIENT_ID.name],
+        trusted_networks=tuple(
+            ipaddress.ip_network(cidr) for cidr in values[v.SSO_TRUSTED_CIDRS.name] or ()
+        ),
+    )

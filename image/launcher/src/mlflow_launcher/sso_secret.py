@@ -13,7 +13,6 @@ hour. The values join the log mask before anything could print them.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from collections.abc import Mapping, MutableSequence
 
@@ -29,19 +28,8 @@ KEYS = ("clientID", "clientSecret")
 
 def client_credentials(secret_id: str, text: str) -> dict[str, str]:
     """The two values from the secret's JSON; messages name what is wrong, never a value."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise LauncherError(f"secret {secret_id} is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise LauncherError(f"secret {secret_id} must be a JSON object")
-    missing = [key for key in KEYS if not isinstance(data.get(key), str) or not data[key].strip()]
-    if missing:
-        raise LauncherError(
-            f"secret {secret_id} lacks non-empty string key(s) {', '.join(missing)}: it must "
-            'hold the IdP application\'s credentials as {"clientID": ..., "clientSecret": ...}'
-        )
-    return {key: data[key] for key in KEYS}
+    shape = 'the IdP application\'s credentials as {"clientID": ..., "clientSecret": ...}'
+    return secret.json_strings(secret_id, text, KEYS, shape=shape)
 
 
 def sync(

@@ -6,7 +6,8 @@ body's size; so one unauthenticated POST could cost the process its size several
 Here, before MLflow sees a request:
 
 1. a login is checked (sign_in.SignInGate): a wrong one is answered 401 without reading the
-   body; a source that keeps failing gets 429, a process with all its checks busy 503;
+   body; a source that keeps failing gets 429, a process with all its checks busy 503. With
+   single sign-on, the ALB's signed header is the login instead (sso/gate.py), when present;
 2. a body is bounded: `Limits.max_body_bytes` with a login (or with auth off),
    ANONYMOUS_BODY_BYTES without one (MLflow would refuse it anyway), and all bodies a process
    holds at once by `Limits.body_budget_bytes` (503 beyond); a declared Content-Length over
@@ -23,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow_launcher.guard import responses
 from mlflow_launcher.guard.limits import (
@@ -43,6 +44,9 @@ from mlflow_launcher.guard.transfers import (
     direction,
     too_large_message,
 )
+
+if TYPE_CHECKING:
+    from mlflow_launcher.sso.gate import TokenGate
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +69,12 @@ class Guard:
         sign_in: SignInGate | None,
         unprotected: Callable[[str], bool],
         slots: Slots,
+        sso: TokenGate | None = None,
     ) -> None:
         """`sign_in` None: authentication is off. `unprotected(path)`: MLflow's routes that
-        need no login (health, static files, server-info), where it ignores a login."""
-        self.app, self.limits, self.sign_in = app, limits, sign_in
+        need no login (health, static files, server-info), where it ignores a login. `sso`:
+        the ALB's tokens, with single sign-on on (authentication on)."""
+        self.app, self.limits, self.sign_in, self.sso = app, limits, sign_in, sso
         self.unprotected, self.slots = unprotected, slots
         self._held = 0  # body bytes this process holds for requests in flight
 
@@ -79,8 +85,13 @@ class Guard:
         path, method = scope["path"], scope["method"]
         signed_in = self.sign_in is None
         if self.sign_in is not None and not self.unprotected(path):
-            login = login_from(scope)
-            if login is not None:
+            token = self.sso.token_from(scope) if self.sso is not None else None
+            login = login_from(scope) if token is None else None
+            if token is not None:
+                if not await self._token_signed_in(token, scope, receive, send):
+                    return
+                signed_in = True
+            elif login is not None:
                 if not await self._signed_in(login, scope, receive, send):
                     return
                 signed_in = True
@@ -124,6 +135,27 @@ class Guard:
                 error_code="TEMPORARILY_UNAVAILABLE",
                 retry_after=outcome.retry_after,
             )
+        return False
+
+    async def _token_signed_in(
+        self, token: str, scope: Scope, receive: Receive, send: Send
+    ) -> bool:
+        """Check the ALB's token; answer the request and return False when it fails. No
+        Basic challenge: behind the ALB a browser would ask for a password."""
+        assert self.sso is not None
+        client = scope.get("client")
+        answer = await self.sso.verify(token, client[0] if client else None)
+        if answer.refusal is None:
+            return True
+        await _linger(scope, receive)
+        refusal = answer.refusal
+        await responses.refuse(
+            send,
+            refusal.status,
+            f"single sign-on refused: {refusal.reason}",
+            error_code="UNAUTHENTICATED" if refusal.status == 401 else "TEMPORARILY_UNAVAILABLE",
+            retry_after=refusal.retry_after,
+        )
         return False
 
     async def _bounded(

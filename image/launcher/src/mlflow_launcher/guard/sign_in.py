@@ -9,7 +9,8 @@ queue wait for them, refuses a source that keeps failing for a login, and answer
 password itself before the request's body is read. A login it accepted is marked for the rest
 of the request, so MLflow's own check of the same login does not hash the password again.
 
-This module knows MLflow only through the two callables it is given (`check`, `remembered`).
+This module knows MLflow only through the two callables it is given (`check`, `remembered`);
+sso/gate.py runs the ALB's tokens through the same kind of slots (`CheckSlots`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from mlflow_launcher.guard.limits import (
     FAILURE_WINDOW_SECONDS,
@@ -43,6 +44,7 @@ MAX_TRACKED_KEYS = 10_000
 """Throttle entries kept per process; the oldest go first, so spraying logins cannot grow it."""
 
 _FINGERPRINT_KEY = secrets.token_bytes(32)
+T = TypeVar("T")
 
 VERIFIED: ContextVar[bytes | None] = ContextVar("mlflow_on_eks_verified_login", default=None)
 """The fingerprint of the login this request's check accepted, for `already_verified`."""
@@ -158,6 +160,34 @@ class Throttle:
             self._failures.popitem(last=False)
 
 
+class CheckSlots:
+    """Checks that cost CPU or wait (a password's hash, a token's key and signature), run in
+    threads: at most `count` at once in a process, SIGN_IN_QUEUE more waiting for a slot at
+    most SIGN_IN_WAIT_SECONDS; `run` returns BUSY for one beyond that."""
+
+    def __init__(self, count: int) -> None:
+        self._slots = asyncio.Semaphore(count)
+        self._waiting = 0
+
+    def full(self) -> bool:
+        return self._waiting >= SIGN_IN_QUEUE
+
+    async def run(self, check: Callable[..., T], *args: Any) -> T | Literal[Verdict.BUSY]:
+        if self.full():
+            return Verdict.BUSY
+        self._waiting += 1
+        try:
+            await asyncio.wait_for(self._slots.acquire(), SIGN_IN_WAIT_SECONDS)
+        except TimeoutError:
+            return Verdict.BUSY
+        finally:
+            self._waiting -= 1
+        try:
+            return await asyncio.to_thread(check, *args)
+        finally:
+            self._slots.release()
+
+
 class SignInGate:
     """Runs the password checks of one process.
 
@@ -175,8 +205,7 @@ class SignInGate:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._check, self._remembered = check, remembered
-        self._slots = asyncio.Semaphore(limits.sign_in_checks)
-        self._waiting = 0
+        self._slots = CheckSlots(limits.sign_in_checks)
         self.throttle = Throttle(limits.sign_in_failures, clock)
 
     async def verify(self, login: Login, source: str) -> Outcome:
@@ -185,22 +214,15 @@ class SignInGate:
         wait = self.throttle.retry_after(source, login.username)
         if wait is not None:
             return Outcome(Verdict.THROTTLED, wait)
-        if self._waiting >= SIGN_IN_QUEUE:
+        if self._slots.full():
             return Outcome(Verdict.BUSY, SIGN_IN_WAIT_SECONDS)
         accepted = False
         self.throttle.begin(source, login.username)
         try:
-            self._waiting += 1
-            try:
-                await asyncio.wait_for(self._slots.acquire(), SIGN_IN_WAIT_SECONDS)
-            except TimeoutError:
+            result = await self._slots.run(self._check, login.username, login.password)
+            if result is Verdict.BUSY:
                 return Outcome(Verdict.BUSY, SIGN_IN_WAIT_SECONDS)
-            finally:
-                self._waiting -= 1
-            try:
-                accepted = await asyncio.to_thread(self._check, login.username, login.password)
-            finally:
-                self._slots.release()
+            accepted = result
         finally:
             self.throttle.end(source, login.username, failed=not accepted)
         return Outcome(Verdict.ACCEPTED if accepted else Verdict.REFUSED)

@@ -54,6 +54,7 @@ from mlflow_launcher.verify.settings import (
     secret_forms,
     sign_in_as_admin,
 )
+from mlflow_launcher.verify.tls import connecting_to, trusting
 
 __all__ = [
     "ADMIN_SECRET_ENV",
@@ -123,11 +124,12 @@ def run(env: Mapping[str, str], log_secrets: MutableSequence[str]) -> None:
             outcomes[steps[0]] = f"ok ({time.monotonic() - step_start:.1f} s)"
         # After the rollout: a new IAM grant on the admin secret has had time to take effect.
         settings = sign_in_as_admin(settings, env, log_secrets)
-        for target in settings.targets:
-            outcomes[target] = "failed"
-            target_start = time.monotonic()
-            verify_target(target, settings)
-            outcomes[target] = f"ok ({time.monotonic() - target_start:.1f} s)"
+        with connecting_to(settings.connect_to), trusting(settings.ca_bundle):
+            for target in settings.targets:
+                outcomes[target] = "failed"
+                target_start = time.monotonic()
+                verify_target(target, settings)
+                outcomes[target] = f"ok ({time.monotonic() - target_start:.1f} s)"
     except (Exception, _Stopped) as exc:
         reason, error = _failure(exc, outcomes, env.get(LOGS_COMMAND_ENV, "").strip())
         if signal_url:

@@ -23,6 +23,7 @@ from mlflow_launcher.verify.settings import (
     USERNAME_ENV,
     VerifyEnvironment,
 )
+from mlflow_launcher.verify.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +60,22 @@ def _auth_headers(credentials: tuple[str, str] | None) -> dict[str, str]:
 
 
 def _request(
-    url: str, method: str = "GET", headers: Mapping[str, str] | None = None, body: bytes = b""
+    url: str,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    body: bytes = b"",
+    context: ssl.SSLContext | None = None,
 ) -> tuple[int, str]:
     """(status, body) of one request; an HTTP error status is an answer, not an exception.
-    Host is the URL's own, as every client of that URL sends it."""
+    Host is the URL's own, as every client of that URL sends it; `context` verifies an https
+    target's certificate (for the URL's host name)."""
     request = urllib.request.Request(  # noqa: S310 - the scheme was checked to be http(s)
         url, data=body or None, method=method, headers=dict(headers or {})
     )
     try:
-        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_SECONDS) as response:  # noqa: S310
+        with urllib.request.urlopen(  # noqa: S310
+            request, timeout=REQUEST_TIMEOUT_SECONDS, context=context
+        ) as response:
             return response.status, response.read(65536).decode(errors="replace")
     except urllib.error.HTTPError as error:
         with error:
@@ -75,10 +83,16 @@ def _request(
 
 
 def _answer(
-    target: str, path: str, deadline: float, timeout: float, *, healthy: bool = True, **request
+    target: str,
+    path: str,
+    deadline: float,
+    settings: VerifyEnvironment,
+    *,
+    healthy: bool = True,
+    **request,
 ) -> tuple[int, str]:
     """The first answer that is not transient, retrying every few seconds until `deadline`
-    (at least one try); `timeout` is the setting the reason names.
+    (at least one try); the reason names `settings.timeout_seconds`.
 
     Transient (retry.TRANSIENT_STATUSES): no connection; a request accepted but not answered;
     429, 500, 502, 503 and 504, MLflow's own included (while its database is unreachable, as in
@@ -88,14 +102,16 @@ def _answer(
     that was never answered (`healthy`: the server, not the way to it, is stuck). A certificate
     that does not verify fails at once.
     """
+    timeout = settings.timeout_seconds
     method = request.get("method", "GET")
     retries = Retries(target, f"{method} {path}", deadline)
+    context = client_context(settings.ca_bundle)
     while True:
         try:
-            status, body = _request(f"{target}{path}", **request)
+            status, body = _request(f"{target}{path}", context=context, **request)
         except (OSError, http.client.HTTPException) as exc:
             if isinstance(_cause(exc), ssl.SSLCertVerificationError):
-                raise VerificationFailed(f"{target}: TLS: {short_error(exc)}") from exc
+                raise VerificationFailed(tls_reason(target, exc, settings)) from exc
             note = short_error(exc)
             if healthy and isinstance(exc, TimeoutError):  # connected, sent, no answer
                 reason = (
@@ -121,16 +137,26 @@ def _for(timeout: float) -> str:
     return f" (still after {timeout:g} s)"
 
 
+def tls_reason(target: str, exc: BaseException, settings: VerifyEnvironment) -> str:
+    """Why an https target's certificate does not verify, and what it must be: one that
+    covers the target's name and chains to the trusted CAs, served where the name leads."""
+    host = urlsplit(target).hostname
+    where = settings.connect_to.get(host or "")
+    served = f" (served at {where})" if where else ""
+    return (
+        f"{target}: TLS: {short_error(exc)}{served}; the certificate must cover {host} and "
+        f"chain to {settings.trusted()}"
+    )
+
+
 def wait_healthy(target: str, deadline: float, settings: VerifyEnvironment) -> None:
-    status, body = _answer(target, "/health", deadline, settings.timeout_seconds, healthy=False)
+    status, body = _answer(target, "/health", deadline, settings, healthy=False)
     if status != 200:
         raise VerificationFailed(f"{target}: GET /health answered {status}: {first_line(body)}")
 
 
 def check_host(target: str, deadline: float, settings: VerifyEnvironment, auth: dict) -> None:
-    status, body = _answer(
-        target, HOST_CHECK_PATH, deadline, settings.timeout_seconds, headers=auth
-    )
+    status, body = _answer(target, HOST_CHECK_PATH, deadline, settings, headers=auth)
     if status == 200:
         return
     host = urlsplit(target).netloc
@@ -162,7 +188,7 @@ def check_browser_write(
         target,
         BROWSER_PATH,
         deadline,
-        settings.timeout_seconds,
+        settings,
         method="POST",
         headers=headers,
         body=json.dumps({"max_results": 1}).encode(),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Mapping, MutableSequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from mlflow_launcher import contract, redaction, secret
@@ -25,6 +26,10 @@ NAMESPACE_ENV = contract.VERIFY_NAMESPACE.name
 IMAGE_ENV = contract.VERIFY_IMAGE.name
 POD_ANNOTATION_ENV = contract.VERIFY_POD_ANNOTATION.name
 ROLLOUT_TIMEOUT_ENV = contract.VERIFY_ROLLOUT_TIMEOUT_SECONDS.name
+CONNECT_TO_ENV = contract.VERIFY_CONNECT_TO.name
+CA_BUNDLE_ENV = contract.VERIFY_CA_BUNDLE.name
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,15 @@ class VerifyEnvironment:
     """Where they came from, for a reason that says which login was refused."""
     rollout: RolloutEnvironment | None = None
     """The rollout to wait for before the targets are checked. Default: none."""
+    connect_to: dict[str, str] = field(default_factory=dict)
+    """Target host name -> the address it is reached at, the name kept for TLS and Host (the
+    certificate's name -> the load balancer's). Default: none, every name resolved."""
+    ca_bundle: str | None = None
+    """PEM certificates of the CAs https targets must chain to. Default: the public roots."""
+
+    def trusted(self) -> str:
+        """What an https target's certificate must chain to, in words (for a reason)."""
+        return f"the CAs in {CA_BUNDLE_ENV}" if self.ca_bundle else "a public root CA"
 
 
 def secret_forms(env: Mapping[str, str]) -> list[str]:
@@ -118,18 +132,43 @@ def load(env: Mapping[str, str]) -> VerifyEnvironment:
             problems.append(f"{TARGETS_ENV}: {shown} {exc}")
         else:
             targets.append(target)
-    timeout = _seconds(env, contract.VERIFY_TIMEOUT_SECONDS, problems)
+    timeout = _parsed(env, contract.VERIFY_TIMEOUT_SECONDS, problems)
     rollout = _rollout(env, problems)
+    connect_to = _connect_to(env, targets, problems)
+    ca_bundle = _parsed(env, contract.VERIFY_CA_BUNDLE, problems)
     if problems:
         raise LauncherError("; ".join(problems))
     username, password = env.get(USERNAME_ENV, ""), env.get(PASSWORD_ENV, "")
     credentials = (username, password) if username or password else None
-    return VerifyEnvironment(tuple(dict.fromkeys(targets)), timeout, credentials, rollout=rollout)
+    return VerifyEnvironment(
+        tuple(dict.fromkeys(targets)),
+        timeout,
+        credentials,
+        rollout=rollout,
+        connect_to=connect_to,
+        ca_bundle=ca_bundle,
+    )
 
 
-def _seconds(
-    env: Mapping[str, str], variable: contract.Number, problems: list[str]
-) -> float | None:
+def _connect_to(env: Mapping[str, str], targets: list[str], problems: list[str]) -> dict[str, str]:
+    """Each pair's name must be a target's host: a pair for no target is a chart mistake that
+    would otherwise check the name where DNS points it, not at the load balancer."""
+    pairs = _parsed(env, contract.VERIFY_CONNECT_TO, problems) or ()
+    hosts = {urlsplit(target).hostname for target in targets}
+    addresses = {}
+    for pair in pairs:
+        name, _, address = pair.partition("=")
+        name = name.strip().lower()
+        if name not in hosts:
+            problems.append(f"{CONNECT_TO_ENV}: {name} is not the host of any of {TARGETS_ENV}")
+        addresses[name] = address.strip()
+    return addresses
+
+
+def _parsed(
+    env: Mapping[str, str], variable: contract.Variable[T], problems: list[str]
+) -> T | None:
+    """`variable`'s value, or None with its problem added to `problems`."""
     try:
         return variable.parse(env)
     except contract.ContractError as error:
@@ -153,7 +192,7 @@ def _rollout(env: Mapping[str, str], problems: list[str]) -> RolloutEnvironment 
         if not (equals and key and value):
             problems.append(f"{POD_ANNOTATION_ENV}={raw!r} is not <annotation>=<value>")
         annotation = (key, value)
-    timeout = _seconds(env, contract.VERIFY_ROLLOUT_TIMEOUT_SECONDS, problems)
+    timeout = _parsed(env, contract.VERIFY_ROLLOUT_TIMEOUT_SECONDS, problems)
     return RolloutEnvironment(values[NAMESPACE_ENV], name, values[IMAGE_ENV], annotation, timeout)
 
 
