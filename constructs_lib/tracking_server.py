@@ -24,7 +24,7 @@ from ..k8s_charts import (
     MlflowChartProps,
     WorkloadProps,
 )
-from ..k8s_charts.auth import AUTH_DATABASE_NAME, anonymous_problem
+from ..k8s_charts.auth import AUTH_DATABASE_NAME, anonymous_problem, sign_in_sso
 from ..k8s_charts.contract import CONFIG_DIGEST_ANNOTATION
 from ..k8s_charts.rules import arn_region_and_account
 from ..k8s_charts.sso_chart import SsoNames
@@ -132,7 +132,7 @@ class MlflowTrackingServer(Construct):
             if section.enabled and section.certificate_arn:
                 _certificate_here(Stack.of(self), section.certificate_arn, f"exposure.{key}")
         auth = auth or AuthProps()
-        sso = auth.sso if auth.enabled and auth.sso.enabled else None
+        sso = sign_in_sso(auth)
         if sso is not None and sso.certificate_arn:
             _certificate_here(Stack.of(self), sso.certificate_arn, "auth.sso")
         if auth.enabled and auth_secrets is None:

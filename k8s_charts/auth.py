@@ -126,6 +126,11 @@ class AuthSecretIds:
     """MLFLOW_CRYPTO_KEK_PASSPHRASE."""
 
 
+def sign_in_sso(auth: AuthProps | None) -> SsoProps | None:
+    """The sign-in load balancer's settings, when it is on (it needs sign-in on too)."""
+    return auth.sso if auth is not None and auth.enabled and auth.sso.enabled else None
+
+
 def anonymous_problem(auth: AuthProps, ways: list[str]) -> str | None:
     """With sign-in off, whether `auth.allow_anonymous_through` names exactly the ways in the
     deployment has (MlflowChartProps.service_names), so that a load balancer turned on later

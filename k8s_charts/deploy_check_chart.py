@@ -31,10 +31,9 @@ from .contract import (
     verify_environment,
 )
 from .hardening import (
-    CONTAINER_SECURITY,
-    POD_SECURITY,
-    TMP_PATH,
+    api_job_pod,
     harden,
+    launcher_container,
     small_resources,
 )
 from .launcher_contract import launcher
@@ -195,36 +194,26 @@ class DeployCheckChart(cdk8s.Chart):
     def _pod(
         self, server: MlflowChartProps, tmp: kplus.Volume, environment: dict[str, str]
     ) -> dict[str, Any]:
-        """The check's pod, as the Job and the on-demand CronJob share it."""
-        return {
-            "select": False,
-            "pod_metadata": cdk8s.ApiObjectMetadata(labels=_labels(server)),
-            "restart_policy": kplus.RestartPolicy.NEVER,
-            # Its own ServiceAccount, never the server's: its token may read the rollout (the
-            # Role below) and nothing else; with authentication on, its IRSA role may read the
-            # admin login's secret and nothing else (DeployCheck). Artifact downloads use the
-            # server's presigned URLs, so no other AWS access.
-            "service_account": self.service_account,
-            "automount_service_account_token": True,
-            "security_context": POD_SECURITY,
-            "volumes": [tmp],
-            "containers": [
-                kplus.ContainerProps(
-                    name="verify",
-                    image=server.image,
-                    image_pull_policy=kplus.ImagePullPolicy.IF_NOT_PRESENT,
-                    args=["verify"],
-                    env_variables={
-                        key: kplus.EnvValue.from_value(value) for key, value in environment.items()
-                    },
-                    security_context=CONTAINER_SECURITY,
-                    volume_mounts=[kplus.VolumeMount(path=TMP_PATH, volume=tmp)],
-                    # The MLflow client and one small artifact: 185 MiB at most, measured
-                    # (`/usr/bin/time -v mlflow-launcher verify` against `local`).
-                    resources=small_resources(cpu_millis=100, memory_mib=384),
-                )
-            ],
-        }
+        """The check's pod, as the Job and the on-demand CronJob share it. Its own
+        ServiceAccount, never the server's: its token may read the rollout (the Role below) and
+        nothing else; with authentication on, its IRSA role may read the admin login's secret
+        and nothing else (DeployCheck). Artifact downloads use the server's presigned URLs, so
+        no other AWS access."""
+        return api_job_pod(
+            labels=_labels(server),
+            account=self.service_account,
+            tmp=tmp,
+            container=launcher_container(
+                name="verify",
+                image=server.image,
+                config_map=None,
+                environment=environment,
+                tmp=tmp,
+                # The MLflow client and one small artifact: 185 MiB at most, measured
+                # (`/usr/bin/time -v mlflow-launcher verify` against `local`).
+                resources=small_resources(cpu_millis=100, memory_mib=384),
+            ),
+        )
 
     def _rollout_reader(
         self, server: MlflowChartProps, role_arn: str | None

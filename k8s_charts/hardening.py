@@ -9,6 +9,7 @@ One place, so the server and the deploy check cannot drift apart: the namespace 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import cdk8s
 import cdk8s_plus_27 as kplus
@@ -88,24 +89,46 @@ def launcher_container(
     *,
     name: str,
     image: str,
-    config_map: kplus.ConfigMap,
+    config_map: kplus.ConfigMap | None,
     environment: Mapping[str, str],
     tmp: kplus.Volume,
     resources: kplus.ContainerResources,
 ) -> kplus.ContainerProps:
     """A Job's one container: the launcher command `name` of the server's image, with the
-    server's ConfigMap and `environment` on top, hardened, /tmp its only writable path."""
+    server's ConfigMap (None: without it) and `environment` on top, hardened, /tmp its only
+    writable path."""
     return kplus.ContainerProps(
         name=name,
         image=image,
         image_pull_policy=kplus.ImagePullPolicy.IF_NOT_PRESENT,
         args=[name],
-        env_from=[kplus.Env.from_config_map(config_map)],
+        env_from=[kplus.Env.from_config_map(config_map)] if config_map else None,
         env_variables={k: kplus.EnvValue.from_value(v) for k, v in environment.items()},
         security_context=CONTAINER_SECURITY,
         volume_mounts=[kplus.VolumeMount(path=TMP_PATH, volume=tmp)],
         resources=resources,
     )
+
+
+def api_job_pod(
+    *,
+    labels: Mapping[str, str],
+    account: kplus.IServiceAccount,
+    tmp: kplus.Volume,
+    container: kplus.ContainerProps,
+) -> dict[str, Any]:
+    """The pod of a Job (or CronJob) that calls the Kubernetes API as its own ServiceAccount:
+    the token mounted for it alone, never restarted in place, hardened, `tmp` its scratch."""
+    return {
+        "select": False,
+        "pod_metadata": cdk8s.ApiObjectMetadata(labels=dict(labels)),
+        "restart_policy": kplus.RestartPolicy.NEVER,
+        "service_account": account,
+        "automount_service_account_token": True,
+        "security_context": POD_SECURITY,
+        "volumes": [tmp],
+        "containers": [container],
+    }
 
 
 def small_resources(cpu_millis: int, memory_mib: int) -> kplus.ContainerResources:

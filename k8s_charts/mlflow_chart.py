@@ -16,7 +16,7 @@ from cdk8s_plus_27 import k8s
 from constructs import Construct
 
 from . import service_monitor
-from .auth import AuthProps, AuthSecretIds, auth_environment
+from .auth import AuthProps, AuthSecretIds, auth_environment, sign_in_sso
 from .contract import (
     CONTAINER_PORT,
     METRICS_PORT,
@@ -178,7 +178,7 @@ class MlflowChartProps:
     @property
     def sso(self) -> SsoProps | None:
         """The sign-in load balancer's settings, when it is on (it needs sign-in)."""
-        return self.auth.sso if self.sign_in and self.auth and self.auth.sso.enabled else None
+        return sign_in_sso(self.auth)
 
     @property
     def service_names(self) -> dict[str, str]:

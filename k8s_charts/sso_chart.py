@@ -17,7 +17,7 @@ import cdk8s_plus_27 as kplus
 from cdk8s_plus_27 import k8s
 from constructs import Construct
 
-from .hardening import CONTAINER_SECURITY, POD_SECURITY, TMP_PATH, harden, small_resources
+from .hardening import api_job_pod, harden, launcher_container, small_resources
 from .launcher_contract import launcher
 from .policy import dns, egress, egress_only, tcp
 from .sso import SsoProps, ingress_annotations
@@ -263,7 +263,21 @@ def _sync(
         tmp = kplus.Volume.from_empty_dir(
             scope, f"{id}Tmp", "tmp", size_limit=cdk8s.Size.gibibytes(1)
         )
-        job = workload(id, _pod(image, account, labels, environment, tmp))
+        pod = api_job_pod(
+            labels=labels,
+            account=account,
+            tmp=tmp,
+            # No ConfigMap: it may run before the server's is applied.
+            container=launcher_container(
+                name="sync-sso-secret",
+                image=image,
+                config_map=None,
+                environment=environment,
+                tmp=tmp,
+                resources=small_resources(cpu_millis=50, memory_mib=256),
+            ),
+        )
+        job = workload(id, pod)
         harden(
             job,
             architecture=architecture,
@@ -282,35 +296,3 @@ def _sync(
         )
     )
     return objects
-
-
-def _pod(
-    image: str,
-    account: kplus.ServiceAccount,
-    labels: dict[str, str],
-    environment: dict[str, str],
-    tmp: kplus.Volume,
-) -> dict[str, object]:
-    """The sync's pod, as the Job and the CronJob share it. No ConfigMap: it may run before
-    the server's is applied."""
-    return {
-        "select": False,
-        "pod_metadata": cdk8s.ApiObjectMetadata(labels=labels),
-        "restart_policy": kplus.RestartPolicy.NEVER,
-        "service_account": account,
-        "automount_service_account_token": True,
-        "security_context": POD_SECURITY,
-        "volumes": [tmp],
-        "containers": [
-            kplus.ContainerProps(
-                name="sync-sso-secret",
-                image=image,
-                image_pull_policy=kplus.ImagePullPolicy.IF_NOT_PRESENT,
-                args=["sync-sso-secret"],
-                env_variables={k: kplus.EnvValue.from_value(v) for k, v in environment.items()},
-                security_context=CONTAINER_SECURITY,
-                volume_mounts=[kplus.VolumeMount(path=TMP_PATH, volume=tmp)],
-                resources=small_resources(cpu_millis=50, memory_mib=256),
-            )
-        ],
-    }
