@@ -257,6 +257,13 @@ MUTANTS = (
         ("tests/integration/test_auth.py", "-k", "anonymous and mysql"),
     ),
     Mutant(
+        "an upload gives its transfer slot back before it is sent",
+        f"{LAUNCHER_SRC}guard/asgi.py",
+        "        held = [slot]\n",
+        "        held: list[int] = []\n        self.slots.give_back(slot)\n",
+        ("tests/integration/test_guard.py", "-k", "past_the_pods_count"),
+    ),
+    Mutant(
         "reads not routed to the read replica",
         f"{LAUNCHER_SRC}server.py",
         "        env[READ_REPLICA_URI_ENV] = read_uri",

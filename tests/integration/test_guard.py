@@ -34,6 +34,8 @@ SCRYPT_MIB = 32
 ARTIFACT_LIMIT_MIB = 4
 """Small, so the tests move a few MiB; the product's limit is in GiB."""
 HEADER_TIMEOUT_SECONDS = 3
+SLOTS_DIRECTORY = "mlflow-transfer-slots"
+"""Under TMPDIR: the transfer slots' lock files (the launcher's guard/transfers.py)."""
 
 
 @dataclass
@@ -287,10 +289,26 @@ def test_an_artifact_over_the_proxied_limit_is_refused_and_never_spooled(pod_):
     assert not _spool_files(pod_)
 
 
+def _slot_held(slot: Path) -> bool:
+    """Whether a process holds `slot`'s flock, read from /proc/locks: taking the lock to find
+    out, even for an instant, could refuse the very transfer the test waits for. The file is
+    made by the first transfer that takes the slot."""
+    if not slot.exists():
+        return False
+    inode = slot.stat().st_ino
+    return any(
+        line.split()[1] == "FLOCK" and int(line.split()[5].rsplit(":", 1)[1]) == inode
+        for line in Path("/proc/locks").read_text().splitlines()
+        if len(line.split()) > 5 and line.split()[1] != "->"
+    )
+
+
 def test_a_transfer_past_the_pods_count_gets_503_and_the_first_completes(pod_):
     """One transfer slot (MLFLOW_CONCURRENT_ARTIFACT_TRANSFERS=1): an upload that is still
     sending holds it; a second transfer is told to retry; once the first ends, one goes."""
     path = f"{hostile.ARTIFACTS}/{pod_.experiment_id}/guard/slow.bin"
+    slot = pod_.home / "pod" / SLOTS_DIRECTORY / "0"
+    assert not _slot_held(slot), "a transfer from an earlier test still holds the slot"
     first = hostile.connect(pod_.port)
     header = (
         f"PUT {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
@@ -298,13 +316,17 @@ def test_a_transfer_past_the_pods_count_gets_503_and_the_first_completes(pod_):
     )
     first.sendall(header.encode() + b"a" * hostile.MIB)
     try:
-        # Until the first upload's headers have reached a worker and it holds the slot (a
-        # second that came first got it and is done: harmless).
+        # The second starts once the first holds the slot: a second sent sooner may take it
+        # first (on a loaded machine the first's password check takes long), and then the
+        # first is the one refused.
         deadline = time.monotonic() + 60
+        while not _slot_held(slot):
+            assert time.monotonic() < deadline, (
+                "the upload still sending never took the transfer slot",
+                pod_.server.logs()[-3000:],
+            )
+            time.sleep(0.05)
         second = _upload(pod_, "second.bin", body=b"b" * 1024)
-        while second.status != 503 and time.monotonic() < deadline:
-            time.sleep(0.2)
-            second = _upload(pod_, "second.bin", body=b"b" * 1024)
         assert second.status == 503, (second, pod_.server.logs()[-3000:])
         assert int(second.headers["retry-after"]) >= 1
         assert "server.concurrent_artifact_transfers" in _refusal(second)
@@ -312,6 +334,7 @@ def test_a_transfer_past_the_pods_count_gets_503_and_the_first_completes(pod_):
         assert hostile.read_response(first).status == 200
     finally:
         first.close()
+    assert not _slot_held(slot), "the slot is still held after the upload was answered"
     # A client moving files one after another never meets its own previous transfer's slot:
     # the slot is free before the answer can be complete (an empty 200 ends with its headers).
     uploads = [_upload(pod_, f"one-by-one-{i}.bin", body=b"c" * 1024).status for i in range(30)]
