@@ -397,6 +397,28 @@ ENABLE_WORKSPACES = Boolean(
     read_by="MLflow and the launcher",
 )
 
+# ---- MLflow's job execution (GenAI jobs) ------------------------------------------------------
+# Scorer and judge runs, GenAI evaluation, issue detection, prompt optimization and the periodic
+# tasks (online scoring, trace archival) run as MLflow jobs (mlflow/server/jobs/). Each API pod's
+# workers only record a job as a row of the backend's `jobs` table (MLflow's executor engine,
+# MLFLOW_SERVER_JOB_EXECUTION_ENGINE=executor); one job-runner pod claims the rows and runs them
+# and the periodic tasks, so nothing runs twice and nothing lives in one pod's /dev/shm.
+JOB_ROLE = Choice(
+    name="MLFLOW_JOB_ROLE",
+    doc="This pod's part in MLflow's job execution: `off`, none (MLflow's job endpoints answer "
+    "that execution is off); `submit`, an API pod: its workers record jobs for the runner and run "
+    "none; `run`, the one job-runner pod: it claims and runs the jobs and the periodic tasks.",
+    choices=("off", "submit", "run"),
+    default="off",
+)
+ENABLE_CUSTOM_SCORERS = Boolean(
+    name="MLFLOW_SERVER_ENABLE_CUSTOM_SCORERS",
+    doc="Whether jobs may run `@scorer` functions, whose code a user sends with the request "
+    "(jobs.custom_scorers): MLflow refuses them at submission unless this is true.",
+    default=False,
+    read_by="MLflow",
+)
+
 # ---- AWS clients (botocore reads these for every client, IRSA's STS client included) ---------
 
 AWS_REGION = Text(name="AWS_REGION", doc="The pods' Region.", read_by="botocore")
