@@ -100,6 +100,7 @@ def build_deployment(scope: Construct, settings: Settings, *, allow_destroy: boo
         exposure=settings.exposure,
         deploy_check=settings.deploy_check.enabled,
         gc=settings.gc,
+        jobs=settings.jobs,
         monitoring=settings.monitoring,
         env=env,
     )
