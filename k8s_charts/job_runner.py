@@ -23,10 +23,12 @@ reaches DNS, the database and HTTPS: AWS APIs, and the LLM providers judges call
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import cdk8s
 import cdk8s_plus_27 as kplus
 from constructs import Construct
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from .contract import (
     CONTAINER_PORT,
@@ -38,7 +40,14 @@ from .hardening import CONTAINER_SECURITY, POD_SECURITY, TMP_PATH, harden, launc
 from .launcher_contract import launcher
 from .model import Props
 from .policy import dns, egress, egress_only, tcp
-from .rules import CpuQuantity, MemoryMib, cpu_millicores
+from .rules import CpuQuantity, MemoryMib, cpu_millicores, set_while_off
+
+TRACE_ARCHIVE_PREFIX = "trace-archive"
+"""Under the artifact destination: the server's role may write there already, and no
+experiment's artifacts can be called that (their folders are experiment IDs, or
+`workspaces/<name>`)."""
+# MLflow's own check of a retention (mlflow/utils/validation.py), bounded in length.
+ArchivalAge = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,5}[mhd]$")]
 
 RUNNER_WORKERS = 1
 """The runner's server serves only its own jobs' calls (the AI gateway, for judges)."""
@@ -70,6 +79,16 @@ class JobsProps(Props):
             "code there."
         ),
     )
+    trace_archival_after: ArchivalAge | None = Field(
+        None,
+        description=(
+            "Move the spans of traces older than this (e.g. 30d, 12h; unit m, h or d) out of the "
+            "database to the artifact bucket (`trace-archive/` under the artifact prefix): "
+            "MLflow's trace archival, run by the job runner every 5 minutes. Archived traces "
+            "still open in the UI and the API, read back from S3. Default: none (spans stay in "
+            "the database until their experiment is deleted and collected)."
+        ),
+    )
     cpu: CpuQuantity = Field("500m", description="The job runner's CPU request.")
     memory_mib: MemoryMib = Field(
         2048,
@@ -77,16 +96,31 @@ class JobsProps(Props):
         "runner and periodic-task processes, and one subprocess per running job.",
     )
 
+    RULES = (
+        set_while_off(
+            ("trace_archival_after", "custom_scorers"),
+            "other jobs settings are set: the job runner runs them",
+        ),
+    )
 
-def jobs_environment(jobs: JobsProps | None) -> dict[str, str]:
-    """The API pods' part (in the ConfigMap): record jobs for the runner, or none at all."""
-    on = jobs is not None and jobs.enabled
+
+def jobs_environment(jobs: JobsProps | None, artifacts_destination: str) -> dict[str, str]:
+    """The API pods' part (in the ConfigMap): record jobs for the runner, or none at all; and
+    trace archival, whose settings every pod reads (it answers reads of archived traces)."""
+    if jobs is None or not jobs.enabled:
+        return {}
     return launcher.render(
         {
-            launcher.JOB_ROLE: "submit" if on else None,
+            launcher.JOB_ROLE: "submit",
             # MLflow refuses custom scorers at submission (in the API pods) and the runner
             # deserializes them: both read it, so it is in the ConfigMap.
-            launcher.ENABLE_CUSTOM_SCORERS: True if on and jobs.custom_scorers else None,
+            launcher.ENABLE_CUSTOM_SCORERS: True if jobs.custom_scorers else None,
+            launcher.TRACE_ARCHIVAL_RETENTION: jobs.trace_archival_after,
+            launcher.TRACE_ARCHIVAL_LOCATION: (
+                f"{artifacts_destination}/{TRACE_ARCHIVE_PREFIX}"
+                if jobs.trace_archival_after
+                else None
+            ),
         }
     )
 

@@ -296,7 +296,7 @@ class MlflowChart(cdk8s.Chart):
                 else {}
             )
             | _sso_environment(props)
-            | jobs_environment(props.jobs),
+            | jobs_environment(props.jobs, props.artifacts_destination),
         )
         self.migration = add_migration_job(
             self,

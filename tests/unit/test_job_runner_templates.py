@@ -31,8 +31,9 @@ def test_on_by_default_and_the_server_pods_submit(synth: SynthFn) -> None:
     assert Settings().jobs.enabled is True
     s = synth("default")
     assert _config(s)["MLFLOW_JOB_ROLE"] == "submit"
-    # Custom scorers run code a user sends: off unless asked for.
+    # Custom scorers run code a user sends: off unless asked for; so is trace archival.
     assert "MLFLOW_SERVER_ENABLE_CUSTOM_SCORERS" not in _config(s)
+    assert not [k for k in _config(s) if k.startswith("MLFLOW_TRACE_ARCHIVAL")]
     assert _runner(s)["spec"]["replicas"] == 1
 
 
@@ -72,6 +73,20 @@ def test_one_runner_at_a_time_that_runs_what_the_servers_submit(synth: SynthFn) 
     assert _pod(s)["metadata"]["annotations"][digest] == server["metadata"]["annotations"][digest]
     for probe in ("startupProbe", "livenessProbe"):
         assert container[probe]["httpGet"]["path"] == "/health"
+
+
+def test_trace_archival_goes_under_the_artifact_prefix_the_roles_may_write(
+    synth: SynthFn,
+) -> None:
+    """Every pod reads the settings (each answers reads of archived traces); the place is under
+    the artifact destination, which the server's and the runner's roles may write, and no
+    experiment's artifacts can be called that."""
+    s = synth("test-maximal")
+    config = _config(s)
+    assert config["MLFLOW_TRACE_ARCHIVAL_RETENTION"] == "30d"
+    destination = config["MLFLOW_ARTIFACTS_DESTINATION"]
+    assert config["MLFLOW_TRACE_ARCHIVAL_LOCATION"] == f"{destination}/trace-archive"
+    assert destination.startswith("s3://") and destination.endswith("/artifacts")
 
 
 def test_its_own_identity_and_the_restricted_standard(synth: SynthFn) -> None:
@@ -117,6 +132,10 @@ def test_never_behind_a_service_and_fenced(synth: SynthFn) -> None:
         ({"cpu": "0"}, "jobs.cpu"),
         ({"memory_mib": 128}, "jobs.memory_mib"),
         ({"custom_scorer": True}, "jobs.custom_scorer"),
+        ({"trace_archival_after": "30"}, "jobs.trace_archival_after"),
+        ({"trace_archival_after": "1w"}, "jobs.trace_archival_after"),
+        ({"enabled": False, "trace_archival_after": "30d"}, "jobs.enabled"),
+        ({"enabled": False, "custom_scorers": True}, "jobs.enabled"),
     ],
 )
 def test_a_bad_value_names_its_key(tmp_path, jobs: dict[str, Any], key: str) -> None:

@@ -98,7 +98,6 @@ def test_every_option_serve_gives_is_one_a_user_cannot_give():
         "DENY",
         "--secrets-cache-max-size=500",
         "--secrets-cache-ttl=30",
-        "--trace-archival-config=/tmp/archival.yaml",
         "mysql://user@db/mlflow",  # a user, no password
         "--hostname-like-but-not-host",
         "-x",

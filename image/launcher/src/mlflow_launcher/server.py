@@ -109,11 +109,20 @@ def exec_server(
     *,
     read_uri: str | None = None,
     secrets: Mapping[str, str] | None = None,
+    features: Mapping[str, str] | None = None,
 ) -> None:
     """Replace this process with ``mlflow server`` (never returns). `secrets`: the auth app's
-    environment (auth.server_env), None without authentication."""
+    environment (auth.server_env), None without authentication. `features`: the variables of
+    what else the launcher turned on (trace archival's config file)."""
     argv = server_argv(server)
-    env = server_env(os.environ, store_uri, secrets, read_uri, server.log_level, server.extra_env)
+    env = server_env(
+        os.environ,
+        store_uri,
+        {**(features or {}), **(secrets or {})},
+        read_uri,
+        server.log_level,
+        server.extra_env,
+    )
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(argv[0], argv, env)  # noqa: S606 - no shell
