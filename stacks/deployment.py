@@ -71,6 +71,7 @@ def build_deployment(scope: Construct, settings: Settings, *, allow_destroy: boo
             vpc=network.vpc,
             cluster=cluster_settings,
             server=settings.server,
+            jobs=settings.jobs,
             vpc_id_import=network.vpc_id_import,
             env=env,
         )
