@@ -39,9 +39,7 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -467,23 +465,8 @@ def main(argv: list[str] | None = None) -> None:
         write_outputs(results, args.json, args.server_json, args.markdown)
         return
     opts = options(args)
-
-    def interrupted(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupted)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-hostile-", dir="/tmp"))
-    workdir.chmod(0o755)
-    try:
-        bench.progress("synth")
-        chart = bench.synthesize_charts([ENGINE], workdir)[ENGINE]
-        bench.progress("servers")
-        with bench.own_servers([ENGINE], workdir) as (dbs, moto, ca):
-            results = run_bench(dbs[ENGINE], moto, ca, chart, opts, workdir)
-    finally:
-        bench.stop_everything()
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with bench.standalone("hostile", [ENGINE], keep=args.keep) as (charts, dbs, moto, ca, work):
+        results = run_bench(dbs[ENGINE], moto, ca, charts[ENGINE], opts, work)
     write_outputs(results, args.json, args.server_json, args.markdown)
     print(json.dumps(results["ratios"], indent=1))
     print(f"wrote {args.json} and {args.markdown} in {results['wall_s']} s", file=sys.stderr)

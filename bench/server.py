@@ -884,6 +884,33 @@ def own_servers(engines: list[str], workdir: Path) -> Iterator[tuple[dict, objec
         moto_server.stop()
 
 
+@contextmanager
+def standalone(
+    name: str, engines: list[str], *, keep: bool
+) -> Iterator[tuple[dict, dict, object, Path, Path]]:
+    """A bench run on its own: SIGTERM taken as Ctrl-C, a work directory, each engine's chart
+    synthesized, the servers up. Yields (charts, dbs, moto, CA bundle, work directory); stops
+    every process it started, and removes the directory unless `keep`."""
+
+    def interrupted(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupted)
+    # Under /tmp directly: the postgres user must reach its data directory.
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-", dir="/tmp"))
+    workdir.chmod(0o755)
+    try:
+        progress("synth")
+        charts = synthesize_charts(engines, workdir)
+        progress("servers")
+        with own_servers(engines, workdir) as (dbs, moto, ca):
+            yield charts, dbs, moto, ca, workdir
+    finally:
+        stop_everything()
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
 def synthesize_charts(engines: list[str], workdir: Path) -> dict:
     """Each engine's chart, synthesized as the tests' `synth` fixture does."""
     tests_conftest = _load("bench_tests_conftest", ROOT / "tests" / "conftest.py")
@@ -942,24 +969,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     engines = args.engines or ["mysql", "postgres"]
     opts = options(args)
-
-    def interrupted(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupted)
-    # Under /tmp directly: the postgres user must reach its data directory.
-    workdir = Path(tempfile.mkdtemp(prefix="bench-server-", dir="/tmp"))
-    workdir.chmod(0o755)
-    try:
-        progress("synth")
-        charts = synthesize_charts(engines, workdir)
-        progress("servers")
-        with own_servers(engines, workdir) as (dbs, moto, ca):
-            results = run_bench(dbs, moto, ca, charts, opts, workdir)
-    finally:
-        stop_everything()
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with standalone("server", engines, keep=args.keep) as (charts, dbs, moto, ca, workdir):
+        results = run_bench(dbs, moto, ca, charts, opts, workdir)
     write_outputs(results, args.json, args.markdown)
     print(json.dumps(results["ratios"], indent=1))
     print(f"wrote {args.json} and {args.markdown} in {results['wall_s']} s", file=sys.stderr)

@@ -21,10 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -153,22 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     chosen = {k: getattr(args, k, None) for k in base}
     opts = Options(**{**base, **{k: v for k, v in chosen.items() if v is not None}})
     engines = args.engines or ["mysql", "postgres"]
-
-    def interrupted(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupted)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-traces-", dir="/tmp"))
-    workdir.chmod(0o755)
-    try:
-        bench.progress("synth")
-        charts = bench.synthesize_charts(engines, workdir)
-        with bench.own_servers(engines, workdir) as (dbs, moto, ca):
-            results = run_bench(dbs, moto, ca, charts, opts, workdir)
-    finally:
-        bench.stop_everything()
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with bench.standalone("traces", engines, keep=args.keep) as (charts, dbs, moto, ca, work):
+        results = run_bench(dbs, moto, ca, charts, opts, work)
     write_outputs(results, args.json, args.markdown)
     print(json.dumps({e: r["ratios"] for e, r in results["engines"].items()}, indent=1))
     print(f"wrote {args.json} and {args.markdown} in {results['wall_s']} s", file=sys.stderr)

@@ -30,16 +30,12 @@ import cdk8s_plus_27 as kplus
 from constructs import Construct
 from pydantic import Field, StringConstraints
 
-from .contract import (
-    CONTAINER_PORT,
-    STARTUP_PROBE_PERIOD_SECONDS,
-    schema_wait_environment,
-    startup_probe_failures,
-)
+from .contract import CONTAINER_PORT, schema_wait_environment
 from .hardening import CONTAINER_SECURITY, POD_SECURITY, TMP_PATH, harden, launcher_container
 from .launcher_contract import launcher
 from .model import Props
 from .policy import dns, egress, egress_only, tcp
+from .probes import answering_probe, startup_probe
 from .rules import CpuQuantity, MemoryMib, cpu_millicores, set_while_off
 
 TRACE_ARCHIVE_PREFIX = "trace-archive"
@@ -200,24 +196,10 @@ def add_job_runner(
                 resources=resources,
                 # `ports`, not `port_number`: cdk8s-plus would add its own startup probe.
                 ports=[kplus.ContainerPort(number=CONTAINER_PORT)],
-                # As the server's: room for the launcher's bounded waits and MLflow's start.
-                startup=kplus.Probe.from_http_get(
-                    "/health",
-                    port=CONTAINER_PORT,
-                    period_seconds=cdk8s.Duration.seconds(STARTUP_PROBE_PERIOD_SECONDS),
-                    failure_threshold=startup_probe_failures(
-                        workers=RUNNER_WORKERS, cpu_millis=cpu_millis
-                    ),
-                ),
+                startup=startup_probe(workers=RUNNER_WORKERS, cpu_millis=cpu_millis),
                 # A server that no longer answers takes its runner down with it (MLflow's runner
                 # watches the server's process), so the pod restarts instead of idling.
-                liveness=kplus.Probe.from_http_get(
-                    "/health",
-                    port=CONTAINER_PORT,
-                    period_seconds=cdk8s.Duration.seconds(20),
-                    timeout_seconds=cdk8s.Duration.seconds(5),
-                    failure_threshold=3,
-                ),
+                liveness=answering_probe(period_seconds=20),
             )
         ],
     )

@@ -22,7 +22,6 @@ from .contract import (
     METRICS_PORT,
     RDS_CA_BUNDLE_PATH,
     SERVICE_PORT,
-    STARTUP_PROBE_PERIOD_SECONDS,
     TLS_SERVICE_PORT,
     extras_environment,
     guard_environment,
@@ -31,7 +30,6 @@ from .contract import (
     progress_deadline_seconds,
     schema_wait_environment,
     sso_environment,
-    startup_probe_failures,
 )
 from .exposure import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
@@ -52,6 +50,7 @@ from .job_runner import JobsProps, add_job_runner, jobs_environment
 from .launcher_contract import launcher
 from .migration_job import add_migration_job
 from .policy import dns, egress, ingress, pods_in_namespaces, tcp
+from .probes import answering_probe, startup_probe
 from .rules import InvalidProps
 from .sso import SsoProps
 from .sso_chart import SsoNames, add_sso
@@ -482,34 +481,12 @@ class MlflowChart(cdk8s.Chart):
                     lifecycle=kplus.ContainerLifecycle(
                         pre_stop=kplus.Handler.from_command(["sleep", str(workload.drain_seconds)])
                     ),
-                    # Long enough for the launcher's every bounded wait and the server's start
-                    # (contract.start_budget): a start that fails ends with the launcher's
-                    # own message, not with the kubelet's restart in the middle of a wait.
-                    startup=kplus.Probe.from_http_get(
-                        "/health",
-                        port=CONTAINER_PORT,
-                        period_seconds=cdk8s.Duration.seconds(STARTUP_PROBE_PERIOD_SECONDS),
-                        failure_threshold=startup_probe_failures(
-                            workers=workload.workers,
-                            cpu_millis=_millicores(workload.resources.cpu),
-                        ),
+                    startup=startup_probe(
+                        workers=workload.workers,
+                        cpu_millis=_millicores(workload.resources.cpu),
                     ),
-                    # 5 s, not the 1 s default: a worker busy with a large transfer or a slow
-                    # search answers late, and a missed liveness probe would restart the pod.
-                    readiness=kplus.Probe.from_http_get(
-                        "/health",
-                        port=CONTAINER_PORT,
-                        period_seconds=cdk8s.Duration.seconds(10),
-                        timeout_seconds=cdk8s.Duration.seconds(5),
-                        failure_threshold=3,
-                    ),
-                    liveness=kplus.Probe.from_http_get(
-                        "/health",
-                        port=CONTAINER_PORT,
-                        period_seconds=cdk8s.Duration.seconds(20),
-                        timeout_seconds=cdk8s.Duration.seconds(5),
-                        failure_threshold=3,
-                    ),
+                    readiness=answering_probe(period_seconds=10),
+                    liveness=answering_probe(period_seconds=20),
                 ),
                 # No probe here, on purpose. A pod is Ready only when every container is, so
                 # a readiness probe on the exporter let a metrics problem (one idle connection
