@@ -184,9 +184,7 @@ class DeployCheckChart(cdk8s.Chart):
         ):
             harden(
                 workload,
-                architecture=server.workload.architecture,
-                node_pool=server.node_pool,
-                node_labels=server.node_labels,
+                placement=server.placement,
                 pod_spec=pod_spec,
             )
         self._network_policy(server)

@@ -15,6 +15,7 @@ from pydantic import Field
 from .contract import CONTAINER_PORT, GC_TIMEOUT_SECONDS, gc_environment
 from .hardening import (
     POD_SECURITY,
+    Placement,
     harden,
     launcher_container,
     small_resources,
@@ -63,9 +64,7 @@ def add_gc_job(
     service_account: kplus.IServiceAccount,
     server_labels: dict[str, str],
     db_port: int,
-    architecture: str,
-    node_pool: str | None,
-    node_labels: dict[str, str],
+    placement: Placement,
 ) -> kplus.CronJob:
     """The CronJob, and a NetworkPolicy: DNS, the database, HTTPS (AWS APIs), the server."""
     minute, hour, day, month, week_day = gc.schedule.split()
@@ -117,9 +116,7 @@ def add_gc_job(
     )
     harden(
         job,
-        architecture=architecture,
-        node_pool=node_pool,
-        node_labels=node_labels,
+        placement=placement,
         pod_spec="/spec/jobTemplate/spec/template/spec",
     )
     egress_only(

@@ -9,6 +9,7 @@ One place, so the server and the deploy check cannot drift apart: the namespace 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import cdk8s
@@ -36,12 +37,20 @@ CONTAINER_SECURITY = kplus.ContainerSecurityContextProps(
 )
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a workload's pods may run: nodes of the image's `architecture`; with `node_pool`,
+    that pool's only (tolerating its taint); with `node_labels`, nodes with these labels too."""
+
+    architecture: str
+    node_pool: str | None = None
+    node_labels: Mapping[str, str] = field(default_factory=dict)
+
+
 def harden(
     workload: kplus.AbstractPod | kplus.Workload,
     *,
-    architecture: str,
-    node_pool: str | None,
-    node_labels: Mapping[str, str] | None = None,
+    placement: Placement,
     pod_spec: str = "/spec/template/spec",
 ) -> None:
     """Add what cdk8s-plus cannot set: the seccomp profile and dropped capabilities the
@@ -49,8 +58,10 @@ def harden(
     selector (the image is built for one architecture; elsewhere it would crash-loop with
     "exec format error").
 
-    With `node_pool`, the pods run on that pool only and tolerate its taint (NodePoolChart's
-    DEDICATED_TAINT); `node_labels` narrows them to nodes with these labels as well."""
+    With `placement.node_pool`, the pods run on that pool only and tolerate its taint
+    (NodePoolChart's DEDICATED_TAINT); `placement.node_labels` narrows them to nodes with these
+    labels as well."""
+    architecture, node_pool = placement.architecture, placement.node_pool
     api = cdk8s.ApiObject.of(workload)
     spec = pod_spec  # (a CronJob's is under its jobTemplate)
     api.add_json_patch(
@@ -81,7 +92,7 @@ def harden(
                 ],
             )
         )
-    selector.update(node_labels or {})
+    selector.update(placement.node_labels)
     api.add_json_patch(cdk8s.JsonPatch.add(f"{spec}/nodeSelector", selector))
 
 

@@ -31,7 +31,14 @@ from constructs import Construct
 from pydantic import Field, StringConstraints
 
 from .contract import CONTAINER_PORT, schema_wait_environment
-from .hardening import CONTAINER_SECURITY, POD_SECURITY, TMP_PATH, harden, launcher_container
+from .hardening import (
+    CONTAINER_SECURITY,
+    POD_SECURITY,
+    TMP_PATH,
+    Placement,
+    harden,
+    launcher_container,
+)
 from .launcher_contract import launcher
 from .model import Props
 from .policy import dns, egress, egress_only, tcp
@@ -131,9 +138,7 @@ def add_job_runner(
     service_account: kplus.IServiceAccount,
     migration_logs_command: str,
     db_port: int,
-    architecture: str,
-    node_pool: str | None,
-    node_labels: dict[str, str],
+    placement: Placement,
 ) -> kplus.Deployment:
     """The runner's Deployment (one pod, Recreate) and its NetworkPolicy. Like a server pod,
     it starts once the migration Job (whose log `migration_logs_command` shows) has brought
@@ -204,7 +209,7 @@ def add_job_runner(
         ],
     )
     deployment.select(kplus.LabelSelector.of(labels=labels))
-    harden(deployment, architecture=architecture, node_pool=node_pool, node_labels=node_labels)
+    harden(deployment, placement=placement)
     # No ingress: nothing calls the runner (its jobs call its server on loopback, and the
     # kubelet's probes come from the node, which a NetworkPolicy does not restrict).
     egress_only(

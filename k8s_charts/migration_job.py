@@ -19,6 +19,7 @@ from constructs import Construct
 from .contract import MIGRATION_JOB_CPU_MILLIS
 from .hardening import (
     POD_SECURITY,
+    Placement,
     harden,
     launcher_container,
     small_resources,
@@ -52,9 +53,7 @@ def add_migration_job(
     service_account: kplus.IServiceAccount,
     environment: dict[str, str],
     db_port: int,
-    architecture: str,
-    node_pool: str | None,
-    node_labels: dict[str, str],
+    placement: Placement,
 ) -> kplus.Job:
     """The Job, and its NetworkPolicy: DNS, the database, HTTPS (Secrets Manager, STS, the RDS
     API for snapshots); nothing inbound."""
@@ -90,7 +89,7 @@ def add_migration_job(
             )
         ],
     )
-    harden(job, architecture=architecture, node_pool=node_pool, node_labels=node_labels)
+    harden(job, placement=placement)
     egress_only(
         scope,
         "MigrationNetworkPolicy",

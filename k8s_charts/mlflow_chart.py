@@ -43,6 +43,7 @@ from .hardening import (
     CONTAINER_SECURITY,
     POD_SECURITY,
     TMP_PATH,
+    Placement,
     harden,
     small_resources,
 )
@@ -182,6 +183,11 @@ class MlflowChartProps:
         return self.auth is not None and self.auth.enabled
 
     @property
+    def placement(self) -> Placement:
+        """Where every pod of the chart runs (hardening.harden)."""
+        return Placement(self.workload.architecture, self.node_pool, self.node_labels)
+
+    @property
     def sso(self) -> SsoProps | None:
         """The sign-in load balancer's settings, when it is on (it needs sign-in)."""
         return sign_in_sso(self.auth)
@@ -308,9 +314,7 @@ class MlflowChart(cdk8s.Chart):
                 admin_secret_id=props.db_admin_secret_id, instance_id=props.db_instance_id
             ),
             db_port=props.db_port,
-            architecture=props.workload.architecture,
-            node_pool=props.node_pool,
-            node_labels=props.node_labels,
+            placement=props.placement,
         )
         self.deployment = self._deployment()
         if props.load_balancer_dns_names:
@@ -332,9 +336,7 @@ class MlflowChart(cdk8s.Chart):
                 service_account=self.gc_service_account,
                 server_labels=selector_labels(props),
                 db_port=props.db_port,
-                architecture=props.workload.architecture,
-                node_pool=props.node_pool,
-                node_labels=props.node_labels,
+                placement=props.placement,
             )
             if props.gc and props.gc.enabled
             else None
@@ -349,9 +351,7 @@ class MlflowChart(cdk8s.Chart):
                 service_account=self.jobs_service_account,
                 migration_logs_command=self._migration_logs_command(),
                 db_port=props.db_port,
-                architecture=props.workload.architecture,
-                node_pool=props.node_pool,
-                node_labels=props.node_labels,
+                placement=props.placement,
             )
             if props.jobs and props.jobs.enabled
             else None
@@ -376,9 +376,7 @@ class MlflowChart(cdk8s.Chart):
                 image=props.image,
                 sync_role_arn=props.sso_sync_role_arn,
                 revision=props.migration_revision,
-                architecture=props.workload.architecture,
-                node_pool=props.node_pool,
-                node_labels=props.node_labels,
+                placement=props.placement,
             )
             if props.sso
             else []
@@ -531,9 +529,7 @@ class MlflowChart(cdk8s.Chart):
         )
         harden(
             deployment,
-            architecture=workload.architecture,
-            node_pool=props.node_pool,
-            node_labels=props.node_labels,
+            placement=props.placement,
         )
         return deployment
 

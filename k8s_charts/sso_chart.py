@@ -17,7 +17,7 @@ import cdk8s_plus_27 as kplus
 from cdk8s_plus_27 import k8s
 from constructs import Construct
 
-from .hardening import api_job_pod, harden, launcher_container, small_resources
+from .hardening import Placement, api_job_pod, harden, launcher_container, small_resources
 from .launcher_contract import launcher
 from .policy import dns, egress, egress_only, tcp
 from .sso import SsoProps, ingress_annotations
@@ -68,9 +68,7 @@ def add_sso(
     image: str,
     sync_role_arn: str | None,
     revision: str,
-    architecture: str,
-    node_pool: str | None,
-    node_labels: dict[str, str],
+    placement: Placement,
 ) -> list[cdk8s.ApiObject]:
     """The objects, in the order they are applied."""
     controller = INGRESS_CONTROLLERS[load_balancer_class]
@@ -110,9 +108,7 @@ def add_sso(
         image=image,
         role_arn=sync_role_arn,
         revision=revision,
-        architecture=architecture,
-        node_pool=node_pool,
-        node_labels=node_labels,
+        placement=placement,
     )
     objects.append(
         k8s.KubeIngress(
@@ -187,9 +183,7 @@ def _sync(
     image: str,
     role_arn: str | None,
     revision: str,
-    architecture: str,
-    node_pool: str | None,
-    node_labels: dict[str, str],
+    placement: Placement,
 ) -> list[cdk8s.ApiObject]:
     """`sync-sso-secret` as a Job on each deploy and an hourly CronJob, as its own
     ServiceAccount: its IRSA role may read the client's Secrets Manager secret, its Role may
@@ -280,9 +274,7 @@ def _sync(
         job = workload(id, pod)
         harden(
             job,
-            architecture=architecture,
-            node_pool=node_pool,
-            node_labels=node_labels,
+            placement=placement,
             pod_spec=spec,
         )
         objects.append(cdk8s.ApiObject.of(job))
