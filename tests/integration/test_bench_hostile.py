@@ -6,28 +6,16 @@ measured."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
-from pathlib import Path
 
+import itest_bench
 import pytest
 from itest_chart import pod
 
 pytestmark = pytest.mark.integration
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 TITLE = "## Hostile and careless traffic"
-
-
-def _hostile():
-    if "bench_hostile" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("bench_hostile", BENCH / "hostile.py")
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules["bench_hostile"] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return sys.modules["bench_hostile"]
 
 
 def _measured(value: object) -> bool:
@@ -40,12 +28,12 @@ def _requests(name: str, opts) -> int:
 
 
 def test_bench_hostile_measures_every_case(mariadb, moto, test_ca, synth, tmp_path):
-    hostile = _hostile()
+    hostile = itest_bench.load("hostile")
     opts = hostile.options(hostile.parse_args(["--quick"]))
     chart = synth("default")
     results = hostile.run_bench(mariadb, moto, test_ca.ca, chart, opts, tmp_path / "work")
     server_json = tmp_path / "server.json"  # the committed figures, copied: the page needs them
-    shutil.copy(BENCH / "results" / "server.json", server_json)
+    shutil.copy(itest_bench.BENCH / "results" / "server.json", server_json)
     json_path, page_path = tmp_path / "hostile.json", tmp_path / "benchmarks.md"
     hostile.write_outputs(results, json_path, server_json, page_path)
 

@@ -5,26 +5,14 @@ was measured."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
+import itest_bench
 import pytest
 
 pytestmark = pytest.mark.integration
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "server.py"
 ENGINE = "mysql"  # one engine keeps this under a minute; `make bench` runs both
-
-
-def _bench():
-    if "bench_server" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("bench_server", BENCH)
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules["bench_server"] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return sys.modules["bench_server"]
 
 
 def _positive(figures: dict, keys: tuple[str, ...], where: str) -> None:
@@ -34,7 +22,7 @@ def _positive(figures: dict, keys: tuple[str, ...], where: str) -> None:
 
 
 def test_bench_server_measures_every_configuration(mariadb, moto, test_ca, synth, tmp_path):
-    bench = _bench()
+    bench = itest_bench.load("server")
     opts = bench.options(bench.parse_args(["--quick"]))
     results = bench.run_bench(
         {ENGINE: mariadb},

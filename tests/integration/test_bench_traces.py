@@ -5,30 +5,18 @@ and that every export was stored (a refused one fails the client)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
+import itest_bench
 import pytest
 
 pytestmark = pytest.mark.integration
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 ENGINE = "mysql"  # `make bench` runs both
 
 
-def _bench():
-    if "bench_traces" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("bench_traces", BENCH / "traces.py")
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules["bench_traces"] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return sys.modules["bench_traces"]
-
-
 def test_bench_traces_measures_both_servers(mariadb, moto, test_ca, synth, tmp_path):
-    bench = _bench()
+    bench = itest_bench.load("traces")
     opts = bench.Options(**bench.QUICK)
     chart = synth(bench.bench.CONFIG_FOR_ENGINE[ENGINE])
     results = bench.run_bench({ENGINE: mariadb}, moto, test_ca.ca, {ENGINE: chart}, opts, tmp_path)
