@@ -102,7 +102,14 @@ def create_app() -> Guard:
         _basic_auth_without_token(auth)
         tokens = TokenGate(sso, limits.sign_in_checks)
     return Guard(
-        app, limits, sign_in=gate, unprotected=auth.is_unprotected_route, slots=slots, sso=tokens
+        app,
+        limits,
+        sign_in=gate,
+        unprotected=auth.is_unprotected_route,
+        slots=slots,
+        sso=tokens,
+        # Set by `serve` in the job runner pod only (server.py); its jobs' gateway password.
+        gateway_token=os.environ.get("_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN") or None,
     )
 
 
