@@ -13,6 +13,7 @@ here (jobs.custom_scorers). One set of processes per engine for the module.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -25,6 +26,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import itest_launcher as launcher
 import pytest
@@ -159,10 +161,10 @@ class FakeLlm(http.server.BaseHTTPRequestHandler):
     """An OpenAI-compatible chat endpoint that judges every answer good, counting the calls
     by the answer judged (the trace's output appears in the prompt)."""
 
-    calls: Counter = Counter()
+    calls: ClassVar[Counter] = Counter()
     lock = threading.Lock()
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
         with self.lock:
             FakeLlm.calls.update(set(re.findall(r"answer number \d+ of \w+", body)))
@@ -212,6 +214,13 @@ class Pods:
     online_registered_ms: int
     starts: int = 0
     stopped: list[launcher.Server] = field(default_factory=list)
+    off: launcher.Server | None = None
+    """An API pod with jobs off (MLFLOW_JOB_ROLE=off), started by the first test needing it."""
+
+    def off_pod(self) -> launcher.Server:
+        if self.off is None:
+            self.off = self.start("off", **API_ENV)
+        return self.off
 
     @property
     def admin(self) -> tuple[str, str]:
@@ -331,10 +340,8 @@ def _kill_tree(server: launcher.Server) -> None:
     """SIGKILL to every process of the pod at once, as the kubelet's after the grace period
     (or the node's loss) ends them."""
     for pid in server.process_tree():
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     server.proc.wait(10)
 
 
@@ -375,7 +382,7 @@ def pods(db_server, synth, moto, test_ca, tmp_path_factory, fake_llm) -> Iterato
         pods.online_registered_ms = int(time.time() * 1000)
         yield pods
     finally:
-        for server in [*pods.api, pods.runner, *pods.stopped]:
+        for server in [*pods.api, pods.runner, pods.off, *pods.stopped]:
             if server is not None and server.proc.poll() is None:
                 server.stop()
 
@@ -387,10 +394,7 @@ def test_a_scorer_run_sent_to_one_api_pod_is_run_by_the_runner_and_read_through_
     /gateway/ as the user who ran it (the launcher's gateway token, the runner's address among
     the allowed hosts), which calls the provider once per trace."""
     trace_ids = pods.traces["scored"]["trace_ids"]
-    for scorer, name in (
-        (code_scorer("answer_length", LENGTH), "answer_length"),
-        (judge(), ONLINE_JUDGE),
-    ):
+    for scorer in (code_scorer("answer_length", LENGTH), judge()):
         job = pods.wait_job(pods.submit("scored", scorer), FINISHED)
         assert job["status"] == "SUCCEEDED", job
         assert job["job_name"] == "invoke_scorer"
@@ -457,6 +461,13 @@ def test_a_job_outlives_its_runner(pods, stop, tmp_path):
     else:
         old.stop(signal.SIGTERM)
     assert pods.job(job_id)["status"] == "RUNNING", "no runner, yet the job looks finished"
+    waiting = None
+    if stop == "SIGKILL":
+        # Submitted while no runner runs: the API pods take it and it waits, PENDING (which is
+        # why the chart deploys the runner with jobs on).
+        waiting = pods.submit("scored", code_scorer("while_no_runner", LENGTH))
+        time.sleep(3)
+        assert pods.job(waiting)["status"] == "PENDING"
     pods.runner = pods.start("run", **RUNNER_ENV)
     _wait_for(lambda: len(list(tmp_path.glob("started-*"))) == 2, "the job's second start")
     hold.unlink()
@@ -465,6 +476,53 @@ def test_a_job_outlives_its_runner(pods, stop, tmp_path):
     trace_ids = pods.traces[experiment]["trace_ids"]
     name = f"held_{stop.lower()}"
     assert pods.assessments(experiment) == Counter({(t, name): 1 for t in trace_ids})
+    if waiting is not None:
+        assert pods.wait_job(waiting, FINISHED)["status"] == "SUCCEEDED"
+
+
+def test_with_jobs_off_the_job_endpoints_say_so(pods):
+    """MLFLOW_JOB_ROLE=off (jobs.enabled false): the UI's scorer run gets MLflow's own answer,
+    not a job that never runs."""
+    answer = pods.invoke(pods.off_pod(), "scored", code_scorer("never_run", LENGTH))
+    assert answer.status == 500, answer
+    assert "job execution feature is not enabled" in answer.body, answer
+    assert not pods.jobs_named("invoke_scorer") or all(
+        "never_run" not in json.dumps(job["params"]) for job in pods.jobs_named("invoke_scorer")
+    )
+
+
+def test_memory_by_role(pods, tmp_path, record_property):
+    """PSS of each pod's process tree: an API pod that submits costs what one with jobs off
+    does (no runner, no consumers in it); the runner pod idle and while a job runs."""
+    off = pods.off_pod()
+    for server in (off, pods.api[0]):
+        pods.invoke(server, "scored", code_scorer("never_run", LENGTH))  # both have served
+    time.sleep(2)
+    figures = {
+        "api_off": tree_pss_mib(off.proc.pid),
+        "api_submit": tree_pss_mib(pods.api[0].proc.pid),
+        "runner_idle": tree_pss_mib(pods.runner.proc.pid),
+    }
+    hold = tmp_path / "hold"
+    hold.touch()
+    job_id = pods.submit("scored", code_scorer("measured", held(tmp_path)))
+    _wait_for(lambda: list(tmp_path.glob("started-*")), "the job's start")
+    time.sleep(1)
+    figures["runner_with_a_job"] = tree_pss_mib(pods.runner.proc.pid)
+    # The job runs in the runner pod: MLflow's job process, a child of its runner.
+    [job_process] = [
+        pid for pid in pods.runner.process_tree() if "_job_subproc_entry" in _cmdline(pid)
+    ]
+    figures["the_job_process"] = tree_pss_mib(job_process)
+    figures["runner_processes"] = len(pods.runner.process_tree())
+    hold.unlink()
+    assert pods.wait_job(job_id, FINISHED)["status"] == "SUCCEEDED"
+    rounded = {name: round(value) for name, value in figures.items()}
+    print(f"PSS MiB ({pods.d.engine}): {rounded}")
+    record_property("pss_mib", rounded)
+    # MLflow's default engine in an API pod would add a runner and huey consumers (1.3-1.4 GB).
+    assert figures["api_submit"] < figures["api_off"] + 100, rounded
+    assert figures["runner_with_a_job"] > figures["runner_idle"], rounded
 
 
 def _wait_for(condition, what: str, timeout: float = 60) -> None:

@@ -10,8 +10,8 @@ import os
 import signal
 import subprocess
 import sys
-from secrets import token_hex
 from collections.abc import Mapping
+from secrets import token_hex
 
 from mlflow_launcher import app, contract, guard
 from mlflow_launcher.settings import ServerEnvironment
@@ -47,7 +47,7 @@ JOB_EXECUTION_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 JOB_ENGINE_ENV = "MLFLOW_SERVER_JOB_EXECUTION_ENGINE"
 PERIODIC_TASKS_ENV = "MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS"
 HUEY_REDIS_ENV = "MLFLOW_SERVER_JOB_HUEY_REDIS_URL"
-GATEWAY_TOKEN_ENV = "_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN"
+GATEWAY_TOKEN_ENV = "_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN"  # noqa: S105 - its name
 EXECUTOR_ENGINE = "executor"
 JOB_VARIABLES = (
     JOB_EXECUTION_ENV,
