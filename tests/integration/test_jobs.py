@@ -66,14 +66,14 @@ _TRACES = r"""
 import json, sys
 import mlflow
 mlflow.set_tracking_uri(sys.argv[1])
-result = {}
-for name in sys.argv[2:]:
+engine, result = sys.argv[2], {}
+for name in sys.argv[3:]:
     experiment = mlflow.set_experiment(name)
     ids = []
     for i in range(3):
         with mlflow.start_span(name="answer") as span:
             span.set_inputs({"question": f"q{i}"})
-            span.set_outputs(f"answer number {i} of {name}")
+            span.set_outputs(f"answer number {i} of {name} on {engine}")
         ids.append(span.trace_id)
     result[name] = {"experiment_id": experiment.experiment_id, "trace_ids": ids}
 mlflow.flush_trace_async_logging()
@@ -167,7 +167,7 @@ class FakeLlm(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
         with self.lock:
-            FakeLlm.calls.update(set(re.findall(r"answer number \d+ of \w+", body)))
+            FakeLlm.calls.update(set(re.findall(r"answer number \d+ of \w+ on \w+", body)))
         verdict = json.dumps({"result": True, "rationale": "a fine answer"})
         reply = {
             "id": "chatcmpl-test",
@@ -215,11 +215,10 @@ class Pods:
     starts: int = 0
     stopped: list[launcher.Server] = field(default_factory=list)
     off: launcher.Server | None = None
-    """An API pod with jobs off (MLFLOW_JOB_ROLE=off), started by the first test needing it."""
+    """An API pod with jobs off (MLFLOW_JOB_ROLE=off)."""
 
     def off_pod(self) -> launcher.Server:
-        if self.off is None:
-            self.off = self.start("off", **API_ENV)
+        assert self.off is not None
         return self.off
 
     @property
@@ -273,12 +272,16 @@ class Pods:
         assert endpoint.status == 200, endpoint
 
     def start(self, role: str, **changes: str) -> launcher.Server:
+        server = self.spawn(role, **changes)
+        server.wait_healthy(timeout=180)
+        return server
+
+    def spawn(self, role: str, **changes: str) -> launcher.Server:
+        """A pod started, not yet waited for (pods start side by side, as a rollout's do)."""
         self.starts += 1
         name = f"{role}-{self.starts}"
         env = self.d.env(self.d.main, name, MLFLOW_JOB_ROLE=role, **changes)
-        server = launcher.Server(env, self.d.home / f"{name}.log")
-        server.wait_healthy(timeout=180)
-        return server
+        return launcher.Server(env, self.d.home / f"{name}.log")
 
     def invoke(self, server: launcher.Server, experiment: str, scorer: str) -> Response:
         traces = self.traces[experiment]
@@ -362,12 +365,22 @@ def pods(db_server, synth, moto, test_ca, tmp_path_factory, fake_llm) -> Iterato
     assert migrated.returncode == 0, d.outputs[-1]
     pods = Pods(d, [], None, {}, 0)  # type: ignore[arg-type]
     try:
-        pods.api = [pods.start("submit", **API_ENV) for _ in range(2)]
-        pods.runner = pods.start("run", **RUNNER_ENV)
+        pods.api = [pods.spawn("submit", **API_ENV) for _ in range(2)]
+        pods.runner = pods.spawn("run", **RUNNER_ENV)
+        pods.off = pods.spawn("off", **API_ENV)
+        for server in (*pods.api, pods.runner, pods.off):
+            server.wait_healthy(timeout=240)
         env = client_env(pods.api[0].base_url, str(d.home))
         env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"] = pods.admin
         pods.traces = launcher.mlflow_client(
-            env, pods.api[0].base_url, "scored", "online", "killed", "stopped", code=_TRACES
+            env,
+            pods.api[0].base_url,
+            engine,
+            "scored",
+            "online",
+            "killed",
+            "stopped",
+            code=_TRACES,
         )
         # The online-scoring config first: its scheduler's minute runs while the others test.
         pods.gateway_endpoint(fake_llm)
@@ -402,7 +415,7 @@ def test_a_scorer_run_sent_to_one_api_pod_is_run_by_the_runner_and_read_through_
         {(t, name): 1 for t in trace_ids for name in ("answer_length", ONLINE_JUDGE)}
     )
     assert not [row for row in pods.assessment_rows("scored") if row[2]], "an assessment failed"
-    answers = [f"answer number {i} of scored" for i in range(len(trace_ids))]
+    answers = [f"answer number {i} of scored on {pods.d.engine}" for i in range(len(trace_ids))]
     assert {a: FakeLlm.calls[a] for a in answers} == dict.fromkeys(answers, 1)
     # Neither API pod runs jobs: no runner, no huey consumer in their process trees.
     for server in pods.api:
@@ -440,7 +453,7 @@ def test_an_online_scoring_config_runs_once_per_deployment(pods):
     assert pods.assessments("online") == expected
     errors = [row[2] for row in pods.assessment_rows("online")]
     assert all("You are not authenticated" in error for error in errors), errors
-    answers = [f"answer number {i} of online" for i in range(len(trace_ids))]
+    answers = [f"answer number {i} of online on {pods.d.engine}" for i in range(len(trace_ids))]
     assert not [a for a in answers if FakeLlm.calls[a]]
 
 
