@@ -30,7 +30,7 @@ from typing import ClassVar
 
 import itest_launcher as launcher
 import pytest
-from itest_auth import Deployment, Response, client_env, deploy, send
+from itest_auth import Deployment, Response, client_env, deployed, send
 from itest_hostile import tree_pss_mib
 
 pytestmark = pytest.mark.integration
@@ -231,45 +231,28 @@ class Pods:
     def gateway_endpoint(self, api_base: str) -> None:
         """An AI Gateway endpoint on the stand-in provider, made as the UI makes one: an API
         key in MLflow's encrypted secret store, a model on it, the endpoint."""
-        api = self.api[0]
-        secret = self.call(
-            api,
-            "POST",
-            f"{GATEWAY_API}/secrets/create",
-            {
-                "secret_name": f"judge-key-{secrets.token_hex(3)}",
-                "secret_value": {"api_key": f"sk-test-{secrets.token_hex(8)}"},
-                "provider": "openai",
-                "auth_config": {"api_base": api_base},
-            },
-        )
-        assert secret.status == 200, secret
-        secret_id = json.loads(secret.body)["secret"]["secret_id"]
-        model = self.call(
-            api,
-            "POST",
-            f"{GATEWAY_API}/model-definitions/create",
-            {
-                "name": f"judge-model-{secrets.token_hex(3)}",
-                "secret_id": secret_id,
-                "provider": "openai",
-                "model_name": "gpt-4o-mini",
-            },
-        )
-        assert model.status == 200, model
-        model_id = json.loads(model.body)["model_definition"]["model_definition_id"]
-        endpoint = self.call(
-            api,
-            "POST",
-            f"{GATEWAY_API}/endpoints/create",
-            {
-                "name": JUDGE_ENDPOINT,
-                "model_configs": [
-                    {"model_definition_id": model_id, "linkage_type": "PRIMARY", "weight": 1}
-                ],
-            },
-        )
-        assert endpoint.status == 200, endpoint
+        key = {"api_key": f"sk-test-{secrets.token_hex(8)}"}
+        secret = self.created(
+            "secrets",
+            secret_name=f"judge-key-{secrets.token_hex(3)}",
+            secret_value=key,
+            provider="openai",
+            auth_config={"api_base": api_base},
+        )["secret"]
+        model = self.created(
+            "model-definitions",
+            name=f"judge-model-{secrets.token_hex(3)}",
+            secret_id=secret["secret_id"],
+            provider="openai",
+            model_name="gpt-4o-mini",
+        )["model_definition"]
+        link = {"model_definition_id": model["model_definition_id"], "linkage_type": "PRIMARY"}
+        self.created("endpoints", name=JUDGE_ENDPOINT, model_configs=[{**link, "weight": 1}])
+
+    def created(self, kind: str, **body) -> dict:
+        answer = self.call(self.api[0], "POST", f"{GATEWAY_API}/{kind}/create", body)
+        assert answer.status == 200, answer
+        return json.loads(answer.body)
 
     def start(self, role: str, **changes: str) -> launcher.Server:
         server = self.spawn(role, **changes)
@@ -351,18 +334,8 @@ def _kill_tree(server: launcher.Server) -> None:
 @pytest.fixture(scope="module")
 def pods(db_server, synth, moto, test_ca, tmp_path_factory, fake_llm) -> Iterator[Pods]:
     engine = db_server.engine
-    token = secrets.token_urlsafe(12)
-    d = deploy(
-        db_server,
-        synth(CONFIG_FOR_ENGINE[engine]),
-        moto,
-        test_ca.ca,
-        tmp_path_factory.mktemp(f"jobs-{engine}"),
-        db_password=f"db-{token}",
-        admin_password=f"admin-{token}",
-    )
-    migrated = d.migrate("migrate")
-    assert migrated.returncode == 0, d.outputs[-1]
+    home = tmp_path_factory.mktemp(f"jobs-{engine}")
+    d = deployed(db_server, synth(CONFIG_FOR_ENGINE[engine]), moto, test_ca.ca, home)
     pods = Pods(d, [], None, {}, 0)  # type: ignore[arg-type]
     try:
         pods.api = [pods.spawn("submit", **API_ENV) for _ in range(2)]
@@ -421,6 +394,11 @@ def test_a_scorer_run_sent_to_one_api_pod_is_run_by_the_runner_and_read_through_
     for server in pods.api:
         commands = [_cmdline(pid) for pid in server.process_tree()]
         assert not [c for c in commands if "mlflow.server.jobs" in c or "huey" in c], commands
+
+
+def _job_processes(server: launcher.Server) -> list[int]:
+    """MLflow's job processes (one per running job) in the pod."""
+    return [pid for pid in server.process_tree() if "_job_subproc_entry" in _cmdline(pid)]
 
 
 def _cmdline(pid: int) -> str:
@@ -511,6 +489,8 @@ def test_memory_by_role(pods, tmp_path, record_property):
     for server in (off, pods.api[0]):
         pods.invoke(server, "scored", code_scorer("never_run", LENGTH))  # both have served
     time.sleep(2)
+    # Idle: between the online-scoring config's jobs (one a minute).
+    _wait_for(lambda: not _job_processes(pods.runner), "an idle runner", timeout=90)
     figures = {
         "api_off": tree_pss_mib(off.proc.pid),
         "api_submit": tree_pss_mib(pods.api[0].proc.pid),
@@ -523,10 +503,7 @@ def test_memory_by_role(pods, tmp_path, record_property):
     time.sleep(1)
     figures["runner_with_a_job"] = tree_pss_mib(pods.runner.proc.pid)
     # The job runs in the runner pod: MLflow's job process, a child of its runner.
-    [job_process] = [
-        pid for pid in pods.runner.process_tree() if "_job_subproc_entry" in _cmdline(pid)
-    ]
-    figures["the_job_process"] = tree_pss_mib(job_process)
+    figures["job_processes"] = sum(tree_pss_mib(pid) for pid in _job_processes(pods.runner))
     figures["runner_processes"] = len(pods.runner.process_tree())
     hold.unlink()
     assert pods.wait_job(job_id, FINISHED)["status"] == "SUCCEEDED"
@@ -535,7 +512,7 @@ def test_memory_by_role(pods, tmp_path, record_property):
     record_property("pss_mib", rounded)
     # MLflow's default engine in an API pod would add a runner and huey consumers (1.3-1.4 GB).
     assert figures["api_submit"] < figures["api_off"] + 100, rounded
-    assert figures["runner_with_a_job"] > figures["runner_idle"], rounded
+    assert figures["job_processes"] > 50, rounded
 
 
 def _wait_for(condition, what: str, timeout: float = 60) -> None:
