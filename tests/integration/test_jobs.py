@@ -33,6 +33,8 @@ import pytest
 from itest_auth import Deployment, Response, client_env, deployed, send
 from itest_hostile import tree_pss_mib
 
+from mlflow_launcher import runner
+
 pytestmark = pytest.mark.integration
 
 CONFIG_FOR_ENGINE = {"mysql": "default", "postgres": "postgres"}
@@ -502,6 +504,9 @@ def test_memory_by_role(pods, tmp_path, record_property):
     _wait_for(lambda: list(tmp_path.glob("started-*")), "the job's start")
     time.sleep(1)
     figures["runner_with_a_job"] = tree_pss_mib(pods.runner.proc.pid)
+    # `runner-alive` (the runner pod's liveness probe) finds MLflow's real runner, there only.
+    assert set(runner.runner_pids()) & set(pods.runner.process_tree())
+    assert not set(runner.runner_pids()) & {p for s in pods.api for p in s.process_tree()}
     # The job runs in the runner pod: MLflow's job process, a child of its runner.
     figures["job_processes"] = sum(tree_pss_mib(pid) for pid in _job_processes(pods.runner))
     figures["runner_processes"] = len(pods.runner.process_tree())
