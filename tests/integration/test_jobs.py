@@ -450,6 +450,12 @@ def test_a_job_outlives_its_runner(pods, stop, tmp_path):
     _wait_for(lambda: list(tmp_path.glob("started-*")), "the job's start")
     old = pods.runner
     if stop == "SIGKILL":
+        # MLflow's runner process alone first: the pod goes on answering /health with no
+        # runner in it, which only `runner-alive` (its liveness probe) sees.
+        [runner_pid] = set(runner.runner_pids()) & set(old.process_tree())
+        os.kill(runner_pid, signal.SIGKILL)
+        _wait_for(lambda: not set(runner.runner_pids()) & set(old.process_tree()), "its end")
+        assert old.get("/health", "localhost")[0] == 200
         _kill_tree(old)
     else:
         old.stop(signal.SIGTERM)
