@@ -33,8 +33,6 @@ import pytest
 from itest_auth import Deployment, Response, client_env, deployed, send
 from itest_hostile import tree_pss_mib
 
-from mlflow_launcher import runner
-
 pytestmark = pytest.mark.integration
 
 CONFIG_FOR_ENGINE = {"mysql": "default", "postgres": "postgres"}
@@ -398,6 +396,12 @@ def test_a_scorer_run_sent_to_one_api_pod_is_run_by_the_runner_and_read_through_
         assert not [c for c in commands if "mlflow.server.jobs" in c or "huey" in c], commands
 
 
+def _runner_pids() -> set[int]:
+    """What `mlflow-launcher runner-alive` finds (the image's launcher, all of /proc here)."""
+    code = "from mlflow_launcher import runner; print(runner.runner_pids())"
+    return set(json.loads(launcher.image_python("-c", code).stdout))
+
+
 def _job_processes(server: launcher.Server) -> list[int]:
     """MLflow's job processes (one per running job) in the pod."""
     return [pid for pid in server.process_tree() if "_job_subproc_entry" in _cmdline(pid)]
@@ -452,9 +456,9 @@ def test_a_job_outlives_its_runner(pods, stop, tmp_path):
     if stop == "SIGKILL":
         # MLflow's runner process alone first: the pod goes on answering /health with no
         # runner in it, which only `runner-alive` (its liveness probe) sees.
-        [runner_pid] = set(runner.runner_pids()) & set(old.process_tree())
+        [runner_pid] = _runner_pids() & set(old.process_tree())
         os.kill(runner_pid, signal.SIGKILL)
-        _wait_for(lambda: not set(runner.runner_pids()) & set(old.process_tree()), "its end")
+        _wait_for(lambda: not _runner_pids() & set(old.process_tree()), "its end")
         assert old.get("/health", "localhost")[0] == 200
         _kill_tree(old)
     else:
@@ -511,8 +515,8 @@ def test_memory_by_role(pods, tmp_path, record_property):
     time.sleep(1)
     figures["runner_with_a_job"] = tree_pss_mib(pods.runner.proc.pid)
     # `runner-alive` (the runner pod's liveness probe) finds MLflow's real runner, there only.
-    assert set(runner.runner_pids()) & set(pods.runner.process_tree())
-    assert not set(runner.runner_pids()) & {p for s in pods.api for p in s.process_tree()}
+    assert _runner_pids() & set(pods.runner.process_tree())
+    assert not _runner_pids() & {p for s in pods.api for p in s.process_tree()}
     # The job runs in the runner pod: MLflow's job process, a child of its runner.
     figures["job_processes"] = sum(tree_pss_mib(pid) for pid in _job_processes(pods.runner))
     figures["runner_processes"] = len(pods.runner.process_tree())
