@@ -110,6 +110,7 @@ bench: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp test-servers
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/server.py
 	$(BIN)/python bench/hostile.py
+	$(BIN)/python bench/traces.py
 
 lint: $(DEV)
 	$(BIN)/ruff check .

@@ -433,11 +433,7 @@ def write_outputs(results: dict, json_path: Path, server_json: Path, markdown_pa
     there) followed by this bench's."""
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2) + "\n")
-    from server_report import markdown
-
-    server = json.loads(server_json.read_text()) if server_json.exists() else None
-    markdown_path.parent.mkdir(parents=True, exist_ok=True)
-    markdown_path.write_text(markdown(server, results))
+    bench.write_page(markdown_path, server_json.parent, hostile=results)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -838,13 +838,21 @@ def _cpu_cores(quantity: str | None) -> float:
 def write_outputs(results: dict, json_path: Path, markdown_path: Path) -> None:
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2) + "\n")
-    markdown_path.parent.mkdir(parents=True, exist_ok=True)
+    write_page(markdown_path, json_path.parent, server=results)
+
+
+def write_page(markdown_path: Path, results_dir: Path, **current: dict) -> None:
+    """The whole page: the bench that just ran gives its results (`current`, by name: server,
+    hostile, traces); the others' come from their files in `results_dir` (a missing one leaves
+    its sections out)."""
     from server_report import markdown
 
-    # The page also carries bench/hostile.py's section: kept from its results beside these.
-    hostile_json = json_path.with_name("hostile.json")
-    hostile = json.loads(hostile_json.read_text()) if hostile_json.exists() else None
-    markdown_path.write_text(markdown(results, hostile))
+    found = {}
+    for name in ("server", "hostile", "traces"):
+        path = results_dir / f"{name}.json"
+        found[name] = current.get(name) or (json.loads(path.read_text()) if path.exists() else None)
+    markdown_path.parent.mkdir(parents=True, exist_ok=True)
+    markdown_path.write_text(markdown(found["server"], found["hostile"], found["traces"]))
 
 
 # --- standalone: its own servers ------------------------------------------------------------

@@ -2,7 +2,7 @@
 
     .venv-image/bin/python bench/server_client.py   (JSON commands on stdin, one a line)
 
-Each command names the mode (`writes`, `searches`, `populate`) and the target: `{"kind":
+Each command names the mode (`writes`, `searches`, `populate`, `traces`) and the target: `{"kind":
 "http", "uri": ..., "login": [user, password] | null}` (the real MlflowClient, signed in through
 MLFLOW_TRACKING_USERNAME/PASSWORD as a user would) or `{"kind": "store", "uri": <database URI>,
 "artifact_root": ...}` (MLflow's SqlAlchemyStore in this process: the work without HTTP, the
@@ -28,6 +28,11 @@ import uuid
 
 METRICS, PARAMS, TAGS = 100, 10, 5
 """What one run logs in one log_batch (issue 11's tracking-write workload)."""
+SPANS_PER_TRACE, TRACES_PER_EXPORT = 10, 5
+"""One agent-like trace: a root and nine children (a retrieval, tool calls, LLM calls), each
+with a kilobyte of inputs and outputs; an export carries five, as the OpenTelemetry SDK's batch
+processor sends what a busy application produced since its last export."""
+ATTRIBUTE_TEXT = 500
 
 
 class HttpTarget:
@@ -148,6 +153,97 @@ def searches(target, spec: dict) -> list[float]:
     return latencies
 
 
+def _export_body(rng: random.Random) -> bytes:
+    """One OTLP/HTTP protobuf body (ExportTraceServiceRequest) of TRACES_PER_EXPORT traces."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    def text(key: str, value: str) -> KeyValue:
+        return KeyValue(key=key, value=AnyValue(string_value=value))
+
+    spans = []
+    now = time.time_ns()
+    for _ in range(TRACES_PER_EXPORT):
+        trace_id = rng.randbytes(16)
+        root = rng.randbytes(8)
+        for i in range(SPANS_PER_TRACE):
+            start = now - (SPANS_PER_TRACE - i) * 1_000_000
+            payload = "".join(rng.choices("abcdefghij ", k=ATTRIBUTE_TEXT))
+            spans.append(
+                Span(
+                    trace_id=trace_id,
+                    span_id=root if i == 0 else rng.randbytes(8),
+                    parent_span_id=b"" if i == 0 else root,
+                    name="agent" if i == 0 else f"step-{i}",
+                    kind=Span.SPAN_KIND_INTERNAL,
+                    start_time_unix_nano=start,
+                    end_time_unix_nano=start + 500_000,
+                    attributes=[
+                        text("mlflow.spanInputs", json.dumps({"question": payload})),
+                        text("mlflow.spanOutputs", json.dumps({"answer": payload})),
+                        text("mlflow.spanType", "CHAIN" if i == 0 else "LLM"),
+                    ],
+                )
+            )
+    request = ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(
+                resource=Resource(attributes=[text("service.name", "bench-agent")]),
+                scope_spans=[ScopeSpans(spans=spans)],
+            )
+        ]
+    )
+    return request.SerializeToString()
+
+
+def traces(spec: dict) -> list[float]:
+    """`count` exports of TRACES_PER_EXPORT traces to /v1/traces, as an instrumented
+    application's OTLP exporter sends them (protobuf, signed in where the server wants it)."""
+    import requests
+
+    target = spec["target"]
+    session = requests.Session()
+    session.headers["Content-Type"] = "application/x-protobuf"
+    session.headers["x-mlflow-experiment-id"] = spec["experiment_id"]
+    if target.get("login"):
+        session.auth = tuple(target["login"])
+    url = target["uri"] + "/v1/traces"
+    rng = random.Random(spec["seed"])  # noqa: S311 - test data
+    bodies = [_export_body(rng) for _ in range(spec["count"] + spec.get("warmup", 0))]
+    for body in bodies[: spec.get("warmup", 0)]:
+        _export(session, url, body)
+    _wait_for_go()
+    latencies = []
+    global _retries
+    _retries = 0
+    for body in bodies[spec.get("warmup", 0) :]:
+        start = time.perf_counter()
+        _retries += _export(session, url, body)
+        latencies.append(time.perf_counter() - start)
+    return latencies
+
+
+_retries = 0
+RETRYABLE = (429, 502, 503, 504)
+"""What an OTLP/HTTP exporter retries, with backoff and the server's Retry-After (the OTLP
+specification, "Retryable Response Codes"); the OpenTelemetry SDK's exporter does."""
+
+
+def _export(session, url: str, body: bytes, attempts: int = 6) -> int:
+    """POST one body as the SDK's exporter does; the retries it took. Raises on a refusal."""
+    for attempt in range(attempts):
+        answer = session.post(url, data=body, timeout=60)
+        if answer.status_code not in RETRYABLE or attempt == attempts - 1:
+            answer.raise_for_status()
+            return attempt
+        time.sleep(float(answer.headers.get("Retry-After", 0.5 * 2**attempt)))
+    raise AssertionError("unreachable")
+
+
 def populate(spec: dict) -> dict:
     """`count` finished runs in a new experiment, inserted in bulk through MLflow's own table
     models (the shared search data: fast, and the same rows the store's own writes make)."""
@@ -218,6 +314,16 @@ def say(text: str) -> None:
 def run(spec: dict) -> dict:
     if spec["mode"] == "populate":
         return populate(spec)
+    if spec["mode"] == "experiment":  # for `traces`, which needs only its ID
+        target = (HttpTarget if spec["target"]["kind"] == "http" else StoreTarget)(spec["target"])
+        return {"experiment_id": target.experiment(spec["experiment"])}
+    if spec["mode"] == "traces":
+        latencies = traces(spec)
+        return {
+            "latencies": latencies,
+            "cpu_s": time.process_time() - _cpu_at_go,
+            "retries": _retries,
+        }
     target = (HttpTarget if spec["target"]["kind"] == "http" else StoreTarget)(spec["target"])
     latencies = {"writes": writes, "searches": searches}[spec["mode"]](target, spec)
     return {"latencies": latencies, "cpu_s": time.process_time() - _cpu_at_go}

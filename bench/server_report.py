@@ -387,9 +387,10 @@ def sizing(r: dict) -> list[str]:
     return out
 
 
-def markdown(r: dict | None, hostile: dict | None = None) -> str:
+def markdown(r: dict | None, hostile: dict | None = None, traces: dict | None = None) -> str:
     """The whole page: bench/server.py's sections from `r`, then bench/hostile.py's from
-    `hostile` (bench/results/hostile.json); each bench rewrites the page from both files."""
+    `hostile` (bench/results/hostile.json) and bench/traces.py's from `traces`; each bench
+    rewrites the page from every results file (bench/server.py, write_page)."""
     parts = []
     if r is not None:
         parts += [header(r), writes(r), search(r), start(r), memory(r), sizing(r), artifacts(r)]
@@ -399,4 +400,8 @@ def markdown(r: dict | None, hostile: dict | None = None) -> str:
         from hostile_report import section
 
         parts.append(section(hostile))
+    if traces is not None:
+        from traces_report import section as traces_section
+
+        parts.append(traces_section(traces))
     return "\n".join(line for part in parts for line in part).rstrip() + "\n"

@@ -22,7 +22,7 @@ from mlflow_on_eks.constructs_lib.database_props import DatabaseProps, endpoint_
 from mlflow_on_eks.constructs_lib.kubernetes import DEFAULT_VERSION, SUPPORTED_VERSIONS
 from mlflow_on_eks.constructs_lib.monitoring import default_max_connections
 from mlflow_on_eks.constructs_lib.monitoring_props import MonitoringProps
-from mlflow_on_eks.k8s_charts import AuthProps, GcProps, WorkloadProps
+from mlflow_on_eks.k8s_charts import AuthProps, GcProps, JobsProps, WorkloadProps
 from mlflow_on_eks.k8s_charts.auth import anonymous_problem
 from mlflow_on_eks.k8s_charts.exposure import ExposureProps, LoadBalancerController, ways_in
 from mlflow_on_eks.k8s_charts.model import SettingsModel
@@ -480,6 +480,7 @@ class Settings(StrictModel):
     exposure: ExposureProps = Field(default_factory=ExposureProps)
     auth: AuthProps = Field(default_factory=AuthProps)
     gc: GcProps = Field(default_factory=GcProps)
+    jobs: JobsProps = Field(default_factory=JobsProps)
     deploy_check: DeployCheckSettings = Field(default_factory=DeployCheckSettings)
     monitoring: MonitoringProps = Field(default_factory=MonitoringProps)
 

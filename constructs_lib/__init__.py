@@ -6,13 +6,14 @@ import os
 # of a jsii package (aws_cdk, cdk8s); an app that imports this package first does not show it.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-# Props MlflowTrackingServer takes (`auth`, `workload`, `exposure`, `gc`), re-exported.
+# Props MlflowTrackingServer takes (`auth`, `workload`, `exposure`, `gc`, `jobs`), re-exported.
 from ..k8s_charts import (
     AuthProps,
     ExposureProps,
     ExternalLoadBalancerProps,
     GcProps,
     InternalLoadBalancerProps,
+    JobsProps,
     MetricsScrapersProps,
     ResourceProps,
     ServiceMonitorProps,
@@ -50,6 +51,7 @@ __all__ = [
     "GcProps",
     "ImportedCluster",
     "InternalLoadBalancerProps",
+    "JobsProps",
     "MetricsScrapersProps",
     "MlflowArtifactStore",
     "MlflowAuth",

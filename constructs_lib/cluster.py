@@ -23,6 +23,7 @@ from constructs import Construct
 from ..k8s_charts import (
     AUTO_MODE_LOAD_BALANCER_CLASS,
     LOAD_BALANCER_CLASSES,
+    JobsProps,
     NodePoolChart,
     NodePoolChartProps,
     WorkloadProps,
@@ -122,6 +123,7 @@ class AutoModeCluster(Construct):
         admin_role_arns: tuple[str, ...] = (),
         endpoint_access: eks.EndpointAccess = eks.EndpointAccess.PUBLIC_AND_PRIVATE,
         workload: WorkloadProps | None = None,
+        jobs: JobsProps | None = None,
         network_policy: bool = True,
         metrics_server: bool = True,
     ) -> None:
@@ -136,6 +138,8 @@ class AutoModeCluster(Construct):
             size its node pool: the nodes' architecture, a node volume that holds a server
             pod's scratch space, and the pool's ceiling (`node_pool_limits`: four times the pods at
             the autoscaler's maximum, plus room for the Jobs). Default: `WorkloadProps()`.
+        :param jobs: the job runner's settings (the config file's `jobs` section): its pod
+            counts in the pool's ceiling. Default: `JobsProps()`, on.
         :param network_policy: enforce NetworkPolicy on the server's node pool. Default: true.
         :param metrics_server: install the EKS metrics-server add-on, which CPU autoscaling
             needs (Auto Mode ships none), at the build pinned beside `version`
@@ -143,6 +147,7 @@ class AutoModeCluster(Construct):
         """
         super().__init__(scope, id)
         workload = workload or WorkloadProps()
+        jobs = jobs or JobsProps()
         problem = ephemeral_problem(workload)
         if problem:
             raise ValueError(f"workload: {problem}")
@@ -200,7 +205,7 @@ class AutoModeCluster(Construct):
                     architecture=workload.architecture,
                     network_policy=network_policy,
                     ephemeral_storage_gib=node_ephemeral_gib(workload),
-                    limits=node_pool_limits(workload),
+                    limits=node_pool_limits(workload, jobs),
                 ),
             ).to_json(),
             # `kubectl apply` on create: the amazon-vpc-cni ConfigMap may exist already.

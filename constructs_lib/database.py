@@ -23,6 +23,10 @@ from .database_props import (
 )
 from .references import imported_key, same_place
 
+STORAGE_AUTOSCALING_FACTOR = 2
+"""RDS storage autoscaling may grow the instance to this multiple of its allocation
+(max_allocated_storage): the ceiling the storage growth alarm measures against."""
+
 SERVER_LOGIN = "mlflow_server"
 """The server's database user (the master user is `mlflow`)."""
 
@@ -254,7 +258,7 @@ class MlflowDatabase(Construct):
             "security_groups": [self.security_group],
             "port": spec.port,
             "parameter_group": self.parameter_group,
-            "max_allocated_storage": props.allocated_storage_gib * 2,
+            "max_allocated_storage": props.allocated_storage_gib * STORAGE_AUTOSCALING_FACTOR,
             "storage_type": rds.StorageType.GP3,
             "multi_az": props.multi_az,
             "auto_minor_version_upgrade": True,

@@ -23,7 +23,7 @@ from aws_cdk import aws_rds as rds
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from .database import MlflowDatabase
+from .database import STORAGE_AUTOSCALING_FACTOR, MlflowDatabase
 from .load_balancer_dimension import LoadBalancerDimension
 from .monitoring_props import MonitoringProps
 
@@ -34,6 +34,11 @@ CONNECTIONS_SHARE = 0.75
 FREE_STORAGE_SHARE = 0.10
 """Of the initial allocation: RDS storage autoscaling acts at this level (after 5 minutes, at
 most every 6 hours, up to its maximum); 30 minutes there means it did not or cannot."""
+STORAGE_RUNWAY_DAYS = 30
+"""The growth alarm fires when the database grows fast enough to fill its storage ceiling
+(autoscaling's maximum) in this many days: traces' span rows grow fastest of all."""
+GROWTH_HOURS = 24
+"""Growth sustained this long: a day of heavy ingest, not one large batch."""
 REPLICA_LAG_SECONDS = 60
 """Reads a minute behind the writes: users see runs they just logged as missing."""
 
@@ -152,6 +157,16 @@ class MlflowMonitoring(Construct):
                 what=f"database free storage at or below {FREE_STORAGE_SHARE:.0%} of "
                 f"{storage} GiB for 30 minutes (storage autoscaling did not help)",
             )
+            ceiling = storage * STORAGE_AUTOSCALING_FACTOR
+            self._alarm(
+                "DatabaseStorageGrowth",
+                _storage_growth(instance),
+                round(ceiling / STORAGE_RUNWAY_DAYS, 3),
+                periods=GROWTH_HOURS,
+                what=f"database storage growing by {ceiling / STORAGE_RUNWAY_DAYS:.2f} GiB a day "
+                f"or more for {GROWTH_HOURS} hours: at that rate its ceiling of {ceiling} GiB "
+                f"(storage autoscaling's maximum) fills within {STORAGE_RUNWAY_DAYS} days",
+            )
         if database.read_replica is not None:
             self._alarm(
                 "ReplicaLag",
@@ -235,6 +250,7 @@ class MlflowMonitoring(Construct):
             ("Database CPU (%)", [instance.metric_cpu_utilization(period=period)]),
             ("Database connections", [instance.metric_database_connections(period=period)]),
             ("Database free storage (bytes)", [instance.metric_free_storage_space(period=period)]),
+            ("Database storage growth (GiB/day)", [_storage_growth(instance)]),
             (
                 "Database latency (s)",
                 [instance.metric("ReadLatency", period=period), instance.metric("WriteLatency")],
@@ -259,6 +275,19 @@ class MlflowMonitoring(Construct):
             )
         )
         return dashboard
+
+
+def _storage_growth(instance: rds.IDatabaseInstance) -> cloudwatch.MathExpression:
+    """GiB a day the used storage grows: the hourly fall of FreeStorageSpace (CloudWatch metric
+    math's RATE: the change between the last two points, per second). An hour in which storage
+    autoscaling adds space counts as negative growth."""
+    free = instance.metric_free_storage_space(period=Duration.hours(1), statistic="Minimum")
+    return cloudwatch.MathExpression(
+        expression=f"-RATE(free) * 86400 / {2**30}",
+        using_metrics={"free": free},
+        label="storage growth (GiB/day)",
+        period=Duration.hours(1),
+    )
 
 
 def _replica_lag(replica: rds.DatabaseInstanceReadReplica) -> cloudwatch.Metric:

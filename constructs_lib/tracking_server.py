@@ -20,6 +20,7 @@ from ..k8s_charts import (
     AuthProps,
     ExposureProps,
     GcProps,
+    JobsProps,
     MlflowChart,
     MlflowChartProps,
     WorkloadProps,
@@ -98,6 +99,7 @@ class MlflowTrackingServer(Construct):
         image_directory: Path = IMAGE_DIRECTORY,
         deploy_check: bool = True,
         gc: GcProps | None = None,
+        jobs: JobsProps | None = None,
     ) -> None:
         """
         :param cluster: the cluster and what runs there (ClusterHandle: its kubectl-ready
@@ -125,6 +127,9 @@ class MlflowTrackingServer(Construct):
         :param gc: with `gc.enabled` (the config file's `gc` section), a CronJob that
             permanently removes runs and experiments deleted longer ago than `gc.older_than`,
             with their artifacts. Default: none (deleted stays recoverable).
+        :param jobs: MLflow's GenAI jobs (the config file's `jobs` section): the server pods
+            record them, one job-runner pod with an IAM role of its own (`roles.jobs`) runs
+            them and the periodic tasks. Default: `JobsProps()`, on.
         """
         super().__init__(scope, id)
         exposure = exposure or ExposureProps()
@@ -143,6 +148,7 @@ class MlflowTrackingServer(Construct):
         if not auth.enabled and auth_secrets is not None:
             raise ValueError("auth_secrets is given but auth.enabled is false: leave it out")
         workload = workload or WorkloadProps()
+        jobs = jobs or JobsProps()
         namespace = workload.namespace
         self.workload = workload
         self.namespace = namespace
@@ -158,6 +164,7 @@ class MlflowTrackingServer(Construct):
             snapshots=database.props.snapshot_before_upgrade,
             gc=gc is not None and gc.enabled,
             sso_client_secret_arn=sso.client_secret_arn if sso else None,
+            jobs=jobs.enabled,
         )
         self.role = self.roles.server
         self.service_account_name = self.roles.server_account
@@ -224,6 +231,8 @@ class MlflowTrackingServer(Construct):
             auth=auth,
             auth_secrets=auth_secrets.secret_ids if auth_secrets else None,
             gc=gc,
+            jobs=jobs,
+            jobs_role_arn=self.roles.jobs.role_arn if self.roles.jobs else None,
         )
         anonymous = anonymous_problem(auth, list(props.service_names))
         if anonymous:
@@ -263,7 +272,9 @@ class MlflowTrackingServer(Construct):
         # template makes a settings change roll the pods, as an image change does.
         resolved = Stack.of(self).resolve(dict(self.chart.config_map.data))
         digest = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
-        self.chart.deployment.pod_metadata.add_annotation(CONFIG_DIGEST_ANNOTATION, digest[:16])
+        for workload_ in (self.chart.deployment, self.chart.job_runner):
+            if workload_ is not None:
+                workload_.pod_metadata.add_annotation(CONFIG_DIGEST_ANNOTATION, digest[:16])
         # Created here, not with cluster.add_cdk8s_chart: that puts the manifest in the
         # cluster's stack, which would then depend on this stack's role and image (a cycle).
         self.manifest = eks.KubernetesManifest(

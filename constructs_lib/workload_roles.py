@@ -10,7 +10,11 @@
 - the gc CronJob (`mlflow-gc`): read the server's database login and the admin login (it
   deletes through the server, which deletes the artifacts);
 - the sign-in load balancer's secret sync (`mlflow-sso-sync`, with auth.sso): read the IdP
-  client's secret.
+  client's secret;
+- the job runner (`mlflow-jobs`, with jobs.enabled): what the server may (it is an MLflow
+  server whose jobs read and write the store and the artifacts), and nothing more. A role of its
+  own, so what judges need besides (an LLM on Amazon Bedrock, say) is granted to it alone:
+  `MlflowTrackingServer.roles.jobs.add_to_principal_policy(...)`.
 
 The deploy check's role is DeployCheck's. tests/unit/test_least_privilege.py reads every role's
 policy from the synthesized template and fails on an action outside its workload's list.
@@ -52,11 +56,12 @@ keys; Multipart upload API and permissions)."""
 
 
 class WorkloadRoles(Construct):
-    """The server's, the migration Job's and the gc CronJob's IRSA roles.
+    """The IRSA roles of the server, the migration Job, the gc CronJob, the sign-in secret
+    sync and the job runner.
 
-    Attributes: `server`, `migrate`, `gc` (iam.Role, or None without gc), and the
-    ServiceAccount names each trusts
-    (`server_account`, `migrate_account`, `gc_account`).
+    Attributes: `server`, `migrate`, `gc`, `sso_sync`, `jobs` (iam.Role; the last three None
+    when their workload does not run), and the ServiceAccount names each trusts
+    (`server_account`, `migrate_account`, `gc_account`, `sso_sync_account`, `jobs_account`).
     """
 
     def __init__(
@@ -73,6 +78,7 @@ class WorkloadRoles(Construct):
         snapshots: bool,
         gc: bool,
         sso_client_secret_arn: str | None = None,
+        jobs: bool = False,
     ) -> None:
         """
         :param oidc_provider: the cluster's IAM OIDC provider (IRSA trust).
@@ -83,6 +89,7 @@ class WorkloadRoles(Construct):
         :param gc: the gc CronJob runs (it has no role otherwise).
         :param sso_client_secret_arn: the IdP client's secret, which the sign-in load
             balancer's sync copies into the cluster (`<instance>-sso-sync`; no role without).
+        :param jobs: the job runner runs (`<instance>-jobs`; no role without).
         """
         super().__init__(scope, id)
         self.server_account = instance
@@ -98,10 +105,7 @@ class WorkloadRoles(Construct):
             )
 
         self.server = role("Server", self.server_account, "server pods")
-        self._grant_artifacts(artifact_store)
-        database.server_login_secret.grant_read(self.server)
-        for secret in auth.secrets if auth else ():
-            secret.grant_read(self.server)
+        _grant_server(self.server, database, artifact_store, auth)
 
         self.migrate = role("Migrate", self.migrate_account, "migration Job")
         database.secret.grant_read(self.migrate)
@@ -122,35 +126,17 @@ class WorkloadRoles(Construct):
                     actions=["secretsmanager:GetSecretValue"], resources=[sso_client_secret_arn]
                 )
             )
+        self.jobs_account = f"{instance}-jobs"
+        self.jobs: iam.Role | None = None
+        if jobs:
+            self.jobs = role("Jobs", self.jobs_account, "job runner")
+            _grant_server(self.jobs, database, artifact_store, auth)
         self.gc: iam.Role | None = None
         if gc:
             self.gc = role("Gc", self.gc_account, "gc CronJob")
             database.server_login_secret.grant_read(self.gc)
             if auth:
                 auth.admin_secret.grant_read(self.gc)
-
-    def _grant_artifacts(self, artifact_store: MlflowArtifactStore) -> None:
-        bucket, prefix = artifact_store.bucket, artifact_store.prefix
-        objects = bucket.arn_for_objects(f"{prefix}/*")
-        self.server.add_to_principal_policy(
-            iam.PolicyStatement(actions=list(ARTIFACT_OBJECT_ACTIONS), resources=[objects])
-        )
-        self.server.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=list(ARTIFACT_BUCKET_ACTIONS),
-                resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}},
-            )
-        )
-        if bucket.encryption_key is not None:  # a bucket of your own, with a KMS key
-            _allow_key(self.server, bucket.encryption_key, "s3", ARTIFACT_KEY_ACTIONS)
-        acknowledge_wildcard_resources(
-            _default_policy(self.server),
-            lambda: [objects],
-            "MLflow's artifact proxy reads, writes and deletes any artifact under the "
-            "bucket's artifact prefix (object names are run IDs and paths it cannot know in "
-            "advance); the actions are listed one by one.",
-        )
 
     def _grant_snapshots(self, database: MlflowDatabase) -> None:
         """Find the instance's snapshots, and create and tag the launcher's own
@@ -191,6 +177,44 @@ class WorkloadRoles(Construct):
             f"{SNAPSHOT_PREFIX}* of this instance, and lists the instance's snapshots (names it "
             "cannot know in advance: an operator's count too); describing reads no data.",
         )
+
+
+def _grant_server(
+    role: iam.Role,
+    database: MlflowDatabase,
+    artifact_store: MlflowArtifactStore,
+    auth: MlflowAuth | None,
+) -> None:
+    """What an MLflow server process needs: the artifacts, its database login, the sign-in
+    secrets."""
+    _grant_artifacts(role, artifact_store)
+    database.server_login_secret.grant_read(role)
+    for secret in auth.secrets if auth else ():
+        secret.grant_read(role)
+
+
+def _grant_artifacts(role: iam.Role, artifact_store: MlflowArtifactStore) -> None:
+    bucket, prefix = artifact_store.bucket, artifact_store.prefix
+    objects = bucket.arn_for_objects(f"{prefix}/*")
+    role.add_to_principal_policy(
+        iam.PolicyStatement(actions=list(ARTIFACT_OBJECT_ACTIONS), resources=[objects])
+    )
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=list(ARTIFACT_BUCKET_ACTIONS),
+            resources=[bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}},
+        )
+    )
+    if bucket.encryption_key is not None:  # a bucket of your own, with a KMS key
+        _allow_key(role, bucket.encryption_key, "s3", ARTIFACT_KEY_ACTIONS)
+    acknowledge_wildcard_resources(
+        _default_policy(role),
+        lambda: [objects],
+        "MLflow's artifact proxy reads, writes and deletes any artifact under the "
+        "bucket's artifact prefix (object names are run IDs and paths it cannot know in "
+        "advance); the actions are listed one by one.",
+    )
 
 
 def _allow_key(role: iam.Role, key: kms.IKey, service: str, actions: tuple[str, ...]) -> None:

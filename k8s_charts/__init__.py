@@ -17,6 +17,7 @@ from .exposure import (
     InternalLoadBalancerProps,
 )
 from .gc_job import GcProps
+from .job_runner import JobsProps
 from .mlflow_chart import MlflowChart, MlflowChartProps
 from .node_pool_chart import NodePoolChart, NodePoolChartProps
 from .workload import MetricsScrapersProps, ResourceProps, ServiceMonitorProps, WorkloadProps
@@ -33,6 +34,7 @@ __all__ = [
     "ExternalLoadBalancerProps",
     "GcProps",
     "InternalLoadBalancerProps",
+    "JobsProps",
     "MetricsScrapersProps",
     "MlflowChart",
     "MlflowChartProps",

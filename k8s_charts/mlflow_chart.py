@@ -48,6 +48,7 @@ from .hardening import (
     harden,
     small_resources,
 )
+from .job_runner import JobsProps, add_job_runner, jobs_environment
 from .launcher_contract import launcher
 from .migration_job import add_migration_job
 from .policy import dns, egress, ingress, pods_in_namespaces, tcp
@@ -123,6 +124,12 @@ class MlflowChartProps:
     gc: GcProps | None = None
     """A CronJob that permanently removes deleted runs and experiments, when `gc.enabled`.
     Default: none."""
+    jobs: JobsProps | None = None
+    """MLflow's GenAI jobs, when `jobs.enabled`: the server pods record them and one job-runner
+    Deployment runs them (k8s_charts/job_runner.py). Default: none (job execution off)."""
+    jobs_role_arn: str | None = None
+    """IAM role of the job runner (its own ServiceAccount, `<instance>-jobs`). Default: none
+    (the runner runs as the server's ServiceAccount)."""
     db_read_host: str | None = None
     """A read replica of the database (same port, login and name): MLflow's reads go there,
     its writes and the sign-in checks to the primary. Default: none."""
@@ -214,6 +221,7 @@ class MlflowChart(cdk8s.Chart):
 
     Public attributes: `namespace_object`, `service_account`, `config_map`, `deployment`,
     `services` (by kind: cluster, internal, external), `gc` (the CronJob, or None),
+    `job_runner` (the job runner's Deployment, with `jobs.enabled`, else None),
     `metrics_service` and `service_monitor` (with server.service_monitor, else None).
     """
 
@@ -252,6 +260,9 @@ class MlflowChart(cdk8s.Chart):
         self.gc_service_account = self._workload_account(
             "GcServiceAccount", "gc", props.gc_role_arn
         )
+        self.jobs_service_account = self._workload_account(
+            "JobsServiceAccount", "jobs", props.jobs_role_arn
+        )
         self.config_map = kplus.ConfigMap(
             self,
             "Config",
@@ -284,7 +295,8 @@ class MlflowChart(cdk8s.Chart):
                 if props.auth and props.auth.enabled and props.auth_secrets
                 else {}
             )
-            | _sso_environment(props),
+            | _sso_environment(props)
+            | jobs_environment(props.jobs, props.artifacts_destination),
         )
         self.migration = add_migration_job(
             self,
@@ -326,6 +338,23 @@ class MlflowChart(cdk8s.Chart):
                 node_labels=props.node_labels,
             )
             if props.gc and props.gc.enabled
+            else None
+        )
+        self.job_runner = (
+            add_job_runner(
+                self,
+                jobs=props.jobs,
+                image=props.image,
+                instance=props.instance,
+                config_map=self.config_map,
+                service_account=self.jobs_service_account,
+                migration_logs_command=self._migration_logs_command(),
+                db_port=props.db_port,
+                architecture=props.workload.architecture,
+                node_pool=props.node_pool,
+                node_labels=props.node_labels,
+            )
+            if props.jobs and props.jobs.enabled
             else None
         )
         self.services = self._services()
@@ -430,7 +459,7 @@ class MlflowChart(cdk8s.Chart):
                     env_variables={
                         key: kplus.EnvValue.from_value(value)
                         for key, value in schema_wait_environment(
-                            f"kubectl -n {props.namespace} logs job/{props.migration_job_name}"
+                            self._migration_logs_command()
                         ).items()
                     },
                     **common,
@@ -530,6 +559,10 @@ class MlflowChart(cdk8s.Chart):
             node_labels=props.node_labels,
         )
         return deployment
+
+    def _migration_logs_command(self) -> str:
+        """What a pod waiting for the schema tells the operator to run."""
+        return f"kubectl -n {self.props.namespace} logs job/{self.props.migration_job_name}"
 
     def _workload_account(
         self, id: str, workload: str, role_arn: str | None

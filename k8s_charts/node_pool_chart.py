@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cdk8s
 from cdk8s_plus_27 import k8s
@@ -21,6 +22,9 @@ from constructs import Construct
 
 from .rules import cpu_millicores
 from .workload import WorkloadProps, pod_ephemeral_gib
+
+if TYPE_CHECKING:  # hardening, which job_runner imports, imports this module
+    from .job_runner import JobsProps
 
 AUTO_MODE_NODE_CLASS_API = "eks.amazonaws.com/v1"
 KARPENTER_API = "karpenter.sh/v1"
@@ -70,18 +74,22 @@ def node_ephemeral_gib(workload: WorkloadProps) -> int | None:
     return need if need > AUTO_MODE_EPHEMERAL_GIB else None
 
 
-def node_pool_limits(workload: WorkloadProps) -> dict[str, str]:
+def node_pool_limits(workload: WorkloadProps, jobs: JobsProps | None = None) -> dict[str, str]:
     """The pool's ceiling (Karpenter's `spec.limits`, on the nodes' summed capacity): four
-    times what the server's pods request at the autoscaler's maximum, at least POOL_FLOOR.
-    Four: the pods, a rollout's surge pod, a node replacement (drift, Auto Mode's node expiry:
-    the new node comes up before the old one goes), and Karpenter's rounding to the instance
-    sizes it picks. A runaway scale-up stops there instead of buying a fleet."""
+    times what the server's pods request at the autoscaler's maximum, plus twice the job
+    runner's (`jobs.enabled`), at least POOL_FLOOR. Four: the pods, a rollout's surge pod, a
+    node replacement (drift, Auto Mode's node expiry: the new node comes up before the old one
+    goes), and Karpenter's rounding to the instance sizes it picks; the runner has no surge
+    (Recreate). A runaway scale-up stops there instead of buying a fleet."""
     pods = workload.max_replicas or workload.replicas
     # The server container and the metrics container (20m, 128 MiB: mlflow_chart).
-    cpu = cpu_millicores(workload.resources.cpu) + 20
-    memory_mib = workload.resources.memory_mib + 128
-    vcpu = max(POOL_FLOOR[0], math.ceil(4 * pods * cpu / 1000))
-    gib = max(POOL_FLOOR[1], math.ceil(4 * pods * memory_mib / 1024))
+    cpu = 4 * pods * (cpu_millicores(workload.resources.cpu) + 20)
+    memory_mib = 4 * pods * (workload.resources.memory_mib + 128)
+    if jobs is not None and jobs.enabled:
+        cpu += 2 * cpu_millicores(jobs.cpu)
+        memory_mib += 2 * jobs.memory_mib
+    vcpu = max(POOL_FLOOR[0], math.ceil(cpu / 1000))
+    gib = max(POOL_FLOOR[1], math.ceil(memory_mib / 1024))
     return {"cpu": str(vcpu), "memory": f"{gib}Gi"}
 
 

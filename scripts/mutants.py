@@ -264,6 +264,13 @@ MUTANTS = (
         ("tests/integration/test_guard.py", "-k", "past_the_pods_count"),
     ),
     Mutant(
+        "compressed OTLP bodies left to MLflow to inflate",
+        f"{LAUNCHER_SRC}guard/asgi.py",
+        'if signed_in and otlp.encoded(path, _header(scope, b"content-encoding")):',
+        'if False and otlp.encoded(path, _header(scope, b"content-encoding")):',
+        ("tests/integration/test_guard.py", "-k", "otlp"),
+    ),
+    Mutant(
         "reads not routed to the read replica",
         f"{LAUNCHER_SRC}server.py",
         "        env[READ_REPLICA_URI_ENV] = read_uri",

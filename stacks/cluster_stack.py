@@ -8,7 +8,7 @@ from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
 from config.settings import ClusterSettings
-from mlflow_on_eks.constructs_lib import AutoModeCluster, WorkloadProps
+from mlflow_on_eks.constructs_lib import AutoModeCluster, JobsProps, WorkloadProps
 from stacks.network_stack import guard_vpc
 
 
@@ -28,6 +28,7 @@ class ClusterStack(Stack):
         vpc: ec2.IVpc,
         cluster: ClusterSettings,
         server: WorkloadProps,
+        jobs: JobsProps | None = None,
         vpc_id_import: str | None = None,
         env: Environment | None = None,
     ) -> None:
@@ -46,6 +47,7 @@ class ClusterStack(Stack):
                 else eks.EndpointAccess.PUBLIC_AND_PRIVATE.only_from(*cluster.public_access_cidrs)
             ),
             workload=server,
+            jobs=jobs,
             network_policy=cluster.network_policy,
             # Always: the server's autoscaler exists even when pinned (min = max), and without
             # metrics it logs a FailedGetResourceMetric event every 15 s.

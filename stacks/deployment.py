@@ -71,6 +71,7 @@ def build_deployment(scope: Construct, settings: Settings, *, allow_destroy: boo
             vpc=network.vpc,
             cluster=cluster_settings,
             server=settings.server,
+            jobs=settings.jobs,
             vpc_id_import=network.vpc_id_import,
             env=env,
         )
@@ -100,6 +101,7 @@ def build_deployment(scope: Construct, settings: Settings, *, allow_destroy: boo
         exposure=settings.exposure,
         deploy_check=settings.deploy_check.enabled,
         gc=settings.gc,
+        jobs=settings.jobs,
         monitoring=settings.monitoring,
         env=env,
     )

@@ -21,6 +21,7 @@ from mlflow_on_eks.k8s_charts import (
     AuthProps,
     ExposureProps,
     GcProps,
+    JobsProps,
     WorkloadProps,
 )
 
@@ -53,6 +54,7 @@ class MlflowStack(Stack):
         exposure: ExposureProps,
         deploy_check: bool = True,
         gc: GcProps | None = None,
+        jobs: JobsProps | None = None,
         monitoring: MonitoringProps | None = None,
         env: Environment | None = None,
     ) -> None:
@@ -79,6 +81,7 @@ class MlflowStack(Stack):
             exposure=exposure,
             deploy_check=deploy_check,
             gc=gc,
+            jobs=jobs,
         )
         monitoring = monitoring or MonitoringProps()
         # The topic is the stack's child, as before the model moved: the same logical ID,

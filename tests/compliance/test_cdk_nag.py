@@ -64,10 +64,12 @@ def test_removing_acknowledgements_brings_the_findings_back(
     assert "AwsSolutions-IAM5[Resource::" in report
     assert "/artifacts/*]" in report
     assert "Mlflow/TrackingServer/Roles/Server/DefaultPolicy/Resource" in report
+    assert "Mlflow/TrackingServer/Roles/Jobs/DefaultPolicy/Resource" in report
     assert "Mlflow/TrackingServer/Roles/Migrate/DefaultPolicy/Resource" in report
     assert ":snapshot:mlflow-before-*]" in report and ":snapshot:*]" in report
-    # Every other acknowledgement still applies: RDS11 and the three wildcards are all.
-    assert report.count("AwsSolutions-") == 4, report
+    # Every other acknowledgement still applies: RDS11 and the four wildcards (the server's
+    # and the job runner's artifacts, two of snapshots) are all.
+    assert report.count("AwsSolutions-") == 5, report
 
 
 def test_an_acknowledgement_applies_only_under_its_construct(tmp_path: Path) -> None:

@@ -89,7 +89,7 @@ def test_manifests_validate_strictly(each_config: Synth, version: str) -> None:
 
 def test_unknown_field_is_rejected(synth) -> None:  # type: ignore[no-untyped-def]
     """Strict mode is on: a misspelt field in the Deployment's pod spec fails."""
-    deployment = copy.deepcopy(synth("default").object("Deployment"))
+    deployment = copy.deepcopy(synth("default").object("Deployment", "mlflow"))
     deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
     with pytest.raises(kubernetes_validate.ValidationError):
         validate(deployment, SUPPORTED_VERSIONS[-1])

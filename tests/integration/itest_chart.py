@@ -81,9 +81,9 @@ def _server_deployment(synth) -> dict:
     deployments = [
         d
         for d in synth.objects("Deployment")
-        if d["spec"]["template"]["spec"].get("initContainers")
+        if d["metadata"]["name"] == "mlflow"  # not the job runner's
     ]
-    assert len(deployments) == 1, "expected one Deployment with an initContainer"
+    assert len(deployments) == 1, "expected the server's Deployment"
     return deployments[0]
 
 

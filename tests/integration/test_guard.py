@@ -9,6 +9,7 @@ and dribbling connections.
 
 from __future__ import annotations
 
+import gzip
 import json
 import secrets
 import time
@@ -22,6 +23,12 @@ import itest_launcher as launcher
 import pytest
 from itest_auth import create_auth_secrets, memory_limit_mib, new_login, signed_in_pod_env
 from itest_chart import pod
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 pytestmark = pytest.mark.integration
 
@@ -361,6 +368,77 @@ def test_idle_and_dribbling_connections_are_closed_and_the_pod_keeps_serving(pod
     assert left == 0, f"{left} of {len(held)} connections still open after the deadline"
     assert not watch.failed_probes(), watch.health
     assert watch.peak < pod_.memory_limit_mib
+
+
+def _export_spans(pod_, login: tuple[str, str], names: list[str]) -> SpanExportResult:
+    """Spans of one trace sent as an instrumented application sends them: the OpenTelemetry
+    SDK's OTLP/HTTP exporter, gzip-compressed, to the experiment MLflow's header names."""
+    exporter = OTLPSpanExporter(
+        endpoint=f"{pod_.server.base_url}/v1/traces",
+        headers={
+            "x-mlflow-experiment-id": pod_.experiment_id,
+            "Authorization": hostile.basic(*login),
+        },
+        compression=Compression.Gzip,
+        timeout=30,
+    )
+    recorded = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "guard-test"}))
+    provider.add_span_processor(SimpleSpanProcessor(recorded))
+    tracer = provider.get_tracer("guard-test")
+    with tracer.start_as_current_span(names[0]):
+        for name in names[1:]:
+            with tracer.start_as_current_span(name):
+                pass
+    result = exporter.export(recorded.get_finished_spans())
+    exporter.shutdown()
+    provider.shutdown()
+    return result
+
+
+def test_traces_sent_over_otlp_compressed_are_stored_and_a_bomb_is_not_inflated(pod_):
+    """The OTLP endpoint inflates a gzip or deflate body whole (MLflow 3.17.2,
+    tracing/utils/otlp.py): 2 MiB of gzip, within the body limit, is 2 GiB inflated, twice
+    the pod's memory. The guard inflates within the limit; a real exporter's batch still goes
+    in."""
+    names = ["agent", "retrieve", "generate"]
+    assert _export_spans(pod_, pod_.admin, names) == SpanExportResult.SUCCESS
+    assert _export_spans(pod_, (pod_.admin[0], "wrong"), names) == SpanExportResult.FAILURE
+    code = (
+        "import json, sys\n"
+        "from mlflow import MlflowClient\n"
+        "traces = MlflowClient(sys.argv[1]).search_traces(locations=[sys.argv[2]])\n"
+        "print(json.dumps([sorted(s.name for s in t.data.spans) for t in traces]))\n"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(pod_.home),
+        "MLFLOW_TRACKING_USERNAME": pod_.admin[0],
+        "MLFLOW_TRACKING_PASSWORD": pod_.admin[1],
+    }
+    stored = launcher.mlflow_client(env, pod_.server.base_url, pod_.experiment_id, code=code)
+    assert sorted(names) in stored, stored
+
+    bomb = gzip.compress(b"\0" * (2048 * hostile.MIB), compresslevel=9)
+    assert len(bomb) < 8 * hostile.MIB  # within server.max_request_body_mib's default
+    with pod_.watch() as watch:
+        answer = hostile.request(
+            pod_.port,
+            "POST",
+            "/v1/traces",
+            login=pod_.admin,
+            body=bomb,
+            headers={
+                "Content-Type": "application/x-protobuf",
+                "Content-Encoding": "gzip",
+                "x-mlflow-experiment-id": pod_.experiment_id,
+            },
+        )
+    assert watch.peak < pod_.memory_limit_mib, (watch.peak, answer)
+    assert watch.growth < 64, f"the pod grew by {watch.growth:.0f} MiB"
+    assert not watch.failed_probes(), watch.health
+    assert answer.status == 413, answer
+    assert "server.max_request_body_mib" in _refusal(answer)
 
 
 def test_the_server_still_works_for_a_real_client_after_all_this(pod_, tmp_path):

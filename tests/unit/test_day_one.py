@@ -251,11 +251,15 @@ def test_a_new_clusters_nodes_hold_the_pod_and_the_pool_has_a_ceiling(
         assert storage is None and pod_gib + 30 <= 80
     else:
         assert storage == {"size": f"{volume_gib}Gi"} and pod_gib + 30 == volume_gib
-    # Four times the pods at the autoscaler's maximum (4 x 520m, 1152 MiB), at least 16 vCPU
-    # and 64 GiB.
+    # Four times the pods at the autoscaler's maximum (4 x 520m, 1152 MiB) and twice the job
+    # runner (500m, 2048 MiB), at least 16 vCPU and 64 GiB.
     assert objects["NodePool"]["spec"]["limits"] == {"cpu": "16", "memory": "64Gi"}
     bigger = settings.server.replace(max_replicas=20)
-    assert node_pool_limits(bigger) == {"cpu": "42", "memory": "90Gi"}
+    assert node_pool_limits(bigger, settings.jobs) == {"cpu": "43", "memory": "94Gi"}
+    assert node_pool_limits(bigger, settings.jobs.replace(enabled=False)) == {
+        "cpu": "42",
+        "memory": "90Gi",
+    }
 
 
 def test_a_pod_no_node_volume_can_hold_fails_the_synth_with_the_key() -> None:

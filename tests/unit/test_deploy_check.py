@@ -168,7 +168,7 @@ def test_the_job_waits_for_this_deploys_template(each_config: Synth) -> None:
     Deployment carries: its image in every container, and the config digest annotation."""
     if not each_config.settings.deploy_check.enabled:
         return
-    deployment = each_config.object("Deployment")
+    deployment = each_config.object("Deployment", "mlflow")
     template = deployment["spec"]["template"]
     env = _env(_job(each_config)["spec"]["template"]["spec"]["containers"][0])
     assert env["MLFLOW_VERIFY_DEPLOYMENT"] == deployment["metadata"]["name"]
@@ -212,7 +212,7 @@ def test_the_rollout_budget_covers_a_first_deploy(each_config: Synth) -> None:
     within its startup probe. The Deployment's progress deadline is that first pod's budget
     (the controller gives up on a rollout idle that long), and the Job waits at least as long,
     and for one more pod's start per further replica."""
-    deployment = each_config.object("Deployment")
+    deployment = each_config.object("Deployment", "mlflow")
     spec = deployment["spec"]
     [server] = [c for c in spec["template"]["spec"]["containers"] if c["name"] == "server"]
     [wait_schema] = spec["template"]["spec"]["initContainers"]
@@ -327,7 +327,7 @@ def test_job_meets_the_restricted_pod_security_standard(each_config: Synth) -> N
     assert context["capabilities"] == {"drop": ["ALL"]}
     assert context["readOnlyRootFilesystem"] is True
     assert container["args"] == ["verify"] and "command" not in container
-    server = each_config.object("Deployment")["spec"]["template"]["spec"]
+    server = each_config.object("Deployment", "mlflow")["spec"]["template"]["spec"]
     assert container["image"] == server["containers"][0]["image"]
     assert spec["nodeSelector"] == server["nodeSelector"]
 
@@ -519,7 +519,7 @@ def test_the_operations_guide_gives_the_default_budgets(synth: SynthFn) -> None:
     job = _job(s)
     env = _env(job["spec"]["template"]["spec"]["containers"][0])
     _, condition = _one(s, "AWS::CloudFormation::WaitCondition")
-    deadline = s.object("Deployment")["spec"]["progressDeadlineSeconds"]
+    deadline = s.object("Deployment", "mlflow")["spec"]["progressDeadlineSeconds"]
     assert int(rows["the Deployment's `progressDeadlineSeconds`"]) == deadline
     assert int(rows["total: `progressDeadlineSeconds`"]) == deadline
     rollout = "the deploy check's rollout wait (`MLFLOW_VERIFY_ROLLOUT_TIMEOUT_SECONDS`)"

@@ -48,7 +48,7 @@ def test_runs_the_launcher_on_schedule_one_at_a_time(synth: SynthFn) -> None:
     assert container["envFrom"] == [{"configMapRef": {"name": "mlflow-config"}}]
     # Its own identity (tests/unit/test_least_privilege.py: the server's login and the admin's).
     assert _pod(s)["spec"]["serviceAccountName"] == "mlflow-gc"
-    server = s.object("Deployment")["spec"]["template"]["spec"]
+    server = s.object("Deployment", "mlflow")["spec"]["template"]["spec"]
     assert container["image"] == server["containers"][0]["image"]
 
 

@@ -34,6 +34,8 @@ ALLOWED = {
     "mlflow-gc": SECRET_READ,
     "mlflow-verify": SECRET_READ,
     "mlflow-sso-sync": SECRET_READ,
+    # An MLflow server whose jobs use the store and the artifacts: the server's list.
+    "mlflow-jobs": SECRET_READ | ARTIFACT_ACTIONS | ARTIFACT_KEY_ACTIONS,
 }
 """ServiceAccount -> every action its role may allow."""
 SECRETS = {
@@ -47,6 +49,12 @@ SECRETS = {
     "mlflow-gc": {"DatabaseServerLogin", "AuthAdminCredentials"},
     "mlflow-verify": {"AuthAdminCredentials"},
     "mlflow-sso-sync": set(),  # the IdP client's secret, the user's own: checked below
+    "mlflow-jobs": {
+        "DatabaseServerLogin",
+        "AuthAdminCredentials",
+        "AuthFlaskSecretKey",
+        "AuthKekPassphrase",
+    },
 }
 """ServiceAccount -> the secrets (by logical ID prefix) its role may read, with sign-in on;
 an existing instance's secret (database.existing.secret_arn) replaces DatabaseSecret."""
@@ -110,6 +118,7 @@ def test_each_workload_has_its_own_role(synth, config: str) -> None:
     expected |= {"mlflow-verify"} if verify else set()
     sso = s.settings.auth.enabled and s.settings.auth.sso.enabled
     expected |= {"mlflow-sso-sync"} if sso else set()
+    expected |= {"mlflow-jobs"} if s.settings.jobs.enabled else set()
     assert set(roles) == expected
 
 
@@ -152,16 +161,18 @@ def test_the_server_touches_artifacts_under_its_prefix_only(synth, config: str) 
     s = synth(config)
     existing = s.settings.artifacts.existing
     prefix = existing.prefix if existing.bucket_name else "artifacts"
-    server = _roles(s)["mlflow"]
-    s3 = [st for st in server["statements"] if _actions(st)[0].startswith("s3:")]
-    objects = [st for st in s3 if "s3:ListBucket" not in _actions(st)]
-    [listing] = [st for st in s3 if "s3:ListBucket" in _actions(st)]
-    assert objects and all(f'/{prefix}/*"' in json.dumps(st["Resource"]) for st in objects)
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}}
-    if existing.bucket_name:
-        bucket = f"arn:aws:s3:::{existing.bucket_name}"
-        assert [st["Resource"] for st in objects] == [f"{bucket}/{prefix}/*"]
-        assert listing["Resource"] == bucket
+    roles = _roles(s)
+    assert s.settings.jobs.enabled  # the job runner's role too
+    for account in ("mlflow", "mlflow-jobs"):
+        s3 = [st for st in roles[account]["statements"] if _actions(st)[0].startswith("s3:")]
+        objects = [st for st in s3 if "s3:ListBucket" not in _actions(st)]
+        [listing] = [st for st in s3 if "s3:ListBucket" in _actions(st)]
+        assert objects and all(f'/{prefix}/*"' in json.dumps(st["Resource"]) for st in objects)
+        assert listing["Condition"] == {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}}
+        if existing.bucket_name:
+            bucket = f"arn:aws:s3:::{existing.bucket_name}"
+            assert [st["Resource"] for st in objects] == [f"{bucket}/{prefix}/*"]
+            assert listing["Resource"] == bucket
 
 
 def test_a_users_keys_are_used_through_their_service_only(synth) -> None:
@@ -172,6 +183,7 @@ def test_a_users_keys_are_used_through_their_service_only(synth) -> None:
     region = s.settings.aws.region
     expected = {
         "mlflow": (s.settings.artifacts.existing.kms_key_arn, ARTIFACT_KEY_ACTIONS, "s3"),
+        "mlflow-jobs": (s.settings.artifacts.existing.kms_key_arn, ARTIFACT_KEY_ACTIONS, "s3"),
         "mlflow-migrate": (
             s.settings.database.existing.secret_kms_key_arn,
             SECRET_KEY_ACTIONS,

@@ -29,6 +29,7 @@ DEFAULT_ALARMS = {
     "DatabaseCpu",
     "DatabaseConnections",
     "DatabaseFreeStorage",
+    "DatabaseStorageGrowth",
     "InternalLoadBalancerUnhealthyTargets",
     "InternalLoadBalancerNoHealthyTarget",
 }
@@ -90,6 +91,33 @@ def test_database_alarms_watch_the_primary_with_its_own_sizes(synth: SynthFn) ->
     # 10 % of the 20 GiB allocated, where RDS storage autoscaling acts.
     assert alarms["DatabaseFreeStorage"]["Threshold"] == 2 * 2**30
     assert alarms["DatabaseFreeStorage"]["ComparisonOperator"] == "LessThanOrEqualToThreshold"
+
+
+def test_storage_growth_that_would_fill_the_ceiling_within_a_month_alarms(synth: SynthFn) -> None:
+    """Span rows grow fastest: a day of growth that would fill the 40 GiB ceiling (twice the
+    20 GiB allocated, RDS storage autoscaling's maximum) in 30 days alarms, long before the
+    free storage alarm could."""
+    s = synth("default")
+    growth = _alarms(s)["DatabaseStorageGrowth"]
+    [instance] = resources_of(s.templates["Data"], "AWS::RDS::DBInstance").values()
+    ceiling = instance["Properties"]["MaxAllocatedStorage"]
+    assert ceiling == 2 * int(instance["Properties"]["AllocatedStorage"]) == 40
+    assert growth["Threshold"] == round(ceiling / 30, 3)
+    assert growth["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert growth["EvaluationPeriods"] == 24 and growth["TreatMissingData"] == "notBreaching"
+    [expression, free] = growth["Metrics"]
+    assert expression["Expression"] == f"-RATE(free) * 86400 / {2**30}"
+    assert expression["ReturnData"] is True
+    stat = free["MetricStat"]
+    assert free["Id"] == "free" and free["ReturnData"] is False
+    assert stat["Metric"]["MetricName"] == "FreeStorageSpace" and stat["Period"] == 3600
+    assert stat["Stat"] == "Minimum"
+    # Hourly points, a day of them: within CloudWatch's bound on what an alarm evaluates.
+    assert growth["EvaluationPeriods"] * stat["Period"] <= 7 * 86400
+    # A used storage growing by G GiB/day makes FreeStorageSpace fall G * 2**30 / 86400 bytes a
+    # second: RATE(free) is that, negated, and the expression turns it back into G.
+    rate = -1.5 * 2**30 / 86400
+    assert eval(expression["Expression"].replace("RATE(free)", repr(rate))) == 1.5  # noqa: S307
 
 
 @pytest.mark.parametrize(
@@ -317,7 +345,10 @@ def test_monitoring_alone_in_another_app() -> None:
     assert monitoring.alarms["DatabaseConnections"].node.default_child is not None
     alarms = resources_of(template(stack), "AWS::CloudWatch::Alarm").values()
     props = [a["Properties"] for a in alarms]
-    expressions = [p["Metrics"][0]["Expression"] for p in props if "Metrics" in p]
+    # The load balancers' alarms (Metrics Insights queries; the storage growth's is math).
+    expressions = [
+        p["Metrics"][0]["Expression"] for p in props if "load balancer" in p["AlarmDescription"]
+    ]
     resources = template(stack)
     [(lookup_id, lookup)] = resources_of(resources, "Custom::LoadBalancerDimension").items()
     assert lookup["Properties"]["DnsName"] == NLB_HOST

@@ -266,15 +266,18 @@ def test_pods_that_open_the_database_start_only_where_it_admits_them(new_cluster
     [rule] = _database_ingress(s)
     group = render_intrinsics(rule["SourceSecurityGroupId"])
     specs = _pod_specs(s)
-    # The server and gc open the database; the deploy check does not, but runs beside them.
+    # The server, the job runner and gc open the database; the deploy check does not, but
+    # runs beside them.
     kinds = sorted(name.split("/")[0] for name in specs)
     gc, check = s.settings.gc.enabled, s.settings.deploy_check.enabled
+    runner = s.settings.jobs.enabled
     sso = s.settings.auth.enabled and s.settings.auth.sso.enabled
     # The migration Job opens it too.
     # With the check, its on-demand CronJob (make verify) too; with the sign-in load
     # balancer, its secret sync's Job and CronJob.
     jobs = 1 + check + sso
-    assert kinds == ["CronJob"] * (gc + check + sso) + ["Deployment"] + ["Job"] * jobs
+    deployments = ["Deployment"] * (1 + runner)
+    assert kinds == ["CronJob"] * (gc + check + sso) + deployments + ["Job"] * jobs
     for name, spec in specs.items():
         # MLflow's pool, whose taint they tolerate, on nodes that carry the very group the
         # database admits (never an older node of the pool).
@@ -456,7 +459,7 @@ def test_image_is_a_docker_asset_for_amd64(synth: SynthFn) -> None:
 
 
 def test_deployment_uses_service_account_and_asset_image(each_config: Synth) -> None:
-    deployment = each_config.object("Deployment")
+    deployment = each_config.object("Deployment", "mlflow")
     spec = deployment["spec"]["template"]["spec"]
     assert spec["serviceAccountName"] == "mlflow"
     images = {c["image"] for c in spec["containers"] + spec["initContainers"]}
@@ -674,7 +677,7 @@ def test_a_settings_change_rolls_the_pods(synth: SynthFn, tmp_path: Path) -> Non
     """The pod template carries a digest of the ConfigMap data, which pods read only at start."""
 
     def digest(result: Synth) -> str:
-        template = result.object("Deployment")["spec"]["template"]
+        template = result.object("Deployment", "mlflow")["spec"]["template"]
         return str(template["metadata"]["annotations"][CONFIG_DIGEST_ANNOTATION])
 
     default = synth("default")

@@ -24,6 +24,7 @@ C = launcher
 PATTERNED_EXAMPLES: dict[str, Any] = {
     "MLFLOW_GC_OLDER_THAN": "1.5d12h",
     "MLFLOW_GC_TRACKING_URI": "http://mlflow.ns",
+    "MLFLOW_TRACE_ARCHIVAL_RETENTION": "30d",
     "MLFLOW_SSO_ALB_ARN": "arn:aws:elasticloadbalancing:eu-west-1:123456789012:"
     "loadbalancer/app/k8s-mlflow-sso-0a1b2c3d4e/50dc6c495c0c9188",
     "MLFLOW_SSO_KEY_URL": "https://public-keys.auth.elb.eu-west-1.amazonaws.com/",

@@ -98,7 +98,6 @@ def test_every_option_serve_gives_is_one_a_user_cannot_give():
         "DENY",
         "--secrets-cache-max-size=500",
         "--secrets-cache-ttl=30",
-        "--trace-archival-config=/tmp/archival.yaml",
         "mysql://user@db/mlflow",  # a user, no password
         "--hostname-like-but-not-host",
         "-x",
@@ -209,10 +208,9 @@ def test_everything_serve_sets_for_the_server_is_refused():
     secrets = auth.AuthSecrets(
         admin=secret.Credentials("admin", "pw"), flask_secret_key="k", kek_passphrase="p"
     )
-    env = server_env(
-        {}, URI, secrets=auth.server_env(secrets, ROOT / "x.ini"), read_uri=URI, log_level="info"
-    )
-    runner = server_env({}, URI, secrets={}, job_role="run")
+    signed_in = auth.server_env(secrets, ROOT / "x.ini")
+    env = server_env({}, URI, secrets=signed_in, read_uri=URI, log_level="info")
+    runner = server_env({}, URI, secrets=signed_in, job_role="run")
     set_by_serve = set(env) | set(runner)
     assert len(set_by_serve) >= 10
     assert not {n for n in set_by_serve if contract.extra_env_name_problem(n) is None}

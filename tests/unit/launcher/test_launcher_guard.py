@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import json
 import threading
+import zlib
 
 import pytest
 
 from mlflow_launcher.errors import LauncherError
-from mlflow_launcher.guard import limits
+from mlflow_launcher.guard import limits, otlp
 from mlflow_launcher.guard.asgi import Guard
 from mlflow_launcher.guard.sign_in import (
     VERIFIED,
@@ -442,3 +444,72 @@ def test_the_runners_gateway_token_reaches_mlflow_on_gateway_routes_only(tmp_pat
     guard.gateway_token = None
     scope = _scope(chat, headers=[("authorization", _basic("alice", token))])
     assert _serve(guard, scope, [b"{}"])[0] == 401
+
+
+# ------------------------------------------------- compressed OTLP bodies (guard/otlp.py) ----
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return packer.compress(data) + packer.flush()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "pack"),
+    [
+        (b"gzip", gzip.compress),
+        (b"GZIP ", gzip.compress),
+        (b"gzip", lambda d: gzip.compress(d[:5]) + gzip.compress(d[5:])),  # two members
+        (b"deflate", zlib.compress),
+        (b"deflate", _raw_deflate),
+    ],
+)
+def test_otlp_bodies_inflate_as_mlflow_inflates_them(encoding, pack):
+    plain = b"resource spans " * 1000
+    assert otlp.inflate(pack(plain), encoding, len(plain)) == plain
+
+
+def test_a_bomb_is_refused_as_soon_as_it_passes_the_limit():
+    bomb = gzip.compress(b"\0" * (512 * MIB), compresslevel=9)  # about 500 KiB
+    assert len(bomb) < MIB
+    with pytest.raises(otlp.TooLarge):
+        otlp.inflate(bomb, b"gzip", 8 * MIB)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [(b"gzip", b"not gzip"), (b"gzip", gzip.compress(b"x" * 100)[:-12]), (b"deflate", b"\xff")],
+)
+def test_what_does_not_decode_is_left_to_mlflow(encoding, body):
+    assert otlp.inflate(body, encoding, MIB) is None
+
+
+def test_only_the_otlp_path_and_known_encodings_are_inflated():
+    assert otlp.encoded("/v1/traces", b"gzip") and otlp.encoded("/v1/traces", b"deflate")
+    assert not otlp.encoded("/v1/traces", b"zstd")  # MLflow answers 400 itself
+    assert not otlp.encoded("/v1/traces", None)
+    assert not otlp.encoded("/api/2.0/mlflow/runs/log-batch", b"gzip")
+
+
+def test_mlflow_gets_the_plain_body_and_a_bomb_never_reaches_it(tmp_path):
+    app = App()
+    guard = _guard(tmp_path, app, auth=True, max_body_bytes=MIB)
+    login = ("authorization", _basic("admin", "right"))
+    plain = b"span" * 10000
+    packed = gzip.compress(plain)
+    scope = _scope(
+        path="/v1/traces",
+        headers=[login, ("content-encoding", "gzip"), ("content-length", str(len(packed)))],
+    )
+    status, _, _ = _serve(guard, scope, [packed[:100], packed[100:]])
+    assert status == 200 and app.bodies == [plain]
+    bomb = gzip.compress(b"\0" * (64 * MIB))
+    scope = _scope(
+        path="/v1/traces",
+        headers=[login, ("content-encoding", "gzip"), ("content-length", str(len(bomb)))],
+    )
+    status, _, body = _serve(guard, scope, [bomb])
+    assert status == 413 and app.calls == 1
+    message = json.loads(body)["message"]
+    assert "inflates past this server's limit of 1 MiB" in message
+    assert "server.max_request_body_mib" in message

@@ -110,6 +110,7 @@ JOB_VARIABLES = (
     "_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN",
 )
 STRAY = dict.fromkeys(JOB_VARIABLES, "from-the-pod")
+SIGNED_IN = {"MLFLOW_ON_EKS_AUTH": "basic-auth"}  # what auth.server_env sets, in short
 
 
 def _jobs(env):
@@ -120,13 +121,13 @@ def test_off_and_submit_start_no_runner():
     """The CLI starts MLflow's runner when execution is on (server/__init__.py `_run_server`):
     off for both; an API pod's workers turn it on for themselves (app.py)."""
     for role in ("off", "submit"):
-        env = server_env(STRAY, URI, secrets={}, job_role=role)
+        env = server_env(STRAY, URI, secrets=SIGNED_IN, job_role=role)
         assert _jobs(env) == {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, role
     assert _jobs(server_env({}, URI)) == {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def test_the_runner_runs_the_executor_engine_with_a_gateway_token_per_start():
-    signed_in = server_env(STRAY, URI, secrets={}, job_role="run")
+    signed_in = server_env(STRAY, URI, secrets=SIGNED_IN, job_role="run")
     token = signed_in.pop("_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN")
     assert _jobs(signed_in) == {
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true",
@@ -134,10 +135,14 @@ def test_the_runner_runs_the_executor_engine_with_a_gateway_token_per_start():
         "MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS": "true",
     }
     assert len(token) == 64 and int(token, 16) >= 0
-    again = server_env({}, URI, secrets={}, job_role="run")
+    again = server_env({}, URI, secrets=SIGNED_IN, job_role="run")
     assert again["_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN"] != token
     # Without sign-in no one checks it (MLflow makes it for basic-auth only).
     assert "_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN" not in server_env({}, URI, job_role="run")
+    features = {"MLFLOW_SOME_FEATURE": "on"}  # other variables, sign-in off
+    assert "_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN" not in server_env(
+        {}, URI, secrets=features, job_role="run"
+    )
     runner = ServerEnvironment(**{**vars(SERVER), "job_role": "run"})
     assert token not in " ".join(server_argv(runner))
 

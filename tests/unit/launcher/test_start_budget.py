@@ -17,7 +17,7 @@ def _server(synth: Synth) -> tuple[dict, dict]:
     [deployment] = [
         d
         for d in synth.objects("Deployment")
-        if d["spec"]["template"]["spec"].get("initContainers")
+        if d["metadata"]["name"] == "mlflow"  # not the job runner's
     ]
     [server] = [
         c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "server"

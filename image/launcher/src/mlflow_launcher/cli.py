@@ -35,6 +35,7 @@ from mlflow_launcher import (
     snapshot,
     sso,
     sso_secret,
+    trace_archival,
     verify,
     wait,
     workspaces,
@@ -241,6 +242,7 @@ def cmd_serve() -> None:
     db, srv = settings.load_db_and_server(os.environ)
     auth_settings = auth.load(os.environ)
     sso_settings = settings.load_sso(os.environ)
+    archival = trace_archival.load(os.environ)
     if sso_settings is not None and auth_settings is None:
         raise LauncherError(
             f"invalid environment: {contract.SSO_ALB_ARN.name} is set but authentication is "
@@ -269,9 +271,25 @@ def cmd_serve() -> None:
     else:
         secrets = _auth_environment(auth_settings, auth_secrets, check.url, store_url, sso_settings)
     metrics.reset_directory(os.environ)
+    features = {}
+    if archival is not None:
+        log.info(
+            "trace archival on: spans of traces older than %s go to %s (checked every %d s)",
+            archival.retention,
+            archival.location,
+            archival.interval_seconds,
+        )
+        path = trace_archival.write_config(Path(tempfile.gettempdir()), archival)
+        features = trace_archival.server_env(path)
     log.info("starting mlflow server on %s:%s (%d workers)", srv.host, srv.port, srv.workers)
     _log_extras(srv)
-    server.exec_server(srv, dburl.uri_for_mlflow(store_url), read_uri=read_uri, secrets=secrets)
+    server.exec_server(
+        srv,
+        dburl.uri_for_mlflow(store_url),
+        read_uri=read_uri,
+        secrets=secrets,
+        features=features,
+    )
 
 
 def _log_extras(srv: settings.ServerEnvironment) -> None:

@@ -419,6 +419,34 @@ ENABLE_CUSTOM_SCORERS = Boolean(
     read_by="MLflow",
 )
 
+TRACE_ARCHIVAL_RETENTION = Text(
+    name="MLFLOW_TRACE_ARCHIVAL_RETENTION",
+    doc="Move traces' spans older than this out of the database into "
+    "MLFLOW_TRACE_ARCHIVAL_LOCATION (MLflow's server-owned trace archival; the job runner's "
+    "periodic task does it, every pod reads archived traces back). Unset: no archival.",
+    # MLflow's own check (mlflow/utils/validation.py, _TRACE_ARCHIVAL_RETENTION_REGEX).
+    pattern=r"[1-9][0-9]{0,5}[mhd]",
+    meaning="a duration such as 30d, 12h or 90m (<int><unit>, unit m, h or d)",
+)
+TRACE_ARCHIVAL_LOCATION = Text(
+    name="MLFLOW_TRACE_ARCHIVAL_LOCATION",
+    doc="Where archived spans go: a prefix of the artifact bucket the server's role may write "
+    "(the chart's: under MLFLOW_ARTIFACTS_DESTINATION). MLflow checks it at start.",
+)
+TRACE_ARCHIVAL_INTERVAL_SECONDS = Integer(
+    name="MLFLOW_TRACE_ARCHIVAL_INTERVAL_SECONDS",
+    doc="How often the job runner looks for traces to archive (MLflow's default: 300).",
+    default=300,
+    low=60,  # MLflow's scheduler polls once a minute
+    high=86400,  # MLflow's maximum (_TRACE_ARCHIVAL_INTERVAL_SECONDS_MAX)
+    unit="seconds",
+)
+TRACE_ARCHIVAL = (
+    TRACE_ARCHIVAL_RETENTION,
+    TRACE_ARCHIVAL_LOCATION,
+    TRACE_ARCHIVAL_INTERVAL_SECONDS,
+)
+
 # ---- AWS clients (botocore reads these for every client, IRSA's STS client included) ---------
 
 AWS_REGION = Text(name="AWS_REGION", doc="The pods' Region.", read_by="botocore")
@@ -706,6 +734,11 @@ ENABLE_WORKSPACES_FLAG = Flag(
     names=("--enable-workspaces", "--disable-workspaces"),
     why="set server.workspaces: the launcher checks the database against it before the start",
 )
+TRACE_ARCHIVAL_CONFIG_FLAG = Flag(
+    names=("--trace-archival-config",),
+    envvar="MLFLOW_TRACE_ARCHIVAL_CONFIG",
+    why="the launcher writes the file from jobs.trace_archival_after",
+)
 LAUNCHER_FLAGS = (
     HOST_FLAG,
     PORT_FLAG,
@@ -719,6 +752,7 @@ LAUNCHER_FLAGS = (
     READ_REPLICA_URI_FLAG,
     EXPOSE_PROMETHEUS_FLAG,
     ENABLE_WORKSPACES_FLAG,
+    TRACE_ARCHIVAL_CONFIG_FLAG,
 )
 """What the launcher sets: argv, or the environment (the store URIs, the counters' path)."""
 _UVICORN = "the launcher runs MLflow's uvicorn with its request guard (the header deadline)"

@@ -136,13 +136,6 @@ def server_env(
     for name in JOB_VARIABLES:
         env.pop(name, None)
     env.update(JOB_ROLE_ENV[job_role])
-    if job_role == "run" and secrets is not None:
-        # Jobs call the runner's own server's /gateway/ as the user who submitted them, with
-        # this as the password (mlflow/genai/scorers/job.py, server/auth `_authenticate_fastapi_
-        # request` admits it on /gateway/ only). MLflow makes it for `--app-name basic-auth`
-        # only (server/__init__.py `_run_server`); ours is `mlflow-on-eks`. One per start,
-        # shared by the CLI's workers and runner through the environment they inherit.
-        env[GATEWAY_TOKEN_ENV] = token_hex(32)
     # One level for both: MLflow's loggers read MLFLOW_LOGGING_LEVEL (mlflow.utils.
     # logging_utils), the uvicorn CLI that `mlflow server` starts reads UVICORN_LOG_LEVEL.
     env[LOGGING_LEVEL_ENV] = log_level.upper()
@@ -151,6 +144,13 @@ def server_env(
     if read_uri is not None:
         env[READ_REPLICA_URI_ENV] = read_uri
     env.update(secrets or {})
+    if job_role == "run" and env.get(app.AUTH_ENV) == app.BASIC_AUTH:
+        # Jobs call the runner's own server's /gateway/ as the user who submitted them, with
+        # this as the password (mlflow/genai/scorers/job.py, server/auth `_authenticate_fastapi_
+        # request` admits it on /gateway/ only). MLflow makes it for `--app-name basic-auth`
+        # only (server/__init__.py `_run_server`); ours is `mlflow-on-eks`. One per start,
+        # shared by the CLI's workers and runner through the environment they inherit.
+        env[GATEWAY_TOKEN_ENV] = token_hex(32)
     return env
 
 
@@ -160,14 +160,16 @@ def exec_server(
     *,
     read_uri: str | None = None,
     secrets: Mapping[str, str] | None = None,
+    features: Mapping[str, str] | None = None,
 ) -> None:
     """Replace this process with ``mlflow server`` (never returns). `secrets`: the auth app's
-    environment (auth.server_env), None without authentication."""
+    environment (auth.server_env), None without authentication. `features`: the variables of
+    what else the launcher turned on (trace archival's config file)."""
     argv = server_argv(server)
     env = server_env(
         os.environ,
         store_uri,
-        secrets,
+        {**(features or {}), **(secrets or {})},
         read_uri,
         server.log_level,
         server.extra_env,

@@ -13,7 +13,9 @@ Here, before MLflow sees a request:
    holds at once by `Limits.body_budget_bytes` (503 beyond); a declared Content-Length over
    the limit is refused before a byte is read, a chunked body as soon as it passes it;
 3. a proxied artifact transfer (transfers.py) takes one of the pod's transfer slots and is
-   held to the artifact size limit; its streaming upload is exempt from the body limits.
+   held to the artifact size limit; its streaming upload is exempt from the body limits;
+4. a compressed OTLP trace body is inflated here, within the body limit (otlp.py): MLflow
+   would inflate it whole.
 
 Every refusal says which limit it hit and how to change or avoid it (responses.py).
 """
@@ -27,7 +29,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from mlflow_launcher.guard import responses
+from mlflow_launcher.guard import otlp, responses
 from mlflow_launcher.guard.limits import (
     ANONYMOUS_BODY_BYTES,
     LINGER_BYTES,
@@ -117,6 +119,9 @@ class Guard:
             await self._transfer(transfer, scope, receive, send)
             return
         limit = self.limits.max_body_bytes if signed_in else ANONYMOUS_BODY_BYTES
+        if signed_in and otlp.encoded(path, _header(scope, b"content-encoding")):
+            await self._inflated(limit, scope, receive, send)
+            return
         await self._bounded(limit, signed_in, scope, receive, send)
 
     def _gateway_job(self, login: Login, path: str) -> bool:
@@ -214,6 +219,41 @@ class Guard:
             await self.app(scope, receive, send)
         finally:
             self._held -= held
+
+    async def _inflated(self, limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+        """A compressed OTLP body: read (within the limit), inflated (within the limit), and
+        passed on plain, held to the body budget as a plain body of its size is."""
+        length = _content_length(scope)
+        body = None if length is not None and length > limit else await _read_up_to(receive, limit)
+        if body is None:
+            await _linger(scope, receive)
+            await self._too_large(send, max(length or 0, limit + 1), limit, signed_in=True)
+            return
+        encoding = _header(scope, b"content-encoding") or b""
+        try:
+            plain = otlp.inflate(body, encoding, limit)
+        except otlp.TooLarge:
+            await responses.refuse(
+                send,
+                413,
+                f"the {encoding.decode(errors='replace')} body of {len(body) / MIB:.1f} MiB "
+                f"inflates past this server's limit of {limit // MIB} MiB ({MAX_BODY_SETTING}); "
+                "export smaller batches (the OpenTelemetry SDK's max_export_batch_size)",
+            )
+            return
+        if plain is None:  # not valid: MLflow refuses it with its own 400, without inflating
+            await self._bounded(limit, True, scope, _replay(body, receive), send)
+            return
+        del body
+        headers = [
+            (key, value)
+            for key, value in scope["headers"]
+            if key not in (b"content-encoding", b"content-length")
+        ]
+        headers.append((b"content-length", str(len(plain)).encode()))
+        await self._bounded(
+            limit, True, {**scope, "headers": headers}, _replay(plain, receive), send
+        )
 
     async def _too_large(self, send: Send, length: int, limit: int, signed_in: bool) -> None:
         if not signed_in:
