@@ -181,6 +181,18 @@ def deploy(
     )
 
 
+def deployed(db_server, chart, moto, ca: Path, home: Path, **changes: str) -> Deployment:
+    """`deploy` with passwords of its own, migrated by its first replica (`changes`: the
+    migration's extra variables)."""
+    token = secrets.token_urlsafe(12)
+    d = deploy(
+        db_server, chart, moto, ca, home, db_password=f"db-{token}", admin_password=f"admin-{token}"
+    )
+    migrated = d.migrate("migrate", **changes)
+    assert migrated.returncode == 0, d.outputs[-1]
+    return d
+
+
 def signed_in_pod_env(
     chart,
     container: dict,

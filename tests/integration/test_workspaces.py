@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import itest_launcher as launcher
 import pytest
-from itest_auth import Deployment, client_env, deploy, send
+from itest_auth import Deployment, client_env, deployed, send
 
 pytestmark = pytest.mark.integration
 
@@ -54,18 +54,10 @@ class Running:
 @pytest.fixture(scope="module")
 def running(db_server, synth, moto, test_ca, tmp_path_factory) -> Iterator[Running]:
     engine = db_server.engine
-    token = secrets.token_urlsafe(12)
-    d = deploy(
-        db_server,
-        synth(CONFIG_FOR_ENGINE[engine]),
-        moto,
-        test_ca.ca,
-        tmp_path_factory.mktemp(f"workspaces-{engine}"),
-        db_password=f"db-{token}",
-        admin_password=f"admin-{token}",
+    home = tmp_path_factory.mktemp(f"workspaces-{engine}")
+    d = deployed(
+        db_server, synth(CONFIG_FOR_ENGINE[engine]), moto, test_ca.ca, home, **WORKSPACES_ON
     )
-    migrated = d.migrate("migrate", **WORKSPACES_ON)
-    assert migrated.returncode == 0, d.outputs[-1]
     server = launcher.Server(d.env(d.main, "server", **WORKSPACES_ON), d.home / "server.log")
     try:
         server.wait_healthy(timeout=180)

@@ -11,7 +11,7 @@ import pytest
 
 from mlflow_launcher import auth, contract, secret, settings
 from mlflow_launcher.errors import LauncherError
-from mlflow_launcher.server import SERVER_DEFAULTS, server_argv, server_env
+from mlflow_launcher.server import server_argv, server_env
 from mlflow_launcher.settings import ServerEnvironment
 from tests.conftest import ROOT
 
@@ -192,7 +192,6 @@ def test_names_that_are_not_variable_names_are_refused(name):
     "name",
     [
         "MLFLOW_SERVER_GRAPHQL_MAX_ROOT_FIELDS",
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION",  # serve's default, the user's to change
         "MLFLOW_SERVER_SECRETS_CACHE_TTL",  # a setting about secrets, not a secret
         "AWS_USE_FIPS_ENDPOINT",
         "UVICORN_TIMEOUT_KEEP_ALIVE",
@@ -209,10 +208,10 @@ def test_everything_serve_sets_for_the_server_is_refused():
     secrets = auth.AuthSecrets(
         admin=secret.Credentials("admin", "pw"), flask_secret_key="k", kek_passphrase="p"
     )
-    env = server_env(
-        {}, URI, secrets=auth.server_env(secrets, ROOT / "x.ini"), read_uri=URI, log_level="info"
-    )
-    set_by_serve = set(env) - set(SERVER_DEFAULTS)
+    signed_in = auth.server_env(secrets, ROOT / "x.ini")
+    env = server_env({}, URI, secrets=signed_in, read_uri=URI, log_level="info")
+    runner = server_env({}, URI, secrets=signed_in, job_role="run")
+    set_by_serve = set(env) | set(runner)
     assert len(set_by_serve) >= 10
     assert not {n for n in set_by_serve if contract.extra_env_name_problem(n) is None}
 
@@ -243,14 +242,12 @@ def test_extra_arguments_follow_the_launchers_as_argv_items():
 def test_extra_variables_reach_the_server_under_the_launchers_own():
     extra = {
         "MLFLOW_SERVER_GRAPHQL_MAX_ROOT_FIELDS": "1",
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true",
         # Refused by the contract; were one ever let through, the launcher's would still win.
         "UVICORN_HTTP": "h11",
         "MLFLOW_BACKEND_STORE_URI": "sqlite:///elsewhere.db",
     }
     env = server_env({"MLFLOW_SERVER_EXTRA_ENV": "{}"}, URI, extra=extra)
     assert env["MLFLOW_SERVER_GRAPHQL_MAX_ROOT_FIELDS"] == "1"
-    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
     assert env["UVICORN_HTTP"] != "h11"
     assert env["MLFLOW_BACKEND_STORE_URI"] == URI
     assert "MLFLOW_SERVER_EXTRA_ENV" not in env  # the launcher's, not the server's
@@ -302,3 +299,28 @@ def test_a_bad_value_stops_the_launcher_naming_where_and_repeating_no_value(
     assert stopped.value.exit_code == 2
     assert f"{variable}{message}" in str(stopped.value)
     assert "s3cr3t-pw" not in str(stopped.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "would start a runner of its own"),
+        ("MLFLOW_SERVER_JOB_EXECUTION_ENGINE", "whose jobs are rows in the database"),
+        ("MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS", "once per deployment"),
+        ("MLFLOW_SERVER_JOB_HUEY_REDIS_URL", "whose queue is the database"),
+        ("_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN", "its own /gateway/"),
+    ],
+)
+def test_the_job_roles_variables_are_refused_saying_why(name, why):
+    """MLFLOW_JOB_ROLE (jobs.enabled) sets them per pod; one set by hand would start a runner
+    in every API pod, or a per-pod queue that loses jobs with the pod."""
+    problem = contract.extra_env_name_problem(name)
+    assert problem is not None and problem.startswith("is not yours to set: ")
+    assert why in problem
+    pod = {"MLFLOW_ARTIFACTS_DESTINATION": "s3://b/a", "MLFLOW_ALLOWED_HOSTS": "mlflow"}
+    with pytest.raises(LauncherError, match=f"MLFLOW_SERVER_EXTRA_ENV.{name}: is not yours"):
+        settings._server(
+            settings.parse(
+                {**pod, "MLFLOW_SERVER_EXTRA_ENV": f'{{"{name}": "x"}}'}, *settings._SERVER
+            )
+        )

@@ -413,6 +413,39 @@ def test_a_burst_of_guesses_sent_at_once_is_held_to_the_limit():
     assert verdicts.count(Verdict.THROTTLED) == 25
 
 
+def test_the_runners_gateway_token_reaches_mlflow_on_gateway_routes_only(tmp_path):
+    """The job runner's jobs call its /gateway/ as their user with the runner's token for a
+    password (mlflow/genai/scorers/job.py); no password check knows it, so the guard passes it
+    to MLflow, which admits it there only, and never marks it verified (MLflow's store would
+    take it for the user's password). Elsewhere it is a wrong password. On real servers:
+    tests/integration/test_jobs.py (an LLM judge run from the UI)."""
+    app = App()
+    token = "a" * 64
+    guard = _guard(tmp_path, app, auth=True)
+    guard.gateway_token = token
+    seen: list[bytes | None] = []
+
+    async def mlflow(scope, receive, send):
+        seen.append(VERIFIED.get())
+        await app(scope, receive, send)
+
+    guard.app = mlflow
+    chat = "/gateway/mlflow/v1/chat/completions"
+    for header in ("authorization", "x-mlflow-authorization"):
+        scope = _scope(chat, headers=[(header, _basic("alice", token)), ("content-length", "2")])
+        status, _, _ = _serve(guard, scope, [b"{}"])
+        assert status == 200 and seen[-1] is None, header
+    for path, password in ((chat, "b" * 64), ("/api/2.0/mlflow/runs/create", token)):
+        scope = _scope(path, headers=[("authorization", _basic("alice", password))])
+        status, _, _ = _serve(guard, scope, [b"{}"])
+        assert status == 401, path
+    assert app.calls == 2
+    # Without a token (the API pods, jobs off) nothing is let through.
+    guard.gateway_token = None
+    scope = _scope(chat, headers=[("authorization", _basic("alice", token))])
+    assert _serve(guard, scope, [b"{}"])[0] == 401
+
+
 # ------------------------------------------------- compressed OTLP bodies (guard/otlp.py) ----
 
 

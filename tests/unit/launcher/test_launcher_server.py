@@ -1,8 +1,12 @@
 """`mlflow server` gets its settings in argv and the store URI (with the password) only in env."""
 
 import logging
+import os
 
-from mlflow_launcher import cli
+import pytest
+
+from mlflow_launcher import app, cli, settings
+from mlflow_launcher.errors import LauncherError
 from mlflow_launcher.server import (
     BACKEND_STORE_URI_ENV,
     READ_REPLICA_URI_ENV,
@@ -44,9 +48,6 @@ def test_env_carries_the_store_uri_and_drops_the_secret_id():
     assert env[BACKEND_STORE_URI_ENV] == URI
     assert env["AWS_REGION"] == "eu-west-1"
     assert "MLFLOW_DB_SECRET_ID" not in env
-    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
-    overridden = server_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"}, URI)
-    assert overridden["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
 
 
 def test_uvicorn_always_gets_the_guards_protocol():
@@ -96,3 +97,106 @@ def test_workspaces_are_turned_on_in_argv_only_when_asked():
     assert "--enable-workspaces" not in server_argv(SERVER)
     on = ServerEnvironment(**{**vars(SERVER), "workspaces": True})
     assert "--enable-workspaces" in server_argv(on)
+
+
+# ---- MLflow's job execution by the pod's role (MLFLOW_JOB_ROLE) ---------------------------
+# That the roles work together on real servers: tests/integration/test_jobs.py.
+
+JOB_VARIABLES = (
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
+    "MLFLOW_SERVER_JOB_EXECUTION_ENGINE",
+    "MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS",
+    "MLFLOW_SERVER_JOB_HUEY_REDIS_URL",
+    "_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN",
+)
+STRAY = dict.fromkeys(JOB_VARIABLES, "from-the-pod")
+SIGNED_IN = {"MLFLOW_ON_EKS_AUTH": "basic-auth"}  # what auth.server_env sets, in short
+
+
+def _jobs(env):
+    return {name: env[name] for name in JOB_VARIABLES if name in env}
+
+
+def test_off_and_submit_start_no_runner():
+    """The CLI starts MLflow's runner when execution is on (server/__init__.py `_run_server`):
+    off for both; an API pod's workers turn it on for themselves (app.py)."""
+    for role in ("off", "submit"):
+        env = server_env(STRAY, URI, secrets=SIGNED_IN, job_role=role)
+        assert _jobs(env) == {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, role
+    assert _jobs(server_env({}, URI)) == {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def test_the_runner_runs_the_executor_engine_with_a_gateway_token_per_start():
+    signed_in = server_env(STRAY, URI, secrets=SIGNED_IN, job_role="run")
+    token = signed_in.pop("_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN")
+    assert _jobs(signed_in) == {
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true",
+        "MLFLOW_SERVER_JOB_EXECUTION_ENGINE": "executor",
+        "MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS": "true",
+    }
+    assert len(token) == 64 and int(token, 16) >= 0
+    again = server_env({}, URI, secrets=SIGNED_IN, job_role="run")
+    assert again["_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN"] != token
+    # Without sign-in no one checks it (MLflow makes it for basic-auth only).
+    assert "_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN" not in server_env({}, URI, job_role="run")
+    features = {"MLFLOW_SOME_FEATURE": "on"}  # other variables, sign-in off
+    assert "_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN" not in server_env(
+        {}, URI, secrets=features, job_role="run"
+    )
+    runner = ServerEnvironment(**{**vars(SERVER), "job_role": "run"})
+    assert token not in " ".join(server_argv(runner))
+
+
+def test_the_runners_jobs_may_call_its_own_address():
+    """MLflow points its jobs at http://<host>:<port>: Host 0.0.0.0:5000 must be allowed."""
+    hosts = "mlflow,mlflow.ns.svc,*.elb.amazonaws.com"
+    runner = ServerEnvironment(**{**vars(SERVER), "job_role": "run"})
+    argv = server_argv(runner)
+    assert argv[argv.index("--allowed-hosts") + 1] == f"{hosts},0.0.0.0:5000"
+    for role in ("off", "submit"):
+        api = server_argv(ServerEnvironment(**{**vars(SERVER), "job_role": role}))
+        assert api[api.index("--allowed-hosts") + 1] == hosts
+
+
+@pytest.mark.parametrize(
+    ("role", "expected"),
+    [
+        (
+            "submit",
+            {
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true",
+                "MLFLOW_SERVER_JOB_EXECUTION_ENGINE": "executor",
+            },
+        ),
+        ("off", {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
+        (
+            "run",
+            {
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true",
+                "MLFLOW_SERVER_JOB_EXECUTION_ENGINE": "executor",
+            },
+        ),
+    ],
+)
+def test_an_api_pods_workers_record_jobs(monkeypatch, role, expected):
+    """Each worker (the app factory) turns execution on for itself in `submit`; others keep
+    what the CLI gave them."""
+    cli_env = server_env({"MLFLOW_JOB_ROLE": role}, URI, job_role=role)
+    for name in JOB_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in cli_env.items():
+        if name in JOB_VARIABLES or name == "MLFLOW_JOB_ROLE":
+            monkeypatch.setenv(name, value)
+    app._submit_jobs()
+    assert {k: v for k, v in _jobs(os.environ).items() if k in expected} == expected
+
+
+def test_the_role_is_read_from_the_contract():
+    pod = {"MLFLOW_ARTIFACTS_DESTINATION": "s3://b/a", "MLFLOW_ALLOWED_HOSTS": "mlflow"}
+    assert settings._server(settings.parse(pod, *settings._SERVER)).job_role == "off"
+    run = settings.parse({**pod, "MLFLOW_JOB_ROLE": "run"}, *settings._SERVER)
+    assert settings._server(run).job_role == "run"
+    with pytest.raises(LauncherError, match="MLFLOW_JOB_ROLE must be one of off, submit, run"):
+        settings.parse({**pod, "MLFLOW_JOB_ROLE": "both"}, *settings._SERVER)
+    with pytest.raises(LauncherError, match="MLFLOW_SERVER_ENABLE_CUSTOM_SCORERS must be true"):
+        settings.parse({**pod, "MLFLOW_SERVER_ENABLE_CUSTOM_SCORERS": "yes"}, *settings._SERVER)

@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mlflow_launcher import contract
 from mlflow_launcher.guard import limits as limits_module
 from mlflow_launcher.guard.asgi import Guard
 from mlflow_launcher.guard.sign_in import SignInGate, already_verified
@@ -73,6 +74,7 @@ REPLICA_VIEWS = (
 
 def create_app() -> Guard:
     _log_from_the_worker()
+    _submit_jobs()
     limits = limits_module.load(os.environ)
     slots = Slots(Path(tempfile.gettempdir()) / SLOTS_DIRECTORY, limits.transfers)
     _bound_downloads()
@@ -100,8 +102,26 @@ def create_app() -> Guard:
         _basic_auth_without_token(auth)
         tokens = TokenGate(sso, limits.sign_in_checks)
     return Guard(
-        app, limits, sign_in=gate, unprotected=auth.is_unprotected_route, slots=slots, sso=tokens
+        app,
+        limits,
+        sign_in=gate,
+        unprotected=auth.is_unprotected_route,
+        slots=slots,
+        sso=tokens,
+        # Set by `serve` in the job runner pod only (server.py); its jobs' gateway password.
+        gateway_token=os.environ.get("_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN") or None,
     )
+
+
+def _submit_jobs() -> None:
+    """An API pod's worker (MLFLOW_JOB_ROLE=submit) records jobs for the runner pod: MLflow's
+    `submit_job` reads these two at each call (mlflow/server/jobs/__init__.py) and, on the
+    executor engine, returns once the job's PENDING row is written. Set here, in the worker,
+    not for the `mlflow server` CLI, which would start a runner of its own with them
+    (mlflow/server/__init__.py `_run_server`)."""
+    if os.environ.get(contract.JOB_ROLE.name) == "submit":
+        os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "true"
+        os.environ["MLFLOW_SERVER_JOB_EXECUTION_ENGINE"] = "executor"
 
 
 def _basic_auth_without_token(auth: Any) -> None:

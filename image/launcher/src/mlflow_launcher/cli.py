@@ -27,6 +27,7 @@ from mlflow_launcher import (
     readiness,
     redaction,
     replica,
+    runner,
     schema,
     secret,
     server,
@@ -389,6 +390,11 @@ def cmd_metrics() -> None:
     metrics.serve(os.environ)
 
 
+def cmd_runner_alive() -> None:
+    """The job runner pod's liveness probe: exit 0 while MLflow's job runner runs."""
+    runner.check()
+
+
 def cmd_local() -> None:
     """Preview the server as configured, on a SQLite file and a local artifact folder."""
     base = Path(os.environ.get(LOCAL_DIR_ENV) or LOCAL_DEFAULT_DIR).resolve()
@@ -423,6 +429,7 @@ COMMANDS = {
     "local": (cmd_local, "preview the server on SQLite + a local folder (no AWS)"),
     "gc": (cmd_gc, "permanently remove deleted runs and experiments (mlflow gc)"),
     "metrics": (cmd_metrics, "serve the server workers' Prometheus counters on their own port"),
+    "runner-alive": (cmd_runner_alive, "exit 0 while MLflow's job runner runs (its liveness)"),
     "verify": (cmd_verify, "use the deployed server as a user would; signal CloudFormation"),
     "sync-sso-secret": (
         cmd_sync_sso_secret,

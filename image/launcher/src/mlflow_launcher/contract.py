@@ -824,6 +824,17 @@ SERVER_VARIABLES = {
     "UVICORN_RELOAD": "uvicorn's development mode: one process, restarted on file changes",
     "UVICORN_SSL_CERTFILE": "the probes and load balancers speak plain HTTP to the pod",
     "UVICORN_SSL_KEYFILE": "the probes and load balancers speak plain HTTP to the pod",
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "the launcher sets it from MLFLOW_JOB_ROLE "
+    "(jobs.enabled): on in the one runner pod and in the API pods' workers, never in an API "
+    "pod's CLI, which would start a runner of its own",
+    "MLFLOW_SERVER_JOB_EXECUTION_ENGINE": "the launcher sets it from MLFLOW_JOB_ROLE: the executor "
+    "engine, whose jobs are rows in the database; the default engine's queue is per pod",
+    "MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS": "the launcher sets it from MLFLOW_JOB_ROLE: "
+    "periodic tasks (online scoring) run in the one runner pod, once per deployment",
+    "MLFLOW_SERVER_JOB_HUEY_REDIS_URL": "the default engine's shared queue; the launcher runs the "
+    "executor engine, whose queue is the database",
+    "_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN": "the launcher makes one per start of the runner pod: "
+    "its jobs' password for its own /gateway/",
 }
 """What `serve` sets in the server's environment (mlflow_launcher.server, auth) or needs left
 as it is, besides the contract's variables and the refused flags' (a unit test holds `serve`'s

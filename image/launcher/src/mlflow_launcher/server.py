@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Mapping
+from secrets import token_hex
 
 from mlflow_launcher import app, contract, guard
 from mlflow_launcher.settings import ServerEnvironment
@@ -33,11 +34,42 @@ _LAUNCHER_ONLY = tuple(
         contract.SERVER_EXTRA_ENV,
     )
 )
-# Server defaults the environment may still override. MLflow's job execution (GenAI jobs) starts
-# a runner and seven huey consumers per pod with their queue in the pod's /dev/shm: per-replica
-# state, several hundred MB of RAM, and processes that outlive a SIGTERM'd server. The tracking
-# server does not need it.
-SERVER_DEFAULTS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+# MLflow's job execution (GenAI jobs: scorer runs, evaluation, issue detection, prompt
+# optimization, online scoring) by the pod's role (MLFLOW_JOB_ROLE), MLflow 3.17.2's
+# mlflow/server/__init__.py `_run_server` and mlflow/server/jobs/. Its default engine (huey) keeps
+# a queue per pod in /dev/shm and re-queues on start the unfinished jobs of every pod; the
+# `executor` engine records each job as a PENDING row in the backend's `jobs` table
+# (jobs/__init__.py `submit_job`) and one runner (jobs/_executor_runner.py) claims and runs the
+# rows, documented for a single runner. So: API pods (`submit`) record rows and run nothing; the
+# one runner pod (`run`) runs them. The variables below are the roles' (the contract refuses them
+# in server.extra_env).
+JOB_EXECUTION_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+JOB_ENGINE_ENV = "MLFLOW_SERVER_JOB_EXECUTION_ENGINE"
+PERIODIC_TASKS_ENV = "MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS"
+HUEY_REDIS_ENV = "MLFLOW_SERVER_JOB_HUEY_REDIS_URL"
+GATEWAY_TOKEN_ENV = "_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN"  # noqa: S105 - its name
+EXECUTOR_ENGINE = "executor"
+JOB_VARIABLES = (
+    JOB_EXECUTION_ENV,
+    JOB_ENGINE_ENV,
+    PERIODIC_TASKS_ENV,
+    HUEY_REDIS_ENV,
+    GATEWAY_TOKEN_ENV,
+)
+# What each role's `mlflow server` CLI gets. With execution on, the CLI starts the runner
+# (`_launch_job_execution_runner`); off, it starts none: `submit` pods turn it on in each worker
+# only (app.py `_submit_jobs`), where `submit_job` reads it, so they record jobs and run none.
+JOB_ROLE_ENV = {
+    "off": {JOB_EXECUTION_ENV: "false"},
+    "submit": {JOB_EXECUTION_ENV: "false"},
+    "run": {
+        JOB_EXECUTION_ENV: "true",
+        JOB_ENGINE_ENV: EXECUTOR_ENGINE,
+        # The executor runner starts the periodic tasks' huey consumer whatever this says
+        # (_executor_runner.py `main`); explicit, so the one runner is where they run.
+        PERIODIC_TASKS_ENV: "true",
+    },
+}
 # Always ours: uvicorn's protocol with a deadline for request headers (guard/protocol.py).
 SERVER_FIXED = {"UVICORN_HTTP": guard.PROTOCOL}
 
@@ -62,7 +94,7 @@ def server_argv(server: ServerEnvironment) -> list[str]:
         f.ARTIFACTS_DESTINATION_FLAG.name,
         server.artifacts_destination,
         f.ALLOWED_HOSTS_FLAG.name,
-        ",".join(server.allowed_hosts),
+        ",".join(_allowed_hosts(server)),
     ]
     if server.cors_allowed_origins:
         # Browsers send Origin on every POST, same-origin included; MLflow refuses
@@ -74,6 +106,15 @@ def server_argv(server: ServerEnvironment) -> list[str]:
     return [*argv, f.APP_NAME_FLAG.name, app.APP_NAME, *server.extra_args]
 
 
+def _allowed_hosts(server: ServerEnvironment) -> tuple[str, ...]:
+    """The runner's jobs call its own server at http://<host>:<port> (MLFLOW_GATEWAY_URI and
+    MLFLOW_TRACKING_URI, server/__init__.py `_run_server`): with the pod's 0.0.0.0, a Host
+    header no chart lists, which MLflow would refuse (403) before sign-in."""
+    if server.job_role != "run":
+        return server.allowed_hosts
+    return (*server.allowed_hosts, f"{server.host}:{server.port}")
+
+
 def server_env(
     base: Mapping[str, str],
     store_uri: str,
@@ -81,17 +122,20 @@ def server_env(
     read_uri: str | None = None,
     log_level: str = contract.LOG_LEVEL.default,  # type: ignore[assignment]
     extra: Mapping[str, str] | None = None,
+    job_role: str = contract.JOB_ROLE.default,  # type: ignore[assignment]
 ) -> dict[str, str]:
     """The server's environment: the pod's with the user's `extra` variables, plus the store
     URIs (the replica's too, if any) and `secrets` (the auth app's keys), which MLflow reads
     from here; argv would show them to anyone who lists processes. The launcher's own
     variables are set last: they win over the pod's and the user's."""
     env = {
-        **SERVER_DEFAULTS,
         **{k: v for k, v in base.items() if k not in _LAUNCHER_ONLY},
         **(extra or {}),
     }
     env.update(SERVER_FIXED)
+    for name in JOB_VARIABLES:
+        env.pop(name, None)
+    env.update(JOB_ROLE_ENV[job_role])
     # One level for both: MLflow's loggers read MLFLOW_LOGGING_LEVEL (mlflow.utils.
     # logging_utils), the uvicorn CLI that `mlflow server` starts reads UVICORN_LOG_LEVEL.
     env[LOGGING_LEVEL_ENV] = log_level.upper()
@@ -100,6 +144,13 @@ def server_env(
     if read_uri is not None:
         env[READ_REPLICA_URI_ENV] = read_uri
     env.update(secrets or {})
+    if job_role == "run" and env.get(app.AUTH_ENV) == app.BASIC_AUTH:
+        # Jobs call the runner's own server's /gateway/ as the user who submitted them, with
+        # this as the password (mlflow/genai/scorers/job.py, server/auth `_authenticate_fastapi_
+        # request` admits it on /gateway/ only). MLflow makes it for `--app-name basic-auth`
+        # only (server/__init__.py `_run_server`); ours is `mlflow-on-eks`. One per start,
+        # shared by the CLI's workers and runner through the environment they inherit.
+        env[GATEWAY_TOKEN_ENV] = token_hex(32)
     return env
 
 
@@ -122,6 +173,7 @@ def exec_server(
         read_uri,
         server.log_level,
         server.extra_env,
+        server.job_role,
     )
     sys.stdout.flush()
     sys.stderr.flush()
@@ -139,7 +191,13 @@ def run_in_foreground(server: ServerEnvironment, store_uri: str) -> int:
     """
     child = subprocess.Popen(
         server_argv(server),
-        env=server_env(os.environ, store_uri, log_level=server.log_level, extra=server.extra_env),
+        env=server_env(
+            os.environ,
+            store_uri,
+            log_level=server.log_level,
+            extra=server.extra_env,
+            job_role=server.job_role,
+        ),
         start_new_session=True,
     )
     stopping = False

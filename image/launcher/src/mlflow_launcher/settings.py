@@ -71,6 +71,8 @@ class ServerEnvironment:
     """Appended to `mlflow server`'s arguments (server.extra_args; checked by the contract)."""
     extra_env: dict[str, str] = field(default_factory=dict)
     """Added to its environment (server.extra_env); the launcher's own variables win."""
+    job_role: str = "off"
+    """This pod's part in MLflow's job execution (MLFLOW_JOB_ROLE): off, submit or run."""
 
 
 AWS_KEY_URLS = {
@@ -144,6 +146,9 @@ _SERVER = (
     contract.ENABLE_WORKSPACES,
     contract.SERVER_EXTRA_ARGS,
     contract.SERVER_EXTRA_ENV,
+    contract.JOB_ROLE,
+    # MLflow reads it; parsed here so a bad value stops the pod naming it, not at a job's start.
+    contract.ENABLE_CUSTOM_SCORERS,
 )
 _DB = (
     contract.DB_ENGINE,
@@ -177,6 +182,7 @@ def _server(values: Mapping[str, Any]) -> ServerEnvironment:
         workspaces=values[v.ENABLE_WORKSPACES.name],
         extra_args=values[v.SERVER_EXTRA_ARGS.name],
         extra_env=values[v.SERVER_EXTRA_ENV.name] or {},
+        job_role=values[v.JOB_ROLE.name],
     )
 
 

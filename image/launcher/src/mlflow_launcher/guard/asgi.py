@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,14 @@ from mlflow_launcher.guard.limits import (
     MIB,
     Limits,
 )
-from mlflow_launcher.guard.sign_in import VERIFIED, Login, SignInGate, Verdict, login_from
+from mlflow_launcher.guard.sign_in import (
+    GATEWAY_PREFIX,
+    VERIFIED,
+    Login,
+    SignInGate,
+    Verdict,
+    login_from,
+)
 from mlflow_launcher.guard.transfers import (
     CURRENT,
     Direction,
@@ -72,12 +80,15 @@ class Guard:
         unprotected: Callable[[str], bool],
         slots: Slots,
         sso: TokenGate | None = None,
+        gateway_token: str | None = None,
     ) -> None:
         """`sign_in` None: authentication is off. `unprotected(path)`: MLflow's routes that
         need no login (health, static files, server-info), where it ignores a login. `sso`:
-        the ALB's tokens, with single sign-on on (authentication on)."""
+        the ALB's tokens, with single sign-on on (authentication on). `gateway_token`: the job
+        runner's jobs' password on /gateway/ (server.GATEWAY_TOKEN_ENV), None elsewhere."""
         self.app, self.limits, self.sign_in, self.sso = app, limits, sign_in, sso
         self.unprotected, self.slots = unprotected, slots
+        self.gateway_token = gateway_token
         self._held = 0  # body bytes this process holds for requests in flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -92,6 +103,8 @@ class Guard:
             if token is not None:
                 if not await self._token_signed_in(token, scope, receive, send):
                     return
+                signed_in = True
+            elif login is not None and self._gateway_job(login, path):
                 signed_in = True
             elif login is not None:
                 if not await self._signed_in(login, scope, receive, send):
@@ -110,6 +123,18 @@ class Guard:
             await self._inflated(limit, scope, receive, send)
             return
         await self._bounded(limit, signed_in, scope, receive, send)
+
+    def _gateway_job(self, login: Login, path: str) -> bool:
+        """A job of the runner's calling its /gateway/ as the user who submitted it, with the
+        runner's token for a password (mlflow/genai/scorers/job.py). No password check could
+        pass it, so MLflow checks it itself, on /gateway/ only (server/auth
+        `_authenticate_fastapi_request`); not marked VERIFIED, which would let MLflow's store
+        take it as the user's password."""
+        return (
+            self.gateway_token is not None
+            and path.startswith(GATEWAY_PREFIX)
+            and hmac.compare_digest(login.password.encode(), self.gateway_token.encode())
+        )
 
     async def _signed_in(self, login: Login, scope: Scope, receive: Receive, send: Send) -> bool:
         """Check the login; answer the request and return False when it fails."""
