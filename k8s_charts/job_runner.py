@@ -43,7 +43,7 @@ from .launcher_contract import launcher
 from .model import Props
 from .policy import dns, egress, egress_only, tcp
 from .probes import answering_probe, startup_probe
-from .rules import CpuQuantity, MemoryMib, cpu_millicores, set_while_off
+from .rules import CpuQuantity, MemoryMib, Rule, cpu_millicores, set_while_off
 
 TRACE_ARCHIVE_PREFIX = "trace-archive"
 """Under the artifact destination: the server's role may write there already, and no
@@ -51,6 +51,27 @@ experiment's artifacts can be called that (their folders are experiment IDs, or
 `workspaces/<name>`)."""
 # MLflow's own check of a retention (mlflow/utils/validation.py), bounded in length.
 ArchivalAge = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,5}[mhd]$")]
+
+RUNNER_MIB = 720
+"""The runner pod without a job: its server, MLflow's runner and the periodic-task consumer
+(704-714 MiB PSS measured by tests/integration/test_jobs.py, MLflow 3.17.2)."""
+JOB_MIB = 180
+"""Each job's own process (169-171 MiB measured there)."""
+JUDGE_KINDS, ONLINE_KINDS, OPTIMIZE_JOBS = 3, 2, 2
+"""MLflow's job kinds and how many of each run at once: scorer runs, evaluation and issue
+detection at MLFLOW_SERVER_JUDGE_INVOKE_MAX_WORKERS each; online trace and session scoring at
+MLFLOW_SERVER_ONLINE_SCORING_MAX_WORKERS each; prompt optimization at 2, fixed
+(mlflow/genai/*/job.py)."""
+MIN_RUNNER_MIB = RUNNER_MIB + (JUDGE_KINDS + ONLINE_KINDS + OPTIMIZE_JOBS) * JOB_MIB
+"""One job of every kind at once."""
+
+
+def jobs_per_kind(memory_mib: int) -> int:
+    """How many jobs of each judge and online kind fit in the runner's memory at once, every
+    kind busy (MLflow's own defaults, 10 and 5, would need over 6 GiB)."""
+    spare = memory_mib - RUNNER_MIB - OPTIMIZE_JOBS * JOB_MIB
+    return max(1, min(10, spare // ((JUDGE_KINDS + ONLINE_KINDS) * JOB_MIB)))
+
 
 RUNNER_WORKERS = 1
 """The runner's server serves only its own jobs' calls (the AI gateway, for judges)."""
@@ -96,13 +117,27 @@ class JobsProps(Props):
     memory_mib: MemoryMib = Field(
         2048,
         description="The job runner's memory request and limit in MiB: its server, MLflow's "
-        "runner and periodic-task processes, and one subprocess per running job.",
+        "runner and periodic-task processes (about 720 MiB), and 180 MiB for each job it runs "
+        "at once. It sets how many jobs of each kind run at once: 1 at 2048, one more per "
+        "900 MiB. At least 1980.",
     )
 
     RULES = (
         set_while_off(
             ("trace_archival_after", "custom_scorers"),
             "other jobs settings are set: the job runner runs them",
+        ),
+        Rule(
+            "memory_mib",
+            ("enabled", "memory_mib"),
+            lambda j: (
+                f"is {j.memory_mib}; the job runner needs at least {MIN_RUNNER_MIB} MiB: "
+                f"{RUNNER_MIB} MiB for itself and {JOB_MIB} MiB for each of the "
+                f"{JUDGE_KINDS + ONLINE_KINDS + OPTIMIZE_JOBS} jobs it may run at once (one of "
+                "each kind)"
+                if j.enabled and j.memory_mib < MIN_RUNNER_MIB
+                else None
+            ),
         ),
     )
 
@@ -193,7 +228,12 @@ def add_job_runner(
                 env_variables={
                     key: kplus.EnvValue.from_value(value)
                     for key, value in launcher.render(
-                        {launcher.JOB_ROLE: "run", launcher.WORKERS: RUNNER_WORKERS}
+                        {
+                            launcher.JOB_ROLE: "run",
+                            launcher.WORKERS: RUNNER_WORKERS,
+                            launcher.JUDGE_INVOKE_MAX_WORKERS: jobs_per_kind(jobs.memory_mib),
+                            launcher.ONLINE_SCORING_MAX_WORKERS: jobs_per_kind(jobs.memory_mib),
+                        }
                     ).items()
                 },
                 security_context=CONTAINER_SECURITY,
@@ -202,9 +242,16 @@ def add_job_runner(
                 # `ports`, not `port_number`: cdk8s-plus would add its own startup probe.
                 ports=[kplus.ContainerPort(number=CONTAINER_PORT)],
                 startup=startup_probe(workers=RUNNER_WORKERS, cpu_millis=cpu_millis),
-                # A server that no longer answers takes its runner down with it (MLflow's runner
-                # watches the server's process), so the pod restarts instead of idling.
-                liveness=answering_probe(period_seconds=20),
+                readiness=answering_probe(period_seconds=10),
+                # mlflow server never watches the runner it starts: a dead one leaves /health
+                # answering while jobs wait (mlflow_launcher/runner.py). A server that dies
+                # takes its runner with it (MLflow's runner watches the server's process).
+                liveness=kplus.Probe.from_command(
+                    ["mlflow-launcher", "runner-alive"],
+                    period_seconds=cdk8s.Duration.seconds(30),
+                    timeout_seconds=cdk8s.Duration.seconds(10),
+                    failure_threshold=3,
+                ),
             )
         ],
     )

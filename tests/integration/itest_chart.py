@@ -87,6 +87,13 @@ def _server_deployment(synth) -> dict:
     return deployments[0]
 
 
+def runner_container(synth) -> dict:
+    """The job runner's container (Deployment mlflow-jobs, with jobs.enabled)."""
+    runner = synth.object("Deployment", "mlflow-jobs")
+    [container] = runner["spec"]["template"]["spec"]["containers"]
+    return container
+
+
 def container_env(synth, container: dict) -> dict[str, str]:
     """What Kubernetes would put in the container's environment (envFrom, then env)."""
     env: dict[str, str] = {}

@@ -31,6 +31,7 @@ from typing import ClassVar
 import itest_launcher as launcher
 import pytest
 from itest_auth import Deployment, Response, client_env, deployed, send
+from itest_chart import runner_container
 from itest_hostile import tree_pss_mib
 
 pytestmark = pytest.mark.integration
@@ -260,10 +261,16 @@ class Pods:
         return server
 
     def spawn(self, role: str, **changes: str) -> launcher.Server:
-        """A pod started, not yet waited for (pods start side by side, as a rollout's do)."""
+        """A pod started, not yet waited for (pods start side by side, as a rollout's do):
+        `submit`, the chart's server container; `run`, its job runner's (Deployment
+        mlflow-jobs); `off`, the server's as with jobs.enabled false."""
         self.starts += 1
         name = f"{role}-{self.starts}"
-        env = self.d.env(self.d.main, name, MLFLOW_JOB_ROLE=role, **changes)
+        container = runner_container(self.d.chart) if role == "run" else self.d.main
+        if role == "off":
+            changes = {"MLFLOW_JOB_ROLE": "off", **changes}
+        env = self.d.env(container, name, **changes)
+        assert env["MLFLOW_JOB_ROLE"] == role, "the chart gives this pod another role"
         return launcher.Server(env, self.d.home / f"{name}.log")
 
     def invoke(self, server: launcher.Server, experiment: str, scorer: str) -> Response:

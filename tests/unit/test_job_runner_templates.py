@@ -55,7 +55,15 @@ def test_one_runner_at_a_time_that_runs_what_the_servers_submit(synth: SynthFn) 
     [container] = _pod(s)["spec"]["containers"]
     assert container["args"] == ["serve"] and "command" not in container
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env == {"MLFLOW_JOB_ROLE": "run", "MLFLOW_WORKERS": "1"}
+    # Jobs of each kind at once, from its 3072 MiB: 720 for itself, 180 per job, 2 prompt
+    # optimizations, five kinds at two each (MLflow's own 10 and 5 would need 6.4 GiB).
+    assert env == {
+        "MLFLOW_JOB_ROLE": "run",
+        "MLFLOW_WORKERS": "1",
+        "MLFLOW_SERVER_JUDGE_INVOKE_MAX_WORKERS": "2",
+        "MLFLOW_SERVER_ONLINE_SCORING_MAX_WORKERS": "2",
+    }
+    assert 720 + (3 * 2 + 2 * 2 + 2) * 180 <= 3072
     # The server's settings (store, bucket, sign-in), which set `submit`; its own env wins.
     assert container["envFrom"] == [{"configMapRef": {"name": "mlflow-config"}}]
     assert _config(s)["MLFLOW_SERVER_ENABLE_CUSTOM_SCORERS"] == "true"
@@ -71,8 +79,10 @@ def test_one_runner_at_a_time_that_runs_what_the_servers_submit(synth: SynthFn) 
     # A settings change rolls it as it rolls the servers (the ConfigMap is read at start).
     digest = "mlflow-on-eks/config-digest"
     assert _pod(s)["metadata"]["annotations"][digest] == server["metadata"]["annotations"][digest]
-    for probe in ("startupProbe", "livenessProbe"):
+    for probe in ("startupProbe", "readinessProbe"):
         assert container[probe]["httpGet"]["path"] == "/health"
+    # MLflow never watches the runner it starts: the launcher's check does.
+    assert container["livenessProbe"]["exec"]["command"] == ["mlflow-launcher", "runner-alive"]
 
 
 def test_trace_archival_goes_under_the_artifact_prefix_the_roles_may_write(
@@ -136,6 +146,7 @@ def test_never_behind_a_service_and_fenced(synth: SynthFn) -> None:
         ({"trace_archival_after": "1w"}, "jobs.trace_archival_after"),
         ({"enabled": False, "trace_archival_after": "30d"}, "jobs.enabled"),
         ({"enabled": False, "custom_scorers": True}, "jobs.enabled"),
+        ({"memory_mib": 1536}, "jobs.memory_mib"),
     ],
 )
 def test_a_bad_value_names_its_key(tmp_path, jobs: dict[str, Any], key: str) -> None:
@@ -143,3 +154,13 @@ def test_a_bad_value_names_its_key(tmp_path, jobs: dict[str, Any], key: str) -> 
     path.write_text("jobs:\n" + "".join(f"  {k}: {v!r}\n" for k, v in jobs.items()))
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_settings(path)
+
+
+def test_the_default_runner_runs_one_job_of_each_kind_at_once(synth: SynthFn) -> None:
+    s = synth("default")
+    [container] = _pod(s)["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MLFLOW_SERVER_JUDGE_INVOKE_MAX_WORKERS"] == "1"
+    assert env["MLFLOW_SERVER_ONLINE_SCORING_MAX_WORKERS"] == "1"
+    assert container["resources"]["limits"]["memory"] == "2048Mi"
+    assert 720 + (3 + 2 + 2) * 180 <= 2048

@@ -419,6 +419,21 @@ ENABLE_CUSTOM_SCORERS = Boolean(
     read_by="MLflow",
 )
 
+JUDGE_INVOKE_MAX_WORKERS = Integer(
+    name="MLFLOW_SERVER_JUDGE_INVOKE_MAX_WORKERS",
+    doc="Jobs of each judge kind (scorer runs, GenAI evaluation, issue detection) the runner "
+    "runs at once, each in a process of its own (MLflow's default: 10): the chart sizes it "
+    "from the runner's memory.",
+    high=10,
+    read_by="MLflow",
+)
+ONLINE_SCORING_MAX_WORKERS = Integer(
+    name="MLFLOW_SERVER_ONLINE_SCORING_MAX_WORKERS",
+    doc="Online-scoring jobs of each kind (trace, session) the runner runs at once (MLflow's "
+    "default: 5): the chart sizes it with the judges'.",
+    high=10,
+    read_by="MLflow",
+)
 TRACE_ARCHIVAL_RETENTION = Text(
     name="MLFLOW_TRACE_ARCHIVAL_RETENTION",
     doc="Move traces' spans older than this out of the database into "
