@@ -106,8 +106,9 @@ class JobsProps(Props):
     trace_archival_after: ArchivalAge | None = Field(
         None,
         description=(
-            "Move the spans of traces older than this (e.g. 30d, 12h; unit m, h or d) out of the "
-            "database to the artifact bucket (`trace-archive/` under the artifact prefix): "
+            "Move the span payloads (inputs, outputs, attributes) of traces older than this "
+            "(e.g. 30d, 12h; unit m, h or d) out of the database to the artifact bucket "
+            "(`trace-archive/` under the artifact prefix): "
             "MLflow's trace archival, run by the job runner every 5 minutes. Archived traces "
             "still open in the UI and the API, read back from S3. Default: none (spans stay in "
             "the database until their experiment is deleted and collected)."

@@ -20,15 +20,11 @@ from pathlib import Path
 
 import itest_hostile as hostile
 import itest_launcher as launcher
+import itest_otlp
 import pytest
 from itest_auth import create_auth_secrets, memory_limit_mib, new_login, signed_in_pod_env
 from itest_chart import pod
-from opentelemetry.exporter.otlp.proto.http import Compression
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 pytestmark = pytest.mark.integration
 
@@ -370,40 +366,17 @@ def test_idle_and_dribbling_connections_are_closed_and_the_pod_keeps_serving(pod
     assert watch.peak < pod_.memory_limit_mib
 
 
-def _export_spans(pod_, login: tuple[str, str], names: list[str]) -> SpanExportResult:
-    """Spans of one trace sent as an instrumented application sends them: the OpenTelemetry
-    SDK's OTLP/HTTP exporter, gzip-compressed, to the experiment MLflow's header names."""
-    exporter = OTLPSpanExporter(
-        endpoint=f"{pod_.server.base_url}/v1/traces",
-        headers={
-            "x-mlflow-experiment-id": pod_.experiment_id,
-            "Authorization": hostile.basic(*login),
-        },
-        compression=Compression.Gzip,
-        timeout=30,
-    )
-    recorded = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": "guard-test"}))
-    provider.add_span_processor(SimpleSpanProcessor(recorded))
-    tracer = provider.get_tracer("guard-test")
-    with tracer.start_as_current_span(names[0]):
-        for name in names[1:]:
-            with tracer.start_as_current_span(name):
-                pass
-    result = exporter.export(recorded.get_finished_spans())
-    exporter.shutdown()
-    provider.shutdown()
-    return result
-
-
 def test_traces_sent_over_otlp_compressed_are_stored_and_a_bomb_is_not_inflated(pod_):
     """The OTLP endpoint inflates a gzip or deflate body whole (MLflow 3.17.2,
     tracing/utils/otlp.py): 2 MiB of gzip, within the body limit, is 2 GiB inflated, twice
     the pod's memory. The guard inflates within the limit; a real exporter's batch still goes
     in."""
     names = ["agent", "retrieve", "generate"]
-    assert _export_spans(pod_, pod_.admin, names) == SpanExportResult.SUCCESS
-    assert _export_spans(pod_, (pod_.admin[0], "wrong"), names) == SpanExportResult.FAILURE
+    url, experiment = pod_.server.base_url, pod_.experiment_id
+    sent, _ = itest_otlp.export_spans(url, experiment, pod_.admin, names)
+    assert sent == SpanExportResult.SUCCESS
+    refused, _ = itest_otlp.export_spans(url, experiment, (pod_.admin[0], "wrong"), names)
+    assert refused == SpanExportResult.FAILURE
     code = (
         "import json, sys\n"
         "from mlflow import MlflowClient\n"

@@ -29,16 +29,19 @@ from pathlib import Path
 from typing import ClassVar
 
 import itest_launcher as launcher
+import itest_otlp
 import pytest
 from itest_auth import Deployment, Response, client_env, deployed, send
 from itest_chart import runner_container
 from itest_hostile import tree_pss_mib
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 pytestmark = pytest.mark.integration
 
 CONFIG_FOR_ENGINE = {"mysql": "default", "postgres": "postgres"}
 JOBS_API = "/ajax-api/3.0/jobs"
 INVOKE_SCORER = "/ajax-api/3.0/mlflow/scorer/invoke"
+CREATE_EXPERIMENT = "/api/2.0/mlflow/experiments/create"
 REGISTER_SCORER = "/ajax-api/3.0/mlflow/scorers/register"
 ONLINE_CONFIG = "/ajax-api/3.0/mlflow/scorers/online-config"
 GATEWAY_API = "/ajax-api/3.0/mlflow/gateway"
@@ -320,6 +323,15 @@ class Pods:
             f"WHERE trace_id IN ({ids})",
         )
 
+    def span_payloads(self, trace_id: str) -> int:
+        """The trace's spans whose payload (the span as JSON: inputs, outputs, attributes) the
+        database holds; archival empties it and keeps the row (name, times) for searches."""
+        [[count]] = self.d.login.server.query(
+            self.d.login.name,
+            f"SELECT COUNT(*) FROM spans WHERE trace_id = '{trace_id}' AND content <> ''",  # noqa: S608
+        )
+        return int(count)
+
     def jobs_named(self, job_name: str) -> list[dict]:
         answer = self.call(self.api[1], "POST", f"{JOBS_API}/search", {"job_name": job_name})
         assert answer.status == 200, answer
@@ -535,6 +547,56 @@ def test_memory_by_role(pods, tmp_path, record_property):
     # MLflow's default engine in an API pod would add a runner and huey consumers (1.3-1.4 GB).
     assert figures["api_submit"] < figures["api_off"] + 100, rounded
     assert figures["job_processes"] > 50, rounded
+
+
+def test_trace_archival_moves_old_spans_to_the_bucket_and_reads_them_back(pods):
+    """jobs.trace_archival_after, as the chart sets it (MLFLOW_TRACE_ARCHIVAL_*; the launcher
+    writes MLflow's file): the runner's periodic task moves the span payloads of a trace older
+    than the retention out of the database into the bucket under trace-archive/; the trace
+    stays, and an API pod reads its spans back from S3. A trace within the retention keeps its
+    payloads."""
+    created = pods.call(pods.api[0], "POST", CREATE_EXPERIMENT, {"name": "archived"})
+    assert created.status == 200, created
+    experiment_id = json.loads(created.body)["experiment_id"]
+    names = ["agent", "retrieve", "generate"]
+    earlier = time.time_ns() - 2 * 3600 * 10**9  # two hours ago
+    url = pods.api[0].base_url
+    sent, old = itest_otlp.export_spans(url, experiment_id, pods.admin, names, start_ns=earlier)
+    assert sent == SpanExportResult.SUCCESS
+    sent, recent = itest_otlp.export_spans(url, experiment_id, pods.admin, ["recent"])
+    assert sent == SpanExportResult.SUCCESS
+    assert pods.span_payloads(old) == len(names)
+    destination = pods.d.env(pods.d.main, "archival-probe")["MLFLOW_ARTIFACTS_DESTINATION"]
+    archive = f"{destination}/trace-archive"
+    prefix = archive.removeprefix(f"s3://{pods.d.bucket}/")
+    pods.runner.stop(signal.SIGTERM)
+    pods.runner = pods.start(
+        "run",
+        **RUNNER_ENV,
+        MLFLOW_TRACE_ARCHIVAL_RETENTION="1h",
+        MLFLOW_TRACE_ARCHIVAL_LOCATION=archive,
+        MLFLOW_TRACE_ARCHIVAL_INTERVAL_SECONDS="60",
+    )
+    try:
+        # MLflow's scheduler polls once a minute; the first pass archives.
+        _wait_for(lambda: pods.span_payloads(old) == 0, "archival of the old trace", timeout=240)
+        archived = [k for k in pods.d.moto.objects(pods.d.bucket) if k.startswith(prefix)]
+        assert archived, f"nothing under {archive}"
+        assert pods.span_payloads(recent) == 1, "a trace within the retention was archived"
+        code = (
+            "import json, sys\n"
+            "from mlflow import MlflowClient\n"
+            "t = MlflowClient(sys.argv[1]).get_trace(sys.argv[2])\n"
+            "print(json.dumps([sorted(s.name for s in t.data.spans), t.info.tags]))\n"
+        )
+        env = client_env(url, str(pods.d.home))
+        env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"] = pods.admin
+        spans, tags = launcher.mlflow_client(env, url, old, code=code)
+        assert spans == sorted(names), spans
+        assert tags["mlflow.trace.spansLocation"] == "ARCHIVE_REPO", tags
+    finally:
+        pods.runner.stop(signal.SIGTERM)
+        pods.runner = pods.start("run", **RUNNER_ENV)
 
 
 def _wait_for(condition, what: str, timeout: float = 60) -> None:

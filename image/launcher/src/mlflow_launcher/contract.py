@@ -436,7 +436,7 @@ ONLINE_SCORING_MAX_WORKERS = Integer(
 )
 TRACE_ARCHIVAL_RETENTION = Text(
     name="MLFLOW_TRACE_ARCHIVAL_RETENTION",
-    doc="Move traces' spans older than this out of the database into "
+    doc="Move the span payloads of traces older than this out of the database into "
     "MLFLOW_TRACE_ARCHIVAL_LOCATION (MLflow's server-owned trace archival; the job runner's "
     "periodic task does it, every pod reads archived traces back). Unset: no archival.",
     # MLflow's own check (mlflow/utils/validation.py, _TRACE_ARCHIVAL_RETENTION_REGEX).
