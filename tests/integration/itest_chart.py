@@ -217,6 +217,7 @@ def anonymous_server_env(
     settings and sign-in off, endpoints made local, after the chart's migration Job has
     migrated a new database on `db` (a session server)."""
     import itest_launcher as launcher
+    import itest_template as template
 
     from config import parse_settings
     from tests.conftest import synthesize
@@ -239,6 +240,5 @@ def anonymous_server_env(
         env["MLFLOW_DB_NAME"] = target.name
         return launcher.container_env(env, tmp_path / "home")
 
-    migrated = launcher.run(migrate["args"], local(migrate))
-    assert migrated.returncode == 0, migrated.stderr
+    template.migrate(db, migrate["args"], local(migrate))
     return local(serve)

@@ -223,15 +223,16 @@ def mlflow_client(
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def serve_as_pid_1(env: dict[str, str], log: Path) -> tuple[Server, int]:
-    """Migrate, then `serve` as PID 1 of a new PID namespace (`unshare --pid`, root), as a
-    container runtime starts the ENTRYPOINT. Returns the server and the host pid of its tini."""
+def serve_as_pid_1(db, env: dict[str, str], log: Path) -> tuple[Server, int]:
+    """Migrate (on `db`, a session server), then `serve` as PID 1 of a new PID namespace
+    (`unshare --pid`, root), as a container runtime starts the ENTRYPOINT. Returns the server
+    and the host pid of its tini."""
+    import itest_template as template
     from itest_servers import require_binary
 
     assert os.geteuid() == 0, "unshare --pid needs root (CI runs as root)"
     env = {k: v for k, v in env.items() if k != "TINI_SUBREAPER"}  # tini really is PID 1
-    migrate = run(["migrate"], env)
-    assert migrate.returncode == 0, migrate.stderr
+    template.migrate(db, ["migrate"], env)
     unshare = require_binary("unshare")
     command = [unshare, "--pid", "--fork", "--mount-proc", *entrypoint(), "serve"]
     server = Server(env, log, command=command)

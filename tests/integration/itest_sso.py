@@ -15,6 +15,7 @@ from pathlib import Path
 
 import itest_hostile as hostile
 import itest_launcher as launcher
+import itest_template as template
 from itest_auth import (
     AuthSecrets,
     Login,
@@ -119,8 +120,7 @@ def sso_pod(db_server, synth, moto, test_ca, home: Path, **changes: str) -> Iter
                 **more,
             )
 
-        migrate = launcher.run(init["args"], env(init))
-        assert migrate.returncode == 0, migrate.stderr
+        template.migrate(db_server, init["args"], env(init))
         server_env = env(main, **changes)
         server = launcher.Server(server_env, home / "server.log")
         try:

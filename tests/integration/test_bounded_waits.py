@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import itest_launcher as launcher
+import itest_template as template
 import pytest
 from itest_auth import DB_NAME_ENV, basic, create_auth_secrets, new_login
 from itest_chart import container_env, pod, substitute_endpoints
@@ -111,8 +112,7 @@ def test_a_silent_database_fails_requests_within_a_bound_then_serves_again(
             SHORT_STATEMENT_TIMEOUT_SECONDS, int(main_env["MLFLOW_DB_NETWORK_TIMEOUT_SECONDS"])
         )
         bound += int(main_env["MLFLOW_DB_CONNECT_TIMEOUT_SECONDS"])
-        migrate = launcher.run(["migrate"], init_env)
-        assert migrate.returncode == 0, migrate.stderr
+        template.migrate(db_server, ["migrate"], init_env)
         server = launcher.Server(main_env, tmp_path / "server.log")
         try:
             server.wait_healthy(timeout=180)

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import itest_launcher as launcher
+import itest_template as template
 import pytest
 from itest_browser import (
     ATTACKER_HOST,
@@ -62,8 +63,7 @@ def pod_env(synth, mariadb, new_database, moto, test_ca, tmp_path):
         env["MLFLOW_DB_NAME"] = target.name
         return launcher.container_env(env, tmp_path / "home")
 
-    migrate = launcher.run(init["args"], local(container_env(chart, init)))
-    assert migrate.returncode == 0, migrate.stderr
+    template.migrate(mariadb, init["args"], local(container_env(chart, init)))
     return local(container_env(chart, main))
 
 

@@ -127,7 +127,7 @@ def test_in_flight_request_completes_after_sigterm(postgres, new_database, moto,
     env = launcher.container_env(
         new_database(postgres).contract_env(moto, test_ca.ca, bucket), tmp_path / "home"
     )
-    server, init = launcher.serve_as_pid_1(env, tmp_path / "server.log")
+    server, init = launcher.serve_as_pid_1(postgres, env, tmp_path / "server.log")
     tree = server.process_tree()
 
     download = SlowDownload(server.port, f"/api/2.0/mlflow-artifacts/artifacts/{ARTIFACT_PATH}")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import itest_launcher as launcher
+import itest_template as template
 import pytest
 from itest_auth import create_auth_secrets, new_login
 from itest_chart import container_env, pod, substitute_endpoints
@@ -101,7 +102,7 @@ def gc_deployment(auth, mariadb, new_database, moto, test_ca, tmp_path) -> Itera
             env["MLFLOW_AUTH_DB_NAME"] = f"{target.name}_auth"
         return launcher.container_env(env, tmp_path / "home")
 
-    assert launcher.run(init["args"], local(container_env(chart, init))).returncode == 0
+    template.migrate(mariadb, init["args"], local(container_env(chart, init)))
     server_env = local(container_env(chart, main))
     server = launcher.Server(server_env, tmp_path / "server.log")
     try:

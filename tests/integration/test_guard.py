@@ -21,6 +21,7 @@ from pathlib import Path
 import itest_hostile as hostile
 import itest_launcher as launcher
 import itest_otlp
+import itest_template as template
 import pytest
 from itest_auth import create_auth_secrets, memory_limit_mib, new_login, signed_in_pod_env
 from itest_chart import pod
@@ -79,8 +80,7 @@ def pod_(mariadb, synth, moto, test_ca, tmp_path_factory) -> Iterator[Pod]:
             chart, container, login, auth, moto, test_ca.ca, bucket, home / "pod", **changes
         )
 
-    migrate = launcher.run(init["args"], env(init))
-    assert migrate.returncode == 0, migrate.stderr
+    template.migrate(mariadb, init["args"], env(init))
     server_env = env(
         main,
         MLFLOW_WORKERS=str(WORKERS),

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import itest_launcher as launcher
+import itest_template as template
 import pytest
 from itest_servers import require_binary
 
@@ -224,8 +225,7 @@ def _serve_with_scratch(target, moto, test_ca, tmp_path: Path, scratch_bytes: in
     )
     env["MLFLOW_TMP_DIR"] = env["TMPDIR"]  # as image/Dockerfile sets it
     with timings.phase("migrate"):
-        migrate = launcher.run(["migrate"], env)
-    assert migrate.returncode == 0, migrate.stderr
+        template.migrate(target.server, ["migrate"], env)
     command = [
         unshare,
         "--mount",

@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import itest_launcher as launcher
+import itest_template as template
 import pytest
 from itest_chart import container_env, metrics_container, pod, substitute_endpoints
 from itest_servers import free_port, wait_for_port
@@ -69,7 +70,7 @@ def test_metrics_count_real_requests_across_workers(
         env |= {"MLFLOW_DB_NAME": target.name, "MLFLOW_WORKERS": "2"}  # counters of both
         return launcher.container_env(env, tmp_path / "home")
 
-    assert launcher.run(init["args"], local(container_env(chart, init))).returncode == 0
+    template.migrate(mariadb, init["args"], local(container_env(chart, init)))
     server_env = local(container_env(chart, main))
     # A file a previous container of the pod left: the launcher starts from a clean directory.
     stale = tmp_path / "home" / "prometheus" / "counter_99999.db"

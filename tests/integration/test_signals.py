@@ -25,7 +25,7 @@ def test_sigterm_to_pid_1_shuts_down_gracefully(postgres, new_database, moto, te
     env = launcher.container_env(
         target.contract_env(moto, test_ca.ca, moto.create_bucket()), tmp_path / "home"
     )
-    server, init = launcher.serve_as_pid_1(env, tmp_path / "server.log")
+    server, init = launcher.serve_as_pid_1(postgres, env, tmp_path / "server.log")
     status, _ = server.get("/api/2.0/mlflow/experiments/search?max_results=1", "localhost")
     assert status == 200
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import itest_launcher as launcher
+import itest_template as template
 import pytest
 from itest_browser import NLB_HOST, send
 from itest_chart import container_env, pod, substitute_endpoints
@@ -134,8 +135,7 @@ def deployment(synth, mariadb, moto, test_ca, tmp_path_factory) -> Iterator[Depl
         env["MLFLOW_PORT"] = "80"
         return launcher.container_env(env, home)
 
-    migrate = launcher.run(init["args"], local(chart, init))
-    assert migrate.returncode == 0, migrate.stderr
+    template.migrate(mariadb, init["args"], local(chart, init))
     [container] = verify_job(chart)["spec"]["template"]["spec"]["containers"]
     logs_command = container_env(chart, container)["MLFLOW_VERIFY_LOGS_COMMAND"]
     assert LOGS_COMMAND.fullmatch(logs_command), logs_command
