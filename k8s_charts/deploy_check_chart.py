@@ -32,9 +32,9 @@ from .contract import (
 )
 from .hardening import (
     api_job_pod,
+    container_resources,
     harden,
     launcher_container,
-    small_resources,
 )
 from .launcher_contract import launcher
 from .mlflow_chart import MlflowChartProps, _millicores, selector_labels
@@ -209,7 +209,7 @@ class DeployCheckChart(cdk8s.Chart):
                 tmp=tmp,
                 # The MLflow client and one small artifact: 185 MiB at most, measured
                 # (`/usr/bin/time -v mlflow-launcher verify` against `local`).
-                resources=small_resources(cpu_millis=100, memory_mib=384),
+                resources=container_resources(cpu_millis=100, memory_mib=384),
             ),
         )
 

@@ -16,9 +16,9 @@ from .contract import CONTAINER_PORT, GC_TIMEOUT_SECONDS, gc_environment
 from .hardening import (
     POD_SECURITY,
     Placement,
+    container_resources,
     harden,
     launcher_container,
-    small_resources,
 )
 from .model import Props
 from .policy import dns, egress, egress_only, tcp
@@ -110,7 +110,7 @@ def add_gc_job(
                 ),
                 tmp=tmp,
                 # MLflow and its store in-process, a page of deleted runs at a time.
-                resources=small_resources(cpu_millis=100, memory_mib=512),
+                resources=container_resources(cpu_millis=100, memory_mib=512),
             )
         ],
     )

@@ -142,11 +142,15 @@ def api_job_pod(
     }
 
 
-def small_resources(cpu_millis: int, memory_mib: int) -> kplus.ContainerResources:
-    """Requests (memory: limit = request) of a helper container, with 1 GiB of scratch space
-    (the /tmp emptyDir counts against ephemeral storage; cdk8s-plus renders whole GiB)."""
+def container_resources(
+    cpu_millis: int, memory_mib: int, ephemeral_gib: int = 1
+) -> kplus.ContainerResources:
+    """Requests of a container (memory: limit = request, as an OOM kill is better than
+    starving neighbours), with `ephemeral_gib` of scratch space, 1 GiB for a helper. The /tmp
+    emptyDir counts against ephemeral storage: requested, so the scheduler places the pod
+    where that much disk is free instead of evicting it (cdk8s-plus renders whole GiB)."""
     memory = cdk8s.Size.mebibytes(memory_mib)
-    storage = cdk8s.Size.gibibytes(1)
+    storage = cdk8s.Size.gibibytes(ephemeral_gib)
     return kplus.ContainerResources(
         cpu=kplus.CpuResources(request=kplus.Cpu.millis(cpu_millis)),
         memory=kplus.MemoryResources(request=memory, limit=memory),

@@ -36,6 +36,7 @@ from .hardening import (
     POD_SECURITY,
     TMP_PATH,
     Placement,
+    container_resources,
     harden,
     launcher_container,
 )
@@ -187,14 +188,9 @@ def add_job_runner(
     tmp = kplus.Volume.from_empty_dir(
         scope, "JobsTmpVolume", "tmp", size_limit=cdk8s.Size.gibibytes(SCRATCH_GIB)
     )
-    memory = cdk8s.Size.mebibytes(jobs.memory_mib)
-    storage = cdk8s.Size.gibibytes(SCRATCH_GIB + 1)
     cpu_millis = round(cpu_millicores(jobs.cpu))
-    resources = kplus.ContainerResources(
-        cpu=kplus.CpuResources(request=kplus.Cpu.millis(cpu_millis)),
-        memory=kplus.MemoryResources(request=memory, limit=memory),
-        ephemeral_storage=kplus.EphemeralStorageResources(request=storage, limit=storage),
-    )
+    # Scratch plus room for logs.
+    resources = container_resources(cpu_millis, jobs.memory_mib, ephemeral_gib=SCRATCH_GIB + 1)
     deployment = kplus.Deployment(
         scope,
         "JobRunner",

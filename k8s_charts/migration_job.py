@@ -20,9 +20,9 @@ from .contract import MIGRATION_JOB_CPU_MILLIS
 from .hardening import (
     POD_SECURITY,
     Placement,
+    container_resources,
     harden,
     launcher_container,
-    small_resources,
 )
 from .policy import dns, egress, egress_only, tcp
 
@@ -85,7 +85,7 @@ def add_migration_job(
                 environment=environment,
                 tmp=tmp,
                 # MLflow's migrations in-process (Alembic, SQLAlchemy): about 250 MiB.
-                resources=small_resources(cpu_millis=MIGRATION_JOB_CPU_MILLIS, memory_mib=512),
+                resources=container_resources(cpu_millis=MIGRATION_JOB_CPU_MILLIS, memory_mib=512),
             )
         ],
     )

@@ -44,8 +44,8 @@ from .hardening import (
     POD_SECURITY,
     TMP_PATH,
     Placement,
+    container_resources,
     harden,
-    small_resources,
 )
 from .job_runner import JobsProps, add_job_runner, jobs_environment
 from .launcher_contract import launcher
@@ -504,7 +504,7 @@ class MlflowChart(cdk8s.Chart):
                         **common,
                         # 54 MiB measured (VmHWM of `mlflow-launcher metrics`, 55.5 under a
                         # flood of connections: bench/metrics_flood.py).
-                        "resources": small_resources(cpu_millis=20, memory_mib=128),
+                        "resources": container_resources(cpu_millis=20, memory_mib=128),
                     },
                 ),
             ],
@@ -764,17 +764,8 @@ def selector_labels(props: MlflowChartProps) -> dict[str, str]:
 
 
 def _resources(props: MlflowChartProps, *, ephemeral_gib: int) -> kplus.ContainerResources:
-    memory = cdk8s.Size.mebibytes(props.workload.resources.memory_mib)
-    # The scratch emptyDir counts against ephemeral storage: request it, so the scheduler
-    # places the pod where that much disk is free instead of evicting it mid-transfer.
-    # (cdk8s-plus renders ephemeral storage in whole GiB.)
-    storage = cdk8s.Size.gibibytes(ephemeral_gib)
-    return kplus.ContainerResources(
-        cpu=kplus.CpuResources(request=kplus.Cpu.millis(_millicores(props.workload.resources.cpu))),
-        # Limit = request for memory: an OOM kill is better than starving neighbours.
-        memory=kplus.MemoryResources(request=memory, limit=memory),
-        ephemeral_storage=kplus.EphemeralStorageResources(request=storage, limit=storage),
-    )
+    resources = props.workload.resources
+    return container_resources(_millicores(resources.cpu), resources.memory_mib, ephemeral_gib)
 
 
 def _millicores(quantity: str) -> int:

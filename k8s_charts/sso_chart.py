@@ -17,7 +17,7 @@ import cdk8s_plus_27 as kplus
 from cdk8s_plus_27 import k8s
 from constructs import Construct
 
-from .hardening import Placement, api_job_pod, harden, launcher_container, small_resources
+from .hardening import Placement, api_job_pod, container_resources, harden, launcher_container
 from .launcher_contract import launcher
 from .policy import dns, egress, egress_only, tcp
 from .sso import SsoProps, ingress_annotations
@@ -268,7 +268,7 @@ def _sync(
                 config_map=None,
                 environment=environment,
                 tmp=tmp,
-                resources=small_resources(cpu_millis=50, memory_mib=256),
+                resources=container_resources(cpu_millis=50, memory_mib=256),
             ),
         )
         job = workload(id, pod)

@@ -50,7 +50,7 @@ SCRATCH_OVERHEAD_GIB = 1
 def pod_ephemeral_gib(workload: WorkloadProps) -> int:
     """Ephemeral storage one server pod requests: the server container's scratch space (every
     proxied transfer at once, plus SCRATCH_OVERHEAD_GIB) and 1 GiB for its logs, and the
-    metrics container's 1 GiB (hardening.small_resources); the init container's 1 GiB runs
+    metrics container's 1 GiB (hardening.container_resources); the init container's 1 GiB runs
     before them and adds nothing. `workload` may be any value with the two fields read (the
     config's rules pass the valid fields of an otherwise invalid section)."""
     transfers = workload.max_proxied_artifact_gib * workload.concurrent_artifact_transfers
