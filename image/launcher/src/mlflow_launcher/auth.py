@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import configparser
 import importlib.util
+import io
 import logging
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mlflow_launcher import contract, secret, settings
 from mlflow_launcher.app import AUTH_ENV, BASIC_AUTH
 from mlflow_launcher.errors import LauncherError
+from mlflow_launcher.files import write_private
 from mlflow_launcher.schema import refuse_newer
 from mlflow_launcher.snapshot import SchemaChange
 from mlflow_launcher.wait import driver_message
@@ -305,10 +306,9 @@ def write_config(
         "grant_default_workspace_access": str(grant_default_workspace_access).lower(),
     }
     config["mlflow"] = {key: value.replace("%", "%%") for key, value in values.items()}
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        config.write(handle)
-    return path
+    text = io.StringIO()
+    config.write(text)
+    return write_private(path, text.getvalue())
 
 
 def server_env(secrets: AuthSecrets, config_path: Path) -> dict[str, str]:

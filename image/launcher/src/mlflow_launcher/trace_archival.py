@@ -11,7 +11,6 @@ reads of archived traces and reports archival in /server-info; only the job runn
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import yaml
 
 from mlflow_launcher import contract
 from mlflow_launcher.errors import LauncherError
+from mlflow_launcher.files import write_private
 from mlflow_launcher.settings import parse
 
 CONFIG_FILE = "mlflow-trace-archival.yaml"
@@ -61,10 +61,7 @@ def write_config(directory: Path, archival: TraceArchival) -> Path:
             "interval_seconds": archival.interval_seconds,
         }
     }
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(config, handle, sort_keys=False)
-    return path
+    return write_private(path, yaml.safe_dump(config, sort_keys=False))
 
 
 def server_env(config_path: Path) -> dict[str, str]:
