@@ -39,10 +39,24 @@ class Mutant:
 MUTANTS = (
     Mutant(
         "artifacts need client credentials",
-        f"{LAUNCHER_SRC}server.py",
-        "        f.SERVE_ARTIFACTS_FLAG.name,\n        f.ARTIFACTS_DESTINATION_FLAG.name,",
-        '        "--no-serve-artifacts",\n        "--default-artifact-root",',
+        f"{LAUNCHER_SRC}uvicorn_start.py",
+        '        ARTIFACT_ROOT: PROXIED_ARTIFACT_ROOT,\n        SERVE_ARTIFACTS: "true",',
+        '        ARTIFACT_ROOT: artifacts_destination,\n        SERVE_ARTIFACTS: "false",',
         ("tests/integration/test_chart_wiring.py", "-k", "postgres"),
+    ),
+    Mutant(
+        "the workers started without MLflow's CLI lose the counters' folder",
+        f"{LAUNCHER_SRC}uvicorn_start.py",
+        "        added[PROMETHEUS_DIRECTORY] = counters",
+        "        pass",
+        ("tests/integration/test_uvicorn_start.py",),
+    ),
+    Mutant(
+        "a graceful stop of a one-worker server ends killed by SIGTERM (143)",
+        f"{LAUNCHER_SRC}uvicorn_main.py",
+        "    signal.signal(signal.SIGTERM, _stopped)\n",
+        "",
+        ("tests/integration/test_signals.py",),
     ),
     Mutant(
         "MySQL plain-text guard off",
@@ -251,9 +265,9 @@ MUTANTS = (
     ),
     Mutant(
         "server started without sign-in",
-        f"{LAUNCHER_SRC}server.py",
-        "    return [*argv, f.APP_NAME_FLAG.name, app.APP_NAME, *server.extra_args]",
-        "    return [*argv, *server.extra_args]",
+        f"{LAUNCHER_SRC}uvicorn_start.py",
+        '        "--factory",\n        APP,\n',
+        '        "mlflow.server.fastapi_app:app",\n',
         ("tests/integration/test_auth.py", "-k", "anonymous and mysql"),
     ),
     Mutant(

@@ -368,13 +368,18 @@ def foreign_key_names(server, database: str) -> dict[str, list[str]]:
     return {table: sorted(names) for table, names in sorted(found.items())}
 
 
-def mlflow_cli(server: launcher.Server) -> int:
-    """The pid of `mlflow server` (the launcher exec'd into it, under tini)."""
+SERVER_PROCESSES = (b"\0-m\0mlflow_launcher.uvicorn_main\0", b"\0-m\0mlflow\0server\0")
+
+
+def server_process(server: launcher.Server) -> int:
+    """The pid of the process the launcher exec'd into, under tini: uvicorn's supervisor (an
+    API pod) or `mlflow server` (the job runner's)."""
     for pid in server.process_tree():
         with contextlib.suppress(OSError):
-            if b"\0mlflow\0server\0" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if any(name in cmdline for name in SERVER_PROCESSES):
                 return pid
-    raise AssertionError(f"no `mlflow server` process under {server.proc.pid}")
+    raise AssertionError(f"no server process under {server.proc.pid}")
 
 
 def environ(pid: int) -> dict[str, str]:

@@ -45,10 +45,10 @@ from itest_auth import (
     foreign_key_names,
     let_read,
     migrate_auth_to,
-    mlflow_cli,
     reference_schema,
     run_client,
     send,
+    server_process,
     tables,
 )
 from itest_chart import (
@@ -361,14 +361,14 @@ def test_no_secret_in_output_argv_or_configmap(deployment, servers):
 
     for name, server in servers.all().items():
         tree = server.process_tree()
-        assert len(tree) >= 3, f"server {name}: {tree}"  # tini, mlflow server, a worker
+        assert len(tree) >= 2, f"server {name}: {tree}"  # tini, uvicorn (one worker: itself)
         for pid in tree:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
             for what, value in values.items():
                 launcher.assert_no_secret(cmdline, value, f"server {name}'s argv ({what})")
 
     # They travel in the server's environment, and the secrets' ARNs stay with the launcher.
-    env = environ(mlflow_cli(servers.a))
+    env = environ(server_process(servers.a))
     assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == d.auth.flask_key
     assert env["MLFLOW_CRYPTO_KEK_PASSPHRASE"] == d.auth.kek_passphrase
     assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == d.auth.admin_password
@@ -400,7 +400,7 @@ def test_without_auth_settings_serve_warns_and_lets_anyone_in(deployment, server
     warnings = [line for line in server.logs().splitlines() if AUTH_OFF_WARNING in line]
     assert len(warnings) == 1 and " mlflow-launcher WARNING " in warnings[0], server.logs()
     # The guard's app (always named in argv) builds MLflow's basic-auth app only when told to.
-    environ = Path(f"/proc/{mlflow_cli(server)}/environ").read_bytes().split(b"\0")
+    environ = Path(f"/proc/{server_process(server)}/environ").read_bytes().split(b"\0")
     assert not [v for v in environ if v.startswith(b"MLFLOW_ON_EKS_AUTH=")]
     assert send(server.base_url, "GET", API_CHECK).status == 200
     created = send(

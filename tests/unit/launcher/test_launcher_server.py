@@ -1,5 +1,6 @@
 """`mlflow server` gets its settings in argv and the store URI (with the password) only in env."""
 
+import dataclasses
 import logging
 import os
 
@@ -12,8 +13,10 @@ from mlflow_launcher.server import (
     READ_REPLICA_URI_ENV,
     server_argv,
     server_env,
+    server_start,
 )
 from mlflow_launcher.settings import ServerEnvironment
+from mlflow_launcher.uvicorn_start import Start, ending_with_zero
 
 PASSWORD = "pa:ss@w/rd?#"
 URI = "mysql+pymysql://u:pa%3Ass%40w%2Frd%3F%23@db:3306/mlflow?ssl_ca=/ca.pem"
@@ -200,3 +203,21 @@ def test_the_role_is_read_from_the_contract():
         settings.parse({**pod, "MLFLOW_JOB_ROLE": "both"}, *settings._SERVER)
     with pytest.raises(LauncherError, match="MLFLOW_SERVER_ENABLE_CUSTOM_SCORERS must be true"):
         settings.parse({**pod, "MLFLOW_SERVER_ENABLE_CUSTOM_SCORERS": "yes"}, *settings._SERVER)
+
+
+def test_the_runner_pod_keeps_mlflow_server_which_starts_the_runner():
+    # An API pod's start is uvicorn's, checked against MLflow's own CLI with MLflow installed:
+    # tests/integration/test_uvicorn_start.py.
+    runner = dataclasses.replace(SERVER, job_role="run")
+    start = server_start(runner, server_env({}, URI, job_role="run"))
+    assert start.argv == server_argv(runner)
+    assert start.argv[1:4] == ["-m", "mlflow", "server"]
+
+
+def test_only_uvicorns_command_line_goes_through_the_module_that_ends_it_with_zero():
+    uvicorn = Start(["/py", "-m", "uvicorn", "--workers", "2", "app"], {"A": "1"})
+    assert ending_with_zero(uvicorn) == Start(
+        ["/py", "-m", "mlflow_launcher.uvicorn_main", "--workers", "2", "app"], {"A": "1"}
+    )
+    cli = Start(["/py", "-m", "mlflow", "server"], {})
+    assert ending_with_zero(cli) == cli

@@ -1,7 +1,9 @@
-"""Exec ``mlflow server``: settings go to argv, the store URI (with the password) only to env.
+"""Start the server: settings go to argv, the store URI (with the password) only to env.
 
-``exec`` rather than a child process: under tini (the image's PID 1) the MLflow CLI then gets
-SIGTERM directly and forwards it to its uvicorn server for a graceful shutdown.
+The settings are `mlflow server`'s options (`server_argv`); an API pod then execs the uvicorn
+server those options would start, without MLflow's CLI process (uvicorn_start), and the job
+runner's pod execs `mlflow server` itself. ``exec`` rather than a child process: under tini (the
+image's PID 1) the server then gets SIGTERM directly, for a graceful shutdown.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from collections.abc import Mapping
 from secrets import token_hex
 
-from mlflow_launcher import app, contract, guard
+from mlflow_launcher import app, contract, guard, uvicorn_start
 from mlflow_launcher.settings import ServerEnvironment
 
 # The envvars ``mlflow server --backend-store-uri`` and ``--read-replica-backend-store-uri``
@@ -154,6 +156,28 @@ def server_env(
     return env
 
 
+def server_start(server: ServerEnvironment, env: dict[str, str]) -> uvicorn_start.Start:
+    """What runs, in `env` (server_env's): uvicorn as `mlflow server` would start it, or, in
+    the job runner's pod, `mlflow server`, which starts MLflow's runner beside uvicorn."""
+    argv = server_argv(server)
+    if server.job_role == "run":
+        return uvicorn_start.Start(argv, env)
+    if server.extra_args:
+        # Options only MLflow's CLI reads: it runs here up to the start, and is not kept.
+        return uvicorn_start.ending_with_zero(uvicorn_start.via_mlflow_cli(argv[3:], env))
+    start = uvicorn_start.plan(
+        env,
+        host=server.host,
+        port=server.port,
+        workers=server.workers,
+        artifacts_destination=server.artifacts_destination,
+        allowed_hosts=_allowed_hosts(server),
+        cors_allowed_origins=server.cors_allowed_origins,
+        workspaces=server.workspaces,
+    )
+    return uvicorn_start.ending_with_zero(start)
+
+
 def exec_server(
     server: ServerEnvironment,
     store_uri: str,
@@ -162,10 +186,9 @@ def exec_server(
     secrets: Mapping[str, str] | None = None,
     features: Mapping[str, str] | None = None,
 ) -> None:
-    """Replace this process with ``mlflow server`` (never returns). `secrets`: the auth app's
+    """Replace this process with the server (never returns). `secrets`: the auth app's
     environment (auth.server_env), None without authentication. `features`: the variables of
     what else the launcher turned on (trace archival's config file)."""
-    argv = server_argv(server)
     env = server_env(
         os.environ,
         store_uri,
@@ -175,31 +198,27 @@ def exec_server(
         server.extra_env,
         server.job_role,
     )
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(argv[0], argv, env)  # noqa: S606 - no shell
+    uvicorn_start.exec_start(server_start(server, env))
 
 
 def run_in_foreground(server: ServerEnvironment, store_uri: str) -> int:
-    """Run ``mlflow server`` as a child in a session of its own, and stop it with one SIGTERM
-    on the first Ctrl-C (or SIGTERM); a second one kills it. Returns its exit status, 0 when
-    it stopped as asked.
+    """Run the server as a child in a session of its own, and stop it with one SIGTERM on the
+    first Ctrl-C (or SIGTERM); a second one kills it. Returns its exit status, 0 when it
+    stopped as asked.
 
-    For a terminal (``make local``): Ctrl-C signals the whole foreground process group, so the
-    MLflow CLI and its uvicorn server would both get SIGINT, the CLI would then signal uvicorn
-    again, and uvicorn, cut off in its shutdown, prints a CancelledError traceback.
+    For a terminal (``make local``): Ctrl-C signals the whole foreground process group, so
+    uvicorn's supervisor and its workers would all get SIGINT, the supervisor would then signal
+    the workers again, and they, cut off in their shutdown, print a CancelledError traceback.
     """
-    child = subprocess.Popen(
-        server_argv(server),
-        env=server_env(
-            os.environ,
-            store_uri,
-            log_level=server.log_level,
-            extra=server.extra_env,
-            job_role=server.job_role,
-        ),
-        start_new_session=True,
+    env = server_env(
+        os.environ,
+        store_uri,
+        log_level=server.log_level,
+        extra=server.extra_env,
+        job_role=server.job_role,
     )
+    start = server_start(server, env)
+    child = subprocess.Popen(start.argv, env=start.env, start_new_session=True)
     stopping = False
 
     def stop(_signum: int, _frame: object) -> None:
