@@ -3,13 +3,15 @@
     .venv-image/bin/python bench/server_memory.py [--workers 1 2 4] [--auth on off]
         [--repeats 2] [--requests 200] [--clients 8] [--json out.json]
 
-Starts the server the way the pod's launcher does (image/launcher: `python -m mlflow server
---host --port --workers --serve-artifacts --artifacts-destination --allowed-hosts
-[--app-name basic-auth]`, the store URI and the auth secrets in the environment, Prometheus
-counters on through MLFLOW_EXPOSE_PROMETHEUS, job execution off), on loopback with a SQLite
-store and a local artifacts folder, with the interpreter running this script (so run it with
-the image's environment, .venv-image). For each configuration it measures the whole process
-tree (the MLflow CLI, the uvicorn supervisor, its workers, any other child):
+Starts the server the way the pod's launcher does (mlflow_launcher.server.server_start: the
+uvicorn command `mlflow server --host --port --workers --serve-artifacts
+--artifacts-destination --allowed-hosts --app-name mlflow-on-eks` would run, without the CLI
+process; MLflow's basic-auth app behind the launcher's guard when sign-in is on; the store URI
+and the auth secrets in the environment, Prometheus counters on through
+MLFLOW_EXPOSE_PROMETHEUS, job execution off), on loopback with a SQLite store and a local
+artifacts folder, with the interpreter running this script (so run it with the image's
+environment, .venv-image). For each configuration it measures the whole process tree (the
+uvicorn supervisor, its workers, any other child):
 
 * idle: after /health answers and the tree's memory has settled, before any API request;
 * load_peak: the largest total sampled while concurrent clients send the request mix (runs
@@ -56,6 +58,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from mlflow_launcher import app, server
+from mlflow_launcher.settings import ServerEnvironment
+
 ADMIN = ("bench-admin", "bench-admin-password-0123")
 HEADROOM = 1.25
 MIB = 1024 * 1024
@@ -100,7 +105,7 @@ def _cmdline(pid: int) -> str:
 def _role(cmd: str, has_children: bool) -> str:
     if " -m mlflow server" in cmd:
         return "cli"
-    if " -m uvicorn" in cmd:
+    if " -m uvicorn" in cmd or " -m mlflow_launcher.uvicorn_main" in cmd:
         # With --workers 1 uvicorn serves in this process itself; with more it supervises.
         return "supervisor" if has_children else "worker"
     if "multiprocessing.spawn" in cmd and "spawn_main" in cmd:
@@ -217,7 +222,9 @@ def _write_auth_config(workdir: Path, auth_uri: str) -> Path:
 
 
 class Server:
-    """`mlflow server` as the launcher execs it, in a process group of its own."""
+    """The server as the launcher starts it (mlflow_launcher.server.server_start: uvicorn with
+    MLflow's app behind the launcher's guard, as `mlflow server` would start it, without the
+    CLI process), in a process group of its own."""
 
     def __init__(self, workdir: Path, workers: int, auth: bool) -> None:
         self.workdir, self.workers, self.auth = workdir, workers, auth
@@ -227,28 +234,30 @@ class Server:
         store_uri = f"sqlite:///{workdir / 'mlflow.db'}"
         auth_uri = f"sqlite:///{workdir / 'auth.db'}" if auth else None
         _prepare_stores(workdir, store_uri, auth_uri)
-        self.argv = [
-            sys.executable, "-m", "mlflow", "server",
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--workers", str(workers),
-            "--serve-artifacts",
-            "--artifacts-destination", str(workdir / "artifacts"),
-            "--allowed-hosts", "localhost,localhost:*,127.0.0.1,127.0.0.1:*",
-        ]  # fmt: skip
         # The ambient MLflow/uvicorn settings are left out: the pod's are set below.
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "UVICORN_"))}
-        env.update(POD_ENV)
-        env["TMPDIR"] = str(workdir)
-        env["MLFLOW_BACKEND_STORE_URI"] = store_uri
-        env["MLFLOW_EXPOSE_PROMETHEUS"] = str(workdir / "metrics")
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "UVICORN_"))}
+        base.update(POD_ENV)
+        base["TMPDIR"] = str(workdir)
+        base["MLFLOW_EXPOSE_PROMETHEUS"] = str(workdir / "metrics")
+        secrets = {}
         if auth_uri:
-            self.argv += ["--app-name", "basic-auth"]
-            env["MLFLOW_AUTH_CONFIG_PATH"] = str(_write_auth_config(workdir, auth_uri))
-            env["MLFLOW_AUTH_ADMIN_USERNAME"], env["MLFLOW_AUTH_ADMIN_PASSWORD"] = ADMIN
-            env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = "bench-flask-secret-key-0123456789"  # noqa: S105
-            env["MLFLOW_CRYPTO_KEK_PASSPHRASE"] = "bench-kek-passphrase-0123456789"  # noqa: S105
-        self.env = env
+            secrets = {
+                app.AUTH_ENV: app.BASIC_AUTH,
+                "MLFLOW_AUTH_CONFIG_PATH": str(_write_auth_config(workdir, auth_uri)),
+                "MLFLOW_AUTH_ADMIN_USERNAME": ADMIN[0],
+                "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN[1],
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": "bench-flask-secret-key-0123456789",
+                "MLFLOW_CRYPTO_KEK_PASSPHRASE": "bench-kek-passphrase-0123456789",
+            }
+        settings = ServerEnvironment(
+            host="127.0.0.1",
+            port=self.port,
+            workers=workers,
+            artifacts_destination=str(workdir / "artifacts"),
+            allowed_hosts=("localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*"),
+        )
+        start = server.server_start(settings, server.server_env(base, store_uri, secrets))
+        self.argv, self.env = start.argv, start.env
 
     def start(self, timeout: float) -> None:
         log = open(self.workdir / "server.log", "wb")  # noqa: SIM115 - the child holds it
