@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {
         "machine": machine,
         "versions": versions,
-        "parameters": vars(args) | {"json": str(args.json)},
+        "parameters": {k: v for k, v in vars(args).items() if k != "json"},
         "rounds": rounds,
         "summary": summary(rounds),
         "wall_s": round(time.monotonic() - started, 1),

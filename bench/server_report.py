@@ -118,7 +118,8 @@ def writes(r: dict) -> list[str]:
             f"Against the recipe as its users write it on MySQL (mysqlclient, `mysql://`), ours "
             f"writes at {_x(ours['runs_per_s'].get('to_recipe_mysqlclient'))} its rate per "
             f"server on {_x(ours['server_cpu_s_per_run'].get('to_recipe_mysqlclient'))} its "
-            "server CPU per run. "
+            "server CPU per run, each measured just after its start; all up together, in "
+            "alternating rounds, the ratio differs (bench/drivers.py, bench/README.md). "
             if SEED in w
             else ""
         )
