@@ -365,9 +365,9 @@ class Deployment:
 
     def store_uri(self, driver: str = "pymysql") -> str:
         """The URI as the recipe's user writes it, TLS on. On MySQL `driver` is PyMySQL
-        (verifies the certificate given a CA) or mysqldb, written `mysql://` as the seed's
-        recipe does: given only a CA, libmariadb encrypts without verifying the certificate,
-        as the recipe's users get it."""
+        (given a CA, it checks the chain and the host name) or mysqldb, written `mysql://` as
+        the seed's recipe does: given only a CA, libmariadb checks the chain but not the host
+        name (that takes ssl_mode=VERIFY_IDENTITY), as the recipe's users get it."""
         login, ca = self.login, quote(str(self.ca))
         user, password = quote(login.user, safe=""), quote(login.password, safe="")
         where = f"{user}:{password}@127.0.0.1:{self.db.port}/{login.name}"

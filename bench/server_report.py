@@ -70,8 +70,8 @@ def header(r: dict) -> list[str]:
         "- **recipe-mysqlclient** (MariaDB): the same recipe exactly as its users write it "
         "on MySQL, `mysql://…?ssl_ca=…`, which SQLAlchemy gives to mysqlclient, the C driver "
         "on libmariadb (built for the bench from bench/requirements-mysqlclient.txt; not in "
-        "the image). Given only a CA, libmariadb encrypts without verifying the server's "
-        "certificate. On PostgreSQL the recipe's `postgresql://` already names psycopg2.",
+        "the image). Given only a CA, libmariadb checks the certificate's chain but not its "
+        "host name. On PostgreSQL the recipe's `postgresql://` already names psycopg2.",
         "- **ours**: the synthesized pod as the integration tests run it: the chart's "
         "ConfigMap with only the AWS endpoints made local, `migrate` (the initContainer), then "
         "`serve` through the image's ENTRYPOINT (tini, the launcher), with the chart's worker "
