@@ -62,6 +62,7 @@ def header(r: dict) -> list[str]:
         f"100) over experiments of {', '.join(map(str, p['search_sizes']))} runs; "
         f"{p['start_repeats']} starts per server configuration (median).",
         "",
+        *_later_runs(r),
         "Configurations, on the same database server and database per engine:",
         "",
         "- **recipe**: what this project replaces: plain `mlflow server --backend-store-uri "
@@ -86,6 +87,23 @@ def header(r: dict) -> list[str]:
         "this machine did; CPU per operation is the figure to size with.",
         "",
     ]
+
+
+def _later_runs(r: dict) -> list[str]:
+    """A paragraph for each engine whose figures come from a later run of that engine alone
+    (`run` in its results: its own machine load, date and parameters), merged into this file."""
+    out = []
+    for engine, e in r["engines"].items():
+        if "run" in e:
+            run, p = e["run"], e["run"]["parameters"]
+            out += [
+                f"{ENGINE_NAMES[engine]}'s figures come from a later run of that engine alone "
+                f"(`{run['command']}`, {run['date']}, load average {_load(run['loadavg_start'])} "
+                f"at the start, {_load(run['loadavg_end'])} at the end): {p['start_repeats']} "
+                "start per server configuration, the other parameters as above.",
+                "",
+            ]
+    return out
 
 
 def _load(values) -> str:
