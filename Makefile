@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 IMAGE_VENV := .venv-image
 AWSCLI_VENV := .venv-awscli
+MYSQLCLIENT := .venv-mysqlclient
 BIN := $(VENV)/bin
 CONFIG ?=
 # CONFIG=default names the built-in defaults explicitly (no config file).
@@ -64,6 +65,15 @@ $(AWSCLI_VENV)/.stamp: requirements-awscli.txt
 	$(AWSCLI_VENV)/bin/pip install -q --require-hashes --no-deps -r requirements-awscli.txt
 	touch $@
 
+# mysqlclient, the C driver the seed's recipe names with a `mysql://` URI, for bench/server.py's
+# recipe-mysqlclient: built from source (hash-locked sdist) against Debian's libmariadb-dev
+# (test-servers installs it) with the image's Python, into a folder of its own that only that
+# server puts on its PYTHONPATH. The image's venv stays exactly as image/requirements.txt locks it.
+$(MYSQLCLIENT)/.stamp: bench/requirements-mysqlclient.txt $(IMAGE_VENV)/.stamp | test-servers
+	rm -rf $(MYSQLCLIENT)
+	$(IMAGE_VENV)/bin/pip install -q --require-hashes --no-deps --target $(MYSQLCLIENT) -r bench/requirements-mysqlclient.txt
+	touch $@
+
 # Preview the server as the image runs it, on SQLite + a local artifact folder, no AWS:
 # http://127.0.0.1:5000, data in ./.local-mlflow (override with MLFLOW_PORT, MLFLOW_LOCAL_DIR).
 local: $(IMAGE_VENV)/.stamp
@@ -81,7 +91,7 @@ test-servers:
 # Two pytest-xdist workers for CI's two cores: in one process the suite keeps about one core
 # busy (docs/testing.md, "How long the suite takes"). TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
-test: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp $(AWSCLI_VENV)/.stamp test-servers
+test: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp $(AWSCLI_VENV)/.stamp test-servers $(MYSQLCLIENT)/.stamp
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The fast part: no database servers, browser or wheel build (about a minute warm).
@@ -96,7 +106,7 @@ docs: $(RUNTIME)
 	$(BIN)/python -m config.reference > docs/configuration.md
 
 # Break each guarded property in a temporary copy and check its tests fail (slow; not in CI).
-mutants: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp $(AWSCLI_VENV)/.stamp test-servers
+mutants: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp $(AWSCLI_VENV)/.stamp test-servers $(MYSQLCLIENT)/.stamp
 	$(BIN)/python scripts/mutants.py
 
 # Warm `cdk synth` against a one-bucket app; then the tracking server as deployed against plain
@@ -106,7 +116,7 @@ mutants: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp $(AWSCLI_VENV)/.stamp t
 # traffic (bench/hostile.py, 5 minutes more; writes bench/results/hostile.json and its section
 # of docs/benchmarks.md). The server benches need the dev venv (moto, the integration helpers)
 # and the image's venv (MLflow).
-bench: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp test-servers
+bench: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp test-servers $(MYSQLCLIENT)/.stamp
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/server.py
 	$(BIN)/python bench/hostile.py
@@ -133,4 +143,4 @@ destroy: $(RUNTIME) node_modules/.stamp
 	npx cdk destroy $(CDK_CONFIG) Mlflow Cluster $(ARGS)
 
 clean:
-	rm -rf cdk.out $(VENV) $(IMAGE_VENV) $(AWSCLI_VENV) node_modules
+	rm -rf cdk.out $(VENV) $(IMAGE_VENV) $(AWSCLI_VENV) $(MYSQLCLIENT) node_modules

@@ -9,8 +9,13 @@ Configurations, each on MariaDB and on PostgreSQL (the integration tests' TLS-on
 started here on loopback, with moto's server for S3 and Secrets Manager):
 
 * recipe: what this project replaces, plain `mlflow server --backend-store-uri <URI>
-  --artifacts-destination s3://...` with MLflow's defaults (its 4 workers, no sign-in). The
-  image brings PyMySQL and psycopg2 (not mysqlclient or psycopg 3), so the URIs name those.
+  --artifacts-destination s3://...` with MLflow's defaults (its 4 workers, no sign-in), on the
+  image's drivers: `mysql+pymysql://`, `postgresql+psycopg2://`.
+* recipe-mysqlclient (MariaDB only): the same recipe exactly as its users run it on MySQL, a
+  `mysql://` URI, which SQLAlchemy gives to mysqlclient (the C driver on libmariadb). It is
+  not in the image: bench/requirements-mysqlclient.txt, built into .venv-mysqlclient and put
+  on this one server's PYTHONPATH. (On PostgreSQL a `postgresql://` URI names psycopg2, which
+  the recipe already runs.)
 * ours: the synthesized pod as the integration tests run it: the chart's ConfigMap with only
   the AWS endpoints made local (tests/integration/itest_chart.py), the initContainer's
   `migrate`, then the container's `serve` through the image's ENTRYPOINT, sign-in on (the
@@ -85,8 +90,11 @@ CLIENT = BENCH / "server_client.py"
 PROTOCOL = "@@ "  # server_client.PROTOCOL (that module needs MLflow, so it is not imported)
 CONFIG_FOR_ENGINE = {"mysql": "default", "postgres": "postgres"}
 ENGINE_NAMES = {"mysql": "MariaDB", "postgres": "PostgreSQL"}
-CONFIGURATIONS = ("recipe", "ours", "ours-noauth", "limit")
-SERVERS = CONFIGURATIONS[:3]
+CONFIGURATIONS = ("recipe", "recipe-mysqlclient", "ours", "ours-noauth", "limit")
+SERVERS = CONFIGURATIONS[:4]
+RECIPES = {"recipe": "pymysql", "recipe-mysqlclient": "mysqldb"}
+"""The recipe configurations and the SQLAlchemy MySQL driver each names."""
+MYSQLCLIENT = Path(os.environ.get("MLFLOW_BENCH_MYSQLCLIENT") or ROOT / ".venv-mysqlclient")
 RECIPE_HOW = "mlflow server --backend-store-uri <URI> --artifacts-destination s3://... (defaults)"
 POD_HOW = "tini -- mlflow-launcher serve, the synthesized ConfigMap, after its migrate"
 SEARCH_FILTER = "metrics.m1 > 0.5"
@@ -99,6 +107,25 @@ QUICK = {"clients": 2, "runs": 4, "search_sizes": [50], "searches": 2, "start_re
 QUICK |= {"warmup_runs": 0, "artifacts_mib": 0, "artifacts_repeats": 1, "quick": True}
 """--quick: a smoke test's workload. Its servers start side by side and stop together at the
 end (their start times then mean nothing), no warm-up, no 1 GiB artifact transfers."""
+
+
+def configurations(engine: str) -> tuple[str, ...]:
+    """What runs on `engine`: mysqlclient is a MySQL driver."""
+    return tuple(c for c in CONFIGURATIONS if engine == "mysql" or c != "recipe-mysqlclient")
+
+
+def servers(engine: str) -> tuple[str, ...]:
+    return tuple(c for c in configurations(engine) if c in SERVERS)
+
+
+def mysqlclient_path() -> Path:
+    """mysqlclient built for the image's Python (`make .venv-mysqlclient/.stamp`)."""
+    if not (MYSQLCLIENT / "MySQLdb").is_dir():
+        raise RuntimeError(
+            f"{MYSQLCLIENT}/MySQLdb missing: build it with `make .venv-mysqlclient/.stamp` "
+            "(mysqlclient from bench/requirements-mysqlclient.txt, against libmariadb-dev)"
+        )
+    return MYSQLCLIENT
 
 
 _T0 = time.monotonic()
@@ -139,10 +166,13 @@ def stop_everything() -> None:
 class Clients:
     """`count` persistent client processes (bench/server_client.py in the image's Python)."""
 
-    def __init__(self, count: int, home: Path) -> None:
+    def __init__(self, count: int, home: Path, *, pythonpath: str | None = None) -> None:
+        """`pythonpath`: more modules for the image's Python (a driver, bench/drivers.py)."""
         home.mkdir(parents=True, exist_ok=True)
         env = {"PATH": f"{launcher.image_venv() / 'bin'}:/usr/bin:/bin", "HOME": str(home)}
         env |= {"TMPDIR": str(home), "LANG": "C.UTF-8", "MPLCONFIGDIR": str(home / ".mpl")}
+        if pythonpath:
+            env["PYTHONPATH"] = pythonpath
         self.procs = []
         for i in range(count):
             proc = subprocess.Popen(
@@ -333,17 +363,22 @@ class Deployment:
             env[DB_NAME_ENV] = f"{self.login.name}_auth"  # its own on a shared server
         return launcher.container_env(env, self.home / name)
 
-    def store_uri(self) -> str:
-        """The URI as the recipe's user writes it: the image's drivers, TLS verified."""
+    def store_uri(self, driver: str = "pymysql") -> str:
+        """The URI as the recipe's user writes it, TLS on. On MySQL `driver` is PyMySQL
+        (given a CA, it checks the chain and the host name) or mysqldb, written `mysql://` as
+        the seed's recipe does: given only a CA, libmariadb checks the chain but not the host
+        name (that takes ssl_mode=VERIFY_IDENTITY), as the recipe's users get it."""
         login, ca = self.login, quote(str(self.ca))
         user, password = quote(login.user, safe=""), quote(login.password, safe="")
         where = f"{user}:{password}@127.0.0.1:{self.db.port}/{login.name}"
         if self.engine == "mysql":
-            return f"mysql+pymysql://{where}?ssl_ca={ca}"
+            scheme = "mysql" if driver == "mysqldb" else f"mysql+{driver}"
+            return f"{scheme}://{where}?ssl_ca={ca}"
         return f"postgresql+psycopg2://{where}?sslmode=verify-full&sslrootcert={ca}"
 
-    def recipe(self, name: str) -> tuple[dict[str, str], list[str]]:
-        """Plain `mlflow server`, MLflow's defaults, AWS through the standard variables."""
+    def recipe(self, name: str, driver: str = "pymysql") -> tuple[dict[str, str], list[str]]:
+        """Plain `mlflow server`, MLflow's defaults, AWS through the standard variables; a
+        driver outside the image (mysqldb) from its own folder on PYTHONPATH."""
         home = self.home / name
         home.mkdir(parents=True, exist_ok=True)
         port = str(free_port())
@@ -358,11 +393,13 @@ class Deployment:
             "MLFLOW_S3_ENDPOINT_URL": self.moto.endpoint,
             **FAKE_AWS,
         }
+        if driver == "mysqldb":
+            env["PYTHONPATH"] = str(mysqlclient_path())
         command = [
             str(launcher.image_venv() / "bin" / "mlflow"),
             "server",
             "--backend-store-uri",
-            self.store_uri(),
+            self.store_uri(driver),
             "--artifacts-destination",
             f"s3://{self.bucket}/recipe-artifacts",
             "--host",
@@ -590,7 +627,7 @@ def bench_engine(d: Deployment, clients: Clients, opts: Options) -> dict:
     out["configurations"]["limit"] = {"how": "SqlAlchemyStore in each client process"}
     db_pid = db_root_pid(d.db)
     started = _start_all(d, opts, out) if opts.quick else {}
-    for configuration in CONFIGURATIONS:
+    for configuration in configurations(d.engine):
         progress(f"{d.engine}: {configuration}")
         server = started.get(configuration)
         if configuration != "limit" and server is None:
@@ -631,7 +668,7 @@ def _start_one(d: Deployment, configuration: str, opts: Options, out: dict) -> l
 def _start_all(d: Deployment, opts: Options, out: dict) -> dict[str, launcher.Server]:
     """--quick: every server configuration started at once, to save the smoke test time."""
     with ThreadPoolExecutor(len(SERVERS)) as pool:
-        futures = {c: pool.submit(_start_one, d, c, opts, out) for c in SERVERS}
+        futures = {c: pool.submit(_start_one, d, c, opts, out) for c in servers(d.engine)}
         return {c: f.result() for c, f in futures.items()}
 
 
@@ -641,8 +678,8 @@ def _start(d: Deployment, configuration: str, opts: Options):
 
     def launch(i: int) -> tuple[launcher.Server, float, dict]:
         log = d.home / f"{configuration}-{i}.log"
-        if configuration == "recipe":
-            env, command = d.recipe(f"{configuration}-{i}")
+        if configuration in RECIPES:
+            env, command = d.recipe(f"{configuration}-{i}", RECIPES[configuration])
             server, took = start_server(env, log, command, login)
             return server, took, {}
         env = d.pod_env(d.main, f"{configuration}-{i}", auth=configuration == "ours")
@@ -652,7 +689,7 @@ def _start(d: Deployment, configuration: str, opts: Options):
 
     server, figures = measure_starts(opts.start_repeats, launch)
     described = {
-        "how": RECIPE_HOW if configuration == "recipe" else POD_HOW,
+        "how": RECIPE_HOW if configuration in RECIPES else POD_HOW,
         "workers": memory_figures(snapshot(server.proc.pid))["workers"],
         "sign_in": configuration == "ours",
     }
@@ -755,32 +792,30 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a and b else None
 
 
+def _ratios_to(figures: dict, by_config: dict, keys: tuple[str, ...]) -> dict:
+    """`figures` over the recipe's, the limit's and, where it ran, mysqlclient's recipe's."""
+    bases = {"to_recipe": "recipe", "to_limit": "limit"}
+    if "recipe-mysqlclient" in by_config:
+        bases["to_recipe_mysqlclient"] = "recipe-mysqlclient"
+    return {
+        k: {name: _ratio(figures[k], by_config[base][k]) for name, base in bases.items()}
+        for k in keys
+    }
+
+
 def ratios(results: dict) -> dict:
-    """Each configuration's figures over the recipe's and over the limit's."""
+    """Each configuration's figures over the recipes' and over the limit's."""
     out: dict = {}
     for engine, r in results["engines"].items():
         e = out[engine] = {"writes": {}, "search": {}, "start": {}, "memory": {}}
-        for configuration in CONFIGURATIONS:
-            w = r["writes"]
-            e["writes"][configuration] = {
-                k: {
-                    "to_recipe": _ratio(w[configuration][k], w["recipe"][k]),
-                    "to_limit": _ratio(w[configuration][k], w["limit"][k]),
-                }
-                for k in RATIO_FIGURES["writes"]
-            }
+        ran = [c for c in CONFIGURATIONS if c in r["writes"]]
+        for c in ran:
+            e["writes"][c] = _ratios_to(r["writes"][c], r["writes"], RATIO_FIGURES["writes"])
         for size, by_config in r["search"].items():
             e["search"][size] = {
-                c: {
-                    k: {
-                        "to_recipe": _ratio(by_config[c][k], by_config["recipe"][k]),
-                        "to_limit": _ratio(by_config[c][k], by_config["limit"][k]),
-                    }
-                    for k in RATIO_FIGURES["search"]
-                }
-                for c in CONFIGURATIONS
+                c: _ratios_to(by_config[c], by_config, RATIO_FIGURES["search"]) for c in ran
             }
-        for c in SERVERS:
+        for c in (c for c in SERVERS if c in ran):
             e["start"][c] = _ratio(r["start"][c]["median_s"], r["start"]["recipe"]["median_s"])
             e["memory"][c] = _ratio(
                 r["memory"][c]["load_peak"]["pss_total_mib"],
@@ -794,7 +829,7 @@ def ratios(results: dict) -> dict:
                 ("db_cpu_s_per_search", "db"),
             ):
                 e[f"search_growth_{name}"] = {
-                    c: _ratio(large[c][figure], small[c][figure]) for c in CONFIGURATIONS
+                    c: _ratio(large[c][figure], small[c][figure]) for c in ran
                 }
     return out
 
@@ -807,7 +842,7 @@ def sizing(results: dict) -> dict:
     for engine, r in results["engines"].items():
         request = _cpu_cores(r["pod"]["cpu_request"])
         e = out[engine] = {}
-        for c in SERVERS:
+        for c in (c for c in SERVERS if c in r["writes"]):
             per_run = r["writes"][c]["server_cpu_s_per_run"]
             row = {
                 "runs_per_vcpu_s": round(1 / per_run, 1) if per_run else None,

@@ -4,8 +4,9 @@ bench/hostile.py's section (bench/hostile_report.py) when its results are there.
 
 from __future__ import annotations
 
-CONFIGURATIONS = ("recipe", "ours", "ours-noauth", "limit")
-SERVERS = CONFIGURATIONS[:3]
+CONFIGURATIONS = ("recipe", "recipe-mysqlclient", "ours", "ours-noauth", "limit")
+SERVERS = CONFIGURATIONS[:4]
+SEED = "recipe-mysqlclient"
 ENGINE_NAMES = {"mysql": "MariaDB", "postgres": "PostgreSQL"}
 NONE, TIMES = "\u2013", "\u00d7"  # en dash: no figure; multiplication sign: a ratio
 
@@ -22,6 +23,16 @@ def _x(value) -> str:
 
 def _ms(seconds) -> str:
     return NONE if seconds is None else f"{seconds * 1000:.1f}"
+
+
+def _ran(by_config: dict, among: tuple[str, ...] = CONFIGURATIONS) -> list[str]:
+    """The configurations that ran on an engine (mysqlclient's recipe on MariaDB only)."""
+    return [c for c in among if c in by_config]
+
+
+def _to_seed(ratio: dict, by_config: dict) -> list[str]:
+    """The ratio to mysqlclient's recipe, as a cell, where that recipe ran."""
+    return [_x(ratio.get("to_recipe_mysqlclient"))] if SEED in by_config else []
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -51,12 +62,17 @@ def header(r: dict) -> list[str]:
         f"100) over experiments of {', '.join(map(str, p['search_sizes']))} runs; "
         f"{p['start_repeats']} starts per server configuration (median).",
         "",
+        *_later_runs(r),
         "Configurations, on the same database server and database per engine:",
         "",
         "- **recipe**: what this project replaces: plain `mlflow server --backend-store-uri "
         "mysql+pymysql://… | postgresql+psycopg2://… --artifacts-destination s3://…` with "
-        "MLflow's defaults (4 workers, no sign-in). The image has PyMySQL and psycopg2, not "
-        "mysqlclient or psycopg 3, so the recipe uses those drivers.",
+        "MLflow's defaults (4 workers, no sign-in), on the image's drivers.",
+        "- **recipe-mysqlclient** (MariaDB): the same recipe exactly as its users write it "
+        "on MySQL, `mysql://…?ssl_ca=…`, which SQLAlchemy gives to mysqlclient, the C driver "
+        "on libmariadb (built for the bench from bench/requirements-mysqlclient.txt; not in "
+        "the image). Given only a CA, libmariadb checks the certificate's chain but not its "
+        "host name. On PostgreSQL the recipe's `postgresql://` already names psycopg2.",
         "- **ours**: the synthesized pod as the integration tests run it: the chart's "
         "ConfigMap with only the AWS endpoints made local, `migrate` (the initContainer), then "
         "`serve` through the image's ENTRYPOINT (tini, the launcher), with the chart's worker "
@@ -71,6 +87,23 @@ def header(r: dict) -> list[str]:
         "this machine did; CPU per operation is the figure to size with.",
         "",
     ]
+
+
+def _later_runs(r: dict) -> list[str]:
+    """A paragraph for each engine whose figures come from a later run of that engine alone
+    (`run` in its results: its own machine load, date and parameters), merged into this file."""
+    out = []
+    for engine, e in r["engines"].items():
+        if "run" in e:
+            run, p = e["run"], e["run"]["parameters"]
+            out += [
+                f"{ENGINE_NAMES[engine]}'s figures come from a later run of that engine alone "
+                f"(`{run['command']}`, {run['date']}, load average {_load(run['loadavg_start'])} "
+                f"at the start, {_load(run['loadavg_end'])} at the end): {p['start_repeats']} "
+                "start per server configuration, the other parameters as above.",
+                "",
+            ]
+    return out
 
 
 def _load(values) -> str:
@@ -92,11 +125,22 @@ def writes(r: dict) -> list[str]:
                 _ms(w[c]["db_cpu_s_per_run"]),
                 _x(q[c]["runs_per_s"]["to_recipe"]),
                 _x(q[c]["server_cpu_s_per_run"]["to_recipe"]),
+                *_to_seed(q[c]["runs_per_s"], w),
+                *_to_seed(q[c]["server_cpu_s_per_run"], w),
                 _x(q[c]["server_cpu_s_per_run"]["to_limit"]),
             ]
-            for c in CONFIGURATIONS
+            for c in _ran(w)
         ]
         ours = q["ours"]
+        seed = (
+            f"Against the recipe as its users write it on MySQL (mysqlclient, `mysql://`), ours "
+            f"writes at {_x(ours['runs_per_s'].get('to_recipe_mysqlclient'))} its rate per "
+            f"server on {_x(ours['server_cpu_s_per_run'].get('to_recipe_mysqlclient'))} its "
+            "server CPU per run, each measured just after its start; all up together, in "
+            "alternating rounds, the ratio differs (bench/drivers.py, bench/README.md). "
+            if SEED in w
+            else ""
+        )
         sign_in = _sign_in_cost(w, e["pod"].get("sign_in_cache_seconds"))
         out += [
             f"### {ENGINE_NAMES[engine]}",
@@ -108,7 +152,7 @@ def writes(r: dict) -> list[str]:
             f"{_x(ours['server_cpu_s_per_run']['to_limit'])} the in-process store's. Without "
             f"sign-in it writes at {_x(q['ours-noauth']['runs_per_s']['to_recipe'])} the "
             f"recipe's rate on {_x(q['ours-noauth']['server_cpu_s_per_run']['to_recipe'])} its "
-            "CPU per run. "
+            f"CPU per run. {seed}"
             f"{sign_in} The recipe's CPU beyond its workers' is MLflow's job runner "
             "(job execution is on by default: a runner and its huey consumers, polling); the "
             "launcher turns it off.",
@@ -124,6 +168,10 @@ def writes(r: dict) -> list[str]:
                     "DB CPU ms/run",
                     "runs/s ÷ recipe",
                     "CPU/run ÷ recipe",
+                    *(
+                        ["runs/s ÷ recipe-mysqlclient", "CPU/run ÷ recipe-mysqlclient"]
+                        * (SEED in w)
+                    ),
                     "CPU/run ÷ limit",
                 ],
                 rows,
@@ -159,7 +207,7 @@ def search(r: dict) -> list[str]:
         rows = []
         for size, by_config in sorted(e["search"].items(), key=lambda kv: int(kv[0])):
             q = r["ratios"][engine]["search"][size]
-            for c in CONFIGURATIONS:
+            for c in _ran(by_config):
                 s = by_config[c]
                 rows.append(
                     [
@@ -171,6 +219,7 @@ def search(r: dict) -> list[str]:
                         _ms(s["server_cpu_s_per_search"]),
                         _ms(s["db_cpu_s_per_search"]),
                         _x(q[c]["server_cpu_s_per_search"]["to_recipe"]),
+                        *_to_seed(q[c]["server_cpu_s_per_search"], by_config),
                         _x(q[c]["server_cpu_s_per_search"]["to_limit"]),
                     ]
                 )
@@ -202,6 +251,7 @@ def search(r: dict) -> list[str]:
                     "server CPU ms/search",
                     "DB CPU ms/search",
                     "CPU ÷ recipe",
+                    *(["CPU ÷ recipe-mysqlclient"] * (SEED in e["writes"])),
                     "CPU ÷ limit",
                 ],
                 rows,
@@ -223,7 +273,7 @@ def start(r: dict) -> list[str]:
                 _x(q[c]),
                 _phases(e["start"][c].get("phases_median_s")),
             ]
-            for c in SERVERS
+            for c in _ran(e["start"], SERVERS)
         ]
         out += [
             f"### {ENGINE_NAMES[engine]}",
@@ -255,7 +305,7 @@ def memory(r: dict) -> list[str]:
     for engine, e in r["engines"].items():
         q = r["ratios"][engine]["memory"]
         rows = []
-        for c in SERVERS:
+        for c in _ran(e["memory"], SERVERS):
             idle, peak = e["memory"][c]["idle"], e["memory"][c]["load_peak"]
             rows.append(
                 [

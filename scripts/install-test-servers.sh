@@ -3,7 +3,8 @@
 # MariaDB 10.11 (stands in for RDS MySQL 8), PostgreSQL 15, openssl for the test CA, and tini
 # (the image's PID 1, so the SIGTERM test runs the exact ENTRYPOINT), Chromium with its driver
 # (the UI test drives a real browser), and nftables (a test relay drops its packets as a lost
-# network does). Idempotent: installs only
+# network does), and libmariadb-dev with pkg-config (bench/server.py's recipe-mysqlclient builds
+# mysqlclient, the seed's C driver, against them). Idempotent: installs only
 # what is missing, and does nothing (not even apt-get update) when everything is present.
 set -euo pipefail
 
@@ -17,12 +18,14 @@ declare -A wanted=(
   [chromium]=/usr/bin/chromium
   [chromium-driver]=/usr/bin/chromedriver
   [nftables]=/usr/sbin/nft
+  [libmariadb-dev]=/usr/include/mariadb/mysql.h
+  [pkg-config]=/usr/bin/pkg-config
 )
 
 missing=()
 for pkg in "${!wanted[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
-     || [ ! -x "${wanted[$pkg]}" ]; then
+     || [ ! -e "${wanted[$pkg]}" ]; then
     missing+=("$pkg")
   fi
 done
