@@ -58,9 +58,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from mlflow_launcher import app, server
-from mlflow_launcher.settings import ServerEnvironment
-
 ADMIN = ("bench-admin", "bench-admin-password-0123")
 HEADROOM = 1.25
 MIB = 1024 * 1024
@@ -227,6 +224,11 @@ class Server:
     CLI process), in a process group of its own."""
 
     def __init__(self, workdir: Path, workers: int, auth: bool) -> None:
+        # The image's venv has the launcher; bench/server.py imports this module's sampler from
+        # the dev venv, which has not.
+        from mlflow_launcher import app, server
+        from mlflow_launcher.settings import ServerEnvironment
+
         self.workdir, self.workers, self.auth = workdir, workers, auth
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
