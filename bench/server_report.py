@@ -325,10 +325,11 @@ def memory(r: dict) -> list[str]:
             f"write workload. Ours takes {_x(q['ours'])} the recipe's memory at peak, with "
             f"{e['memory']['ours']['load_peak']['workers']} workers against the recipe's "
             f"{e['memory']['recipe']['load_peak']['workers']}. `rest` is the processes that "
-            "are not uvicorn workers: the MLflow CLI and uvicorn's supervisor, and in the recipe "
-            "MLflow's job runner with its huey consumers (on by default; the launcher turns it "
-            "off). With sign-in, a worker's peak grows by the password checks in flight "
-            "(werkzeug's scrypt takes 32 MiB each).",
+            "are not uvicorn workers: uvicorn's supervisor and multiprocessing's resource "
+            "tracker; in the recipe also the MLflow CLI, which ours does not keep (the launcher "
+            "execs uvicorn as the CLI would start it), and MLflow's job runner with its huey "
+            "consumers (on by default; the launcher turns it off). With sign-in, a worker's "
+            "peak grows by the password checks in flight (werkzeug's scrypt takes 32 MiB each).",
             "",
             *_table(
                 [
@@ -374,7 +375,13 @@ def artifacts(r: dict) -> list[str]:
         "stand-in (`direct`): `presigned` is a current client's default (parts to presigned "
         "URLs), `proxied` forces the bytes through the server (older clients). `complete` is "
         "how long the stand-in took to complete the multipart upload, which real S3 does in "
-        "seconds at most (bench/artifacts.py; docs/operations.md, large artifacts).",
+        "seconds at most (bench/artifacts.py; docs/operations.md, large artifacts)."
+        + (
+            f" Measured in an earlier run ({a['earlier_run']}), kept when the later one "
+            "measured the servers only."
+            if "earlier_run" in a
+            else ""
+        ),
         "",
         *_table(
             [
