@@ -11,6 +11,7 @@ import re
 import select
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +24,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "image" / "Dockerfile"
 CLIENT_SCRIPT = Path(__file__).with_name("mlflow_client_script.py")
+CLIENT_ZYGOTE = Path(__file__).with_name("mlflow_client_zygote.py")
+_RUNTIME_PYTHON_ENV = frozenset({"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"})
+"""PYTHON* variables a forked client honours as a new Python would: buffering and .pyc
+writing change no result. Any other (PYTHONPATH, PYTHONHOME, ...) acts at start-up only."""
 POD_TMP_PATHS = ("MLFLOW_EXPOSE_PROMETHEUS",)
 """ConfigMap keys holding a path under the pod's /tmp."""
 
@@ -213,13 +218,91 @@ def image_python(
     return result
 
 
+CLIENT_MODULES = ("mlflow", "mlflow.tracking.client")
+"""What every client program imports: MlflowClient and the fluent API."""
+AUTH_CLIENT_MODULES = (*CLIENT_MODULES, "mlflow.server")
+"""Also what `from mlflow.server import get_app_client` imports (the users' API), which
+doubles the import's CPU: only for the programs that use it."""
+_ZYGOTES: dict[tuple[str, ...], tuple[subprocess.Popen, Path]] = {}
+
+
+def _zygote(modules: tuple[str, ...]) -> subprocess.Popen:
+    """This test process's mlflow_client_zygote.py with `modules` imported, started on first use
+    and kept until the process exits (its stdin closes)."""
+    if modules in _ZYGOTES:
+        proc, log = _ZYGOTES[modules]
+        if proc.poll() is None:
+            return proc
+        pytest.fail(f"the client zygote exited ({proc.returncode}):\n{log.read_text()}")
+    home = Path(tempfile.mkdtemp(prefix="mlflow-client-zygote-"))
+    log = home / "zygote.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            [str(image_venv() / "bin" / "python"), str(CLIENT_ZYGOTE), *modules],
+            # A user's machine, as client_env's: the imports see nothing of a test's server.
+            env={"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            cwd=home,
+        )
+    _ZYGOTES[modules] = (proc, log)
+    return proc
+
+
+def _forked_client(
+    argv: list[str],
+    code: str | None,
+    env: dict[str, str],
+    timeout: float,
+    modules: tuple[str, ...],
+) -> subprocess.CompletedProcess:
+    """`argv` (and `code`, as `python -c`) run as a new image Python would, forked by the
+    zygote after its imports; stdout and stderr as subprocess.run captures them."""
+    with tempfile.TemporaryDirectory(prefix="mlflow-client-") as scratch:
+        out, err = Path(scratch) / "stdout", Path(scratch) / "stderr"
+        request = {
+            "argv": argv,
+            "code": code,
+            "env": env,
+            "cwd": os.getcwd(),
+            "timeout": timeout,
+            "stdout": str(out),
+            "stderr": str(err),
+        }
+        proc = _zygote(modules)
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(request) + "\n")
+        proc.stdin.flush()
+        answer = proc.stdout.readline()
+        if not answer:
+            _zygote(modules)  # fails with the zygote's log
+        returncode = json.loads(answer)["returncode"]
+        stdout, stderr = out.read_text(), err.read_text()
+    if returncode == -signal.SIGKILL:
+        stderr += f"\n(killed after its timeout of {timeout} s)"
+    return subprocess.CompletedProcess(argv, returncode, stdout, stderr)
+
+
 def mlflow_client(
-    env: dict[str, str], *args: str, code: str | None = None, timeout: float = 300
+    env: dict[str, str],
+    *args: str,
+    code: str | None = None,
+    timeout: float = 300,
+    modules: tuple[str, ...] = CLIENT_MODULES,
 ) -> dict:
     """Run the real MLflow client (it lives in .venv-image) and return its JSON report: the
-    client script of these tests, or `code` given inline."""
+    client script of these tests, or `code` given inline. A zygote that imported `modules`
+    once forks it (mlflow_client_zygote.py: each import of MLflow is 2-4 s of CPU); a new
+    Python runs it instead when `env` sets what Python reads only as it starts."""
     program = ["-c", code] if code is not None else [str(CLIENT_SCRIPT)]
-    result = image_python(*program, *args, env=env, timeout=timeout)
+    if any(key.startswith("PYTHON") and key not in _RUNTIME_PYTHON_ENV for key in env):
+        result = image_python(*program, *args, env=env, timeout=timeout)
+    else:
+        argv = ["-c" if code is not None else str(CLIENT_SCRIPT), *args]
+        result = _forked_client(argv, code, env, timeout, modules)
+        assert result.returncode == 0, f"{program[:2]} failed:\n{result.stdout}\n{result.stderr}"
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
