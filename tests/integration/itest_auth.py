@@ -533,9 +533,7 @@ def run_client(
     env = client_env(base_url, home, ADMIN=admin, USER=user)
     if step == "admin" and admin is not None:
         env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"] = admin
-    return launcher.mlflow_client(
-        env, base_url, step, *args, code=_CLIENT, modules=launcher.AUTH_CLIENT_MODULES
-    )
+    return launcher.mlflow_client(env, base_url, step, *args, code=_CLIENT)
 
 
 def client_env(base_url: str, home: str, **logins: tuple[str, str] | None) -> dict[str, str]:

@@ -28,6 +28,10 @@ CLIENT_ZYGOTE = Path(__file__).with_name("mlflow_client_zygote.py")
 _RUNTIME_PYTHON_ENV = frozenset({"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"})
 """PYTHON* variables a forked client honours as a new Python would: buffering and .pyc
 writing change no result. Any other (PYTHONPATH, PYTHONHOME, ...) acts at start-up only."""
+IMPORT_TIME_ENV = frozenset({"MLFLOW_CONFIGURE_LOGGING", "prometheus_multiproc_dir"})
+"""What MLflow reads as it is imported, and a zygote's child cannot apply after: whether it
+configures its loggers at all (their level it does again: mlflow_client_zygote.py), and
+`mlflow.server`'s Prometheus exporter."""
 POD_TMP_PATHS = ("MLFLOW_EXPOSE_PROMETHEUS",)
 """ConfigMap keys holding a path under the pod's /tmp."""
 
@@ -205,24 +209,34 @@ def image_python(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:
     """The image's Python (.venv-image: MLflow, the launcher) with these arguments; it must
-    exit 0."""
-    result = subprocess.run(
-        [str(image_venv() / "bin" / "python"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    exit 0. A program (`-c CODE` or a script, then its arguments) is forked by a zygote that
+    imported MLflow once (mlflow_client_zygote.py: each import is 2-4 s of CPU); a new Python
+    runs it when `env` sets what Python reads only as it starts, or for other arguments."""
+    env = dict(os.environ) if env is None else env
+    program = args[0] if args else ""
+    startup = [k for k in env if k.startswith("PYTHON") and k not in _RUNTIME_PYTHON_ENV]
+    forkable = program == "-c" or program.endswith(".py")
+    if forkable and not startup and not IMPORT_TIME_ENV & set(env):
+        code = args[1] if program == "-c" else None
+        text = code if code is not None else Path(program).read_text()
+        # A program that imports MLflow's server package (sign-in, its schemas) from the
+        # zygote that has it too: it doubles the import.
+        modules = ("mlflow", "mlflow.server") if "mlflow.server" in text else ("mlflow",)
+        argv = ["-c", *args[2:]] if code is not None else list(args)
+        result = _forked(argv, code, env, timeout, modules)
+    else:
+        result = subprocess.run(
+            [str(image_venv() / "bin" / "python"), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     assert result.returncode == 0, f"{args[:2]} failed:\n{result.stdout}\n{result.stderr}"
     return result
 
 
-CLIENT_MODULES = ("mlflow", "mlflow.tracking.client")
-"""What every client program imports: MlflowClient and the fluent API."""
-AUTH_CLIENT_MODULES = (*CLIENT_MODULES, "mlflow.server")
-"""Also what `from mlflow.server import get_app_client` imports (the users' API), which
-doubles the import's CPU: only for the programs that use it."""
 _ZYGOTES: dict[tuple[str, ...], tuple[subprocess.Popen, Path]] = {}
 
 
@@ -251,7 +265,7 @@ def _zygote(modules: tuple[str, ...]) -> subprocess.Popen:
     return proc
 
 
-def _forked_client(
+def _forked(
     argv: list[str],
     code: str | None,
     env: dict[str, str],
@@ -262,21 +276,15 @@ def _forked_client(
     zygote after its imports; stdout and stderr as subprocess.run captures them."""
     with tempfile.TemporaryDirectory(prefix="mlflow-client-") as scratch:
         out, err = Path(scratch) / "stdout", Path(scratch) / "stderr"
-        request = {
-            "argv": argv,
-            "code": code,
-            "env": env,
-            "cwd": os.getcwd(),
-            "timeout": timeout,
-            "stdout": str(out),
-            "stderr": str(err),
-        }
+        request = {"argv": argv, "code": code, "env": env, "cwd": os.getcwd()}
+        request |= {"timeout": timeout, "stdout": str(out), "stderr": str(err)}
         proc = _zygote(modules)
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(json.dumps(request) + "\n")
         proc.stdin.flush()
         answer = proc.stdout.readline()
         if not answer:
+            proc.wait(10)
             _zygote(modules)  # fails with the zygote's log
         returncode = json.loads(answer)["returncode"]
         stdout, stderr = out.read_text(), err.read_text()
@@ -286,23 +294,12 @@ def _forked_client(
 
 
 def mlflow_client(
-    env: dict[str, str],
-    *args: str,
-    code: str | None = None,
-    timeout: float = 300,
-    modules: tuple[str, ...] = CLIENT_MODULES,
+    env: dict[str, str], *args: str, code: str | None = None, timeout: float = 300
 ) -> dict:
     """Run the real MLflow client (it lives in .venv-image) and return its JSON report: the
-    client script of these tests, or `code` given inline. A zygote that imported `modules`
-    once forks it (mlflow_client_zygote.py: each import of MLflow is 2-4 s of CPU); a new
-    Python runs it instead when `env` sets what Python reads only as it starts."""
+    client script of these tests, or `code` given inline."""
     program = ["-c", code] if code is not None else [str(CLIENT_SCRIPT)]
-    if any(key.startswith("PYTHON") and key not in _RUNTIME_PYTHON_ENV for key in env):
-        result = image_python(*program, *args, env=env, timeout=timeout)
-    else:
-        argv = ["-c" if code is not None else str(CLIENT_SCRIPT), *args]
-        result = _forked_client(argv, code, env, timeout, modules)
-        assert result.returncode == 0, f"{program[:2]} failed:\n{result.stdout}\n{result.stderr}"
+    result = image_python(*program, *args, env=env, timeout=timeout)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

@@ -1,20 +1,19 @@
-"""Runs the tests' MLflow client programs without paying for `import mlflow` each time.
+"""Runs the tests' image-Python programs without paying for `import mlflow` each time.
 
     python mlflow_client_zygote.py MODULE...
 
-Started once per test process by itest_launcher.mlflow_client, with .venv-image's python: it
-imports MODULE... (MLflow, 2-4 s of CPU each time a new Python does it) and then, for each
-request line on stdin, forks a child that becomes the client process a new
-`python SCRIPT ARGS...` or `python -c CODE ARGS...` would be: the request's environment (plus
-what the imports put in it, as they would have in a new process), argv, working directory,
-sys.path[0], stdin from /dev/null, stdout and stderr into the request's files. The child then
-runs the program, and exits as Python does (SystemExit, atexit handlers, threads joined).
-The parent answers one JSON line per request: the child's exit code (as subprocess reports
-it; -9 when it outlived the request's timeout and was killed).
+Started once per test process by itest_launcher.image_python (the real MLflow client, schema
+inspections, ...), with .venv-image's python: it imports MODULE... (MLflow: 2-4 s of CPU each
+time a new Python does it), then for each request line on stdin forks a child that becomes
+the process a new `python SCRIPT ARGS...` or `python -c CODE ARGS...` would be: the request's
+environment (plus what the imports put in it, as in a new process), argv, working directory,
+sys.path[0], stdin from /dev/null, stdout and stderr into the request's files. The child runs
+the program and exits as Python does (SystemExit, threads joined, atexit handlers). The
+parent answers one JSON line per request: the child's exit code (as subprocess reports it;
+-9 when it outlived the request's timeout and was killed).
 
 Every child starts from the state right after the imports, never from another child's, so
-one run cannot leak into the next. The requests are what the client scripts would have run;
-only the import is shared.
+one run cannot leak into the next; only the import is shared.
 """
 
 import gc
@@ -39,11 +38,15 @@ def _child(request: dict, imported_env: dict[str, str]) -> None:
     os.environ.update(request["env"])
     os.environ.update(imported_env)
     tempfile.tempdir = None  # chosen afresh from this environment's TMPDIR, as in a new process
+    # What MLflow set up on import from the environment then, again with this one: its
+    # telemetry client (MLFLOW_DISABLE_TELEMETRY, a session id of its own) and its loggers'
+    # level (MLFLOW_LOGGING_LEVEL; the tests never set MLFLOW_CONFIGURE_LOGGING for a zygote).
     telemetry = sys.modules.get("mlflow.telemetry.client")
     if telemetry is not None:
-        # MLflow sets up its telemetry client on import, from the environment then: again with
-        # this one (MLFLOW_DISABLE_TELEMETRY, a session id of its own).
         telemetry.set_telemetry_client()
+    logging_utils = sys.modules.get("mlflow.utils.logging_utils")
+    if logging_utils is not None:
+        logging_utils._configure_mlflow_loggers(root_module_name="mlflow")
     os.chdir(request["cwd"])
     argv, code = request["argv"], request.get("code")
     sys.argv = list(argv)

@@ -396,13 +396,7 @@ def test_a_user_changes_what_they_just_created_while_the_replica_lags(
         url = servers[server].base_url
         env = client_env(url, str(tmp_path), **logins[server])
         return launcher.mlflow_client(
-            env,
-            url,
-            step,
-            f"{name}-{server}",
-            *args,
-            code=_LAGGING_CLIENT,
-            modules=launcher.AUTH_CLIENT_MODULES,
+            env, url, step, f"{name}-{server}", *args, code=_LAGGING_CLIENT
         )
 
     try:
