@@ -12,6 +12,7 @@ import select
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -238,6 +239,9 @@ def image_python(
 
 
 _ZYGOTES: dict[tuple[str, ...], tuple[subprocess.Popen, Path]] = {}
+_ZYGOTE_LOCK = threading.Lock()
+"""One request at a time (tests run programs from threads): the zygote runs them one after
+the other anyway, each in a fraction of what a new Python took."""
 
 
 def _zygote(modules: tuple[str, ...]) -> subprocess.Popen:
@@ -278,14 +282,15 @@ def _forked(
         out, err = Path(scratch) / "stdout", Path(scratch) / "stderr"
         request = {"argv": argv, "code": code, "env": env, "cwd": os.getcwd()}
         request |= {"timeout": timeout, "stdout": str(out), "stderr": str(err)}
-        proc = _zygote(modules)
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps(request) + "\n")
-        proc.stdin.flush()
-        answer = proc.stdout.readline()
-        if not answer:
-            proc.wait(10)
-            _zygote(modules)  # fails with the zygote's log
+        with _ZYGOTE_LOCK:
+            proc = _zygote(modules)
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+            answer = proc.stdout.readline()
+            if not answer:
+                proc.wait(10)
+                _zygote(modules)  # fails with the zygote's log
         returncode = json.loads(answer)["returncode"]
         stdout, stderr = out.read_text(), err.read_text()
     if returncode == -signal.SIGKILL:
