@@ -32,6 +32,8 @@ import traceback
 def _child(request: dict, imported_env: dict[str, str]) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
+    # Not the parent's stdin object, whose buffer may hold the next requests.
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115 (the process's stdin until it exits)
     for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
         os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
     os.environ.clear()
