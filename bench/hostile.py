@@ -111,12 +111,12 @@ def recipe_with_sign_in(d: bench.Deployment, workers: int) -> tuple[dict, list[s
     """bench/server.py's recipe with `--app-name basic-auth` and the pod's worker count. MLflow
     needs an admin password and a Flask key for it (no defaults); its auth database is
     basic_auth.ini's `sqlite:///basic_auth.db`, in the working directory: the recipe's home."""
-    env, command = d.recipe("recipe")
+    env, command = d.recipe("recipe", workers=workers)
     admin = ("admin", f"recipe-{secrets.token_urlsafe(18)}")  # basic_auth.ini's admin_username
     env |= {"MLFLOW_AUTH_ADMIN_PASSWORD": admin[1]}
     env |= {"MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(32)}
     chdir = [shutil.which("env") or "/usr/bin/env", f"--chdir={env['HOME']}"]
-    command = [*chdir, *command, "--app-name", "basic-auth", "--workers", str(workers)]
+    command = [*chdir, *command, "--app-name", "basic-auth"]
     return env, command, admin
 
 
@@ -367,7 +367,7 @@ def run_bench(db, moto, ca: Path, chart, opts: Options, workdir: Path) -> dict:
         "configurations": {},
         "cases": {},
     }
-    d = bench.Deployment(ENGINE, db, chart, moto, ca, workdir / ENGINE)
+    d = bench.Deployment(ENGINE, db, chart, moto, ca, workdir / ENGINE, quick=opts.quick)
     try:
         bench.progress("migrate")
         d.prepare()

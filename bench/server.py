@@ -107,6 +107,12 @@ QUICK = {"clients": 2, "runs": 4, "search_sizes": [50], "searches": 2, "start_re
 QUICK |= {"warmup_runs": 0, "artifacts_mib": 0, "artifacts_repeats": 1, "quick": True}
 """--quick: a smoke test's workload. Its servers start side by side and stop together at the
 end (their start times then mean nothing), no warm-up, no 1 GiB artifact transfers."""
+QUICK_RECIPE_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+QUICK_RECIPE_WORKERS = 1
+"""--quick (every bench's): the recipe without MLflow's job runner and with one worker, unless
+a bench gives its count (bench/hostile.py: the pod's). Its huey consumers and three more
+workers each import MLflow: 32 s of CPU for a start here against 10 s, in a smoke test whose
+figures mean nothing. The recipe still starts as `mlflow server` through the same starter."""
 
 
 def configurations(engine: str) -> tuple[str, ...]:
@@ -334,6 +340,8 @@ class Deployment:
     bucket: str = ""
     main: dict = field(default_factory=dict)
     """The pod's server container (its environment is the chart's ConfigMap)."""
+    quick: bool = False
+    """--quick: the recipe lighter (QUICK_RECIPE)."""
 
     def prepare(self) -> None:
         """A login allowed to create databases (as RDS's master user: `migrate` creates the
@@ -376,9 +384,12 @@ class Deployment:
             return f"{scheme}://{where}?ssl_ca={ca}"
         return f"postgresql+psycopg2://{where}?sslmode=verify-full&sslrootcert={ca}"
 
-    def recipe(self, name: str, driver: str = "pymysql") -> tuple[dict[str, str], list[str]]:
-        """Plain `mlflow server`, MLflow's defaults, AWS through the standard variables; a
-        driver outside the image (mysqldb) from its own folder on PYTHONPATH."""
+    def recipe(
+        self, name: str, driver: str = "pymysql", workers: int | None = None
+    ) -> tuple[dict[str, str], list[str]]:
+        """Plain `mlflow server`, MLflow's defaults (but `workers`, when given), AWS through the
+        standard variables; a driver outside the image (mysqldb) from its own folder on
+        PYTHONPATH; under --quick lighter still (QUICK_RECIPE)."""
         home = self.home / name
         home.mkdir(parents=True, exist_ok=True)
         port = str(free_port())
@@ -407,6 +418,11 @@ class Deployment:
             "--port",
             port,
         ]
+        if self.quick:
+            env |= QUICK_RECIPE_ENV
+            workers = workers or QUICK_RECIPE_WORKERS
+        if workers is not None:
+            command += ["--workers", str(workers)]
         return env, command
 
     def target(self, configuration: str, server: launcher.Server | None) -> dict:
@@ -713,7 +729,7 @@ def run_bench(dbs: dict, moto, ca: Path, charts: dict, opts: Options, workdir: P
     try:
         for engine, db in dbs.items():
             home = workdir / engine
-            deployment = Deployment(engine, db, charts[engine], moto, ca, home)
+            deployment = Deployment(engine, db, charts[engine], moto, ca, home, quick=opts.quick)
             results["engines"][engine] = bench_engine(deployment, clients, opts)
             results["engines"][engine]["pod"] = pod_resources(charts[engine])
     finally:

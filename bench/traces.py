@@ -100,7 +100,8 @@ def run_bench(dbs: dict, moto, ca: Path, charts: dict, opts: Options, workdir: P
     clients = bench.Clients(opts.clients, workdir / "clients")
     try:
         for engine, db in dbs.items():
-            d = bench.Deployment(engine, db, charts[engine], moto, ca, workdir / engine)
+            home = workdir / engine
+            d = bench.Deployment(engine, db, charts[engine], moto, ca, home, quick=opts.quick)
             bench.progress(f"{engine}: migrate")
             d.prepare()
             clients.wait_started()

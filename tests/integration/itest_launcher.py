@@ -11,6 +11,8 @@ import re
 import select
 import signal
 import subprocess
+import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +25,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "image" / "Dockerfile"
 CLIENT_SCRIPT = Path(__file__).with_name("mlflow_client_script.py")
+CLIENT_ZYGOTE = Path(__file__).with_name("mlflow_client_zygote.py")
+_RUNTIME_PYTHON_ENV = frozenset({"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"})
+"""PYTHON* variables a forked client honours as a new Python would: buffering and .pyc
+writing change no result. Any other (PYTHONPATH, PYTHONHOME, ...) acts at start-up only."""
+IMPORT_TIME_ENV = frozenset({"MLFLOW_CONFIGURE_LOGGING", "prometheus_multiproc_dir"})
+"""What MLflow reads as it is imported, and a zygote's child cannot apply after: whether it
+configures its loggers at all (their level it does again: mlflow_client_zygote.py), and
+`mlflow.server`'s Prometheus exporter."""
 POD_TMP_PATHS = ("MLFLOW_EXPOSE_PROMETHEUS",)
 """ConfigMap keys holding a path under the pod's /tmp."""
 
@@ -200,17 +210,92 @@ def image_python(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:
     """The image's Python (.venv-image: MLflow, the launcher) with these arguments; it must
-    exit 0."""
-    result = subprocess.run(
-        [str(image_venv() / "bin" / "python"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    exit 0. A program (`-c CODE` or a script, then its arguments) is forked by a zygote that
+    imported MLflow once (mlflow_client_zygote.py: each import is 2-4 s of CPU); a new Python
+    runs it when `env` sets what Python reads only as it starts, or for other arguments."""
+    env = dict(os.environ) if env is None else env
+    program = args[0] if args else ""
+    startup = [k for k in env if k.startswith("PYTHON") and k not in _RUNTIME_PYTHON_ENV]
+    forkable = program == "-c" or program.endswith(".py")
+    if forkable and not startup and not IMPORT_TIME_ENV & set(env):
+        code = args[1] if program == "-c" else None
+        text = code if code is not None else Path(program).read_text()
+        # A program that imports MLflow's server package (sign-in, its schemas) from the
+        # zygote that has it too: it doubles the import.
+        modules = ("mlflow", "mlflow.server") if "mlflow.server" in text else ("mlflow",)
+        argv = ["-c", *args[2:]] if code is not None else list(args)
+        result = _forked(argv, code, env, timeout, modules)
+    else:
+        result = subprocess.run(
+            [str(image_venv() / "bin" / "python"), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     assert result.returncode == 0, f"{args[:2]} failed:\n{result.stdout}\n{result.stderr}"
     return result
+
+
+_ZYGOTES: dict[tuple[str, ...], tuple[subprocess.Popen, Path]] = {}
+_ZYGOTE_LOCK = threading.Lock()
+"""One request at a time (tests run programs from threads): the zygote runs them one after
+the other anyway, each in a fraction of what a new Python took."""
+
+
+def _zygote(modules: tuple[str, ...]) -> subprocess.Popen:
+    """This test process's mlflow_client_zygote.py with `modules` imported, started on first use
+    and kept until the process exits (its stdin closes)."""
+    if modules in _ZYGOTES:
+        proc, log = _ZYGOTES[modules]
+        if proc.poll() is None:
+            return proc
+        pytest.fail(f"the client zygote exited ({proc.returncode}):\n{log.read_text()}")
+    home = Path(tempfile.mkdtemp(prefix="mlflow-client-zygote-"))
+    log = home / "zygote.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            [str(image_venv() / "bin" / "python"), str(CLIENT_ZYGOTE), *modules],
+            # A user's machine, as client_env's: the imports see nothing of a test's server.
+            env={"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            cwd=home,
+        )
+    _ZYGOTES[modules] = (proc, log)
+    return proc
+
+
+def _forked(
+    argv: list[str],
+    code: str | None,
+    env: dict[str, str],
+    timeout: float,
+    modules: tuple[str, ...],
+) -> subprocess.CompletedProcess:
+    """`argv` (and `code`, as `python -c`) run as a new image Python would, forked by the
+    zygote after its imports; stdout and stderr as subprocess.run captures them."""
+    with tempfile.TemporaryDirectory(prefix="mlflow-client-") as scratch:
+        out, err = Path(scratch) / "stdout", Path(scratch) / "stderr"
+        request = {"argv": argv, "code": code, "env": env, "cwd": os.getcwd()}
+        request |= {"timeout": timeout, "stdout": str(out), "stderr": str(err)}
+        with _ZYGOTE_LOCK:
+            proc = _zygote(modules)
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+            answer = proc.stdout.readline()
+            if not answer:
+                proc.wait(10)
+                _zygote(modules)  # fails with the zygote's log
+        returncode = json.loads(answer)["returncode"]
+        stdout, stderr = out.read_text(), err.read_text()
+    if returncode == -signal.SIGKILL:
+        stderr += f"\n(killed after its timeout of {timeout} s)"
+    return subprocess.CompletedProcess(argv, returncode, stdout, stderr)
 
 
 def mlflow_client(
