@@ -107,7 +107,6 @@ def plan(
         )
     store = env[_BACKEND_STORE_OPTION]
     added = {
-        ALLOWED_HOSTS: ",".join(allowed_hosts),
         # --x-frame-options reads this variable; the CLI writes back its value or default.
         X_FRAME_OPTIONS: env.get(X_FRAME_OPTIONS) or X_FRAME_OPTIONS_DEFAULT,
         ENABLE_WORKSPACES: "true" if workspaces else "false",
@@ -128,6 +127,9 @@ def plan(
         SGI_NAME: "uvicorn",
         **SECRETS_CACHE_DEFAULTS,
     }
+    # Set only when given, as the CLI does: unset, MLflow allows localhost and private IPs.
+    if allowed_hosts:
+        added[ALLOWED_HOSTS] = ",".join(allowed_hosts)
     if cors_allowed_origins:
         added[CORS_ALLOWED_ORIGINS] = ",".join(cors_allowed_origins)
     if replica := env.get(_READ_REPLICA_OPTION):
