@@ -10,7 +10,6 @@ is at head, writes the config file into the pod's scratch space and hands the se
 from __future__ import annotations
 
 import configparser
-import importlib.util
 import io
 import logging
 from collections.abc import Callable, Mapping
@@ -25,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mlflow_launcher import contract, secret, settings
 from mlflow_launcher.app import AUTH_ENV, BASIC_AUTH
 from mlflow_launcher.errors import LauncherError
-from mlflow_launcher.files import write_private
+from mlflow_launcher.files import mlflow_file, write_private
 from mlflow_launcher.schema import refuse_newer
 from mlflow_launcher.snapshot import SchemaChange
 from mlflow_launcher.wait import driver_message
@@ -145,9 +144,7 @@ def _create_database(engine: Engine, name: str) -> bool:
 def _migrations() -> str:
     """MLflow's auth migrations, found without importing mlflow.server.auth: that package
     builds its Flask app and store on import, seconds that `serve` should not spend."""
-    spec = importlib.util.find_spec("mlflow")
-    assert spec is not None and spec.origin, "mlflow is part of the image"
-    return str(Path(spec.origin).parent / "server" / "auth" / "db" / "migrations")
+    return str(mlflow_file("server", "auth", "db", "migrations"))
 
 
 def revisions(engine: Engine) -> tuple[str | None, str]:

@@ -1,9 +1,12 @@
-"""Files the launcher writes for MLflow into the pod's scratch space."""
+"""Files the launcher writes for MLflow into the pod's scratch space, and MLflow's own files."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+
+from mlflow_launcher.errors import LauncherError
 
 
 def write_private(path: Path, text: str) -> Path:
@@ -13,3 +16,12 @@ def write_private(path: Path, text: str) -> Path:
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text)
     return path
+
+
+def mlflow_file(*parts: str) -> Path:
+    """A file of the installed MLflow package, found without importing MLflow: its server's
+    import costs seconds of CPU, which the launcher spends only where it must."""
+    spec = importlib.util.find_spec("mlflow")
+    if spec is None or spec.origin is None:
+        raise LauncherError("MLflow is not installed in this environment")
+    return Path(spec.origin).parent.joinpath(*parts)

@@ -26,16 +26,15 @@ same settings, so an MLflow upgrade that changes what the workers get fails ther
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import sys
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from mlflow_launcher import app, contract
 from mlflow_launcher.errors import LauncherError
+from mlflow_launcher.files import mlflow_file
 
 # What MLflow 3.17.2's CLI sets for its workers. Its own constants (mlflow/server/constants.py,
 # mlflow/environment_variables.py) cannot be imported without importing MLflow's server, the
@@ -144,7 +143,7 @@ def plan(
         # MLflow's own logging format for uvicorn (mlflow/server/__init__.py
         # `_build_uvicorn_command`), so the pod's log lines read as they did.
         "--log-config",
-        str(_mlflow_package() / "server" / "uvicorn_log_config.yaml"),
+        str(mlflow_file("server", "uvicorn_log_config.yaml")),
         "--host",
         host,
         "--port",
@@ -237,11 +236,3 @@ def _environ(env: Mapping[str, str]) -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-
-
-def _mlflow_package() -> Path:
-    """MLflow's package folder, found without importing MLflow."""
-    spec = importlib.util.find_spec("mlflow")
-    if spec is None or spec.origin is None:
-        raise LauncherError("MLflow is not installed in this environment")
-    return Path(spec.origin).parent
