@@ -135,7 +135,6 @@ def plan(
         added[READ_REPLICA_STORE] = replica
     if counters := env.get(_EXPOSE_PROMETHEUS_OPTION):
         added[PROMETHEUS_DIRECTORY] = counters
-    _refuse_rollups_left_behind(store, env)
     argv = [
         sys.executable,
         "-m",
@@ -154,6 +153,22 @@ def plan(
         APP,
     ]
     return Start(argv, {**env, **added})
+
+
+def refuse_rollups_left_behind(env: Mapping[str, str]) -> None:
+    """Before a start by `plan`: the one check of the store (its URI in `env`) that MLflow's
+    `_run_server` makes before it starts uvicorn and the launcher's schema check does not: with
+    SQL trace rollups off, none of their rows may be left (mlflow.tracing.trace_rollup_service).
+    MLflow's own function, in the server's environment (server.extra_env may turn rollups on);
+    cheap here, as `serve` has imported MLflow's store for its schema check."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracing.trace_rollup_service import validate_sql_trace_rollup_startup
+
+    try:
+        with _environ(env):
+            validate_sql_trace_rollup_startup(env[_BACKEND_STORE_OPTION])
+    except MlflowException as e:
+        raise LauncherError(e.message) from e
 
 
 def via_mlflow_cli(mlflow_args: Sequence[str], env: Mapping[str, str]) -> Start:
@@ -207,22 +222,6 @@ class _Started(Exception):
 _BACKEND_STORE_OPTION: str = contract.BACKEND_STORE_URI_FLAG.envvar  # type: ignore[assignment]
 _READ_REPLICA_OPTION: str = contract.READ_REPLICA_URI_FLAG.envvar  # type: ignore[assignment]
 _EXPOSE_PROMETHEUS_OPTION: str = contract.EXPOSE_PROMETHEUS_FLAG.envvar  # type: ignore[assignment]
-
-
-def _refuse_rollups_left_behind(store: str, env: Mapping[str, str]) -> None:
-    """The one check of the store MLflow's `_run_server` makes that the launcher's schema
-    check does not: with SQL trace rollups off, none of their rows may be left
-    (mlflow.tracing.trace_rollup_service). MLflow's own function, in the server's environment
-    (server.extra_env may turn rollups on); cheap here, as `serve` has imported MLflow's store
-    for its schema check."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracing.trace_rollup_service import validate_sql_trace_rollup_startup
-
-    try:
-        with _environ(env):
-            validate_sql_trace_rollup_startup(store)
-    except MlflowException as e:
-        raise LauncherError(e.message) from e
 
 
 @contextlib.contextmanager
