@@ -59,6 +59,30 @@ MUTANTS = (
         ("tests/integration/test_signals.py",),
     ),
     Mutant(
+        "the schema's head read as the first script's revision, not the last",
+        f"{LAUNCHER_SRC}history.py",
+        "heads = set(downs) - {d for down in downs.values() for d in down}",
+        "heads = {next(iter(downs))}",
+        ("tests/unit/launcher/test_launcher_history.py",),
+    ),
+    Mutant(
+        "a down revision given as a name (not a literal) read as none",
+        f"{LAUNCHER_SRC}history.py",
+        "            except ValueError:\n                return None",
+        "            except ValueError:\n                values[target.id] = None",
+        ("tests/unit/launcher/test_launcher_history.py",),
+    ),
+    Mutant(
+        "serve starts over SQL trace rollups left behind with rollups off",
+        f"{LAUNCHER_SRC}cli.py",
+        "    rollups.refuse_left_behind(check, {**os.environ, **srv.extra_env})\n",
+        "",
+        (
+            "tests/integration/test_migrations.py::"
+            "test_serve_refuses_trace_rollups_left_behind_with_rollups_off",
+        ),
+    ),
+    Mutant(
         "MySQL plain-text guard off",
         f"{LAUNCHER_SRC}wait.py",
         "if row is None or not row[1]:",

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 import itest_launcher as launcher
+import itest_template as template
 import pytest
 from itest_auth import (
     DB_NAME_ENV,
@@ -153,6 +154,39 @@ def test_serve_refuses_an_unmigrated_database(db_server, new_database, moto, tes
     assert "run `mlflow-launcher migrate` first" in result.stderr
     assert "the server container never migrates" in result.stderr
     assert _tables(target) == [], "serve created tables"
+
+
+def test_serve_refuses_trace_rollups_left_behind_with_rollups_off(
+    db_server, new_database, moto, test_ca, tmp_path
+):
+    """`mlflow server`'s one check before it starts that the launcher makes itself (rollups.py,
+    without importing MLflow): rows of SQL trace rollups left in a store whose server has them
+    off would go stale. Refused with both ways out, the row kept."""
+    target = new_database(db_server)
+    env = launcher.container_env(
+        target.contract_env(moto, test_ca.ca, "unused-bucket"), tmp_path / "home"
+    )
+    template.migrate(db_server, ["migrate"], env)
+    db_server.admin(
+        "INSERT INTO sql_trace_metric_daily_rollups "
+        "(experiment_id, rollup_day, metric_name, grouping_set, sample_count) "
+        "VALUES (0, '2026-01-01', 'latency', 'all', 1);",
+        database=target.name,
+    )
+    result = launcher.run(["serve"], env, timeout=120)
+    log = result.stdout + result.stderr
+    assert result.returncode == 2, log
+    errors = [line.split(" ERROR ", 1)[1] for line in log.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, log
+    assert errors[0].startswith(
+        "SQL trace rollups are off (MLFLOW_SQL_TRACE_ROLLUPS_ENABLED unset or false) but the "
+        "database holds rollup rows (sql_trace_metric_daily_rollups)"
+    ), log
+    assert "mlflow db delete-trace-rollups" in errors[0]
+    assert "Traceback" not in log
+    assert db_server.query(target.name, "SELECT COUNT(*) FROM sql_trace_metric_daily_rollups") == [
+        ["1"]
+    ]
 
 
 # The store as the previous MLflow release's `migrate` left it: the initial tables, then MLflow's

@@ -27,6 +27,7 @@ from mlflow_launcher import (
     readiness,
     redaction,
     replica,
+    rollups,
     runner,
     schema,
     secret,
@@ -259,6 +260,8 @@ def cmd_serve() -> None:
         log.info("workspaces on (X-MLFLOW-WORKSPACE; absent: the default workspace)")
     else:
         workspaces.refuse_hidden(check)
+    # The server's value: server.extra_env wins over the pod's (server.server_env).
+    rollups.refuse_left_behind(check, {**os.environ, **srv.extra_env})
     check.dispose()
     read_uri = _read_replica_uri(db, creds)
     store_url = dburl.build_url(db, creds, statement=db.statement_timeout_seconds)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+from mlflow_launcher import history
 from mlflow_launcher.errors import LauncherError
 from mlflow_launcher.settings import DEFAULT_MIGRATION_LOCK_TIMEOUT_SECONDS, LOCK_TIMEOUT_ENV
 from mlflow_launcher.snapshot import SchemaChange
@@ -33,24 +34,21 @@ PG_POLL_SECONDS = 1
 
 
 def head_revision() -> str:
-    from mlflow.store.db.utils import _get_latest_schema_revision
-
-    return _get_latest_schema_revision()
+    return history.tracking().head
 
 
 def known_revisions() -> frozenset[str]:
     """Every revision of this MLflow's tracking migration history."""
-    from alembic.script import ScriptDirectory
-    from mlflow.store.db.utils import _get_alembic_config
-
-    script = ScriptDirectory.from_config(_get_alembic_config(db_url=""))
-    return frozenset(revision.revision for revision in script.walk_revisions())
+    return history.tracking().known
 
 
 def current_revision(engine: Engine) -> str | None:
-    from mlflow.store.db.utils import _get_schema_version
+    """The store's revision, read as MLflow reads it (``_get_schema_version``: Alembic's
+    version table; None when there is none)."""
+    from alembic.migration import MigrationContext
 
-    return _get_schema_version(engine)
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
 
 
 def refuse_newer(what: str, current: str | None, head: str, known: frozenset[str]) -> None:

@@ -165,7 +165,6 @@ def server_start(server: ServerEnvironment, env: dict[str, str]) -> uvicorn_star
     if server.extra_args:
         # Options only MLflow's CLI reads: it runs here up to the start, and is not kept.
         return uvicorn_start.ending_with_zero(uvicorn_start.via_mlflow_cli(argv[3:], env))
-    uvicorn_start.refuse_rollups_left_behind(env)
     start = uvicorn_start.plan(
         env,
         host=server.host,

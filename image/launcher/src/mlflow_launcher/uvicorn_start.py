@@ -4,9 +4,10 @@ MLflow 3.17.2's CLI (mlflow/cli `server`, mlflow/server/__init__.py `_run_server
 MLflow's whole server (about 4 s of CPU and 190 MiB here), sets a few variables for the
 workers, starts `python -m uvicorn ... --workers N --factory <app>` as its child and then only
 waits, forwarding SIGTERM, holding that memory for the pod's life. For an API pod the launcher
-has already done the rest of what the CLI does before it starts uvicorn (the schema check; the
-CLI's store initialisation only opens the store, which every worker does again). So `serve`
-execs uvicorn itself, with the command and the variables MLflow's CLI would give it (`plan`):
+has already done the rest of what the CLI does before it starts uvicorn (the schema check and
+the trace rollups' (rollups.py); the CLI's store initialisation only opens the store, which
+every worker does again). So `serve` execs uvicorn itself, with the command and the variables
+MLflow's CLI would give it (`plan`):
 the pod keeps uvicorn's supervisor and its workers, tini's SIGTERM reaches the supervisor
 directly, and the supervisor stops its workers as it did when the CLI passed the signal on.
 uvicorn runs through `uvicorn_main`, its command line with one change: the exit status after a
@@ -153,22 +154,6 @@ def plan(
         APP,
     ]
     return Start(argv, {**env, **added})
-
-
-def refuse_rollups_left_behind(env: Mapping[str, str]) -> None:
-    """Before a start by `plan`: the one check of the store (its URI in `env`) that MLflow's
-    `_run_server` makes before it starts uvicorn and the launcher's schema check does not: with
-    SQL trace rollups off, none of their rows may be left (mlflow.tracing.trace_rollup_service).
-    MLflow's own function, in the server's environment (server.extra_env may turn rollups on);
-    cheap here, as `serve` has imported MLflow's store for its schema check."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracing.trace_rollup_service import validate_sql_trace_rollup_startup
-
-    try:
-        with _environ(env):
-            validate_sql_trace_rollup_startup(env[_BACKEND_STORE_OPTION])
-    except MlflowException as e:
-        raise LauncherError(e.message) from e
 
 
 def via_mlflow_cli(mlflow_args: Sequence[str], env: Mapping[str, str]) -> Start:
