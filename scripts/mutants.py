@@ -83,6 +83,26 @@ MUTANTS = (
         ),
     ),
     Mutant(
+        "the workers spawned, each importing MLflow's server again",
+        f"{LAUNCHER_SRC}uvicorn_main.py",
+        "        fork_workers_from_here()\n",
+        "        pass\n",
+        (
+            "tests/integration/test_guard.py::"
+            "test_the_workers_are_forked_from_the_supervisor_and_start_as_spawned_ones",
+        ),
+    ),
+    Mutant(
+        "forked workers keep the supervisor's signal handlers",
+        f"{LAUNCHER_SRC}uvicorn_main.py",
+        "        signal.signal(number, handler)\n",
+        "        pass\n",
+        (
+            "tests/integration/test_guard.py::"
+            "test_the_workers_are_forked_from_the_supervisor_and_start_as_spawned_ones",
+        ),
+    ),
+    Mutant(
         "MySQL plain-text guard off",
         f"{LAUNCHER_SRC}wait.py",
         "if row is None or not row[1]:",

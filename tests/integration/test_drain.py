@@ -117,7 +117,13 @@ def _new_connection(port: int) -> str:
         return f"error: {e}"
 
 
-def test_in_flight_request_completes_after_sigterm(postgres, new_database, moto, test_ca, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_in_flight_request_completes_after_sigterm(
+    postgres, new_database, moto, test_ca, tmp_path, workers
+):
+    """One worker: uvicorn serves in the supervisor's process. Two (the chart's default): the
+    worker serving the download was forked from the supervisor (uvicorn_main), which passes
+    SIGTERM on to it."""
     bucket = moto.create_bucket()
     body, expected_sha256 = _body()
     # The server only reads the object: put it straight into the bucket it proxies.
@@ -127,6 +133,7 @@ def test_in_flight_request_completes_after_sigterm(postgres, new_database, moto,
     env = launcher.container_env(
         new_database(postgres).contract_env(moto, test_ca.ca, bucket), tmp_path / "home"
     )
+    env["MLFLOW_WORKERS"] = str(workers)
     server, init = launcher.serve_as_pid_1(postgres, env, tmp_path / "server.log")
     tree = server.process_tree()
 

@@ -433,3 +433,34 @@ def test_the_server_still_works_for_a_real_client_after_all_this(pod_, tmp_path)
     result = launcher.mlflow_client(env, pod_.server.base_url, pod_.experiment_id, code=code)
     assert result == {"p": "v"}
     assert pod_.server.proc.poll() is None, "the server exited"
+
+
+def _caught_signals(pid: int) -> set[int]:
+    """The signals `pid` has a handler for (SigCgt in /proc/PID/status, bit n-1 for signal n)."""
+    status = dict(
+        line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    mask = int(status["SigCgt"], 16)
+    return {n for n in range(1, 65) if mask >> (n - 1) & 1}
+
+
+def test_the_workers_are_forked_from_the_supervisor_and_start_as_spawned_ones(pod_):
+    """uvicorn_main imports MLflow's server once, in uvicorn's supervisor, and forks the workers
+    from it: each worker runs the supervisor's command line (a spawned one would run
+    multiprocessing's spawn_main). Each starts as a spawned worker would: of the signals the
+    supervisor handles (INT, TERM, HUP, QUIT, TTIN, TTOU, USR1, USR2, WINCH: it queues them for
+    its own loop), a worker handles only SIGINT and SIGTERM, with uvicorn's graceful stop."""
+    tree = pod_.server.process_tree()  # tini, then what the launcher exec'd: the supervisor
+    parent = {
+        pid: Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] for pid in tree
+    }
+    [supervisor] = [pid for pid in tree if parent[pid] == str(pod_.pid())]
+    command = Path(f"/proc/{supervisor}/cmdline").read_bytes()
+    assert b"mlflow_launcher.uvicorn_main" in command, command
+    children = [pid for pid in tree if parent[pid] == str(supervisor)]
+    workers = [pid for pid in children if Path(f"/proc/{pid}/cmdline").read_bytes() == command]
+    assert len(workers) == WORKERS, (children, command)
+    queued = {1, 2, 3, 10, 12, 15, 21, 22, 28}  # uvicorn 0.54's supervisor's (glibc's own vary)
+    assert queued <= _caught_signals(supervisor)
+    for worker in workers:
+        assert _caught_signals(worker) & queued == {2, 15}
