@@ -403,8 +403,9 @@ def pods(db_server, synth, moto, test_ca, tmp_path_factory, fake_llm) -> Iterato
         configured = pods.call(pods.api[1], "PUT", ONLINE_CONFIG, {**scorer, "sample_rate": 1.0})
         assert configured.status == 200, configured
         pods.online_registered_ms = int(time.time() * 1000)
-        # Then the archival test's traces, one older than the retention: the runner's first
-        # archival pass (a minute at most) runs while the others test, too.
+        # Then the archival test's traces, one older than the retention: the runner's next
+        # archival pass runs while the others test, too (within two minutes: MLflow skips a
+        # poll that comes less than the interval after its last pass, by a millisecond even).
         pods.archival = _archival_traces(pods)
         yield pods
     finally:
