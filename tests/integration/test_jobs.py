@@ -60,6 +60,8 @@ RUNNER_ENV = {
     # 300 s: mlflow/genai/scorers/online/trace_checkpointer.py); these are finished at once.
     "MLFLOW_ONLINE_SCORING_DEFAULT_TRACE_COMPLETION_BUFFER_SECONDS": "0",
 }
+TRACE_ARCHIVE = "trace-archive"
+ARCHIVED_SPANS = ["agent", "retrieve", "generate"]
 FINISHED = {"SUCCEEDED", "FAILED", "TIMEOUT", "CANCELED"}
 # The online-scoring scheduler runs each minute (crontab(minute="*/1"): mlflow/server/jobs/
 # utils.py `register_periodic_tasks`), and no variable shortens it: a minute and its job.
@@ -216,6 +218,10 @@ class Pods:
     traces: dict
     """By experiment name: experiment_id, trace_ids."""
     online_registered_ms: int
+    runner_env: dict[str, str] = field(default_factory=dict)
+    """The runner pod's changes: RUNNER_ENV and trace archival."""
+    archival: dict[str, str] = field(default_factory=dict)
+    """The archival test's traces (`old`, `recent`) and where archived spans go (`prefix`)."""
     starts: int = 0
     stopped: list[launcher.Server] = field(default_factory=list)
     off: launcher.Server | None = None
@@ -323,14 +329,16 @@ class Pods:
             f"WHERE trace_id IN ({ids})",
         )
 
-    def span_payloads(self, trace_id: str) -> int:
-        """The trace's spans whose payload (the span as JSON: inputs, outputs, attributes) the
-        database holds; archival empties it and keeps the row (name, times) for searches."""
-        [[count]] = self.d.login.server.query(
+    def spans(self, trace_id: str) -> tuple[int, int]:
+        """The trace's span rows in the database, and those of them with a payload (the span
+        as JSON: inputs, outputs, attributes); archival empties it and keeps the row (name,
+        times) for searches."""
+        [[rows, payloads]] = self.d.login.server.query(
             self.d.login.name,
-            f"SELECT COUNT(*) FROM spans WHERE trace_id = '{trace_id}' AND content <> ''",  # noqa: S608
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN content <> '' THEN 1 ELSE 0 END), 0) "  # noqa: S608
+            f"FROM spans WHERE trace_id = '{trace_id}'",
         )
-        return int(count)
+        return int(rows), int(payloads)
 
     def jobs_named(self, job_name: str) -> list[dict]:
         answer = self.call(self.api[1], "POST", f"{JOBS_API}/search", {"job_name": job_name})
@@ -356,9 +364,19 @@ def pods(db_server, synth, moto, test_ca, tmp_path_factory, fake_llm) -> Iterato
     home = tmp_path_factory.mktemp(f"jobs-{engine}")
     d = deployed(db_server, synth(CONFIG_FOR_ENGINE[engine]), moto, test_ca.ca, home)
     pods = Pods(d, [], None, {}, 0)  # type: ignore[arg-type]
+    # jobs.trace_archival_after as the chart sets it (MLFLOW_TRACE_ARCHIVAL_*; the launcher
+    # writes MLflow's file), on the runner from its first start, so that no test restarts it
+    # only to change it; its pass every minute, not the chart's 5.
+    destination = d.env(d.main, "archival-probe")["MLFLOW_ARTIFACTS_DESTINATION"]
+    pods.runner_env = {
+        **RUNNER_ENV,
+        "MLFLOW_TRACE_ARCHIVAL_RETENTION": "1h",
+        "MLFLOW_TRACE_ARCHIVAL_LOCATION": f"{destination}/{TRACE_ARCHIVE}",
+        "MLFLOW_TRACE_ARCHIVAL_INTERVAL_SECONDS": "60",
+    }
     try:
         pods.api = [pods.spawn("submit", **API_ENV) for _ in range(2)]
-        pods.runner = pods.spawn("run", **RUNNER_ENV)
+        pods.runner = pods.spawn("run", **pods.runner_env)
         pods.off = pods.spawn("off", **API_ENV)
         for server in (*pods.api, pods.runner, pods.off):
             server.wait_healthy(timeout=240)
@@ -385,6 +403,10 @@ def pods(db_server, synth, moto, test_ca, tmp_path_factory, fake_llm) -> Iterato
         configured = pods.call(pods.api[1], "PUT", ONLINE_CONFIG, {**scorer, "sample_rate": 1.0})
         assert configured.status == 200, configured
         pods.online_registered_ms = int(time.time() * 1000)
+        # Then the archival test's traces, one older than the retention: the runner's next
+        # archival pass runs while the others test, too (within two minutes: MLflow skips a
+        # poll that comes less than the interval after its last pass, by a millisecond even).
+        pods.archival = _archival_traces(pods)
         yield pods
     finally:
         for server in [*pods.api, pods.runner, pods.off, *pods.stopped]:
@@ -433,6 +455,56 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def test_with_jobs_off_the_job_endpoints_say_so(pods):
+    """MLFLOW_JOB_ROLE=off (jobs.enabled false): the UI's scorer run gets MLflow's own answer,
+    not a job that never runs."""
+    answer = pods.invoke(pods.off_pod(), "scored", code_scorer("never_run", LENGTH))
+    assert answer.status == 500, answer
+    assert "job execution feature is not enabled" in answer.body, answer
+    assert not pods.jobs_named("invoke_scorer") or all(
+        "never_run" not in json.dumps(job["params"]) for job in pods.jobs_named("invoke_scorer")
+    )
+
+
+def test_memory_by_role(pods, tmp_path, record_property):
+    """PSS of each pod's process tree: an API pod that submits costs what one with jobs off
+    does (no runner, no consumers in it); the runner pod idle and while a job runs."""
+    off = pods.off_pod()
+    for server in (off, pods.api[0]):
+        pods.invoke(server, "scored", code_scorer("never_run", LENGTH))  # both have served
+    time.sleep(2)
+    # Idle: between the online-scoring config's jobs (one a minute).
+    _wait_for(lambda: not _job_processes(pods.runner), "an idle runner", timeout=90)
+    figures = {
+        "api_off": tree_pss_mib(off.proc.pid),
+        "api_submit": tree_pss_mib(pods.api[0].proc.pid),
+        "runner_idle": tree_pss_mib(pods.runner.proc.pid),
+    }
+    hold = tmp_path / "hold"
+    hold.touch()
+    job_id = pods.submit("scored", code_scorer("measured", held(tmp_path)))
+    _wait_for(lambda: list(tmp_path.glob("started-*")), "the job's start")
+    time.sleep(1)
+    figures["runner_with_a_job"] = tree_pss_mib(pods.runner.proc.pid)
+    # `runner-alive` (the runner pod's liveness probe) finds MLflow's real runner, there only.
+    assert _runner_pids() & set(pods.runner.process_tree())
+    assert not _runner_pids() & {p for s in pods.api for p in s.process_tree()}
+    # The job runs in the runner pod: MLflow's job process, a child of its runner.
+    figures["job_processes"] = sum(tree_pss_mib(pid) for pid in _job_processes(pods.runner))
+    figures["runner_processes"] = len(pods.runner.process_tree())
+    hold.unlink()
+    assert pods.wait_job(job_id, FINISHED)["status"] == "SUCCEEDED"
+    rounded = {name: round(value) for name, value in figures.items()}
+    print(f"PSS MiB ({pods.d.engine}): {rounded}")
+    record_property("pss_mib", rounded)
+    # MLflow's default engine in an API pod would add a runner and huey consumers (1.3-1.4 GB).
+    assert figures["api_submit"] < figures["api_off"] + 100, rounded
+    assert figures["job_processes"] > 50, rounded
+
+
+# After the tests that leave the runner alone, so that its scheduler's minute (from the config
+# `pods` registers) has mostly passed; before those that restart the runner, which would run
+# a job it was killed in again.
 def test_an_online_scoring_config_runs_once_per_deployment(pods):
     """Registered and sampled (rate 1) through the API pods; the scheduler runs in the runner
     pod only, so each trace is scored once and each of its minutes submits one job, not one
@@ -490,7 +562,7 @@ def test_a_job_outlives_its_runner(pods, stop, tmp_path):
         waiting = pods.submit("scored", code_scorer("while_no_runner", LENGTH))
         time.sleep(3)
         assert pods.job(waiting)["status"] == "PENDING"
-    pods.runner = pods.start("run", **RUNNER_ENV)
+    pods.runner = pods.start("run", **pods.runner_env)
     _wait_for(lambda: len(list(tmp_path.glob("started-*"))) == 2, "the job's second start")
     hold.unlink()
     job = pods.wait_job(job_id, FINISHED)
@@ -502,101 +574,49 @@ def test_a_job_outlives_its_runner(pods, stop, tmp_path):
         assert pods.wait_job(waiting, FINISHED)["status"] == "SUCCEEDED"
 
 
-def test_with_jobs_off_the_job_endpoints_say_so(pods):
-    """MLFLOW_JOB_ROLE=off (jobs.enabled false): the UI's scorer run gets MLflow's own answer,
-    not a job that never runs."""
-    answer = pods.invoke(pods.off_pod(), "scored", code_scorer("never_run", LENGTH))
-    assert answer.status == 500, answer
-    assert "job execution feature is not enabled" in answer.body, answer
-    assert not pods.jobs_named("invoke_scorer") or all(
-        "never_run" not in json.dumps(job["params"]) for job in pods.jobs_named("invoke_scorer")
-    )
-
-
-def test_memory_by_role(pods, tmp_path, record_property):
-    """PSS of each pod's process tree: an API pod that submits costs what one with jobs off
-    does (no runner, no consumers in it); the runner pod idle and while a job runs."""
-    off = pods.off_pod()
-    for server in (off, pods.api[0]):
-        pods.invoke(server, "scored", code_scorer("never_run", LENGTH))  # both have served
-    time.sleep(2)
-    # Idle: between the online-scoring config's jobs (one a minute).
-    _wait_for(lambda: not _job_processes(pods.runner), "an idle runner", timeout=90)
-    figures = {
-        "api_off": tree_pss_mib(off.proc.pid),
-        "api_submit": tree_pss_mib(pods.api[0].proc.pid),
-        "runner_idle": tree_pss_mib(pods.runner.proc.pid),
-    }
-    hold = tmp_path / "hold"
-    hold.touch()
-    job_id = pods.submit("scored", code_scorer("measured", held(tmp_path)))
-    _wait_for(lambda: list(tmp_path.glob("started-*")), "the job's start")
-    time.sleep(1)
-    figures["runner_with_a_job"] = tree_pss_mib(pods.runner.proc.pid)
-    # `runner-alive` (the runner pod's liveness probe) finds MLflow's real runner, there only.
-    assert _runner_pids() & set(pods.runner.process_tree())
-    assert not _runner_pids() & {p for s in pods.api for p in s.process_tree()}
-    # The job runs in the runner pod: MLflow's job process, a child of its runner.
-    figures["job_processes"] = sum(tree_pss_mib(pid) for pid in _job_processes(pods.runner))
-    figures["runner_processes"] = len(pods.runner.process_tree())
-    hold.unlink()
-    assert pods.wait_job(job_id, FINISHED)["status"] == "SUCCEEDED"
-    rounded = {name: round(value) for name, value in figures.items()}
-    print(f"PSS MiB ({pods.d.engine}): {rounded}")
-    record_property("pss_mib", rounded)
-    # MLflow's default engine in an API pod would add a runner and huey consumers (1.3-1.4 GB).
-    assert figures["api_submit"] < figures["api_off"] + 100, rounded
-    assert figures["job_processes"] > 50, rounded
-
-
-def test_trace_archival_moves_old_spans_to_the_bucket_and_reads_them_back(pods):
-    """jobs.trace_archival_after, as the chart sets it (MLFLOW_TRACE_ARCHIVAL_*; the launcher
-    writes MLflow's file): the runner's periodic task moves the span payloads of a trace older
-    than the retention out of the database into the bucket under trace-archive/; the trace
-    stays, and an API pod reads its spans back from S3. A trace within the retention keeps its
-    payloads."""
+def _archival_traces(pods: Pods) -> dict[str, str]:
+    """Two traces sent as an OTLP exporter sends them, one started two hours ago (older than
+    the runner's retention), one now; each span's payload in the database."""
     created = pods.call(pods.api[0], "POST", CREATE_EXPERIMENT, {"name": "archived"})
     assert created.status == 200, created
     experiment_id = json.loads(created.body)["experiment_id"]
-    names = ["agent", "retrieve", "generate"]
-    earlier = time.time_ns() - 2 * 3600 * 10**9  # two hours ago
+    earlier = time.time_ns() - 2 * 3600 * 10**9
     url = pods.api[0].base_url
-    sent, old = itest_otlp.export_spans(url, experiment_id, pods.admin, names, start_ns=earlier)
+    sent, old = itest_otlp.export_spans(
+        url, experiment_id, pods.admin, ARCHIVED_SPANS, start_ns=earlier
+    )
     assert sent == SpanExportResult.SUCCESS
     sent, recent = itest_otlp.export_spans(url, experiment_id, pods.admin, ["recent"])
     assert sent == SpanExportResult.SUCCESS
-    assert pods.span_payloads(old) == len(names)
-    destination = pods.d.env(pods.d.main, "archival-probe")["MLFLOW_ARTIFACTS_DESTINATION"]
-    archive = f"{destination}/trace-archive"
-    prefix = archive.removeprefix(f"s3://{pods.d.bucket}/")
-    pods.runner.stop(signal.SIGTERM)
-    pods.runner = pods.start(
-        "run",
-        **RUNNER_ENV,
-        MLFLOW_TRACE_ARCHIVAL_RETENTION="1h",
-        MLFLOW_TRACE_ARCHIVAL_LOCATION=archive,
-        MLFLOW_TRACE_ARCHIVAL_INTERVAL_SECONDS="60",
+    location = pods.runner_env["MLFLOW_TRACE_ARCHIVAL_LOCATION"]
+    return {"old": old, "recent": recent, "prefix": location.removeprefix(f"s3://{pods.d.bucket}/")}
+
+
+def test_trace_archival_moves_old_spans_to_the_bucket_and_reads_them_back(pods):
+    """jobs.trace_archival_after (the runner's environment, `pods`): the runner's periodic
+    task moves the span payloads of a trace older than the retention out of the database into
+    the bucket under trace-archive/; the trace stays, and an API pod reads its spans back from
+    S3. A trace within the retention keeps its payloads. Both were sent as the module's pods
+    started (`_archival_traces`); MLflow's scheduler polls once a minute. The spans read back
+    are the archive's: their payloads are no longer in the database."""
+    old, recent = pods.archival["old"], pods.archival["recent"]
+    _wait_for(lambda: pods.spans(old)[1] == 0, "archival of the old trace", timeout=240)
+    assert pods.spans(old) == (len(ARCHIVED_SPANS), 0), "archival dropped a span's row"
+    prefix = pods.archival["prefix"]
+    assert [k for k in pods.d.moto.objects(pods.d.bucket) if k.startswith(prefix)], prefix
+    assert pods.spans(recent) == (1, 1), "a trace within the retention was archived"
+    code = (
+        "import json, sys\n"
+        "from mlflow import MlflowClient\n"
+        "t = MlflowClient(sys.argv[1]).get_trace(sys.argv[2])\n"
+        "print(json.dumps([sorted(s.name for s in t.data.spans), t.info.tags]))\n"
     )
-    try:
-        # MLflow's scheduler polls once a minute; the first pass archives.
-        _wait_for(lambda: pods.span_payloads(old) == 0, "archival of the old trace", timeout=240)
-        archived = [k for k in pods.d.moto.objects(pods.d.bucket) if k.startswith(prefix)]
-        assert archived, f"nothing under {archive}"
-        assert pods.span_payloads(recent) == 1, "a trace within the retention was archived"
-        code = (
-            "import json, sys\n"
-            "from mlflow import MlflowClient\n"
-            "t = MlflowClient(sys.argv[1]).get_trace(sys.argv[2])\n"
-            "print(json.dumps([sorted(s.name for s in t.data.spans), t.info.tags]))\n"
-        )
-        env = client_env(url, str(pods.d.home))
-        env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"] = pods.admin
-        spans, tags = launcher.mlflow_client(env, url, old, code=code)
-        assert spans == sorted(names), spans
-        assert tags["mlflow.trace.spansLocation"] == "ARCHIVE_REPO", tags
-    finally:
-        pods.runner.stop(signal.SIGTERM)
-        pods.runner = pods.start("run", **RUNNER_ENV)
+    url = pods.api[0].base_url
+    env = client_env(url, str(pods.d.home))
+    env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"] = pods.admin
+    spans, tags = launcher.mlflow_client(env, url, old, code=code)
+    assert spans == sorted(ARCHIVED_SPANS), spans
+    assert tags["mlflow.trace.spansLocation"] == "ARCHIVE_REPO", tags
 
 
 def _wait_for(condition, what: str, timeout: float = 60) -> None:
