@@ -103,6 +103,13 @@ MUTANTS = (
         ),
     ),
     Mutant(
+        "uvicorn's supervisor keeps listening while its workers drain",
+        f"{LAUNCHER_SRC}uvicorn_main.py",
+        "        listening.close()\n",
+        "        pass\n",
+        ("tests/integration/test_drain.py::test_in_flight_request_completes_after_sigterm[2]",),
+    ),
+    Mutant(
         "MySQL plain-text guard off",
         f"{LAUNCHER_SRC}wait.py",
         "if row is None or not row[1]:",

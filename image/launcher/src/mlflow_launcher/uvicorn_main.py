@@ -35,6 +35,7 @@ from typing import Any
 from uvicorn import _subprocess
 from uvicorn.main import main
 from uvicorn.supervisors.multiprocess import SIGNALS as SUPERVISOR_SIGNALS
+from uvicorn.supervisors.multiprocess import Multiprocess
 
 PRELOAD = ("mlflow.server.handlers", "mlflow.server.fastapi_app")
 """What each worker imports anyway; importing them builds MLflow's Flask and FastAPI apps as
@@ -75,12 +76,26 @@ def _started_as_spawned(**kwargs: Any) -> None:
 _SUBPROCESS_STARTED = _subprocess.subprocess_started
 
 
+def _terminate_all_after_closing(supervisor: Multiprocess) -> None:
+    for listening in supervisor.sockets:
+        listening.close()
+    _TERMINATE_ALL(supervisor)
+
+
+_TERMINATE_ALL = Multiprocess.terminate_all
+
+
 def fork_workers_from_here() -> None:
     for module in PRELOAD:
         importlib.import_module(module)
     gc.freeze()
     _subprocess.spawn = multiprocessing.get_context("fork")  # type: ignore[assignment]
     _subprocess.subprocess_started = _started_as_spawned
+    # uvicorn's supervisor keeps its own copy of the listening socket until it exits, after its
+    # workers: while they drain, the kernel still takes new connections into the backlog, which
+    # no one accepts and which are reset at the end. Closed before the workers are told to stop,
+    # a new connection is refused at once, as with one worker (test_drain).
+    Multiprocess.terminate_all = _terminate_all_after_closing  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":
