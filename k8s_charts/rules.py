@@ -414,12 +414,15 @@ def arn_region_and_account(arn: str) -> tuple[str, str]:
 
 
 # The server's memory, measured with bench/server_memory.py on the image's packages (MLflow
-# 3.17.2, sign-in on, PSS over the process tree after 200 requests from 8 clients): uvicorn's
-# supervisor and the resource tracker take about 22 MiB (the launcher execs uvicorn itself, so
-# MLflow's CLI, 200 MiB more, is not kept), each worker 211 MiB (182-195 at rest; 225 when MLflow
-# itself ran as the app, before the guard's own measurement, kept as the bound). A limit below
-# that is an OOM kill waiting for the first requests.
-SERVER_BASE_MIB = 25
+# 3.17.2, sign-in on, PSS over the process tree after 200 and 2,000 requests from 8 clients).
+# With two or more workers, uvicorn's supervisor imports MLflow's server and forks the workers
+# (mlflow_launcher/uvicorn_main.py): 110 MiB for it, 115-135 MiB per worker while they still share
+# its pages (354 MiB for 2 workers after 200 requests, 379 after 2,000, 500 for 4). A worker
+# copies the pages it writes to, and its share can grow towards a worker of its own: 211 MiB when
+# each worker imported MLflow itself (one worker: 219 MiB, the supervisor's process). So the bound
+# is the supervisor's 110 MiB with a margin, and per worker that worker of its own with a margin.
+# A limit below that is an OOM kill waiting for the first requests.
+SERVER_BASE_MIB = 130
 SERVER_MIB_PER_WORKER = 225
 # On top, per worker, what the guard lets in at once (mlflow_launcher.guard.limits; a unit test
 # holds the two together): its password checks (werkzeug's scrypt, 32 MiB each) and its budget
