@@ -61,28 +61,20 @@ def _script(revision: str, down: str) -> str:
     )
 
 
-def test_a_linear_history_has_its_last_revision_as_head(tmp_path):
-    found = history.read(
-        _scripts(
-            tmp_path,
-            a=_script("a1", "None"),
-            b=_script("b2", "'a1'"),
-            c=_script("c3", "'b2'"),
-        )
+def _read(tmp_path: Path, *places: tuple[str, str]) -> history.History | None:
+    """The history of scripts at `places`: (revision, down_revision as Python source)."""
+    return history.read(
+        _scripts(tmp_path, **{f"s{i}": _script(*place) for i, place in enumerate(places)})
     )
+
+
+def test_a_linear_history_has_its_last_revision_as_head(tmp_path):
+    found = _read(tmp_path, ("a1", "None"), ("b2", "'a1'"), ("c3", "'b2'"))
     assert found == history.History("c3", frozenset({"a1", "b2", "c3"}))
 
 
 def test_a_merge_revision_closes_both_branches(tmp_path):
-    found = history.read(
-        _scripts(
-            tmp_path,
-            a=_script("a1", "None"),
-            b=_script("b2", "'a1'"),
-            c=_script("c3", "'a1'"),
-            d=_script("d4", "('b2', 'c3')"),
-        )
-    )
+    found = _read(tmp_path, ("a1", "None"), ("b2", "'a1'"), ("c3", "'a1'"), ("d4", "('b2', 'c3')"))
     assert found is not None and found.head == "d4"
 
 
@@ -130,11 +122,8 @@ def test_a_place_that_is_not_plain_literals_is_left_to_mlflow(tmp_path, source):
 
 
 def test_two_heads_are_refused_as_mlflow_refuses_them(tmp_path):
-    scripts = _scripts(
-        tmp_path, a=_script("a1", "None"), b=_script("b2", "'a1'"), c=_script("c3", "'a1'")
-    )
     with pytest.raises(LauncherError, match=r"has 2 heads \(b2, c3\), expected one"):
-        history.read(scripts)
+        _read(tmp_path, ("a1", "None"), ("b2", "'a1'"), ("c3", "'a1'"))
 
 
 def test_no_scripts_at_all_is_a_broken_install(tmp_path):
