@@ -651,7 +651,8 @@ def upload_part_mib(max_artifact_mib: int) -> int:
 
 UPLOAD_PARTS_SENT_AT_ONCE = 2
 """Parts of one streamed upload sent to S3 at once (bench/artifacts.py, 128 MiB through the
-server on loopback: 0.64x boto3's speed with 2, 0.38x with 1). One more is read from the client
+server on loopback, medians of 3-5 on a loaded machine: 0.64-0.68x boto3's speed with 2, 0.38x
+with 1). One more is read from the client
 meanwhile, and one joined from its chunks: an upload holds up to UPLOAD_PARTS_HELD parts, which
 the chart's memory rule counts per transfer slot."""
 UPLOAD_PARTS_HELD = UPLOAD_PARTS_SENT_AT_ONCE + 2
