@@ -15,7 +15,8 @@ worker, `--serve-artifacts` to S3, the ConfigMap's variables: itest_launcher/con
   `download_artifacts`). The server advertises multipart transfers in /server-info, so the
   client sends the parts straight to presigned S3 URLs and downloads presigned ranges;
 * proxied: the same client with MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD/_DOWNLOAD=false, as
-  older clients behave: every byte goes through the server (spooled to its TMPDIR);
+  older clients behave: every byte goes through the server (uploads streamed on to S3 in
+  parts, downloads spooled to its TMPDIR);
 * any --variant NAME:VAR=VALUE,...: the MLflow client with extra settings (e.g. part sizes),
   or, for a NAME starting with "direct", boto3 with extra settings (e.g.
   AWS_REQUEST_CHECKSUM_CALCULATION=when_required: no checksum algorithm on its multipart
@@ -24,8 +25,9 @@ worker, `--serve-artifacts` to S3, the ConfigMap's variables: itest_launcher/con
 Every client runs in a process of its own, with the image's Python (.venv-image), and times
 only the transfer (not its interpreter start). While each transfer runs, the server's process
 tree (tini, the launcher exec'd into `mlflow server`, its uvicorn worker) is sampled every
-0.2 s: PSS summed over the tree (bench/server_memory.py), peak minus the value just before the
-transfer, and the CPU seconds the tree spent. The S3 stand-in's CPU seconds are reported too:
+0.2 s: PSS summed over the tree (bench/server_memory.py) and the disk its TMPDIR (the pod's
+scratch space) takes, each peak minus the value just before the transfer, and the CPU seconds
+the tree spent. The S3 stand-in's CPU seconds are reported too:
 on loopback it, not the network, is usually the limit. Each download is checked against the
 artifact's sha256; the server's access log shows which path each transfer took.
 
@@ -40,6 +42,7 @@ the integration tests).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -51,6 +54,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -267,12 +271,33 @@ def _cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _disk_bytes(folder: Path) -> int:
+    """What the files under `folder` take on disk (a spool file as it grows)."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):  # a spool file deleted meanwhile
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+    return total
+
+
 @contextmanager
-def watched(server_pid: int, s3_pid: int | None) -> Iterator[dict]:
-    """The server tree's PSS growth (peak while the block runs minus just before it, sampled
-    every SAMPLE_SECONDS) and CPU seconds, and the S3 stand-in's CPU seconds."""
+def watched(server_pid: int, s3_pid: int | None, scratch: Path) -> Iterator[dict]:
+    """The server tree's PSS growth and its scratch space's (TMPDIR's) growth (peak while the
+    block runs minus just before it, sampled every SAMPLE_SECONDS), its CPU seconds, and the
+    S3 stand-in's CPU seconds."""
     before = snapshot(server_pid)
     s3_before = _cpu_seconds(s3_pid)
+    scratch_before = _disk_bytes(scratch)
+    scratch_peak = [scratch_before]
+    done = threading.Event()
+
+    def sample_scratch() -> None:
+        while not done.wait(SAMPLE_SECONDS):
+            scratch_peak[0] = max(scratch_peak[0], _disk_bytes(scratch))
+
+    scratch_thread = threading.Thread(target=sample_scratch, daemon=True)
+    scratch_thread.start()
     sampler = Sampler(server_pid, interval=SAMPLE_SECONDS)
     sampler.start()
     result: dict = {}
@@ -280,8 +305,11 @@ def watched(server_pid: int, s3_pid: int | None) -> Iterator[dict]:
         yield result
     finally:
         peak = sampler.stop()
+        done.set()
+        scratch_thread.join()
         after = snapshot(server_pid)
         result.update(
+            scratch_growth_mib=round((scratch_peak[0] - scratch_before) / MIB, 1),
             pss_before_mib=before["pss_total_mib"],
             pss_peak_mib=peak["pss_total_mib"],
             pss_growth_mib=round(peak["pss_total_mib"] - before["pss_total_mib"], 1),
@@ -342,14 +370,15 @@ def _one_round(
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     server_pid = server.proc.pid
+    scratch = Path(server.env["TMPDIR"])
     result: dict = {}
     log_start = len(server.logs())
     if _is_direct(mode):
         key = f"direct/{secrets.token_hex(4)}/{large.ARTIFACT_NAME}"
-        with watched(server_pid, stack.s3_pid) as up:
+        with watched(server_pid, stack.s3_pid, scratch) as up:
             sent = _direct(stack, bucket, key, artifact, None, home, client_env)
         local = out / large.ARTIFACT_NAME
-        with watched(server_pid, stack.s3_pid) as down:
+        with watched(server_pid, stack.s3_pid, scratch) as down:
             got = _direct(stack, bucket, key, artifact, local, home, client_env)
         up_s, down_s = sent["seconds"], got["seconds"]
         result["client_phases"] = {"up": sent["phases"], "down": got["phases"]}
@@ -359,14 +388,14 @@ def _one_round(
         (site / "sitecustomize.py").write_text(CLIENT_PHASES)
         phases = {d: workdir / f"phases-{d}.json" for d in ("up", "down")}
         env = {**client_env, "PYTHONPATH": str(site)}
-        with watched(server_pid, stack.s3_pid) as up:
+        with watched(server_pid, stack.s3_pid, scratch) as up:
             logged = large._client(
                 server, home, "log", server.base_url, f"bench-{secrets.token_hex(6)}",
                 str(artifact), large.ARTIFACT_DIR, BENCH_CLIENT_PHASES=str(phases["up"]), **env,
             )  # fmt: skip
         up_s = logged["seconds"]
         key = large._object_key(logged)
-        with watched(server_pid, stack.s3_pid) as down:
+        with watched(server_pid, stack.s3_pid, scratch) as down:
             got = large._client(
                 server, home, "download", server.base_url, logged["run_id"],
                 f"{large.ARTIFACT_DIR}/{large.ARTIFACT_NAME}", str(out),
@@ -453,6 +482,8 @@ def measure_artifacts(
              "ratio_up", "ratio_down": median of each repeat's speed / direct's in that
                  repeat (None without "direct"),
              "server_pss_growth_mib": {"up", "down", "max"}: largest over the repeats,
+             "server_scratch_growth_mib": {"up", "down"}: the server's TMPDIR, largest over
+                 the repeats,
              "server_cpu_s": {"up", "down"}: medians,
              "s3_cpu_s": {"up", "down"}: medians (None if the S3 process is shared),
              "upload_complete_s": median seconds of the upload's CompleteMultipartUpload
@@ -462,9 +493,10 @@ def measure_artifacts(
              "paths": the server's artifact requests in the last repeat (mpu, presigned,
                  proxied_put, proxied_get),
              "runs": [per repeat: up_s, down_s, up_mib_s, down_mib_s, sha256, paths,
-                 server: {up, down: pss_before/peak/growth/after_mib, samples, server_cpu_s,
-                 s3_cpu_s}, client_phases: {up, down: {MLflow client method (boto3: its
-                 multipart create and complete, under the same names): {calls, s}}}]}}}
+                 server: {up, down: pss_before/peak/growth/after_mib, scratch_growth_mib,
+                 samples, server_cpu_s, s3_cpu_s}, client_phases: {up, down: {MLflow client
+                 method (boto3: its multipart create and complete, under the same names):
+                 {calls, s}}}]}}}
     """
     unknown = [m for m in modes if m not in MODES]
     if unknown:
@@ -526,6 +558,7 @@ def _summary(env: dict, runs: list[dict], direct: list[dict] | None, expected: s
         return median([r[key] / d[key] for r, d in zip(runs, direct, strict=True)])
 
     growth = {d: max(r["server"][d]["pss_growth_mib"] for r in runs) for d in ("up", "down")}
+    scratch = {d: max(r["server"][d]["scratch_growth_mib"] for r in runs) for d in ("up", "down")}
     return {
         "client_env": env,
         "up_mib_s": median([r["up_mib_s"] for r in runs]),
@@ -533,6 +566,7 @@ def _summary(env: dict, runs: list[dict], direct: list[dict] | None, expected: s
         "ratio_up": ratio("up_mib_s"),
         "ratio_down": ratio("down_mib_s"),
         "server_pss_growth_mib": {**growth, "max": max(growth.values())},
+        "server_scratch_growth_mib": scratch,
         "server_cpu_s": {d: median([r["server"][d]["server_cpu_s"] for r in runs])
                          for d in ("up", "down")},
         "s3_cpu_s": {d: median([r["server"][d]["s3_cpu_s"] for r in runs])
@@ -564,7 +598,8 @@ def _line(name: str, run: dict, expected: str) -> str:
     return (
         f"  [{run['repeat']}] {name:12} up {run['up_mib_s']:7.1f} MiB/s  down "
         f"{run['down_mib_s']:7.1f} MiB/s  server PSS +{up['pss_growth_mib']:.1f}/"
-        f"+{down['pss_growth_mib']:.1f} MiB  CPU {up['server_cpu_s']:.1f}/"
+        f"+{down['pss_growth_mib']:.1f} MiB  scratch +{up['scratch_growth_mib']:.1f}/"
+        f"+{down['scratch_growth_mib']:.1f} MiB  CPU {up['server_cpu_s']:.1f}/"
         f"{down['server_cpu_s']:.1f} s  S3 CPU {up['s3_cpu_s']}/{down['s3_cpu_s']} s  "
         f"complete {_complete_s(run)} s  "
         f"{'sha256 ok' if run['sha256'] == expected else 'SHA256 DIFFERS'}  {run['paths']}"
@@ -588,15 +623,18 @@ def print_table(report: dict) -> None:
         f"\n{report['size_mib']} MiB, median of {report['repeats']}; MLflow client threads "
         f"{report['client_threads']}\n"
         "| mode | up MiB/s | down MiB/s | up / direct | down / direct | server PSS growth "
-        "up / down (MiB) | server CPU up / down (s) | S3 CPU up / down (s) | upload's "
+        "up / down (MiB) | server scratch growth up / down (MiB) | server CPU up / down (s) | "
+        "S3 CPU up / down (s) | upload's "
         "complete (s) | up MiB/s before complete | sha256 |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     for name, m in report["modes"].items():
         g, c, s = m["server_pss_growth_mib"], m["server_cpu_s"], m["s3_cpu_s"]
+        t = m["server_scratch_growth_mib"]
         print(
             f"| {name} | {m['up_mib_s']} | {m['down_mib_s']} | {m['ratio_up']} | "
-            f"{m['ratio_down']} | {g['up']} / {g['down']} | {c['up']} / {c['down']} | "
+            f"{m['ratio_down']} | {g['up']} / {g['down']} | {t['up']} / {t['down']} | "
+            f"{c['up']} / {c['down']} | "
             f"{s['up']} / {s['down']} | {m['upload_complete_s']} | "
             f"{m['up_mib_s_before_complete']} | "
             f"{'ok' if m['sha256_ok'] else 'DIFFERS'} |"

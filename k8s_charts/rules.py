@@ -432,26 +432,50 @@ SCRYPT_MIB = 32
 BODY_EXPANSION = 8
 
 
-def minimum_memory_mib(workers: int, sign_in_checks: int, max_request_body_mib: int) -> int:
+def streamed_uploads_mib(transfers: int, max_artifact_gib: int) -> int:
+    """What the pod's proxied uploads hold at once: each transfer slot may be an upload streamed
+    to S3, holding launcher.UPLOAD_PARTS_HELD parts (mlflow_launcher/s3_stream.py; measured:
+    up to 33 MiB over the server tree with 8 MiB parts, bench/artifacts.py)."""
+    part_mib = launcher.upload_part_mib(max_artifact_gib * 1024)
+    return transfers * launcher.UPLOAD_PARTS_HELD * part_mib
+
+
+def minimum_memory_mib(
+    workers: int,
+    sign_in_checks: int,
+    max_request_body_mib: int,
+    transfers: int = 0,
+    max_artifact_gib: int = 0,
+) -> int:
     """The smallest memory limit that holds `workers` uvicorn workers under load, with what the
-    guard lets each of them take on at once."""
+    guard lets each of them take on at once and the pod's `transfers` streamed uploads."""
     guard = sign_in_checks * SCRYPT_MIB + max_request_body_mib * BODY_EXPANSION
-    return SERVER_BASE_MIB + (SERVER_MIB_PER_WORKER + guard) * workers
+    uploads = streamed_uploads_mib(transfers, max_artifact_gib)
+    return SERVER_BASE_MIB + (SERVER_MIB_PER_WORKER + guard) * workers + uploads
 
 
 def memory_problem(
-    memory_mib: int, workers: int, sign_in_checks: int, max_request_body_mib: int
+    memory_mib: int,
+    workers: int,
+    sign_in_checks: int,
+    max_request_body_mib: int,
+    transfers: int = 0,
+    max_artifact_gib: int = 0,
 ) -> str | None:
-    need = minimum_memory_mib(workers, sign_in_checks, max_request_body_mib)
+    need = minimum_memory_mib(
+        workers, sign_in_checks, max_request_body_mib, transfers, max_artifact_gib
+    )
     if memory_mib < need:
         guard = sign_in_checks * SCRYPT_MIB + max_request_body_mib * BODY_EXPANSION
+        uploads = streamed_uploads_mib(transfers, max_artifact_gib)
         return (
             f"{memory_mib} MiB is too little for {workers} workers: the server takes about "
             f"{need} MiB under load ({SERVER_BASE_MIB} + {SERVER_MIB_PER_WORKER} per worker, "
             f"measured, + {guard} per worker for {sign_in_checks} concurrent sign-in checks of "
             f"{SCRYPT_MIB} MiB and a {max_request_body_mib} MiB request body held "
-            f"{BODY_EXPANSION} times over); raise it, or lower workers, "
-            "concurrent_sign_in_checks or max_request_body_mib"
+            f"{BODY_EXPANSION} times over, + {uploads} for {transfers} proxied uploads streamed "
+            "to S3); raise it, or lower workers, concurrent_sign_in_checks, "
+            "max_request_body_mib or concurrent_artifact_transfers"
         )
     return None
 

@@ -142,9 +142,21 @@ WORKLOAD_RULES = (
     ),
     Rule(
         "resources.memory_mib",
-        ("workers", "resources", "concurrent_sign_in_checks", "max_request_body_mib"),
+        (
+            "workers",
+            "resources",
+            "concurrent_sign_in_checks",
+            "max_request_body_mib",
+            "concurrent_artifact_transfers",
+            "max_proxied_artifact_gib",
+        ),
         lambda w: memory_problem(
-            w.resources.memory_mib, w.workers, w.concurrent_sign_in_checks, w.max_request_body_mib
+            w.resources.memory_mib,
+            w.workers,
+            w.concurrent_sign_in_checks,
+            w.max_request_body_mib,
+            w.concurrent_artifact_transfers,
+            w.max_proxied_artifact_gib,
         ),
     ),
 )
@@ -192,9 +204,10 @@ class WorkloadProps(Props):
     )
     max_proxied_artifact_gib: ArtifactGib = Field(
         launcher.MAX_PROXIED_ARTIFACT_MIB.default // 1024,
-        description="Largest artifact (GiB) clients send or fetch through the server; MLflow "
-        "spools each proxied transfer to the pod's scratch space. A larger one is refused (413) "
-        "before any of it is spooled, with how to send it straight to S3: clients >= 3.15 do so "
+        description="Largest artifact (GiB) clients send or fetch through the server, which "
+        "streams a proxied upload on to S3 and spools a proxied download to the pod's scratch "
+        "space. A larger one is refused (413) before any of it is spooled or kept, with how to "
+        "send it straight to S3: clients >= 3.15 do so "
         "for files of 500 MiB and more (presigned multipart), and fetch downloads from S3 "
         "directly, so this bounds smaller files, the UI's downloads and older clients.",
     )

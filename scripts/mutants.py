@@ -329,6 +329,26 @@ MUTANTS = (
         ("tests/integration/test_guard.py", "-k", "past_the_pods_count"),
     ),
     Mutant(
+        "a client gone mid-upload taken for the end of its body: the cut upload is completed, "
+        "not aborted",
+        f"{LAUNCHER_SRC}stream_parts.py",
+        "        except StopAsyncIteration:\n            return gathered, True",
+        "        except Exception:\n            return gathered, True",
+        (
+            "tests/unit/launcher/test_launcher_stream.py",
+            "tests/integration/test_large_artifacts.py",
+            "-k",
+            "gone_mid_body or stream_to_s3",
+        ),
+    ),
+    Mutant(
+        "proxied uploads spooled to scratch space again",
+        f"{LAUNCHER_SRC}app.py",
+        "    _stream_uploads(limits.max_artifact_bytes)\n",
+        "",
+        ("tests/integration/test_large_artifacts.py", "-k", "stream_to_s3"),
+    ),
+    Mutant(
         "compressed OTLP bodies left to MLflow to inflate",
         f"{LAUNCHER_SRC}guard/asgi.py",
         'if signed_in and otlp.encoded(path, _header(scope, b"content-encoding")):',

@@ -292,6 +292,37 @@ def test_an_artifact_over_the_proxied_limit_is_refused_and_never_spooled(pod_):
     assert not _spool_files(pod_)
 
 
+def test_an_upload_mlflow_does_not_authorize_never_reaches_s3(pod_):
+    """Proxied uploads stream to S3 as they arrive (the launcher's s3_stream.py); MLflow's
+    permission check still comes first: a reader's upload is refused and sends nothing."""
+    reader = (f"reader-{secrets.token_hex(4)}", secrets.token_urlsafe(16))
+    made = hostile.request(
+        pod_.port,
+        "POST",
+        "/api/2.0/mlflow/users/create",
+        login=pod_.admin,
+        body=json.dumps({"username": reader[0], "password": reader[1]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert made.status == 200, made
+    s3 = pod_.moto.client("s3")
+    refused = hostile.request(
+        pod_.port,
+        "PUT",
+        f"{hostile.ARTIFACTS}/{pod_.experiment_id}/guard/unauthorized.bin",
+        login=reader,
+        body=b"u" * (256 * 1024),  # within the socket buffers: refused unread, no reset
+    )
+    assert refused.status == 403, refused
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=pod_.bucket).get("Contents", [])]
+    assert not [k for k in keys if k.endswith("unauthorized.bin")], keys
+    assert not s3.list_multipart_uploads(Bucket=pod_.bucket).get("Uploads"), "parts were sent"
+    # The same upload by the admin goes through, streamed.
+    allowed = _upload(pod_, "authorized.bin", body=b"u" * (256 * 1024))
+    assert allowed.status == 200, allowed
+    assert not _spool_files(pod_)
+
+
 def _slot_held(slot: Path) -> bool:
     """Whether a process holds `slot`'s flock, read from /proc/locks: taking the lock to find
     out, even for an instant, could refuse the very transfer the test waits for. The file is

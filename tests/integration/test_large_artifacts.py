@@ -10,9 +10,13 @@ through /proc/<pid>/root and samples its usage during every transfer.
   client sends parts to presigned S3 URLs and downloads by presigned ranges. The server's TMPDIR
   is 64 MiB here: a spool of the artifact could not even fit.
 - Clients that proxy the bytes (as older clients do, forced by the two
-  MLFLOW_ENABLE_PROXY_MULTIPART_* variables): the server spools each upload and each download to
+  MLFLOW_ENABLE_PROXY_MULTIPART_* variables): the server streams each upload to S3 in parts
+  (the launcher's s3_stream.py), so TMPDIR does not grow by it, and spools each download to
   TMPDIR. The tmpfs holds one copy of the artifact but not two, and must be empty again after
   each transfer: a spool that is not freed fails the next transfer.
+- Proxied uploads in detail (raw HTTP): the bytes arrive intact through a TMPDIR smaller than
+  the body, with the server's memory growing by a few parts; one cut off mid-body leaves no
+  multipart upload open and no object; a failing S3 gives the client an error.
 
 Neither client has AWS credentials: presigned URLs carry their own signature.
 """
@@ -30,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import itest_hostile as hostile
 import itest_launcher as launcher
 import itest_template as template
 import pytest
@@ -215,13 +220,15 @@ class Timings:
         return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.phases.items())
 
 
-def _serve_with_scratch(target, moto, test_ca, tmp_path: Path, scratch_bytes: int, timings):
+def _serve_with_scratch(
+    target, moto, test_ca, tmp_path: Path, scratch_bytes: int, timings, **server_env: str
+):
     assert os.geteuid() == 0, "unshare --mount and mount -t tmpfs need root (CI runs as root)"
     unshare = require_binary("unshare")
     require_binary("mount")
     bucket = moto.create_bucket()
     env = launcher.container_env(
-        target.contract_env(moto, test_ca.ca, bucket), tmp_path / "server-tmp"
+        target.contract_env(moto, test_ca.ca, bucket, **server_env), tmp_path / "server-tmp"
     )
     env["MLFLOW_TMP_DIR"] = env["TMPDIR"]  # as image/Dockerfile sets it
     with timings.phase("migrate"):
@@ -376,7 +383,7 @@ def test_presigned_transfers_bypass_the_server_scratch(
         server.stop()
 
 
-def test_proxied_transfers_free_the_server_scratch(
+def test_proxied_uploads_stream_and_downloads_free_the_server_scratch(
     postgres, new_database, moto, test_ca, tmp_path, artifact
 ):
     timings = Timings()
@@ -400,9 +407,11 @@ def test_proxied_transfers_free_the_server_scratch(
             f"{_mib(usage['after_upload'])}), during download "
             f"{_mib(usage['download_peak'])} (then {_mib(usage['after_download'])})"
         )
-        # The spool really was in the bounded TMPDIR (else this test would prove nothing) ...
-        for phase in ("upload_peak", "download_peak"):
-            assert usage[phase] - usage["baseline"] >= ARTIFACT_BYTES, (phase, usage)
+        # The upload streamed to S3: TMPDIR did not grow by it ...
+        assert usage["upload_peak"] - usage["baseline"] <= IDLE_SLACK_BYTES, usage
+        # ... the download's spool really was in the bounded TMPDIR (else this would prove
+        # nothing) ...
+        assert usage["download_peak"] - usage["baseline"] >= ARTIFACT_BYTES, usage
         # ... and was freed after each transfer.
         for phase in ("after_upload", "after_download"):
             assert usage[phase] - usage["baseline"] <= IDLE_SLACK_BYTES, (phase, usage)
@@ -417,5 +426,103 @@ def test_proxied_transfers_free_the_server_scratch(
                 for r, status in requests
             ), (method, requests)
         assert not [r for r, _ in requests if "/mpu/" in r or "/presigned/" in r], requests
+    finally:
+        server.stop()
+
+
+STREAMED_BYTES = 96 * MIB  # more than the 64 MiB TMPDIR: a spool of it could not fit
+assert STREAMED_BYTES > PRESIGNED_SCRATCH_BYTES
+PART_BYTES = 8 * MIB  # the part size at the default artifact limit (contract.upload_part_mib)
+STREAM_MEMORY_MIB = 6 * PART_BYTES // MIB
+"""What the server tree may grow by while it streams an upload: it holds about two parts
+(the one it sends, the one it receives), and boto3 and uvicorn copy them on the way."""
+UPLOAD_EXTRA_ARGS = {"Metadata": {"sent-by": "mlflow-on-eks-test"}}
+
+
+def _put(server: launcher.Server, path: str, body: bytes, *, send_bytes: int | None = None):
+    """PUT `body` to the proxied artifact route with its full Content-Length; with
+    `send_bytes`, the client goes away after that much of it. Returns the answer, or None."""
+    sock = hostile.connect(server.port)
+    try:
+        sock.sendall(
+            f"PUT {hostile.ARTIFACTS}/{path} HTTP/1.1\r\nHost: localhost\r\n"
+            f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        )
+        view = memoryview(body)[:send_bytes]
+        for start in range(0, len(view), MIB):
+            sock.sendall(view[start : start + MIB])
+        if send_bytes is not None:
+            return None
+        return hostile.read_response(sock)
+    finally:
+        sock.close()
+
+
+def _open_uploads(s3, bucket: str) -> list[str]:
+    return [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+
+
+def test_proxied_uploads_stream_to_s3_in_parts(postgres, new_database, moto, test_ca, tmp_path):
+    timings = Timings()
+    server, scratch, bucket = _serve_with_scratch(
+        new_database(postgres),
+        moto,
+        test_ca,
+        tmp_path,
+        PRESIGNED_SCRATCH_BYTES,
+        timings,
+        MLFLOW_S3_UPLOAD_EXTRA_ARGS=json.dumps(UPLOAD_EXTRA_ARGS),
+    )
+    s3 = moto.client("s3")
+    try:
+        # A small body: one PutObject, with the type MLflow guesses from the name and the
+        # extra arguments MLflow's S3 repository sends.
+        small = _put(server, "streamed/small/params.json", b'{"a": 1}')
+        assert small is not None and small.status == 200, small
+        head = s3.head_object(Bucket=bucket, Key="artifacts/streamed/small/params.json")
+        assert head["ContentType"] == "application/json", head
+        assert head["Metadata"] == UPLOAD_EXTRA_ARGS["Metadata"], head
+
+        # A body larger than TMPDIR, in parts, intact; the server holds a few parts of it.
+        block = os.urandom(MIB)  # each MiB led by its index: parts swapped change the digest
+        body = b"".join(i.to_bytes(8, "big") + block[8:] for i in range(STREAMED_BYTES // MIB))
+        key = "artifacts/streamed/large/model.bin"
+        baseline = scratch.used()
+        for _ in range(2):  # the first upload warms what the worker loads lazily (boto3's s3)
+            with hostile.Watch(server.proc.pid, server.port) as watch, scratch.peak() as peak:
+                answer = _put(server, "streamed/large/model.bin", body)
+            assert answer is not None and answer.status == 200, (answer, server.logs()[-3000:])
+        print(
+            f"\nstreamed {_mib(STREAMED_BYTES)}: server tree grew by {watch.growth:.1f} MiB, "
+            f"TMPDIR by {_mib(peak['peak'] - baseline)}"
+        )
+        assert peak["peak"] - baseline <= IDLE_SLACK_BYTES, (peak, baseline)
+        assert watch.growth < STREAM_MEMORY_MIB, f"the server grew by {watch.growth:.0f} MiB"
+        stored = s3.get_object(Bucket=bucket, Key=key)
+        assert stored["Metadata"] == UPLOAD_EXTRA_ARGS["Metadata"], stored
+        digest = hashlib.sha256(stored["Body"].read()).hexdigest()
+        assert digest == hashlib.sha256(body).hexdigest(), "the artifact arrived different"
+        assert not _open_uploads(s3, bucket)
+
+        # A client gone mid-body: the parts sent so far are aborted, no object is made.
+        cut = "artifacts/streamed/cut/model.bin"
+        _put(server, "streamed/cut/model.bin", body, send_bytes=5 * PART_BYTES // 2)
+        deadline = time.monotonic() + 30
+        while _open_uploads(s3, bucket) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _open_uploads(s3, bucket), "the cut upload's parts were left in S3"
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=cut).get("Contents", [])
+        assert not listed, listed
+        assert scratch.settle(baseline) - baseline <= IDLE_SLACK_BYTES
+
+        # A failing S3 (the bucket gone): the client gets an error, not a 200. A body under a
+        # part, so the server has read all of it when S3 refuses (a client still sending when
+        # the error comes may see its connection closed instead).
+        for listed_object in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=listed_object["Key"])
+        s3.delete_bucket(Bucket=bucket)
+        failed = _put(server, "streamed/failed/model.bin", body[: PART_BYTES // 2])
+        assert failed is not None and failed.status is not None and failed.status >= 500, failed
+        assert hostile.health(server.port)[0] == 200
     finally:
         server.stop()

@@ -6,14 +6,17 @@ worker (`--factory`). With AUTH_ENV set to `basic-auth` it builds MLflow's basic
 `--app-name basic-auth` would; the admin user is then created by the first worker, as MLflow
 does when no CLI bootstrapped it (mlflow.server.auth `_init_store_for_app`).
 
-Four changes to MLflow's behaviour are made here, each pinned to MLflow 3.17's internals and
+Five changes to MLflow's behaviour are made here, each pinned to MLflow 3.17's internals and
 each proven by a real-server test (tests/integration/test_guard.py, test_read_replica.py,
-test_sso.py), so an upgrade of MLflow that moves them fails those tests instead of passing
-silently:
+test_sso.py, test_large_artifacts.py), so an upgrade of MLflow that moves them fails those
+tests instead of passing silently:
 - password checks are bounded per process, and skipped when the guard just made the same one
   (`_bound_password_checks`);
 - a proxied download learns the object's size before it fetches it into scratch space
   (`_bound_downloads`);
+- a proxied upload streams to S3 in parts instead of being spooled to scratch space first
+  (s3_stream.py, registered for `s3://` in the worker only: clients and the gc Job, which
+  never take a proxied upload, keep MLflow's repository);
 - with a read replica, only searches read it (`_replica_for_searches`): a run created a
   moment ago is not on the replica yet, and a write to it (which reads it first), the
   permission check of a non-admin's write, and the client's read back of it would otherwise
@@ -78,6 +81,7 @@ def create_app() -> Guard:
     limits = limits_module.load(os.environ)
     slots = Slots(Path(tempfile.gettempdir()) / SLOTS_DIRECTORY, limits.transfers)
     _bound_downloads()
+    _stream_uploads(limits.max_artifact_bytes)
     _replica_for_searches()
     if os.environ.get(AUTH_ENV) != BASIC_AUTH:
         from mlflow.server.fastapi_app import app
@@ -233,6 +237,13 @@ def _bound_downloads() -> None:
     bounded_download_artifacts.mlflow_on_eks_bounded = True  # type: ignore[attr-defined]
     S3ArtifactRepository.download_artifacts = bounded_download_artifacts  # type: ignore[method-assign]
     S3ArtifactRepository._download_file = bounded_download_file  # type: ignore[method-assign]
+
+
+def _stream_uploads(max_artifact_bytes: int) -> None:
+    """Proxied uploads to S3 as streams (s3_stream.py); imported here, as it imports MLflow."""
+    from mlflow_launcher import s3_stream
+
+    s3_stream.register(max_artifact_bytes)
 
 
 def _count(transfer: Transfer, size: int) -> None:

@@ -635,6 +635,29 @@ MAX_PROXIED_ARTIFACT_MIB = Integer(
     default=2048,
     high=1024 * 1024,
 )
+MIN_UPLOAD_PART_MIB = 8
+"""boto3's default part size (S3's minimum is 5 MiB): fewer, larger parts cost memory, smaller
+ones requests."""
+MAX_UPLOAD_PARTS = 10_000
+"""S3's limit on a multipart upload's parts."""
+
+
+def upload_part_mib(max_artifact_mib: int) -> int:
+    """The part size of a proxied upload streamed to S3 (mlflow_launcher/s3_stream.py), which
+    the chart's memory rule counts too: the largest artifact allowed fits in S3's 10,000
+    parts; 8 MiB up to 78 GiB, whole MiB above that."""
+    return max(MIN_UPLOAD_PART_MIB, math.ceil(max_artifact_mib / MAX_UPLOAD_PARTS))
+
+
+UPLOAD_PARTS_SENT_AT_ONCE = 2
+"""Parts of one streamed upload sent to S3 at once (bench/artifacts.py, 128 MiB through the
+server on loopback, medians of 3-5 on a loaded machine: 0.64-0.68x boto3's speed with 2, 0.38x
+with 1). One more is read from the client
+meanwhile, and one joined from its chunks: an upload holds up to UPLOAD_PARTS_HELD parts, which
+the chart's memory rule counts per transfer slot."""
+UPLOAD_PARTS_HELD = UPLOAD_PARTS_SENT_AT_ONCE + 2
+
+
 CONCURRENT_ARTIFACT_TRANSFERS = Integer(
     name="MLFLOW_CONCURRENT_ARTIFACT_TRANSFERS",
     doc="Proxied artifact transfers per pod (all its processes together).",

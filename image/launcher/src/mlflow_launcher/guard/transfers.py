@@ -1,11 +1,16 @@
 """Proxied artifact transfers: how many a pod holds, and how large each may be.
 
-With `--serve-artifacts` on S3, MLflow spools an upload whole to the pod's scratch space before
-it sends it on, and fetches a download whole into it before it streams it out (mlflow/server:
-artifact_router.py, handlers.py `_send_artifact`). The scratch emptyDir is sized for
-`transfers` transfers of `max_artifact_bytes` each (the chart's scratch_gib); past its size
-limit the kubelet evicts the pod with every request in flight. So a transfer over the size
-refuses with 413, one past the count with 503, and neither ever reaches the disk.
+With `--serve-artifacts` on S3, MLflow fetches a download whole into the pod's scratch space
+before it streams it out (mlflow/server: artifact_router.py, handlers.py `_send_artifact`). An
+upload is streamed to S3 in parts as it arrives (the launcher's s3_stream.py; MLflow alone
+would spool it whole to scratch space first): it holds up to contract.UPLOAD_PARTS_HELD parts
+in memory (8 MiB each up to a 78 GiB limit, contract.upload_part_mib) and nothing on disk. The
+scratch emptyDir is sized for `transfers` transfers of `max_artifact_bytes` each (the chart's
+scratch_gib), as every slot may be a download; past its size limit the kubelet evicts the pod
+with every request in flight. So a transfer over the size refuses with 413, one past the count
+with 503, and neither ever reaches the disk: an upload of a declared length over the size is
+refused before a byte is read, one without a length (chunked) is cut off at the size and its
+parts sent so far are aborted.
 
 The count is per pod, across its worker processes: each transfer holds an exclusive `flock`
 on one of `transfers` slot files in the pod's scratch space, which the kernel releases when
@@ -77,7 +82,7 @@ def too_large_message(direction: Direction, size: int, limit: int) -> str:
     if direction is Direction.UPLOAD:
         return (
             f"artifact of {size / MIB:.0f} MiB refused: this server proxies artifacts of up to "
-            f"{gib} through its scratch space. Send larger files straight to S3: MLflow clients "
+            f"{gib}. Send larger files straight to S3: MLflow clients "
             ">= 3.15 do that for files of MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE (500 MiB) "
             "and more (presigned multipart upload); older clients with "
             "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD=true"
@@ -92,7 +97,7 @@ def too_large_message(direction: Direction, size: int, limit: int) -> str:
 
 def busy_message(transfers: int) -> str:
     return (
-        f"this server pod is already moving {transfers} artifacts through its scratch space "
+        f"this server pod is already moving {transfers} artifacts through itself "
         f"({TRANSFERS_SETTING}); retry in a few seconds, or send large files straight to S3 "
         "(MLflow clients >= 3.15 do for files of 500 MiB and more)"
     )
