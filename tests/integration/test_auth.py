@@ -15,10 +15,12 @@ import json
 import os
 import secrets
 import stat
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import itest_launcher as launcher
 import pytest
@@ -277,6 +279,45 @@ def test_a_read_user_reads_and_writes_once_granted_edit(
     assert out["written"] == {"by": "user"}
     status = send(servers.a.base_url, "GET", API_CHECK, login=user).status
     assert status == 200
+
+
+def test_a_removed_admin_flag_reaches_every_replica_within_the_sign_in_cache(deployment, servers):
+    """Each process keeps a user's record (its admin flag) as long as it keeps the user's
+    password check (auth.sign_in_cache_seconds; app._remember_users): its own changes apply
+    at once, another replica's within that window, as docs/configuration.md says."""
+    admin, a, b = deployment.auth.admin_login(), servers.a.base_url, servers.b.base_url
+    window = int(servers.a.env["MLFLOW_AUTH_CACHE_SECONDS"])
+    assert window > 0
+    user = (f"promoted-{secrets.token_hex(4)}", f"promoted-{secrets.token_urlsafe(18)}")
+    created = send(a, "POST", USERS + "create", login=admin, json_body=_login_body(user))
+    assert created.status == 200, created
+    # Another user's record: for admins only.
+    probe = f"{USERS}get?username={quote(deployment.auth.admin_username)}"
+    assert send(a, "GET", probe, login=user).status == 403  # a now keeps the user's record
+
+    assert _set_admin(a, admin, user[0], True) == 200
+    assert send(a, "GET", probe, login=user).status == 200  # a's own change: at once
+    assert send(b, "GET", probe, login=user).status == 200  # b keeps it now
+
+    removed = time.monotonic()
+    assert _set_admin(b, admin, user[0], False) == 200
+    assert send(b, "GET", probe, login=user).status == 403  # b's own change: at once
+    while send(a, "GET", probe, login=user).status == 200:  # a's kept record: for the window
+        assert time.monotonic() - removed < window + 5, f"still an admin on a after {window} s"
+        time.sleep(1)
+    assert send(a, "GET", probe, login=user).status == 403
+
+
+USERS = "/api/2.0/mlflow/users/"
+
+
+def _login_body(login: tuple[str, str]) -> dict[str, str]:
+    return {"username": login[0], "password": login[1]}
+
+
+def _set_admin(base_url: str, admin: tuple[str, str], username: str, is_admin: bool) -> int:
+    body = {"username": username, "is_admin": is_admin}
+    return send(base_url, "PATCH", USERS + "update-admin", login=admin, json_body=body).status
 
 
 def test_replicas_accept_each_others_csrf_tokens(deployment, servers):

@@ -14,6 +14,7 @@ import zlib
 
 import pytest
 
+from mlflow_launcher import app
 from mlflow_launcher.errors import LauncherError
 from mlflow_launcher.guard import limits, otlp
 from mlflow_launcher.guard.asgi import Guard
@@ -186,6 +187,71 @@ def test_a_remembered_login_is_not_hashed_and_a_throttled_one_not_tried():
     outcome = asyncio.run(gate.verify(Login("admin", "guess"), "10.0.0.1"))
     assert outcome.verdict is Verdict.THROTTLED and outcome.retry_after > 0
     assert calls == []
+
+
+class Users:
+    """MLflow's auth store: its user records, each read counted."""
+
+    def __init__(self) -> None:
+        self.records = {"ana": {"is_admin": True}}
+        self.reads = 0
+        self.during_read = None  # a change another request makes while one reads
+
+    def get_user(self, username):
+        self.reads += 1
+        record = dict(self.records[username])  # KeyError: no such user, as MLflow raises
+        change, self.during_read = self.during_read, None
+        if change is not None:
+            change()
+        return record
+
+    def update_user(self, username, password=None, is_admin=None):
+        self.records[username]["is_admin"] = is_admin
+
+    def delete_user(self, username):
+        del self.records[username]
+
+
+def test_a_user_record_is_kept_for_the_sign_in_window_and_own_changes_apply_at_once():
+    store, now = Users(), [0.0]
+    app._remember_users(store, 30, 10, clock=lambda: now[0])
+    assert store.get_user("ana")["is_admin"] and store.get_user("ana")["is_admin"]
+    assert store.reads == 1
+    store.records["ana"]["is_admin"] = False  # changed by another process
+    now[0] = 29.9
+    assert store.get_user("ana")["is_admin"] and store.reads == 1
+    now[0] = 30.0  # the window over: read again
+    assert not store.get_user("ana")["is_admin"] and store.reads == 2
+
+    store.update_user("ana", is_admin=True)  # this process's change: at once
+    assert store.get_user("ana")["is_admin"] and store.reads == 3
+    store.delete_user("ana")
+    with pytest.raises(KeyError):
+        store.get_user("ana")
+    with pytest.raises(KeyError):  # a missing user is not remembered either
+        store.get_user("ana")
+    assert store.reads == 5
+
+
+def test_a_record_read_across_a_change_is_not_kept_and_the_cache_is_bounded():
+    store = Users()
+    app._remember_users(store, 30, 2)
+    store.during_read = lambda: store.update_user("ana", is_admin=False)
+    assert store.get_user("ana")["is_admin"]  # read before the change took effect...
+    assert not store.get_user("ana")["is_admin"]  # ...and not kept
+    for name in ("bo", "cy", "di"):
+        store.records[name] = {"is_admin": False}
+        store.get_user(name)
+    reads = store.reads
+    store.get_user("ana")  # the oldest went first
+    assert store.reads == reads + 1
+
+
+def test_with_no_sign_in_cache_every_request_reads_the_user():
+    store = Users()
+    app._remember_users(store, 0, 10)
+    store.get_user("ana"), store.get_user("ana")
+    assert store.reads == 2
 
 
 # ---------------------------------------------------------------- the ASGI guard ------------

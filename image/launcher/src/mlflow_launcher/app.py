@@ -12,6 +12,8 @@ test_sso.py, test_large_artifacts.py), so an upgrade of MLflow that moves them f
 tests instead of passing silently:
 - password checks are bounded per process, and skipped when the guard just made the same one
   (`_bound_password_checks`);
+- a process remembers each user's record (its admin flag) as long as it remembers the user's
+  password check (`_remember_users`);
 - a proxied download learns the object's size before it fetches it into scratch space
   (`_bound_downloads`);
 - a proxied upload streams to S3 in parts instead of being spooled to scratch space first
@@ -34,7 +36,9 @@ import posixpath
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +98,9 @@ def create_app() -> Guard:
     from mlflow_launcher.sso.gate import TokenGate
 
     _bound_password_checks(auth.store, threading.BoundedSemaphore(limits.sign_in_checks))
+    _remember_users(
+        auth.store, auth.auth_config.auth_cache_ttl_seconds, auth.auth_config.auth_cache_max_size
+    )
     app = auth.create_app()
     gate = SignInGate(
         limits,
@@ -201,6 +208,65 @@ def _bound_password_checks(store: Any, slots: threading.BoundedSemaphore) -> Non
     store.authenticate_user = authenticate_user
     store.create_user = create_user
     store.update_user = update_user
+
+
+def _remember_users(
+    store: Any, seconds: float, size: int, clock: Callable[[], float] = time.monotonic
+) -> None:
+    """MLflow reads the signed-in user's record from the auth database on every request, once
+    per question it asks of it: three times for one search_runs (is the sender an admin, before
+    the request, in the search's experiment filter and after it), a session of three statements
+    each (SELECT, COMMIT, the pool's ROLLBACK): 10 of a search's 20 statements on MariaDB, 15 of
+    a tracking run's 61 (measured, bench/README.md). Here a process keeps a user's record
+    (`store.get_user`) for `seconds`, the time it keeps the user's password check
+    (auth.sign_in_cache_seconds, MLflow's auth_cache_ttl_seconds): a removed admin flag or a
+    deleted user reaches the other processes within it, the window docs/configuration.md gives
+    for a changed password. The process's own changes (`update_user`, `delete_user`) apply at
+    once. 0 seconds: every request reads it, as MLflow does."""
+    if seconds <= 0:
+        return
+    get_user, update_user, delete_user = store.get_user, store.update_user, store.delete_user
+    users: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+    lock = threading.Lock()
+    changes = 0  # a record read before a change of this process is not kept
+
+    def remembered_get_user(username: str) -> Any:
+        now = clock()
+        with lock:
+            kept = users.get(username)
+            if kept is not None and kept[0] > now:
+                return kept[1]
+            seen = changes
+        user = get_user(username)  # its errors (no such user) are not kept
+        with lock:
+            if seen == changes:
+                users[username] = (now + seconds, user)
+                users.move_to_end(username)
+                while len(users) > size:
+                    users.popitem(last=False)
+        return user
+
+    def forget(username: str) -> None:
+        nonlocal changes
+        with lock:
+            changes += 1
+            users.pop(username, None)
+
+    def remembering_update_user(username: str, *args: Any, **options: Any) -> Any:
+        try:
+            return update_user(username, *args, **options)
+        finally:
+            forget(username)
+
+    def remembering_delete_user(username: str, *args: Any, **options: Any) -> Any:
+        try:
+            return delete_user(username, *args, **options)
+        finally:
+            forget(username)
+
+    store.get_user = remembered_get_user
+    store.update_user = remembering_update_user
+    store.delete_user = remembering_delete_user
 
 
 def _bound_downloads() -> None:
