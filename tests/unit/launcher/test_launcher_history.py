@@ -19,20 +19,43 @@ LAUNCHER_SRC = ROOT / "image" / "launcher" / "src"
 COMPARE = """
 import json, sys
 from mlflow_launcher import history
-ours = history.read(history.mlflow_file("store", "db_migrations", "versions"))
+ours = {}
+for name, parts in (("tracking", ("store", "db_migrations")), ("auth", history.AUTH_MIGRATIONS)):
+    found = history.read(history.mlflow_file(*parts, "versions"))
+    ours[name] = None if found is None else [found.head, sorted(found.known)]
 imported = "mlflow" in sys.modules
 from alembic.script import ScriptDirectory
 from mlflow.store.db.utils import _get_alembic_config, _get_latest_schema_revision
-script = ScriptDirectory.from_config(_get_alembic_config(db_url=""))
+tracking = ScriptDirectory.from_config(_get_alembic_config(db_url=""))
+auth = ScriptDirectory(str(history.mlflow_file(*history.AUTH_MIGRATIONS)))
 print(json.dumps({
-    "ours": None if ours is None else [ours.head, sorted(ours.known)],
+    "ours": ours,
     "mlflow imported by ours": imported,
-    "mlflow": [_get_latest_schema_revision(), sorted(r.revision for r in script.walk_revisions())],
+    "mlflow": {
+        "tracking": [
+            _get_latest_schema_revision(), sorted(r.revision for r in tracking.walk_revisions())
+        ],
+        "auth": [auth.get_current_head(), sorted(r.revision for r in auth.walk_revisions())],
+    },
 }))
 """
 
 
-def test_the_installed_mlflows_history_is_read_without_importing_it():
+@pytest.mark.parametrize("schema", ["tracking", "auth"])
+def test_the_installed_mlflows_histories_are_read_without_importing_it(compared, schema):
+    assert compared["ours"][schema] is not None, "read by import: a script is not plain literals"
+    assert compared["ours"][schema] == compared["mlflow"][schema]
+    assert compared["mlflow imported by ours"] is False
+
+
+def test_neither_read_is_empty_or_cut_short(compared):
+    """MLflow 3.17.2 has 67 tracking revisions and 7 auth ones."""
+    assert len(compared["ours"]["tracking"][1]) >= 67
+    assert len(compared["ours"]["auth"][1]) >= 7
+
+
+@pytest.fixture(scope="module")
+def compared():
     done = subprocess.run(
         [str(IMAGE_PYTHON), "-c", COMPARE],
         env={"PYTHONPATH": str(LAUNCHER_SRC), "PATH": "/usr/bin:/bin"},
@@ -40,11 +63,7 @@ def test_the_installed_mlflows_history_is_read_without_importing_it():
         text=True,
         check=True,
     )
-    found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert found["ours"] is not None, "read back to MLflow: a script is not plain literals"
-    assert found["ours"] == found["mlflow"]
-    assert len(found["ours"][1]) > 50  # MLflow 3.17.2 has 67 revisions
-    assert found["mlflow imported by ours"] is False
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _scripts(tmp_path: Path, **sources: str) -> Path:

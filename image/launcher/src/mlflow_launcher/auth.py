@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from mlflow_launcher import contract, secret, settings
+from mlflow_launcher import contract, history, secret, settings
 from mlflow_launcher.app import AUTH_ENV, BASIC_AUTH
 from mlflow_launcher.errors import LauncherError
 from mlflow_launcher.files import mlflow_file, write_private
@@ -144,25 +144,23 @@ def _create_database(engine: Engine, name: str) -> bool:
 def _migrations() -> str:
     """MLflow's auth migrations, found without importing mlflow.server.auth: that package
     builds its Flask app and store on import, seconds that `serve` should not spend."""
-    return str(mlflow_file("server", "auth", "db", "migrations"))
+    return str(mlflow_file(*history.AUTH_MIGRATIONS))
 
 
 def revisions(engine: Engine) -> tuple[str | None, str]:
     """(current, head) of the auth schema (its own Alembic history and version table); a
     current revision a newer MLflow wrote is refused here (schema.refuse_newer), before
-    anything changes."""
+    anything changes. The history is read from the scripts' source (history.py): importing
+    them imports MLflow."""
     from alembic.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
-    script = ScriptDirectory(_migrations())
-    head = script.get_current_head()
-    assert head is not None, "MLflow ships a linear auth migration history"
+    known = history.auth()
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"version_table": "alembic_version_auth"})
         current = context.get_current_revision()
-    known = frozenset(revision.revision for revision in script.walk_revisions())
-    refuse_newer(f"the auth schema in database {engine.url.database}", current, head, known)
-    return current, head
+    where = f"the auth schema in database {engine.url.database}"
+    refuse_newer(where, current, known.head, known.known)
+    return current, known.head
 
 
 def migrate(engine: Engine, before_change: Callable[[SchemaChange], object] | None = None) -> bool:

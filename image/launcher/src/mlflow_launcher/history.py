@@ -1,15 +1,16 @@
-"""MLflow's tracking migration history (its head and every revision), read from its scripts'
-source instead of by importing them.
+"""MLflow's migration histories (the tracking store's and the auth database's: each head and
+every revision), read from their scripts' source instead of by importing them.
 
-Alembic learns the history by importing each script, and MLflow's scripts import MLflow's
-models: asking MLflow for its head (``mlflow.store.db.utils._get_latest_schema_revision``)
-costs the server container about 3 s of CPU before uvicorn's workers start, which then import
-MLflow again. Each script states its place in the history as module-level literals
-(``revision = "..."``, ``down_revision = "..."``); this module reads those with ``ast`` (about
-50 ms for MLflow 3.17.2's history). A script whose place is not plain literals (or which uses
-Alembic's branch labels or dependencies) sends the whole read back to MLflow's own, so a future
-MLflow can make this slower but not wrong; tests/integration/test_schema_history.py checks the
-two agree, and that this MLflow's history is read without importing it.
+Alembic learns a history by importing each script, and MLflow's scripts import MLflow: asking
+MLflow for its head (``mlflow.store.db.utils._get_latest_schema_revision``) cost the server
+container about 3 s of CPU before uvicorn's workers started, and reading the auth history
+through Alembic imported MLflow's package again (1.4 s of the start). Each script states its
+place in the history as module-level literals (``revision = "..."``, ``down_revision =
+"..."``); this module reads those with ``ast`` (tens of milliseconds for MLflow 3.17.2). A
+script whose place is not plain literals (or which uses Alembic's branch labels or
+dependencies) sends the whole read back to importing them, so a future MLflow can make this
+slower but not wrong; tests/unit/launcher/test_launcher_history.py checks both readings agree
+for the installed MLflow, and that this one imports no MLflow.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import ast
 import functools
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,11 +43,24 @@ class History:
 @functools.cache
 def tracking() -> History:
     """This image's MLflow tracking history (read once per process)."""
-    scripts = mlflow_file("store", "db_migrations", "versions")
+    return _from_source_or(mlflow_file("store", "db_migrations", "versions"), _tracking_by_mlflow)
+
+
+@functools.cache
+def auth() -> History:
+    """MLflow's auth history (its own Alembic history and version table; its scripts import
+    MLflow too)."""
+    return _from_source_or(mlflow_file(*AUTH_MIGRATIONS, "versions"), _auth_by_alembic)
+
+
+AUTH_MIGRATIONS = ("server", "auth", "db", "migrations")
+
+
+def _from_source_or(scripts: Path, by_import: Callable[[], History]) -> History:
     history = read(scripts)
     if history is None:
-        log.info("MLflow's migration scripts are not all plain literals: asking MLflow")
-        history = _through_mlflow()
+        log.info("the migration scripts in %s are not all plain literals: importing them", scripts)
+        history = by_import()
     return history
 
 
@@ -103,10 +118,19 @@ def _place(path: Path) -> tuple[str, tuple[str, ...]] | None:
     return None
 
 
-def _through_mlflow() -> History:
+def _tracking_by_mlflow() -> History:
     from alembic.script import ScriptDirectory
     from mlflow.store.db.utils import _get_alembic_config, _get_latest_schema_revision
 
     script = ScriptDirectory.from_config(_get_alembic_config(db_url=""))
     known = frozenset(revision.revision for revision in script.walk_revisions())
     return History(_get_latest_schema_revision(), known)
+
+
+def _auth_by_alembic() -> History:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(mlflow_file(*AUTH_MIGRATIONS)))
+    head = script.get_current_head()
+    assert head is not None, "MLflow ships a linear auth migration history"
+    return History(head, frozenset(revision.revision for revision in script.walk_revisions()))
