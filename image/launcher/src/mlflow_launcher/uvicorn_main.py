@@ -40,7 +40,8 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 PRELOAD = ("mlflow.server.handlers", "mlflow.server.fastapi_app")
 """What each worker imports anyway; importing them builds MLflow's Flask and FastAPI apps as
 module objects, and touches no store, database or network (its stores are made on first use,
-and `mlflow.server.auth`, which makes its store on import, is left to the workers)."""
+and `mlflow.server.auth`, which makes its store on import and binds a function app.py patches
+first, is left to the workers; tests/unit/launcher/test_launcher_uvicorn_main.py)."""
 
 
 def _stopped(_signum: int, _frame: FrameType | None) -> None:
