@@ -32,6 +32,7 @@ from mlflow_on_eks.constructs_lib import (
     MlflowDatabase,
     MlflowTrackingServer,
     MlflowVpc,
+    ResourceProps,
     WorkloadProps,
 )
 from mlflow_on_eks.constructs_lib.tracking_server import IMAGE_DIRECTORY
@@ -252,7 +253,12 @@ def test_both_cluster_shapes_hand_the_server_what_it_needs() -> None:
 
 def test_a_new_cluster_refuses_a_pod_no_node_can_hold() -> None:
     stack = bare_stack()
-    huge = WorkloadProps(max_proxied_artifact_gib=1024, concurrent_artifact_transfers=64)
+    # Memory for the 64 uploads' parts (rules.streamed_uploads_mib): the storage is what fails.
+    huge = WorkloadProps(
+        max_proxied_artifact_gib=1024,
+        concurrent_artifact_transfers=64,
+        resources=ResourceProps(memory_mib=28 * 1024),
+    )
     with pytest.raises(ValueError, match="65539 GiB of ephemeral storage per pod"):
         AutoModeCluster(stack, "Cluster", vpc=MlflowVpc(stack, "Network").vpc, workload=huge)
 

@@ -263,7 +263,14 @@ def test_a_new_clusters_nodes_hold_the_pod_and_the_pool_has_a_ceiling(
 
 
 def test_a_pod_no_node_volume_can_hold_fails_the_synth_with_the_key() -> None:
-    raw = {"server": {"max_proxied_artifact_gib": 1024, "concurrent_artifact_transfers": 64}}
+    # Memory for the 64 uploads' parts (rules.streamed_uploads_mib): the storage is what fails.
+    raw = {
+        "server": {
+            "max_proxied_artifact_gib": 1024,
+            "concurrent_artifact_transfers": 64,
+            "resources": {"memory_mib": 28 * 1024},
+        }
+    }
     with pytest.raises(ConfigError) as caught:
         parse_settings(raw)
     message = str(caught.value)
