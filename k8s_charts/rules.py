@@ -440,6 +440,11 @@ def streamed_uploads_mib(transfers: int, max_artifact_gib: int) -> int:
     return transfers * launcher.UPLOAD_PARTS_HELD * part_mib
 
 
+def _guard_mib(sign_in_checks: int, max_request_body_mib: int) -> int:
+    """What the guard lets one worker take on at once: its password checks and a body."""
+    return sign_in_checks * SCRYPT_MIB + max_request_body_mib * BODY_EXPANSION
+
+
 def minimum_memory_mib(
     workers: int,
     sign_in_checks: int,
@@ -449,7 +454,7 @@ def minimum_memory_mib(
 ) -> int:
     """The smallest memory limit that holds `workers` uvicorn workers under load, with what the
     guard lets each of them take on at once and the pod's `transfers` streamed uploads."""
-    guard = sign_in_checks * SCRYPT_MIB + max_request_body_mib * BODY_EXPANSION
+    guard = _guard_mib(sign_in_checks, max_request_body_mib)
     uploads = streamed_uploads_mib(transfers, max_artifact_gib)
     return SERVER_BASE_MIB + (SERVER_MIB_PER_WORKER + guard) * workers + uploads
 
@@ -466,15 +471,14 @@ def memory_problem(
         workers, sign_in_checks, max_request_body_mib, transfers, max_artifact_gib
     )
     if memory_mib < need:
-        guard = sign_in_checks * SCRYPT_MIB + max_request_body_mib * BODY_EXPANSION
-        uploads = streamed_uploads_mib(transfers, max_artifact_gib)
         return (
             f"{memory_mib} MiB is too little for {workers} workers: the server takes about "
             f"{need} MiB under load ({SERVER_BASE_MIB} + {SERVER_MIB_PER_WORKER} per worker, "
-            f"measured, + {guard} per worker for {sign_in_checks} concurrent sign-in checks of "
-            f"{SCRYPT_MIB} MiB and a {max_request_body_mib} MiB request body held "
-            f"{BODY_EXPANSION} times over, + {uploads} for {transfers} proxied uploads streamed "
-            "to S3); raise it, or lower workers, concurrent_sign_in_checks, "
+            f"measured, + {_guard_mib(sign_in_checks, max_request_body_mib)} per worker for "
+            f"{sign_in_checks} concurrent sign-in checks of {SCRYPT_MIB} MiB and a "
+            f"{max_request_body_mib} MiB request body held {BODY_EXPANSION} times over, + "
+            f"{streamed_uploads_mib(transfers, max_artifact_gib)} for {transfers} proxied "
+            "uploads streamed to S3); raise it, or lower workers, concurrent_sign_in_checks, "
             "max_request_body_mib or concurrent_artifact_transfers"
         )
     return None

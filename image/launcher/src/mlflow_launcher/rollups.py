@@ -8,8 +8,8 @@ left in the store: the rollups would go stale. `serve` makes the same check on t
 own connection, without importing MLflow (seconds of CPU that the workers spend again): the
 same tables (mlflow.store.db.trace_rollups, the built families' models), the same reading of
 the variable (mlflow.environment_variables `_BooleanEnvironmentVariable`).
-tests/integration/test_schema_history.py pins the table names to MLflow's and refuses a store
-with a row left.
+tests/unit/launcher/test_launcher_rollups.py pins the table names and the verdicts to MLflow's
+own; tests/integration/test_migrations.py refuses a store with a row left, on both engines.
 """
 
 from __future__ import annotations
