@@ -1,7 +1,7 @@
 """The image's MySQL driver, chosen by measurement: PyMySQL against mysqlclient, side by side.
 
     .venv/bin/python bench/drivers.py [--rounds 4] [--clients 8] [--runs 64] [--searches 32]
-        [--search-size 1000] [--json bench/results/drivers.json]
+        [--search-size 1000] [--variant NAME:VAR=VALUE,...] [--json bench/results/drivers.json]
 
 On bench/server.py's TLS-only MariaDB, with its clients, every server up together; each round
 measures every configuration in turn, the order reversed every other round, so the drift of
@@ -14,6 +14,8 @@ this shared machine falls on all alike. Ratios are taken per round, then their m
 * recipe: the same recipe on PyMySQL.
 * limit, limit-mysqlclient: MLflow's SqlAlchemyStore in the client processes on each driver,
   certificate and host name verified: the driver's own share, without HTTP or a server.
+* each `--variant NAME:VAR=VALUE,...`: `ours` with those variables added to its pod's
+  environment (a setting tried against the pod as it ships, in the same rounds).
 
 Per configuration and round: runs/s and server CPU per run (create_run + log_batch of 100
 metrics, 10 params, 5 tags + update_run), searches/s and server CPU per search (a metric
@@ -63,9 +65,26 @@ def _uri_of_workers(root: int) -> str:
     return " ".join(f"{scheme}://" for scheme in found)
 
 
+def start_pod_with(d: bench.Deployment, name: str, env: dict[str, str]) -> bench.launcher.Server:
+    """`ours` with `env` added to the pod's environment."""
+    login = list(d.auth.admin_login())
+    pod = d.pod_env(d.main, name, auth=True) | env
+    return bench.start_server(pod, d.home / f"{name}.log", None, login)[0]
+
+
+def _variant(text: str) -> tuple[str, dict[str, str]]:
+    name, _, settings = text.partition(":")
+    env = dict(item.split("=", 1) for item in settings.split(",") if "=" in item)
+    if not name or name in CONFIGURATIONS or not env:
+        raise argparse.ArgumentTypeError(f"a variant needs a new name and VAR=VALUE: {text}")
+    return name, env
+
+
 def targets(d: bench.Deployment, running: dict) -> dict[str, dict]:
     """How the clients reach each configuration."""
-    out = {c: d.target("ours" if c.startswith("ours") else "recipe", s) for c, s in running.items()}
+    out = {
+        c: d.target("recipe" if c.startswith("recipe") else "ours", s) for c, s in running.items()
+    }
     root = f"s3://{d.bucket}/limit-artifacts"
     verified = "&ssl_check_hostname=true"
     out["limit"] = {"kind": "store", "uri": d.store_uri("pymysql") + verified}
@@ -84,7 +103,9 @@ def measure(args: argparse.Namespace, charts, dbs, moto, ca, workdir: Path) -> d
         args.clients, workdir / "clients", pythonpath=str(bench.mysqlclient_path())
     )
     opts = bench.options(bench.parse_args(["--start-repeats", "1"]))
-    rounds: dict = {c: {f: [] for f in FIGURES} for c in CONFIGURATIONS}
+    variants = dict(args.variant)
+    configurations = (*CONFIGURATIONS, *variants)
+    rounds: dict = {c: {f: [] for f in FIGURES} for c in configurations}
     try:
         d.prepare()
         clients.wait_started()
@@ -94,9 +115,10 @@ def measure(args: argparse.Namespace, charts, dbs, moto, ca, workdir: Path) -> d
         bench.progress("servers")
         running = {c: bench._start(d, c, opts)[0] for c in ("ours", "recipe-mysqlclient", "recipe")}
         running["ours-mysqlclient"] = start_pod_on_mysqlclient(d)
+        running |= {name: start_pod_with(d, name, env) for name, env in variants.items()}
         reach, db_pid = targets(d, running), bench.db_root_pid(d.db)
         for i in range(args.rounds):
-            order = CONFIGURATIONS if i % 2 == 0 else CONFIGURATIONS[::-1]
+            order = configurations if i % 2 == 0 else configurations[::-1]
             for c in order:
                 pid = running[c].proc.pid if c in running else None
                 warmup = 2 if i == 0 else 0
@@ -140,6 +162,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=64, help="runs per configuration and round")
     parser.add_argument("--searches", type=int, default=32)
     parser.add_argument("--search-size", type=int, default=1000)
+    parser.add_argument(
+        "--variant", type=_variant, action="append", default=[],
+        help="ours with extra pod variables, e.g. pool5:MLFLOW_SQLALCHEMYSTORE_POOL_SIZE=5",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, default=bench.BENCH / "results" / "drivers.json")
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -150,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     results = {
         "machine": machine,
         "versions": versions,
-        "parameters": {k: v for k, v in vars(args).items() if k != "json"},
+        "parameters": {k: v for k, v in vars(args).items() if k not in ("json", "variant")},
+        "variants": dict(args.variant),
         "rounds": rounds,
         "summary": summary(rounds),
         "wall_s": round(time.monotonic() - started, 1),
