@@ -912,13 +912,15 @@ def write_page(markdown_path: Path, results_dir: Path, **current: dict) -> None:
     hostile, traces); the others' come from their files in `results_dir` (a missing one leaves
     its sections out)."""
     from server_report import markdown
+    from targets_report import RESULTS
 
     found = {}
-    for name in ("server", "hostile", "traces"):
+    for name in ("server", "hostile", "traces", *RESULTS):
         path = results_dir / f"{name}.json"
         found[name] = current.get(name) or (json.loads(path.read_text()) if path.exists() else None)
+    targets = {name: found[name] for name in RESULTS if name != "server"}
     markdown_path.parent.mkdir(parents=True, exist_ok=True)
-    markdown_path.write_text(markdown(found["server"], found["hostile"], found["traces"]))
+    markdown_path.write_text(markdown(found["server"], found["hostile"], found["traces"], targets))
 
 
 # --- standalone: its own servers ------------------------------------------------------------

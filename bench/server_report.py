@@ -328,7 +328,10 @@ def memory(r: dict) -> list[str]:
             "are not uvicorn workers: uvicorn's supervisor and multiprocessing's resource "
             "tracker; in the recipe also the MLflow CLI, which ours does not keep (the launcher "
             "execs uvicorn as the CLI would start it), and MLflow's job runner with its huey "
-            "consumers (on by default; the launcher turns it off). With sign-in, a worker's "
+            "consumers (on by default; the launcher turns it off). Ours' supervisor imports "
+            "MLflow's server once and forks its workers from it (mlflow_launcher/uvicorn_main.py):"
+            " the pages they share count a share in each process, so its `rest` holds about "
+            "100 MiB and each worker less than a spawned one. With sign-in, a worker's "
             "peak grows by the password checks in flight (werkzeug's scrypt takes 32 MiB each).",
             "",
             *_table(
@@ -444,15 +447,22 @@ def sizing(r: dict) -> list[str]:
     return out
 
 
-def markdown(r: dict | None, hostile: dict | None = None, traces: dict | None = None) -> str:
-    """The whole page: bench/server.py's sections from `r`, then bench/hostile.py's from
+def markdown(
+    r: dict | None,
+    hostile: dict | None = None,
+    traces: dict | None = None,
+    targets: dict[str, dict | None] | None = None,
+) -> str:
+    """The whole page: bench/server.py's header, the targets (bench/targets_report.py, from
+    the results in `targets`), bench/server.py's sections from `r`, then bench/hostile.py's from
     `hostile` (bench/results/hostile.json) and bench/traces.py's from `traces`; each bench
     rewrites the page from every results file (bench/server.py, write_page)."""
-    parts = []
+    from targets_report import section as targets_section
+
+    parts = [header(r) if r is not None else ["# Benchmarks: the tracking server as deployed", ""]]
+    parts.append(targets_section({**(targets or {}), "server": r}))
     if r is not None:
-        parts += [header(r), writes(r), search(r), start(r), memory(r), sizing(r), artifacts(r)]
-    else:
-        parts.append(["# Benchmarks: the tracking server as deployed", ""])
+        parts += [writes(r), search(r), start(r), memory(r), sizing(r), artifacts(r)]
     if hostile is not None:
         from hostile_report import section
 

@@ -54,5 +54,11 @@ def test_bench_server_measures_every_configuration(mariadb, moto, test_ca, synth
     for heading in ("## Tracking writes", "## Search", "## Start", "## Memory", "## Sizing"):
         assert heading in page
     assert page.count("| recipe |") >= 5, "a recipe row in every table"
+    # The targets this run decides, each with a verdict from its figure (the other benches'
+    # results are not in tmp_path: their rows are left out, not invented).
+    targets = page.split("## Targets (issue 23)", 1)[1].split("\n## ", 1)[0]
+    decided = [row.split(" | ")[0].lstrip("| ") for row in targets.splitlines() if "met |" in row]
+    assert sorted(set(decided)) == ["0", "1", "2", "3", "4"], targets
+    assert "drivers.py" not in targets and "starts.py" not in targets
     # Every process the harness started is gone.
     assert not bench._STARTED
