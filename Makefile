@@ -88,9 +88,10 @@ synth: $(RUNTIME) node_modules/.stamp
 test-servers:
 	bash scripts/install-test-servers.sh
 
-# Two pytest-xdist workers for CI's two cores: in one process the suite keeps about one core
-# busy (docs/testing.md, "How long the suite takes"). TEST_WORKERS=0 runs it in one process.
-TEST_WORKERS ?= 2
+# Three pytest-xdist workers for CI's two cores: the integration tests wait on servers, clocks
+# and transfers for much of their time, so a third worker keeps both cores busy where two left
+# them idle (docs/testing.md, "How long the suite takes"). TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 3
 test: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp $(AWSCLI_VENV)/.stamp test-servers $(MYSQLCLIENT)/.stamp
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
