@@ -1,39 +1,37 @@
 """docs/benchmarks.md's first section: issue 23's performance targets, each with the figure
 that decides it, from whichever bench measures it (bench/results/*.json), and met or not.
 
-The verdicts are computed here from the figures, never written by hand; what a row cannot
-decide (a bench not run) says so. Why an unmet target is not met is in bench/README.md, by
-item, with the measurements behind it."""
+The verdicts are computed here from the figures, never written by hand; a bench that did not
+run adds no row. Why an unmet target is not met is in bench/README.md, by item, with the
+measurements behind it."""
 
 from __future__ import annotations
 
-from server_report import ENGINE_NAMES, NONE, SEED, TIMES, _table, _x
+import operator
+
+from server_report import ENGINE_NAMES, SEED, TIMES, _table, _x
 
 RESULTS = ("server", "starts", "drivers", "profile_compare")
 """The results files (bench/results/<name>.json) the section reads."""
 
 TARGETS = {
-    "0": (f"runs/s per pod ≥ 1.0{TIMES} the seed's recipe (mysqlclient)", 1.0, False),
-    "1": (f"server CPU per run ≤ 1.5{TIMES} the store in-process, sign-in on", 1.5, True),
-    "2": ("CPU per search with sign-in ≤ the recipe's without", 1.0, True),
-    "3": ("an idle pod < 400 MiB (2 workers)", 400, True),
-    "4": (f"start to a signed-in API ≤ 0.5{TIMES} the recipe's", 0.5, True),
-    "5": (f"a proxied upload ≥ 0.9{TIMES} straight to S3", 0.9, False),
+    "0": (f"runs/s per pod ≥ 1.0{TIMES} the seed's recipe (mysqlclient)", operator.ge, 1.0),
+    "1": (f"server CPU per run ≤ 1.5{TIMES} the store in-process, sign-in on", operator.le, 1.5),
+    "2": ("CPU per search with sign-in ≤ the recipe's without", operator.le, 1.0),
+    "3": ("an idle pod < 400 MiB (2 workers)", operator.lt, 400),
+    "4": (f"start to a signed-in API ≤ 0.5{TIMES} the recipe's", operator.le, 0.5),
+    "5": (f"a proxied upload ≥ 0.9{TIMES} straight to S3", operator.ge, 0.9),
 }
-"""Per item: the target in words, its bound, and whether the figure must stay at or under it."""
+"""Per item: the target in words, and the comparison its figure must pass against the bound."""
 
 
 def _mib(value: float) -> str:
     return f"{value:.0f} MiB"
 
 
-def _row(item: str, where: str, value: float | None, fmt=_x) -> list[str]:
-    target, bound, at_most = TARGETS[item]
-    if value is None:
-        verdict = "not measured"
-    else:
-        verdict = "**met**" if (value <= bound if at_most else value >= bound) else "not met"
-    return [item, target, where, NONE if value is None else fmt(value), verdict]
+def _row(item: str, where: str, value: float, fmt=_x) -> list[str]:
+    target, passes, bound = TARGETS[item]
+    return [item, target, where, fmt(value), "**met**" if passes(value, bound) else "not met"]
 
 
 def _engines(server: dict | None) -> dict:

@@ -50,6 +50,17 @@ def test_an_at_least_target_is_met_at_or_over_its_bound(report, ratio, verdict):
     assert row[0] == "0" and row[-1] == verdict
 
 
+def test_a_strict_bound_is_not_met_at_the_bound(report):
+    """An idle pod of exactly 400 MiB is not under 400 MiB."""
+    server = {"engines": {"mysql": {"writes": {}, "search": {}, "memory": {}}}}
+    memory = server["engines"]["mysql"]["memory"]
+    verdicts = []
+    for mib in (399.9, 400.0):
+        memory["ours"] = {"idle": {"pss_total_mib": mib}}
+        verdicts.append(report._memory(server)[0][-1])
+    assert verdicts == ["**met**", "not met"]
+
+
 def test_a_bench_that_did_not_run_adds_no_row(report):
     assert _rows(report, {"server": None, "starts": None, "drivers": None}) == []
     rows = _rows(report, {"starts": _starts(0.4), "drivers": None})
