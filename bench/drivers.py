@@ -41,12 +41,17 @@ CONFIGURATIONS += ("limit-mysqlclient",)
 FIGURES = ("runs_per_s", "server_cpu_s_per_run", "searches_per_s", "server_cpu_s_per_search")
 
 
+def start_pod_with(d: bench.Deployment, name: str, env: dict[str, str]) -> bench.launcher.Server:
+    """`ours` with `env` added to the pod's environment."""
+    login = list(d.auth.admin_login())
+    pod = d.pod_env(d.main, name, auth=True) | env
+    return bench.start_server(pod, d.home / f"{name}.log", None, login)[0]
+
+
 def start_pod_on_mysqlclient(d: bench.Deployment) -> bench.launcher.Server:
     """`ours` with the shim and mysqlclient on PYTHONPATH; checked to run on libmariadb."""
-    env = d.pod_env(d.main, "ours-mysqlclient", auth=True)
-    env["PYTHONPATH"] = f"{bench.mysqlclient_path()}:{SHIM}"
-    login = list(d.auth.admin_login())
-    server, _ = bench.start_server(env, d.home / "ours-mysqlclient.log", None, login)
+    pythonpath = {"PYTHONPATH": f"{bench.mysqlclient_path()}:{SHIM}"}
+    server = start_pod_with(d, "ours-mysqlclient", pythonpath)
     if "mysql+mysqldb://" not in _uri_of_workers(server.proc.pid):
         raise RuntimeError(f"ours-mysqlclient does not run on mysqlclient:\n{server.logs()}")
     return server
@@ -63,13 +68,6 @@ def _uri_of_workers(root: int) -> str:
                 if item.startswith(b"MLFLOW_BACKEND_STORE_URI="):
                     found.append(item.split(b"://", 1)[0].decode())
     return " ".join(f"{scheme}://" for scheme in found)
-
-
-def start_pod_with(d: bench.Deployment, name: str, env: dict[str, str]) -> bench.launcher.Server:
-    """`ours` with `env` added to the pod's environment."""
-    login = list(d.auth.admin_login())
-    pod = d.pod_env(d.main, name, auth=True) | env
-    return bench.start_server(pod, d.home / f"{name}.log", None, login)[0]
 
 
 def _variant(text: str) -> tuple[str, dict[str, str]]:

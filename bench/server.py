@@ -918,7 +918,7 @@ def write_page(markdown_path: Path, results_dir: Path, **current: dict) -> None:
     for name in ("server", "hostile", "traces", *RESULTS):
         path = results_dir / f"{name}.json"
         found[name] = current.get(name) or (json.loads(path.read_text()) if path.exists() else None)
-    targets = {name: found[name] for name in RESULTS if name != "server"}
+    targets = {name: found[name] for name in RESULTS}
     markdown_path.parent.mkdir(parents=True, exist_ok=True)
     markdown_path.write_text(markdown(found["server"], found["hostile"], found["traces"], targets))
 
