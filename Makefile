@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 IMAGE_VENV := .venv-image
 AWSCLI_VENV := .venv-awscli
-MYSQLCLIENT := .venv-mysqlclient
+PYMYSQL := .venv-pymysql
 BIN := $(VENV)/bin
 CONFIG ?=
 # CONFIG=default names the built-in defaults explicitly (no config file).
@@ -50,9 +50,12 @@ node_modules/.stamp: package.json package-lock.json
 
 # The server's own environment, installed from the image's hash-locked file, for the
 # integration tests and `make local` (the image itself needs Docker, which CI lacks).
-$(IMAGE_VENV)/.stamp: image/requirements.txt $(shell find image/launcher -name '*.py' -o -name pyproject.toml 2>/dev/null)
+# mysqlclient is built as the image builds it (image/Dockerfile): against Debian's libmariadb-dev
+# (test-servers installs it with pkg-config and gcc), by the setuptools the first lock installed.
+$(IMAGE_VENV)/.stamp: image/requirements.txt image/requirements-mysqlclient.txt $(shell find image/launcher -name '*.py' -o -name pyproject.toml 2>/dev/null) | test-servers
 	test -x $(IMAGE_VENV)/bin/python || $(PYTHON) -m venv $(IMAGE_VENV)
 	$(IMAGE_VENV)/bin/pip install -q --require-hashes --no-deps -r image/requirements.txt
+	$(IMAGE_VENV)/bin/pip install -q --require-hashes --no-deps --no-build-isolation -r image/requirements-mysqlclient.txt
 	$(IMAGE_VENV)/bin/pip install -q --no-deps --no-build-isolation ./image/launcher
 	touch $@
 
@@ -65,13 +68,12 @@ $(AWSCLI_VENV)/.stamp: requirements-awscli.txt
 	$(AWSCLI_VENV)/bin/pip install -q --require-hashes --no-deps -r requirements-awscli.txt
 	touch $@
 
-# mysqlclient, the C driver the seed's recipe names with a `mysql://` URI, for bench/server.py's
-# recipe-mysqlclient: built from source (hash-locked sdist) against Debian's libmariadb-dev
-# (test-servers installs it) with the image's Python, into a folder of its own that only that
-# server puts on its PYTHONPATH. The image's venv stays exactly as image/requirements.txt locks it.
-$(MYSQLCLIENT)/.stamp: bench/requirements-mysqlclient.txt $(IMAGE_VENV)/.stamp | test-servers
-	rm -rf $(MYSQLCLIENT)
-	$(IMAGE_VENV)/bin/pip install -q --require-hashes --no-deps --target $(MYSQLCLIENT) -r bench/requirements-mysqlclient.txt
+# PyMySQL, for the bench's `recipe` (`mysql+pymysql://`, as most guides write it; the image runs
+# mysqlclient): the hash-locked wheel into a folder of its own that only that server puts on its
+# PYTHONPATH. The image's venv stays exactly as image/'s lock files make it.
+$(PYMYSQL)/.stamp: bench/requirements-pymysql.txt $(IMAGE_VENV)/.stamp
+	rm -rf $(PYMYSQL)
+	$(IMAGE_VENV)/bin/pip install -q --require-hashes --no-deps --target $(PYMYSQL) -r bench/requirements-pymysql.txt
 	touch $@
 
 # Preview the server as the image runs it, on SQLite + a local artifact folder, no AWS:
@@ -92,7 +94,7 @@ test-servers:
 # and transfers for much of their time, so a third worker keeps both cores busy where two left
 # them idle (docs/testing.md, "How long the suite takes"). TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 3
-test: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp $(AWSCLI_VENV)/.stamp test-servers $(MYSQLCLIENT)/.stamp
+test: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp $(AWSCLI_VENV)/.stamp test-servers $(PYMYSQL)/.stamp
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The fast part: no database servers, browser or wheel build (about a minute warm).
@@ -107,7 +109,7 @@ docs: $(RUNTIME)
 	$(BIN)/python -m config.reference > docs/configuration.md
 
 # Break each guarded property in a temporary copy and check its tests fail (slow; not in CI).
-mutants: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp $(AWSCLI_VENV)/.stamp test-servers $(MYSQLCLIENT)/.stamp
+mutants: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp $(AWSCLI_VENV)/.stamp test-servers $(PYMYSQL)/.stamp
 	$(BIN)/python scripts/mutants.py
 
 # Warm `cdk synth` against a one-bucket app; then the tracking server as deployed against plain
@@ -117,7 +119,7 @@ mutants: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp $(AWSCLI_VENV)/.stamp t
 # traffic (bench/hostile.py, 5 minutes more; writes bench/results/hostile.json and its section
 # of docs/benchmarks.md). The server benches need the dev venv (moto, the integration helpers)
 # and the image's venv (MLflow).
-bench: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp test-servers $(MYSQLCLIENT)/.stamp
+bench: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp test-servers $(PYMYSQL)/.stamp
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/server.py
 	$(BIN)/python bench/hostile.py
@@ -144,4 +146,4 @@ destroy: $(RUNTIME) node_modules/.stamp
 	npx cdk destroy $(CDK_CONFIG) Mlflow Cluster $(ARGS)
 
 clean:
-	rm -rf cdk.out $(VENV) $(IMAGE_VENV) $(AWSCLI_VENV) $(MYSQLCLIENT) node_modules
+	rm -rf cdk.out $(VENV) $(IMAGE_VENV) $(AWSCLI_VENV) $(PYMYSQL) node_modules

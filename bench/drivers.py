@@ -1,4 +1,4 @@
-"""The image's MySQL driver, chosen by measurement: PyMySQL against mysqlclient, side by side.
+"""The image's MySQL driver, chosen by measurement: mysqlclient against PyMySQL, side by side.
 
     .venv/bin/python bench/drivers.py [--rounds 4] [--clients 8] [--runs 64] [--searches 32]
         [--search-size 1000] [--variant NAME:VAR=VALUE,...] [--json bench/results/drivers.json]
@@ -7,12 +7,13 @@ On bench/server.py's TLS-only MariaDB, with its clients, every server up togethe
 measures every configuration in turn, the order reversed every other round, so the drift of
 this shared machine falls on all alike. Ratios are taken per round, then their median.
 
-* ours: the pod as bench/server.py runs it (PyMySQL, the image's driver; sign-in on).
-* ours-mysqlclient: the same pod, the launcher's URL made for mysqlclient with the certificate
-  and host name still verified (bench/mysqlclient_launcher), mysqlclient on its PYTHONPATH.
-* recipe-mysqlclient: the recipe as its users write it on MySQL (`mysql://`, mysqlclient).
+* ours: the pod as bench/server.py runs it (mysqlclient, the image's driver; sign-in on).
+* ours-pymysql: the same pod, the launcher's URL made for PyMySQL (the image's driver before)
+  with the certificate and host name still verified (bench/pymysql_launcher), PyMySQL on its
+  PYTHONPATH.
+* recipe-mysqlclient: the recipe as the seed writes it on MySQL (`mysql://`, mysqlclient).
 * recipe: the same recipe on PyMySQL.
-* limit, limit-mysqlclient: MLflow's SqlAlchemyStore in the client processes on each driver,
+* limit, limit-pymysql: MLflow's SqlAlchemyStore in the client processes on each driver,
   certificate and host name verified: the driver's own share, without HTTP or a server.
 * each `--variant NAME:VAR=VALUE,...`: `ours` with those variables added to its pod's
   environment (a setting tried against the pod as it ships, in the same rounds).
@@ -35,9 +36,9 @@ from pathlib import Path
 
 import server as bench
 
-SHIM = bench.BENCH / "mysqlclient_launcher"
-CONFIGURATIONS = ("ours", "ours-mysqlclient", "recipe-mysqlclient", "recipe", "limit")
-CONFIGURATIONS += ("limit-mysqlclient",)
+SHIM = bench.BENCH / "pymysql_launcher"
+CONFIGURATIONS = ("ours", "ours-pymysql", "recipe-mysqlclient", "recipe", "limit")
+CONFIGURATIONS += ("limit-pymysql",)
 FIGURES = ("runs_per_s", "server_cpu_s_per_run", "searches_per_s", "server_cpu_s_per_search")
 
 
@@ -48,12 +49,18 @@ def start_pod_with(d: bench.Deployment, name: str, env: dict[str, str]) -> bench
     return bench.start_server(pod, d.home / f"{name}.log", None, login)[0]
 
 
-def start_pod_on_mysqlclient(d: bench.Deployment) -> bench.launcher.Server:
-    """`ours` with the shim and mysqlclient on PYTHONPATH; checked to run on libmariadb."""
-    pythonpath = {"PYTHONPATH": f"{bench.mysqlclient_path()}:{SHIM}"}
-    server = start_pod_with(d, "ours-mysqlclient", pythonpath)
-    if "mysql+mysqldb://" not in _uri_of_workers(server.proc.pid):
-        raise RuntimeError(f"ours-mysqlclient does not run on mysqlclient:\n{server.logs()}")
+def check_driver(server: bench.launcher.Server, name: str, scheme: str) -> None:
+    """Every process of the pod that has a store URI names `scheme`."""
+    schemes = set(_uri_of_workers(server.proc.pid).split())
+    if schemes != {scheme}:
+        raise RuntimeError(f"{name} runs on {schemes or 'no store'}, not {scheme}")
+
+
+def start_pod_on_pymysql(d: bench.Deployment) -> bench.launcher.Server:
+    """`ours` with the shim and PyMySQL on PYTHONPATH; checked to run on PyMySQL."""
+    pythonpath = {"PYTHONPATH": f"{bench.pymysql_path()}:{SHIM}"}
+    server = start_pod_with(d, "ours-pymysql", pythonpath)
+    check_driver(server, "ours-pymysql", "mysql+pymysql://")
     return server
 
 
@@ -83,23 +90,15 @@ def targets(d: bench.Deployment, running: dict) -> dict[str, dict]:
     out = {
         c: d.target("recipe" if c.startswith("recipe") else "ours", s) for c, s in running.items()
     }
-    root = f"s3://{d.bucket}/limit-artifacts"
+    out["limit"] = d.target("limit", None)
     verified = "&ssl_check_hostname=true"
-    out["limit"] = {"kind": "store", "uri": d.store_uri("pymysql") + verified}
-    out["limit-mysqlclient"] = {
-        "kind": "store",
-        "uri": d.store_uri("mysqldb") + "&ssl_mode=VERIFY_IDENTITY",
-    }
-    for name in ("limit", "limit-mysqlclient"):
-        out[name]["artifact_root"] = root
+    out["limit-pymysql"] = out["limit"] | {"uri": d.store_uri("pymysql") + verified}
     return out
 
 
 def measure(args: argparse.Namespace, charts, dbs, moto, ca, workdir: Path) -> dict:
     d = bench.Deployment("mysql", dbs["mysql"], charts["mysql"], moto, ca, workdir / "mysql")
-    clients = bench.Clients(
-        args.clients, workdir / "clients", pythonpath=str(bench.mysqlclient_path())
-    )
+    clients = bench.Clients(args.clients, workdir / "clients", pythonpath=str(bench.pymysql_path()))
     opts = bench.options(bench.parse_args(["--start-repeats", "1"]))
     variants = dict(args.variant)
     configurations = (*CONFIGURATIONS, *variants)
@@ -112,7 +111,8 @@ def measure(args: argparse.Namespace, charts, dbs, moto, ca, workdir: Path) -> d
         experiment_id = clients.call(populate)["experiment_id"]
         bench.progress("servers")
         running = {c: bench._start(d, c, opts)[0] for c in ("ours", "recipe-mysqlclient", "recipe")}
-        running["ours-mysqlclient"] = start_pod_on_mysqlclient(d)
+        check_driver(running["ours"], "ours", "mysql+mysqldb://")
+        running["ours-pymysql"] = start_pod_on_pymysql(d)
         running |= {name: start_pod_with(d, name, env) for name, env in variants.items()}
         reach, db_pid = targets(d, running), bench.db_root_pid(d.db)
         for i in range(args.rounds):

@@ -44,9 +44,9 @@ import server as bench
 
 LAYERS = (
     # A sample goes to the first layer with a frame in its stack: inner layers first.
-    ("auth: its SQL (user record, permissions)", r"mlflow/server/auth/.*(sqlalchemy/|pymysql/)"),
+    ("auth: its SQL (user record, permissions)", r"mlflow/server/auth/.*(sqlalchemy/|MySQLdb/)"),
     ("auth: Python (incl. its FastAPI route match)", r"mlflow/server/auth/"),
-    ("store: SQL (SQLAlchemy + PyMySQL)", r"sqlalchemy/|pymysql/"),
+    ("store: SQL (SQLAlchemy + mysqlclient)", r"sqlalchemy/|MySQLdb/"),
     ("store: Python", r"mlflow/store/"),
     ("protobuf/JSON (request, response)", r"_get_request_message|message_to_json|protobuf|/json/"),
     ("MLflow handlers", r"mlflow/server/handlers|mlflow/entities|mlflow/utils/"),

@@ -9,21 +9,21 @@ Configurations, each on MariaDB and on PostgreSQL (the integration tests' TLS-on
 started here on loopback, with moto's server for S3 and Secrets Manager):
 
 * recipe: what this project replaces, plain `mlflow server --backend-store-uri <URI>
-  --artifacts-destination s3://...` with MLflow's defaults (its 4 workers, no sign-in), on the
-  image's drivers: `mysql+pymysql://`, `postgresql+psycopg2://`.
-* recipe-mysqlclient (MariaDB only): the same recipe exactly as its users run it on MySQL, a
-  `mysql://` URI, which SQLAlchemy gives to mysqlclient (the C driver on libmariadb). It is
-  not in the image: bench/requirements-mysqlclient.txt, built into .venv-mysqlclient and put
-  on this one server's PYTHONPATH. (On PostgreSQL a `postgresql://` URI names psycopg2, which
-  the recipe already runs.)
+  --artifacts-destination s3://...` with MLflow's defaults (its 4 workers, no sign-in), as most
+  guides write it: `mysql+pymysql://` (PyMySQL is not in the image: bench/requirements-pymysql.txt,
+  installed into .venv-pymysql and put on this one server's PYTHONPATH), `postgresql+psycopg2://`.
+* recipe-mysqlclient (MariaDB only): the same recipe exactly as the seed runs it on MySQL, a
+  `mysql://` URI, which SQLAlchemy gives to mysqlclient (the C driver on libmariadb, the
+  image's). (On PostgreSQL a `postgresql://` URI names psycopg2, which the recipe already runs.)
 * ours: the synthesized pod as the integration tests run it: the chart's ConfigMap with only
   the AWS endpoints made local (tests/integration/itest_chart.py), the initContainer's
   `migrate`, then the container's `serve` through the image's ENTRYPOINT, sign-in on (the
   default: basic-auth, its secrets in Secrets Manager), the chart's worker count.
 * ours-noauth: the same pod with `auth.enabled: false` (the chart then drops MLFLOW_AUTH_*),
   so the cost of sign-in shows apart from the launcher's.
-* limit: the same calls on MLflow's SqlAlchemyStore in the client processes, same database:
-  what the work costs without HTTP and without a server.
+* limit: the same calls on MLflow's SqlAlchemyStore in the client processes, same database and
+  driver as the pod's (mysqlclient, certificate and host name verified; psycopg2): what the work
+  costs without HTTP and without a server.
 
 Workloads on each: concurrent tracking writes (create_run + log_batch of 100 metrics, 10
 params, 5 tags + update_run per run), search_runs with a metric filter over experiments of each
@@ -94,7 +94,7 @@ CONFIGURATIONS = ("recipe", "recipe-mysqlclient", "ours", "ours-noauth", "limit"
 SERVERS = CONFIGURATIONS[:4]
 RECIPES = {"recipe": "pymysql", "recipe-mysqlclient": "mysqldb"}
 """The recipe configurations and the SQLAlchemy MySQL driver each names."""
-MYSQLCLIENT = Path(os.environ.get("MLFLOW_BENCH_MYSQLCLIENT") or ROOT / ".venv-mysqlclient")
+PYMYSQL = Path(os.environ.get("MLFLOW_BENCH_PYMYSQL") or ROOT / ".venv-pymysql")
 RECIPE_HOW = "mlflow server --backend-store-uri <URI> --artifacts-destination s3://... (defaults)"
 POD_HOW = "tini -- mlflow-launcher serve, the synthesized ConfigMap, after its migrate"
 SEARCH_FILTER = "metrics.m1 > 0.5"
@@ -124,14 +124,14 @@ def servers(engine: str) -> tuple[str, ...]:
     return tuple(c for c in configurations(engine) if c in SERVERS)
 
 
-def mysqlclient_path() -> Path:
-    """mysqlclient built for the image's Python (`make .venv-mysqlclient/.stamp`)."""
-    if not (MYSQLCLIENT / "MySQLdb").is_dir():
+def pymysql_path() -> Path:
+    """PyMySQL for the image's Python (`make .venv-pymysql/.stamp`): the recipe's driver."""
+    if not (PYMYSQL / "pymysql").is_dir():
         raise RuntimeError(
-            f"{MYSQLCLIENT}/MySQLdb missing: build it with `make .venv-mysqlclient/.stamp` "
-            "(mysqlclient from bench/requirements-mysqlclient.txt, against libmariadb-dev)"
+            f"{PYMYSQL}/pymysql missing: install it with `make .venv-pymysql/.stamp` "
+            "(PyMySQL from bench/requirements-pymysql.txt)"
         )
-    return MYSQLCLIENT
+    return PYMYSQL
 
 
 _T0 = time.monotonic()
@@ -384,11 +384,18 @@ class Deployment:
             return f"{scheme}://{where}?ssl_ca={ca}"
         return f"postgresql+psycopg2://{where}?sslmode=verify-full&sslrootcert={ca}"
 
+    def limit_uri(self) -> str:
+        """The store URI on the pod's drivers, verified as the launcher verifies: on MySQL
+        mysqlclient with VERIFY_IDENTITY (the chain and the host name)."""
+        if self.engine == "mysql":
+            return self.store_uri("mysqldb") + "&ssl_mode=VERIFY_IDENTITY"
+        return self.store_uri()
+
     def recipe(
         self, name: str, driver: str = "pymysql", workers: int | None = None
     ) -> tuple[dict[str, str], list[str]]:
         """Plain `mlflow server`, MLflow's defaults (but `workers`, when given), AWS through the
-        standard variables; a driver outside the image (mysqldb) from its own folder on
+        standard variables; a driver outside the image (PyMySQL) from its own folder on
         PYTHONPATH; under --quick lighter still (QUICK_RECIPE)."""
         home = self.home / name
         home.mkdir(parents=True, exist_ok=True)
@@ -404,8 +411,8 @@ class Deployment:
             "MLFLOW_S3_ENDPOINT_URL": self.moto.endpoint,
             **FAKE_AWS,
         }
-        if driver == "mysqldb":
-            env["PYTHONPATH"] = str(mysqlclient_path())
+        if driver == "pymysql" and self.engine == "mysql":
+            env["PYTHONPATH"] = str(pymysql_path())
         command = [
             str(launcher.image_venv() / "bin" / "mlflow"),
             "server",
@@ -429,7 +436,7 @@ class Deployment:
         """How the clients reach `configuration`."""
         if configuration == "limit":
             root = f"s3://{self.bucket}/limit-artifacts"
-            return {"kind": "store", "uri": self.store_uri(), "artifact_root": root}
+            return {"kind": "store", "uri": self.limit_uri(), "artifact_root": root}
         login = list(self.auth.admin_login()) if configuration == "ours" else None
         return {"kind": "http", "uri": server.base_url, "login": login}  # type: ignore[union-attr]
 

@@ -67,19 +67,22 @@ def header(r: dict) -> list[str]:
         "",
         "- **recipe**: what this project replaces: plain `mlflow server --backend-store-uri "
         "mysql+pymysql://… | postgresql+psycopg2://… --artifacts-destination s3://…` with "
-        "MLflow's defaults (4 workers, no sign-in), on the image's drivers.",
-        "- **recipe-mysqlclient** (MariaDB): the same recipe exactly as its users write it "
+        "MLflow's defaults (4 workers, no sign-in), as most guides write it (PyMySQL, "
+        "installed for the bench from bench/requirements-pymysql.txt; not in the image).",
+        "- **recipe-mysqlclient** (MariaDB): the same recipe exactly as the seed writes it "
         "on MySQL, `mysql://…?ssl_ca=…`, which SQLAlchemy gives to mysqlclient, the C driver "
-        "on libmariadb (built for the bench from bench/requirements-mysqlclient.txt; not in "
-        "the image). Given only a CA, libmariadb checks the certificate's chain but not its "
-        "host name. On PostgreSQL the recipe's `postgresql://` already names psycopg2.",
+        "on libmariadb (the image's driver). Given only a CA, libmariadb checks the "
+        "certificate's chain but not its host name. On PostgreSQL the recipe's `postgresql://` "
+        "already names psycopg2.",
         "- **ours**: the synthesized pod as the integration tests run it: the chart's "
         "ConfigMap with only the AWS endpoints made local, `migrate` (the initContainer), then "
         "`serve` through the image's ENTRYPOINT (tini, the launcher), with the chart's worker "
         "count and sign-in on (basic-auth, the default; the clients sign in as the admin).",
         "- **ours-noauth**: the same pod with `auth.enabled: false` (no MLFLOW_AUTH_*).",
         "- **limit**: the same calls on MLflow's `SqlAlchemyStore` in the client processes "
-        '(no HTTP, no server); its "server CPU" is the clients\' own CPU.',
+        "on the pod's drivers, verified as the pod verifies (mysqlclient with "
+        'VERIFY_IDENTITY, psycopg2), no HTTP, no server; its "server CPU" is the clients\' '
+        "own CPU.",
         "",
         "CPU is utime+stime of the server's whole process tree over the timed window (the "
         "database's separately); memory is the PSS sum of the tree (bench/server_memory.py). "

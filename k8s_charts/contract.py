@@ -40,11 +40,12 @@ lost route) before it is given up: PostgreSQL's TCP keepalives and TCP_USER_TIME
 the launcher's own short checks. A live server answers keepalives, so long statements are not
 cut by it."""
 DB_STATEMENT_TIMEOUT_SECONDS: int = launcher.DB_STATEMENT_TIMEOUT_SECONDS.default
-"""The server's bound on one statement: PostgreSQL's statement_timeout; on MySQL PyMySQL's read
-and write timeouts, which also bound a silent connection there. Far above the slowest statement
-measured (a metric-filtered search of 10k runs: 50 ms of database CPU on MySQL, docs/benchmarks.md)
-and below the MLflow client's own 120 s request timeout, so the client gets the server's error
-and retries on a fresh connection. Migrations get no statement bound."""
+"""The server's bound on one statement: PostgreSQL's statement_timeout; on MySQL libmariadb's
+read and write timeouts (under mysqlclient), which also bound a silent connection there. Far
+above the slowest statement measured (a metric-filtered search of 10k runs: 50 ms of database
+CPU on MySQL, docs/benchmarks.md) and below the MLflow client's own 120 s request timeout, so
+the client gets the server's error and retries on a fresh connection. Migrations get no
+statement bound."""
 AWS_MAX_ATTEMPTS: int = launcher.AWS_MAX_ATTEMPTS.default
 """Tries per AWS call, for every client in the pod (botocore's AWS_MAX_ATTEMPTS): Secrets
 Manager, STS (the IRSA credential provider's client), S3 (MLflow's), RDS (the snapshot guard)."""

@@ -3,8 +3,8 @@
 # MariaDB 10.11 (stands in for RDS MySQL 8), PostgreSQL 15, openssl for the test CA, and tini
 # (the image's PID 1, so the SIGTERM test runs the exact ENTRYPOINT), Chromium with its driver
 # (the UI test drives a real browser), and nftables (a test relay drops its packets as a lost
-# network does), and libmariadb-dev with pkg-config (bench/server.py's recipe-mysqlclient builds
-# mysqlclient, the seed's C driver, against them). Idempotent: installs only
+# network does), and libmariadb-dev with pkg-config and gcc (the image's venv builds mysqlclient,
+# the image's MySQL driver, against them as the image does). Idempotent: installs only
 # what is missing, and does nothing (not even apt-get update) when everything is present.
 set -euo pipefail
 
@@ -20,6 +20,7 @@ declare -A wanted=(
   [nftables]=/usr/sbin/nft
   [libmariadb-dev]=/usr/include/mariadb/mysql.h
   [pkg-config]=/usr/bin/pkg-config
+  [gcc]=/usr/bin/gcc
 )
 
 missing=()

@@ -136,6 +136,20 @@ MUTANTS = (
         ),
     ),
     Mutant(
+        "no host name check (MySQL)",
+        f"{LAUNCHER_SRC}dburl.py",
+        '"ssl_mode": "VERIFY_IDENTITY"',
+        '"ssl_mode": "REQUIRED"',
+        ("tests/integration/test_tls.py", "-k", "another_host and mysql"),
+    ),
+    Mutant(
+        "the database server may read the pod's files (LOAD DATA LOCAL)",
+        f"{LAUNCHER_SRC}dburl.py",
+        ', "local_infile": "0"}',
+        "}",
+        ("tests/integration/test_tls.py", "-k", "pods_files"),
+    ),
+    Mutant(
         "no migration lock",
         f"{LAUNCHER_SRC}schema.py",
         "with migration_lock(engine, lock_timeout):",

@@ -131,7 +131,7 @@ PLANTED = {
     "password value": _plant_file("asset.x/config.json", '{"db_password": "s3cr3t-value"}'),
     "password assignment": _plant_file("asset.x/app.py", "password = 'correct horse'\n"),
     "credentials in a URL": _plant_file(
-        "asset.x/env", "MLFLOW_BACKEND_STORE_URI=mysql+pymysql://mlflow:pw123@db:3306/mlflow\n"
+        "asset.x/env", "MLFLOW_BACKEND_STORE_URI=mysql+mysqldb://mlflow:pw123@db:3306/mlflow\n"
     ),
 }
 

@@ -92,8 +92,9 @@ def run(args: list[str], env: dict[str, str], timeout: float = 300) -> subproces
 
 
 def secret_forms(password: str) -> set[str]:
-    """The password as it could leak: raw, as the MySQL driver gets it (UTF-8 bytes spelled as
-    latin-1), and URL-encoded. Short forms would match by chance, so tests use long passwords."""
+    """The password as it could leak: raw, in the latin-1 spelling of its UTF-8 bytes (a
+    driver that decodes bytes the wrong way would log that), and URL-encoded. Short forms would
+    match by chance, so tests use long passwords."""
     from sqlalchemy.engine import URL
 
     def in_a_url(value: str) -> str:  # SQLAlchemy's own percent-encoding (not urllib's)

@@ -524,8 +524,8 @@ class Postgres:
 
 
 class PlainMariaDb(MariaDb):
-    """A MariaDB that offers no TLS at all: PyMySQL then silently talks plain text, which the
-    launcher must detect (Ssl_cipher) and refuse."""
+    """A MariaDB that offers no TLS at all: a driver that falls back talks plain text to it,
+    which the launcher must refuse (libmariadb under VERIFY_IDENTITY; Ssl_cipher behind it)."""
 
     def _tls_args(self) -> list[str]:
         return ["--skip-ssl"]

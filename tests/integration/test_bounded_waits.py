@@ -104,7 +104,7 @@ def test_a_silent_database_fails_requests_within_a_bound_then_serves_again(
         assert main_env["MLFLOW_DB_STATEMENT_TIMEOUT_SECONDS"] == "60"
         assert main_env["MLFLOW_DB_NETWORK_TIMEOUT_SECONDS"] == "10"
         main_env["MLFLOW_DB_STATEMENT_TIMEOUT_SECONDS"] = str(SHORT_STATEMENT_TIMEOUT_SECONDS)
-        # A silent connection is given up after the statement timeout (MySQL: PyMySQL's read
+        # A silent connection is given up after the statement timeout (MySQL: libmariadb's read
         # timeout) or the network timeout (PostgreSQL: TCP_USER_TIMEOUT), then a new
         # connection's connect timeout runs out: the server answers within that, or the
         # variables are not what bounds the request.

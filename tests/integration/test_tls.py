@@ -1,11 +1,15 @@
 """TLS to the database: the test servers refuse plain TCP, the launcher's own sessions are
-encrypted as the server sees them, a wrong CA fails at once with a clear message, and a MySQL
-server that offers no TLS (PyMySQL would fall back to plain text) is refused."""
+encrypted as the server sees them, a wrong CA or a certificate for another host name fails at
+once with a clear message, and a MySQL server that offers no TLS is refused."""
 
+import json
+import os
+import subprocess
 import time
 
 import itest_launcher as launcher
 import pytest
+from itest_servers import require_binary
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +63,8 @@ def test_a_mysql_server_without_tls_is_refused(
     plain_mariadb, new_database, moto, test_ca, tmp_path
 ):
     """A server that offers no TLS: the launcher refuses at once, without retrying, and sends no
-    query (PyMySQL 1.2 refuses itself; the launcher's Ssl_cipher check stands behind it)."""
+    query (libmariadb refuses itself under VERIFY_IDENTITY; the launcher's Ssl_cipher check
+    stands behind it)."""
     target = new_database(plain_mariadb)
     plain = target.server.tcp_login(target.user, target.password, tls=False)
     assert plain.returncode == 0, f"the stand-in must accept plain text: {plain.stderr}"
@@ -93,3 +98,89 @@ def test_wrong_ca_fails_clearly_without_retrying(db_server, new_database, moto, 
     assert f"MLFLOW_DB_CA_BUNDLE={test_ca.wrong_ca}" in result.stderr
     assert "retrying in" not in result.stderr
     launcher.assert_no_secret(result.stdout + result.stderr, target.password, "launcher output")
+
+
+OTHER_HOST = "db.not-in-the-certificate.test"
+
+
+def test_a_certificate_for_another_host_name_fails_clearly_without_retrying(
+    db_server, new_database, moto, test_ca, tmp_path
+):
+    """The server's certificate is valid (the right CA) but names 127.0.0.1 and localhost, and
+    the launcher is given another name for the same address: the host name check must refuse
+    it, as it refuses an endpoint whose DNS was pointed elsewhere. The name resolves through an
+    /etc/hosts bind-mounted in a mount namespace of the launcher's own (root, as in CI)."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 {OTHER_HOST}\n")
+    target = new_database(db_server)
+    env = launcher.container_env(
+        target.contract_env(
+            moto,
+            test_ca.ca,
+            "unused-bucket",
+            MLFLOW_DB_HOST=OTHER_HOST,
+            MLFLOW_DB_CONNECT_ATTEMPTS="5",
+        ),
+        tmp_path / "home",
+    )
+    script = 'mount --bind "$0" /etc/hosts && exec "$@"'
+    namespaced = [require_binary("unshare"), "--mount", "sh", "-c", script, str(hosts)]
+    result = subprocess.run(
+        [*namespaced, *launcher.entrypoint(), "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "TLS verification of the database server failed" in result.stderr, result.stderr
+    assert "retrying in" not in result.stderr
+    launcher.assert_no_secret(result.stdout + result.stderr, target.password, "launcher output")
+
+
+_LOAD_LOCAL = """
+import json, os, sys
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, make_url
+from mlflow_launcher import dburl
+
+port, user, name, ca, path = sys.argv[1:]
+
+
+def load(extra):
+    # The launcher's driver and TLS query, through the URI string MLflow parses back.
+    url = URL.create(
+        dburl.DRIVERS["mysql"], username=user, password=os.environ["DB_PASSWORD"],
+        host="127.0.0.1", port=int(port), database=name,
+        query=dburl.tls_query("mysql", ca) | extra,
+    )
+    engine = create_engine(make_url(dburl.uri_for_mlflow(url)))
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE IF NOT EXISTS copied (line TEXT)"))
+            conn.execute(text(f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE copied"))
+            return conn.execute(text("SELECT COUNT(*) FROM copied")).scalar()
+    except Exception as exc:
+        return str(getattr(exc, "orig", exc))
+    finally:
+        engine.dispose()
+
+
+print(json.dumps({"launcher": load({}), "local_infile_on": load({"local_infile": "1"})}))
+"""
+
+
+def test_the_database_server_cannot_read_the_pods_files(mariadb, new_database, test_ca, tmp_path):
+    """LOAD DATA LOCAL makes the client send the server a file of the server's choosing. The
+    launcher's URL turns it off in the client: the same statement with it on copies the file,
+    so the refusal is the client's, not the test server's."""
+    target = new_database(mariadb)
+    secret_file = tmp_path / "pod-file.txt"
+    secret_file.write_text("a line the server must not get\n")
+    args = [str(mariadb.port), target.user, target.name, str(test_ca.ca), str(secret_file)]
+    env = {**os.environ, "DB_PASSWORD": target.password}
+    result = launcher.image_python("-c", _LOAD_LOCAL, *args, env=env, timeout=120)
+    report = json.loads(result.stdout)
+    assert report["local_infile_on"] == 1, report
+    assert report["launcher"] != 1 and "not allowed" in str(report["launcher"]).lower(), report

@@ -1,6 +1,7 @@
 """Unit tests import the launcher from its source tree (it is not installed in the dev venv;
-its runtime, mlflow, lives in .venv-image). Only SQLAlchemy, boto3 and PyMySQL are needed here:
-the launcher imports mlflow lazily, inside the functions that migrate."""
+its runtime, mlflow, lives in .venv-image). Only SQLAlchemy and boto3 are needed here (no
+database driver: no unit test connects); the launcher imports mlflow lazily, inside the
+functions that migrate."""
 
 import sys
 from pathlib import Path

@@ -10,6 +10,7 @@ from pathlib import Path
 IMAGE = Path(__file__).resolve().parents[3] / "image"
 DOCKERFILE = IMAGE / "Dockerfile"
 LOCK = IMAGE / "requirements.txt"
+MYSQLCLIENT_LOCK = IMAGE / "requirements-mysqlclient.txt"
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -75,10 +76,11 @@ def test_writable_paths_point_under_tmp():
         assert re.search(rf"\b{var}=/tmp\b", env), var
 
 
-def test_lock_file_is_fully_hashed_and_pins_mlflow_317():
+def _locked(lock: Path) -> dict[str, dict]:
+    """Each requirement of a hash-locked file: its exact version and how many hashes it has."""
     requirements = {}
     current = None
-    for raw in LOCK.read_text().splitlines():
+    for raw in lock.read_text().splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -89,14 +91,36 @@ def test_lock_file_is_fully_hashed_and_pins_mlflow_317():
             requirements[name.lower()] = {"version": version, "hashes": 0}
         else:
             requirements[current.partition("==")[0].lower()]["hashes"] += 1
-    assert requirements, "empty lock file"
+    assert requirements, f"empty lock file: {lock}"
     unhashed = [name for name, r in requirements.items() if r["hashes"] == 0]
-    assert not unhashed, f"entries without --hash: {unhashed}"
+    assert not unhashed, f"entries without --hash in {lock}: {unhashed}"
+    return requirements
+
+
+def test_lock_files_are_fully_hashed_and_pin_mlflow_317_and_the_drivers():
+    requirements = _locked(LOCK)
     assert re.fullmatch(r"3\.17\.\d+", requirements["mlflow"]["version"])
-    for driver in ("boto3", "pymysql", "psycopg2-binary", "sqlalchemy"):
-        assert driver in requirements
+    for package in ("boto3", "psycopg2-binary", "sqlalchemy", "setuptools"):
+        assert package in requirements
+    # The MySQL driver is mysqlclient alone: PyMySQL would be code in the image that never runs.
+    assert "pymysql" not in requirements
+    assert set(_locked(MYSQLCLIENT_LOCK)) == {"mysqlclient"}
+
+
+def test_mysqlclient_is_built_with_the_locked_setuptools_and_linked_at_run_time():
+    """No build dependency fetched unhashed (no isolated build), and the runtime stage has the
+    client library the extension links."""
+    runs = [args for kw, args in _instructions() if kw == "RUN"]
+    builds = [r for r in runs if "requirements-mysqlclient.txt" in r]
+    assert len(builds) == 1 and "--no-build-isolation" in builds[0]
+    assert "--require-hashes" in builds[0].split("requirements-mysqlclient.txt")[0].rsplit("&&")[-1]
+    assert builds[0].index("requirements.txt") < builds[0].index("requirements-mysqlclient.txt")
+    stages = DOCKERFILE.read_text().split("\nFROM ")
+    assert "libmariadb-dev" in stages[1] and "libmariadb-dev" not in stages[2]
+    assert re.search(r"libmariadb3=", stages[2])
 
 
 def test_build_context_is_limited_to_lock_and_launcher():
     ignore = (IMAGE / ".dockerignore").read_text().split()
     assert "*" in ignore and "!requirements.txt" in ignore and "!launcher/" in ignore
+    assert "!requirements-mysqlclient.txt" in ignore

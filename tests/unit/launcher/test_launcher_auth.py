@@ -109,13 +109,13 @@ def test_database_names_needing_quotes_are_refused(name):
 
 def test_the_auth_database_is_the_stores_server_and_login():
     store = URL.create(
-        "mysql+pymysql",
+        "mysql+mysqldb",
         username="mlflow",
         password=DB_PASSWORD,
         host="db.example",
         port=3306,
         database="mlflow",
-        query={"ssl_ca": "/ca.pem", "ssl_check_hostname": "true"},
+        query={"ssl_ca": "/ca.pem", "ssl_mode": "VERIFY_IDENTITY"},
     )
     settings = auth.load(SETTINGS)
     assert settings is not None
@@ -226,7 +226,7 @@ def test_server_env_carries_the_secrets_for_mlflow(tmp_path):
 def test_the_servers_environment_has_the_secrets_and_not_their_arns(tmp_path):
     pod = {**SETTINGS, "MLFLOW_DB_SECRET_ID": ARN.format("db"), "AWS_REGION": "eu-west-1"}
     secrets_env = auth.server_env(SECRETS, tmp_path / "basic_auth.ini")
-    env = full_server_env(pod, "mysql+pymysql://u:p@h/db", secrets_env)
+    env = full_server_env(pod, "mysql+mysqldb://u:p@h/db", secrets_env)
     assert {k: env[k] for k in secrets_env} == secrets_env
     for key in ("MLFLOW_AUTH_ADMIN_SECRET_ID", "MLFLOW_AUTH_FLASK_SECRET_ID"):
         assert key not in env

@@ -23,7 +23,7 @@ SERVER = ServerEnvironment(
     allowed_hosts=("mlflow",),
     cors_allowed_origins=("http://mlflow",),
 )
-URI = "mysql+pymysql://u:pw@db:3306/mlflow"
+URI = "mysql+mysqldb://u:pw@db:3306/mlflow"
 SECRET_URL = "postgresql://mlflow:s3cr3t-pw@db.example.com/mlflow"
 
 

@@ -77,5 +77,5 @@ def test_with_workspaces_mlflow_gc_is_told_all_workspaces(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     for flag, expected in (("false", False), ("true", True)):
         settings = gc.load({**ENV, "MLFLOW_ENABLE_WORKSPACES": flag})
-        gc.run("mysql+pymysql://u@db/mlflow", settings, None)
+        gc.run("mysql+mysqldb://u@db/mlflow", settings, None)
         assert ("--all-workspaces" in calls[-1]) is expected

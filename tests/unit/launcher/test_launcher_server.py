@@ -19,7 +19,7 @@ from mlflow_launcher.settings import ServerEnvironment
 from mlflow_launcher.uvicorn_start import Start, ending_with_zero
 
 PASSWORD = "pa:ss@w/rd?#"
-URI = "mysql+pymysql://u:pa%3Ass%40w%2Frd%3F%23@db:3306/mlflow?ssl_ca=/ca.pem"
+URI = "mysql+mysqldb://u:pa%3Ass%40w%2Frd%3F%23@db:3306/mlflow?ssl_ca=/ca.pem"
 
 SERVER = ServerEnvironment(
     host="0.0.0.0",

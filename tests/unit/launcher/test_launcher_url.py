@@ -45,26 +45,22 @@ def _db(engine: str) -> DbEnvironment:
 def test_password_round_trips_through_the_uri_string(engine, password):
     url = build_url(_db(engine), Credentials("mlflow_user", password))
     parsed = make_url(uri_for_mlflow(url))
-    if engine == "mysql":
-        # PyMySQL sends str.encode("latin-1"): that must be the password's UTF-8 bytes.
-        assert parsed.password.encode("latin-1") == password.encode("utf-8")
-    else:
-        assert parsed.password == password
+    # Both drivers send a str password's UTF-8 bytes (mysqlclient's "s" argument format, libpq).
+    assert parsed.password == password
     assert parsed.username == "mlflow_user"
     assert parsed.host == "db.example.internal"
     assert parsed.database == "mlflow"
 
 
-def test_mysql_url_verifies_certificate_and_host_name():
+def test_mysql_url_verifies_certificate_and_host_name_and_refuses_local_files():
     url = make_url(uri_for_mlflow(build_url(_db("mysql"), Credentials("u", "p"))))
-    assert url.drivername == "mysql+pymysql"
-    assert {key: url.query[key] for key in ("ssl_ca", "ssl_check_hostname")} == {
-        "ssl_ca": "/etc/ssl/certs/rds-global-bundle.pem",
-        "ssl_check_hostname": "true",
-    }
-    # What SQLAlchemy hands PyMySQL: a CA (-> CERT_REQUIRED) and a host name check.
+    assert url.drivername == "mysql+mysqldb"
+    # What SQLAlchemy hands mysqlclient: the CA, VERIFY_IDENTITY (on libmariadb: TLS enforced,
+    # chain and host name verified) and LOAD DATA LOCAL off.
     _, kwargs = url.get_dialect()().create_connect_args(url)
-    assert kwargs["ssl"] == {"ca": "/etc/ssl/certs/rds-global-bundle.pem", "check_hostname": True}
+    assert kwargs["ssl"] == {"ca": "/etc/ssl/certs/rds-global-bundle.pem"}
+    assert kwargs["ssl_mode"] == "VERIFY_IDENTITY"
+    assert kwargs["local_infile"] is False
 
 
 def test_postgres_url_uses_verify_full():

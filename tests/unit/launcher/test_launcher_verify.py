@@ -268,7 +268,7 @@ def test_no_answer_names_the_target_the_timeout_and_the_last_error(monkeypatch):
 
 MLFLOW_503 = {
     "error_code": "TEMPORARILY_UNAVAILABLE",
-    "message": '(pymysql.err.OperationalError) (2003, "Can\'t connect to MySQL server")',
+    "message": '(MySQLdb.OperationalError) (2003, "Can\'t connect to MySQL server")',
 }
 
 
@@ -289,7 +289,7 @@ def test_mlflows_own_503_that_stays_is_named_in_its_words(monkeypatch):
         verify.verify_target(fake.url, settings(timeout_seconds=0.3))
     assert str(caught.value) == (
         f"{fake.url}: GET {verify.HOST_CHECK_PATH} answered 503: TEMPORARILY_UNAVAILABLE: "
-        '(pymysql.err.OperationalError) (2003, "Can\'t connect to MySQL server") '
+        '(MySQLdb.OperationalError) (2003, "Can\'t connect to MySQL server") '
         "(still after 0.3 s)"
     )
     assert len(fake.requests) > 2

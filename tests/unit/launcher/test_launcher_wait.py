@@ -21,7 +21,7 @@ def _wrapped(orig):
 
 
 class MySqlError(Exception):
-    """Stands in for pymysql.err.OperationalError: args are (error code, message)."""
+    """Stands in for MySQLdb.OperationalError: args are (error code, message)."""
 
 
 class PgError(Exception):
@@ -160,8 +160,6 @@ def test_pgcode_28p01_is_an_authentication_failure():
 @pytest.mark.parametrize(
     "message",
     [
-        "Can't connect to MySQL server on '127.0.0.1' ([SSL: CERTIFICATE_VERIFY_FAILED] "
-        "certificate verify failed: unable to get local issuer certificate (_ssl.c:1006))",
         'connection to server at "127.0.0.1", port 5432 failed: SSL error: certificate verify '
         "failed",
         'server certificate for "db.other" does not match host name "db.internal"',
@@ -175,6 +173,30 @@ def test_tls_verification_failure_is_not_retried_and_names_the_bundle(message):
     assert f"MLFLOW_DB_CA_BUNDLE={CA}" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        # libmariadb's messages as tests/integration/test_tls.py meets them: a wrong CA, and a
+        # certificate for another host name.
+        "TLS/SSL error: self-signed certificate in certificate chain",
+        "TLS/SSL error: Validation of SSL server certificate failed",
+        "TLS/SSL error: certificate has expired",
+    ],
+)
+def test_mysql_tls_verification_failure_is_not_retried(message):
+    connect = FakeConnect([_wrapped(MySqlError(2026, message))])
+    with pytest.raises(TlsVerificationFailed, match="MLFLOW_DB_CA_BUNDLE"):
+        _run(connect)
+    assert connect.calls == 1
+
+
+def test_a_mysql_handshake_cut_by_the_network_is_retried():
+    """The same error code without a certificate reason: a failover may cut a handshake."""
+    connect = FakeConnect([_wrapped(MySqlError(2026, "TLS/SSL error: unexpected eof"))])
+    _run(connect)
+    assert connect.calls == 2
+
+
 def test_launcher_errors_from_the_probe_pass_through_unretried():
     connect = FakeConnect([TlsVerificationFailed("the MySQL session is not encrypted")])
     with pytest.raises(TlsVerificationFailed, match="not encrypted"):
@@ -183,8 +205,8 @@ def test_launcher_errors_from_the_probe_pass_through_unretried():
 
 
 def test_a_server_without_tls_is_refused_at_once():
-    """PyMySQL 1.2's own refusal (CR_SSL_CONNECTION_ERROR) is final, not "not reachable"."""
-    error = MySqlError(2026, "SSL is required but the server doesn't support it")
+    """libmariadb's own refusal (CR_SSL_CONNECTION_ERROR) is final, not "not reachable"."""
+    error = MySqlError(2026, "TLS/SSL error: SSL is required, but the server does not support it")
     connect = FakeConnect([_wrapped(error)])
     with pytest.raises(TlsVerificationFailed, match="offers no TLS; refusing to connect"):
         _run(connect)

@@ -113,7 +113,7 @@ def _policy(db: settings.DbEnvironment) -> wait.RetryPolicy:
 def _credentials(db: settings.DbEnvironment, secret_id: str | None = None) -> secret.Credentials:
     """The login in `secret_id` (default: the server's, MLFLOW_DB_SECRET_ID), masked in logs."""
     creds = secret.fetch_credentials(secret_id or db.secret_id, region=db.region)
-    _mask(creds.password, dburl.driver_password(db.engine, creds.password))
+    _mask(creds.password)
     return creds
 
 

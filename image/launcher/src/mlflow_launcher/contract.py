@@ -290,8 +290,8 @@ DB_NETWORK_TIMEOUT_SECONDS = Integer(
 )
 DB_STATEMENT_TIMEOUT_SECONDS = Integer(
     name="MLFLOW_DB_STATEMENT_TIMEOUT_SECONDS",
-    doc="The server's bound on one statement (PostgreSQL's statement_timeout, PyMySQL's read "
-    "and write timeouts); migrations get none.",
+    doc="The server's bound on one statement (PostgreSQL's statement_timeout, libmariadb's "
+    "read and write timeouts); migrations get none.",
     default=60,
     unit="seconds",
 )

@@ -6,14 +6,18 @@ engine from it), so the TLS settings and the timeouts live in the URL query rath
 
 Timeouts, so that a connection whose packets are dropped (a failover, a lost route: no reset
 comes back) fails a request within a bound instead of holding a server worker forever:
-- connect: every connection attempt (PyMySQL's and libpq's ``connect_timeout``);
+- connect: every connection attempt (libmariadb's and libpq's ``connect_timeout``);
 - network silence, PostgreSQL: TCP keepalives from half that silence on, and
   ``tcp_user_timeout`` (the kernel drops a connection whose data or keepalive probes go unanswered
   that long). A live server answers keepalives while it works, so a long statement is not cut;
 - statement, where the caller gives one: PostgreSQL's ``statement_timeout`` (the server cancels
-  the statement); on MySQL PyMySQL's ``read_timeout``/``write_timeout``, the only bound PyMySQL
-  has on a silent connection, so it also bounds a legitimate statement. Schema migrations get
-  none: cutting an ALTER half way through on MySQL leaves a schema that no MLflow version runs.
+  the statement); on MySQL libmariadb's ``read_timeout``/``write_timeout``, the only bound the
+  client library has on a silent connection, so it also bounds a legitimate statement. Schema
+  migrations get none: cutting an ALTER half way through on MySQL leaves a schema that no MLflow
+  version runs.
+
+MySQL's driver is mysqlclient (the C driver on libmariadb): bench/README.md, "Item 0", measured
+it at 0.81-0.96x PyMySQL's server CPU per tracking run and 0.85-0.89x per search.
 """
 
 from __future__ import annotations
@@ -23,15 +27,18 @@ from sqlalchemy.engine import URL
 from mlflow_launcher.secret import Credentials
 from mlflow_launcher.settings import DbEnvironment
 
-DRIVERS = {"mysql": "mysql+pymysql", "postgres": "postgresql+psycopg2"}
+DRIVERS = {"mysql": "mysql+mysqldb", "postgres": "postgresql+psycopg2"}
 
 
 def tls_query(engine: str, ca_bundle: str) -> dict[str, str]:
     """Driver options that verify the server certificate and its host name against the bundle."""
     if engine == "mysql":
-        # PyMySQL: CA given + check_hostname -> CERT_REQUIRED and host name check
-        # (MySQL's ssl-mode=VERIFY_IDENTITY).
-        return {"ssl_ca": ca_bundle, "ssl_check_hostname": "true"}
+        # mysqlclient on libmariadb (which has no MYSQL_OPT_SSL_MODE) turns VERIFY_IDENTITY into
+        # MYSQL_OPT_SSL_ENFORCE (no plain-text fallback) and MYSQL_OPT_SSL_VERIFY_SERVER_CERT
+        # (the chain against the CA and the host name): mysqlclient 2.3's _mysql.c.
+        # local_infile off: the server may never ask this client for one of its files
+        # (LOAD DATA LOCAL), whatever libmariadb's default.
+        return {"ssl_ca": ca_bundle, "ssl_mode": "VERIFY_IDENTITY", "local_infile": "0"}
     return {"sslmode": "verify-full", "sslrootcert": ca_bundle}
 
 
@@ -58,18 +65,6 @@ def timeout_query(
     return query
 
 
-def driver_password(engine: str, password: str) -> str:
-    """The password as the driver must receive it to send the server its UTF-8 bytes.
-
-    PyMySQL encodes a str password as latin-1 (an error beyond U+00FF, wrong bytes above
-    U+007F), while MySQL/MariaDB hash the UTF-8 bytes. Handing PyMySQL the UTF-8 bytes spelled
-    as latin-1 characters makes it send exactly those bytes; ASCII passwords are unchanged.
-    """
-    if engine == "mysql":
-        return password.encode("utf-8").decode("latin-1")
-    return password
-
-
 def build_url(db: DbEnvironment, credentials: Credentials, *, statement: int | None = None) -> URL:
     """The store's URL; `statement` bounds each statement (seconds), None for migrations."""
     timeouts = timeout_query(
@@ -81,7 +76,7 @@ def build_url(db: DbEnvironment, credentials: Credentials, *, statement: int | N
     return URL.create(
         DRIVERS[db.engine],
         username=credentials.username,
-        password=driver_password(db.engine, credentials.password),
+        password=credentials.password,
         host=db.host,
         port=db.port,
         # None: no database at all (the master login's MySQL session, dblogin).

@@ -76,10 +76,10 @@ def time_limit(
     ``time.monotonic()`` value), whatever the block is waiting on.
 
     The SIGALRM handler runs as soon as the interrupted call gives control back to Python: at
-    once for Python's own sockets (PyMySQL, MLflow's HTTP client), when libpq's call returns for
-    PostgreSQL (bounded by the URL's network and statement timeouts). It exits rather than
-    raising: unwinding would roll back over a connection that may be the one that stopped
-    answering (the database rolls back a transaction whose connection is gone)."""
+    once for Python's own sockets (MLflow's HTTP client), when libmariadb's or libpq's call
+    returns for the database (bounded by the URL's network and statement timeouts). It exits
+    rather than raising: unwinding would roll back over a connection that may be the one that
+    stopped answering (the database rolls back a transaction whose connection is gone)."""
 
     def expired(_signum: int, _frame: object) -> None:
         log.error(

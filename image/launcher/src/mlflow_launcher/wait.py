@@ -27,15 +27,19 @@ from mlflow_launcher.settings import DB_WAIT_ENV
 log = logging.getLogger(__name__)
 
 MYSQL_ACCESS_DENIED = 1045
+MYSQL_TLS_ERROR = 2026
+"""libmariadb's CR_SSL_CONNECTION_ERROR: "TLS/SSL error: <why>". A handshake cut by the network
+reports it too, so only the reasons below are final."""
 PG_INVALID_PASSWORD = "28P01"  # noqa: S105 - an SQLSTATE, not a password
 _AUTH_MARKERS = ("password authentication failed", "access denied for user")
-_TLS_MARKERS = (
-    "certificate verify failed",
-    "certificate_verify_failed",
-    "does not match host name",
-    "hostname mismatch",
-    "root certificate file",
-)
+_NO_TLS_MARKER = "server does not support it"
+"""libmariadb under VERIFY_IDENTITY (MYSQL_OPT_SSL_ENFORCE): "SSL is required, but the server
+does not support it"."""
+_PG_TLS_MARKERS = ("certificate verify failed", "does not match host name", "root certificate file")
+"""libpq's reasons under verify-full. libmariadb's (code 2026) all name the certificate: the
+chain, as OpenSSL's X509 reasons ("self-signed certificate in certificate chain", "unable to get
+local issuer certificate", "certificate has expired"), and the host name ("Validation of SSL
+server certificate failed")."""
 
 
 @dataclass(frozen=True)
@@ -81,14 +85,15 @@ def classify(exc: BaseException, ca_bundle: str) -> LauncherError | None:
         return AuthenticationFailed(
             f"database rejected the credentials from the secret (not retrying): {message}"
         )
-    if "server doesn't support it" in lowered:
-        # PyMySQL (1.2+, TLS required because a CA is given) refuses a server that offers no
-        # TLS; waiting would not make it offer one.
+    if code == MYSQL_TLS_ERROR and _NO_TLS_MARKER in lowered:
+        # Waiting would not make the server offer TLS.
         return TlsVerificationFailed(
             f"the database server offers no TLS; refusing to connect in plain text "
             f"(not retrying): {message}"
         )
-    if any(m in lowered for m in _TLS_MARKERS):
+    if any(m in lowered for m in _PG_TLS_MARKERS) or (
+        code == MYSQL_TLS_ERROR and "certificate" in lowered
+    ):
         return TlsVerificationFailed(
             f"TLS verification of the database server failed against the CA bundle "
             f"MLFLOW_DB_CA_BUNDLE={ca_bundle} (not retrying): {message}"
@@ -175,9 +180,10 @@ def engine_for(url: URL) -> Iterator[Engine]:
 def probe(engine: Engine) -> None:
     """One round trip, and on MySQL proof that the session is encrypted.
 
-    PyMySQL 1.2 refuses a server without TLS when given a CA, but older releases fell back to
-    plain text (libpq's verify-full never does): a driver change must not silently downgrade,
-    so on MySQL the launcher checks the session cipher itself as well.
+    libmariadb refuses a server without TLS under VERIFY_IDENTITY, but MySQL drivers have
+    fallen back to plain text before (PyMySQL before 1.2; libmariadb where only a CA is given),
+    while libpq's verify-full never does: a driver change must not silently downgrade, so on
+    MySQL the launcher checks the session cipher itself as well.
     """
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
