@@ -73,7 +73,8 @@ def _uri_of_workers(root: int) -> str:
         if environ.exists():
             for item in environ.read_bytes().split(b"\0"):
                 if item.startswith(b"MLFLOW_BACKEND_STORE_URI="):
-                    found.append(item.split(b"://", 1)[0].decode())
+                    value = item.split(b"=", 1)[1]
+                    found.append(value.split(b"://", 1)[0].decode())
     return " ".join(f"{scheme}://" for scheme in found)
 
 
