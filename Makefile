@@ -94,7 +94,12 @@ test-servers:
 # and transfers for much of their time, so a third worker keeps both cores busy where two left
 # them idle (docs/testing.md, "How long the suite takes"). TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 3
-test: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp $(AWSCLI_VENV)/.stamp test-servers $(PYMYSQL)/.stamp
+# What the tests need does not depend on itself across the venvs, npm and apt (but mysqlclient's
+# build on apt's libmariadb-dev, which the image venv's rule says), so a fresh clone builds it
+# side by side: pip and npm wait on the network and the disk for much of their time.
+TEST_NEEDS := $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp $(AWSCLI_VENV)/.stamp test-servers $(PYMYSQL)/.stamp
+test:
+	$(MAKE) --no-print-directory -j4 $(TEST_NEEDS)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The fast part: no database servers, browser or wheel build (about a minute warm).
