@@ -14,6 +14,13 @@ from itest_servers import require_binary
 pytestmark = pytest.mark.integration
 
 
+def _env(target, moto, ca, tmp_path, **extra: str) -> dict[str, str]:
+    """The launcher's environment for `target`, TLS verified against `ca`; no bucket is used."""
+    return launcher.container_env(
+        target.contract_env(moto, ca, "unused-bucket", **extra), tmp_path / "home"
+    )
+
+
 def test_servers_refuse_connections_without_tls(db_server, new_database):
     target = new_database(db_server)
     # The same login succeeds over verified TLS and is refused without TLS. (MariaDB reports
@@ -32,12 +39,7 @@ def test_the_launchers_session_is_encrypted_as_the_server_sees_it(
     """While `migrate` waits for the lock another session holds, the server reports the cipher
     of the launcher's session (MariaDB Ssl_cipher, PostgreSQL pg_stat_ssl)."""
     target = new_database(db_server)
-    env = launcher.container_env(
-        target.contract_env(
-            moto, test_ca.ca, "unused-bucket", MLFLOW_MIGRATION_LOCK_TIMEOUT_SECONDS="60"
-        ),
-        tmp_path / "home",
-    )
+    env = _env(target, moto, test_ca.ca, tmp_path, MLFLOW_MIGRATION_LOCK_TIMEOUT_SECONDS="60")
     with launcher.holding_migration_lock(env) as (holder_session, _):
         migrate = launcher.Server(
             env, tmp_path / "migrate.log", [*launcher.entrypoint(), "migrate"]
@@ -68,10 +70,7 @@ def test_a_mysql_server_without_tls_is_refused(
     target = new_database(plain_mariadb)
     plain = target.server.tcp_login(target.user, target.password, tls=False)
     assert plain.returncode == 0, f"the stand-in must accept plain text: {plain.stderr}"
-    env = launcher.container_env(
-        target.contract_env(moto, test_ca.ca, "unused-bucket", MLFLOW_DB_CONNECT_ATTEMPTS="3"),
-        tmp_path / "home",
-    )
+    env = _env(target, moto, test_ca.ca, tmp_path, MLFLOW_DB_CONNECT_ATTEMPTS="3")
     result = launcher.run(["migrate"], env, timeout=120)
     assert result.returncode != 0
     assert "the database server offers no TLS; refusing to connect in plain text" in result.stderr
@@ -86,12 +85,7 @@ def test_a_mysql_server_without_tls_is_refused(
 
 def test_wrong_ca_fails_clearly_without_retrying(db_server, new_database, moto, test_ca, tmp_path):
     target = new_database(db_server)
-    env = launcher.container_env(
-        target.contract_env(
-            moto, test_ca.wrong_ca, "unused-bucket", MLFLOW_DB_CONNECT_ATTEMPTS="5"
-        ),
-        tmp_path / "home",
-    )
+    env = _env(target, moto, test_ca.wrong_ca, tmp_path, MLFLOW_DB_CONNECT_ATTEMPTS="5")
     result = launcher.run(["migrate"], env, timeout=120)
     assert result.returncode != 0
     assert "TLS verification of the database server failed" in result.stderr
@@ -113,15 +107,13 @@ def test_a_certificate_for_another_host_name_fails_clearly_without_retrying(
     hosts = tmp_path / "hosts"
     hosts.write_text(f"127.0.0.1 {OTHER_HOST}\n")
     target = new_database(db_server)
-    env = launcher.container_env(
-        target.contract_env(
-            moto,
-            test_ca.ca,
-            "unused-bucket",
-            MLFLOW_DB_HOST=OTHER_HOST,
-            MLFLOW_DB_CONNECT_ATTEMPTS="5",
-        ),
-        tmp_path / "home",
+    env = _env(
+        target,
+        moto,
+        test_ca.ca,
+        tmp_path,
+        MLFLOW_DB_HOST=OTHER_HOST,
+        MLFLOW_DB_CONNECT_ATTEMPTS="5",
     )
     script = 'mount --bind "$0" /etc/hosts && exec "$@"'
     namespaced = [require_binary("unshare"), "--mount", "sh", "-c", script, str(hosts)]
