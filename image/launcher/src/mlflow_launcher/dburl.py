@@ -16,8 +16,9 @@ comes back) fails a request within a bound instead of holding a server worker fo
   migrations get none: cutting an ALTER half way through on MySQL leaves a schema that no MLflow
   version runs.
 
-MySQL's driver is mysqlclient (the C driver on libmariadb): bench/README.md, "Item 0", measured
-it at 0.81-0.96x PyMySQL's server CPU per tracking run and 0.85-0.89x per search.
+MySQL's driver is mysqlclient (the C driver on libmariadb), as in the seed's recipe: in six
+bench/drivers.py runs (bench/README.md, "The switch to mysqlclient") the pod on it spent a
+median 0.93x PyMySQL's server CPU per tracking run and 0.90x per search.
 """
 
 from __future__ import annotations
