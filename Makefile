@@ -94,9 +94,9 @@ test-servers:
 # and transfers for much of their time, so a third worker keeps both cores busy where two left
 # them idle (docs/testing.md, "How long the suite takes"). TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 3
-# What the tests need does not depend on itself across the venvs, npm and apt (but mysqlclient's
-# build on apt's libmariadb-dev, which the image venv's rule says), so a fresh clone builds it
-# side by side: pip and npm wait on the network and the disk for much of their time.
+# The venvs, npm and apt do not depend on one another (but for mysqlclient's build on apt's
+# libmariadb-dev, which the image venv's rule states), so a fresh clone builds them side by
+# side. The gain is small: the image venv (about 55 s) is the longest of them.
 TEST_NEEDS := $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp $(AWSCLI_VENV)/.stamp test-servers $(PYMYSQL)/.stamp
 test:
 	$(MAKE) --no-print-directory -j4 $(TEST_NEEDS)
