@@ -114,7 +114,7 @@ docs: $(RUNTIME)
 	$(BIN)/python -m config.reference > docs/configuration.md
 
 # Break each guarded property in a temporary copy and check its tests fail (slow; not in CI).
-mutants: $(DEV) node_modules/.stamp $(IMAGE_VENV)/.stamp $(AWSCLI_VENV)/.stamp test-servers $(PYMYSQL)/.stamp
+mutants: $(TEST_NEEDS)
 	$(BIN)/python scripts/mutants.py
 
 # Warm `cdk synth` against a one-bucket app; then the tracking server as deployed against plain

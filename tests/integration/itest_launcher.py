@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -80,9 +80,13 @@ def container_env(config: dict[str, str], home: Path) -> dict[str, str]:
     }
 
 
-def run(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+def run(
+    args: list[str], env: dict[str, str], timeout: float = 300, *, wrapper: Sequence[str] = ()
+) -> subprocess.CompletedProcess:
+    """The image's ENTRYPOINT with `args`, run through `wrapper` (a command that execs the rest
+    of its arguments, such as `unshare`) when one is given."""
     return subprocess.run(
-        [*entrypoint(), *args],
+        [*wrapper, *entrypoint(), *args],
         env=env,
         capture_output=True,
         text=True,

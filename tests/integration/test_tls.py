@@ -4,7 +4,6 @@ once with a clear message, and a MySQL server that offers no TLS is refused."""
 
 import json
 import os
-import subprocess
 import time
 
 import itest_launcher as launcher
@@ -117,14 +116,7 @@ def test_a_certificate_for_another_host_name_fails_clearly_without_retrying(
     )
     script = 'mount --bind "$0" /etc/hosts && exec "$@"'
     namespaced = [require_binary("unshare"), "--mount", "sh", "-c", script, str(hosts)]
-    result = subprocess.run(
-        [*namespaced, *launcher.entrypoint(), "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = launcher.run(["migrate"], env, timeout=120, wrapper=namespaced)
     assert result.returncode != 0
     assert "TLS verification of the database server failed" in result.stderr, result.stderr
     assert "retrying in" not in result.stderr
