@@ -13,6 +13,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import secrets
 import stat
 import time
@@ -166,7 +167,8 @@ def test_migrate_creates_the_auth_database_and_serve_refuses_one_behind(deployme
     with ThreadPoolExecutor(4) as pool:
         # Another replica's initContainer; the auth schema as deployed and as MLflow makes
         # it; and an auth database a release behind (MLflow upgraded, `migrate` not run yet).
-        again = pool.submit(d.migrate, "second-replica")
+        # Python's import log on (stderr): a migration that changes nothing imports no MLflow.
+        again = pool.submit(d.migrate, "second-replica", PYTHONPROFILEIMPORTTIME="1")
         deployed = pool.submit(auth_schema, d.env(d.init, "inspect"))
         reference = pool.submit(reference_schema)
         old_env = d.env(d.init, "old-release", **{DB_NAME_ENV: behind})
@@ -197,6 +199,8 @@ def test_migrate_creates_the_auth_database_and_serve_refuses_one_behind(deployme
         assert "schema already at head" in again_output
         assert "created the auth database" not in again_output
         assert "migrated the auth schema" not in again_output
+        imported = re.findall(r"\|\s+(mlflow(?:\.\S+)?)$", again.result().stderr, re.MULTILINE)
+        assert imported == [], "migrate at head imported MLflow: seconds of CPU per pod start"
         d.outputs.append(old_release.result())
         assert auth_revision(server, behind) == history[-2]
         let_read(server, behind, server_user)  # the older release's tables are the master's

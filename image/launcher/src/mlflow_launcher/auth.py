@@ -167,12 +167,13 @@ def migrate(engine: Engine, before_change: Callable[[SchemaChange], object] | No
     """Bring the auth schema to head (what `python -m mlflow.server.auth db upgrade` does);
     call with the schema lock held. True if this changed it. `before_change(change)` runs first
     when existing users' schema is about to change."""
-    from mlflow.server.auth.db import utils as auth_db
-
     before, head = revisions(engine)
     if before == head:
         log.info("auth schema already at head %s; nothing to migrate", head)
         return False
+    # Only now, as in schema._to_head: MLflow's auth package builds its app on import (0.8 s).
+    from mlflow.server.auth.db import utils as auth_db
+
     if before is not None and before_change is not None:
         before_change(SchemaChange("auth", before, head))
     if before is None and engine.dialect.name == "mysql":
