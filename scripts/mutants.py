@@ -150,6 +150,21 @@ MUTANTS = (
         ("tests/integration/test_tls.py", "-k", "pods_files"),
     ),
     Mutant(
+        "a MySQL connection the database closed is handed to a request",
+        f"{LAUNCHER_SRC}app.py",
+        "    lost_connections.install()  # before MLflow makes its engines\n",
+        "",
+        ("tests/integration/test_bounded_waits.py", "-k", "closed_are_replaced"),
+    ),
+    Mutant(
+        "migrate at head imports MLflow",
+        f"{LAUNCHER_SRC}auth.py",
+        "    before, head = revisions(engine)\n",
+        "    import mlflow.server.auth.db.utils  # noqa: F401\n"
+        "    before, head = revisions(engine)\n",
+        ("tests/integration/test_auth.py", "-k", "migrate_creates"),
+    ),
+    Mutant(
         "no migration lock",
         f"{LAUNCHER_SRC}schema.py",
         "with migration_lock(engine, lock_timeout):",

@@ -611,6 +611,14 @@ class Relay:
             for src, dst in ((client, upstream), (upstream, client)):
                 threading.Thread(target=_pipe, args=(src, dst), daemon=True).start()
 
+    def close_open(self) -> None:
+        """End every connection open through the relay, as the server's side going away does (a
+        restart, a failover): TCP closes both ways, with no TLS close_notify. New ones pass."""
+        open_now, self._sockets = self._sockets, []
+        for sock in open_now:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     @contextlib.contextmanager
     def silenced(self) -> Iterator[None]:
         """Every packet to or from the relay's port dropped for the duration of the block."""

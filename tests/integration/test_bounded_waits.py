@@ -140,6 +140,39 @@ def test_a_silent_database_fails_requests_within_a_bound_then_serves_again(
     launcher.assert_no_secret(server.logs(), auth.admin_password, "the server's log")
 
 
+def test_connections_the_database_closed_are_replaced_without_a_failed_request(
+    db_server, synth, moto, test_ca, tmp_path
+):
+    """The database closes every open connection (a restart, a failover: TCP ends, without
+    TLS's close_notify): the next signed-in request is served on new ones. The sign-in check
+    reads the database on every request here (auth.sign_in_cache_seconds 0), so both pools,
+    the auth store's and the tracking store's, meet a closed connection first. On MySQL,
+    libmariadb reports that end as a TLS error (2026), which SQLAlchemy alone does not count as
+    a lost connection: the sign-in check then failed (401 for a valid login) and the search
+    503 (mlflow_launcher/lost_connections.py)."""
+    with Relay(db_server.port) as relay:
+        _, init_env, main_env, auth = _pod_env(
+            synth, db_server.engine, db_server, moto, test_ca, tmp_path / "home", relay.port
+        )
+        main_env["MLFLOW_AUTH_CACHE_SECONDS"] = "0"
+        template.migrate(db_server, ["migrate"], init_env)
+        server = launcher.Server(main_env, tmp_path / "server.log")
+        try:
+            server.wait_healthy(timeout=180)
+            login = auth.admin_login()
+            for name in ("before", "after"):
+                status, created = _request(
+                    server, "/api/2.0/mlflow/experiments/create", login, {"name": name}
+                )
+                assert status == 200, (name, created)
+                relay.close_open()
+                status, found = _request(server, SEARCH, login)
+                assert status == 200, (name, found)
+            assert {"before", "after"} <= {e["name"] for e in found["experiments"]}
+        finally:
+            server.stop()
+
+
 def _last_error(stderr: str) -> str:
     errors = [line for line in stderr.splitlines() if " mlflow-launcher ERROR " in line]
     assert errors, stderr

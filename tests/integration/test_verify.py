@@ -170,8 +170,9 @@ def serving(env: dict[str, str], address: str, log: Path) -> Iterator[launcher.S
 def main_server(deployment, tmp_path_factory) -> Iterator[launcher.Server]:
     with serving(deployment.server_env, MAIN, tmp_path_factory.mktemp("main") / "log") as s:
         # In use, as a server is by the time its database fails: MLflow opens its store on the
-        # first API request, and a cold worker would retry an unreachable database for minutes.
-        _wait_for_the_database(s)
+        # first signed-in API request, and a cold worker would retry an unreachable database
+        # for minutes (or, on a read-only one, fail to write its Default experiment).
+        _wait_for_the_database(s, deployment)
         yield s
 
 
@@ -181,11 +182,16 @@ def receiver() -> Iterator[SignalReceiver]:
         yield r
 
 
-def _api(deployment: Deployment, path: str, body: dict) -> dict:
-    """The main server's REST API, as the admin."""
+def _as_admin(deployment: Deployment, path: str, body: dict) -> tuple[int, str]:
+    """(status, body) of a POST to the main server's REST API as the admin."""
     token = f"{deployment.admin['username']}:{deployment.admin['password']}"
     auth = f"Basic {base64.b64encode(token.encode()).decode()}"
-    status, text = send(80, "POST", path, "127.0.0.1", body, Authorization=auth)
+    return send(80, "POST", path, "127.0.0.1", body, Authorization=auth)
+
+
+def _api(deployment: Deployment, path: str, body: dict) -> dict:
+    """The main server's REST API, as the admin."""
+    status, text = _as_admin(deployment, path, body)
     assert status == 200, text
     return json.loads(text)
 
@@ -328,7 +334,7 @@ def test_the_database_gone_for_good(deployment, main_server, receiver, tmp_path)
         verdict = deployment.verify(receiver, tmp_path, MAIN, MLFLOW_VERIFY_TIMEOUT_SECONDS="20")
     finally:
         deployment.relay.start()
-        _wait_for_the_database(main_server)
+        _wait_for_the_database(main_server, deployment)
     assert verdict.returncode == 3, verdict.output
     reason = verdict.reason_logged().removesuffix(f" (logs: {deployment.logs_command})")
     # The server's last answer: MLflow's own 503 when the request reached the tracking store,
@@ -345,16 +351,20 @@ def test_the_database_gone_for_good(deployment, main_server, receiver, tmp_path)
     assert_no_secrets(verdict, deployment.database.password, deployment.admin["password"])
 
 
-def _wait_for_the_database(server: launcher.Server, timeout: float = 60) -> None:
+def _wait_for_the_database(
+    server: launcher.Server, deployment: Deployment, timeout: float = 60
+) -> None:
     deadline = time.monotonic() + timeout
-    while (answer := server.get("/health", "127.0.0.1"))[0] != 200 or not _reads(server):
+    while (answer := server.get("/health", "127.0.0.1"))[0] != 200 or not _reads(deployment):
         assert time.monotonic() < deadline, f"the server did not recover: {answer}"
         time.sleep(0.5)
 
 
-def _reads(server: launcher.Server) -> bool:
-    status, _ = server.get("/api/2.0/mlflow/experiments/search?max_results=1", "127.0.0.1")
-    return status in (200, 401)  # 401: the database answered who may read
+def _reads(deployment: Deployment) -> bool:
+    """A signed-in search answered: the sign-in check and the tracking store both read the
+    database (an anonymous request stops at the sign-in check, before MLflow opens the store)."""
+    path = "/api/2.0/mlflow/experiments/search"
+    return _as_admin(deployment, path, {"max_results": 1})[0] == 200
 
 
 def test_the_database_refusing_writes(deployment, main_server, mariadb, receiver, tmp_path):

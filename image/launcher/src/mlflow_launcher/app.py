@@ -6,7 +6,7 @@ worker (`--factory`). With AUTH_ENV set to `basic-auth` it builds MLflow's basic
 `--app-name basic-auth` would; the admin user is then created by the first worker, as MLflow
 does when no CLI bootstrapped it (mlflow.server.auth `_init_store_for_app`).
 
-Five changes to MLflow's behaviour are made here, each pinned to MLflow 3.17's internals and
+The changes to MLflow's behaviour made here are, each pinned to MLflow 3.17's internals and
 each proven by a real-server test (tests/integration/test_guard.py, test_read_replica.py,
 test_sso.py, test_large_artifacts.py), so an upgrade of MLflow that moves them fails those
 tests instead of passing silently:
@@ -24,7 +24,9 @@ tests instead of passing silently:
   permission check of a non-admin's write, and the client's read back of it would otherwise
   fail until the replica caught up;
 - with single sign-on, MLflow's native FastAPI routes keep its own Basic path for requests
-  without the ALB's header (`_basic_auth_without_token`).
+  without the ALB's header (`_basic_auth_without_token`);
+- a MySQL connection the database closed is replaced by the pool, not handed to a request
+  (lost_connections.py; test_bounded_waits.py).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mlflow_launcher import contract
+from mlflow_launcher import contract, lost_connections
 from mlflow_launcher.guard import limits as limits_module
 from mlflow_launcher.guard.asgi import Guard
 from mlflow_launcher.guard.sign_in import SignInGate, already_verified
@@ -81,6 +83,7 @@ REPLICA_VIEWS = (
 
 def create_app() -> Guard:
     _log_from_the_worker()
+    lost_connections.install()  # before MLflow makes its engines
     _submit_jobs()
     limits = limits_module.load(os.environ)
     slots = Slots(Path(tempfile.gettempdir()) / SLOTS_DIRECTORY, limits.transfers)

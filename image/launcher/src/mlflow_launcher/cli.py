@@ -23,6 +23,7 @@ from mlflow_launcher import (
     dblogin,
     dburl,
     gc,
+    lost_connections,
     metrics,
     readiness,
     redaction,
@@ -448,6 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_parser(name, help=help_text)
     args = parser.parse_args(argv)
     _setup_logging()
+    lost_connections.install()  # the launcher's engines, and MLflow's in `gc`
     try:
         COMMANDS[args.command][0]()
     except LauncherError as exc:
