@@ -189,6 +189,28 @@ def test_a_remembered_login_is_not_hashed_and_a_throttled_one_not_tried():
     assert calls == []
 
 
+def test_a_check_the_database_failed_is_not_a_wrong_password():
+    """The error reaches the caller (a 5xx the client retries); the throttle, which counts
+    wrong passwords, does not count it, so retries through a failover leave the login free."""
+    failing = True
+
+    def check(username: str, password: str) -> bool:
+        if failing:
+            raise ConnectionError("the database is away")
+        return True
+
+    gate = SignInGate(
+        limits.Limits(sign_in_checks=2, sign_in_failures=3),
+        check=check,
+        remembered=lambda u, p: False,
+    )
+    for _ in range(10):
+        with pytest.raises(ConnectionError):
+            asyncio.run(gate.verify(Login("admin", "right"), "10.0.0.1"))
+    failing = False
+    assert asyncio.run(gate.verify(Login("admin", "right"), "10.0.0.1")).verdict is Verdict.ACCEPTED
+
+
 class Users:
     """MLflow's auth store: its user records, each read counted."""
 

@@ -216,13 +216,16 @@ class SignInGate:
             return Outcome(Verdict.THROTTLED, wait)
         if self._slots.full():
             return Outcome(Verdict.BUSY, SIGN_IN_WAIT_SECONDS)
-        accepted = False
+        refused = False  # only a check that answered "no" counts against the login
         self.throttle.begin(source, login.username)
         try:
             result = await self._slots.run(self._check, login.username, login.password)
             if result is Verdict.BUSY:
                 return Outcome(Verdict.BUSY, SIGN_IN_WAIT_SECONDS)
-            accepted = result
+            refused = not result
         finally:
-            self.throttle.end(source, login.username, failed=not accepted)
-        return Outcome(Verdict.ACCEPTED if accepted else Verdict.REFUSED)
+            # A check that raised (the database down, a failover) says nothing of the password:
+            # counted as a failure, a client retrying through an outage would be throttled for
+            # minutes after the database is back.
+            self.throttle.end(source, login.username, failed=refused)
+        return Outcome(Verdict.REFUSED if refused else Verdict.ACCEPTED)
