@@ -33,20 +33,15 @@ DEV := $(BIN)/.stamp-dev
 # own timestamps (they change when an entry does) are prerequisites.
 LIBRARY_DIRS := $(shell find constructs_lib k8s_charts image -type d -not -name __pycache__ -not -path '*/build*' -not -path '*.egg-info*' 2>/dev/null)
 
-# --no-compile: pip byte-compiles every module it installs (half of the dev venv's 74 s, most
-# of it for modules nothing here imports); Python compiles the ones imported, once, as they are.
-# The image's venv keeps pip's default, as the image does: the server's start is measured on it.
-NO_COMPILE := --no-compile
-
 $(RUNTIME): requirements.txt pyproject.toml $(LIBRARY_DIRS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q $(NO_COMPILE) -r requirements.txt
+	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps -e . --config-settings editable_mode=strict
 	touch $@
 
 # requirements-dev.txt includes requirements.txt (-r), so the runtime pins hold here too.
 $(DEV): $(RUNTIME) requirements-dev.txt
-	$(BIN)/pip install -q $(NO_COMPILE) -r requirements-dev.txt
+	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
 node_modules/.stamp: package.json package-lock.json
@@ -70,7 +65,7 @@ $(IMAGE_VENV)/.stamp: image/requirements.txt image/requirements-mysqlclient.txt 
 # make it again.
 $(AWSCLI_VENV)/.stamp: requirements-awscli.txt
 	test -x $(AWSCLI_VENV)/bin/python || $(PYTHON) -m venv $(AWSCLI_VENV)
-	$(AWSCLI_VENV)/bin/pip install -q $(NO_COMPILE) --require-hashes --no-deps -r requirements-awscli.txt
+	$(AWSCLI_VENV)/bin/pip install -q --require-hashes --no-deps -r requirements-awscli.txt
 	touch $@
 
 # PyMySQL, for the bench's `recipe` (`mysql+pymysql://`, as most guides write it; the image runs
