@@ -149,12 +149,14 @@ def test_connections_the_database_closed_are_replaced_without_a_failed_request(
     the auth store's and the tracking store's, meet a closed connection first. On MySQL,
     libmariadb reports that end as a TLS error (2026), which SQLAlchemy alone does not count as
     a lost connection: the sign-in check then failed (401 for a valid login) and the search
-    503 (mlflow_launcher/lost_connections.py)."""
+    503 (mlflow_launcher/lost_connections.py). While the database does not answer at all, the
+    sign-in check's request gets the 503 a client retries, not a 401 (the guard's)."""
     with Relay(db_server.port) as relay:
         _, init_env, main_env, auth = _pod_env(
             synth, db_server.engine, db_server, moto, test_ca, tmp_path / "home", relay.port
         )
         main_env["MLFLOW_AUTH_CACHE_SECONDS"] = "0"
+        main_env["MLFLOW_DB_STATEMENT_TIMEOUT_SECONDS"] = str(SHORT_STATEMENT_TIMEOUT_SECONDS)
         template.migrate(db_server, ["migrate"], init_env)
         server = launcher.Server(main_env, tmp_path / "server.log")
         try:
@@ -169,6 +171,10 @@ def test_connections_the_database_closed_are_replaced_without_a_failed_request(
                 status, found = _request(server, SEARCH, login)
                 assert status == 200, (name, found)
             assert {"before", "after"} <= {e["name"] for e in found["experiments"]}
+            with relay.silenced():
+                status, body = _request(server, SEARCH, login, patience=PATIENCE)
+            assert status == 503, body
+            assert "users' database" in body and "TEMPORARILY_UNAVAILABLE" in body, body
         finally:
             server.stop()
 

@@ -352,6 +352,33 @@ def test_without_a_login_a_body_stops_at_64_kib_and_mlflow_is_not_called(tmp_pat
     assert status == 200 and app.calls == 1
 
 
+def test_a_sign_in_check_the_database_failed_is_a_503_not_a_401(tmp_path, caplog):
+    """MLflow's check raises when the users' database is away: the client gets the 503 it
+    retries (MLflow's client does), not a 401, and the log one line without the password."""
+
+    def check(username: str, password: str) -> bool:
+        raise ConnectionError("(2013, 'Lost connection to server during query')\n[SQL: ...]")
+
+    app = App()
+    guard = Guard(
+        app,
+        limits.Limits(),
+        sign_in=SignInGate(limits.Limits(), check=check, remembered=lambda u, p: False),
+        unprotected=lambda path: False,
+        slots=Slots(tmp_path / "slots", 1),
+    )
+    scope = _scope(
+        headers=[("authorization", _basic("admin", "s3cret-pw")), ("content-length", "2")]
+    )
+    status, headers, body = _serve(guard, scope, [b"{}"])
+    assert status == 503 and app.calls == 0
+    assert json.loads(body)["error_code"] == "TEMPORARILY_UNAVAILABLE"
+    assert headers[b"retry-after"] == b"5"
+    [record] = [r for r in caplog.records if "sign-in check failed" in r.getMessage()]
+    assert "Lost connection" in record.getMessage() and "SQL" not in record.getMessage()
+    assert "s3cret-pw" not in caplog.text
+
+
 def test_a_wrong_password_is_answered_before_the_body_is_read(tmp_path):
     app = App()
     guard = _guard(tmp_path, app, auth=True)

@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     from mlflow_launcher.sso.gate import TokenGate
 
 log = logging.getLogger(__name__)
+UNREADABLE_USERS_RETRY_SECONDS = 5.0
+"""Retry-After when the users' database did not answer the sign-in check."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -140,7 +142,22 @@ class Guard:
         """Check the login; answer the request and return False when it fails."""
         assert self.sign_in is not None
         client = scope.get("client")
-        outcome = await self.sign_in.verify(login, client[0] if client else "")
+        try:
+            outcome = await self.sign_in.verify(login, client[0] if client else "")
+        except Exception as exc:  # MLflow's store: the users' database away (a failover)
+            # Not a wrong password (no 401, which clients do not retry) and not a bare 500 with
+            # a traceback: MLflow's own answer to a database it cannot reach.
+            first_line = (str(exc).splitlines() or [""])[0][:200]
+            log.warning("sign-in check failed on the users' database: %s", first_line)
+            await _linger(scope, receive)
+            await responses.refuse(
+                send,
+                503,
+                "the sign-in check could not read the users' database; retry in a few seconds",
+                error_code="TEMPORARILY_UNAVAILABLE",
+                retry_after=UNREADABLE_USERS_RETRY_SECONDS,
+            )
+            return False
         if outcome.verdict is Verdict.ACCEPTED:
             VERIFIED.set(login.fingerprint)
             return True
