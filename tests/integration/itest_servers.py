@@ -54,19 +54,40 @@ def require_binary(name: str) -> str:
 # on it, however many client connections the tests open meanwhile (they once took one: "Address
 # already in use").
 _SERVER_PORTS = range(20000, 32768)
+_handed_out: set[int] = set()
+
+
+def _worker_ports() -> range:
+    """This xdist worker's share of _SERVER_PORTS. A port is found free seconds before its server
+    binds it (a launcher starts first), and a server of another worker once took the same port
+    meanwhile: the test then talked to that server (a 401 from the wrong deployment)."""
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) if worker.isdigit() and count > 1 else 0
+    share = len(_SERVER_PORTS) // max(1, count)
+    start = _SERVER_PORTS.start + index * share
+    return range(start, start + share)
 
 
 def free_port() -> int:
-    """A port no socket uses now, on every address (servers here listen on 0.0.0.0)."""
+    """A port no socket uses now, on every address (servers here listen on 0.0.0.0), and not
+    handed out before in this process while others remain: two ports found for one test are
+    bound only later, so each must be another."""
+    ports = _worker_ports()
+    if len(_handed_out) >= len(ports) // 2:
+        _handed_out.clear()
     for _ in range(200):
-        port = secrets.choice(_SERVER_PORTS)
+        port = secrets.choice(ports)
+        if port in _handed_out:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("0.0.0.0", port))
             except OSError:
                 continue
+            _handed_out.add(port)
             return port
-    raise AssertionError(f"no free port in {_SERVER_PORTS} after 200 tries")
+    raise AssertionError(f"no free port in {ports} after 200 tries")
 
 
 def wait_for_port(port: int, timeout: float, what: str) -> None:

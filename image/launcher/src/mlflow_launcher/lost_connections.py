@@ -6,8 +6,8 @@ unexpected eof while reading" (OpenSSL 3 reports such an end as a protocol error
 server closes that way on purpose, and a restart, a failover or a cut route closes that way
 too). SQLAlchemy's MySQL dialect counts only other codes (2006, 2013, ...) as a disconnect, so
 MLflow's `pool_pre_ping` raised the error instead of reconnecting. Once the database was back,
-each stale pooled connection failed one request. MLflow's sign-in check turns any store error
-into "not authenticated", so a valid login got 401 (tests/integration/test_bounded_waits.py).
+each stale pooled connection failed one request: a search got 503, and a valid login whose
+check met one got a 500, or MLflow's 401 (both seen; tests/integration/test_bounded_waits.py).
 PyMySQL reported the same end as 2013 and reconnected.
 
 Every 2026 is marked a disconnect here: SQLAlchemy then reconnects at the pre-ping, or

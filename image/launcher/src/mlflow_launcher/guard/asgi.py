@@ -148,7 +148,7 @@ class Guard:
             # Not a wrong password (no 401, which clients do not retry) and not a bare 500 with
             # a traceback: MLflow's own answer to a database it cannot reach.
             first_line = (str(exc).splitlines() or [""])[0][:200]
-            log.warning("sign-in check failed on the users' database: %s", first_line)
+            log.warning("sign-in check failed: %s: %s", type(exc).__name__, first_line)
             await _linger(scope, receive)
             await responses.refuse(
                 send,
