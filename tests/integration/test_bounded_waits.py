@@ -149,8 +149,9 @@ def test_connections_the_database_closed_are_replaced_without_a_failed_request(
     the auth store's and the tracking store's, meet a closed connection first. On MySQL,
     libmariadb reports that end as a TLS error (2026), which SQLAlchemy alone does not count as
     a lost connection: the sign-in check then failed (500, or MLflow's 401, for a valid login)
-    and the search 503 (mlflow_launcher/lost_connections.py). While the database does not answer at all, the
-    sign-in check's request gets the 503 a client retries, not a 401 (the guard's)."""
+    and the search 503 (mlflow_launcher/lost_connections.py). While the database does not
+    answer at all, the sign-in check's request gets the 503 a client retries, not a 401 (the
+    guard's)."""
     with Relay(db_server.port) as relay:
         _, init_env, main_env, auth = _pod_env(
             synth, db_server.engine, db_server, moto, test_ca, tmp_path / "home", relay.port
