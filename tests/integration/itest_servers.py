@@ -636,9 +636,7 @@ class Relay:
         """End every connection open through the relay, as the server's side going away does (a
         restart, a failover): TCP closes both ways, with no TLS close_notify. New ones pass."""
         open_now, self._sockets = self._sockets, []
-        for sock in open_now:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        shut_down(open_now)
 
     @contextlib.contextmanager
     def silenced(self) -> Iterator[None]:
@@ -663,6 +661,13 @@ class Relay:
         subprocess.run(
             [self.nft, "delete", "table", "inet", self._table], capture_output=True, check=False
         )
+
+
+def shut_down(sockets: list[socket.socket]) -> None:
+    """End each connection both ways (TCP FIN, nothing of TLS's), as a peer going away does."""
+    for sock in sockets:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _pipe(src: socket.socket, dst: socket.socket) -> None:

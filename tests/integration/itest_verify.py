@@ -35,7 +35,7 @@ import itest_launcher as launcher
 from itest_auth import create_auth_secrets
 from itest_browser import NLB_HOST
 from itest_chart import PLACEHOLDER, container_env, pod, resolve_pseudo_parameters
-from itest_servers import REGION, _pipe, free_port
+from itest_servers import REGION, _pipe, free_port, shut_down
 
 from tests.fake_kubernetes import FakeKubernetes, State, condition, fake_kubernetes
 
@@ -463,9 +463,7 @@ class Relay:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
-        for connection in self._connections:
-            with suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
+        shut_down(self._connections)
         self._connections.clear()
 
 
