@@ -15,6 +15,12 @@ from pathlib import Path
 # jsii prints an 11-line Node 20 end-of-life banner when its runtime starts (at the import of
 # aws_cdk below); `npx cdk ...` run directly, not through make, would show it on every command.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+# V8 gives that node process a pool of background threads, one per core, for its garbage
+# collector and compiler; on a synth they burn more CPU than they save. With one thread a
+# `python app.py` took 5.6 s of node CPU and 5.9 s of wall time, against 9.2 s and 7.2 s (2 cores,
+# docs/testing.md). A --v8-pool-size the user gives in NODE_OPTIONS is kept.
+if "--v8-pool-size" not in os.environ.get("NODE_OPTIONS", ""):
+    os.environ["NODE_OPTIONS"] = f"{os.environ.get('NODE_OPTIONS', '')} --v8-pool-size=1".strip()
 
 import aws_cdk as cdk
 import yaml
