@@ -241,3 +241,45 @@ def test_a_new_vpc_with_named_zones_synthesizes_offline(tmp_path: Path) -> None:
     result = _cdk_synth(tmp_path, unnamed, "--no-lookups")
     assert result.returncode != 0
     assert "availability-zones:account=111122223333:region=eu-west-1" in result.stderr
+
+
+_NODE_OPTIONS_AT_JSII_START = """
+import os, runpy, sys
+
+class _AtJsiiStart:
+    # aws_cdk's import starts jsii's node process with this environment: print it and stop.
+    def find_spec(self, name, path=None, target=None):
+        if name == "aws_cdk":
+            print(os.environ.get("NODE_OPTIONS", ""), flush=True)
+            os._exit(0)
+
+sys.meta_path.insert(0, _AtJsiiStart())
+runpy.run_path("app.py", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (None, "--v8-pool-size=1"),
+        ("--max-old-space-size=2048", "--max-old-space-size=2048 --v8-pool-size=1"),
+        ("--v8-pool-size=4", "--v8-pool-size=4"),
+    ],
+)
+def test_jsii_node_gets_one_v8_thread_unless_the_user_chose(given: str | None, expected: str):
+    """What jsii's node process starts with: one V8 background thread (docs/testing.md, "jsii's
+    node process with one V8 background thread"), after the user's own options, whose pool
+    size wins when they set one."""
+    env = {k: v for k, v in os.environ.items() if k != "NODE_OPTIONS"}
+    if given is not None:
+        env["NODE_OPTIONS"] = given
+    result = subprocess.run(
+        [sys.executable, "-c", _NODE_OPTIONS_AT_JSII_START],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
