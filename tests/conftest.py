@@ -14,7 +14,8 @@ os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 # One V8 background thread for jsii's node process, as app.py gives it: a third less CPU per
 # synth, and the suite is CPU-bound.
-os.environ["NODE_OPTIONS"] = f"{os.environ.get('NODE_OPTIONS', '')} --v8-pool-size=1".strip()
+if "--v8-pool-size" not in os.environ.get("NODE_OPTIONS", ""):  # xdist's workers inherit it
+    os.environ["NODE_OPTIONS"] = f"{os.environ.get('NODE_OPTIONS', '')} --v8-pool-size=1".strip()
 
 import aws_cdk as cdk
 import pytest
