@@ -12,12 +12,14 @@ apply` asks for it): a field the schema does not declare is an error.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import kubernetes_validate.utils
 import pytest
 import yaml
 
@@ -28,6 +30,20 @@ CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_servicemonitors.v1.yaml"
 }
 """(apiVersion, kind) -> the vendored openAPIV3Schema of that custom resource."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _schema_files_parsed_once() -> Iterator[None]:
+    """kubernetes_validate reads and parses the kind's schema and the version's whole
+    _definitions.json (megabytes) again for every manifest it validates: 17 s of the suite's
+    CPU (a worker profile). Here each file is parsed once; the validators only read them."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            kubernetes_validate.utils,
+            "schema_contents",
+            cache(kubernetes_validate.utils.schema_contents),
+        )
+        yield
 
 
 def _strict(schema: Any) -> Any:
