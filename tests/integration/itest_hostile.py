@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import socket
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,6 +206,24 @@ def request(
             return read_response(sock)
     except OSError as error:
         return Answer(None, error=repr(error))
+
+
+def gzip_bomb(inflated_mib: int) -> bytes:
+    """A gzip body that inflates to `inflated_mib` MiB of zeros (about 1 KiB a MiB), made
+    without deflating them: one MiB of zeros deflated up to a full flush (which ends on a byte
+    boundary and leaves nothing for what follows to refer back to) is a piece that repeats, then
+    an empty final block and the trailer. gzip.compress of 2 GiB of zeros took 6-16 s of CPU
+    and 2 GiB of memory; this takes 0.5 s."""
+    zeros = bytes(MIB)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    piece = packer.compress(zeros) + packer.flush(zlib.Z_FULL_FLUSH)
+    last = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS).flush(zlib.Z_FINISH)
+    crc = 0
+    for _ in range(inflated_mib):
+        crc = zlib.crc32(zeros, crc)
+    header = b"\x1f\x8b\x08\x00" + bytes(4) + b"\x02\xff"  # deflate, no name, mtime 0, OS unknown
+    trailer = struct.pack("<II", crc, (inflated_mib * MIB) & 0xFFFFFFFF)
+    return header + piece * inflated_mib + last + trailer
 
 
 @contextlib.contextmanager

@@ -423,7 +423,8 @@ def test_traces_sent_over_otlp_compressed_are_stored_and_a_bomb_is_not_inflated(
     stored = launcher.mlflow_client(env, pod_.server.base_url, pod_.experiment_id, code=code)
     assert sorted(names) in stored, stored
 
-    bomb = gzip.compress(b"\0" * (2048 * hostile.MIB), compresslevel=9)
+    assert gzip.decompress(hostile.gzip_bomb(3)) == bytes(3 * hostile.MIB)  # the same make
+    bomb = hostile.gzip_bomb(2048)
     assert len(bomb) < 8 * hostile.MIB  # within server.max_request_body_mib's default
     with pod_.watch() as watch:
         answer = hostile.request(
