@@ -601,6 +601,13 @@ MUTANTS = (
         "            db,",
         ("tests/integration/test_db_login.py", "-k", "existing_instance and mysql"),
     ),
+    Mutant(
+        "jsii's node process keeps V8's per-core pool",
+        "app.py",
+        'if "--v8-pool-size" not in os.environ.get("NODE_OPTIONS", ""):',
+        "if False:",
+        ("tests/unit/test_cli.py", "-k", "jsii_node"),
+    ),
 )
 
 
