@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-# One V8 background thread for jsii's node process, as app.py gives it: a third less CPU per
-# synth, and the suite is CPU-bound.
+# One V8 background thread for jsii's node process, as app.py gives it: the workers' in-process
+# synths then cost about a fifth less CPU (docs/testing.md), and the suite is CPU-bound.
 if "--v8-pool-size" not in os.environ.get("NODE_OPTIONS", ""):  # xdist's workers inherit it
     os.environ["NODE_OPTIONS"] = f"{os.environ.get('NODE_OPTIONS', '')} --v8-pool-size=1".strip()
 
