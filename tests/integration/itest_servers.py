@@ -229,12 +229,18 @@ class MariaDb:
         self.base, self.ca = base, ca
         self.port = free_port()
         self.datadir, self.socket = base / "data", base / "mysqld.sock"
+        # Each server's own temporary directory: a mariadbd that starts deletes every "#sql*"
+        # file in its tmpdir as a leftover of a crash (sql_base.cc, mysql_rm_tmp_tables), so
+        # with the default /tmp one worker's server start deleted another worker's
+        # mariadb-install-db temporary tables mid-bootstrap ("Unknown table
+        # 'mysql.tmp_user_sys'", CI at d4558a0).
+        self.tmpdir = base / "tmp"
         self.proc: subprocess.Popen | None = None
         for name in MARIADB_BIN:
             require_binary(name)
 
     def install(self) -> None:
-        self.base.mkdir(parents=True, exist_ok=True)
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
         _run(
             [
                 "mariadb-install-db",
@@ -243,6 +249,8 @@ class MariaDb:
                 f"--datadir={self.datadir}",
                 "--auth-root-authentication-method=socket",
                 "--skip-test-db",
+                # Passed on to the bootstrap mariadbd.
+                f"--tmpdir={self.tmpdir}",
             ]
         )
 
@@ -254,6 +262,7 @@ class MariaDb:
                 "--no-defaults",
                 "--user=root",
                 f"--datadir={self.datadir}",
+                f"--tmpdir={self.tmpdir}",
                 f"--socket={self.socket}",
                 f"--pid-file={self.base / 'mariadbd.pid'}",
                 f"--port={self.port}",
