@@ -4,6 +4,7 @@ and Secrets Manager, each started once per session on 127.0.0.1 and stopped afte
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import tempfile
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import itest_template
 import pytest
 from itest_replication import ReplicatedDb, running_pair
 from itest_servers import (
@@ -24,6 +26,14 @@ from itest_servers import (
 )
 
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def templates_shared_by_workers(tmp_path_factory) -> None:
+    """Under pytest-xdist, the run's directory above the workers' own (pytest removes it with
+    the run's others) is where they share migrated stores (itest_template)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        itest_template.share_in(tmp_path_factory.getbasetemp().parent)
 
 
 @pytest.fixture(scope="session")

@@ -344,6 +344,13 @@ class MariaDb:
     def query(self, database: str, sql: str) -> list[list[str]]:
         return [line.split("\t") for line in self.admin(sql, database).splitlines()]
 
+    def dump(self, database: str) -> str:
+        """`database`'s tables and rows as SQL, for any MariaDB (no grants: tables have no
+        owner here)."""
+        cmd = [require_binary("mariadb-dump"), "--no-defaults", f"--socket={self.socket}"]
+        flags = ["-uroot", "--skip-comments", "--single-transaction"]
+        return _run([*cmd, *flags, "--default-character-set=utf8mb4", database]).stdout
+
     def tcp_login(
         self,
         user: str,
@@ -514,6 +521,13 @@ class Postgres:
 
     def query(self, database: str, sql: str) -> list[list[str]]:
         return [line.split("\t") for line in self.admin(sql, database).splitlines() if line]
+
+    def dump(self, database: str) -> str:
+        """`database`'s objects and rows as SQL, for any PostgreSQL: no owners and no grants,
+        so whoever replays it owns what it makes."""
+        cmd = [require_binary("pg_dump"), "-h", str(self.base), "-p", str(self.port)]
+        flags = ["-U", "postgres", "--no-owner", "--no-privileges", "--no-comments"]
+        return self._as_postgres([*cmd, *flags, database]).stdout
 
     def session_ciphers(self, user: str) -> dict[str, str]:
         """The server's view of `user`'s open sessions: backend pid -> TLS cipher ('' if the

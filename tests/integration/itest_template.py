@@ -13,25 +13,43 @@ The copy: on PostgreSQL `CREATE DATABASE ... TEMPLATE` (the objects' owner then 
 test's login, as if its own `migrate` had made them); on MariaDB a `mariadb-dump` of the
 template replayed into the test's database (MySQL tables have no owner; the grants are the
 login's, which `migrate` gives).
+
+Under pytest-xdist each worker has servers of its own, so each would migrate every schema set
+from empty once. The first worker to do so also leaves a dump of it (no owners, no grants) in
+the run's directory the workers share (`share_in`), under a file lock per schema set; a worker
+that finds one replays it as the migrating login instead of migrating from empty, then keeps
+its own template as above.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import secrets
-import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import itest_launcher as launcher
 from itest_auth import DB_NAME_ENV
 from itest_chart import AUTH_PREFIX
-from itest_servers import require_binary
 
 TEMPLATE_ROLE = "itest_template_owner"
 """PostgreSQL: owns the templates' objects (no login); the databases are the superuser's."""
 
 _templates: dict[tuple, dict[str, str]] = {}
-"""(engine, port, schema set) -> {the test's database name: its template (PostgreSQL: a
-database; MariaDB: the dump's SQL)}."""
+"""(port, engine, schema set, workspace settings) -> {kind (tracking, auth): its template
+(PostgreSQL: a database; MariaDB: the dump's SQL)}."""
+
+_shared_dir: Path | None = None
+
+
+def share_in(directory: Path | None) -> None:
+    """Where this process's workers leave and find portable dumps (None: nowhere, one
+    process)."""
+    global _shared_dir
+    _shared_dir = directory
 
 
 def migrate(server, args: list[str], env: dict[str, str]) -> str:
@@ -39,19 +57,54 @@ def migrate(server, args: list[str], env: dict[str, str]) -> str:
     `server`; asserts it succeeded, returns its output. The store it leaves is at head either
     way."""
     databases = _databases(env)
-    key = (server.engine, server.port, tuple(sorted(databases.values())), _schema_settings(env))
+    schemas = (server.engine, tuple(sorted(databases.values())), _schema_settings(env))
+    key = (server.port, *schemas)
     template = _templates.get(key)
     if template is not None:
         owner = _migrating_login(env)
         for database in databases:
             _restore(server, template[databases[database]], database, owner)
-    result = launcher.run(args, env)
-    assert result.returncode == 0, result.stderr
-    if template is None:
+        return _run(args, env)
+    with _shared_dumps(schemas) as shared:
+        if shared:
+            owner = _migrating_login(env)
+            for database, kind in databases.items():
+                _replay(server, shared[kind], database, owner)
+        output = _run(args, env)
         _templates[key] = {
             kind: _keep(server, database) for kind, database in _by_kind(databases).items()
         }
+        if not shared:
+            for kind, database in _by_kind(databases).items():
+                mine = _templates[key][kind]
+                shared[kind] = mine if server.engine == "mysql" else server.dump(database)
+    return output
+
+
+def _run(args: list[str], env: dict[str, str]) -> str:
+    result = launcher.run(args, env)
+    assert result.returncode == 0, result.stderr
     return result.stdout + result.stderr
+
+
+@contextlib.contextmanager
+def _shared_dumps(schemas: tuple) -> Iterator[dict[str, str]]:
+    """The workers' dumps of `schemas` by kind, empty if none has migrated it yet; what the
+    caller adds is left for the others. Held under the schema set's lock: a worker that needs
+    it while another migrates it waits for that dump rather than migrating again."""
+    if _shared_dir is None:
+        yield {}
+        return
+    path = _shared_dir / f"template-{hashlib.sha256(repr(schemas).encode()).hexdigest()[:16]}.json"
+    with path.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        dumps = json.loads(path.read_text()) if path.exists() else {}
+        found = bool(dumps)
+        yield dumps
+        if dumps and not found:
+            written = path.with_suffix(".part")
+            written.write_text(json.dumps(dumps))
+            written.replace(path)
 
 
 def _databases(env: dict[str, str]) -> dict[str, str]:
@@ -90,7 +143,7 @@ def _schema_settings(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
 
 def _keep(server, database: str) -> str:
     if server.engine == "mysql":
-        return _mysql_dump(server, database)
+        return server.dump(database)
     template = f"itest_template_{secrets.token_hex(5)}"
     owners = server.query(
         database,
@@ -116,8 +169,7 @@ def _keep(server, database: str) -> str:
 
 def _restore(server, template: str, database: str, owner: str) -> None:
     if server.engine == "mysql":
-        server.admin(f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4;")
-        server.admin(template, database)
+        _replay(server, template, database, owner)
         return
     server.admin(
         f'DROP DATABASE IF EXISTS "{database}";'
@@ -126,19 +178,14 @@ def _restore(server, template: str, database: str, owner: str) -> None:
     server.admin(f'REASSIGN OWNED BY {TEMPLATE_ROLE} TO "{owner}";', database)
 
 
-def _mysql_dump(server, database: str) -> str:
-    return subprocess.run(
-        [
-            require_binary("mariadb-dump"),
-            "--no-defaults",
-            f"--socket={server.socket}",
-            "-uroot",
-            "--skip-comments",
-            "--single-transaction",
-            "--default-character-set=utf8mb4",
-            database,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+def _replay(server, dump: str, database: str, owner: str) -> None:
+    """`dump` (`server.dump`'s, of any server of the engine) replayed into `database`, what it
+    makes owned by `owner` (PostgreSQL)."""
+    if server.engine == "mysql":
+        server.admin(f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4;")
+        server.admin(dump, database)
+        return
+    server.admin(
+        f'DROP DATABASE IF EXISTS "{database}";CREATE DATABASE "{database}" OWNER "{owner}";'
+    )
+    server.admin(f'SET ROLE "{owner}";\n{dump}', database)
