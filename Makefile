@@ -20,6 +20,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: synth test unit snapshots docs mutants test-servers lint bench local deploy diff destroy clean verify
 
+# uv installs what the tests need (the dev tools, the image's, the AWS CLI's and PyMySQL's venvs):
+# the same pins and hashes pip would install, for about a third of pip's CPU (docs/testing.md,
+# "Installs with uv"). `make synth` keeps pip, which reads a pip.conf mirror; uv reads only its
+# own settings (UV_DEFAULT_INDEX and the like), so behind a mirror set those for `make test`.
+UV_VENV := .venv-uv
+UV := $(UV_VENV)/bin/uv
+UV_INSTALL := $(UV) pip install -q --compile-bytecode --python
+
 # Two stamps in one .venv. RUNTIME is what the app needs to synthesize (requirements.txt and
 # this checkout, editable): `make synth`, `docs`, `deploy` stop there. DEV adds the
 # test and lint tools (requirements-dev.txt: 0.6 GB more, and as long again to install) for
@@ -40,8 +48,14 @@ $(RUNTIME): requirements.txt pyproject.toml $(LIBRARY_DIRS)
 	touch $@
 
 # requirements-dev.txt includes requirements.txt (-r), so the runtime pins hold here too.
-$(DEV): $(RUNTIME) requirements-dev.txt
-	$(BIN)/pip install -q -r requirements-dev.txt
+$(DEV): $(RUNTIME) requirements-dev.txt $(UV_VENV)/.stamp
+	$(UV_INSTALL) $(BIN)/python -r requirements-dev.txt
+	touch $@
+
+# uv itself, pinned, in a venv of its own that nothing imports from.
+$(UV_VENV)/.stamp: requirements-uv.txt
+	test -x $(UV_VENV)/bin/python || $(PYTHON) -m venv $(UV_VENV)
+	$(UV_VENV)/bin/pip install -q -r requirements-uv.txt
 	touch $@
 
 node_modules/.stamp: package.json package-lock.json
@@ -52,20 +66,20 @@ node_modules/.stamp: package.json package-lock.json
 # integration tests and `make local` (the image itself needs Docker, which CI lacks).
 # mysqlclient is built as the image builds it (image/Dockerfile): against Debian's libmariadb-dev
 # (test-servers installs it with pkg-config and gcc), by the setuptools the first lock installed.
-$(IMAGE_VENV)/.stamp: image/requirements.txt image/requirements-mysqlclient.txt $(shell find image/launcher -name '*.py' -o -name pyproject.toml 2>/dev/null) | test-servers
+$(IMAGE_VENV)/.stamp: image/requirements.txt image/requirements-mysqlclient.txt $(shell find image/launcher -name '*.py' -o -name pyproject.toml 2>/dev/null) $(UV_VENV)/.stamp | test-servers
 	test -x $(IMAGE_VENV)/bin/python || $(PYTHON) -m venv $(IMAGE_VENV)
-	$(IMAGE_VENV)/bin/pip install -q --require-hashes --no-deps -r image/requirements.txt
-	$(IMAGE_VENV)/bin/pip install -q --require-hashes --no-deps --no-build-isolation -r image/requirements-mysqlclient.txt
-	$(IMAGE_VENV)/bin/pip install -q --no-deps --no-build-isolation ./image/launcher
+	$(UV_INSTALL) $(IMAGE_VENV)/bin/python --require-hashes --no-deps -r image/requirements.txt
+	$(UV_INSTALL) $(IMAGE_VENV)/bin/python --require-hashes --no-deps --no-build-isolation -r image/requirements-mysqlclient.txt
+	$(UV_INSTALL) $(IMAGE_VENV)/bin/python --no-deps --no-build-isolation --reinstall ./image/launcher
 	touch $@
 
 # The AWS CLI that tests/integration/test_kubeconfig.py runs the stack's printed kubeconfig
 # command with, in a venv of its own: awscli v1 ships its own botocore and pins its own
 # dependencies, apart from the app's boto3. The file is hash-locked; its header says how to
 # make it again.
-$(AWSCLI_VENV)/.stamp: requirements-awscli.txt
+$(AWSCLI_VENV)/.stamp: requirements-awscli.txt $(UV_VENV)/.stamp
 	test -x $(AWSCLI_VENV)/bin/python || $(PYTHON) -m venv $(AWSCLI_VENV)
-	$(AWSCLI_VENV)/bin/pip install -q --require-hashes --no-deps -r requirements-awscli.txt
+	$(UV_INSTALL) $(AWSCLI_VENV)/bin/python --require-hashes --no-deps -r requirements-awscli.txt
 	touch $@
 
 # PyMySQL, for the bench's `recipe` (`mysql+pymysql://`, as most guides write it; the image runs
@@ -73,7 +87,7 @@ $(AWSCLI_VENV)/.stamp: requirements-awscli.txt
 # PYTHONPATH. The image's venv stays exactly as image/'s lock files make it.
 $(PYMYSQL)/.stamp: bench/requirements-pymysql.txt $(IMAGE_VENV)/.stamp
 	rm -rf $(PYMYSQL)
-	$(IMAGE_VENV)/bin/pip install -q --require-hashes --no-deps --target $(PYMYSQL) -r bench/requirements-pymysql.txt
+	$(UV_INSTALL) $(IMAGE_VENV)/bin/python --require-hashes --no-deps --target $(PYMYSQL) -r bench/requirements-pymysql.txt
 	touch $@
 
 # Preview the server as the image runs it, on SQLite + a local artifact folder, no AWS:
