@@ -181,13 +181,23 @@ def deploy(
     )
 
 
-def deployed(db_server, chart, moto, ca: Path, home: Path, **changes: str) -> Deployment:
+def deployed(
+    db_server, chart, moto, ca: Path, home: Path, *, templated: bool = False, **changes: str
+) -> Deployment:
     """`deploy` with passwords of its own, migrated by its first replica (`changes`: the
-    migration's extra variables)."""
+    migration's extra variables). `templated`: from itest_template's copy of a migrated store
+    (for tests that are not about migrating), the real `migrate` run on it all the same."""
     token = secrets.token_urlsafe(12)
     d = deploy(
         db_server, chart, moto, ca, home, db_password=f"db-{token}", admin_password=f"admin-{token}"
     )
+    if templated:
+        import itest_template  # it imports this module
+
+        d.outputs.append(
+            itest_template.migrate(db_server, d.init["args"], d.env(d.init, "migrate", **changes))
+        )
+        return d
     migrated = d.migrate("migrate", **changes)
     assert migrated.returncode == 0, d.outputs[-1]
     return d

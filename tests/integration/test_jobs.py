@@ -363,7 +363,8 @@ def _kill_tree(server: launcher.Server) -> None:
 def pods(db_server, synth, moto, test_ca, tmp_path_factory, fake_llm) -> Iterator[Pods]:
     engine = db_server.engine
     home = tmp_path_factory.mktemp(f"jobs-{engine}")
-    d = deployed(db_server, synth(CONFIG_FOR_ENGINE[engine]), moto, test_ca.ca, home)
+    chart = synth(CONFIG_FOR_ENGINE[engine])
+    d = deployed(db_server, chart, moto, test_ca.ca, home, templated=True)
     pods = Pods(d, [], None, {}, 0)  # type: ignore[arg-type]
     # jobs.trace_archival_after as the chart sets it (MLFLOW_TRACE_ARCHIVAL_*; the launcher
     # writes MLflow's file), on the runner from its first start, so that no test restarts it
