@@ -43,10 +43,11 @@ client.delete_run(runs["recent"])
 print(json.dumps(runs))
 """
 DAY_MS = 24 * 3600 * 1000
-SHORT_GC_TIMEOUT_SECONDS = 10
+SHORT_GC_TIMEOUT_SECONDS = 30
 """The stuck run's limit here (the chart's is 3000), counted from the launcher's start: `mlflow
-gc` began 2.5 s after it on this machine under a load of 15, so the limit strikes while gc waits
-on the silent server (the test checks it did)."""
+gc` began 2.5 s after it on this machine under a load of 15, but not within 10 s once in a full
+`make test` on two cores (three workers, the bench's servers busy beside it), so the limit
+strikes while gc waits on the silent server (the test checks it did). The wait is idle."""
 
 
 def _run_ids(target) -> set[str]:
