@@ -20,18 +20,19 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: synth test unit snapshots docs mutants test-servers lint bench local deploy diff destroy clean verify
 
-# uv installs what the tests need (the dev tools, the image's, the AWS CLI's and PyMySQL's venvs):
-# the same pins and hashes pip would install, for about a third of pip's CPU (docs/testing.md,
-# "Installs with uv"). `make synth` keeps pip, which reads a pip.conf mirror; uv reads only its
-# own settings (UV_DEFAULT_INDEX and the like), so behind a mirror set those for `make test`.
+# uv installs what the tests need (.venv with the dev tools, the image's, the AWS CLI's and
+# PyMySQL's venvs): the same pins and hashes pip would install, for about 60% of pip's CPU
+# (docs/testing.md, "Installs with uv"). `make synth` keeps pip, which reads a pip.conf mirror;
+# uv reads only its own settings (UV_DEFAULT_INDEX and the like): set those for `make test`.
 UV_VENV := .venv-uv
 UV := $(UV_VENV)/bin/uv
 UV_INSTALL := $(UV) pip install -q --compile-bytecode --python
 
 # Two stamps in one .venv. RUNTIME is what the app needs to synthesize (requirements.txt and
-# this checkout, editable): `make synth`, `docs`, `deploy` stop there. DEV adds the
-# test and lint tools (requirements-dev.txt: 0.6 GB more, and as long again to install) for
-# the targets that run pytest or ruff; a later `make test` adds them to the same .venv.
+# this checkout, editable), installed by pip: `make synth`, `docs`, `deploy` stop there. DEV
+# is all of that and the test and lint tools (requirements-dev.txt: 0.6 GB more), installed by
+# uv, for the targets that run pytest or ruff: it runs no pip first, and marks RUNTIME done too.
+# A later `make test` adds the tools to the same .venv.
 RUNTIME := $(BIN)/.stamp-runtime
 DEV := $(BIN)/.stamp-dev
 
@@ -48,9 +49,11 @@ $(RUNTIME): requirements.txt pyproject.toml $(LIBRARY_DIRS)
 	touch $@
 
 # requirements-dev.txt includes requirements.txt (-r), so the runtime pins hold here too.
-$(DEV): $(RUNTIME) requirements-dev.txt $(UV_VENV)/.stamp
+$(DEV): requirements.txt pyproject.toml $(LIBRARY_DIRS) requirements-dev.txt $(UV_VENV)/.stamp
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(UV_INSTALL) $(BIN)/python -r requirements-dev.txt
-	touch $@
+	$(UV_INSTALL) $(BIN)/python --no-deps -e . -C editable_mode=strict
+	touch $(RUNTIME) $@
 
 # uv itself, pinned, in a venv of its own that nothing imports from.
 $(UV_VENV)/.stamp: requirements-uv.txt
