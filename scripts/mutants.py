@@ -608,6 +608,20 @@ MUTANTS = (
         "if False:",
         ("tests/unit/test_cli.py", "-k", "jsii_node"),
     ),
+    Mutant(
+        "each test MariaDB bootstraps and runs in the shared /tmp",
+        "tests/integration/itest_servers.py",
+        'self.tmpdir = base / "tmp"',
+        'self.tmpdir = Path("/tmp")',
+        ("tests/integration/test_harness.py", "-k", "temporary_files"),
+    ),
+    Mutant(
+        "a worker replays another worker's store as the superuser",
+        "tests/integration/itest_template.py",
+        """server.admin(f'SET ROLE "{owner}";\\n{dump}', database)""",
+        "server.admin(dump, database)",
+        ("tests/integration/test_harness.py", "-k", "replayed and postgres"),
+    ),
 )
 
 
