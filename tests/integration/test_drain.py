@@ -2,7 +2,7 @@
 
 Kubernetes sends SIGTERM to the container's PID 1 when a pod terminates, and an IP-target NLB
 may still have requests running on that pod. The server (tini as PID 1 of a new PID namespace,
-`unshare --pid --fork --mount-proc`, as in test_signals.py) serves a 256 MiB artifact through
+`unshare --pid --fork --mount-proc`, as in test_signals.py) serves a 128 MiB artifact through
 its artifact proxy to a client that reads slowly through a small receive buffer, so most of the
 body is still on the server's side when SIGTERM arrives. The client must still get all of it
 (HTTP 200, same sha256), and the server must then exit 0 within the 30 s shutdown allowance.
@@ -31,9 +31,9 @@ import pytest
 pytestmark = pytest.mark.integration
 
 MIB = 1 << 20
-BODY_BYTES = 256 * MIB
-SIGTERM_AFTER_BYTES = 48 * MIB  # a fifth of the body in: the rest is still to be sent
-READ_BYTES_PER_SECOND = 32 * MIB  # about 6 s of body left to send after SIGTERM
+BODY_BYTES = 128 * MIB
+SIGTERM_AFTER_BYTES = 24 * MIB  # a fifth of the body in: the rest is still to be sent
+READ_BYTES_PER_SECOND = 16 * MIB  # about 6 s of body left to send after SIGTERM
 RECEIVE_BUFFER_BYTES = 64 * 1024  # the kernel then holds little of the body for the client
 SHUTDOWN_SECONDS = 30  # k8s_charts.mlflow_chart.SHUTDOWN_SECONDS: the grace after the drain
 ARTIFACT_PATH = "drain/blob.bin"
