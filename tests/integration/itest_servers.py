@@ -522,6 +522,14 @@ class Postgres:
     def query(self, database: str, sql: str) -> list[list[str]]:
         return [line.split("\t") for line in self.admin(sql, database).splitlines() if line]
 
+    def owners(self, database: str) -> list[str]:
+        """The roles that own the objects of `database`'s public schema."""
+        sql = (
+            "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'"
+        )
+        return [row[0] for row in self.query(database, sql)]
+
     def dump(self, database: str) -> str:
         """`database`'s objects and rows as SQL, for any PostgreSQL: no owners and no grants,
         so whoever replays it owns what it makes."""

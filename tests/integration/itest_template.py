@@ -145,13 +145,9 @@ def _keep(server, database: str) -> str:
     if server.engine == "mysql":
         return server.dump(database)
     template = f"itest_template_{secrets.token_hex(5)}"
-    owners = server.query(
-        database,
-        "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'",
-    )
+    owners = server.owners(database)
     assert len(owners) == 1, f"{database}: objects of several owners {owners}"
-    owner = owners[0][0]
+    owner = owners[0]
     server.admin(
         f"DO $$BEGIN CREATE ROLE {TEMPLATE_ROLE} NOLOGIN; "
         "EXCEPTION WHEN duplicate_object THEN NULL; END$$;"

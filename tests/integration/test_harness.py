@@ -41,12 +41,7 @@ def test_a_store_another_worker_migrated_is_replayed_as_the_login_s(
     assert "schema already at head" in replayed, replayed
     assert _store(db_server, second.name) == _store(db_server, first.name)
     if db_server.engine == "postgres":
-        owners = db_server.query(
-            second.name,
-            "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'",
-        )
-        assert owners == [[second.user]], owners
+        assert db_server.owners(second.name) == [second.user]
 
 
 # PostgreSQL's catalog, public schema: what a migration makes, as data.
