@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/artifacts.py [--size-mib 1024] [--repeats 3] [--json out.json]
         [--modes direct presigned proxied] [--variant NAME:VAR=VALUE[,VAR=VALUE...]]...
+        [--base REF] [--s3-http]
 
 Brings up what the integration tests use (tests/integration: a test CA, PostgreSQL requiring
-TLS, moto's S3 server with test_large_artifacts' ranged-read patch, in a process of its own),
+TLS, moto's S3 server with test_large_artifacts' ranged-read patch, in a process of its own,
+over HTTPS with a certificate from the test CA unless --s3-http),
 then runs our server the way the pod does (the image's ENTRYPOINT, the launcher, one uvicorn
 worker, `--serve-artifacts` to S3, the ConfigMap's variables: itest_launcher/conftest's
 `contract_env`), and moves one artifact of --size-mib MiB each way, in every mode in turn:
@@ -17,6 +19,8 @@ worker, `--serve-artifacts` to S3, the ConfigMap's variables: itest_launcher/con
 * proxied: the same client with MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD/_DOWNLOAD=false, as
   older clients behave: every byte goes through the server (uploads streamed on to S3 in
   parts, downloads spooled to its TMPDIR);
+* proxied-base (with --base REF): proxied, through a second server whose launcher is REF's,
+  in the same repeats: a change to the server measured against what it changes;
 * any --variant NAME:VAR=VALUE,...: the MLflow client with extra settings (e.g. part sizes),
   or, for a NAME starting with "direct", boto3 with extra settings (e.g.
   AWS_REQUEST_CHECKSUM_CALCULATION=when_required: no checksum algorithm on its multipart
@@ -83,6 +87,8 @@ FORCE_PROXY = {
     "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
 }
 MODES: dict[str, dict[str, str]] = {"direct": {}, "presigned": {}, "proxied": FORCE_PROXY}
+BASE = "-base"
+"""The suffix of the mode through the server running another ref's launcher (--base)."""
 """Built-in modes: name -> the client's extra environment. A mode whose name starts with
 "direct" is boto3 (`_is_direct`); the others are the MLflow client."""
 
@@ -117,10 +123,11 @@ print(json.dumps({"seconds": time.monotonic() - start, "phases": steps}))
 """
 
 # moto's server with test_large_artifacts' ranged-read patch, as the integration tests run it,
-# in a process of its own (its CPU time is then its own). Prints the endpoint, serves until
-# stdin closes.
+# in a process of its own (its CPU time is then its own). Given a certificate and its key, it
+# serves HTTPS with them, as S3 does (the same server as ThreadedMotoServer's, with TLS).
+# Prints the endpoint, serves until stdin closes.
 MOTO = r"""
-import contextlib, importlib.util, sys
+import contextlib, importlib.util, ssl, sys, threading
 sys.path.insert(0, sys.argv[1])
 spec = importlib.util.spec_from_file_location("itest_conftest", sys.argv[1] + "/conftest.py")
 conftest = sys.modules["itest_conftest"] = importlib.util.module_from_spec(spec)
@@ -128,6 +135,21 @@ spec.loader.exec_module(conftest)
 import test_large_artifacts
 ranged = contextlib.contextmanager(test_large_artifacts.moto_reads_only_the_range.__wrapped__)
 served = contextlib.contextmanager(conftest.moto.__wrapped__)
+if len(sys.argv) > 2:
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication, MotoRequestHandler, create_backend_app)
+    from werkzeug.serving import make_server
+
+    @contextlib.contextmanager
+    def served():
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[2], sys.argv[3])
+        server = make_server("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app),
+                             threaded=True, request_handler=MotoRequestHandler,
+                             ssl_context=context)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        yield conftest.Moto(f"https://127.0.0.1:{server.server_port}")
+        server.shutdown()
 with ranged(), served() as moto:
     print(moto.endpoint, flush=True)
     sys.stdin.read()
@@ -206,27 +228,42 @@ class Stack:
 
 
 @contextmanager
-def local_stack(workdir: Path) -> Iterator[Stack]:
-    """The integration tests' session servers, started here and stopped after."""
+def local_stack(workdir: Path, *, s3_tls: bool = True) -> Iterator[Stack]:
+    """The integration tests' session servers, started here and stopped after; S3 as
+    `s3_stand_in` serves it."""
     conftest = _itest_conftest()
     from itest_servers import Postgres, make_test_ca
 
     with ExitStack() as stack:
         ca = make_test_ca(workdir / "ca")
         db = stack.enter_context(contextmanager(conftest._serve)(Postgres, ca))
-        with (workdir / "moto.log").open("ab") as moto_log:  # its access log
-            moto = subprocess.Popen(
-                [sys.executable, "-c", MOTO, str(ITEST)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=moto_log,
-                text=True,
-            )
-        stack.callback(_stop_child, moto)
+        s3, s3_pid = stack.enter_context(s3_stand_in(workdir, ca if s3_tls else None))
+        yield Stack(ca, db, s3, s3_pid=s3_pid)
+
+
+@contextmanager
+def s3_stand_in(workdir: Path, tls: Any | None) -> Iterator[tuple[Any, int]]:
+    """moto's server in a process of its own: yields conftest's Moto for it and its pid. With
+    `tls` (a test CA: itest_servers.TestCa) it serves HTTPS with the CA's server certificate,
+    as S3 is reached: botocore then sends a part's body as UNSIGNED-PAYLOAD with a CRC32
+    trailer, where over plain HTTP it SHA-256-hashes every byte it sends
+    (S3SigV4Auth._should_sha256_sign_payload), a cost S3's users do not pay."""
+    certificate = [str(tls.server_cert), str(tls.server_key)] if tls else []
+    with (workdir / "moto.log").open("ab") as moto_log:  # its access log
+        moto = subprocess.Popen(
+            [sys.executable, "-c", MOTO, str(ITEST), *certificate],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=moto_log,
+            text=True,
+        )
+    try:
         endpoint = moto.stdout.readline().strip()  # type: ignore[union-attr]
-        if not endpoint.startswith("http://"):
+        if not endpoint.startswith("https://" if tls else "http://"):
             raise RuntimeError(f"moto's server did not start (exit {moto.poll()})")
-        yield Stack(ca, db, conftest.Moto(endpoint), s3_pid=moto.pid)
+        yield _itest_conftest().Moto(endpoint, ca_bundle=tls.ca if tls else None), moto.pid
+    finally:
+        _stop_child(moto)
 
 
 def _stop_child(child: subprocess.Popen) -> None:
@@ -240,9 +277,13 @@ def _stop_child(child: subprocess.Popen) -> None:
 
 @contextmanager
 def our_server(
-    stack: Stack, workdir: Path, server_env: Mapping[str, str] | None = None
+    stack: Stack,
+    workdir: Path,
+    server_env: Mapping[str, str] | None = None,
+    launcher_src: Path | None = None,
 ) -> Iterator[tuple[launcher.Server, str]]:
-    """Our server as the pod runs it, on a new database and bucket; yields it and the bucket."""
+    """Our server as the pod runs it, on a new database and bucket; yields it and the bucket.
+    `launcher_src`: another launcher's source, first on the server's PYTHONPATH."""
     target = _itest_conftest().new_database.__wrapped__(stack.moto)(stack.db)
     bucket = stack.moto.create_bucket()
     env = launcher.container_env(
@@ -250,6 +291,8 @@ def our_server(
         workdir / "server-tmp",
     )
     env["MLFLOW_TMP_DIR"] = env["TMPDIR"]  # as image/Dockerfile sets it
+    if launcher_src is not None:
+        env["PYTHONPATH"] = str(launcher_src)
     migrate = launcher.run(["migrate"], env)
     if migrate.returncode != 0:
         raise RuntimeError(f"migrate failed:\n{migrate.stderr}")
@@ -336,6 +379,8 @@ def _direct(
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
     }
+    if stack.moto.ca_bundle:
+        env["AWS_CA_BUNDLE"] = str(stack.moto.ca_bundle)
     args = (stack.moto.endpoint, REGION, bucket, key, str(src), str(dst) if dst else "-")
     result = launcher.image_python("-c", DIRECT, *args, env=env, timeout=900)
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -388,6 +433,8 @@ def _one_round(
         (site / "sitecustomize.py").write_text(CLIENT_PHASES)
         phases = {d: workdir / f"phases-{d}.json" for d in ("up", "down")}
         env = {**client_env, "PYTHONPATH": str(site)}
+        if stack.moto.ca_bundle:  # the presigned URLs' stand-in (requests, not boto3)
+            env["REQUESTS_CA_BUNDLE"] = str(stack.moto.ca_bundle)
         with watched(server_pid, stack.s3_pid, scratch) as up:
             logged = large._client(
                 server, home, "log", server.base_url, f"bench-{secrets.token_hex(6)}",
@@ -444,7 +491,7 @@ def _sized(plan: dict[str, dict[str, str]], size_mib: int) -> dict[str, dict[str
         "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": str(size_mib * MIB),
     }
     return {
-        name: env if _is_direct(name) or name == "proxied" else lowered | env
+        name: env if _is_direct(name) or name.startswith("proxied") else lowered | env
         for name, env in plan.items()
     }
 
@@ -459,6 +506,8 @@ def measure_artifacts(
     stack: Stack | None = None,
     workdir: Path | str | None = None,
     warmup: bool = True,
+    s3_tls: bool = True,
+    base: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Moves one artifact of `size_mib` MiB up and down `repeats` times in every mode.
@@ -468,13 +517,16 @@ def measure_artifacts(
     name -> extra client environment: boto3 for a name starting with "direct", else the MLflow
     client. `warmup`: first move a 16 MiB artifact once in every mode, reported apart.
     `server_env`: extra variables for the server's ConfigMap. `stack`: running stand-ins to
-    use (else started here and stopped after). `workdir`: where the artifact, the server's
+    use (else started here and stopped after; `s3_tls`: its S3 over HTTPS, local_stack).
+    `base`: a git ref; a second server runs that ref's launcher (profile_server.base_launcher)
+    and the mode "proxied-base" goes through it, in the same repeats as "proxied".
+    `workdir`: where the artifact, the server's
     TMPDIR and the downloads go (else a temporary folder, removed after). Within a repeat the
     modes run one after the other, so machine noise hits them alike.
 
     Returns a dict (all sizes MiB, speeds MiB/s, times s)::
 
-        {"size_mib", "repeats", "sha256", "client_threads", "environment",
+        {"size_mib", "repeats", "s3_endpoint_scheme", "sha256", "client_threads", "machine",
          "warmup": {name: the warm-up run, as in "runs" below},
          "modes": {name: {
              "client_env": the client's extra environment,
@@ -509,8 +561,20 @@ def measure_artifacts(
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         if stack is None:
-            stack = cleanup.enter_context(local_stack(workdir / "stack"))
-        server, bucket = cleanup.enter_context(our_server(stack, workdir / "server", server_env))
+            stack = cleanup.enter_context(local_stack(workdir / "stack", s3_tls=s3_tls))
+        servers = {"": cleanup.enter_context(our_server(stack, workdir / "server", server_env))}
+        if base is not None:
+            from profile_server import base_launcher
+
+            source = base_launcher(base, workdir / "base-launcher")
+            servers[BASE] = cleanup.enter_context(
+                our_server(stack, workdir / "base-server", server_env, source)
+            )
+            plan[f"proxied{BASE}"] = dict(FORCE_PROXY)
+
+        def through(name: str) -> tuple[launcher.Server, str]:
+            return servers[BASE if name.endswith(BASE) else ""]
+
         # One small transfer in every mode first: what the server (and moto) load or allocate
         # once, on their first transfer, is reported here and kept out of the repeats.
         warmups: dict[str, dict] = {}
@@ -518,7 +582,7 @@ def measure_artifacts(
             artifact = workdir / "warmup" / large.ARTIFACT_NAME
             artifact.parent.mkdir(parents=True, exist_ok=True)
             digest = write_artifact(artifact, WARMUP_MIB)
-            warmups[name] = _one_round(name, env, stack, server, bucket, artifact, workdir / "x")
+            warmups[name] = _one_round(name, env, stack, *through(name), artifact, workdir / "x")
             warmups[name]["repeat"] = "warm-up"
             log(_line(name, warmups[name], digest))
             artifact.unlink()
@@ -531,16 +595,17 @@ def measure_artifacts(
         runs: dict[str, list[dict]] = {name: [] for name in plan}
         for repeat in range(repeats):
             for name, env in plan.items():
-                run = _one_round(name, env, stack, server, bucket, artifact, workdir / "x")
+                run = _one_round(name, env, stack, *through(name), artifact, workdir / "x")
                 run["repeat"] = repeat
                 runs[name].append(run)
                 log(_line(name, run, expected))
     return {
         "size_mib": size_mib,
         "repeats": repeats,
+        "s3_endpoint_scheme": stack.moto.endpoint.split(":", 1)[0],
         "sha256": expected,
         "client_threads": min(2 * (os.cpu_count() or 10), 20),
-        "environment": _environment(),
+        "machine": _environment(),
         "warmup": warmups,
         "modes": {name: _summary(env, runs[name], runs.get("direct"), expected)
                   for name, env in plan.items()},
@@ -620,8 +685,8 @@ def _environment() -> dict:
 
 def print_table(report: dict) -> None:
     print(
-        f"\n{report['size_mib']} MiB, median of {report['repeats']}; MLflow client threads "
-        f"{report['client_threads']}\n"
+        f"\n{report['size_mib']} MiB, median of {report['repeats']}; S3 stand-in over "
+        f"{report['s3_endpoint_scheme']}; MLflow client threads {report['client_threads']}\n"
         "| mode | up MiB/s | down MiB/s | up / direct | down / direct | server PSS growth "
         "up / down (MiB) | server scratch growth up / down (MiB) | server CPU up / down (s) | "
         "S3 CPU up / down (s) | upload's "
@@ -662,6 +727,13 @@ def main() -> None:
         "--server-env", type=lambda s: s.split("=", 1), action="append", default=[],
         help="an extra server (ConfigMap) variable, VAR=VALUE",
     )  # fmt: skip
+    parser.add_argument(
+        "--s3-http", action="store_true",
+        help="the S3 stand-in over plain HTTP (botocore then hashes every byte it sends)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--base", help="a git ref: also proxy through a server with that ref's launcher"
+    )
     parser.add_argument("--workdir", type=Path, help="default: a temporary folder, removed")
     parser.add_argument("--json", type=Path, help="write the report here")
     args = parser.parse_args()
@@ -672,6 +744,8 @@ def main() -> None:
         variants=dict(args.variant),
         server_env=dict(args.server_env),
         workdir=args.workdir,
+        s3_tls=not args.s3_http,
+        base=args.base,
     )
     print_table(report)
     if args.json:

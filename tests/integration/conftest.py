@@ -94,6 +94,8 @@ def replicated_db(request, test_ca) -> Iterator[ReplicatedDb]:
 @dataclass
 class Moto:
     endpoint: str
+    # The CA that signed an https endpoint's certificate (bench/artifacts.py's S3 over TLS).
+    ca_bundle: Path | None = None
 
     def client(self, service: str):
         import boto3
@@ -104,6 +106,7 @@ class Moto:
             region_name=REGION,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
+            verify=str(self.ca_bundle) if self.ca_bundle else None,
         )
 
     def create_bucket(self) -> str:
@@ -131,6 +134,7 @@ class Moto:
             "AWS_ENDPOINT_URL_SECRETS_MANAGER": self.endpoint,
             "AWS_ENDPOINT_URL_RDS": self.endpoint,
             "MLFLOW_S3_ENDPOINT_URL": self.endpoint,
+            **({"AWS_CA_BUNDLE": str(self.ca_bundle)} if self.ca_bundle else {}),
         }
 
 

@@ -65,3 +65,23 @@ def test_a_bench_that_did_not_run_adds_no_row(report):
     assert _rows(report, {"server": None, "starts": None, "drivers": None}) == []
     rows = _rows(report, {"starts": _starts(0.4), "drivers": None})
     assert [row[0] for row in rows] == ["4"]
+
+
+def test_each_artifact_bench_gives_its_own_row_with_its_s3_scheme(report):
+    """make bench's 1 GiB (server.py, whose stand-in was plain HTTP before it recorded a
+    scheme) and artifacts.py's own 128 MiB file over HTTPS: two rows, neither taken for the
+    other."""
+
+    def figures(ratio: float, **extra) -> dict:
+        return {"size_mib": 128, "repeats": 15, "modes": {"proxied": {"ratio_up": ratio}}} | extra
+
+    measured = {"status": "measured", **figures(0.84), "size_mib": 1024, "repeats": 1}
+    server = {"machine": {}, "engines": {}, "artifacts": measured}
+    artifacts = {"machine": {"date": "d"}, **figures(0.91, s3_endpoint_scheme="https")}
+    rows = _rows(report, {"server": server, "artifacts": artifacts})
+    assert [(row[0], row[2], row[-1]) for row in rows] == [
+        ("5", "1024 MiB, median of 1, S3 over HTTP (server.py)", "not met"),
+        ("5", "128 MiB, median of 15, S3 over HTTPS (artifacts.py)", "**met**"),
+    ]
+    unmeasured = {"machine": {}, "engines": {}, "artifacts": {"status": "not measured"}}
+    assert _rows(report, {"server": unmeasured, "artifacts": None}) == []
