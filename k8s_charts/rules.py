@@ -434,10 +434,15 @@ BODY_EXPANSION = 8
 
 def streamed_uploads_mib(transfers: int, max_artifact_gib: int) -> int:
     """What the pod's proxied uploads hold at once: each transfer slot may be an upload streamed
-    to S3, holding launcher.UPLOAD_PARTS_HELD parts (mlflow_launcher/s3_stream.py; measured:
-    up to 33 MiB over the server tree with 8 MiB parts, bench/artifacts.py)."""
+    to S3, holding launcher.UPLOAD_PARTS_HELD parts (mlflow_launcher/s3_stream.py), the
+    message the guard is joining (launcher.UPLOAD_MESSAGE_MIB) and what each thread sending a
+    part holds beside it (launcher.UPLOAD_SENDER_MIB). Measured: the server tree's PSS grew by
+    up to 50 MiB per upload with 8 MiB parts, 3 sent at once (bench/artifacts.py); this counts
+    53."""
     part_mib = launcher.upload_part_mib(max_artifact_gib * 1024)
-    return transfers * launcher.UPLOAD_PARTS_HELD * part_mib
+    senders = launcher.UPLOAD_PARTS_SENT_AT_ONCE * launcher.UPLOAD_SENDER_MIB
+    held = launcher.UPLOAD_PARTS_HELD * part_mib + launcher.UPLOAD_MESSAGE_MIB + senders
+    return transfers * held
 
 
 def _guard_mib(sign_in_checks: int, max_request_body_mib: int) -> int:

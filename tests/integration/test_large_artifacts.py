@@ -40,6 +40,9 @@ import itest_template as template
 import pytest
 from itest_servers import require_binary
 
+from mlflow_on_eks.k8s_charts import rules
+from mlflow_on_eks.k8s_charts.workload import WorkloadProps
+
 pytestmark = pytest.mark.integration
 
 MIB = 1 << 20
@@ -440,9 +443,10 @@ def test_proxied_uploads_stream_and_downloads_free_the_server_scratch(
 STREAMED_BYTES = 96 * MIB  # more than the 64 MiB TMPDIR: a spool of it could not fit
 assert STREAMED_BYTES > PRESIGNED_SCRATCH_BYTES
 PART_BYTES = 8 * MIB  # the part size at the default artifact limit (contract.upload_part_mib)
-STREAM_MEMORY_MIB = 6 * PART_BYTES // MIB
-"""What the server tree may grow by while it streams an upload: it holds about two parts
-(the one it sends, the one it receives), and boto3 and uvicorn copy them on the way."""
+STREAM_MEMORY_MIB = rules.streamed_uploads_mib(1, WorkloadProps().max_proxied_artifact_gib)
+"""What the server tree may grow by while it streams an upload: what the chart's memory rule
+reserves for one at the default artifact limit (its parts, the guard's message, the threads
+sending parts)."""
 UPLOAD_EXTRA_ARGS = {"Metadata": {"sent-by": "mlflow-on-eks-test"}}
 
 

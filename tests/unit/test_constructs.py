@@ -257,7 +257,7 @@ def test_a_new_cluster_refuses_a_pod_no_node_can_hold() -> None:
     huge = WorkloadProps(
         max_proxied_artifact_gib=1024,
         concurrent_artifact_transfers=64,
-        resources=ResourceProps(memory_mib=28 * 1024),
+        resources=ResourceProps(memory_mib=36 * 1024),
     )
     with pytest.raises(ValueError, match="65539 GiB of ephemeral storage per pod"):
         AutoModeCluster(stack, "Cluster", vpc=MlflowVpc(stack, "Network").vpc, workload=huge)

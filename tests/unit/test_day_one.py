@@ -268,7 +268,7 @@ def test_a_pod_no_node_volume_can_hold_fails_the_synth_with_the_key() -> None:
         "server": {
             "max_proxied_artifact_gib": 1024,
             "concurrent_artifact_transfers": 64,
-            "resources": {"memory_mib": 28 * 1024},
+            "resources": {"memory_mib": 36 * 1024},
         }
     }
     with pytest.raises(ConfigError) as caught:

@@ -482,6 +482,62 @@ def test_an_upload_over_the_artifact_limit_stops_mlflow_and_says_why(tmp_path):
     assert _serve(guard, within, [b"abc"])[0] == 200
 
 
+class Receiver(App):
+    """MLflow's app, keeping the size of every body message it receives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    async def __call__(self, scope, receive, send):
+        async def recorded():
+            message = await receive()
+            if message["type"] == "http.request":
+                self.sizes.append(len(message.get("body", b"")))
+            return message
+
+        await super().__call__(scope, recorded, send)
+
+
+def test_an_uploads_pieces_reach_mlflow_joined_into_whole_messages(tmp_path):
+    app = Receiver()
+    guard = _guard(tmp_path, app, auth=False, max_artifact_bytes=8 * MIB)
+    path = "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/model.bin"
+    piece = 64 * 1024
+    pieces = [bytes([i % 251]) * piece for i in range(40)] + [b"end"]  # 2.5 MiB and 3 bytes
+    scope = _scope(path, "PUT", headers=[("content-length", str(sum(map(len, pieces))))])
+    assert _serve(guard, scope, pieces)[0] == 200
+    assert app.bodies == [b"".join(pieces)]  # every byte, in order
+    assert app.sizes == [MIB, MIB, MIB // 2 + 3]
+    # Other routes' bodies pass as they come: the guard bounds them, it does not join them.
+    other = Receiver()
+    _serve(_guard(tmp_path, other, auth=False), _scope(), [b"{", b"}"])
+    assert other.sizes == [1, 1]
+
+
+def test_a_client_leaving_mid_message_reaches_mlflow_as_a_disconnect(tmp_path):
+    """MLflow's upload then stops (and its parts are aborted): nothing joined is passed on as
+    if it were the body's end."""
+    path = "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/model.bin"
+    scope = _scope(path, "PUT", headers=[("content-length", str(4 * MIB))])
+    messages = [{"type": "http.request", "body": b"x" * 1024, "more_body": True}]
+    seen: list[dict] = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def inner(scope, receive, send):
+        seen.append(await receive())
+        await send({"type": "http.response.start", "status": 400, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def send(message):
+        pass
+
+    asyncio.run(_guard(tmp_path, inner, auth=False)(scope, receive, send))
+    assert seen == [{"type": "http.disconnect"}]
+
+
 def test_transfer_routes_need_a_login_when_auth_is_on(tmp_path):
     app = App()
     guard = _guard(tmp_path, app, auth=True)

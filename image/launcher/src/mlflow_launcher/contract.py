@@ -649,13 +649,29 @@ def upload_part_mib(max_artifact_mib: int) -> int:
     return max(MIN_UPLOAD_PART_MIB, math.ceil(max_artifact_mib / MAX_UPLOAD_PARTS))
 
 
-UPLOAD_PARTS_SENT_AT_ONCE = 2
-"""Parts of one streamed upload sent to S3 at once (bench/artifacts.py, 128 MiB through the
-server on loopback, medians of 3-5 on a loaded machine: 0.64-0.68x boto3's speed with 2, 0.38x
-with 1). One more is read from the client
-meanwhile, and one joined from its chunks: an upload holds up to UPLOAD_PARTS_HELD parts, which
-the chart's memory rule counts per transfer slot."""
+UPLOAD_PARTS_SENT_AT_ONCE = 3
+"""Parts of one streamed upload sent to S3 at once. bench/artifacts.py, 128 MiB through the
+server to an S3 stand-in over HTTPS on loopback, one run each of 10-15 rounds, medians of the
+per-round ratios to boto3's speed (bench/README.md, item 5): 0.77x with 2, 0.85x with 3,
+0.85-0.89x with 4, 0.91x with 6, the server's PSS growing by up to 41, 48, 53-62 and 72 MiB
+(over HTTP, earlier: 0.38x with 1). Three: most of the gain, and the default memory limit
+still holds 3 transfer slots (k8s_charts/rules.py; with 4 it would not). One more part is read
+from the client meanwhile, and one joined from its chunks: an upload holds up to
+UPLOAD_PARTS_HELD parts, which the chart's memory rule counts per transfer slot."""
 UPLOAD_PARTS_HELD = UPLOAD_PARTS_SENT_AT_ONCE + 2
+UPLOAD_SENDER_MIB = 4
+"""What each thread sending a part holds beyond the part itself (botocore's aws-chunked frames
+of it, TLS buffers, its malloc arena), which the chart's memory rule counts too: the server's
+PSS grew by up to 62 MiB per upload (bench/artifacts.py, 8 MiB parts, 4 sent at once) where
+its parts and the guard's message come to 49, and by up to 50 MiB with 3 sent (41; 21-34
+in all but the first of 15 uploads)."""
+UPLOAD_MESSAGE_MIB = 1
+"""The guard hands a proxied upload's body to MLflow's app in messages of this size, joined from
+uvicorn's pieces (64-256 KiB each): every message MLflow's app receives passes its three
+BaseHTTPMiddleware layers, each of which opens an anyio task group for it. Measured
+(bench/README.md, item 5): 128 MiB through three such layers cost 0.42 s of CPU in pieces and
+0.11 s in 1 MiB messages. The chart's memory rule counts the one message being joined per
+transfer slot, beside UPLOAD_PARTS_HELD."""
 
 
 CONCURRENT_ARTIFACT_TRANSFERS = Integer(

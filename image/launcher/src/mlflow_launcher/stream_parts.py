@@ -42,12 +42,14 @@ class AsyncStreamReader:
             more = None if wanted is None else wanted - len(self._left)
             chunks, self._ended = self._gather(more)
             parts += chunks
-        data = b"".join(parts)
-        if wanted is None or len(data) <= wanted:
-            self._left = b""
-            return data
-        self._left = data[wanted:]
-        return data[:wanted]
+        over = 0 if wanted is None else sum(map(len, parts)) - wanted
+        self._left = b""
+        if over > 0:
+            # Only the last chunk is split, so the read costs one copy of its bytes (the join)
+            # and not two (a join of more, then a slice of it): a part is 8 MiB or more.
+            last = parts[-1]
+            parts[-1], self._left = last[: len(last) - over], last[len(last) - over :]
+        return b"".join(parts)
 
     def _gather(self, size: int | None) -> tuple[list[bytes], bool]:
         if self._cancelled:

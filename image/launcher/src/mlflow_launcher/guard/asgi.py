@@ -13,7 +13,8 @@ Here, before MLflow sees a request:
    holds at once by `Limits.body_budget_bytes` (503 beyond); a declared Content-Length over
    the limit is refused before a byte is read, a chunked body as soon as it passes it;
 3. a proxied artifact transfer (transfers.py) takes one of the pod's transfer slots and is
-   held to the artifact size limit; its streaming upload is exempt from the body limits;
+   held to the artifact size limit; its streaming upload is exempt from the body limits, and
+   reaches MLflow in messages of contract.UPLOAD_MESSAGE_MIB, not uvicorn's small pieces;
 4. a compressed OTLP trace body is inflated here, within the body limit (otlp.py): MLflow
    would inflate it whole.
 
@@ -29,6 +30,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from mlflow_launcher import contract
 from mlflow_launcher.guard import otlp, responses
 from mlflow_launcher.guard.limits import (
     ANONYMOUS_BODY_BYTES,
@@ -70,6 +72,7 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_BODY_SETTING = "server.max_request_body_mib"
 BUSY_RETRY_SECONDS = 5
+UPLOAD_MESSAGE_BYTES = contract.UPLOAD_MESSAGE_MIB * MIB
 
 
 class Guard:
@@ -323,15 +326,27 @@ class Guard:
                 self.slots.give_back(held.pop())
 
         async def counted() -> Message:
+            """The body's next UPLOAD_MESSAGE_BYTES (the rest at its end), joined from
+            uvicorn's pieces: each message costs MLflow's middleware layers the same whatever
+            its size (contract.UPLOAD_MESSAGE_MIB). Each piece counts against the artifact
+            size limit as it arrives."""
             nonlocal ended
-            message = await receive()
-            ended = message["type"] != "http.request" or not message.get("more_body", False)
-            if message["type"] == "http.request" and not transfer.add(
-                len(message.get("body", b""))
-            ):
-                # MLflow sees the client go away: its upload stops and its spool file goes.
-                return {"type": "http.disconnect"}
-            return message
+            pieces: list[bytes] = []
+            joined = 0
+            while True:
+                message = await receive()
+                ended = message["type"] != "http.request" or not message.get("more_body", False)
+                if message["type"] != "http.request":
+                    return message  # the client left: the upload fails, what was joined too
+                piece = message.get("body", b"")
+                if not transfer.add(len(piece)):
+                    # MLflow sees the client go away: its upload stops and its parts are aborted.
+                    return {"type": "http.disconnect"}
+                pieces.append(piece)
+                joined += len(piece)
+                if ended or joined >= UPLOAD_MESSAGE_BYTES:
+                    body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                    return {"type": "http.request", "body": body, "more_body": not ended}
 
         async def checked(message: Message) -> None:
             nonlocal refused
