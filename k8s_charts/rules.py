@@ -437,8 +437,8 @@ def streamed_uploads_mib(transfers: int, max_artifact_gib: int) -> int:
     to S3, holding launcher.UPLOAD_PARTS_HELD parts (mlflow_launcher/s3_stream.py), the
     message the guard is joining (launcher.UPLOAD_MESSAGE_MIB) and what each thread sending a
     part holds beside it (launcher.UPLOAD_SENDER_MIB). Measured: the server tree's PSS grew by
-    up to 50 MiB per upload with 8 MiB parts, 3 sent at once (bench/artifacts.py); this counts
-    53."""
+    up to 53.4 MiB per upload with 8 MiB parts, 3 sent at once (bench/artifacts.py); this
+    counts 56."""
     part_mib = launcher.upload_part_mib(max_artifact_gib * 1024)
     senders = launcher.UPLOAD_PARTS_SENT_AT_ONCE * launcher.UPLOAD_SENDER_MIB
     held = launcher.UPLOAD_PARTS_HELD * part_mib + launcher.UPLOAD_MESSAGE_MIB + senders

@@ -205,10 +205,10 @@ class WorkloadProps(Props):
     max_proxied_artifact_gib: ArtifactGib = Field(
         launcher.MAX_PROXIED_ARTIFACT_MIB.default // 1024,
         description="Largest artifact (GiB) clients send or fetch through the server, which "
-        "streams a proxied upload on to S3 and spools a proxied download to the pod's scratch "
-        "space. A larger one is refused (413) before any of it is spooled or kept, with how to "
-        "send it straight to S3: clients >= 3.15 do so "
-        "for files of 500 MiB and more (presigned multipart), and fetch downloads from S3 "
+        "streams a proxied upload on to S3 and an artifact API download from it, and spools "
+        "the UI's downloads to the pod's scratch space. A larger one is refused (413) before "
+        "any of it is spooled or kept, with how to send it straight to S3: clients >= 3.15 do "
+        "so for files of 500 MiB and more (presigned multipart), and fetch downloads from S3 "
         "directly, so this bounds smaller files, the UI's downloads and older clients.",
     )
     concurrent_artifact_transfers: ConcurrentTransfers = Field(

@@ -378,6 +378,27 @@ MUTANTS = (
         ("tests/integration/test_large_artifacts.py", "-k", "stream_to_s3"),
     ),
     Mutant(
+        "proxied downloads spooled to scratch space again",
+        f"{LAUNCHER_SRC}app.py",
+        "        _stream_downloads(app)\n        return Guard(",
+        "        return Guard(",
+        ("tests/integration/test_large_artifacts.py", "-k", "proxied_transfers_stream"),
+    ),
+    Mutant(
+        "a streamed download holds its transfer slot past its last byte",
+        f"{LAUNCHER_SRC}guard/asgi.py",
+        "        return ended or (self.declared is not None and self.sent >= self.declared)",
+        "        return ended",
+        ("tests/unit/launcher/test_launcher_guard.py", "-k", "declared_length"),
+    ),
+    Mutant(
+        "an upload's body reaches MLflow in uvicorn's small pieces",
+        f"{LAUNCHER_SRC}guard/asgi.py",
+        "                if ended or joined >= UPLOAD_MESSAGE_BYTES:",
+        "                if True:",
+        ("tests/unit/launcher/test_launcher_guard.py", "-k", "joined_into_whole_messages"),
+    ),
+    Mutant(
         "compressed OTLP bodies left to MLflow to inflate",
         f"{LAUNCHER_SRC}guard/asgi.py",
         'if signed_in and otlp.encoded(path, _header(scope, b"content-encoding")):',

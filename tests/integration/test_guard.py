@@ -289,6 +289,14 @@ def test_an_artifact_over_the_proxied_limit_is_refused_and_never_spooled(pod_):
         login=pod_.admin,
     )
     assert small.status == 200 and len(small.body) == 3 * hostile.MIB, small.status
+    # From the launcher's streaming route (s3_download.py): it declares the object's length,
+    # where MLflow's (a spooled file, chunked) declares none; with MLflow's other headers.
+    assert small.headers["content-length"] == str(3 * hostile.MIB), small.headers
+    assert small.headers["x-content-type-options"] == "nosniff"
+    assert small.headers["content-disposition"] in (
+        "attachment; filename=within.bin",  # MLflow's quoting (handlers.py) leaves a token
+        'attachment; filename="within.bin"',
+    )
     assert not _spool_files(pod_)
 
 

@@ -116,7 +116,8 @@ def test_the_idps_admin_group_makes_and_unmakes_admins(sso):
 
 def test_sso_users_write_artifacts_through_the_native_routes(sso):
     """MLflow's FastAPI routes (proxied artifacts) take the header too; another user's are
-    refused there as in the Flask ones."""
+    refused there as in the Flask ones. A download is answered by the launcher's streaming
+    route (s3_download.py, the declared length), after MLflow's permission check."""
     token = sso.token("carla@example.com")
     mine = _create(sso, "carla-artifacts", token=token)
     path = f"{ARTIFACTS}/{mine}/notes/hello.txt"
@@ -124,6 +125,7 @@ def test_sso_users_write_artifacts_through_the_native_routes(sso):
     assert up.status == 200, up
     down = sso.send("GET", path, token=sso.token("carla@example.com"))
     assert (down.status, down.body) == (200, "hello")
+    assert down.headers["content-length"] == "5", down.headers
     assert _status(sso, "GET", path, token=sso.token("dan@example.com")) == 403
 
 

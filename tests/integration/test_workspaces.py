@@ -164,6 +164,11 @@ def test_artifacts_land_under_the_workspace_inside_the_prefix(running, moto, tmp
     expected = f"artifacts/workspaces/{a.workspace}/{a.experiment_id}/{out['run_id']}/"
     assert keys == [f"{expected}artifacts/weights.txt"], (keys, out)
     a.run_id = out["run_id"]
+    # Read back through the proxied download route in the workspace: the launcher's streaming
+    # route (s3_download.py, the one that declares a length) scopes the path as MLflow does.
+    path = f"/api/2.0/mlflow-artifacts/artifacts/{a.experiment_id}/{a.run_id}/artifacts"
+    got = running.call("GET", f"{path}/weights.txt", a.login, a.workspace)
+    assert (got.status, got.body, got.headers.get("content-length")) == (200, "w", "1"), got
 
 
 def test_gc_removes_what_was_deleted_in_any_workspace(running, moto, tmp_path):

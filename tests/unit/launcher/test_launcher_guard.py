@@ -538,6 +538,36 @@ def test_a_client_leaving_mid_message_reaches_mlflow_as_a_disconnect(tmp_path):
     assert seen == [{"type": "http.disconnect"}]
 
 
+def test_a_downloads_slot_is_free_once_its_declared_length_is_sent(tmp_path):
+    """A streamed download (s3_download.py) declares its length: the client has the whole
+    answer with the last byte and may start its next transfer at once, before the empty last
+    message follows; that transfer must find the slot free."""
+    taken: list[int | None] = []
+
+    async def app(scope, receive, send):
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/octet-stream"),
+                    (b"content-length", b"6"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"abc", "more_body": True})
+        taken.append(guard.slots.take())  # half the bytes sent: still held
+        await send({"type": "http.response.body", "body": b"def", "more_body": True})
+        taken.append(guard.slots.take())  # all of them: free
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    guard = _guard(tmp_path, app, auth=False)  # one transfer slot
+    path = "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/model.bin"
+    assert _serve(guard, _scope(path, "GET"), [])[::2] == (200, b"abcdef")
+    assert taken[0] is None and taken[1] is not None, taken
+    Slots.give_back(taken[1])
+
+
 def test_transfer_routes_need_a_login_when_auth_is_on(tmp_path):
     app = App()
     guard = _guard(tmp_path, app, auth=True)

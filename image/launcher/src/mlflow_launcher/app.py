@@ -93,6 +93,7 @@ def create_app() -> Guard:
     if os.environ.get(AUTH_ENV) != BASIC_AUTH:
         from mlflow.server.fastapi_app import app
 
+        _stream_downloads(app)
         return Guard(app, limits, sign_in=None, unprotected=lambda _path: True, slots=slots)
 
     from mlflow.server import auth
@@ -105,6 +106,7 @@ def create_app() -> Guard:
         auth.store, auth.auth_config.auth_cache_ttl_seconds, auth.auth_config.auth_cache_max_size
     )
     app = auth.create_app()
+    _stream_downloads(app)
     gate = SignInGate(
         limits,
         check=lambda username, password: auth._authenticate_cached(username, password) is not None,
@@ -313,6 +315,13 @@ def _stream_uploads(max_artifact_bytes: int) -> None:
     from mlflow_launcher import s3_stream
 
     s3_stream.register(max_artifact_bytes)
+
+
+def _stream_downloads(app: Any) -> None:
+    """Proxied downloads from S3 as streams (s3_download.py), ahead of MLflow's route."""
+    from mlflow_launcher import s3_download
+
+    s3_download.add_routes(app)
 
 
 def _count(transfer: Transfer, size: int) -> None:

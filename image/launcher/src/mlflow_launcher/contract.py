@@ -659,12 +659,12 @@ still holds 3 transfer slots (k8s_charts/rules.py; with 4 it would not). One mor
 from the client meanwhile, and one joined from its chunks: an upload holds up to
 UPLOAD_PARTS_HELD parts, which the chart's memory rule counts per transfer slot."""
 UPLOAD_PARTS_HELD = UPLOAD_PARTS_SENT_AT_ONCE + 2
-UPLOAD_SENDER_MIB = 4
+UPLOAD_SENDER_MIB = 5
 """What each thread sending a part holds beyond the part itself (botocore's aws-chunked frames
 of it, TLS buffers, its malloc arena), which the chart's memory rule counts too: the server's
 PSS grew by up to 62 MiB per upload (bench/artifacts.py, 8 MiB parts, 4 sent at once) where
-its parts and the guard's message come to 49, and by up to 50 MiB with 3 sent (41; 21-34
-in all but the first of 15 uploads)."""
+its parts and the guard's message come to 49, and by up to 53.4 MiB with 3 sent (41; mostly
+21-44, the most on a server's first upload)."""
 UPLOAD_MESSAGE_MIB = 1
 """The guard hands a proxied upload's body to MLflow's app in messages of this size, joined from
 uvicorn's pieces (64-256 KiB each): every message MLflow's app receives passes its three

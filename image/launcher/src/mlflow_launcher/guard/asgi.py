@@ -348,13 +348,15 @@ class Guard:
                     body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
                     return {"type": "http.request", "body": body, "more_body": not ended}
 
+        answer = _Answer(kind)
+
         async def checked(message: Message) -> None:
             nonlocal refused
             if message["type"] == "http.response.start" and transfer.too_large:
                 refused = True  # MLflow's answer (its error, or none) gives way to ours
             if refused:
                 return
-            if _answered(kind, message):
+            if answer.complete_with(message):
                 release()
             await send(message)
 
@@ -377,10 +379,29 @@ class Guard:
             await responses.refuse(send, 413, too_large_message(kind, transfer.moved, limit))
 
 
-def _answered(kind: Direction, message: Message) -> bool:
-    if kind is Direction.UPLOAD:
-        return message["type"] == "http.response.start"
-    return message["type"] == "http.response.body" and not message.get("more_body", False)
+class _Answer:
+    """When the client has a transfer's whole answer: an upload's with its headers (an empty
+    200 may end there), a download's with its last body message, or sooner, with the message
+    that completes the length it declared (the streamed download, s3_download.py: its empty
+    last message comes after the client has every byte)."""
+
+    def __init__(self, kind: Direction) -> None:
+        self.kind = kind
+        self.declared: int | None = None
+        self.sent = 0
+
+    def complete_with(self, message: Message) -> bool:
+        if message["type"] == "http.response.start":
+            if self.kind is Direction.UPLOAD:
+                return True
+            length = dict(message.get("headers", ())).get(b"content-length", b"")
+            self.declared = int(length) if length.strip().isdigit() else None
+            return self.declared == 0
+        if self.kind is Direction.UPLOAD or message["type"] != "http.response.body":
+            return False
+        self.sent += len(message.get("body", b""))
+        ended = not message.get("more_body", False)
+        return ended or (self.declared is not None and self.sent >= self.declared)
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

@@ -1,12 +1,14 @@
 """Proxied artifact transfers: how many a pod holds, and how large each may be.
 
 With `--serve-artifacts` on S3, MLflow fetches a download whole into the pod's scratch space
-before it streams it out (mlflow/server: artifact_router.py, handlers.py `_send_artifact`). An
-upload is streamed to S3 in parts as it arrives (the launcher's s3_stream.py; MLflow alone
-would spool it whole to scratch space first): it holds up to contract.UPLOAD_PARTS_HELD parts
-in memory (8 MiB each up to a 78 GiB limit, contract.upload_part_mib) and nothing on disk. The
-scratch emptyDir is sized for `transfers` transfers of `max_artifact_bytes` each (the chart's
-scratch_gib), as every slot may be a download; past its size limit the kubelet evicts the pod
+before it streams it out (mlflow/server: artifact_router.py, handlers.py `_send_artifact`). The
+artifact API's downloads stream from S3 instead (the launcher's s3_download.py); the UI's Flask
+download routes still spool. An upload is streamed to S3 in parts as it arrives (the
+launcher's s3_stream.py; MLflow alone would spool it whole to scratch space first): it holds
+up to contract.UPLOAD_PARTS_HELD parts in memory (8 MiB each up to a 78 GiB limit,
+contract.upload_part_mib) and nothing on disk. The scratch emptyDir is sized for `transfers`
+transfers of `max_artifact_bytes` each (the chart's scratch_gib), as every slot may be a
+spooled download; past its size limit the kubelet evicts the pod
 with every request in flight. So a transfer over the size refuses with 413, one past the count
 with 503, and neither ever reaches the disk: an upload of a declared length over the size is
 refused before a byte is read, one without a length (chunked) is cut off at the size and its
