@@ -91,7 +91,7 @@ def too_large_message(direction: Direction, size: int, limit: int) -> str:
         )
     return (
         f"artifact download of {size / MIB:.0f} MiB refused: this server proxies artifacts of up "
-        f"to {gib} through its scratch space. MLflow clients >= 3.15 fetch artifacts straight "
+        f"to {gib}. MLflow clients >= 3.15 fetch artifacts straight "
         "from S3 with presigned URLs the server hands out; use one (mlflow.artifacts."
         "download_artifacts), or the AWS CLI with access to the bucket"
     )
