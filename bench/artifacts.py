@@ -18,7 +18,7 @@ worker, `--serve-artifacts` to S3, the ConfigMap's variables: itest_launcher/con
   client sends the parts straight to presigned S3 URLs and downloads presigned ranges;
 * proxied: the same client with MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD/_DOWNLOAD=false, as
   older clients behave: every byte goes through the server (uploads streamed on to S3 in
-  parts, downloads spooled to its TMPDIR);
+  parts, downloads streamed from it: the launcher's s3_stream.py and s3_download.py);
 * proxied-base (with --base REF): proxied, through a second server whose launcher is REF's,
   in the same repeats: a change to the server measured against what it changes;
 * any --variant NAME:VAR=VALUE,...: the MLflow client with extra settings (e.g. part sizes),
@@ -87,10 +87,10 @@ FORCE_PROXY = {
     "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
 }
 MODES: dict[str, dict[str, str]] = {"direct": {}, "presigned": {}, "proxied": FORCE_PROXY}
-BASE = "-base"
-"""The suffix of the mode through the server running another ref's launcher (--base)."""
 """Built-in modes: name -> the client's extra environment. A mode whose name starts with
 "direct" is boto3 (`_is_direct`); the others are the MLflow client."""
+BASE = "-base"
+"""The suffix of the mode through the server running another ref's launcher (--base)."""
 
 
 def _is_direct(name: str) -> bool:
