@@ -701,10 +701,17 @@ def shut_down(sockets: list[socket.socket]) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
-def _pipe(src: socket.socket, dst: socket.socket) -> None:
+def _pipe(src: socket.socket, dst: socket.socket, limit: int | None = None) -> None:
+    """`src`'s bytes to `dst` until either side ends, then both ends shut down. With `limit`,
+    shut down once that many bytes have passed: a peer failing halfway through a message."""
+    passed = 0
     try:
         while data := src.recv(65536):
+            if limit is not None and passed + len(data) > limit:
+                dst.sendall(data[: limit - passed])
+                break
             dst.sendall(data)
+            passed += len(data)
     except OSError:
         pass
     finally:

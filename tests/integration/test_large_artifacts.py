@@ -42,7 +42,7 @@ import itest_hostile as hostile
 import itest_launcher as launcher
 import itest_template as template
 import pytest
-from itest_servers import require_binary
+from itest_servers import _pipe, require_binary
 
 from mlflow_on_eks.k8s_charts import rules
 from mlflow_on_eks.k8s_charts.workload import WorkloadProps
@@ -545,28 +545,14 @@ def _s3_cut_after(moto_endpoint: str, response_bytes: int) -> Iterator[str]:
     upstream_port = int(moto_endpoint.rsplit(":", 1)[1])
     listener = socket.create_server(("127.0.0.1", 0))
 
-    def pump(source: socket.socket, sink: socket.socket, limit: int | None) -> None:
-        sent = 0
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                if limit is not None and sent + len(data) > limit:
-                    sink.sendall(data[: limit - sent])
-                    break
-                sink.sendall(data)
-                sent += len(data)
-        for end in (source, sink):
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
-            end.close()
-
     def accept() -> None:
         with contextlib.suppress(OSError):  # the listener closed: the test is over
             while True:
                 client, _ = listener.accept()
                 server = socket.create_connection(("127.0.0.1", upstream_port))
-                threading.Thread(target=pump, args=(client, server, None), daemon=True).start()
+                threading.Thread(target=_pipe, args=(client, server), daemon=True).start()
                 threading.Thread(
-                    target=pump, args=(server, client, response_bytes), daemon=True
+                    target=_pipe, args=(server, client, response_bytes), daemon=True
                 ).start()
 
     threading.Thread(target=accept, daemon=True).start()
