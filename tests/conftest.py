@@ -180,9 +180,29 @@ def per_config(
         if name not in cache:
             outdir = tmp_path_factory.mktemp(f"{prefix}-{name}")
             cache[name] = build(name, load_settings(CONFIGS[name]), outdir)
+            share_staged_files(outdir, tmp_path_factory)
         return cache[name]
 
     return get
+
+
+def share_staged_files(outdir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every staged asset file in `outdir` made a hard link to one copy per worker. Each synth
+    stages the kubectl and AWS CLI layers (57 MB of zips); a session keeps dozens of synths,
+    and CI's disk ran out (ENOSPC) with a copy in each. The name holds the content's hash, so
+    one name is one content; the files read the same as before."""
+    store = tmp_path_factory.getbasetemp() / "staged-assets"
+    store.mkdir(exist_ok=True)
+    for staged in outdir.glob("asset.*"):
+        if not staged.is_file() or staged.is_symlink():
+            continue
+        shared = store / staged.name
+        if not shared.exists():
+            os.link(staged, shared)
+            continue
+        linked = staged.with_name(staged.name + ".link")
+        os.link(shared, linked)
+        os.replace(linked, staged)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -60,16 +61,19 @@ ATTRIBUTES = ExistingClusterAttributes(
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:platform/mlflow-db-AbCdEf"
 
 
-def bare_stack() -> cdk.Stack:
-    return cdk.Stack(cdk.App(), "Bare", env=ENV)
+def bare_stack(outdir: Path) -> cdk.Stack:
+    """A stack in an App of its own, whose assembly goes under `outdir` (a test's tmp_path, gone
+    when it passes). Without an outdir, CDK stages into a new /tmp/cdk.out* that lives as long as
+    the worker's jsii kernel: with a cluster in it, 57 MB of layers per App."""
+    return cdk.Stack(cdk.App(outdir=tempfile.mkdtemp(dir=outdir)), "Bare", env=ENV)
 
 
 def template(stack: cdk.Stack) -> dict[str, Any]:
     return Template.from_stack(stack).to_json()
 
 
-def test_vpc_alone() -> None:
-    stack = bare_stack()
+def test_vpc_alone(tmp_path: Path) -> None:
+    stack = bare_stack(tmp_path)
     MlflowVpc(stack, "Network")
     result = Template.from_stack(stack)
     result.resource_count_is("AWS::EC2::Subnet", 6)  # public, private, isolated x 2 AZs
@@ -77,15 +81,15 @@ def test_vpc_alone() -> None:
     result.resource_count_is("AWS::EC2::FlowLog", 1)
 
 
-def test_existing_vpc_is_imported_without_lookups() -> None:
-    stack = bare_stack()
+def test_existing_vpc_is_imported_without_lookups(tmp_path: Path) -> None:
+    stack = bare_stack(tmp_path)
     vpc = NETWORK.import_into(stack)
     assert [s.subnet_id for s in vpc.private_subnets] == list(SUBNETS)
     assert template(stack).get("Resources", {}) == {}
 
 
-def test_database_alone_in_a_new_vpc_uses_isolated_subnets() -> None:
-    stack = bare_stack()
+def test_database_alone_in_a_new_vpc_uses_isolated_subnets(tmp_path: Path) -> None:
+    stack = bare_stack(tmp_path)
     vpc = MlflowVpc(stack, "Network").vpc
     MlflowDatabase(stack, "Database", vpc=vpc)
     [group] = resources_of(template(stack), "AWS::RDS::DBSubnetGroup").values()
@@ -93,8 +97,8 @@ def test_database_alone_in_a_new_vpc_uses_isolated_subnets() -> None:
     assert "Isolated" in refs and "Private" not in refs
 
 
-def test_database_on_an_imported_vpc_uses_its_private_subnets() -> None:
-    stack = bare_stack()
+def test_database_on_an_imported_vpc_uses_its_private_subnets(tmp_path: Path) -> None:
+    stack = bare_stack(tmp_path)
     MlflowDatabase(stack, "Database", vpc=NETWORK.import_into(stack))
     [group] = resources_of(template(stack), "AWS::RDS::DBSubnetGroup").values()
     assert group["Properties"]["SubnetIds"] == list(SUBNETS)
@@ -104,8 +108,8 @@ def template_id(stack: cdk.Stack, construct: Any) -> str:
     return stack.get_logical_id(construct.node.default_child)
 
 
-def test_database_with_your_own_security_group_and_secret() -> None:
-    stack = bare_stack()
+def test_database_with_your_own_security_group_and_secret(tmp_path: Path) -> None:
+    stack = bare_stack(tmp_path)
     vpc = NETWORK.import_into(stack)
     group = ec2.SecurityGroup.from_security_group_id(stack, "Group", "sg-0fedcba9876543210")
     secret = secretsmanager.Secret.from_secret_complete_arn(stack, "Secret", SECRET_ARN)
@@ -124,8 +128,8 @@ def test_database_with_your_own_security_group_and_secret() -> None:
     assert database.security_group is group
 
 
-def test_artifact_store_alone() -> None:
-    stack = bare_stack()
+def test_artifact_store_alone(tmp_path: Path) -> None:
+    stack = bare_stack(tmp_path)
     store = MlflowArtifactStore(stack, "Artifacts")
     Template.from_stack(stack).has_resource(
         "AWS::S3::Bucket",
@@ -137,14 +141,14 @@ def test_artifact_store_alone() -> None:
     assert store.destination.startswith("s3://") and store.destination.endswith("/artifacts")
 
 
-def test_artifact_store_takes_the_configs_section() -> None:
+def test_artifact_store_takes_the_configs_section(tmp_path: Path) -> None:
     """ArtifactProps is the config file's `artifacts` section: the same rule refuses the same
     value, and a checked copy keeps what the user left at its default as a default."""
     with pytest.raises(InvalidProps, match="applies only with versioned: true"):
         ArtifactProps(versioned=False, noncurrent_version_expiration_days=30)
     unversioned = ArtifactProps(versioned=False)
     assert unversioned.replace(removal_policy="destroy").removal_policy == "destroy"
-    stack = bare_stack()
+    stack = bare_stack(tmp_path)
     MlflowArtifactStore(stack, "Artifacts", props=unversioned.replace(removal_policy="destroy"))
     [bucket] = resources_of(template(stack), "AWS::S3::Bucket").values()
     assert bucket["DeletionPolicy"] == "Delete"
@@ -153,8 +157,8 @@ def test_artifact_store_takes_the_configs_section() -> None:
     assert [r for r in rules if "NoncurrentVersionExpiration" in r] == []
 
 
-def test_artifact_store_with_your_own_bucket() -> None:
-    stack = bare_stack()
+def test_artifact_store_with_your_own_bucket(tmp_path: Path) -> None:
+    stack = bare_stack(tmp_path)
     bucket = s3.Bucket.from_bucket_name(stack, "Existing", "team-ml-artifacts")
     store = MlflowArtifactStore(stack, "Artifacts", bucket=bucket, prefix="mlflow")
     assert store.bucket is bucket
@@ -162,8 +166,8 @@ def test_artifact_store_with_your_own_bucket() -> None:
     assert not template(stack).get("Resources")
 
 
-def test_auto_mode_cluster_alone_admits_the_deploy_role() -> None:
-    stack = bare_stack()
+def test_auto_mode_cluster_alone_admits_the_deploy_role(tmp_path: Path) -> None:
+    stack = bare_stack(tmp_path)
     cluster = AutoModeCluster(stack, "Cluster", vpc=MlflowVpc(stack, "Network").vpc)
     [entry] = [
         e
@@ -174,8 +178,8 @@ def test_auto_mode_cluster_alone_admits_the_deploy_role() -> None:
     assert cluster.node_pool_name == "mlflow"
 
 
-def test_auto_mode_cluster_without_a_deploy_role_needs_admins() -> None:
-    app = cdk.App()
+def test_auto_mode_cluster_without_a_deploy_role_needs_admins(tmp_path: Path) -> None:
+    app = cdk.App(outdir=str(tmp_path))
     stack = cdk.Stack(app, "Custom", env=ENV, synthesizer=cdk.CliCredentialsStackSynthesizer())
     vpc = MlflowVpc(stack, "Network").vpc
     with pytest.raises(ValueError, match="pass the IAM roles that may use kubectl"):
@@ -186,8 +190,8 @@ def test_auto_mode_cluster_without_a_deploy_role_needs_admins() -> None:
 
 
 @pytest.mark.parametrize("own_role", [False, True])
-def test_imported_cluster_alone(own_role: bool) -> None:
-    stack = bare_stack()
+def test_imported_cluster_alone(own_role: bool, tmp_path: Path) -> None:
+    stack = bare_stack(tmp_path)
     role = "arn:aws:iam::111122223333:role/platform-kubectl"
     attributes = ATTRIBUTES if not own_role else replace(ATTRIBUTES, kubectl_role_arn=role)
     cluster = ImportedCluster(
@@ -200,8 +204,8 @@ def test_imported_cluster_alone(own_role: bool) -> None:
 
 
 @pytest.mark.parametrize("client_group", [None, "sg-0fedcba9876543210"])
-def test_imported_cluster_database_client_group(client_group: str | None) -> None:
-    stack = bare_stack()
+def test_imported_cluster_database_client_group(client_group: str | None, tmp_path: Path) -> None:
+    stack = bare_stack(tmp_path)
     attributes = replace(ATTRIBUTES, database_client_security_group_id=client_group)
     cluster = ImportedCluster(
         stack, "Cluster", attributes=attributes, vpc=NETWORK.import_into(stack)
@@ -216,8 +220,8 @@ def test_imported_cluster_database_client_group(client_group: str | None) -> Non
         assert [w.id for w in warnings] == ["/Bare/Cluster"]
 
 
-def test_auto_mode_cluster_gives_its_pool_a_database_client_group() -> None:
-    stack = bare_stack()
+def test_auto_mode_cluster_gives_its_pool_a_database_client_group(tmp_path: Path) -> None:
+    stack = bare_stack(tmp_path)
     cluster = AutoModeCluster(stack, "Cluster", vpc=MlflowVpc(stack, "Network").vpc)
     group_id = cluster.database_client_security_group.security_group_id
     assert cluster.node_labels == {DATABASE_CLIENT_LABEL: group_id}
@@ -230,10 +234,10 @@ def test_auto_mode_cluster_gives_its_pool_a_database_client_group() -> None:
     assert [m for m in manifests if json.dumps(group) in m] == [node_pool]
 
 
-def test_both_cluster_shapes_hand_the_server_what_it_needs() -> None:
+def test_both_cluster_shapes_hand_the_server_what_it_needs(tmp_path: Path) -> None:
     """A new cluster hands over MLflow's own pool, its labels and admins; an imported one any
     node; `handle_in` gives either without the caller asking which it has."""
-    stack = bare_stack()
+    stack = bare_stack(tmp_path)
     vpc = MlflowVpc(stack, "Network").vpc
     new = AutoModeCluster(stack, "New", vpc=vpc)
     handle = new.handle_in(stack, vpc)
@@ -242,7 +246,7 @@ def test_both_cluster_shapes_hand_the_server_what_it_needs() -> None:
     assert handle.node_pool == new.node_pool_name == "mlflow"
     assert handle.node_labels == new.node_labels
     assert handle.admin_role_arns == tuple(new.admin_role_arns)
-    other = bare_stack()
+    other = bare_stack(tmp_path)
     imported = ATTRIBUTES.handle_in(other, NETWORK.import_into(other))
     cluster = other.node.find_child("Cluster")
     assert isinstance(cluster, ImportedCluster) and imported.cluster is cluster.cluster
@@ -251,8 +255,8 @@ def test_both_cluster_shapes_hand_the_server_what_it_needs() -> None:
     assert imported.admin_role_arns == ()
 
 
-def test_a_new_cluster_refuses_a_pod_no_node_can_hold() -> None:
-    stack = bare_stack()
+def test_a_new_cluster_refuses_a_pod_no_node_can_hold(tmp_path: Path) -> None:
+    stack = bare_stack(tmp_path)
     # Memory for the 64 uploads' parts (rules.streamed_uploads_mib): the storage is what fails.
     huge = WorkloadProps(
         max_proxied_artifact_gib=1024,
@@ -263,8 +267,8 @@ def test_a_new_cluster_refuses_a_pod_no_node_can_hold() -> None:
         AutoModeCluster(stack, "Cluster", vpc=MlflowVpc(stack, "Network").vpc, workload=huge)
 
 
-def test_tracking_server_alone_with_your_own_bucket_and_secret() -> None:
-    stack = bare_stack()
+def test_tracking_server_alone_with_your_own_bucket_and_secret(tmp_path: Path) -> None:
+    stack = bare_stack(tmp_path)
     vpc = NETWORK.import_into(stack)
     cluster = ImportedCluster(stack, "Cluster", attributes=ATTRIBUTES, vpc=vpc)
     secret = secretsmanager.Secret.from_secret_complete_arn(stack, "Secret", SECRET_ARN)
@@ -304,11 +308,11 @@ EXISTING_INSTANCE = ExistingDatabase(
 BUCKET_KEY = "arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
 
 
-def test_database_from_an_existing_instance_creates_nothing_of_it() -> None:
+def test_database_from_an_existing_instance_creates_nothing_of_it(tmp_path: Path) -> None:
     """`props.existing` (the config file's database.existing): the instance, its security
     group and its login's secret are imported by reference; only the server's own login is
     made (the migration Job sets it on the instance)."""
-    stack = bare_stack()
+    stack = bare_stack(tmp_path)
     database = MlflowDatabase(
         stack,
         "Database",
@@ -329,8 +333,8 @@ def test_database_from_an_existing_instance_creates_nothing_of_it() -> None:
 
 
 @pytest.mark.parametrize("given", ["subnets", "security_group", "credentials_secret"])
-def test_an_existing_instance_is_described_once(given: str) -> None:
-    stack = bare_stack()
+def test_an_existing_instance_is_described_once(given: str, tmp_path: Path) -> None:
+    stack = bare_stack(tmp_path)
     vpc = NETWORK.import_into(stack)
     extra = {
         "subnets": ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
@@ -349,8 +353,10 @@ def test_an_existing_instance_is_described_once(given: str) -> None:
         )
 
 
-def test_an_existing_instance_in_another_region_than_the_stack_is_refused() -> None:
-    stack = cdk.Stack(cdk.App(), "Elsewhere", env=cdk.Environment(region="us-east-1"))
+def test_an_existing_instance_in_another_region_than_the_stack_is_refused(tmp_path: Path) -> None:
+    stack = cdk.Stack(
+        cdk.App(outdir=str(tmp_path)), "Elsewhere", env=cdk.Environment(region="us-east-1")
+    )
     with pytest.raises(ValueError, match="endpoint is in region eu-west-1, the stack in us-east-1"):
         MlflowDatabase(
             stack,
@@ -375,9 +381,9 @@ def test_the_library_refuses_what_the_config_refuses_beside_an_existing_instance
 
 
 def _server_with(
-    database: Any, store: Callable[[cdk.Stack], MlflowArtifactStore]
+    outdir: Path, database: Any, store: Callable[[cdk.Stack], MlflowArtifactStore]
 ) -> tuple[cdk.Stack, MlflowTrackingServer]:
-    stack = bare_stack()
+    stack = bare_stack(outdir)
     vpc = NETWORK.import_into(stack)
     cluster = ImportedCluster(stack, "Cluster", attributes=ATTRIBUTES, vpc=vpc)
     server = MlflowTrackingServer(
@@ -400,7 +406,7 @@ def _role_statements(stack: cdk.Stack, role: str) -> list[dict[str, Any]]:
     return list(policy["Properties"]["PolicyDocument"]["Statement"])
 
 
-def test_the_configs_existing_bucket_is_the_one_a_library_user_imports() -> None:
+def test_the_configs_existing_bucket_is_the_one_a_library_user_imports(tmp_path: Path) -> None:
     """artifacts.existing builds what MlflowArtifactStore(bucket=..., prefix=...) builds with
     the bucket imported by hand: the same destination and the same grants (the prefix's
     objects, the listing under it, and the bucket's own key through S3)."""
@@ -420,7 +426,7 @@ def test_the_configs_existing_bucket_is_the_one_a_library_user_imports() -> None
         )
         return MlflowArtifactStore(stack, "Artifacts", props=ArtifactProps(existing=existing))
 
-    results = [_server_with(DatabaseProps(), store) for store in (by_hand, from_config)]
+    results = [_server_with(tmp_path, DatabaseProps(), store) for store in (by_hand, from_config)]
     (hand, hand_server), (config, config_server) = results
     assert not resources_of(template(config), "AWS::S3::Bucket")
     assert _role_statements(hand, "Server") == _role_statements(config, "Server")
@@ -433,19 +439,19 @@ def test_the_configs_existing_bucket_is_the_one_a_library_user_imports() -> None
     assert destinations == ["s3://team-ml-artifacts/teams/mlflow"] * 2
     with pytest.raises(ValueError, match="leave bucket= and prefix= out"):
         MlflowArtifactStore(
-            bare_stack(),
+            bare_stack(tmp_path),
             "Again",
             props=ArtifactProps(existing=ExistingBucket(bucket_name="team-ml-artifacts")),
             prefix="mlflow",
         )
 
 
-def test_tracking_server_on_an_existing_instance() -> None:
+def test_tracking_server_on_an_existing_instance(tmp_path: Path) -> None:
     """The server stack admits the cluster's client group to the instance's own group on its
     port, hands the endpoint to the pods, the instance's secret to the migration Job only (and
     its key, through Secrets Manager), and lets the Job snapshot that instance."""
     props = DatabaseProps(engine="mysql", existing=EXISTING_INSTANCE.replace(port=3307))
-    stack, server = _server_with(props, lambda s: MlflowArtifactStore(s, "Artifacts"))
+    stack, server = _server_with(tmp_path, props, lambda s: MlflowArtifactStore(s, "Artifacts"))
     [ingress] = resources_of(template(stack), "AWS::EC2::SecurityGroupIngress").values()
     rule = ingress["Properties"]
     assert rule["GroupId"] == "sg-0fedcba9876543210"
@@ -465,9 +471,9 @@ ANONYMOUS = AuthProps(enabled=False, allow_anonymous_through=["cluster", "intern
 
 
 def _tracking_server(
-    workload: WorkloadProps, image_directory: Path | None = None, **options: Any
+    outdir: Path, workload: WorkloadProps, image_directory: Path | None = None, **options: Any
 ) -> MlflowTrackingServer:
-    stack = bare_stack()
+    stack = bare_stack(outdir)
     vpc = NETWORK.import_into(stack)
     cluster = ImportedCluster(stack, "Cluster", attributes=ATTRIBUTES, vpc=vpc)
     extra = {"image_directory": image_directory} if image_directory else {}
@@ -485,15 +491,15 @@ def _tracking_server(
 
 
 def test_a_new_image_or_setting_runs_a_new_deploy_check(tmp_path: Path) -> None:
-    base = _tracking_server(WorkloadProps()).revision
-    assert _tracking_server(WorkloadProps()).revision == base, "same input, same revision"
-    assert _tracking_server(WorkloadProps(workers=1)).revision != base
+    base = _tracking_server(tmp_path, WorkloadProps()).revision
+    assert _tracking_server(tmp_path, WorkloadProps()).revision == base, "same input, same revision"
+    assert _tracking_server(tmp_path, WorkloadProps(workers=1)).revision != base
     # A changed launcher is a new image (a new asset hash), so a new check.
     image = tmp_path / "image"
     shutil.copytree(IMAGE_DIRECTORY, image, ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    copy = _tracking_server(WorkloadProps(), image).revision
+    copy = _tracking_server(tmp_path, WorkloadProps(), image).revision
     (image / "launcher" / "src" / "mlflow_launcher" / "__init__.py").write_text("# changed\n")
-    assert _tracking_server(WorkloadProps(), image).revision != copy
+    assert _tracking_server(tmp_path, WorkloadProps(), image).revision != copy
 
 
 @pytest.mark.parametrize(
@@ -508,13 +514,15 @@ def test_a_new_image_or_setting_runs_a_new_deploy_check(tmp_path: Path) -> None:
         ({"auth": AuthProps()}, "auth_secrets is required with auth.enabled"),
     ],
 )
-def test_a_library_server_without_sign_in_is_a_confirmed_decision(options: dict, why: str) -> None:
+def test_a_library_server_without_sign_in_is_a_confirmed_decision(
+    options: dict, why: str, tmp_path: Path
+) -> None:
     with pytest.raises(ValueError, match=why):
-        _tracking_server(WorkloadProps(), **options)
+        _tracking_server(tmp_path, WorkloadProps(), **options)
 
 
-def test_deploy_check_can_be_left_out_of_a_library_stack() -> None:
-    server = _tracking_server(WorkloadProps(), deploy_check=False)
+def test_deploy_check_can_be_left_out_of_a_library_stack(tmp_path: Path) -> None:
+    server = _tracking_server(tmp_path, WorkloadProps(), deploy_check=False)
     assert server.deploy_check is None
     resources = template(cdk.Stack.of(server))["Resources"]
     assert not [r for r in resources.values() if r["Type"].startswith("AWS::CloudFormation::Wait")]
@@ -524,7 +532,7 @@ def test_deploy_check_can_be_left_out_of_a_library_stack() -> None:
     assert set(server.load_balancer_hosts) == {"internal"}
 
 
-def test_a_certificate_of_another_region_or_account_is_refused_at_synth() -> None:
+def test_a_certificate_of_another_region_or_account_is_refused_at_synth(tmp_path: Path) -> None:
     """The stack's environment is known here, so the contradiction fails the synth, not the
     load balancer controller after the deploy."""
     cert = "arn:aws:acm:{}:{}:certificate/01234567-89ab-cdef-0123-456789abcdef"
@@ -536,7 +544,7 @@ def test_a_certificate_of_another_region_or_account_is_refused_at_synth() -> Non
             enabled=True, allowed_cidrs=("10.0.0.0/8",), certificate_arn=arn
         )
         with pytest.raises(ValueError, match=expected):
-            _tracking_server(WorkloadProps(), exposure=ExposureProps(external=external))
+            _tracking_server(tmp_path, WorkloadProps(), exposure=ExposureProps(external=external))
     external = ExternalLoadBalancerProps(
         enabled=True,
         allowed_cidrs=("10.0.0.0/8",),
@@ -544,6 +552,6 @@ def test_a_certificate_of_another_region_or_account_is_refused_at_synth() -> Non
     )
     all_ways = ANONYMOUS.replace(allow_anonymous_through=["cluster", "internal", "external"])
     server = _tracking_server(
-        WorkloadProps(), exposure=ExposureProps(external=external), auth=all_ways
+        tmp_path, WorkloadProps(), exposure=ExposureProps(external=external), auth=all_ways
     )
     assert server.chart

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -314,12 +315,12 @@ def test_off_leaves_no_alarm(synth: SynthFn) -> None:
     assert "DashboardName" not in s.templates["Mlflow"]["Outputs"]
 
 
-def test_the_configs_section_is_the_constructs_props() -> None:
+def test_the_configs_section_is_the_constructs_props(tmp_path: Path) -> None:
     """MonitoringProps refuses what the config file refuses, and names the topic the same."""
     topic = "arn:aws:sns:eu-west-1:111122223333:pager"
     with pytest.raises(InvalidProps, match="alarm_topic_arn: and alarm_email are both set"):
         MonitoringProps(alarm_email="team@example.com", alarm_topic_arn=topic)
-    stack = bare_stack()
+    stack = bare_stack(tmp_path)
     assert alarm_topic(stack, MonitoringProps()) is None
     alarm_topic(stack, MonitoringProps(alarm_email="team@example.com"))
     [(key, subscription)] = resources_of(template(stack), "AWS::SNS::Subscription").items()
@@ -327,8 +328,8 @@ def test_the_configs_section_is_the_constructs_props() -> None:
     assert subscription["Properties"]["Endpoint"] == "team@example.com"
 
 
-def test_monitoring_alone_in_another_app() -> None:
-    stack = bare_stack()
+def test_monitoring_alone_in_another_app(tmp_path: Path) -> None:
+    stack = bare_stack(tmp_path)
     vpc = NETWORK.import_into(stack)
     database = MlflowDatabase(
         stack, "Database", vpc=vpc, props=DatabaseProps(instance_type="x2g.large")

@@ -702,7 +702,7 @@ def test_a_settings_change_rolls_the_pods(synth: SynthFn, tmp_path: Path) -> Non
 
 
 def test_missing_image_directory_is_a_clear_error(tmp_path: Path) -> None:
-    app = cdk.App(context=cdk_json_context())
+    app = cdk.App(outdir=str(tmp_path / "cdk.out"), context=cdk_json_context())
     deployment = build_deployment(app, Settings(), allow_destroy=False)
     assert deployment.cluster is not None
     cluster = deployment.cluster.cluster
