@@ -149,6 +149,7 @@ def synthesize(
     app = cdk.App(outdir=str(outdir), context=cdk_json_context())
     deployment = build_deployment(app, settings, allow_destroy=allow_destroy)
     assembly = app.synth()
+    share_staged_files(outdir)
     templates = {
         stack.node.id: assembly.get_stack_by_name(stack.stack_name).template
         for stack in _stacks(deployment)
@@ -180,21 +181,21 @@ def per_config(
         if name not in cache:
             outdir = tmp_path_factory.mktemp(f"{prefix}-{name}")
             cache[name] = build(name, load_settings(CONFIGS[name]), outdir)
-            share_staged_files(outdir, tmp_path_factory)
         return cache[name]
 
     return get
 
 
-def share_staged_files(outdir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Every staged asset file in `outdir` made a hard link to one copy per worker. Each synth
-    stages the kubectl and AWS CLI layers (57 MB of zips); a session keeps dozens of synths,
-    and CI's disk ran out (ENOSPC) with a copy in each. The name holds the content's hash, so
-    one name is one content; the files read the same as before."""
-    store = tmp_path_factory.getbasetemp() / "staged-assets"
+def share_staged_files(outdir: Path) -> None:
+    """Every staged asset file in `outdir` made a hard link to one copy beside it (outdirs are
+    made in a worker's basetemp, so one store per worker). Each synth stages the kubectl and AWS
+    CLI layers, 57 MB of zips; a session keeps dozens of synths, and CI's disk ran out (ENOSPC)
+    with a copy in each. An asset's name holds its content's hash, so one name is one content,
+    and the files read the same as before."""
+    store = outdir.parent / "staged-assets"
     store.mkdir(exist_ok=True)
     for staged in outdir.glob("asset.*"):
-        if not staged.is_file() or staged.is_symlink():
+        if not staged.is_file():
             continue
         shared = store / staged.name
         if not shared.exists():

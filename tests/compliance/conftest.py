@@ -15,7 +15,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from config import Settings
 from stacks import build_deployment
-from tests.conftest import CONFIGS, ROOT, cdk_json_context, per_config
+from tests.conftest import CONFIGS, ROOT, cdk_json_context, per_config, share_staged_files
 
 VALIDATION_REPORT = "validation-report.json"
 """Where CDK's policy validation writes its report in the cloud assembly."""
@@ -41,6 +41,7 @@ def synth_with_nag(settings: Settings, outdir: Path, *, allow_destroy: bool = Fa
         if "AwsSolutions-" in str(error):
             raise NagFindings(str(error)) from None
         raise
+    share_staged_files(outdir)
     return Path(assembly.directory)
 
 
@@ -110,4 +111,5 @@ def cli_synths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CliSynth]:
     for name, (process, outdir) in running.items():
         output, _ = process.communicate(timeout=600)
         results[name] = CliSynth(process.returncode, output, outdir)
+        share_staged_files(outdir)
     return results

@@ -28,6 +28,7 @@ from tests.conftest import (
     only_resource,
     primary_database,
     resources_of,
+    share_staged_files,
     synthesize,
 )
 
@@ -190,9 +191,10 @@ def app_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             stderr=subprocess.STDOUT,
             text=True,
         )
-    for process in running.values():
+    for flag, process in running.items():
         output, _ = process.communicate(timeout=300)
         assert process.returncode == 0, output
+        share_staged_files(directory / flag)
     return {flag: directory / flag for flag in running}
 
 

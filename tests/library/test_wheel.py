@@ -38,7 +38,7 @@ def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     base = tmp_path_factory.mktemp("wheel")
     dist = base / "dist"
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)])
@@ -63,7 +63,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
         ],
         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
-    return Installed(wheel, python)
+    yield Installed(wheel, python)
+    shutil.rmtree(base)  # the venv is 430 MB, held until the session ends otherwise
 
 
 IMAGE_PREFIX = "mlflow_on_eks/image/"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from config import Settings
@@ -70,8 +71,8 @@ def test_the_launcher_gets_the_replica_endpoint(synth: SynthFn) -> None:
     assert replica_id in json.dumps(output["Value"])
 
 
-def test_replica_alone_shares_the_security_group_and_isolated_subnets() -> None:
-    stack = bare_stack()
+def test_replica_alone_shares_the_security_group_and_isolated_subnets(tmp_path: Path) -> None:
+    stack = bare_stack(tmp_path)
     vpc = MlflowVpc(stack, "Network").vpc
     database = MlflowDatabase(stack, "Database", vpc=vpc, props=DatabaseProps(read_replica=True))
     assert database.read_replica is not None
