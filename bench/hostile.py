@@ -1,7 +1,8 @@
 """The server pod under hostile and careless traffic, against the recipe it replaces.
 
     .venv/bin/python bench/hostile.py [--body-mib 256] [--passwords 64] [--idle 200]
-        [--dribble-s 30] [--careless-mib 15] [--settle-s 30] [--quick] [--report-only]
+        [--dribble-s 30] [--careless-mib 15] [--settle-s 30] [--settle-every-s 1] [--quick]
+        [--report-only]
         [--json bench/results/hostile.json] [--server-json bench/results/server.json]
         [--markdown docs/benchmarks.md]
 
@@ -64,14 +65,14 @@ ENGINE = "mysql"
 CONFIGURATIONS = ("ours", "recipe")
 RECIPE_HOW = "mlflow server --app-name basic-auth --workers N (MLflow's defaults otherwise)"
 DEFAULTS = {"body_mib": 256, "passwords": 64, "idle": 200, "dribble_s": 30, "careless_mib": 15}
-DEFAULTS |= {"settle_s": 30.0, "quick": False}
+DEFAULTS |= {"settle_s": 30.0, "settle_every_s": 1.0, "quick": False}
 QUICK = {"body_mib": 16, "passwords": 8, "idle": 10, "dribble_s": 2, "careless_mib": 4}
-QUICK |= {"settle_s": 2.0, "quick": True}
+QUICK |= {"settle_s": 2.0, "settle_every_s": 0.25, "quick": True}
 """--quick: a smoke test's workload (every figure measured, none meaningful). Settling waits
-at most 2 s (two samples a second apart): the run has 22 of them, and at rest is a figure
-here, not a finding."""
+at most 2 s, sampling every 0.25 s: the run has 22 settles, which at a sample a second took
+at least 22 s of the smoke test's 50, and at rest is a figure here, not a finding."""
 SETTLED_MIB = 2.0
-"""At rest: two PSS samples a second apart differ by less than this."""
+"""At rest: two PSS samples `settle_every_s` apart differ by less than this."""
 # Source addresses per case (a throttle counts per address: no case inherits another's).
 SOURCES = {"large_body": "127.0.1.1", "one_source": "127.0.3.1", "careless": "127.0.5.1"}
 SERVED_SOURCE = "127.0.9.1"
@@ -158,13 +159,13 @@ def create_experiment(target: Target) -> str:
 # --- measuring ------------------------------------------------------------------------------
 
 
-def settle(pid: int, timeout: float) -> dict:
-    """The tree's PSS once two samples a second apart differ by less than SETTLED_MIB (at
-    rest), or the last sample after `timeout` seconds."""
+def settle(pid: int, timeout: float, every: float) -> dict:
+    """The tree's PSS once two samples `every` seconds apart differ by less than SETTLED_MIB
+    (at rest), or the last sample after `timeout` seconds."""
     started = time.monotonic()
     previous = hostile.tree_pss_mib(pid)
     while True:
-        time.sleep(1.0)
+        time.sleep(every)
         current = hostile.tree_pss_mib(pid)
         waited = time.monotonic() - started
         if abs(current - previous) < SETTLED_MIB or waited >= timeout:
@@ -173,10 +174,10 @@ def settle(pid: int, timeout: float) -> dict:
         previous = current
 
 
-def rest_figures(pid: int, timeout: float) -> dict:
+def rest_figures(pid: int, timeout: float, every: float) -> dict:
     """Once settled, the tree's PSS: in all, per worker, and in the rest (the CLI, uvicorn's
     supervisor; in the recipe also MLflow's job runner and its consumers)."""
-    settle(pid, timeout)
+    settle(pid, timeout, every)
     return bench.memory_figures(snapshot(pid))
 
 
@@ -225,6 +226,7 @@ class Options:
     dribble_s: int
     careless_mib: int
     settle_s: float
+    settle_every_s: float
     quick: bool
 
 
@@ -321,12 +323,12 @@ CASES: dict[str, tuple[Callable[[Target, Options], dict], str]] = {
 def run_case(name: str, t: Target, opts: Options, limit_mib: int) -> dict:
     """One case on one server: at rest before, watched during, at rest after."""
     case, _ = CASES[name]
-    before = settle(t.pid, opts.settle_s)
+    before = settle(t.pid, opts.settle_s, opts.settle_every_s)
     started = time.monotonic()
     with hostile.Watch(t.pid, t.port) as watch:
         figures = case(t, opts)
     seconds = time.monotonic() - started
-    after = settle(t.pid, opts.settle_s)
+    after = settle(t.pid, opts.settle_s, opts.settle_every_s)
     served = t.signed_in()
     peak = round(watch.peak, 1)
     bench.progress(
@@ -379,7 +381,7 @@ def run_bench(db, moto, ca: Path, chart, opts: Options, workdir: Path) -> dict:
                 "how": bench.POD_HOW if t.configuration == "ours" else RECIPE_HOW,
                 "workers": workers,
                 "sign_in": True,
-                "at_rest": rest_figures(t.pid, opts.settle_s * 2),
+                "at_rest": rest_figures(t.pid, opts.settle_s * 2, opts.settle_every_s),
             }
         for name, (_, what) in CASES.items():
             case = results["cases"][name] = {"what": what.format(**asdict(opts))}
@@ -442,6 +444,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dribble-s", type=int, help="case 4's duration")
     parser.add_argument("--careless-mib", type=int, help="case 5's signed-in body")
     parser.add_argument("--settle-s", type=float, help="longest wait for the memory to settle")
+    parser.add_argument("--settle-every-s", type=float, help="the settling samples' interval")
     parser.add_argument("--quick", action="store_true", help="a tiny workload (smoke test)")
     parser.add_argument("--json", type=Path, default=BENCH / "results" / "hostile.json")
     parser.add_argument("--server-json", type=Path, default=BENCH / "results" / "server.json")

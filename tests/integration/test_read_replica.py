@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import itest_launcher as launcher
+import itest_template
 import pytest
 from itest_auth import (
     DB_NAME_ENV,
@@ -380,8 +381,11 @@ def test_a_user_changes_what_they_just_created_while_the_replica_lags(
     pair = replicated_db
     deployment = _pod_with_replica(pair, moto, test_ca.ca, tmp_path, "replica-users")
     auth = create_auth_secrets(moto)
-    migrate = launcher.run(deployment.init["args"], deployment.env(deployment.init, auth=auth))
-    assert migrate.returncode == 0, migrate.stderr
+    # From the session's migrated copy (itest_template), replayed on the primary and so
+    # replicated; the migration under a paused replica is the test above.
+    itest_template.migrate(
+        pair.primary, deployment.init["args"], deployment.env(deployment.init, auth=auth)
+    )
     servers = {
         "auth": launcher.Server(deployment.env(deployment.main, auth=auth), tmp_path / "auth.log"),
         "open": launcher.Server(deployment.env(deployment.main), tmp_path / "open.log"),
