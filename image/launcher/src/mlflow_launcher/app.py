@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import posixpath
 import sys
 import tempfile
 import threading
@@ -336,10 +335,9 @@ def _count(transfer: Transfer, size: int) -> None:
 
 
 def _object_size(repository: Any, path: str) -> int:
-    bucket, root = repository.parse_s3_compliant_uri(repository.artifact_uri)
-    head = repository._get_s3_client().head_object(
-        Bucket=bucket, Key=posixpath.join(root, path), **repository._bucket_owner_params
-    )
+    from mlflow_launcher.s3_download import object_params
+
+    head = repository._get_s3_client().head_object(**object_params(repository, path))
     return int(head["ContentLength"])
 
 

@@ -67,6 +67,13 @@ async def download_artifact(artifact_path: str) -> Any:
     )
 
 
+def object_params(repository: Any, path: str) -> dict[str, Any]:
+    """An S3 call's Bucket, Key and owner check for `path` under an S3 repository's root, as
+    MLflow's S3ArtifactRepository names its objects."""
+    bucket, root = repository.parse_s3_compliant_uri(repository.artifact_uri)
+    return {"Bucket": bucket, "Key": posixpath.join(root, path), **repository._bucket_owner_params}
+
+
 def _open(artifact_path: str) -> tuple[str, Any, int] | None:
     """The object's repository path, its S3 body and length; None for MLflow's route to answer."""
     if not mlflow_routes._is_serving_proxied_artifacts():
@@ -80,11 +87,8 @@ def _open(artifact_path: str) -> tuple[str, Any, int] | None:
         return None
     if repository._is_directory(path):  # MLflow's answer: 400, a directory
         return None
-    bucket, root = repository.parse_s3_compliant_uri(repository.artifact_uri)
     try:
-        got = repository._get_s3_client().get_object(
-            Bucket=bucket, Key=posixpath.join(root, path), **repository._bucket_owner_params
-        )
+        got = repository._get_s3_client().get_object(**object_params(repository, path))
     except ClientError:  # no such object: MLflow's answer
         return None
     length = int(got["ContentLength"])
