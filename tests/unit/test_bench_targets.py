@@ -85,3 +85,21 @@ def test_each_artifact_bench_gives_its_own_row_with_its_s3_scheme(report):
     ]
     unmeasured = {"machine": {}, "engines": {}, "artifacts": {"status": "not measured"}}
     assert _rows(report, {"server": unmeasured, "artifacts": None}) == []
+
+
+@pytest.mark.parametrize(
+    ("ours", "noauth", "says"),
+    [
+        (0.030, 0.010, "Sign-in adds 20 ms of server CPU per run"),
+        (0.010, 0.015, "Sign-in added no server CPU measurable here (-5 ms per run"),
+    ],
+)
+def test_sign_in_cost_below_zero_is_called_noise(monkeypatch, ours, noauth, says) -> None:
+    """Two configurations measured one after the other: a negative difference is not a saving."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import server_report
+
+    runs = {"ours": {"server_cpu_s_per_run": ours}, "ours-noauth": {"server_cpu_s_per_run": noauth}}
+    sentence = server_report._sign_in_cost(runs, 30)
+    assert sentence.startswith(says), sentence
+    assert "adds -" not in sentence
