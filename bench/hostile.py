@@ -276,9 +276,12 @@ def idle_connections(t: Target, opts: Options) -> dict:
         opened = time.monotonic()
         during = t.signed_in()
         open_at: list[tuple[float, int]] = []
-        while (elapsed := time.monotonic() - opened) < opts.dribble_s:
-            left = hostile.still_open(held, min(1.0, opts.dribble_s - elapsed))
+        while True:  # one sample at least: the signed-in request can outlast dribble_s
+            elapsed = time.monotonic() - opened
+            left = hostile.still_open(held, min(1.0, max(opts.dribble_s - elapsed, 0.1)))
             open_at.append((round(time.monotonic() - opened, 1), left))
+            if time.monotonic() - opened >= opts.dribble_s:
+                break
             time.sleep(max(0.0, opened + len(open_at) - time.monotonic()))
     return {
         "statuses": statuses([during]),

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import time
 
 import itest_bench
+import itest_hostile
 import pytest
 from itest_chart import pod
 
@@ -85,3 +88,25 @@ def test_bench_hostile_measures_every_case(mariadb, moto, test_ca, synth, tmp_pa
     assert rewritten.read_text() == page
     # Every process the harness started is gone.
     assert not hostile.bench._STARTED
+
+
+def test_idle_connections_measures_once_when_the_sign_in_outlasts_the_dribble():
+    """Under load the signed-in request made while the connections idle took longer than
+    `--quick`'s 2 s dribble, and the case had no sample to report (IndexError in a CI-like
+    run). It now takes one at least. A listener that never answers holds the connections."""
+    hostile = itest_bench.load("hostile")
+    opts = hostile.options(hostile.parse_args(["--quick", "--dribble-s", "0", "--idle", "3"]))
+
+    class SlowSignIn:
+        def __init__(self, port: int) -> None:
+            self.port = port
+
+        def signed_in(self) -> itest_hostile.Answer:
+            time.sleep(0.3)
+            return itest_hostile.Answer(status=200)
+
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as listener:
+        found = hostile.idle_connections(SlowSignIn(listener.getsockname()[1]), opts)
+    assert found["connections"] == opts.idle + 1
+    assert found["open_at_end"] == opts.idle + 1, found  # the listener closed none
+    assert len(found["open_at_s"]) == 1 and found["statuses"] == {"200": 1}, found
