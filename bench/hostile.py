@@ -279,8 +279,9 @@ def idle_connections(t: Target, opts: Options) -> dict:
         while True:  # one sample at least: the signed-in request can outlast dribble_s
             elapsed = time.monotonic() - opened
             left = hostile.still_open(held, min(1.0, max(opts.dribble_s - elapsed, 0.1)))
-            open_at.append((round(time.monotonic() - opened, 1), left))
-            if time.monotonic() - opened >= opts.dribble_s:
+            sampled = time.monotonic() - opened  # the sample's time decides the loop's end too
+            open_at.append((round(sampled, 1), left))
+            if sampled >= opts.dribble_s:
                 break
             time.sleep(max(0.0, opened + len(open_at) - time.monotonic()))
     return {
