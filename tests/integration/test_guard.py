@@ -4,14 +4,16 @@ its memory (PSS of the process tree, as the container's cgroup counts it) watche
 container's limit and /health polled as the probes poll it, while clients without a valid
 login, or one careless client, lean on each limit: a large body, many wrong passwords at once,
 one source guessing, artifacts over the proxied size and over the pod's transfer count, idle
-and dribbling connections.
+and dribbling connections, a client that stops reading its download or sending its body.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import secrets
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,9 +37,13 @@ SIGN_IN_CHECKS = 2
 """server.concurrent_sign_in_checks' default, per process."""
 SCRYPT_MIB = 32
 """What one password check holds (werkzeug's scrypt, n=2**15, r=8: 128 * r * n bytes)."""
-ARTIFACT_LIMIT_MIB = 4
-"""Small, so the tests move a few MiB; the product's limit is in GiB."""
+ARTIFACT_LIMIT_MIB = 16
+"""Small, so the tests move a few MiB; the product's limit is in GiB. Above what the loopback
+socket buffers take of a download its client does not read (about 3 MiB measured, and uvicorn's
+1 MiB message): the server must wait on such a client."""
 HEADER_TIMEOUT_SECONDS = 3
+STALL_SECONDS = 8
+"""MLFLOW_CLIENT_STALL_SECONDS: well above the time a test's upload waits on purpose."""
 SLOTS_DIRECTORY = "mlflow-transfer-slots"
 """Under TMPDIR: the transfer slots' lock files (the launcher's guard/transfers.py)."""
 
@@ -87,6 +93,7 @@ def pod_(mariadb, synth, moto, test_ca, tmp_path_factory) -> Iterator[Pod]:
         MLFLOW_MAX_PROXIED_ARTIFACT_MIB=str(ARTIFACT_LIMIT_MIB),
         MLFLOW_CONCURRENT_ARTIFACT_TRANSFERS="1",
         MLFLOW_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT_SECONDS),
+        MLFLOW_CLIENT_STALL_SECONDS=str(STALL_SECONDS),
     )
     server = launcher.Server(server_env, home / "server.log")
     try:
@@ -254,12 +261,12 @@ def _spool_files(pod_: Pod) -> list[Path]:
 
 def test_an_artifact_over_the_proxied_limit_is_refused_and_never_spooled(pod_):
     s3 = pod_.moto.client("s3")
-    declared = _upload(pod_, "declared.bin", body=b"x" * (5 * hostile.MIB))
+    declared = _upload(pod_, "declared.bin", body=b"x" * ((ARTIFACT_LIMIT_MIB + 1) * hostile.MIB))
     assert declared.status == 413, declared
     assert "server.max_proxied_artifact_gib" in _refusal(declared)
     assert "presigned multipart" in _refusal(declared)
     with pod_.watch() as watch:
-        streamed = _upload(pod_, "streamed.bin", chunked_mib=64)
+        streamed = _upload(pod_, "streamed.bin", chunked_mib=4 * ARTIFACT_LIMIT_MIB)
     assert streamed.status in (413, None), streamed
     assert not watch.failed_probes()
     within = _upload(pod_, "within.bin", body=b"y" * (3 * hostile.MIB))
@@ -273,7 +280,7 @@ def test_an_artifact_over_the_proxied_limit_is_refused_and_never_spooled(pod_):
     key = next(k for k in keys if k.endswith("/guard/within.bin")).replace(
         "within.bin", "large.bin"
     )
-    s3.put_object(Bucket=pod_.bucket, Key=key, Body=b"z" * (6 * hostile.MIB))
+    s3.put_object(Bucket=pod_.bucket, Key=key, Body=b"z" * ((ARTIFACT_LIMIT_MIB + 2) * hostile.MIB))
     download = hostile.request(
         pod_.port,
         "GET",
@@ -390,6 +397,96 @@ def test_a_transfer_past_the_pods_count_gets_503_and_the_first_completes(pod_):
         for i in range(30)
     ]
     assert set(uploads) == set(downloads) == {200}, (uploads, downloads)
+
+
+def _read_to_end(sock, timeout: float) -> bytes:
+    """What the server sent before it closed the connection (EOF or reset)."""
+    sock.settimeout(timeout)
+    data = bytearray()
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(1 << 20):
+            data += chunk
+    return bytes(data)
+
+
+def test_a_client_that_stops_reading_or_sending_holds_nothing_for_long(pod_):
+    """Signed in: a download the client stops reading would hold the pod's transfer slot (here
+    its only one), and a body the client stops sending its process's body budget (every other
+    body there refused meanwhile), for as long as the connection stays open; no load balancer
+    ends one that trickles. Both are let go after MLFLOW_CLIENT_STALL_SECONDS of waiting."""
+    logged_before = len(pod_.server.logs())
+    size = ARTIFACT_LIMIT_MIB - 2
+    path = f"{hostile.ARTIFACTS}/{pod_.experiment_id}/guard/unread.bin"
+    put = _upload(pod_, "unread.bin", body=b"s" * (size * hostile.MIB))
+    assert put.status == 200, put
+    slot = pod_.home / "pod" / SLOTS_DIRECTORY / "0"
+    assert not _slot_held(slot), "a transfer from an earlier test still holds the slot"
+    unread = socket.socket()
+    unread.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a client that reads nothing
+    unread.connect(("127.0.0.1", pod_.port))
+    body_sender = hostile.connect(pod_.port)
+    try:
+        with pod_.watch() as watch:
+            unread.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: localhost\r\n"
+                f"Authorization: {hostile.basic(*pod_.admin)}\r\n\r\n".encode()
+            )
+            _wait_for(lambda: _slot_held(slot), 60, "the download never took the slot", pod_)
+            body_sender.sendall(
+                "POST /api/2.0/mlflow/runs/log-batch HTTP/1.1\r\nHost: localhost\r\n"
+                f"Authorization: {hostile.basic(*pod_.admin)}\r\n"
+                "Content-Type: application/json\r\n"
+                f"Content-Length: {hostile.MIB}\r\n\r\n{{".encode()
+            )
+            stalled = hostile.read_response(body_sender)
+            _wait_for(lambda: not _slot_held(slot), 30, "the unread download keeps the slot", pod_)
+            # Let go though the client still reads nothing: closing would wait for it to take
+            # what is buffered first (guard/protocol.py's abort).
+            client_port = unread.getsockname()[1]
+            _wait_for(
+                lambda: _server_side(pod_.port, client_port) != ESTABLISHED,
+                10,
+                "the server still holds the unread download's connection open",
+                pod_,
+            )
+            received = _read_to_end(unread, 30)
+        assert stalled.status == 408, stalled
+        assert "MLFLOW_CLIENT_STALL_SECONDS" in _refusal(stalled)
+        head, _, got = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head[:200]
+        # Cut short of the length the answer declared: the client sees an error, not a file.
+        assert 0 < len(got) < size * hostile.MIB, len(got)
+        assert not watch.failed_probes(), watch.health
+        assert watch.peak < pod_.memory_limit_mib
+    finally:
+        unread.close()
+        body_sender.close()
+    whole = hostile.request(pod_.port, "GET", path, login=pod_.admin)
+    assert whole.status == 200 and len(whole.body) == size * hostile.MIB, whole.status
+    logs = pod_.server.logs()[logged_before:]
+    assert "stalled taking the answer" in logs and "stalled sending its body" in logs, logs[-3000:]
+    assert "Traceback" not in logs, logs[-3000:]
+
+
+ESTABLISHED = "01"
+"""A TCP state as /proc/net/tcp writes it (include/net/tcp_states.h)."""
+
+
+def _server_side(server_port: int, client_port: int) -> str | None:
+    """The state of the server's end of a loopback connection, from /proc/net/tcp."""
+    local, remote = f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[2] == remote:
+            return fields[3]
+    return None
+
+
+def _wait_for(condition, timeout: float, failure: str, pod_: Pod) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, (failure, pod_.server.logs()[-3000:])
+        time.sleep(0.05)
 
 
 def test_idle_and_dribbling_connections_are_closed_and_the_pod_keeps_serving(pod_):

@@ -702,6 +702,17 @@ HEADER_TIMEOUT_SECONDS = Integer(
     high=600,
     unit="seconds",
 )
+CLIENT_STALL_SECONDS = Integer(
+    name="MLFLOW_CLIENT_STALL_SECONDS",
+    doc="A request's client must send each MiB of its body, and take each MiB of the answer, "
+    "within this many seconds of the server waiting for it (under 17 KiB/s at the default); "
+    "otherwise it is taken to have left (guard/stall.py). Not in the ConfigMap: the default "
+    "is the ALB's idle timeout, and a slower client is not one the server should wait for; "
+    "tests shorten it.",
+    default=60,
+    high=3600,
+    unit="seconds",
+)
 
 # ---- What a user adds to `mlflow server` (server.extra_args, server.extra_env) -------------
 # For what MLflow grows next: arguments appended to `mlflow server`'s and variables added to its

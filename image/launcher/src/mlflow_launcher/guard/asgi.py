@@ -16,7 +16,10 @@ Here, before MLflow sees a request:
    held to the artifact size limit; its streaming upload is exempt from the body limits, and
    reaches MLflow in messages of contract.UPLOAD_MESSAGE_MIB, not uvicorn's small pieces;
 4. a compressed OTLP trace body is inflated here, within the body limit (otlp.py): MLflow
-   would inflate it whole.
+   would inflate it whole;
+5. a client that keeps the request waiting, sending its body or taking the answer slower than
+   a MiB per `Limits.client_stall_seconds`, is taken to have left (stall.py), so it holds no
+   transfer slot or body budget for long.
 
 Every refusal says which limit it hit and how to change or avoid it (responses.py).
 """
@@ -47,6 +50,7 @@ from mlflow_launcher.guard.sign_in import (
     Verdict,
     login_from,
 )
+from mlflow_launcher.guard.stall import Pace, Stalled, Stalls
 from mlflow_launcher.guard.transfers import (
     CURRENT,
     Direction,
@@ -95,11 +99,26 @@ class Guard:
         self.unprotected, self.slots = unprotected, slots
         self.gateway_token = gateway_token
         self._held = 0  # body bytes this process holds for requests in flight
+        self._stalls = Stalls(limits.client_stall_seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        pace = self._stalls.pace(scope)
+        try:
+            await self._serve(scope, pace.receive(receive), pace.send(send), pace)
+        except _ClientLeft:
+            pass
+        except Exception:
+            if pace.stalled is None:
+                raise  # after a stall: MLflow's error at a client gone (stall.py logs it)
+        finally:
+            self._stalls.done(pace)
+        if pace.stalled is Stalled.SENDING and not pace.started:
+            await responses.refuse(send, 408, pace.message(), error_code="BAD_REQUEST")
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, pace: Pace) -> None:
         path, method = scope["path"], scope["method"]
         signed_in = self.sign_in is None
         if self.sign_in is not None and not self.unprotected(path):
@@ -121,7 +140,7 @@ class Guard:
                 await _linger(scope, receive)
                 await responses.not_authenticated(send)
                 return
-            await self._transfer(transfer, scope, receive, send)
+            await self._transfer(transfer, scope, receive, send, pace)
             return
         limit = self.limits.max_body_bytes if signed_in else ANONYMOUS_BODY_BYTES
         if signed_in and otlp.encoded(path, _header(scope, b"content-encoding")):
@@ -293,7 +312,9 @@ class Guard:
             "(mlflow.log_artifact), which this limit does not apply to",
         )
 
-    async def _transfer(self, kind: Direction, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _transfer(
+        self, kind: Direction, scope: Scope, receive: Receive, send: Send, pace: Pace
+    ) -> None:
         limit = self.limits.max_artifact_bytes
         length = _content_length(scope)
         if kind is Direction.UPLOAD and length is not None and length > limit:
@@ -359,6 +380,8 @@ class Guard:
             if answer.complete_with(message):
                 release()
             await send(message)
+            if pace.stalled is not None:
+                release()  # now: MLflow may take a while to see the client gone
 
         try:
             await self.app(scope, counted if kind is Direction.UPLOAD else receive, checked)
@@ -446,13 +469,18 @@ async def _linger(scope: Scope, receive: Receive, *, started: bool = False) -> N
         await asyncio.wait_for(drop(), LINGER_SECONDS)
 
 
+class _ClientLeft(Exception):
+    """The client left (or stalled) while the guard read its body: no one to answer."""
+
+
 async def _read_up_to(receive: Receive, limit: int) -> bytes | None:
-    """The whole body, or None as soon as it passes `limit` (the rest is never read)."""
+    """The whole body, or None as soon as it passes `limit` (the rest is never read). Raises
+    _ClientLeft when the client leaves first: MLflow is not called with part of a body."""
     chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return b"".join(chunks)  # the client left; MLflow will see the same
+            raise _ClientLeft
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

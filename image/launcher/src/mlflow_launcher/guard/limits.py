@@ -21,6 +21,7 @@ TRANSFERS_ENV = contract.CONCURRENT_ARTIFACT_TRANSFERS.name
 SIGN_IN_CHECKS_ENV = contract.CONCURRENT_SIGN_IN_CHECKS.name
 SIGN_IN_FAILURES_ENV = contract.SIGN_IN_FAILURES_PER_MINUTE.name
 HEADER_TIMEOUT_ENV = contract.HEADER_TIMEOUT_SECONDS.name
+CLIENT_STALL_ENV = contract.CLIENT_STALL_SECONDS.name
 
 ANONYMOUS_BODY_BYTES = 64 * 1024
 """What a request without a login may carry while auth is on: MLflow refuses it anyway, but
@@ -57,6 +58,8 @@ class Limits:
     sign_in_failures: int = contract.SIGN_IN_FAILURES_PER_MINUTE.default
     """Failed password checks per minute for one login from one source before 429."""
     header_timeout_seconds: int = HEADER_TIMEOUT_SECONDS
+    client_stall_seconds: float = contract.CLIENT_STALL_SECONDS.default
+    """Waiting on a request's client for one MiB of its body or answer (guard/stall.py)."""
 
     @property
     def body_budget_bytes(self) -> int:
@@ -73,6 +76,7 @@ def load(env: Mapping[str, str]) -> Limits:
         contract.CONCURRENT_SIGN_IN_CHECKS,
         contract.SIGN_IN_FAILURES_PER_MINUTE,
         contract.HEADER_TIMEOUT_SECONDS,
+        contract.CLIENT_STALL_SECONDS,
     )
     return Limits(
         max_body_bytes=values[MAX_BODY_ENV] * MIB,
@@ -81,4 +85,5 @@ def load(env: Mapping[str, str]) -> Limits:
         sign_in_checks=values[SIGN_IN_CHECKS_ENV],
         sign_in_failures=values[SIGN_IN_FAILURES_ENV],
         header_timeout_seconds=values[HEADER_TIMEOUT_ENV],
+        client_stall_seconds=values[CLIENT_STALL_ENV],
     )

@@ -5,8 +5,10 @@ cancels its keep-alive timer, and a new connection has none. A client that opens
 and sends nothing, or a byte now and then, holds a file descriptor and buffers each until the
 process runs out of one or the other, and needs no login to do so. Here a connection must
 complete its request line and headers within `Limits.header_timeout_seconds` of opening, and of each
-response that keeps it alive; otherwise it is closed. Bodies and responses are not timed:
-an artifact may take long to move.
+response that keeps it alive; otherwise it is closed. Bodies and responses are not timed
+here: the guard holds a request's client to a pace (guard/stall.py), and aborts a connection
+whose client stopped taking the answer through the ABORT_EXTENSION each request's scope gets
+here (uvicorn's close would wait for the client to take what is buffered first).
 
 Selected with uvicorn's `--http` option (its UVICORN_HTTP variable), which takes an import
 string (uvicorn.config.Config.load).
@@ -21,6 +23,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from mlflow_launcher.guard import limits
+from mlflow_launcher.guard.stall import ABORT_EXTENSION
 
 _TIMEOUT = limits.load(os.environ).header_timeout_seconds
 
@@ -36,6 +39,9 @@ class HeaderDeadlineProtocol(H11Protocol):
         super().handle_events()
         if self.conn.their_state is not h11.IDLE:  # the request's headers are in
             self._disarm()
+        if self.cycle is not None:  # its task has not run yet: the scope is the app's
+            extensions = self.cycle.scope.setdefault("extensions", {})
+            extensions.setdefault(ABORT_EXTENSION, {"abort": self.transport.abort})
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
