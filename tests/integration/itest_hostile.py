@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import socket
 import struct
 import threading
@@ -45,16 +46,38 @@ def _children() -> dict[int, list[int]]:
 def tree_pss_mib(root: int) -> float:
     """PSS of `root` and its descendants: each resident page counted once, as the container's
     memory cgroup charges it (summed RSS would count shared pages once per process)."""
-    tree, todo, total = _children(), [root], 0
-    while todo:
-        pid = todo.pop()
-        todo.extend(tree.get(pid, []))
+    total = 0
+    for pid in tree_pids(root):
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
                     total += int(line.split()[1])
                     break
     return total / 1024
+
+
+def tree_pids(root: int) -> list[int]:
+    """`root` and its descendants."""
+    tree, todo, pids = _children(), [root], []
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        todo.extend(tree.get(pid, []))
+    return pids
+
+
+def read_positions(root: int, name: str) -> list[int]:
+    """Where the processes of `root`'s tree stand in each file named `name` they hold open: the
+    offset of their reads (/proc/<pid>/fdinfo's `pos`)."""
+    positions = []
+    for pid in tree_pids(root):
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if Path(os.readlink(fd)).name == name:
+                        info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+                        positions.append(int(info.split("pos:", 1)[1].split()[0]))
+    return positions
 
 
 class Watch(threading.Thread):

@@ -37,10 +37,12 @@ SIGN_IN_CHECKS = 2
 """server.concurrent_sign_in_checks' default, per process."""
 SCRYPT_MIB = 32
 """What one password check holds (werkzeug's scrypt, n=2**15, r=8: 128 * r * n bytes)."""
-ARTIFACT_LIMIT_MIB = 16
-"""Small, so the tests move a few MiB; the product's limit is in GiB. Above what the loopback
-socket buffers take of a download its client does not read (about 3 MiB measured, and uvicorn's
-1 MiB message): the server must wait on such a client."""
+ARTIFACT_LIMIT_MIB = 64
+"""Small, so the tests move a few MiB; the product's limit is in GiB. Well above what the
+loopback socket buffers take of a download its client does not read (about 3 MiB measured, and
+uvicorn's 1 MiB message): the server must wait on such a client."""
+UNREAD_MIB = 14
+"""A download its client stops reading: past the socket buffers."""
 HEADER_TIMEOUT_SECONDS = 3
 STALL_SECONDS = 8
 """MLFLOW_CLIENT_STALL_SECONDS: well above the time a test's upload waits on purpose."""
@@ -266,7 +268,7 @@ def test_an_artifact_over_the_proxied_limit_is_refused_and_never_spooled(pod_):
     assert "server.max_proxied_artifact_gib" in _refusal(declared)
     assert "presigned multipart" in _refusal(declared)
     with pod_.watch() as watch:
-        streamed = _upload(pod_, "streamed.bin", chunked_mib=4 * ARTIFACT_LIMIT_MIB)
+        streamed = _upload(pod_, "streamed.bin", chunked_mib=ARTIFACT_LIMIT_MIB + 8)
     assert streamed.status in (413, None), streamed
     assert not watch.failed_probes()
     within = _upload(pod_, "within.bin", body=b"y" * (3 * hostile.MIB))
@@ -399,6 +401,70 @@ def test_a_transfer_past_the_pods_count_gets_503_and_the_first_completes(pod_):
     assert set(uploads) == set(downloads) == {200}, (uploads, downloads)
 
 
+def _reading_nothing(pod_: Pod) -> socket.socket:
+    """A connection whose client takes next to nothing: a 4 KiB receive buffer, never read."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", pod_.port))
+    return sock
+
+
+def test_a_ui_download_to_a_client_that_reads_slowly_is_not_held_in_memory(pod_):
+    """The UI's downloads (`/get-artifact`) are MLflow's Flask views, answered through the
+    WSGI bridge, whose thread hands the body's chunks to the event loop through a queue
+    (starlette's WSGIResponder). Unbounded, the thread read the whole artifact into memory
+    while the client took it slowly: a 2 GiB model to a browser on a slow link would take the
+    pod past its memory limit (a 48 MiB download to a client reading nothing grew the pod by
+    77 MiB). Each process's read offset in the spooled file shows how far it read ahead."""
+    size = ARTIFACT_LIMIT_MIB - 4
+    created = hostile.request(
+        pod_.port,
+        "POST",
+        "/api/2.0/mlflow/runs/create",
+        login=pod_.admin,
+        body=json.dumps({"experiment_id": pod_.experiment_id}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert created.status == 200, created
+    run = json.loads(created.body)["run"]["info"]
+    uri = run["artifact_uri"]  # mlflow-artifacts:/<experiment>/<run>/artifacts
+    put = hostile.request(
+        pod_.port,
+        "PUT",
+        f"{hostile.ARTIFACTS}/{uri.split(':', 1)[1].lstrip('/')}/model.bin",
+        login=pod_.admin,
+        body=b"m" * (size * hostile.MIB),
+    )
+    assert put.status == 200, put
+    slot = pod_.home / "pod" / SLOTS_DIRECTORY / "0"
+    slow = _reading_nothing(pod_)
+    try:
+        with pod_.watch() as watch:
+            slow.sendall(
+                f"GET /get-artifact?path=model.bin&run_uuid={run['run_id']} HTTP/1.1\r\n"
+                f"Host: localhost\r\nAuthorization: {hostile.basic(*pod_.admin)}\r\n\r\n".encode()
+            )
+            _wait_for(
+                lambda: hostile.read_positions(pod_.pid(), "model.bin"),
+                60,
+                "no process holds the spooled file open: the download never started, or the "
+                "server read all of it ahead of the client and closed it",
+                pod_,
+            )
+            time.sleep(STALL_SECONDS / 2)  # the client reads nothing; the server waits on it
+            read = max(hostile.read_positions(pod_.pid(), "model.bin"), default=0)
+        # What it read of the file it spooled is what the client took and a few messages more.
+        assert read < size * hostile.MIB / 4, (
+            f"the server read {read / hostile.MIB:.0f} MiB of a {size} MiB download for a "
+            "client that took next to none of it"
+        )
+        assert watch.peak < pod_.memory_limit_mib
+        assert not watch.failed_probes(), watch.health
+    finally:
+        slow.close()
+    _wait_for(lambda: not _slot_held(slot), 30, "the UI download keeps the slot", pod_)
+
+
 def _read_to_end(sock, timeout: float) -> bytes:
     """What the server sent before it closed the connection (EOF or reset)."""
     sock.settimeout(timeout)
@@ -415,15 +481,13 @@ def test_a_client_that_stops_reading_or_sending_holds_nothing_for_long(pod_):
     body there refused meanwhile), for as long as the connection stays open; no load balancer
     ends one that trickles. Both are let go after MLFLOW_CLIENT_STALL_SECONDS of waiting."""
     logged_before = len(pod_.server.logs())
-    size = ARTIFACT_LIMIT_MIB - 2
+    size = UNREAD_MIB
     path = f"{hostile.ARTIFACTS}/{pod_.experiment_id}/guard/unread.bin"
     put = _upload(pod_, "unread.bin", body=b"s" * (size * hostile.MIB))
     assert put.status == 200, put
     slot = pod_.home / "pod" / SLOTS_DIRECTORY / "0"
     assert not _slot_held(slot), "a transfer from an earlier test still holds the slot"
-    unread = socket.socket()
-    unread.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a client that reads nothing
-    unread.connect(("127.0.0.1", pod_.port))
+    unread = _reading_nothing(pod_)
     body_sender = hostile.connect(pod_.port)
     try:
         with pod_.watch() as watch:

@@ -16,6 +16,8 @@ tests instead of passing silently:
   password check (`_remember_users`);
 - a proxied download learns the object's size before it fetches it into scratch space
   (`_bound_downloads`);
+- the answers of MLflow's Flask views wait for the client instead of being queued whole in
+  memory (`_bound_wsgi_answers`);
 - a proxied upload streams to S3 in parts instead of being spooled to scratch space first
   (s3_stream.py, registered for `s3://` in the worker only: clients and the gc Job, which
   never take a proxied upload, keep MLflow's repository);
@@ -87,6 +89,7 @@ def create_app() -> Guard:
     limits = limits_module.load(os.environ)
     slots = Slots(Path(tempfile.gettempdir()) / SLOTS_DIRECTORY, limits.transfers)
     _bound_downloads()
+    _bound_wsgi_answers()
     _stream_uploads(limits.max_artifact_bytes)
     _replica_for_searches()
     if os.environ.get(AUTH_ENV) != BASIC_AUTH:
@@ -307,6 +310,40 @@ def _bound_downloads() -> None:
     bounded_download_artifacts.mlflow_on_eks_bounded = True  # type: ignore[attr-defined]
     S3ArtifactRepository.download_artifacts = bounded_download_artifacts  # type: ignore[method-assign]
     S3ArtifactRepository._download_file = bounded_download_file  # type: ignore[method-assign]
+
+
+WSGI_MESSAGES_QUEUED = 1
+"""What the WSGI bridge's thread may queue ahead of the client: one message, which is one 1 MiB
+chunk of a download (MLflow's ARTIFACT_STREAM_CHUNK_SIZE), within what the chart's memory rule
+allows each transfer slot."""
+
+
+def _bound_wsgi_answers() -> None:
+    """MLflow's Flask views (the UI's downloads among them: `/get-artifact` and the like) answer
+    through starlette's WSGI bridge (mlflow/server/fastapi_app.py `_EfficientWSGIResponder`), whose
+    thread hands each chunk of the answer to the event loop through a queue without bound
+    (starlette/middleware/wsgi.py, a memory object stream of size `math.inf`). It reads a
+    download from the scratch space at disk speed, so a client that reads slowly has the whole
+    file held in memory: 80 MiB more for 48 MiB (tests/integration/test_guard.py), a 2 GiB model
+    past the pod's memory limit. Bounded, the thread waits for the client; a client that leaves
+    closes the queue, and the thread's wait ends with an error, as its sends already did."""
+    import anyio
+    from starlette.middleware import wsgi
+
+    init = wsgi.WSGIResponder.__init__
+    if getattr(init, "mlflow_on_eks_bounded", False):
+        return
+
+    def bounded_init(self: Any, app: Any, scope: Any) -> None:
+        init(self, app, scope)
+        self.stream_send.close()
+        self.stream_receive.close()
+        self.stream_send, self.stream_receive = anyio.create_memory_object_stream(
+            WSGI_MESSAGES_QUEUED
+        )
+
+    bounded_init.mlflow_on_eks_bounded = True  # type: ignore[attr-defined]
+    wsgi.WSGIResponder.__init__ = bounded_init  # type: ignore[method-assign]
 
 
 def _stream_uploads(max_artifact_bytes: int) -> None:
