@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
 import socket
 import struct
 import threading
@@ -64,20 +63,6 @@ def tree_pids(root: int) -> list[int]:
         pids.append(pid)
         todo.extend(tree.get(pid, []))
     return pids
-
-
-def read_positions(root: int, name: str) -> list[int]:
-    """Where the processes of `root`'s tree stand in each file named `name` they hold open: the
-    offset of their reads (/proc/<pid>/fdinfo's `pos`)."""
-    positions = []
-    for pid in tree_pids(root):
-        with contextlib.suppress(OSError):
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                with contextlib.suppress(OSError):
-                    if Path(os.readlink(fd)).name == name:
-                        info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
-                        positions.append(int(info.split("pos:", 1)[1].split()[0]))
-    return positions
 
 
 class Watch(threading.Thread):

@@ -39,6 +39,7 @@ GRANT = "/api/3.0/mlflow/users/permissions/grant"
 SEGMENT_BYTES = 1448
 """TCP's payload per segment on a 1500-byte MTU path."""
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+RUNS_CREATE = "/api/2.0/mlflow/runs/create"
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +128,19 @@ def test_sso_users_write_artifacts_through_the_native_routes(sso):
     assert (down.status, down.body) == (200, "hello")
     assert down.headers["content-length"] == "5", down.headers
     assert _status(sso, "GET", path, token=sso.token("dan@example.com")) == 403
+    # The UI's download (a Flask view, streamed from S3 by the launcher) after MLflow's check.
+    run = sso.send("POST", RUNS_CREATE, body={"experiment_id": mine}, token=token)
+    assert run.status == 200, run
+    info = json.loads(run.body)["run"]["info"]
+    root = info["artifact_uri"].split(":", 1)[1].lstrip("/")
+    logged = hostile.request(
+        sso.port, "PUT", f"{ARTIFACTS}/{root}/model.txt", body=b"weights", headers={HEADER: token}
+    )
+    assert logged.status == 200, logged
+    ui = f"/get-artifact?path=model.txt&run_uuid={info['run_id']}"
+    shown = sso.send("GET", ui, token=sso.token("carla@example.com"))
+    assert (shown.status, shown.body) == (200, "weights"), shown
+    assert _status(sso, "GET", ui, token=sso.token("dan@example.com")) == 403
 
 
 def test_without_the_header_basic_auth_and_the_mlflow_client_work_unchanged(sso, tmp_path):

@@ -14,8 +14,9 @@ tests instead of passing silently:
   (`_bound_password_checks`);
 - a process remembers each user's record (its admin flag) as long as it remembers the user's
   password check (`_remember_users`);
-- a proxied download learns the object's size before it fetches it into scratch space
-  (`_bound_downloads`);
+- proxied downloads stream from S3 as the client reads them, the artifact API's and the UI's
+  (s3_download.py); where MLflow's own route still answers, it learns the object's size before
+  it fetches it into scratch space (`_bound_downloads`);
 - the answers of MLflow's Flask views wait for the client instead of being queued whole in
   memory (`_bound_wsgi_answers`);
 - a proxied upload streams to S3 in parts instead of being spooled to scratch space first
@@ -323,10 +324,11 @@ def _bound_wsgi_answers() -> None:
     through starlette's WSGI bridge (mlflow/server/fastapi_app.py `_EfficientWSGIResponder`), whose
     thread hands each chunk of the answer to the event loop through a queue without bound
     (starlette/middleware/wsgi.py, a memory object stream of size `math.inf`). It reads a
-    download from the scratch space at disk speed, so a client that reads slowly has the whole
-    file held in memory: 80 MiB more for 48 MiB (tests/integration/test_guard.py), a 2 GiB model
-    past the pod's memory limit. Bounded, the thread waits for the client; a client that leaves
-    closes the queue, and the thread's wait ends with an error, as its sends already did."""
+    download as fast as S3 (or the scratch space) gives it, so a client that reads slowly has the
+    whole file held in memory: 209 MiB more for 188 MiB (tests/integration/test_guard.py), a
+    2 GiB model past the pod's memory limit; 5 MiB bounded. Bounded, the thread waits for the
+    client; a client that leaves closes the queue, and the thread's wait ends with an error, as
+    its sends already did."""
     import anyio
     from starlette.middleware import wsgi
 
@@ -354,10 +356,12 @@ def _stream_uploads(max_artifact_bytes: int) -> None:
 
 
 def _stream_downloads(app: Any) -> None:
-    """Proxied downloads from S3 as streams (s3_download.py), ahead of MLflow's route."""
+    """Proxied downloads from S3 as streams (s3_download.py): the artifact API's, ahead of
+    MLflow's route, and the UI's, inside MLflow's Flask views."""
     from mlflow_launcher import s3_download
 
     s3_download.add_routes(app)
+    s3_download.stream_ui_downloads()
 
 
 def _count(transfer: Transfer, size: int) -> None:
