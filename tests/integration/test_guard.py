@@ -414,11 +414,16 @@ def test_a_transfer_past_the_pods_count_gets_503_and_the_first_completes(pod_):
     assert set(uploads) == set(downloads) == {200}, (uploads, downloads)
 
 
-def _reading_nothing(pod_: Pod) -> socket.socket:
-    """A connection whose client takes next to nothing: a 4 KiB receive buffer, never read."""
+def _get_reading_nothing(pod_: Pod, path: str) -> socket.socket:
+    """The admin's GET of `path` on a connection whose client then takes next to nothing: a
+    4 KiB receive buffer, never read."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", pod_.port))
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: localhost\r\n"
+        f"Authorization: {hostile.basic(*pod_.admin)}\r\n\r\n".encode()
+    )
     return sock
 
 
@@ -518,23 +523,19 @@ def test_a_ui_download_to_a_client_that_reads_slowly_is_not_held_in_memory(pod_)
     # Into S3 by another path: the server's own upload would grow its workers first.
     pod_.moto.client("s3").put_object(Bucket=pod_.bucket, Key=key, Body=b"m" * (size * hostile.MIB))
     slot = pod_.home / "pod" / SLOTS_DIRECTORY / "0"
-    slow = _reading_nothing(pod_)
-    try:
-        with pod_.watch() as watch:
-            slow.sendall(
-                f"GET /get-artifact?path=model.bin&run_uuid={run_id} HTTP/1.1\r\n"
-                f"Host: localhost\r\nAuthorization: {hostile.basic(*pod_.admin)}\r\n\r\n".encode()
-            )
+    with pod_.watch() as watch:
+        slow = _get_reading_nothing(pod_, f"/get-artifact?path=model.bin&run_uuid={run_id}")
+        try:
             _wait_for(lambda: _slot_held(slot), 60, "the UI download never took the slot", pod_)
             time.sleep(STALL_SECONDS / 2)  # the client reads nothing; the server waits on it
-        assert watch.growth < size / 4, (
-            f"the pod grew by {watch.growth:.0f} MiB while a client took next to none of a "
-            f"{size} MiB download"
-        )
-        assert watch.peak < pod_.memory_limit_mib
-        assert not watch.failed_probes(), watch.health
-    finally:
-        slow.close()
+        finally:
+            slow.close()
+    assert watch.growth < size / 4, (
+        f"the pod grew by {watch.growth:.0f} MiB while a client took next to none of a "
+        f"{size} MiB download"
+    )
+    assert watch.peak < pod_.memory_limit_mib
+    assert not watch.failed_probes(), watch.health
     _wait_for(lambda: not _slot_held(slot), 30, "the UI download keeps the slot", pod_)
 
 
@@ -560,14 +561,10 @@ def test_a_client_that_stops_reading_or_sending_holds_nothing_for_long(pod_):
     assert put.status == 200, put
     slot = pod_.home / "pod" / SLOTS_DIRECTORY / "0"
     assert not _slot_held(slot), "a transfer from an earlier test still holds the slot"
-    unread = _reading_nothing(pod_)
     body_sender = hostile.connect(pod_.port)
+    unread = _get_reading_nothing(pod_, path)
     try:
         with pod_.watch() as watch:
-            unread.sendall(
-                f"GET {path} HTTP/1.1\r\nHost: localhost\r\n"
-                f"Authorization: {hostile.basic(*pod_.admin)}\r\n\r\n".encode()
-            )
             _wait_for(lambda: _slot_held(slot), 60, "the download never took the slot", pod_)
             body_sender.sendall(
                 "POST /api/2.0/mlflow/runs/log-batch HTTP/1.1\r\nHost: localhost\r\n"

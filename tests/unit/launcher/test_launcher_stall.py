@@ -120,21 +120,15 @@ def test_a_body_that_stops_coming_is_answered_408_and_frees_the_body_budget(tmp_
             )
         )
         await asyncio.sleep(STALL / 3)
-        meanwhile = Client([(0, b"{}")])
-        await guard(
-            _scope("/api/2.0/mlflow/runs/log-batch", "POST", [("content-length", "2")]),
-            meanwhile.receive,
-            meanwhile.send,
-        )
-        statuses.append(meanwhile.status())
+        statuses.append(await small_post())
         await asyncio.wait_for(held, STALL * 3)
-        after = Client([(0, b"{}")])
-        await guard(
-            _scope("/api/2.0/mlflow/runs/log-batch", "POST", [("content-length", "2")]),
-            after.receive,
-            after.send,
-        )
-        statuses.append(after.status())
+        statuses.append(await small_post())
+
+    async def small_post() -> int | None:
+        client = Client([(0, b"{}")])
+        small = _scope("/api/2.0/mlflow/runs/log-batch", "POST", [("content-length", "2")])
+        await guard(small, client.receive, client.send)
+        return client.status()
 
     asyncio.run(run())
     assert statuses == [503, 200]  # held while the client stalled; free once it had
