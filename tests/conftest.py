@@ -146,10 +146,7 @@ def synthesize(
     *,
     allow_destroy: bool = False,
 ) -> Synth:
-    app = cdk.App(outdir=str(outdir), context=cdk_json_context())
-    deployment = build_deployment(app, settings, allow_destroy=allow_destroy)
-    assembly = app.synth()
-    share_staged_files(outdir)
+    deployment, assembly = synth_app(settings, outdir, allow_destroy=allow_destroy)
     templates = {
         stack.node.id: assembly.get_stack_by_name(stack.stack_name).template
         for stack in _stacks(deployment)
@@ -162,6 +159,25 @@ def synthesize(
         templates=templates,
         manifests=deployment.mlflow.tracking_server.review_manifests(),
     )
+
+
+def synth_app(
+    settings: Settings,
+    outdir: Path,
+    *,
+    allow_destroy: bool = False,
+    plugins: tuple[Callable[[cdk.App], Any], ...] = (),
+) -> tuple[Deployment, Any]:
+    """`settings`' deployment synthesized into `outdir` (CDK validation `plugins` registered
+    first, each made from the app), its staged files shared (share_staged_files); the
+    deployment and the cloud assembly."""
+    app = cdk.App(outdir=str(outdir), context=cdk_json_context())
+    for plugin in plugins:
+        cdk.Validations.of(app).add_plugins(plugin(app))
+    deployment = build_deployment(app, settings, allow_destroy=allow_destroy)
+    assembly = app.synth()
+    share_staged_files(outdir)
+    return deployment, assembly
 
 
 def _stacks(deployment: Deployment) -> list[cdk.Stack]:

@@ -9,13 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import aws_cdk as cdk
 import pytest
 from cdk_nag import AwsSolutionsChecks
 
 from config import Settings
-from stacks import build_deployment
-from tests.conftest import CONFIGS, ROOT, cdk_json_context, per_config, share_staged_files
+from tests.conftest import CONFIGS, ROOT, per_config, share_staged_files, synth_app
 
 VALIDATION_REPORT = "validation-report.json"
 """Where CDK's policy validation writes its report in the cloud assembly."""
@@ -32,16 +30,14 @@ def synth_with_nag(settings: Settings, outdir: Path, *, allow_destroy: bool = Fa
     any unacknowledged finding makes synth raise, with the report as message.
     Returns the cloud assembly directory.
     """
-    app = cdk.App(outdir=str(outdir), context=cdk_json_context())
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-    build_deployment(app, settings, allow_destroy=allow_destroy)
     try:
-        assembly = app.synth()
+        _, assembly = synth_app(
+            settings, outdir, allow_destroy=allow_destroy, plugins=(AwsSolutionsChecks,)
+        )
     except Exception as error:  # jsii re-raises CDK's ValidationError as a RuntimeError
         if "AwsSolutions-" in str(error):
             raise NagFindings(str(error)) from None
         raise
-    share_staged_files(outdir)
     return Path(assembly.directory)
 
 

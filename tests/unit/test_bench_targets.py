@@ -4,17 +4,23 @@ row rather than a made-up one."""
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 from tests.conftest import ROOT
 
 
 @pytest.fixture
-def report(monkeypatch):
+def bench_module(monkeypatch):
+    """`bench_module("targets_report")`: that module of bench/, imported as its scripts do."""
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    import targets_report
+    return importlib.import_module
 
-    return targets_report
+
+@pytest.fixture
+def report(bench_module):
+    return bench_module("targets_report")
 
 
 def _starts(ratio: float) -> dict:
@@ -94,11 +100,9 @@ def test_each_artifact_bench_gives_its_own_row_with_its_s3_scheme(report):
         (0.010, 0.015, "Sign-in added no server CPU measurable here (-5 ms per run"),
     ],
 )
-def test_sign_in_cost_below_zero_is_called_noise(monkeypatch, ours, noauth, says) -> None:
+def test_sign_in_cost_below_zero_is_called_noise(bench_module, ours, noauth, says) -> None:
     """Two configurations measured one after the other: a negative difference is not a saving."""
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    import server_report
-
+    server_report = bench_module("server_report")
     runs = {"ours": {"server_cpu_s_per_run": ours}, "ours-noauth": {"server_cpu_s_per_run": noauth}}
     sentence = server_report._sign_in_cost(runs, 30)
     assert sentence.startswith(says), sentence
