@@ -37,7 +37,7 @@ SIGN_IN_CHECKS = 2
 """server.concurrent_sign_in_checks' default, per process."""
 SCRYPT_MIB = 32
 """What one password check holds (werkzeug's scrypt, n=2**15, r=8: 128 * r * n bytes)."""
-ARTIFACT_LIMIT_MIB = 192
+ARTIFACT_LIMIT_MIB = 128
 """Small beside the product's limit (GiB). Well above what the loopback socket buffers take of a
 download its client does not read (about 3 MiB measured, and uvicorn's 1 MiB message), and what
 a worker's memory moves by anyway (up to 30 MiB a download): a server holding such a download
@@ -530,7 +530,8 @@ def test_a_ui_download_to_a_client_that_reads_slowly_is_not_held_in_memory(pod_)
             time.sleep(STALL_SECONDS / 2)  # the client reads nothing; the server waits on it
         finally:
             slow.close()
-    assert watch.growth < size / 4, (
+    # Bounded, it grew by 5-29 MiB (more when the worker makes its first S3 client).
+    assert watch.growth < size / 2, (
         f"the pod grew by {watch.growth:.0f} MiB while a client took next to none of a "
         f"{size} MiB download"
     )
