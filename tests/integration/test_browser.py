@@ -137,6 +137,23 @@ def test_ui_under_the_load_balancer_name(pod_env, tmp_path):
         shot = shots.take("runs-table")
         assert link.text.strip() == seeded["run_name"], f"screenshot {shot}"
 
+        # ---- an artifact shown in the run's page: the UI fetches it from /get-artifact,
+        # which the launcher streams from S3 (s3_download.py) ----
+        driver.get(
+            f"{NLB_URL}/#/experiments/{seeded['experiment_id']}/runs/{seeded['run_id']}"
+            "/artifacts/outputs/a.txt"
+        )
+        shots.wait(
+            lambda d: "alpha artifact" in d.find_element(By.TAG_NAME, "body").text,
+            "the artifact's text in the run's Artifacts tab",
+        )
+        shots.take("artifact-shown")
+        shown = _log_once(server, ui_log_start, "GET /get-artifact?")
+        fetched = [
+            line for line in shown.splitlines() if "GET /get-artifact?path=outputs%2Fa.txt" in line
+        ]
+        assert fetched and all(line.endswith('HTTP/1.1" 200 OK') for line in fetched), shown[-2000:]
+
         # ---- writes: the Create experiment modal ----
         create_experiment_in_ui(shots, NLB_URL, "created-in-browser")
         created = shots.wait(
