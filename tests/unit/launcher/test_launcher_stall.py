@@ -232,3 +232,21 @@ def test_a_stream_the_server_paces_itself_is_not_cut(tmp_path):
     _serve(guard, _scope(ARTIFACT, "GET"), client)
     assert (client.status(), len(client.body())) == (200, 6 * MIB)
     assert not app.left  # the listener's wait, after the body, is not timed
+
+
+def test_the_servers_own_cancellation_is_passed_on_not_taken_for_a_stall(tmp_path):
+    """A shutdown cancels the request's task while it waits on its client: the request ends
+    cancelled, as it would without the guard, and is not answered 408."""
+    guard = _guard(tmp_path, Reader())
+    waiting = Client([(0, b"x"), (0, None)])
+    scope = _scope("/api/2.0/mlflow/runs/log-batch", "POST", [("content-length", "10")])
+
+    async def run() -> bool:
+        served = asyncio.create_task(guard(scope, waiting.receive, waiting.send))
+        await asyncio.sleep(STALL / 3)
+        served.cancel()
+        await asyncio.wait({served})
+        return served.cancelled()
+
+    assert asyncio.run(run())
+    assert waiting.status() is None

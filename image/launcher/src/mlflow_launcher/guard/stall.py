@@ -147,14 +147,17 @@ class Pace:
 
     async def _within(self, waiting: Awaitable[Any], stall: Stalled) -> Any:
         """What `waiting` returns, or _STALLED when the client stalls in it."""
-        began = time.monotonic()
-        self._waits[stall] = (began, asyncio.current_task())
+        began, task = time.monotonic(), asyncio.current_task()
+        assert task is not None  # a coroutine of the server's: always run by a task
+        cancelling = task.cancelling()
+        self._waits[stall] = (began, task)
         try:
             return await waiting
         except asyncio.CancelledError:
-            if self._cancelled is not stall:
-                raise  # not ours: the server's shutdown, or the client gone
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            # Ours alone, as asyncio.timeout tells: another cancellation (the server's
+            # shutdown) at the same time is passed on.
+            if self._cancelled is not stall or task.uncancel() > cancelling:
+                raise
             self._stall(stall)
             return _STALLED
         finally:
