@@ -500,6 +500,14 @@ def test_the_uis_downloads_stream_from_s3_with_ranges_and_a_stable_etag(pod_):
     assert part.headers["content-range"] == f"bytes 1000000-1000099/{len(content)}"
     tail, end = _ui_download(pod_, run_id, "weights.bin", Range="bytes=-300")
     assert tail.status == 206 and end == content[-300:]
+    # A resumed download (If-Range): the rest while the ETag holds, the whole file once it
+    # changed. MLflow's ETag changed with every download, so a resume always started over.
+    resumed, rest = _ui_download(pod_, run_id, "weights.bin", Range="bytes=3000000-", If_Range=etag)
+    assert resumed.status == 206 and rest == content[3000000:], (resumed.status, len(rest))
+    stale, again_whole = _ui_download(
+        pod_, run_id, "weights.bin", Range="bytes=3000000-", If_Range='"another"'
+    )
+    assert stale.status == 200 and again_whole == content, (stale.status, len(again_whole))
     beyond, _ = _ui_download(pod_, run_id, "weights.bin", Range=f"bytes={len(content)}-")
     assert beyond.status == 416
     # A directory: MLflow's refusal, without fetching the directory into the scratch space.
