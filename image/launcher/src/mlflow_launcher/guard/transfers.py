@@ -3,13 +3,13 @@
 With `--serve-artifacts` on S3, MLflow fetches a download whole into the pod's scratch space
 before it streams it out (mlflow/server: artifact_router.py, handlers.py `_send_artifact`). The
 artifact API's and the UI's downloads stream from S3 instead (the launcher's s3_download.py);
-the trace routes (trace data, attachments) still spool. An upload is streamed to S3 in parts as it arrives (the
-launcher's s3_stream.py; MLflow alone would spool it whole to scratch space first): it holds
-up to contract.UPLOAD_PARTS_HELD parts in memory (8 MiB each up to a 78 GiB limit,
-contract.upload_part_mib) and nothing on disk. The scratch emptyDir is sized for `transfers`
-transfers of `max_artifact_bytes` each (the chart's scratch_gib), as every slot may be a
-spooled download; past its size limit the kubelet evicts the pod
-with every request in flight. So a transfer over the size refuses with 413, one past the count
+the trace routes (trace data, attachments) still spool. An upload is streamed to S3 in parts
+as it arrives (the launcher's s3_stream.py; MLflow alone would spool it whole to scratch space
+first): it holds up to contract.UPLOAD_PARTS_HELD parts in memory (8 MiB each up to a 78 GiB
+limit, contract.upload_part_mib) and nothing on disk. The scratch emptyDir is sized for
+`transfers` transfers of `max_artifact_bytes` each (the chart's scratch_gib), as every slot may
+be a spooled download; past its size limit the kubelet evicts the pod with every request in
+flight. So a transfer over the size refuses with 413, one past the count
 with 503, and neither ever reaches the disk: an upload of a declared length over the size is
 refused before a byte is read, one without a length (chunked) is cut off at the size and its
 parts sent so far are aborted.
