@@ -105,7 +105,7 @@ class Pace:
         self._body_done = False
         # The waits in progress, one a direction (an app may read while it sends): when each
         # began, and the task waiting.
-        self._waits: dict[Stalled, tuple[float, asyncio.Task[Any] | None]] = {}
+        self._waits: dict[Stalled, tuple[float, asyncio.Task[Any]]] = {}
         self._cancelled: Stalled | None = None
 
     def receive(self, receive: Receive) -> Receive:
@@ -142,8 +142,7 @@ class Pace:
                 # The waiting task is suspended inside `_within` (the loop runs one task at a
                 # time and a wait is listed only there): the cancellation lands in its wait.
                 self._cancelled = stall
-                if waiter is not None:
-                    waiter.cancel()
+                waiter.cancel()
 
     async def _within(self, waiting: Awaitable[Any], stall: Stalled) -> Any:
         """What `waiting` returns, or _STALLED when the client stalls in it."""
