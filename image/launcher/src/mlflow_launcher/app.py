@@ -327,8 +327,9 @@ def _bound_wsgi_answers() -> None:
     download as fast as S3 (or the scratch space) gives it, so a client that reads slowly has the
     whole file held in memory: 209 MiB more for 188 MiB (tests/integration/test_guard.py), a
     2 GiB model past the pod's memory limit; 5 MiB bounded. Bounded, the thread waits for the
-    client; a client that leaves closes the queue, and the thread's wait ends with an error, as
-    its sends already did."""
+    client. A client that leaves does not stop it: uvicorn's sends then return at once, so the
+    thread reads the rest of the answer into nowhere, as it did unbounded (MLflow's spool
+    fetched it whole first)."""
     import anyio
     from starlette.middleware import wsgi
 
