@@ -45,24 +45,16 @@ def _children() -> dict[int, list[int]]:
 def tree_pss_mib(root: int) -> float:
     """PSS of `root` and its descendants: each resident page counted once, as the container's
     memory cgroup charges it (summed RSS would count shared pages once per process)."""
-    total = 0
-    for pid in tree_pids(root):
+    tree, todo, total = _children(), [root], 0
+    while todo:
+        pid = todo.pop()
+        todo.extend(tree.get(pid, []))
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
                     total += int(line.split()[1])
                     break
     return total / 1024
-
-
-def tree_pids(root: int) -> list[int]:
-    """`root` and its descendants."""
-    tree, todo, pids = _children(), [root], []
-    while todo:
-        pid = todo.pop()
-        pids.append(pid)
-        todo.extend(tree.get(pid, []))
-    return pids
 
 
 class Watch(threading.Thread):

@@ -568,6 +568,26 @@ def test_a_downloads_slot_is_free_once_its_declared_length_is_sent(tmp_path):
     Slots.give_back(taken[1])
 
 
+def test_a_304_frees_the_downloads_slot_with_its_headers(tmp_path):
+    """A client has a 304 with its headers and sends its next request at once (a browser
+    revalidating, then asking for a range; http.client in test_guard met it): that request
+    must find the slot free, not a 503, before the empty last message follows."""
+    taken: list[int | None] = []
+
+    async def app(scope, receive, send):
+        # werkzeug's 304 to If-None-Match: no length, no body
+        headers = [(b"etag", b'"abc"')]
+        await send({"type": "http.response.start", "status": 304, "headers": headers})
+        taken.append(guard.slots.take())
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    guard = _guard(tmp_path, app, auth=False)  # one transfer slot
+    path = "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/model.bin"
+    assert _serve(guard, _scope(path, "GET"), [])[0] == 304
+    assert taken[0] is not None, "the answer's headers were all, and the slot was still held"
+    Slots.give_back(taken[0])
+
+
 def test_transfer_routes_need_a_login_when_auth_is_on(tmp_path):
     app = App()
     guard = _guard(tmp_path, app, auth=True)

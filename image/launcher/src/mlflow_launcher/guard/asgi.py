@@ -402,11 +402,16 @@ class Guard:
             await responses.refuse(send, 413, too_large_message(kind, transfer.moved, limit))
 
 
+NO_BODY_STATUSES = (204, 304)
+"""Answers that end with their headers (RFC 9110, 6.4.1). (HEAD takes no transfer slot.)"""
+
+
 class _Answer:
     """When the client has a transfer's whole answer: an upload's with its headers (an empty
     200 may end there), a download's with its last body message, or sooner, with the message
     that completes the length it declared (the streamed download, s3_download.py: its empty
-    last message comes after the client has every byte)."""
+    last message comes after the client has every byte), or with its headers when it has no
+    body (a 304 to a conditional GET)."""
 
     def __init__(self, kind: Direction) -> None:
         self.kind = kind
@@ -416,6 +421,8 @@ class _Answer:
     def complete_with(self, message: Message) -> bool:
         if message["type"] == "http.response.start":
             if self.kind is Direction.UPLOAD:
+                return True
+            if message["status"] in NO_BODY_STATUSES:
                 return True
             length = dict(message.get("headers", ())).get(b"content-length", b"")
             self.declared = int(length) if length.strip().isdigit() else None
