@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import http.client
 import json
 import secrets
 import socket
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import itest_hostile as hostile
 import itest_launcher as launcher
@@ -383,13 +385,9 @@ def test_a_transfer_past_the_pods_count_gets_503_and_the_first_completes(pod_):
         # The second starts once the first holds the slot: a second sent sooner may take it
         # first (on a loaded machine the first's password check takes long), and then the
         # first is the one refused.
-        deadline = time.monotonic() + 60
-        while not _slot_held(slot):
-            assert time.monotonic() < deadline, (
-                "the upload still sending never took the transfer slot",
-                pod_.server.logs()[-3000:],
-            )
-            time.sleep(0.05)
+        _wait_for(
+            lambda: _slot_held(slot), 60, "the upload still sending never took the slot", pod_
+        )
         second = _upload(pod_, "second.bin", body=b"b" * 1024)
         assert second.status == 503, (second, pod_.server.logs()[-3000:])
         assert int(second.headers["retry-after"]) >= 1
@@ -450,32 +448,21 @@ def _run_with_artifact(pod_: Pod, name: str, body: bytes) -> tuple[str, str]:
     return run["run_id"], next(k for k in keys if k.endswith(f"/{run['run_id']}/artifacts/{name}"))
 
 
-def _ui_download(pod_: Pod, run_id: str, name: str, **headers: str) -> tuple[hostile.Answer, bytes]:
-    """The UI's download of a run's artifact, and its body as bytes."""
-    with hostile.connect(pod_.port) as sock:
-        lines = [
-            f"GET /get-artifact?path={name}&run_uuid={run_id} HTTP/1.1",
-            "Host: localhost",
-            "Connection: close",
-            f"Authorization: {hostile.basic(*pod_.admin)}",
-            *(f"{k.replace('_', '-')}: {v}" for k, v in headers.items()),
-        ]
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        received = _read_to_end(sock, 60)
-    head, _, body = received.partition(b"\r\n\r\n")
-    answer = hostile.read_response(_Replay(head + b"\r\n\r\n"))
-    return answer, body
-
-
-class _Replay:
-    """Bytes already received, read back as a socket (for hostile.read_response's headers)."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def recv(self, size: int) -> bytes:
-        chunk, self.data = self.data[:size], self.data[size:]
-        return chunk
+def _ui_download(
+    pod_: Pod, run_id: str, name: str, headers: dict[str, str] | None = None
+) -> tuple[Any, bytes]:
+    """The UI's download of a run's artifact (`http.client`'s response, and its body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", pod_.port, timeout=60)
+    try:
+        connection.request(
+            "GET",
+            f"/get-artifact?path={name}&run_uuid={run_id}",
+            headers={"Authorization": hostile.basic(*pod_.admin), **(headers or {})},
+        )
+        response = connection.getresponse()
+        return response, response.read()
+    finally:
+        connection.close()
 
 
 def test_the_uis_downloads_stream_from_s3_with_ranges_and_a_stable_etag(pod_):
@@ -493,22 +480,24 @@ def test_the_uis_downloads_stream_from_s3_with_ranges_and_a_stable_etag(pod_):
     etag = whole.headers["etag"]
     again, _ = _ui_download(pod_, run_id, "weights.bin")
     assert again.headers["etag"] == etag
-    unchanged, nothing = _ui_download(pod_, run_id, "weights.bin", If_None_Match=etag)
+    unchanged, nothing = _ui_download(pod_, run_id, "weights.bin", {"If-None-Match": etag})
     assert (unchanged.status, nothing) == (304, b"")
-    part, piece = _ui_download(pod_, run_id, "weights.bin", Range="bytes=1000000-1000099")
+    part, piece = _ui_download(pod_, run_id, "weights.bin", {"Range": "bytes=1000000-1000099"})
     assert part.status == 206 and piece == content[1000000:1000100], (part.status, len(piece))
     assert part.headers["content-range"] == f"bytes 1000000-1000099/{len(content)}"
-    tail, end = _ui_download(pod_, run_id, "weights.bin", Range="bytes=-300")
+    tail, end = _ui_download(pod_, run_id, "weights.bin", {"Range": "bytes=-300"})
     assert tail.status == 206 and end == content[-300:]
     # A resumed download (If-Range): the rest while the ETag holds, the whole file once it
     # changed. MLflow's ETag changed with every download, so a resume always started over.
-    resumed, rest = _ui_download(pod_, run_id, "weights.bin", Range="bytes=3000000-", If_Range=etag)
+    resumed, rest = _ui_download(
+        pod_, run_id, "weights.bin", {"Range": "bytes=3000000-", "If-Range": etag}
+    )
     assert resumed.status == 206 and rest == content[3000000:], (resumed.status, len(rest))
     stale, again_whole = _ui_download(
-        pod_, run_id, "weights.bin", Range="bytes=3000000-", If_Range='"another"'
+        pod_, run_id, "weights.bin", {"Range": "bytes=3000000-", "If-Range": '"another"'}
     )
     assert stale.status == 200 and again_whole == content, (stale.status, len(again_whole))
-    beyond, _ = _ui_download(pod_, run_id, "weights.bin", Range=f"bytes={len(content)}-")
+    beyond, _ = _ui_download(pod_, run_id, "weights.bin", {"Range": f"bytes={len(content)}-"})
     assert beyond.status == 416
     # A directory: MLflow's refusal, without fetching the directory into the scratch space.
     root = f"{hostile.ARTIFACTS}/{pod_.experiment_id}/{run_id}/artifacts"
